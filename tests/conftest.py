@@ -1,0 +1,61 @@
+"""Shared fixtures: tiny models on the installed TransformerLens line (and on every backend it offers)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tvlens.models import HookedModel, ModelConfig, transformer_lens_line
+from tvlens.tasks import LinearRegression, PermutationMixture
+
+torch.set_num_threads(2)
+
+
+def available_backends() -> list[str]:
+    """The installed line's own model: the 4.x ``TransformerBridge`` or the 3.x ``HookedTransformer``.
+
+    (3.9 also ships an early bridge, but without ``start_at_layer`` or ``W_pos``: tvlens supports
+    the bridge of the 4.x line.)
+    """
+    return ["bridge"] if transformer_lens_line() >= 4 else ["hooked_transformer"]
+
+
+BACKENDS = available_backends()
+
+
+def tiny_config(**overrides) -> ModelConfig:
+    fields = dict(n_layers=3, d_model=32, n_heads=4, d_vocab=PermutationMixture(n_symbols=16).d_vocab, n_ctx=64, seed=0)
+    fields.update(overrides)
+    return ModelConfig(**fields)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def tiny_model(backend) -> HookedModel:
+    """A 3-layer random token model (d_model 32) on each available backend."""
+    return HookedModel.from_config(tiny_config(), backend=backend)
+
+
+@pytest.fixture
+def tiny_model64(backend) -> HookedModel:
+    """The same model in float64, for exact comparisons."""
+    return HookedModel.from_config(tiny_config(), backend=backend, dtype=torch.float64)
+
+
+@pytest.fixture
+def small_task() -> PermutationMixture:
+    return PermutationMixture(n_symbols=16, n_perms=4, seed=0)
+
+
+@pytest.fixture
+def regression_model(backend) -> HookedModel:
+    return HookedModel.from_config(tiny_config(d_vocab=1, d_input=5), backend=backend)
+
+
+@pytest.fixture
+def regression_task() -> LinearRegression:
+    return LinearRegression(d_input=5)

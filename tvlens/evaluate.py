@@ -1,0 +1,197 @@
+"""Score a model on ICL prompts: with demonstrations, without, and with a vector injected.
+
+Three modes answer the three questions of task-vector research:
+
+* ``"icl"`` — n-shot prompts: how well does the model learn in context?
+* ``"zero_shot"`` — the queries alone: what does it do with no task information?
+* ``"injected"`` — the zero-shot queries (or, with ``base="icl"``, the n-shot prompts) with a
+  vector injected: how much of the ICL behaviour does the vector carry? (seed 002 calls
+  zero-shot + vector the *TVP mode*.)
+
+Metrics: for symbolic tasks, accuracy of the argmax over the **full vocabulary** (the primary
+number, ``.mean``) and over the task's **label set** (``.label_accuracy``); for regression, the
+squared error of the query prediction divided by the input dimension ``D`` (seeds 000/002).
+Every result carries its per-prompt values, so a mean comes with its standard error
+``s / √n``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from tvlens.inject import Intervention, as_hooked, flatten_interventions, inject
+from tvlens.models.hooked import HookedModel
+from tvlens.tasks.base import ICLBatch, Task
+
+EvalMode = Literal["icl", "zero_shot", "injected"]
+_MODES = ("icl", "zero_shot", "injected")
+
+
+def mean_and_stderr(values: Tensor) -> tuple[float, float]:
+    """Mean and standard error ``std / √n`` (0 for a single value)."""
+    values = values.double()
+    n = values.numel()
+    if n == 0:
+        raise ValueError("mean_and_stderr: no values")
+    std = values.std(unbiased=True).item() if n > 1 else 0.0
+    return values.mean().item(), std / n**0.5
+
+
+@dataclass(frozen=True, eq=False)
+class EvalResult:
+    """Scores of one evaluation.
+
+    Attributes:
+        mode: ``"icl"``, ``"zero_shot"`` or ``"injected"``.
+        metric: ``"accuracy"`` (symbolic; higher is better) or ``"mse_per_dim"`` (regression; lower is better).
+        values: per-prompt values of the metric ``[n_prompts]``.
+        n_shots: demonstrations in the prompts that were scored (0 for zero-shot).
+        label_values: per-prompt accuracy restricted to the label set (symbolic only).
+    """
+
+    mode: str
+    metric: str
+    values: Float[Tensor, " n_prompts"]
+    n_shots: int
+    label_values: Float[Tensor, " n_prompts"] | None = None
+
+    @property
+    def mean(self) -> float:
+        return mean_and_stderr(self.values)[0]
+
+    @property
+    def stderr(self) -> float:
+        return mean_and_stderr(self.values)[1]
+
+    @property
+    def label_accuracy(self) -> float | None:
+        """Accuracy with the argmax restricted to the task's labels (symbolic tasks)."""
+        return None if self.label_values is None else self.label_values.double().mean().item()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Summary numbers (no per-prompt values)."""
+        return {
+            "mode": self.mode,
+            "metric": self.metric,
+            "mean": self.mean,
+            "stderr": self.stderr,
+            "n": self.values.numel(),
+            "n_shots": self.n_shots,
+            "label_accuracy": self.label_accuracy,
+        }
+
+    def __repr__(self) -> str:
+        return f"EvalResult(mode={self.mode!r}, {self.metric}={self.mean:.4f} ± {self.stderr:.4f}, n={self.values.numel()})"
+
+
+def score_batch(
+    model: HookedModel,
+    batch: ICLBatch,
+    interventions: Iterable[Intervention] = (),
+) -> tuple[Float[Tensor, " batch"], Float[Tensor, " batch"] | None]:
+    """Per-prompt scores of one batch at its query positions (no gradient).
+
+    Returns:
+        ``(values, label_values)``: accuracy over the vocabulary and over the label set
+        (symbolic), or squared error / D and ``None`` (regression).
+    """
+    with torch.no_grad(), inject(model, *interventions):
+        logits = model(batch.inputs.to(model.device), attention_mask=batch.attention_mask)
+    rows = torch.arange(len(batch), device=logits.device)
+    query = logits[rows, batch.query_positions.to(logits.device)]  # [batch, d_vocab]
+    targets = batch.targets.to(logits.device)
+    if batch.kind == "regression":
+        d_input = batch.inputs.shape[-1]
+        return ((query[:, 0] - targets) ** 2 / d_input).float().cpu(), None
+    vocab_acc = (query.argmax(-1) == targets).float()
+    label_acc = None
+    if batch.label_set is not None:
+        labels = batch.label_set.to(logits.device)
+        label_acc = (labels[query[:, labels].argmax(-1)] == targets).float().cpu()
+    return vocab_acc.cpu(), label_acc
+
+
+def evaluate(
+    model: HookedModel,
+    task: Task,
+    mode: EvalMode = "icl",
+    vector: Intervention | Iterable[Intervention] | Any | None = None,
+    *,
+    n_prompts: int = 256,
+    n_shots: int | None = None,
+    seed: int = 0,
+    batch_size: int = 128,
+    base: Literal["zero_shot", "icl"] = "zero_shot",
+    batch: ICLBatch | None = None,
+    progress: bool = True,
+) -> EvalResult:
+    """Score ``model`` on fresh prompts of ``task``.
+
+    Args:
+        model: the model (a :class:`HookedModel` or a raw TransformerLens model).
+        task: the task family to draw prompts from.
+        mode: ``"icl"``, ``"zero_shot"`` or ``"injected"``.
+        vector: for ``"injected"``: an :class:`Intervention`, a list of them, or an object with
+            ``interventions()`` (a task vector).
+        n_prompts: number of prompts.
+        n_shots: demonstrations per ICL prompt (default: the task's).
+        seed: seed of the prompts — equal seeds give equal prompts across modes, so ICL,
+            zero-shot and injected scores are paired.
+        batch_size: prompts per forward.
+        base: prompts the vector is injected into: the zero-shot queries (TVP mode) or the
+            n-shot prompts.
+        batch: score these prompts instead of sampling (``n_prompts``/``n_shots``/``seed`` unused).
+        progress: show a tqdm bar when scoring takes more than half a second.
+
+    Returns:
+        An :class:`EvalResult` with ``.mean``, ``.stderr`` and per-prompt ``.values``.
+    """
+    if mode not in _MODES:
+        raise ValueError(f"mode={mode!r}: expected one of {_MODES}")
+    if base not in ("zero_shot", "icl"):
+        raise ValueError(f"base={base!r}: expected 'zero_shot' or 'icl'")
+    if mode == "injected" and vector is None:
+        raise ValueError("mode='injected' needs a vector (an Intervention, a list of them, or a TaskVector)")
+    if mode != "injected" and vector is not None:
+        raise ValueError(f"vector is given but mode={mode!r}; use mode='injected' to inject it")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r}: expected an int >= 1")
+    hooked = as_hooked(model)
+    interventions = flatten_interventions([vector]) if vector is not None else []
+    if batch is None:
+        batch = task.sample(n_prompts, n_shots, seed=seed)
+    if mode == "zero_shot" or (mode == "injected" and base == "zero_shot"):
+        if batch.zero_shot is None:
+            raise ValueError("batch has no zero-shot view (it is a zero-shot batch already)")
+        scored = batch.zero_shot
+    else:
+        scored = batch
+    per_example = [iv for iv in interventions if iv.per_example or isinstance(iv.positions, Tensor)]
+    for iv in per_example:
+        rows = iv.vector.shape[0] if iv.per_example else iv.positions.shape[0]
+        if rows != len(scored):
+            raise ValueError(f"a per-example intervention has {rows} rows but {len(scored)} prompts are scored")
+
+    values, label_values = [], []
+    starts = range(0, len(scored), batch_size)
+    for start in tqdm(starts, desc=f"evaluate {mode}", delay=0.5, disable=not progress or len(starts) < 2, leave=False):
+        rows = slice(start, start + batch_size)
+        chunk_interventions = [iv.select(rows) for iv in interventions]
+        v, lv = score_batch(hooked, scored.select(rows), chunk_interventions)
+        values.append(v)
+        if lv is not None:
+            label_values.append(lv)
+    return EvalResult(
+        mode=mode,
+        metric="mse_per_dim" if scored.kind == "regression" else "accuracy",
+        values=torch.cat(values),
+        n_shots=scored.n_shots,
+        label_values=torch.cat(label_values) if label_values else None,
+    )

@@ -1,0 +1,213 @@
+"""Put a vector into a model's residual stream — the one operation every task-vector method shares.
+
+An :class:`Intervention` is a small frozen record: *which* vector, at *which* layer and hook
+point, at *which* token positions, *how* (``add`` it to the activation or ``replace`` the
+activation with it) and with what ``scale``. For an activation ``h`` at a selected position::
+
+    add:      h ← h + scale · v
+    replace:  h ← scale · v
+
+:func:`inject` is a context manager: inside the ``with`` block every forward of the model
+carries the interventions; on leaving it — normally, by an exception or by ``KeyboardInterrupt``
+— the hooks are removed, always. Nothing leaks into the next forward.
+
+Gradients flow from the model's output into the vector (learned task vectors train through
+this), while the model's own parameters are never modified. Positions are resolved per
+example and respect padding (see :mod:`tvlens.positions`).
+
+Example::
+
+    v = torch.randn(model.d_model)
+    with tvlens.inject(model, tvlens.Intervention(v, layer=2)):
+        logits = model(tokens)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from tvlens.models.hooked import BLOCK_HOOKS, HookedModel
+from tvlens.positions import PositionSpec, check_position_spec, resolve_positions
+
+Mode = Literal["add", "replace"]
+
+
+@dataclass(frozen=True, eq=False)
+class Intervention:
+    """One vector put into the residual stream at one layer.
+
+    Attributes:
+        vector: ``[d_model]`` (the same vector for every example) or ``[batch, d_model]``
+            (one row per example of the batch it is used with).
+        layer: block index (negative counts from the end).
+        positions: where in each prompt (see :mod:`tvlens.positions`); default ``"last"``.
+        hook: hook point within the block: ``"resid_pre"`` (default), ``"attn_out"``,
+            ``"resid_mid"``, ``"mlp_out"`` or ``"resid_post"``.
+        mode: ``"add"`` or ``"replace"``.
+        scale: multiplies the vector.
+
+    Several layers are several interventions.
+    """
+
+    vector: Float[Tensor, "*batch d_model"]
+    layer: int
+    positions: PositionSpec = "last"
+    hook: str = "resid_pre"
+    mode: Mode = "add"
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        v = self.vector
+        if not isinstance(v, Tensor):
+            raise TypeError(f"vector: expected a torch.Tensor, got {type(v).__name__}")
+        if not v.is_floating_point():
+            raise TypeError(f"vector: expected a floating-point tensor, got dtype {v.dtype}")
+        if v.ndim not in (1, 2):
+            raise ValueError(f"vector has shape {tuple(v.shape)}: expected [d_model] or [batch, d_model]")
+        if not bool(torch.isfinite(v.detach()).all()):
+            raise ValueError("vector contains NaN or inf values; expected finite values")
+        if not isinstance(self.layer, int) or isinstance(self.layer, bool):
+            raise TypeError(f"layer={self.layer!r}: expected an int")
+        object.__setattr__(self, "positions", check_position_spec(self.positions))
+        if self.hook not in BLOCK_HOOKS:
+            raise ValueError(f"hook={self.hook!r}: expected one of {BLOCK_HOOKS}")
+        if self.mode not in ("add", "replace"):
+            raise ValueError(f"mode={self.mode!r}: expected 'add' or 'replace'")
+        if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not math.isfinite(self.scale):
+            raise ValueError(f"scale={self.scale!r}: expected a finite number")
+
+    @property
+    def per_example(self) -> bool:
+        """Whether the vector has one row per example."""
+        return self.vector.ndim == 2
+
+    def select(self, rows: slice | Tensor) -> Intervention:
+        """The intervention for a sub-batch: per-example vectors and positions keep only ``rows``."""
+        changes: dict[str, Any] = {}
+        if self.per_example:
+            changes["vector"] = self.vector[rows]
+        if isinstance(self.positions, Tensor):
+            changes["positions"] = self.positions[rows]
+        return replace(self, **changes) if changes else self
+
+    def validate_for(self, model: HookedModel) -> None:
+        """Check layer range, width, dtype and device against ``model``; raise a clear error if they do not fit."""
+        model.check_layer(self.layer, "layer")
+        if self.vector.shape[-1] != model.d_model:
+            raise ValueError(
+                f"vector has shape {tuple(self.vector.shape)}: its last dimension must be the model's "
+                f"d_model={model.d_model}"
+            )
+        if self.vector.dtype != model.dtype:
+            raise TypeError(
+                f"vector has dtype {self.vector.dtype} but the model computes in {model.dtype}; "
+                f"convert it with vector.to({model.dtype})"
+            )
+        if self.vector.device != model.device:
+            raise ValueError(
+                f"vector is on device {self.vector.device} but the model is on {model.device}; "
+                f"move it with vector.to({str(model.device)!r})"
+            )
+
+
+def as_hooked(model: HookedModel | nn.Module) -> HookedModel:
+    """A :class:`HookedModel` view of ``model`` (returned unchanged if it already is one)."""
+    if isinstance(model, HookedModel):
+        return model
+    if hasattr(model, "hook_dict") and hasattr(model, "cfg"):
+        return HookedModel(model, freeze=False)
+    raise TypeError(
+        f"model: expected a tvlens HookedModel, a TransformerBridge or a HookedTransformer, got {type(model).__name__}"
+    )
+
+
+def flatten_interventions(items: Iterable[Any]) -> list[Intervention]:
+    """Accept interventions, iterables of them, or objects with ``.interventions()`` (e.g. a TaskVector)."""
+    out: list[Intervention] = []
+    for item in items:
+        if isinstance(item, Intervention):
+            out.append(item)
+        elif hasattr(item, "interventions"):
+            out.extend(flatten_interventions(item.interventions()))
+        elif isinstance(item, Iterable) and not isinstance(item, (Tensor, str)):
+            out.extend(flatten_interventions(item))
+        else:
+            raise TypeError(f"expected an Intervention (or a list of them), got {type(item).__name__}")
+    return out
+
+
+def _make_hook(model: HookedModel, intervention: Intervention):
+    """A TransformerLens hook function that applies ``intervention`` to an activation ``[batch, pos, d_model]``."""
+    vector, scale, mode, positions = intervention.vector, intervention.scale, intervention.mode, intervention.positions
+    memo: dict[str, Any] = {}
+
+    def hook_fn(act: Tensor, hook: Any) -> Tensor:
+        batch, seq_len = act.shape[0], act.shape[1]
+        mask = model.current_attention_mask
+        key = (batch, seq_len, id(mask))
+        # Positions depend only on the shape and the mask: resolve once per forward shape.
+        if memo.get("key") != key or memo.get("mask") is not mask:
+            memo.update(key=key, mask=mask, index=resolve_positions(positions, batch, seq_len, mask, act.device))
+        b_idx, p_idx = memo["index"]
+        if vector.ndim == 2:
+            if vector.shape[0] != batch:
+                raise ValueError(
+                    f"vector has {vector.shape[0]} rows (one per example) but the batch has {batch} examples"
+                )
+            values = vector[b_idx]
+        else:
+            values = vector.expand(b_idx.shape[0], vector.shape[0])
+        if scale != 1:
+            values = values * scale
+        # Out-of-place index_put keeps autograd to both the activation and the vector.
+        return act.index_put((b_idx, p_idx), values, accumulate=(mode == "add"))
+
+    return hook_fn
+
+
+@contextlib.contextmanager
+def inject(model: HookedModel | nn.Module, *interventions: Intervention | Iterable[Intervention]) -> Iterator[HookedModel]:
+    """Run the model with vectors put into its residual stream, for the duration of a ``with`` block.
+
+    Args:
+        model: a :class:`HookedModel` (or a raw TransformerLens model, wrapped on the fly).
+        *interventions: :class:`Intervention` objects, lists of them, or objects with an
+            ``interventions()`` method. Several on one hook point apply in the order given.
+
+    Yields:
+        The :class:`HookedModel`; call it (or the wrapped TL model) inside the block.
+
+    Raises:
+        ValueError / TypeError before anything is attached when an intervention does not fit
+        the model (layer out of range, wrong width, dtype or device).
+    """
+    hooked = as_hooked(model)
+    flat = flatten_interventions(interventions)
+    for intervention in flat:
+        intervention.validate_for(hooked)
+    fwd_hooks = [(hooked.hook_name(iv.layer, iv.hook), _make_hook(hooked, iv)) for iv in flat]
+    with hooked.hooks(fwd_hooks):
+        yield hooked
+
+
+def injected_forward(
+    model: HookedModel,
+    inputs: Tensor,
+    interventions: Iterable[Intervention] = (),
+    *,
+    attention_mask: Tensor | None = None,
+) -> Float[Tensor, "batch pos d_vocab"]:
+    """``model(inputs)`` with ``interventions`` applied: the functional form of :func:`inject`."""
+    with inject(model, *interventions):
+        return model(inputs, attention_mask=attention_mask)
+
+
+__all__ = ["Intervention", "as_hooked", "flatten_interventions", "inject", "injected_forward"]

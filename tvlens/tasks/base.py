@@ -1,0 +1,198 @@
+"""ICL tasks and the batches of prompts they produce.
+
+A **task family** (a :class:`Task`) is a distribution over tasks — permutations, offsets,
+linear functions… A prompt draws one task and shows ``n_shots`` demonstrations of it followed
+by a query: ``x1 y1 x2 y2 … xq``. The model must infer the task from the demonstrations
+(in-context learning) and answer at the query position.
+
+Every prompt comes with its **zero-shot view**: the same query with no demonstrations. The
+gap between the two is what a task vector has to close.
+
+An :class:`ICLBatch` holds the prompts of one draw, everything a caller needs to score them:
+token ids (or input vectors), the query targets, all answer positions with their targets (the
+meta-ICL training loss averages over every one of them), the label set, and the zero-shot view.
+Sampling is seeded through a ``torch.Generator`` so a seed fixes the prompts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+TaskKind = Literal["symbolic", "regression"]
+
+
+@dataclass(frozen=True, eq=False)
+class ICLBatch:
+    """A batch of ICL prompts of one task family, all of the same length.
+
+    Attributes:
+        inputs: token ids ``[batch, pos]`` (symbolic) or vectors ``[batch, pos, d_input]`` (regression).
+        targets: the query's answer per prompt: token id (long) or scalar ``y`` (float).
+        answer_positions: ``[batch, n_answers]`` positions whose next-token/read-out prediction is
+            an answer (every demonstration, then the query last).
+        answer_targets: ``[batch, n_answers]`` the answer at each of those positions.
+        task_ids: ``[batch]`` which task of the family each prompt shows (``-1`` when the family
+            is continuous, e.g. a fresh linear function per prompt).
+        n_shots: demonstrations per prompt.
+        kind: ``"symbolic"`` or ``"regression"``.
+        label_set: token ids the answers range over (symbolic), ``None`` for regression.
+        zero_shot: the same queries with no demonstrations (``None`` on a zero-shot batch itself).
+        attention_mask: ``[batch, pos]`` 1 for real tokens; ``None`` when nothing is padded.
+    """
+
+    inputs: Int[Tensor, "batch pos"] | Float[Tensor, "batch pos d_input"]
+    targets: Int[Tensor, " batch"] | Float[Tensor, " batch"]
+    answer_positions: Int[Tensor, "batch n_answers"]
+    answer_targets: Int[Tensor, "batch n_answers"] | Float[Tensor, "batch n_answers"]
+    task_ids: Int[Tensor, " batch"]
+    n_shots: int
+    kind: TaskKind
+    label_set: Int[Tensor, " n_labels"] | None = None
+    zero_shot: ICLBatch | None = None
+    attention_mask: Int[Tensor, "batch pos"] | None = None
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    @property
+    def n_positions(self) -> int:
+        return int(self.inputs.shape[1])
+
+    @property
+    def query_positions(self) -> Int[Tensor, " batch"]:
+        """Position of each prompt's query answer (its last answer position)."""
+        return self.answer_positions[:, -1]
+
+    def select(self, rows: slice | Tensor) -> ICLBatch:
+        """The sub-batch of the given rows (and the same rows of its zero-shot view)."""
+        changes: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("label_set", "n_shots", "kind"):
+                continue
+            if isinstance(value, Tensor):
+                changes[f.name] = value[rows]
+            elif isinstance(value, ICLBatch):
+                changes[f.name] = value.select(rows)
+        return dataclasses.replace(self, **changes)
+
+    def to(self, device: torch.device | str) -> ICLBatch:
+        """A copy on ``device``."""
+        changes: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (Tensor, ICLBatch)):
+                changes[f.name] = value.to(device)
+        return dataclasses.replace(self, **changes)
+
+
+def make_generator(seed: int | None = None, generator: torch.Generator | None = None) -> torch.Generator:
+    """The generator to sample with: the given one, or a fresh CPU generator seeded with ``seed`` (default 0)."""
+    if generator is not None:
+        if seed is not None:
+            raise ValueError("pass either seed or generator, not both")
+        return generator
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise TypeError(f"seed={seed!r}: expected an int")
+    return torch.Generator().manual_seed(0 if seed is None else seed)
+
+
+class Task(ABC):
+    """A family of ICL tasks that can sample batches of prompts.
+
+    Subclasses set :attr:`kind` and implement :meth:`_sample`. A task is described by plain
+    fields so it can be saved with a model (:meth:`to_dict` / :func:`task_from_dict`).
+    """
+
+    kind: ClassVar[TaskKind]
+    name: ClassVar[str]
+
+    #: Default number of demonstrations per prompt.
+    default_n_shots: int = 8
+
+    def sample(
+        self,
+        n_prompts: int,
+        n_shots: int | None = None,
+        *,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        task_ids: Tensor | None = None,
+    ) -> ICLBatch:
+        """Draw ``n_prompts`` prompts with ``n_shots`` demonstrations each, plus their zero-shot view.
+
+        Args:
+            n_prompts: batch size, ``>= 1``.
+            n_shots: demonstrations per prompt (``>= 0``; default :attr:`default_n_shots`).
+            seed: seeds a fresh generator (default 0) — same seed, same prompts.
+            generator: sample from this generator instead (advances it).
+            task_ids: for discrete families, force the task of each prompt ``[n_prompts]``.
+        """
+        if not isinstance(n_prompts, int) or isinstance(n_prompts, bool) or n_prompts < 1:
+            raise ValueError(f"n_prompts={n_prompts!r}: expected an int >= 1")
+        n_shots = self.default_n_shots if n_shots is None else n_shots
+        if not isinstance(n_shots, int) or isinstance(n_shots, bool) or n_shots < 0:
+            raise ValueError(f"n_shots={n_shots!r}: expected an int >= 0")
+        max_shots = self.max_shots()
+        if max_shots is not None and n_shots > max_shots:
+            raise ValueError(f"n_shots={n_shots} is too many for {self!r}; expected n_shots <= {max_shots}")
+        if task_ids is not None:
+            task_ids = torch.as_tensor(task_ids, dtype=torch.long)
+            if task_ids.shape != (n_prompts,):
+                raise ValueError(f"task_ids has shape {tuple(task_ids.shape)}; expected ({n_prompts},)")
+            n_tasks = self.n_tasks
+            if n_tasks is None:
+                raise ValueError(f"task_ids given but {type(self).__name__} is a continuous family")
+            if task_ids.min() < 0 or task_ids.max() >= n_tasks:
+                raise ValueError(f"task_ids must lie in [0, {n_tasks}); got {task_ids.tolist()}")
+        return self._sample(n_prompts, n_shots, make_generator(seed, generator), task_ids)
+
+    @abstractmethod
+    def _sample(
+        self, n_prompts: int, n_shots: int, generator: torch.Generator, task_ids: Tensor | None
+    ) -> ICLBatch: ...
+
+    @property
+    def n_tasks(self) -> int | None:
+        """Number of tasks in a discrete family; ``None`` for a continuous one."""
+        return None
+
+    def max_shots(self) -> int | None:
+        """Most demonstrations a prompt can hold, if the family limits it."""
+        return None
+
+    @abstractmethod
+    def prompt_length(self, n_shots: int) -> int:
+        """Positions of a prompt with ``n_shots`` demonstrations."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON description: ``{"family": name, **fields}``."""
+        fields = {}
+        if dataclasses.is_dataclass(self):
+            fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        return {"family": self.name, **{k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}}
+
+
+TASK_REGISTRY: dict[str, type[Task]] = {}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: make a task family constructible by name (:func:`task_from_dict`)."""
+    TASK_REGISTRY[cls.name] = cls
+    return cls
+
+
+def task_from_dict(data: dict[str, Any]) -> Task:
+    """Inverse of :meth:`Task.to_dict`."""
+    data = dict(data)
+    family = data.pop("family", None)
+    if family not in TASK_REGISTRY:
+        raise ValueError(f"family={family!r}: expected one of {sorted(TASK_REGISTRY)}")
+    return TASK_REGISTRY[family](**data)

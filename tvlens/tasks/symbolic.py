@@ -1,0 +1,222 @@
+"""Symbolic ICL tasks: maps between abstract symbols, shown as ``BOS x1 → y1 ; x2 → y2 ; … ; xq →``.
+
+The vocabulary is ``n_symbols`` symbols (token ids ``0 … n_symbols-1``) followed by three special
+tokens: ``BOS``, ``→`` (arrow) and ``;`` (separator). A prompt with ``n`` demonstrations has
+``4n + 3`` tokens; the answer ``y_i`` is predicted at the arrow after ``x_i``, the query's answer
+at the last arrow. The zero-shot view of a prompt is ``BOS xq →``.
+
+Inputs within one prompt are distinct by default, so the query never appears among the
+demonstrations: the model cannot copy an answer, it has to infer which task the prompt shows.
+
+Families:
+
+* :class:`PermutationMixture` — K fixed random permutations of the symbols, each a task;
+* :class:`TokenOffset` — ``y = x + k mod V``, one task per offset ``k`` (seed 002);
+* :class:`ModularAffine` — ``y = a·x + b mod V``, one task per random pair ``(a, b)``.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from tvlens.tasks.base import ICLBatch, Task, register_task
+
+
+@dataclass(frozen=True)
+class SymbolicTask(Task):
+    """Base of the symbol-to-symbol families.
+
+    Attributes:
+        n_symbols: number of symbols V.
+        seed: fixes the family itself (which permutations / pairs), not the prompts.
+        distinct_inputs: inputs of a prompt are drawn without replacement.
+    """
+
+    kind: ClassVar[str] = "symbolic"
+
+    n_symbols: int = 32
+    seed: int = 0
+    distinct_inputs: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.n_symbols, int) or self.n_symbols < 2:
+            raise ValueError(f"n_symbols={self.n_symbols!r}: expected an int >= 2")
+
+    # -- vocabulary -------------------------------------------------------------
+    @property
+    def bos(self) -> int:
+        return self.n_symbols
+
+    @property
+    def arrow(self) -> int:
+        return self.n_symbols + 1
+
+    @property
+    def sep(self) -> int:
+        return self.n_symbols + 2
+
+    @property
+    def d_vocab(self) -> int:
+        """Vocabulary size a model for this family needs: symbols plus BOS, → and ;."""
+        return self.n_symbols + 3
+
+    @property
+    def label_set(self) -> Int[Tensor, " n_labels"]:
+        return torch.arange(self.n_symbols)
+
+    def decode(self, tokens: Int[Tensor, " pos"]) -> str:
+        """Human-readable prompt, e.g. ``"<bos> 3 → 17 ; 5 →"``."""
+        names = {self.bos: "<bos>", self.arrow: "→", self.sep: ";"}
+        return " ".join(names.get(int(t), str(int(t))) for t in tokens)
+
+    # -- sampling -----------------------------------------------------------------
+    def max_shots(self) -> int | None:
+        return self.n_symbols - 1 if self.distinct_inputs else None
+
+    def prompt_length(self, n_shots: int) -> int:
+        return 4 * n_shots + 3
+
+    @abstractmethod
+    def apply(self, task_ids: Int[Tensor, " batch"], x: Int[Tensor, "batch m"]) -> Int[Tensor, "batch m"]:
+        """The answers ``y = f_task(x)`` of each prompt's task."""
+
+    def _sample(self, n_prompts: int, n_shots: int, generator: torch.Generator, task_ids: Tensor | None) -> ICLBatch:
+        n_tasks = self.n_tasks
+        assert n_tasks is not None
+        if task_ids is None:
+            task_ids = torch.randint(n_tasks, (n_prompts,), generator=generator)
+        m = n_shots + 1
+        if self.distinct_inputs:
+            x = torch.rand(n_prompts, self.n_symbols, generator=generator).argsort(-1)[:, :m]
+        else:
+            x = torch.randint(self.n_symbols, (n_prompts, m), generator=generator)
+        y = self.apply(task_ids, x)
+
+        # Layout: BOS, then per demonstration (x, →, y, ;), then (xq, →).
+        tokens = torch.empty(n_prompts, self.prompt_length(n_shots), dtype=torch.long)
+        tokens[:, 0] = self.bos
+        tokens[:, 1 : 4 * n_shots + 1 : 4] = x[:, :n_shots]
+        tokens[:, 2 : 4 * n_shots + 2 : 4] = self.arrow
+        tokens[:, 3 : 4 * n_shots + 3 : 4] = y[:, :n_shots]
+        tokens[:, 4 : 4 * n_shots + 4 : 4] = self.sep
+        tokens[:, -2] = x[:, -1]
+        tokens[:, -1] = self.arrow
+        answer_positions = (2 + 4 * torch.arange(m)).expand(n_prompts, m).clone()
+
+        zero_tokens = torch.stack([torch.full_like(x[:, -1], self.bos), x[:, -1], torch.full_like(x[:, -1], self.arrow)], 1)
+        zero_shot = ICLBatch(
+            inputs=zero_tokens,
+            targets=y[:, -1],
+            answer_positions=torch.full((n_prompts, 1), 2, dtype=torch.long),
+            answer_targets=y[:, -1:],
+            task_ids=task_ids,
+            n_shots=0,
+            kind="symbolic",
+            label_set=self.label_set,
+        )
+        return ICLBatch(
+            inputs=tokens,
+            targets=y[:, -1],
+            answer_positions=answer_positions,
+            answer_targets=y,
+            task_ids=task_ids,
+            n_shots=n_shots,
+            kind="symbolic",
+            label_set=self.label_set,
+            zero_shot=zero_shot,
+        )
+
+
+@register_task
+@dataclass(frozen=True)
+class PermutationMixture(SymbolicTask):
+    """A mixture of ``n_perms`` fixed random permutations of the symbols; each permutation is a task.
+
+    ``f_k(x) = π_k(x)``. The permutations are drawn from ``seed``. With one demonstration the
+    model can usually tell the permutations apart; zero-shot it can only guess among the
+    ``n_perms`` images of ``xq``.
+    """
+
+    name: ClassVar[str] = "perm-mix"
+
+    n_perms: int = 8
+    _perms: Tensor = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.n_perms, int) or self.n_perms < 1:
+            raise ValueError(f"n_perms={self.n_perms!r}: expected an int >= 1")
+        gen = torch.Generator().manual_seed(self.seed)
+        perms = torch.stack([torch.randperm(self.n_symbols, generator=gen) for _ in range(self.n_perms)])
+        object.__setattr__(self, "_perms", perms)
+
+    @property
+    def n_tasks(self) -> int:
+        return self.n_perms
+
+    @property
+    def permutations(self) -> Int[Tensor, "n_perms n_symbols"]:
+        return self._perms.clone()
+
+    def apply(self, task_ids: Tensor, x: Tensor) -> Tensor:
+        return self._perms[task_ids[:, None], x]
+
+
+
+@register_task
+@dataclass(frozen=True)
+class TokenOffset(SymbolicTask):
+    """Discrete token offset (seed 002): ``f_k(x) = (x + k) mod V`` for each ``k`` in ``offsets``."""
+
+    name: ClassVar[str] = "token-offset"
+
+    offsets: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "offsets", tuple(int(k) for k in self.offsets))
+        if not self.offsets:
+            raise ValueError("offsets=(): expected at least one offset")
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.offsets)
+
+    def apply(self, task_ids: Tensor, x: Tensor) -> Tensor:
+        k = torch.tensor(self.offsets)[task_ids][:, None]
+        return (x + k) % self.n_symbols
+
+
+@register_task
+@dataclass(frozen=True)
+class ModularAffine(SymbolicTask):
+    """``f_k(x) = (a_k·x + b_k) mod V`` with ``n_maps`` random pairs ``(a_k, b_k)``, ``a_k ≠ 0``, drawn from ``seed``."""
+
+    name: ClassVar[str] = "modular-affine"
+
+    n_maps: int = 8
+    _coef: Tensor = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.n_maps, int) or self.n_maps < 1:
+            raise ValueError(f"n_maps={self.n_maps!r}: expected an int >= 1")
+        gen = torch.Generator().manual_seed(self.seed)
+        a = torch.randint(1, self.n_symbols, (self.n_maps,), generator=gen)
+        b = torch.randint(0, self.n_symbols, (self.n_maps,), generator=gen)
+        object.__setattr__(self, "_coef", torch.stack([a, b], 1))
+
+    @property
+    def n_tasks(self) -> int:
+        return self.n_maps
+
+    def apply(self, task_ids: Tensor, x: Tensor) -> Tensor:
+        a, b = self._coef[task_ids, 0][:, None], self._coef[task_ids, 1][:, None]
+        return (a * x + b) % self.n_symbols
+
