@@ -59,3 +59,17 @@ def regression_model(backend) -> HookedModel:
 @pytest.fixture
 def regression_task() -> LinearRegression:
     return LinearRegression(d_input=5)
+
+
+@pytest.fixture(scope="session")
+def trained_perm_model():
+    """A 2-layer model meta-ICL-trained for ~10 s on 4 permutations of 16 symbols (4-shot prompts)."""
+    from tvlens.models.train import TrainConfig, train
+
+    task = PermutationMixture(n_symbols=16, n_perms=4, seed=0)
+    backend = BACKENDS[0]
+    model = HookedModel.from_config(ModelConfig(n_layers=2, d_model=32, n_heads=4, d_vocab=task.d_vocab, n_ctx=32),
+                                    backend=backend)
+    result = train(model, task, TrainConfig(steps=1000, batch_size=64, n_shots=4, lr=3e-3, eval_every=250),
+                   progress=False, target=0.97)
+    return model, task, result

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
@@ -27,6 +28,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _check_output_path(argument: str, path: str) -> None:
+    """Fail before any work if ``path`` cannot be written (an ancestor is a file)."""
+    for parent in Path(path).absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{argument}={path!r}: {str(parent)!r} is a file, not a directory")
+            return
+
+
 def _demo(args: argparse.Namespace) -> int:
     from tvlens.evaluate import evaluate
     from tvlens.models import HookedModel, ModelConfig
@@ -34,6 +44,8 @@ def _demo(args: argparse.Namespace) -> int:
     from tvlens.models.train import TrainConfig, train
     from tvlens.tasks import PermutationMixture
 
+    if args.out:
+        _check_output_path("--out", args.out)
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
     task = PermutationMixture(n_symbols=args.symbols, n_perms=args.perms, seed=args.seed)
     n_shots = args.shots
@@ -56,8 +68,8 @@ def _demo(args: argparse.Namespace) -> int:
     icl = evaluate(model, task, "icl", n_prompts=512, n_shots=n_shots, seed=12345, progress=False)
     zero = evaluate(model, task, "zero_shot", n_prompts=512, n_shots=n_shots, seed=12345, progress=False)
     print(f"\ntrained {result.steps_done} steps in {result.seconds:.0f} s")
-    print(f"  {n_shots}-shot ICL accuracy : {icl.mean:6.1%} ± {icl.stderr:.1%}")
-    print(f"  zero-shot accuracy    : {zero.mean:6.1%} ± {zero.stderr:.1%}   "
+    print(f"  {f'{n_shots}-shot ICL accuracy':<20}: {icl.mean:6.1%} ± {icl.stderr:.1%}")
+    print(f"  {'zero-shot accuracy':<20}: {zero.mean:6.1%} ± {zero.stderr:.1%}   "
           f"(chance over labels {1 / task.n_symbols:.1%}; guessing among the {task.n_perms} permutations "
           f"{1 / task.n_perms:.1%})")
     tvp = result.final["tvp"]

@@ -88,7 +88,8 @@ class EvalResult:
         }
 
     def __repr__(self) -> str:
-        return f"EvalResult(mode={self.mode!r}, {self.metric}={self.mean:.4f} ± {self.stderr:.4f}, n={self.values.numel()})"
+        n = self.values.numel()
+        return f"EvalResult(mode={self.mode!r}, {self.metric}={self.mean:.4f} ± {self.stderr:.4f}, n={n})"
 
 
 def score_batch(

@@ -72,7 +72,7 @@ class Intervention:
             raise TypeError(f"vector: expected a floating-point tensor, got dtype {v.dtype}")
         if v.ndim not in (1, 2):
             raise ValueError(f"vector has shape {tuple(v.shape)}: expected [d_model] or [batch, d_model]")
-        if not bool(torch.isfinite(v.detach()).all()):
+        if v.device.type != "meta" and not bool(torch.isfinite(v.detach()).all()):
             raise ValueError("vector contains NaN or inf values; expected finite values")
         if not isinstance(self.layer, int) or isinstance(self.layer, bool):
             raise TypeError(f"layer={self.layer!r}: expected an int")
@@ -174,7 +174,9 @@ def _make_hook(model: HookedModel, intervention: Intervention):
 
 
 @contextlib.contextmanager
-def inject(model: HookedModel | nn.Module, *interventions: Intervention | Iterable[Intervention]) -> Iterator[HookedModel]:
+def inject(
+    model: HookedModel | nn.Module, *interventions: Intervention | Iterable[Intervention]
+) -> Iterator[HookedModel]:
     """Run the model with vectors put into its residual stream, for the duration of a ``with`` block.
 
     Args:

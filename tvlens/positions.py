@@ -25,6 +25,7 @@ from torch import Tensor
 
 PositionSpec = Union[int, Sequence[int], slice, str, Tensor]
 _NAMED = ("last", "all")
+_EXPECTED = "an int, a list of ints, a slice, 'last', 'all' or a LongTensor [batch]"
 
 
 def check_position_spec(positions: PositionSpec, argument: str = "positions") -> PositionSpec:
@@ -36,12 +37,12 @@ def check_position_spec(positions: PositionSpec, argument: str = "positions") ->
         TypeError / ValueError naming ``argument``, the value and what was expected.
     """
     if isinstance(positions, bool):
-        raise TypeError(f"{argument}={positions!r}: expected an int, a list of ints, a slice, 'last', 'all' or a LongTensor")
+        raise TypeError(f"{argument}={positions!r}: expected {_EXPECTED}")
     if isinstance(positions, int):
         return positions
     if isinstance(positions, str):
         if positions not in _NAMED:
-            raise ValueError(f"{argument}={positions!r}: expected 'last' or 'all' (or an int, a list, a slice, a LongTensor)")
+            raise ValueError(f"{argument}={positions!r}: expected 'last' or 'all' (or {_EXPECTED})")
         return positions
     if isinstance(positions, slice):
         for part in (positions.start, positions.stop, positions.step):
@@ -65,9 +66,7 @@ def check_position_spec(positions: PositionSpec, argument: str = "positions") ->
             if not isinstance(p, int) or isinstance(p, bool):
                 raise TypeError(f"{argument}={list(items)!r}: every position must be an int, got {p!r}")
         return items
-    raise TypeError(
-        f"{argument}={positions!r}: expected an int, a list of ints, a slice, 'last', 'all' or a LongTensor [batch]"
-    )
+    raise TypeError(f"{argument}={positions!r}: expected {_EXPECTED}")
 
 
 def real_token_span(
@@ -85,7 +84,8 @@ def real_token_span(
     mask = attention_mask.bool()
     lengths = mask.sum(-1)
     if (lengths == 0).any():
-        raise ValueError(f"attention_mask: examples {torch.nonzero(lengths == 0).flatten().tolist()} have no real token")
+        empty = torch.nonzero(lengths == 0).flatten().tolist()
+        raise ValueError(f"attention_mask: examples {empty} have no real token")
     start = mask.long().argmax(-1)
     idx = torch.arange(seq_len, device=mask.device)
     inside = (idx >= start[:, None]) & (idx < (start + lengths)[:, None])

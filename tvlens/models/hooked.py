@@ -214,11 +214,12 @@ class HookedModel(nn.Module):
                 yield module
 
     def attached_hooks(self) -> int:
-        """Number of forward/backward hook functions currently attached to any hook point."""
-        return sum(
-            len(hp.fwd_hooks) + len(hp.bwd_hooks) + len(hp._forward_hooks) + len(hp._backward_hooks)
-            for hp in self.hook_points()
-        )
+        """Number of hook functions attached to any hook point, counted at the PyTorch level.
+
+        Counts what TransformerLens' ``add_hook`` registers as well as raw ``register_forward_hook``
+        calls, so ``0`` means nothing at all will run during a forward.
+        """
+        return sum(len(hp._forward_hooks) + len(hp._backward_hooks) for hp in self.hook_points())
 
     @contextlib.contextmanager
     def hooks(self, fwd_hooks: Sequence[tuple[str, HookFn]] = ()) -> Iterator[HookedModel]:
@@ -504,7 +505,7 @@ class HookedModel(nn.Module):
         )
         return logits, cache[name]
 
-    def predict(self, logits: Float[Tensor, "... d_vocab"]) -> Float[Tensor, "..."]:
+    def predict(self, logits: Float[Tensor, "... d_vocab"]) -> Float[Tensor, ...]:
         """The scalar prediction of a regression model (its single read-out unit)."""
         if self.d_input is None:
             raise ValueError("predict() is for regression models (d_input set); this is a token model")

@@ -195,7 +195,9 @@ class Trainer:
         checkpoint_dir: where checkpoints go (``checkpoint_every > 0``).
     """
 
-    def __init__(self, model: HookedModel, task: Task, config: TrainConfig, checkpoint_dir: str | os.PathLike | None = None):
+    def __init__(
+        self, model: HookedModel, task: Task, config: TrainConfig, checkpoint_dir: str | os.PathLike | None = None
+    ):
         if config.tvp_layer is not None:
             model.check_layer(config.tvp_layer, "tvp_layer")
         if config.checkpoint_every and checkpoint_dir is None:

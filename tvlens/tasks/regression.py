@@ -202,7 +202,10 @@ class ReLUNetRegression(RegressionTask):
 @register_task
 @dataclass(frozen=True)
 class DecisionTreeRegression(RegressionTask):
-    """Depth-``depth`` binary tree: node ``j`` tests ``x[c_j] > 0`` on a random coordinate; leaves ``~ N(0, 1)`` (Garg)."""
+    """Depth-``depth`` binary tree (Garg): node ``j`` tests ``x[c_j] > 0`` on a random coordinate ``c_j``.
+
+    Leaf values are ``N(0, 1)``.
+    """
 
     name: ClassVar[str] = "decision-tree-regression"
 

@@ -109,7 +109,8 @@ class SymbolicTask(Task):
         tokens[:, -1] = self.arrow
         answer_positions = (2 + 4 * torch.arange(m)).expand(n_prompts, m).clone()
 
-        zero_tokens = torch.stack([torch.full_like(x[:, -1], self.bos), x[:, -1], torch.full_like(x[:, -1], self.arrow)], 1)
+        query = x[:, -1]
+        zero_tokens = torch.stack([torch.full_like(query, self.bos), query, torch.full_like(query, self.arrow)], 1)
         zero_shot = ICLBatch(
             inputs=zero_tokens,
             targets=y[:, -1],
@@ -196,7 +197,8 @@ class TokenOffset(SymbolicTask):
 @register_task
 @dataclass(frozen=True)
 class ModularAffine(SymbolicTask):
-    """``f_k(x) = (a_k·x + b_k) mod V`` with ``n_maps`` random pairs ``(a_k, b_k)``, ``a_k ≠ 0``, drawn from ``seed``."""
+    """``f_k(x) = (a_k·x + b_k) mod V`` with ``n_maps`` random pairs ``(a_k, b_k)``, ``a_k ≠ 0``, drawn from ``seed``.
+    """
 
     name: ClassVar[str] = "modular-affine"
 

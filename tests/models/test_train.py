@@ -1,0 +1,123 @@
+"""Meta-ICL training: losses checked independently, TVP-loss, determinism, resume, checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests.conftest import tiny_config
+from tvlens import Intervention, inject
+from tvlens.models import HookedModel
+from tvlens.models.train import TrainConfig, Trainer, answer_loss, train
+
+
+def fresh(backend, **overrides):
+    return HookedModel.from_config(tiny_config(**overrides), backend=backend)
+
+
+def test_icl_loss_is_mean_cross_entropy_over_every_answer(tiny_model, small_task):
+    batch = small_task.sample(6, 3, seed=0)
+    logits = tiny_model(batch.inputs)
+    manual = torch.stack([
+        F.cross_entropy(logits[b, p][None], batch.answer_targets[b, j][None])
+        for b in range(6) for j, p in enumerate(batch.answer_positions[b].tolist())
+    ]).mean()
+    torch.testing.assert_close(answer_loss(tiny_model, logits, batch), manual)
+
+
+def test_regression_loss_is_mse_at_x_positions(regression_model, regression_task):
+    batch = regression_task.sample(4, 3, seed=0)
+    logits = regression_model(batch.inputs)
+    manual = ((logits[:, 0::2, 0] - batch.answer_targets) ** 2).mean()
+    torch.testing.assert_close(answer_loss(regression_model, logits, batch), manual)
+
+
+def test_tvp_loss_equals_manual_replace_injection(backend, small_task):
+    model = fresh(backend)
+    trainer = Trainer(model, small_task, TrainConfig(steps=1, tvp_layer=1, tvp_weight=0.5))
+    batch = small_task.sample(8, 3, seed=1)
+    loss, parts = trainer.loss(batch)
+
+    name = model.hook_name(1, "resid_pre")
+    logits, cache = model.run_with_cache(batch.inputs, [name])
+    icl = answer_loss(model, logits, batch)
+    with inject(model, Intervention(cache[name][:, -1], layer=1, mode="replace")):
+        zero_logits = model(batch.zero_shot.inputs)
+    tvp = F.cross_entropy(zero_logits[:, -1], batch.targets)
+    assert parts["tvp_loss"] == pytest.approx(tvp.item(), abs=1e-6)
+    torch.testing.assert_close(loss, icl + 0.5 * tvp)
+    assert model.attached_hooks() == 0
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_tvp_gradient_reaches_the_icl_pass_unless_detached(backend, small_task, detach):
+    """Block 0 only influences the TVP loss through the ICL pass's hidden state (the zero-shot pass is
+    replaced at layer 1 at its last position, but earlier zero-shot positions still see block 0)."""
+    model = fresh(backend)
+    for p in model.trainable_parameters():
+        p.requires_grad_(True)
+    cfg = TrainConfig(steps=1, tvp_layer=1, tvp_weight=1.0, tvp_detach=detach)
+    trainer = Trainer(model, small_task, cfg)
+    batch = small_task.sample(8, 3, seed=1)
+    name = model.hook_name(1, "resid_pre")
+    _, cache = model.run_with_cache(batch.inputs, [name])
+    vector = cache[name][:, -1]
+    if detach:
+        vector = vector.detach()
+    with inject(model, Intervention(vector, layer=1, mode="replace")):
+        tvp = F.cross_entropy(model(batch.zero_shot.inputs)[:, -1], batch.targets)
+    grads = torch.autograd.grad(tvp, model.trainable_parameters(), allow_unused=True)
+    _, parts = trainer.loss(batch)
+    assert parts["tvp_loss"] == pytest.approx(tvp.item(), abs=1e-6)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_training_is_deterministic(backend, small_task):
+    cfg = TrainConfig(steps=6, batch_size=8, n_shots=3, eval_every=0, eval_prompts=16, seed=3)
+    a = train(fresh(backend), small_task, cfg, progress=False)
+    b = train(fresh(backend), small_task, cfg, progress=False)
+    assert a.losses == b.losses and len(a.losses) == 6
+    assert a.history == b.history
+
+
+def test_resume_continues_the_same_run(backend, small_task, tmp_path):
+    cfg = TrainConfig(steps=6, batch_size=8, n_shots=3, eval_every=3, eval_prompts=16, seed=3, checkpoint_every=3,
+                      tvp_layer=1, tvp_weight=0.3)
+    straight = train(fresh(backend), small_task, cfg, progress=False, checkpoint_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step000003.pt", "step000006.pt"]
+    resumed = train(fresh(backend, seed=99), small_task, cfg, progress=False, checkpoint_dir=tmp_path / "again",
+                    resume_from=tmp_path / "step000003.pt")
+    assert resumed.losses == straight.losses
+    assert resumed.history == straight.history
+
+
+def test_history_records_icl_zero_shot_and_tvp_per_layer(trained_perm_model):
+    model, _, result = trained_perm_model
+    assert [h["step"] for h in result.history][:2] == [250, 500]
+    last = result.final
+    assert len(last["tvp"]) == model.n_layers
+    assert last["icl"] >= 0.85 and last["metric"] == "accuracy"
+    assert result.losses[-1] < result.losses[0]
+    assert not any(p.requires_grad for p in model.parameters()), "training leaves the model frozen"
+
+
+def test_checkpoint_for_another_config_is_refused(backend, small_task, tmp_path):
+    cfg = TrainConfig(steps=2, batch_size=4, n_shots=2, eval_every=0, eval_prompts=8, checkpoint_every=2)
+    train(fresh(backend), small_task, cfg, progress=False, checkpoint_dir=tmp_path)
+    other = Trainer(fresh(backend), small_task, TrainConfig(steps=2, batch_size=4, n_shots=2, lr=0.5))
+    with pytest.raises(ValueError, match="was made with another TrainConfig"):
+        other.load_checkpoint(tmp_path / "step000002.pt")
+
+
+def test_train_config_round_trip_and_errors():
+    cfg = TrainConfig(steps=10, tvp_layer=2, tvp_weight=0.5)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match=r"tvp_weight > 0 needs tvp_layer"):
+        TrainConfig(tvp_weight=1.0)
+    with pytest.raises(ValueError, match=r"TrainConfig.steps=0"):
+        TrainConfig(steps=0)
+    with pytest.raises(ValueError, match=r"unknown keys \['epochs'\]"):
+        TrainConfig.from_dict({"epochs": 3})
+    with pytest.raises(ValueError, match=r"checkpoint_every > 0 needs a checkpoint_dir"):
+        Trainer(HookedModel.from_config(tiny_config()), None, TrainConfig(checkpoint_every=5))

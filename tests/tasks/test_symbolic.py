@@ -1,0 +1,100 @@
+"""Symbolic task families: prompt layout, answers, zero-shot views, seeding, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tvlens.tasks import ModularAffine, PermutationMixture, TokenOffset, task_from_dict
+
+FAMILIES = [PermutationMixture(n_symbols=12, n_perms=5, seed=1), TokenOffset(n_symbols=12, offsets=(1, 3, 5)),
+            ModularAffine(n_symbols=13, n_maps=4, seed=2)]
+
+
+def reference_answer(task, k: int, x: int) -> int:
+    """The task's map written out independently for one symbol."""
+    if isinstance(task, PermutationMixture):
+        return int(task.permutations[k, x])
+    if isinstance(task, TokenOffset):
+        return (x + task.offsets[k]) % task.n_symbols
+    a, b = (int(c) for c in task._coef[k])
+    return (a * x + b) % task.n_symbols
+
+
+@pytest.mark.parametrize("task", FAMILIES, ids=lambda t: t.name)
+@pytest.mark.parametrize("n_shots", [0, 1, 5])
+def test_prompt_layout_and_answers(task, n_shots):
+    batch = task.sample(6, n_shots, seed=3)
+    assert batch.inputs.shape == (6, 4 * n_shots + 3)
+    for b in range(6):
+        row, k = batch.inputs[b].tolist(), int(batch.task_ids[b])
+        assert row[0] == task.bos and row[-1] == task.arrow
+        xs = row[1::4]
+        ys = row[3::4]
+        assert all(t == task.arrow for t in row[2::4])
+        assert all(t == task.sep for t in row[4::4])
+        assert len(set(xs)) == len(xs), "inputs within a prompt are distinct"
+        assert ys == [reference_answer(task, k, x) for x in xs[:-1]]
+        assert int(batch.targets[b]) == reference_answer(task, k, xs[-1])
+        # each answer position is the arrow after its x, and its target is the answer
+        for pos, target in zip(batch.answer_positions[b].tolist(), batch.answer_targets[b].tolist()):
+            assert row[pos] == task.arrow and target == reference_answer(task, k, row[pos - 1])
+    zero = batch.zero_shot
+    assert zero.inputs.shape == (6, 3) and zero.n_shots == 0
+    assert torch.equal(zero.inputs[:, 1], batch.inputs[:, -2])
+    assert torch.equal(zero.targets, batch.targets)
+    assert torch.equal(zero.query_positions, torch.full((6,), 2))
+
+
+def test_seeding_fixes_prompts_and_family():
+    task = PermutationMixture(seed=4)
+    assert torch.equal(task.sample(5, 3, seed=9).inputs, task.sample(5, 3, seed=9).inputs)
+    assert not torch.equal(task.sample(5, 3, seed=9).inputs, task.sample(5, 3, seed=10).inputs)
+    assert torch.equal(PermutationMixture(seed=4).permutations, task.permutations)
+    assert not torch.equal(PermutationMixture(seed=5).permutations, task.permutations)
+    gen = torch.Generator().manual_seed(9)
+    assert torch.equal(task.sample(5, 3, generator=gen).inputs, task.sample(5, 3, seed=9).inputs)
+
+
+def test_permutations_are_permutations():
+    perms = PermutationMixture(n_symbols=20, n_perms=6).permutations
+    assert torch.equal(perms.sort(-1).values, torch.arange(20).expand(6, 20))
+
+
+def test_forced_task_ids():
+    task = TokenOffset(n_symbols=10)
+    batch = task.sample(3, 2, seed=0, task_ids=torch.tensor([0, 4, 7]))
+    assert batch.task_ids.tolist() == [0, 4, 7]
+    assert ((batch.targets - batch.inputs[:, -2]) % 10).tolist() == [1, 5, 8]
+
+
+@pytest.mark.parametrize("task", FAMILIES, ids=lambda t: t.name)
+def test_to_dict_round_trip(task):
+    again = task_from_dict(task.to_dict())
+    assert again == task
+    assert torch.equal(again.sample(4, 2, seed=1).inputs, task.sample(4, 2, seed=1).inputs)
+
+
+def test_decode():
+    task = PermutationMixture(n_symbols=8)
+    assert task.decode(torch.tensor([8, 3, 9, 5, 10, 1, 9])) == "<bos> 3 → 5 ; 1 →"
+
+
+def test_errors():
+    task = PermutationMixture(n_symbols=8)
+    with pytest.raises(ValueError, match=r"n_shots=8 is too many .* expected n_shots <= 7"):
+        task.sample(2, 8)
+    with pytest.raises(ValueError, match=r"n_prompts=0: expected an int >= 1"):
+        task.sample(0)
+    with pytest.raises(ValueError, match=r"n_shots=-1: expected an int >= 0"):
+        task.sample(2, -1)
+    with pytest.raises(ValueError, match=r"task_ids must lie in \[0, 8\)"):
+        task.sample(2, 1, task_ids=torch.tensor([0, 8]))
+    with pytest.raises(ValueError, match=r"task_ids has shape \(3,\); expected \(2,\)"):
+        task.sample(2, 1, task_ids=torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"pass either seed or generator"):
+        task.sample(2, 1, seed=1, generator=torch.Generator())
+    with pytest.raises(ValueError, match=r"n_symbols=1: expected an int >= 2"):
+        PermutationMixture(n_symbols=1)
+    with pytest.raises(ValueError, match=r"family='nope'"):
+        task_from_dict({"family": "nope"})
