@@ -54,6 +54,7 @@ class EvalResult:
         values: per-prompt values of the metric ``[n_prompts]``.
         n_shots: demonstrations in the prompts that were scored (0 for zero-shot).
         label_values: per-prompt accuracy restricted to the label set (symbolic only).
+        nll_values: per-prompt ``-log p(answer)`` in nats (symbolic only).
     """
 
     mode: str
@@ -61,6 +62,7 @@ class EvalResult:
     values: Float[Tensor, " n_prompts"]
     n_shots: int
     label_values: Float[Tensor, " n_prompts"] | None = None
+    nll_values: Float[Tensor, " n_prompts"] | None = None
 
     @property
     def mean(self) -> float:
@@ -69,6 +71,11 @@ class EvalResult:
     @property
     def stderr(self) -> float:
         return mean_and_stderr(self.values)[1]
+
+    @property
+    def nll(self) -> float | None:
+        """Mean cross-entropy of the answer in nats (symbolic tasks)."""
+        return None if self.nll_values is None else self.nll_values.double().mean().item()
 
     @property
     def label_accuracy(self) -> float | None:
@@ -85,6 +92,7 @@ class EvalResult:
             "n": self.values.numel(),
             "n_shots": self.n_shots,
             "label_accuracy": self.label_accuracy,
+            "nll": self.nll,
         }
 
     def __repr__(self) -> str:
@@ -96,27 +104,30 @@ def score_batch(
     model: HookedModel,
     batch: ICLBatch,
     interventions: Iterable[Intervention] = (),
-) -> tuple[Float[Tensor, " batch"], Float[Tensor, " batch"] | None]:
+) -> dict[str, Float[Tensor, " batch"]]:
     """Per-prompt scores of one batch at its query positions (no gradient).
 
     Returns:
-        ``(values, label_values)``: accuracy over the vocabulary and over the label set
-        (symbolic), or squared error / D and ``None`` (regression).
+        For symbolic tasks ``{"accuracy", "nll"}`` (argmax over the vocabulary; ``-log p`` of the
+        answer) plus ``"label_accuracy"`` when the batch has a label set; for regression
+        ``{"mse_per_dim"}`` (squared error / D).
     """
     with torch.no_grad(), inject(model, *interventions):
         logits = model(batch.inputs.to(model.device), attention_mask=batch.attention_mask)
     rows = torch.arange(len(batch), device=logits.device)
-    query = logits[rows, batch.query_positions.to(logits.device)]  # [batch, d_vocab]
+    query = logits[rows, batch.query_positions.to(logits.device)].float()  # [batch, d_vocab]
     targets = batch.targets.to(logits.device)
     if batch.kind == "regression":
         d_input = batch.inputs.shape[-1]
-        return ((query[:, 0] - targets) ** 2 / d_input).float().cpu(), None
-    vocab_acc = (query.argmax(-1) == targets).float()
-    label_acc = None
+        return {"mse_per_dim": ((query[:, 0] - targets) ** 2 / d_input).cpu()}
+    scores = {
+        "accuracy": (query.argmax(-1) == targets).float().cpu(),
+        "nll": -query.log_softmax(-1)[rows, targets].cpu(),
+    }
     if batch.label_set is not None:
         labels = batch.label_set.to(logits.device)
-        label_acc = (labels[query[:, labels].argmax(-1)] == targets).float().cpu()
-    return vocab_acc.cpu(), label_acc
+        scores["label_accuracy"] = (labels[query[:, labels].argmax(-1)] == targets).float().cpu()
+    return scores
 
 
 def evaluate(
@@ -180,19 +191,19 @@ def evaluate(
         if rows != len(scored):
             raise ValueError(f"a per-example intervention has {rows} rows but {len(scored)} prompts are scored")
 
-    values, label_values = [], []
+    chunks: list[dict[str, Tensor]] = []
     starts = range(0, len(scored), batch_size)
     for start in tqdm(starts, desc=f"evaluate {mode}", delay=0.5, disable=not progress or len(starts) < 2, leave=False):
         rows = slice(start, start + batch_size)
         chunk_interventions = [iv.select(rows) for iv in interventions]
-        v, lv = score_batch(hooked, scored.select(rows), chunk_interventions)
-        values.append(v)
-        if lv is not None:
-            label_values.append(lv)
+        chunks.append(score_batch(hooked, scored.select(rows), chunk_interventions))
+    scores = {key: torch.cat([c[key] for c in chunks]) for key in chunks[0]}
+    metric = "mse_per_dim" if scored.kind == "regression" else "accuracy"
     return EvalResult(
         mode=mode,
-        metric="mse_per_dim" if scored.kind == "regression" else "accuracy",
-        values=torch.cat(values),
+        metric=metric,
+        values=scores[metric],
         n_shots=scored.n_shots,
-        label_values=torch.cat(label_values) if label_values else None,
+        label_values=scores.get("label_accuracy"),
+        nll_values=scores.get("nll"),
     )

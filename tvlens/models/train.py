@@ -143,11 +143,11 @@ def answer_loss(
     return F.cross_entropy(at_answers.reshape(-1, at_answers.shape[-1]), targets.reshape(-1))
 
 
-def tvp_by_layer(model: HookedModel, batch: ICLBatch) -> list[Tensor]:
+def tvp_by_layer(model: HookedModel, batch: ICLBatch) -> list[dict[str, Tensor]]:
     """Per-prompt TVP-mode scores at every layer: each prompt's own ``h^l_N`` replaces the zero-shot query's.
 
     Returns:
-        One tensor of per-prompt scores (accuracy or squared error / D) per layer.
+        Per layer, the per-prompt scores of :func:`tvlens.evaluate.score_batch`.
     """
     assert batch.zero_shot is not None
     names = [model.hook_name(layer, "resid_pre") for layer in range(model.n_layers)]
@@ -156,26 +156,22 @@ def tvp_by_layer(model: HookedModel, batch: ICLBatch) -> list[Tensor]:
     scores = []
     for layer, name in enumerate(names):
         vector = cache[name][torch.arange(len(batch)), batch.query_positions]
-        values, _ = score_batch(model, batch.zero_shot, [Intervention(vector, layer=layer, mode="replace")])
-        scores.append(values)
+        scores.append(score_batch(model, batch.zero_shot, [Intervention(vector, layer=layer, mode="replace")]))
     return scores
 
 
 def evaluate_training(model: HookedModel, task: Task, n_prompts: int, n_shots: int | None, seed: int) -> dict[str, Any]:
     """ICL, zero-shot and per-layer TVP scores on a fixed evaluation set (mean and standard error)."""
     batch = task.sample(n_prompts, n_shots, seed=seed)
-    icl, _ = score_batch(model, batch)
-    zero, _ = score_batch(model, batch.zero_shot)
-    tvp = tvp_by_layer(model, batch)
-    return {
-        "metric": "mse_per_dim" if batch.kind == "regression" else "accuracy",
-        "icl": mean_and_stderr(icl)[0],
-        "icl_stderr": mean_and_stderr(icl)[1],
-        "zero_shot": mean_and_stderr(zero)[0],
-        "zero_shot_stderr": mean_and_stderr(zero)[1],
-        "tvp": [mean_and_stderr(v)[0] for v in tvp],
-        "tvp_stderr": [mean_and_stderr(v)[1] for v in tvp],
-    }
+    icl, zero, tvp = score_batch(model, batch), score_batch(model, batch.zero_shot), tvp_by_layer(model, batch)
+    record: dict[str, Any] = {"metric": "mse_per_dim" if batch.kind == "regression" else "accuracy"}
+    for key in icl:  # accuracy and nll, or mse_per_dim
+        suffix = "" if key == record["metric"] else f"_{key}"
+        record[f"icl{suffix}"], record[f"icl{suffix}_stderr"] = mean_and_stderr(icl[key])
+        record[f"zero_shot{suffix}"], record[f"zero_shot{suffix}_stderr"] = mean_and_stderr(zero[key])
+        record[f"tvp{suffix}"] = [mean_and_stderr(layer[key])[0] for layer in tvp]
+        record[f"tvp{suffix}_stderr"] = [mean_and_stderr(layer[key])[1] for layer in tvp]
+    return record
 
 
 def _lr_factor(step: int, config: TrainConfig) -> float:
