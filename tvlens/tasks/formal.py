@@ -83,7 +83,9 @@ class SequenceTask(Task):
         """``[batch, length]`` symbols of each prompt's process (the token after BOS onwards)."""
 
     @abstractmethod
-    def next_token_probs(self, tokens: Int[Tensor, "batch pos"], task_ids: Int[Tensor, " batch"]) -> Float[Tensor, "batch pos d_vocab"]:
+    def next_token_probs(
+        self, tokens: Int[Tensor, "batch pos"], task_ids: Int[Tensor, " batch"]
+    ) -> Float[Tensor, "batch pos d_vocab"]:
         """Exact ``p(next token | tokens[:, :t+1], task)`` at every position ``t`` of BOS-led prompts."""
 
     def oracle_nll(self, batch: ICLBatch) -> Float[Tensor, "batch n_answers"]:
