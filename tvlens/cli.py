@@ -81,6 +81,40 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _zoo_list(args: argparse.Namespace) -> int:
+    from tvlens import zoo
+
+    for name in zoo.list():
+        try:
+            card = zoo.info(name)
+            final = card["final_metrics"]
+            metric = final.get("metric", "")
+            numbers = f"ICL {metric} {final['icl']:.3f}, zero-shot {final['zero_shot']:.3f}"
+        except FileNotFoundError:
+            numbers = "not trained (tvlens zoo train " + name + ")"
+        print(f"{name:<26} {zoo.spec(name).description}\n{'':<26} {numbers}")
+    return 0
+
+
+def _zoo_train(args: argparse.Namespace) -> int:
+    from tvlens import zoo
+
+    names = zoo.list() if args.name == "all" else [args.name]
+    for name in names:
+        zoo.spec(name)  # fail on a bad name before any work
+    if args.out:
+        _check_output_path("--out", str(Path(args.out) / "x"))
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)) if args.threads is None else args.threads)
+    for name in names:
+        print(f"training zoo model {name!r}: {zoo.spec(name).description}")
+        model, result = zoo.train_model(name, args.out, steps=args.steps)
+        final = result.final
+        print(f"  {result.steps_done} steps in {result.seconds:.0f} s: ICL {final['metric']} {final['icl']:.4f}, "
+              f"zero-shot {final['zero_shot']:.4f}, TVP by layer {[round(x, 3) for x in final['tvp']]}")
+        print(f"  wrote {zoo.weights_path(name, args.out)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tvlens", description="Task vectors for in-context learning.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -94,6 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed of the task family, weights and prompts")
     demo.add_argument("--out", default=None, help="save the trained model to this .safetensors file")
     demo.set_defaults(func=_demo)
+
+    zoo = sub.add_parser("zoo", help="the built-in model zoo").add_subparsers(dest="zoo_command", required=True)
+    zoo.add_parser("list", help="list the zoo models with their shipped ICL / zero-shot numbers").set_defaults(
+        func=_zoo_list)
+    zoo_train = zoo.add_parser("train", help="re-create a zoo model from its recipe (same seed, same weights)")
+    zoo_train.add_argument("name", help="zoo model name, or 'all'")
+    zoo_train.add_argument("--out", default=None, help="directory to write to (default: the package's zoo)")
+    zoo_train.add_argument("--steps", type=_positive_int, default=None, help="override the number of steps")
+    zoo_train.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    zoo_train.set_defaults(func=_zoo_train)
     return parser
 
 
@@ -106,7 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("tvlens: interrupted", file=sys.stderr)
         return 130
     except (ValueError, TypeError, KeyError, FileNotFoundError, OSError) as error:
-        print(f"tvlens {args.command}: error: {error}", file=sys.stderr)
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"tvlens {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -46,6 +46,8 @@ from tvlens.inject import Intervention, inject
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
 
+TRAIN_SEED_OFFSET = 7919
+
 
 @dataclass
 class TrainConfig:
@@ -59,7 +61,7 @@ class TrainConfig:
         weight_decay: AdamW weight decay.
         warmup_steps: linear warm-up length.
         grad_clip: gradient-norm clip (``0`` = off).
-        seed: seeds the prompts (and nothing else is random during training).
+        seed: seeds the training prompts (drawn from seed ``7919 + seed``; nothing else is random).
         eval_every: evaluate every this many steps (``0`` = only at the end).
         eval_prompts: prompts per evaluation.
         tvp_layer: layer of the TVP loss (``None`` = plain meta-ICL training).
@@ -203,7 +205,9 @@ class Trainer:
         self.params = model.trainable_parameters()
         self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: _lr_factor(s, config))
-        self.generator = torch.Generator().manual_seed(config.seed)
+        # Training prompts come from a generator offset from the seed, so that evaluation seeds
+        # (0, 1, …, the usual defaults) never replay the training stream.
+        self.generator = torch.Generator().manual_seed(TRAIN_SEED_OFFSET + config.seed)
         self.step = 0
         self.history: list[dict[str, Any]] = []
         self.losses: list[float] = []

@@ -1,6 +1,7 @@
 """ICL task families and the prompts they produce (:class:`ICLBatch`)."""
 
 from tvlens.tasks.base import TASK_REGISTRY, ICLBatch, Task, register_task, task_from_dict
+from tvlens.tasks.formal import HMMMixture, RegularLanguages, SequenceTask
 from tvlens.tasks.regression import (
     DecisionTreeRegression,
     LinearRegression,
@@ -14,6 +15,9 @@ from tvlens.tasks.symbolic import ModularAffine, PermutationMixture, SymbolicTas
 __all__ = [
     "TASK_REGISTRY",
     "DecisionTreeRegression",
+    "HMMMixture",
+    "RegularLanguages",
+    "SequenceTask",
     "ICLBatch",
     "LinearRegression",
     "ModularAffine",

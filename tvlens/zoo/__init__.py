@@ -1,0 +1,121 @@
+"""The model zoo: small transformers tvlens trains itself on synthetic ICL tasks, shipped in the package.
+
+No machine here can download weights, so every analysis, test and notebook runs on these.
+Each model is one ``weights/NAME.safetensors`` file (weights in TransformerLens layout; the
+metadata header holds everything below) plus ``weights/NAME.json`` with the architecture, task,
+training config, final metrics, training history and tvlens version — and each is re-created by
+``tvlens zoo train NAME`` from its recipe in :mod:`tvlens.zoo.specs`.
+
+    >>> import tvlens
+    >>> tvlens.zoo.list()
+    ['perm-mix', 'perm-mix-tvp', 'token-offset', ...]
+    >>> model = tvlens.zoo.load("perm-mix")      # a HookedModel on the installed TL line
+    >>> task = tvlens.zoo.task("perm-mix")       # the task family it was trained on
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from tvlens._io import atomic_write_text
+from tvlens._version import __version__
+from tvlens.models.hooked import HookedModel
+from tvlens.models.io import load_model, save_model
+from tvlens.models.train import TrainResult, train
+from tvlens.tasks import Task
+from tvlens.zoo.specs import SPECS, ZooSpec
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+def list() -> builtins.list[str]:  # noqa: A001 - the zoo's public verb, as in the issue
+    """Names of the zoo models, the default model (``perm-mix``) first."""
+    return builtins.list(SPECS)
+
+
+def spec(name: str) -> ZooSpec:
+    """The recipe of a zoo model."""
+    if name not in SPECS:
+        raise KeyError(f"name={name!r} is not a zoo model; expected one of {builtins.list(SPECS)}")
+    return SPECS[name]
+
+
+def weights_path(name: str, directory: str | os.PathLike | None = None) -> Path:
+    spec(name)
+    return Path(directory or WEIGHTS_DIR) / f"{name}.safetensors"
+
+
+def info(name: str, directory: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The shipped JSON card of a model: architecture, task, training config, final metrics, history, version."""
+    path = weights_path(name, directory).with_suffix(".json")
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"zoo model {name!r} has no weights at {str(path.parent)!r}; create them with `tvlens zoo train {name}`"
+        )
+    return json.loads(path.read_text())
+
+
+def load(name: str = "perm-mix", backend: str = "auto", directory: str | os.PathLike | None = None) -> HookedModel:
+    """Load a zoo model on the installed TransformerLens line (4.x bridge or 3.x HookedTransformer)."""
+    path = weights_path(name, directory)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"zoo model {name!r} has no weights at {str(path)!r}; create them with `tvlens zoo train {name}`"
+        )
+    return load_model(path, backend=backend)
+
+
+def task(name: str = "perm-mix") -> Task:
+    """The task family a zoo model was trained on. Sample prompts with any seed; training drew from
+    seed ``7919 + train.seed``, so the usual evaluation seeds give prompts the model was not trained on."""
+    return spec(name).task
+
+
+def train_model(
+    name: str,
+    directory: str | os.PathLike | None = None,
+    *,
+    steps: int | None = None,
+    progress: bool = True,
+    backend: str = "auto",
+) -> tuple[HookedModel, TrainResult]:
+    """Re-create a zoo model from its recipe and write ``NAME.safetensors`` + ``NAME.json`` atomically.
+
+    Args:
+        name: zoo model name.
+        directory: where to write (default: the package's ``zoo/weights``).
+        steps: override the number of steps (a short run for tests; the card records it).
+        progress: tqdm bar.
+        backend: TransformerLens backend to train on.
+    """
+    recipe = spec(name)
+    config = recipe.train
+    if steps is not None:
+        config = type(config).from_dict({**config.to_dict(), "steps": steps})
+    model = HookedModel.from_config(recipe.model, backend=backend)
+    result = train(model, recipe.task, config, progress=progress, target=recipe.target)
+    card = {
+        "name": name,
+        "description": recipe.description,
+        "config": recipe.model.to_dict(),
+        "task": recipe.task.to_dict(),
+        "train": config.to_dict(),
+        "target": recipe.target,
+        "steps_done": result.steps_done,
+        "train_seconds": round(result.seconds, 1),
+        "final_metrics": result.final,
+        "history": result.history,
+        "tvlens_version": __version__,
+        "transformer_lens_line": model.line,
+    }
+    path = weights_path(name, directory)
+    save_model(model, path, {k: v for k, v in card.items() if k != "config"})
+    atomic_write_text(path.with_suffix(".json"), json.dumps(card, indent=1, sort_keys=False) + "\n")
+    return model, result
+
+
+__all__ = ["SPECS", "WEIGHTS_DIR", "ZooSpec", "info", "list", "load", "spec", "task", "train_model", "weights_path"]

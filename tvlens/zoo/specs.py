@@ -1,0 +1,113 @@
+"""Recipes of the model zoo: architecture, task, training config and the target each model must meet.
+
+Every zoo model is re-created from its recipe by ``tvlens zoo train NAME`` (same seed, same
+machine and torch version → same weights). The shipped weights were made from exactly these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tvlens.models.config import ModelConfig
+from tvlens.models.train import TrainConfig
+from tvlens.tasks import (
+    HMMMixture,
+    LinearRegression,
+    PermutationMixture,
+    RegularLanguages,
+    SinusoidRegression,
+    SparseLinearRegression,
+    Task,
+    TokenOffset,
+)
+
+
+@dataclass(frozen=True)
+class ZooSpec:
+    """How one zoo model is made.
+
+    Attributes:
+        name: the zoo name (``perm-mix``, …).
+        description: one line for listings.
+        task: the task family it is trained on.
+        model: the architecture (``d_vocab``/``d_input``/``n_ctx`` fit the task).
+        train: the training config.
+        target: the ICL score at which training stops early (accuracy ≥ target, or error ≤ target).
+    """
+
+    name: str
+    description: str
+    task: Task
+    model: ModelConfig
+    train: TrainConfig
+    target: float | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def _token_model(task: Task, n_layers: int, n_shots: int, d_model: int = 64, seed: int = 0) -> ModelConfig:
+    return ModelConfig(n_layers=n_layers, d_model=d_model, n_heads=4, d_vocab=task.d_vocab,
+                       n_ctx=task.prompt_length(n_shots), seed=seed)
+
+
+def _regression_model(task: Task, n_layers: int, n_shots: int, d_model: int = 64, seed: int = 0) -> ModelConfig:
+    return ModelConfig(n_layers=n_layers, d_model=d_model, n_heads=4, d_vocab=1, d_input=task.d_input,
+                       n_ctx=task.prompt_length(n_shots), seed=seed)
+
+
+PERM = PermutationMixture(n_symbols=32, n_perms=8, seed=0)
+OFFSET = TokenOffset(n_symbols=32, offsets=(1, 2, 3, 4, 5, 6, 7, 8))
+LINEAR = LinearRegression(d_input=5)
+SPARSE = SparseLinearRegression(d_input=8, sparsity=2)
+SINUSOID = SinusoidRegression(d_input=2, frequency=1.5)
+HMM = HMMMixture(n_symbols=12, n_processes=8, n_states=4, seed=0)
+REGULAR = RegularLanguages(n_symbols=8, n_processes=8, n_states=4, out_degree=2, seed=0)
+
+SYMBOLIC_SHOTS = 16
+REGRESSION_SHOTS = 20
+SEQUENCE_SHOTS = 48
+
+#: Layer the TVP-loss pins the vector to in ``perm-mix-tvp``: the stream after the first block, as in
+#: seed 002's Figure 5 (``l = 1``). ``perm-mix`` forms its vector naturally at layers 2–3 (see its card),
+#: so layer 1 is where pinning it makes a measurable difference.
+PERM_TVP_LAYER = 1
+
+
+def _symbolic_train(**overrides: Any) -> TrainConfig:
+    args = dict(steps=6000, batch_size=64, n_shots=SYMBOLIC_SHOTS, lr=2e-3, warmup_steps=200, eval_every=250,
+                eval_prompts=512)
+    args.update(overrides)
+    return TrainConfig(**args)
+
+
+def _regression_train(**overrides: Any) -> TrainConfig:
+    args = dict(steps=8000, batch_size=64, n_shots=REGRESSION_SHOTS, lr=1e-3, warmup_steps=300, eval_every=500,
+                eval_prompts=512)
+    args.update(overrides)
+    return TrainConfig(**args)
+
+
+SPECS: dict[str, ZooSpec] = {
+    spec.name: spec
+    for spec in [
+        ZooSpec("perm-mix", "mixture of 8 random permutations of 32 symbols, 4 layers (the default model)",
+                PERM, _token_model(PERM, 4, SYMBOLIC_SHOTS), _symbolic_train(), target=0.995),
+        ZooSpec("perm-mix-tvp", f"perm-mix trained with TVP-loss (λ=1) pinning the vector to layer {PERM_TVP_LAYER}",
+                PERM, _token_model(PERM, 4, SYMBOLIC_SHOTS),
+                _symbolic_train(tvp_layer=PERM_TVP_LAYER, tvp_weight=1.0, steps=1500), target=None),
+        ZooSpec("token-offset", "discrete token offset y = x + k mod 32, k in 1..8 (seed 002), 4 layers",
+                OFFSET, _token_model(OFFSET, 4, SYMBOLIC_SHOTS), _symbolic_train(), target=0.995),
+        ZooSpec("linear-regression", "linear regression in R^5 (seed 002's 3-layer setting)",
+                LINEAR, _regression_model(LINEAR, 3, REGRESSION_SHOTS), _regression_train()),
+        ZooSpec("sparse-linear-regression", "sparse linear regression in R^8, 2 non-zero weights (seed 000), 3 layers",
+                SPARSE, _regression_model(SPARSE, 3, REGRESSION_SHOTS), _regression_train()),
+        ZooSpec("sinusoid-regression", "sinusoid regression y = sin(w·x + φ) in R^2 (seed 002), 6 layers",
+                SINUSOID, _regression_model(SINUSOID, 6, REGRESSION_SHOTS), _regression_train()),
+        ZooSpec("hmm-mixture", "GINC-style mixture of 8 random HMMs (4 states, 12 symbols), 3 layers",
+                HMM, _token_model(HMM, 3, SEQUENCE_SHOTS),
+                _symbolic_train(n_shots=SEQUENCE_SHOTS, steps=4000, eval_every=500)),
+        ZooSpec("regular-languages", "RegBench-style family of 8 random 4-state DFAs over 8 symbols, 3 layers",
+                REGULAR, _token_model(REGULAR, 3, SEQUENCE_SHOTS),
+                _symbolic_train(n_shots=SEQUENCE_SHOTS, steps=4000, eval_every=500)),
+    ]
+}
