@@ -67,6 +67,7 @@ class TrainConfig:
         tvp_layer: layer of the TVP loss (``None`` = plain meta-ICL training).
         tvp_weight: λ, weight of the TVP loss.
         tvp_detach: stop gradients through the ICL pass of the TVP loss.
+        tvp_start: step from which the TVP loss is on (plain meta-ICL training before it).
         checkpoint_every: write a checkpoint every this many steps (``0`` = never).
     """
 
@@ -83,6 +84,7 @@ class TrainConfig:
     tvp_layer: int | None = None
     tvp_weight: float = 0.0
     tvp_detach: bool = False
+    tvp_start: int = 0
     checkpoint_every: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -216,7 +218,7 @@ class Trainer:
     def loss(self, batch: ICLBatch) -> tuple[Tensor, dict[str, float]]:
         """The training loss of one batch and its parts."""
         cfg, model = self.config, self.model
-        if cfg.tvp_layer is None or cfg.tvp_weight == 0:
+        if cfg.tvp_layer is None or cfg.tvp_weight == 0 or self.step < cfg.tvp_start:
             logits = model(batch.inputs)
             icl = answer_loss(model, logits, batch)
             return icl, {"icl_loss": icl.item()}

@@ -83,6 +83,22 @@ class ICLBatch:
                 changes[f.name] = value.select(rows)
         return dataclasses.replace(self, **changes)
 
+    def with_shuffled_labels(self, generator: torch.Generator) -> ICLBatch:
+        """The same prompts with the demonstrations' labels shuffled among themselves (Todd et al.'s
+        corrupted prompts): every ``x_i`` keeps its place, the ``y``s are permuted within each prompt,
+        the query and its target are unchanged. The zero-shot view is dropped."""
+        if self.n_shots < 2:
+            raise ValueError(f"shuffling labels needs at least 2 demonstrations; the batch has n_shots={self.n_shots}")
+        label_pos = self.answer_positions[:, :-1] + 1  # the y token follows its answer position
+        order = torch.rand(label_pos.shape, generator=generator).argsort(-1)
+        shuffled = torch.gather(label_pos, 1, order)
+        rows = torch.arange(len(self))[:, None]
+        inputs = self.inputs.clone()
+        inputs[rows, label_pos] = self.inputs[rows, shuffled]
+        targets = self.answer_targets.clone()
+        targets[:, :-1] = torch.gather(self.answer_targets[:, :-1], 1, order)
+        return dataclasses.replace(self, inputs=inputs, answer_targets=targets, zero_shot=None)
+
     def to(self, device: torch.device | str) -> ICLBatch:
         """A copy on ``device``."""
         changes: dict[str, Any] = {}
@@ -171,6 +187,31 @@ class Task(ABC):
     @abstractmethod
     def prompt_length(self, n_shots: int) -> int:
         """Positions of a prompt with ``n_shots`` demonstrations."""
+
+    def single(self, which: int) -> Task:
+        """The same family restricted to one task: task ``which`` of a discrete family, or, for a
+        continuous family (regression), the one function drawn from seed ``which``.
+
+        A task vector is made for one task (Hendel et al.): sample its prompts from ``task.single(k)``.
+        """
+        if not dataclasses.is_dataclass(self) or "fixed" not in {f.name for f in dataclasses.fields(self)}:
+            raise TypeError(f"{type(self).__name__} cannot be restricted to a single task")
+        if not isinstance(which, int) or isinstance(which, bool) or which < 0:
+            raise ValueError(f"which={which!r}: expected an int >= 0")
+        if self.n_tasks is not None and which >= self.n_tasks:
+            n = self.n_tasks
+            raise ValueError(f"which={which}: the family has {n} tasks; expected 0 <= which < {n}")
+        return dataclasses.replace(self, fixed=which)
+
+    def _task_ids(self, n_prompts: int, generator: torch.Generator, task_ids: Tensor | None) -> Tensor:
+        """Task of each prompt: forced, the fixed one, or drawn uniformly."""
+        if task_ids is not None:
+            return task_ids
+        fixed = getattr(self, "fixed", None)
+        if fixed is not None:
+            return torch.full((n_prompts,), fixed, dtype=torch.long)
+        assert self.n_tasks is not None
+        return torch.randint(self.n_tasks, (n_prompts,), generator=generator)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON description: ``{"family": name, **fields}``."""

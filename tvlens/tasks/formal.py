@@ -44,6 +44,7 @@ class SequenceTask(Task):
     n_symbols: int = 12
     n_processes: int = 8
     seed: int = 0
+    fixed: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_symbols, int) or self.n_symbols < 2:
@@ -99,8 +100,7 @@ class SequenceTask(Task):
     def _sample(self, n_prompts: int, n_shots: int, generator: torch.Generator, task_ids: Tensor | None) -> ICLBatch:
         if n_shots < 1:
             raise ValueError(f"n_shots={n_shots}: a {self.name} prompt needs at least one context token")
-        if task_ids is None:
-            task_ids = torch.randint(self.n_processes, (n_prompts,), generator=generator)
+        task_ids = self._task_ids(n_prompts, generator, task_ids)
         stream = self._streams(task_ids, n_shots + 1, generator)  # the last one is the query's answer
         tokens = torch.cat([torch.full((n_prompts, 1), self.bos), stream[:, :-1]], 1)  # [b, n_shots + 1]
         length = tokens.shape[1]

@@ -41,6 +41,7 @@ class RegressionTask(Task):
         x_distribution: ``"gaussian"`` (``N(0, I)``) or ``"skewed"``.
         noise_std: standard deviation of the noise on demonstration labels.
         orthogonal_query: make the query orthogonal to the demonstrations' inputs.
+        fixed: if set, every prompt shows the one function drawn from this seed (:meth:`Task.single`).
     """
 
     kind: ClassVar[str] = "regression"
@@ -50,6 +51,7 @@ class RegressionTask(Task):
     x_distribution: str = "gaussian"
     noise_std: float = 0.0
     orthogonal_query: bool = False
+    fixed: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.d_input, int) or self.d_input < 1:
@@ -91,7 +93,11 @@ class RegressionTask(Task):
 
     def _sample(self, n_prompts: int, n_shots: int, generator: torch.Generator, task_ids: Tensor | None) -> ICLBatch:
         m = n_shots + 1
-        params = self.draw_functions(n_prompts, generator)
+        if self.fixed is None:
+            params = self.draw_functions(n_prompts, generator)
+        else:  # one function for every prompt, drawn from its own seed
+            one = self.draw_functions(1, torch.Generator().manual_seed(self.fixed))
+            params = {k: v.expand(n_prompts, *v.shape[1:]) for k, v in one.items()}
         x = self._draw_x(n_prompts, m, generator)
         y_clean = self.apply(params, x)
         y = y_clean.clone()
@@ -102,7 +108,7 @@ class RegressionTask(Task):
         inputs[:, 0::2] = x
         inputs[:, 1::2, 0] = y[:, :-1]
         answer_positions = (2 * torch.arange(m)).expand(n_prompts, m).clone()
-        no_task = torch.full((n_prompts,), -1, dtype=torch.long)
+        no_task = torch.full((n_prompts,), -1 if self.fixed is None else self.fixed, dtype=torch.long)
         zero_shot = ICLBatch(
             inputs=x[:, -1:].clone(),
             targets=y_clean[:, -1],

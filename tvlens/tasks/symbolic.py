@@ -36,6 +36,7 @@ class SymbolicTask(Task):
         n_symbols: number of symbols V.
         seed: fixes the family itself (which permutations / pairs), not the prompts.
         distinct_inputs: inputs of a prompt are drawn without replacement.
+        fixed: if set, every prompt shows this one task (see :meth:`Task.single`).
     """
 
     kind: ClassVar[str] = "symbolic"
@@ -43,6 +44,7 @@ class SymbolicTask(Task):
     n_symbols: int = 32
     seed: int = 0
     distinct_inputs: bool = True
+    fixed: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_symbols, int) or self.n_symbols < 2:
@@ -87,10 +89,7 @@ class SymbolicTask(Task):
         """The answers ``y = f_task(x)`` of each prompt's task."""
 
     def _sample(self, n_prompts: int, n_shots: int, generator: torch.Generator, task_ids: Tensor | None) -> ICLBatch:
-        n_tasks = self.n_tasks
-        assert n_tasks is not None
-        if task_ids is None:
-            task_ids = torch.randint(n_tasks, (n_prompts,), generator=generator)
+        task_ids = self._task_ids(n_prompts, generator, task_ids)
         m = n_shots + 1
         if self.distinct_inputs:
             x = torch.rand(n_prompts, self.n_symbols, generator=generator).argsort(-1)[:, :m]

@@ -1,0 +1,47 @@
+"""Regenerate the zoo table in README.md from the shipped model cards (tvlens/zoo/weights/*.json).
+
+    python docs/make_zoo_table.py          # rewrites the block between the zoo-table markers
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tvlens import zoo
+from tvlens._io import atomic_write_text
+
+BEGIN, END = "<!-- zoo-table:begin -->", "<!-- zoo-table:end -->"
+
+
+def table() -> str:
+    rows = ["| model | task | layers | d_model | ICL (n-shot) | zero-shot | TVP best layer | steps |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name in zoo.list():
+        card = zoo.info(name)
+        final, cfg = card["final_metrics"], card["config"]
+        metric = final["metric"]
+        fmt = (lambda v: f"{v:.1%}") if metric == "accuracy" else (lambda v: f"{v:.3f}")
+        tvp = final["tvp"]
+        best = max(range(len(tvp)), key=lambda i: tvp[i]) if metric == "accuracy" else min(
+            range(len(tvp)), key=lambda i: tvp[i])
+        shots = card["train"]["n_shots"]
+        rows.append(
+            f"| `{name}` | {card['description']} | {cfg['n_layers']} | {cfg['d_model']} | "
+            f"{fmt(final['icl'])} ({shots}-shot) | {fmt(final['zero_shot'])} | L{best}: {fmt(tvp[best])} | "
+            f"{card['steps_done']} |"
+        )
+    note = ("Symbolic models report accuracy; regression models squared error / D (lower is better). "
+            "Numbers are read from each model's card (evaluation prompts drawn from seed 10000, never trained on).")
+    return "\n".join(rows) + "\n\n" + note
+
+
+def main() -> None:
+    readme = Path(__file__).parents[1] / "README.md"
+    text = readme.read_text()
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    atomic_write_text(readme, text[:start] + "\n" + table() + "\n" + text[end:])
+    print(f"updated {readme}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""The fast path for vectors at the last position: run only the query through layers ≥ l.
+
+Attention is causal, so a vector put into the stream at the **last** position ``N`` at layer ``l``
+changes nothing at positions ``< N``: for every block ``l' ≥ l`` their keys and values are the
+same at every step of learning a vector and for every candidate vector. :class:`SuffixRunner`
+computes them once (with the stream entering layer ``l`` at ``N``) and then runs the query
+position alone through blocks ``l … L-1``, attending to the cached keys/values — tvlens' own
+cached attention, because key-value caching does not work through a 4.x ``TransformerBridge``
+(METHODS.md §10). It works on both TransformerLens lines from the TL-layout weights.
+
+The math per block (TransformerLens conventions, row vectors)::
+
+    a = LN1(x);  q,k,v = a W_{Q,K,V} + b;  p = softmax(q·[K_prefix; k] / √d_head)   (padded keys masked)
+    x ← x + Σ_h (p_h [V_prefix; v]_h) W_O[h] + b_O;   x ← x + MLP(LN2(x))
+
+Supported: LayerNorm / LNPre / RMS / RMSPre, standard positional embeddings, MLP or attention-only
+blocks. Anything else (rotary, parallel blocks, gated MLPs, grouped KV, soft caps) reports
+:func:`supports_fast_path` ``False`` and callers use the full forward. Tests check loss and gradient
+against the full forward (float64, atol 1e-5).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from tvlens.models.hooked import HookedModel
+
+_ACTS = {
+    "gelu": F.gelu,
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+    "silu": F.silu,
+}
+
+
+def supports_fast_path(model: HookedModel) -> bool:
+    """Whether :class:`SuffixRunner` reproduces this architecture exactly."""
+    cfg = model.cfg
+    return (
+        (getattr(cfg, "normalization_type", None) in ("LN", "LNPre", "RMS", "RMSPre"))
+        and (getattr(cfg, "positional_embedding_type", "standard") or "standard") == "standard"
+        and not getattr(cfg, "parallel_attn_mlp", False)
+        and not getattr(cfg, "gated_mlp", False)
+        and getattr(cfg, "n_key_value_heads", None) in (None, cfg.n_heads)
+        and (getattr(cfg, "act_fn", None) in _ACTS or getattr(cfg, "attn_only", False))
+        and float(getattr(cfg, "attn_scores_soft_cap", -1.0) or -1.0) <= 0
+        and float(getattr(cfg, "output_logits_soft_cap", -1.0) or -1.0) <= 0
+        and not getattr(cfg, "final_rms", False)
+    )
+
+
+class SuffixRunner:
+    """Logits at the last position of fixed prompts, with vectors in the stream from layer ``start`` on.
+
+    Args:
+        model: the model (its weights are read once; it is not modified).
+        inputs: the prompts (token ids or regression vectors), all ending at their query.
+        start: the first layer a vector is put in (``resid_pre``).
+        attention_mask: padding mask (left padding: the query is the last column).
+    """
+
+    def __init__(
+        self,
+        model: HookedModel,
+        inputs: Tensor,
+        start: int,
+        attention_mask: Int[Tensor, "batch pos"] | None = None,
+    ) -> None:
+        if not supports_fast_path(model):
+            raise ValueError(f"the fast path does not support this architecture ({model.cfg.normalization_type=}, …)")
+        self.model, self.start = model, model.check_layer(start, "start")
+        cfg = model.cfg
+        self.eps = float(getattr(cfg, "eps", 1e-5))
+        self.norm = cfg.normalization_type
+        self.attn_only = bool(getattr(cfg, "attn_only", False))
+        self.act = _ACTS.get(getattr(cfg, "act_fn", None) or "gelu")
+        # TL 3.x stores √d_head in cfg.attn_scale; the 4.x bridge config leaves it at -1 (= default √d_head).
+        attn_scale = float(getattr(cfg, "attn_scale", -1.0) or -1.0)
+        self.scale = attn_scale if attn_scale > 0 else math.sqrt(model.d_head)
+        if getattr(cfg, "use_attn_scale", True) is False:
+            self.scale = 1.0
+        self.w = model.tl_state_dict()
+        layers = range(self.start, model.n_layers)
+        names = [model.hook_name(self.start, "resid_pre")]
+        names += [model.hook_name(layer, f"attn.hook_{kv}") for layer in layers for kv in ("k", "v")]
+        with torch.no_grad():
+            _, cache = model.run_with_cache(inputs, names, attention_mask=attention_mask)
+        self.query_stream = cache[names[0]][:, -1].detach()  # [b, d]
+        self.keys = {layer: cache[model.hook_name(layer, "attn.hook_k")][:, :-1].detach() for layer in layers}
+        self.values = {layer: cache[model.hook_name(layer, "attn.hook_v")][:, :-1].detach() for layer in layers}
+        self.prefix_mask = None if attention_mask is None else attention_mask[:, :-1].bool()
+
+    def __len__(self) -> int:
+        return self.query_stream.shape[0]
+
+    def _norm(self, x: Tensor, prefix: str) -> Tensor:
+        if self.norm in ("LN", "LNPre"):
+            x = x - x.mean(-1, keepdim=True)
+        x = x / (x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt()
+        if self.norm in ("LN", "RMS"):
+            x = x * self.w[f"{prefix}.w"]
+            if self.norm == "LN":
+                x = x + self.w[f"{prefix}.b"]
+        return x
+
+    def logits(
+        self,
+        vectors: Mapping[int, Float[Tensor, "*batch d_model"]],
+        mode: str = "add",
+        rows: Tensor | slice | None = None,
+        return_resid: bool = False,
+    ) -> Float[Tensor, "batch d_vocab"]:
+        """Last-position logits with ``vectors[l]`` put into ``blocks.{l}.hook_resid_pre`` (``l ≥ start``).
+
+        Args:
+            vectors: ``{layer: [d_model] or [batch, d_model]}``; the key ``n_layers`` means the final
+                stream (``blocks.{L-1}.hook_resid_post``, the input of ``ln_final``).
+            mode: ``"add"`` or ``"replace"``.
+            rows: a subset of the prompts (a minibatch).
+            return_resid: also return the final stream at the query (input of ``ln_final``).
+        """
+        rows = slice(None) if rows is None else rows
+        bad = [layer for layer in vectors if layer < self.start or layer > self.model.n_layers]
+        if bad:
+            raise ValueError(f"layers {bad} are outside this runner's range [{self.start}, {self.model.n_layers}]")
+        w = self.w
+        x = self.query_stream[rows]
+        mask = None if self.prefix_mask is None else self.prefix_mask[rows]
+        for layer in range(self.start, self.model.n_layers):
+            if layer in vectors:
+                x = x + vectors[layer] if mode == "add" else vectors[layer].expand_as(x)
+            p = f"blocks.{layer}"
+            a = self._norm(x, f"{p}.ln1")
+            q = torch.einsum("bd,hdk->bhk", a, w[f"{p}.attn.W_Q"]) + w[f"{p}.attn.b_Q"]
+            k = torch.einsum("bd,hdk->bhk", a, w[f"{p}.attn.W_K"]) + w[f"{p}.attn.b_K"]
+            v = torch.einsum("bd,hdk->bhk", a, w[f"{p}.attn.W_V"]) + w[f"{p}.attn.b_V"]
+            keys = torch.cat([self.keys[layer][rows], k[:, None]], 1)  # [b, pos, h, dk]
+            values = torch.cat([self.values[layer][rows], v[:, None]], 1)
+            scores = torch.einsum("bhk,bphk->bhp", q, keys) / self.scale
+            if mask is not None:
+                full = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+                scores = scores.masked_fill(~full[:, None, :], float("-inf"))
+            pattern = scores.softmax(-1)
+            z = torch.einsum("bhp,bphk->bhk", pattern, values)
+            x = x + torch.einsum("bhk,hkd->bd", z, w[f"{p}.attn.W_O"]) + w[f"{p}.attn.b_O"]
+            if not self.attn_only:
+                hidden = self.act(self._norm(x, f"{p}.ln2") @ w[f"{p}.mlp.W_in"] + w[f"{p}.mlp.b_in"])
+                x = x + hidden @ w[f"{p}.mlp.W_out"] + w[f"{p}.mlp.b_out"]
+        final = self.model.n_layers
+        if final in vectors:
+            x = x + vectors[final] if mode == "add" else vectors[final].expand_as(x)
+        logits = self._norm(x, "ln_final") @ w["unembed.W_U"]
+        if "unembed.b_U" in w:
+            logits = logits + w["unembed.b_U"]
+        return (logits, x) if return_resid else logits

@@ -1,0 +1,152 @@
+"""Function vectors (Todd et al. 2024): a sum of the mean outputs of the causally important heads.
+
+1. **Mean head outputs.** Over clean n-shot prompts, average every head's output at the query
+   position, projected into the stream: ``ā^l_k = mean_i z^l_{N,k}(i) W_O[l,k]``.
+2. **Average indirect effect (AIE).** Corrupt prompts by shuffling their labels. For each head,
+   patch its query-position output with ``ā^l_k`` and measure how much the answer improves:
+   ``AIE(l,k) = mean_i [ p(y_q | patched_i) − p(y_q | corrupted_i) ]`` (for regression the drop
+   of the squared error). All heads of a layer are patched in **one** batched forward: the
+   corrupted prompts are tiled ``H`` times and row group ``k`` patches head ``k``.
+3. **Function vector.** ``FV = Σ_{(l,k) ∈ top-k by AIE} ā^l_k``, added at one layer (≈ L/3 in
+   Todd; or swept on a dev split) at the last position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from tvlens.models.hooked import HookedModel
+from tvlens.tasks.base import ICLBatch, Task
+from tvlens.vectors.task_vector import TaskVector
+from tvlens.vectors.vanilla import LayerSweep, sweep_layers
+
+
+def mean_head_outputs(
+    model: HookedModel, batch: ICLBatch, batch_size: int = 256
+) -> tuple[Float[Tensor, "n_layers n_heads d_head"], Float[Tensor, "n_layers n_heads d_model"]]:
+    """Mean ``z`` and mean projected output ``ā^l_k = z̄ W_O[l,k]`` of every head at the query position."""
+    names = [model.hook_name(layer, "attn.hook_z") for layer in range(model.n_layers)]
+    total = torch.zeros(model.n_layers, model.n_heads, model.d_head, dtype=model.dtype)
+    for start in range(0, len(batch), batch_size):
+        chunk = batch.select(slice(start, start + batch_size))
+        with torch.no_grad():
+            _, cache = model.run_with_cache(chunk.inputs, names, attention_mask=chunk.attention_mask)
+        rows = torch.arange(len(chunk))
+        total += torch.stack([cache[n][rows, chunk.query_positions].sum(0) for n in names])
+    z_mean = total / len(batch)
+    return z_mean, torch.einsum("lhk,lhkd->lhd", z_mean, model.W_O)
+
+
+def _answer_score(model: HookedModel, logits: Tensor, batch: ICLBatch, repeat: int) -> Tensor:
+    """Per-row score of the query answer: probability (symbolic) or −squared error (regression)."""
+    rows = torch.arange(logits.shape[0])
+    query = logits[rows, batch.query_positions.repeat(repeat)]
+    targets = batch.targets.repeat(repeat)
+    if batch.kind == "regression":
+        return -((query[:, 0] - targets) ** 2)
+    return query.softmax(-1)[rows, targets]
+
+
+def average_indirect_effect(
+    model: HookedModel, corrupted: ICLBatch, z_mean: Float[Tensor, "n_layers n_heads d_head"]
+) -> Float[Tensor, "n_layers n_heads"]:
+    """AIE of every head: the rise of the answer's score when its query-position ``z`` is set to ``z̄``.
+
+    One forward per layer: the corrupted prompts are tiled ``n_heads`` times, row group ``k`` patches head ``k``.
+    """
+    n, heads = len(corrupted), model.n_heads
+    tiled = corrupted.inputs.repeat(heads, *([1] * (corrupted.inputs.ndim - 1)))
+    mask = None if corrupted.attention_mask is None else corrupted.attention_mask.repeat(heads, 1)
+    query_pos = corrupted.query_positions.repeat(heads)
+    group = torch.arange(heads).repeat_interleave(n)  # head patched in each row
+    rows = torch.arange(heads * n)
+    with torch.no_grad():
+        base = _answer_score(model, model(corrupted.inputs, attention_mask=corrupted.attention_mask), corrupted, 1)
+        aie = torch.zeros(model.n_layers, heads, dtype=base.dtype)
+        for layer in range(model.n_layers):
+            def patch(z: Tensor, hook: Any, layer: int = layer) -> Tensor:
+                z = z.clone()
+                z[rows, query_pos, group] = z_mean[layer, group].to(z.dtype)
+                return z
+
+            logits = model(tiled, attention_mask=mask, hooks=[(model.hook_name(layer, "attn.hook_z"), patch)])
+            patched = _answer_score(model, logits, corrupted, heads)
+            aie[layer] = (patched - base.repeat(heads)).reshape(heads, n).mean(1)
+    return aie
+
+
+@dataclass
+class FunctionVectorResult:
+    """What :func:`function_vector` measured.
+
+    Attributes:
+        aie: ``[n_layers, n_heads]`` average indirect effect of every head (for plotting).
+        head_means: ``[n_layers, n_heads, d_model]`` mean projected head outputs ``ā^l_k``.
+        top_heads: the ``(layer, head)`` pairs summed into the vector, most important first.
+        vector: the function vector ``[d_model]``.
+        sweep: per-layer dev scores, chosen layer, test score (when the layer was swept).
+    """
+
+    aie: Float[Tensor, "n_layers n_heads"]
+    head_means: Float[Tensor, "n_layers n_heads d_model"]
+    top_heads: list[tuple[int, int]]
+    vector: Float[Tensor, " d_model"]
+    layer: int
+    sweep: LayerSweep | None = None
+
+
+def function_vector(
+    model: HookedModel,
+    task: Task,
+    layer: int | None = None,
+    *,
+    top_k: int = 10,
+    n_prompts: int = 100,
+    n_corrupted: int = 25,
+    n_shots: int | None = None,
+    dev_prompts: int = 100,
+    test_prompts: int = 200,
+    seed: int = 0,
+) -> tuple[TaskVector, FunctionVectorResult]:
+    """Todd et al.'s function vector of ``task`` (use ``task.single(k)`` for one task of a family).
+
+    Args:
+        layer: injection layer; ``None`` sweeps every layer on a dev split (Todd: ≈ L/3).
+        top_k: heads summed (Todd: 10 for 6B models; scale with size).
+        n_prompts: clean prompts for the mean head outputs (seed ``seed``).
+        n_corrupted: prompts with shuffled labels for the AIE (the first ``n_corrupted`` clean ones).
+    """
+    n_heads_total = model.n_layers * model.n_heads
+    if not 1 <= top_k <= n_heads_total:
+        raise ValueError(f"top_k={top_k}: expected 1 <= top_k <= {n_heads_total} (the model's heads)")
+    if not 1 <= n_corrupted <= n_prompts:
+        raise ValueError(f"n_corrupted={n_corrupted}: expected 1 <= n_corrupted <= n_prompts={n_prompts}")
+    clean = task.sample(n_prompts, n_shots, seed=seed)
+    z_mean, head_means = mean_head_outputs(model, clean)
+    corrupted = clean.select(slice(0, n_corrupted)).with_shuffled_labels(torch.Generator().manual_seed(seed))
+    aie = average_indirect_effect(model, corrupted, z_mean)
+    order = aie.flatten().argsort(descending=True)[:top_k]
+    top = [(int(i) // model.n_heads, int(i) % model.n_heads) for i in order]
+    vector = sum(head_means[lh] for lh in top)
+
+    hyper = {"top_k": top_k, "n_prompts": n_prompts, "n_corrupted": n_corrupted, "n_shots": clean.n_shots,
+             "seed": seed, "top_heads": top}
+    fingerprint, task_dict = model.fingerprint(), task.to_dict()
+
+    def make(at: int) -> TaskVector:
+        return TaskVector.single(vector, at, method="function", task=task_dict, fingerprint=fingerprint,
+                                 hyperparameters={**hyper, "layer": at})
+
+    if layer is not None:
+        at = model.check_layer(layer)
+        return make(at), FunctionVectorResult(aie, head_means, top, vector, at)
+    sweep = sweep_layers(model, task, {at: make(at) for at in range(model.n_layers)}, n_shots=n_shots,
+                         dev_prompts=dev_prompts, test_prompts=test_prompts, seed=seed)
+    tv = make(sweep.best_layer)
+    tv.history.append(sweep.to_dict())
+    return tv, FunctionVectorResult(aie, head_means, top, vector, sweep.best_layer, sweep)

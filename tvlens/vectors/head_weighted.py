@@ -1,0 +1,163 @@
+"""Head-weighted learned task vectors (Saglam et al., seed 000): learn one weight per attention head.
+
+With ``ā^l_k`` the mean projected output of head ``k`` of layer ``l`` at the query position over
+clean n-shot prompts (:func:`~tvlens.vectors.function.mean_head_outputs`), the vector of layer
+``l`` is a learned weighting of its heads::
+
+    v_l = Σ_k ω_{l,k} ā^l_k,        ω ∈ R^{L×H},  ω ~ N(0, 1) at the start
+
+and ``v_l`` is added to **every** layer's output (``blocks.{l}.hook_resid_post``) at the query
+position of the zero-shot prompt. Only ``ω`` trains (``L·H`` numbers): cross-entropy of the answer
+(symbolic) or Huber loss of the prediction (regression), Adam, early stopping on a validation split.
+Seed 000 found that aligning the injected model's last hidden state with the ICL model's is what
+makes it work; ``align_weight > 0`` adds ``align_weight · (1 − cos(h^L_inj, h^L_ICL))`` at the query.
+
+Training runs on the cached last-position path (:class:`SuffixRunner`) when the architecture allows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from tvlens.evaluate import EvalResult, evaluate
+from tvlens.inject import Intervention, inject
+from tvlens.models.hooked import HookedModel
+from tvlens.tasks.base import Task
+from tvlens.vectors.fast import SuffixRunner, supports_fast_path
+from tvlens.vectors.function import mean_head_outputs
+from tvlens.vectors.learned import LearnConfig, query_loss
+from tvlens.vectors.task_vector import Site, TaskVector
+
+#: 000's setting adapted to the small zoo models: Adam on ω, Huber for regression, patience 7.
+HEAD_WEIGHTED_DEFAULTS = LearnConfig(lr=0.05, epochs=30, batch_size=64, patience=7, loss="auto")
+
+
+@dataclass
+class HeadWeightedResult:
+    """What :func:`head_weighted_task_vector` learned.
+
+    Attributes:
+        weights: ``[n_layers, n_heads]`` the learned ``ω``.
+        head_means: ``[n_layers, n_heads, d_model]`` the ``ā^l_k`` it weights.
+        history: per-epoch losses.
+        best_epoch: epoch of the kept weights.
+        val: injected score on the validation prompts.
+    """
+
+    weights: Float[Tensor, "n_layers n_heads"]
+    head_means: Float[Tensor, "n_layers n_heads d_model"]
+    history: list[dict[str, Any]]
+    best_epoch: int
+    val: EvalResult
+    fast_path: bool
+
+
+def head_weighted_task_vector(
+    model: HookedModel,
+    task: Task,
+    *,
+    n_shots: int | None = None,
+    n_head_prompts: int = 100,
+    align_weight: float = 0.0,
+    config: LearnConfig | None = None,
+    progress: bool = True,
+    **overrides: Any,
+) -> tuple[TaskVector, HeadWeightedResult]:
+    """Learn head weights ``ω`` for ``task`` (use ``task.single(k)`` for one task of a family).
+
+    Args:
+        n_head_prompts: clean n-shot prompts averaged into ``ā^l_k`` (seed ``config.seed + 2``).
+        align_weight: weight of the ``1 − cos`` alignment to the ICL final hidden state.
+        config: training settings (default :data:`HEAD_WEIGHTED_DEFAULTS`); ``overrides`` replace fields.
+    """
+    if align_weight < 0:
+        raise ValueError(f"align_weight={align_weight!r}: expected >= 0")
+    config = dataclasses.replace(config or HEAD_WEIGHTED_DEFAULTS, **overrides)
+    if config.loss == "auto" and task.kind == "regression":
+        config = dataclasses.replace(config, loss="huber")
+    _, head_means = mean_head_outputs(model, task.sample(n_head_prompts, n_shots, seed=config.seed + 2))
+    train_full = task.sample(config.n_train, n_shots, seed=config.seed)
+    val_full = task.sample(config.n_val, n_shots, seed=config.seed + 1)
+    train, val = train_full.zero_shot, val_full.zero_shot
+    gen = torch.Generator().manual_seed(config.seed)
+    omega = torch.randn(model.n_layers, model.n_heads, generator=gen).to(model.dtype).requires_grad_(True)
+    optimizer = torch.optim.Adam([omega], lr=config.lr)
+    n_layers = model.n_layers
+
+    use_fast = supports_fast_path(model)
+    if use_fast:
+        runners = {"train": SuffixRunner(model, train.inputs, 1 if n_layers > 1 else 0, train.attention_mask),
+                   "val": SuffixRunner(model, val.inputs, 1 if n_layers > 1 else 0, val.attention_mask)}
+
+    def vectors(weights: Tensor) -> Tensor:
+        return torch.einsum("lh,lhd->ld", weights, head_means)  # v_l
+
+    def task_vector(weights: Tensor) -> TaskVector:
+        v = vectors(weights.detach())
+        return TaskVector({Site(layer, "resid_post", "last"): v[layer] for layer in range(n_layers)},
+                          method="head_weighted", task=task.to_dict(), fingerprint=model.fingerprint(),
+                          hyperparameters={**config.to_dict(), "align_weight": align_weight,
+                                           "n_head_prompts": n_head_prompts, "weights": weights.tolist()})
+
+    def forward(split: str, rows: Tensor) -> tuple[Tensor, Tensor]:
+        v = vectors(omega)
+        if use_fast:  # resid_post of layer l is resid_pre of layer l + 1 (the key n_layers: the final stream)
+            return runners[split].logits({layer + 1: v[layer] for layer in range(n_layers)}, rows=rows,
+                                         return_resid=True)
+        batch = (train if split == "train" else val).select(rows)
+        interventions = [Intervention(v[layer], layer, hook="resid_post") for layer in range(n_layers)]
+        with inject(model, *interventions):
+            logits, resid = model.final_residual(batch.inputs, attention_mask=batch.attention_mask)
+        r = torch.arange(len(batch))
+        return logits[r, batch.query_positions], resid[r, batch.query_positions]
+
+    icl_final = {}
+    if align_weight > 0:
+        for split, full in (("train", train_full), ("val", val_full)):
+            _, resid = model.final_residual(full.inputs, attention_mask=full.attention_mask)
+            icl_final[split] = resid[torch.arange(len(full)), full.query_positions].detach()
+
+    def loss_of(split: str, rows: Tensor) -> Tensor:
+        batch = train if split == "train" else val
+        logits, resid = forward(split, rows)
+        loss = query_loss(logits, batch.targets[rows], batch.kind, config.loss)
+        if align_weight > 0:
+            loss = loss + align_weight * (1 - F.cosine_similarity(resid, icl_final[split][rows], dim=-1)).mean()
+        return loss
+
+    def val_loss() -> float:
+        with torch.no_grad():
+            return loss_of("val", torch.arange(len(val))).item()
+
+    history: list[dict[str, Any]] = [{"epoch": 0, "val_loss": val_loss()}]
+    best = (history[0]["val_loss"], 0, omega.detach().clone())
+    bad = 0
+    for epoch in tqdm(range(1, config.epochs + 1), desc="learn head weights", disable=not progress, leave=False):
+        order = torch.randperm(len(train), generator=gen)
+        losses = []
+        for start in range(0, len(train), config.batch_size):
+            loss = loss_of("train", order[start : start + config.batch_size])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        current = val_loss()
+        history.append({"epoch": epoch, "train_loss": sum(losses) / len(losses), "val_loss": current})
+        if current < best[0] - 1e-6:
+            best, bad = (current, epoch, omega.detach().clone()), 0
+        else:
+            bad += 1
+            if bad >= config.patience:
+                break
+    tv = task_vector(best[2])
+    tv.history.extend(history)
+    val_eval = evaluate(model, task, "injected", tv, batch=val_full, progress=False)
+    return tv, HeadWeightedResult(best[2], head_means, history, best[1], val_eval, use_fast)

@@ -1,0 +1,222 @@
+"""Learned task vectors (LTV, 001): a free vector trained by gradient descent against a frozen model.
+
+One vector ``θ ∈ R^d`` per (layer ``l``, position ``p``), initialised ``U(−init_scale, init_scale)``,
+is **added** to ``h^l_p`` of the zero-shot prompt (or of an n-shot ICL prompt, ``base="icl"``). Only
+``θ`` trains: cross-entropy of the answer over the full vocabulary (symbolic) or squared / Huber
+error of the query prediction (regression); AdamW (lr 5e-3, weight decay 0.01); at most
+``epochs`` passes over ``n_train`` prompts, early stopping with ``patience`` on a validation split
+(001's defaults: 600/400 prompts, ≤ 10 epochs, patience 2). The best-validation ``θ`` is kept.
+
+When every vector sits at the last position, training runs on the :class:`SuffixRunner` fast path:
+the prompts' earlier positions are computed once, each step runs only the query through layers
+``≥ l`` — same loss and gradient as the full forward, a fraction of the work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from tvlens.evaluate import EvalResult, evaluate
+from tvlens.inject import Intervention, inject
+from tvlens.models.hooked import HookedModel
+from tvlens.tasks.base import ICLBatch, Task
+from tvlens.vectors.fast import SuffixRunner, supports_fast_path
+from tvlens.vectors.task_vector import Site, TaskVector
+
+
+@dataclass
+class LearnConfig:
+    """Hyper-parameters of LTV training (defaults: METHODS.md §4).
+
+    Attributes:
+        lr, weight_decay: AdamW settings.
+        epochs: most passes over the training prompts.
+        batch_size: prompts per step.
+        n_train, n_val: training / validation prompts (seeds ``seed`` and ``seed + 1``).
+        patience: epochs without validation improvement before stopping.
+        init_scale: ``θ ~ U(−init_scale, init_scale)``.
+        loss: ``"auto"`` (cross-entropy for symbolic tasks, ``"mse"`` for regression), ``"ce"``,
+            ``"mse"`` or ``"huber"``.
+        seed: seeds the prompts, the initialisation and the minibatch order.
+    """
+
+    lr: float = 5e-3
+    weight_decay: float = 0.01
+    epochs: int = 10
+    batch_size: int = 32
+    n_train: int = 600
+    n_val: int = 400
+    patience: int = 2
+    init_scale: float = 0.1
+    loss: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "n_train", "n_val", "patience"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"LearnConfig.{name}={value!r}: expected an int >= 1")
+        if not self.lr > 0:
+            raise ValueError(f"LearnConfig.lr={self.lr!r}: expected a positive number")
+        if self.loss not in ("auto", "ce", "mse", "huber"):
+            raise ValueError(f"LearnConfig.loss={self.loss!r}: expected 'auto', 'ce', 'mse' or 'huber'")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LearnConfig:
+        return cls(**data)
+
+
+@dataclass
+class LearnResult:
+    """What :func:`learn_task_vector` did: per-epoch history, best epoch, validation score, path used."""
+
+    history: list[dict[str, Any]]
+    best_epoch: int
+    val: EvalResult
+    fast_path: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def query_loss(logits: Tensor, targets: Tensor, kind: str, loss: str) -> Tensor:
+    """Loss of the query predictions ``logits [batch, d_vocab]`` against ``targets``."""
+    if loss == "auto":
+        loss = "mse" if kind == "regression" else "ce"
+    if loss == "ce":
+        return F.cross_entropy(logits.float(), targets)
+    prediction = logits[:, 0]
+    if loss == "huber":
+        return F.huber_loss(prediction, targets.to(prediction.dtype))
+    return F.mse_loss(prediction, targets.to(prediction.dtype))
+
+
+def _site_list(model: HookedModel, layer: int | list[int], positions: Any) -> list[Site]:
+    layers = [layer] if isinstance(layer, int) else list(layer)
+    if not layers:
+        raise ValueError("layer=[]: expected at least one layer")
+    if isinstance(positions, (list, tuple)):
+        pos_list = list(positions)
+    elif isinstance(positions, (int, str)) and positions not in ("all",):
+        pos_list = [positions]
+    else:
+        raise ValueError(f"positions={positions!r}: learned vectors take 'last', an int or a list of ints "
+                         "(one vector per position)")
+    return [Site(model.check_layer(lay), "resid_pre", p) for lay in layers for p in pos_list]
+
+
+def learn_task_vector(
+    model: HookedModel,
+    task: Task,
+    layer: int | list[int] = 0,
+    positions: int | str | list[int] = "last",
+    *,
+    base: str = "zero_shot",
+    n_shots: int | None = None,
+    config: LearnConfig | None = None,
+    fast: bool | None = None,
+    progress: bool = True,
+    **overrides: Any,
+) -> tuple[TaskVector, LearnResult]:
+    """Train a learned task vector for ``task`` (use ``task.single(k)`` for one task of a family).
+
+    Args:
+        model: the frozen model.
+        task: the task.
+        layer: one layer or a list (one vector per layer and position).
+        positions: ``"last"``, an int (negative counts from the end) or a list of ints.
+        base: ``"zero_shot"`` (001's main setting) or ``"icl"`` (added to n-shot prompts).
+        n_shots: demonstrations of the ICL prompts.
+        config: a :class:`LearnConfig`; keyword ``overrides`` replace its fields.
+        fast: use the cached last-position path (default: whenever every site is the last position
+            and the architecture supports it).
+        progress: tqdm bar over epochs.
+
+    Returns:
+        The vector (``mode="add"``) and a :class:`LearnResult`.
+    """
+    if base not in ("zero_shot", "icl"):
+        raise ValueError(f"base={base!r}: expected 'zero_shot' or 'icl'")
+    config = dataclasses.replace(config or LearnConfig(), **overrides)
+    sites = _site_list(model, layer, positions)
+    at_last = all(s.positions in ("last", -1) for s in sites) and len({s.layer for s in sites}) == len(sites)
+    can_fast = at_last and supports_fast_path(model)
+    if fast and not can_fast:
+        raise ValueError("fast=True needs every vector at the last position (one per layer) and a supported "
+                         "architecture; pass fast=None to choose automatically")
+    use_fast = can_fast if fast is None else bool(fast)
+
+    def prompts(n: int, seed: int) -> tuple[ICLBatch, ICLBatch]:
+        batch = task.sample(n, n_shots, seed=seed)
+        return batch, (batch.zero_shot if base == "zero_shot" else batch)
+
+    train_full, train = prompts(config.n_train, config.seed)
+    val_full, val = prompts(config.n_val, config.seed + 1)
+    gen = torch.Generator().manual_seed(config.seed)
+    theta = {s: ((torch.rand(model.d_model, generator=gen) * 2 - 1) * config.init_scale).to(model.dtype)
+             .to(model.device).requires_grad_(True) for s in sites}
+    optimizer = torch.optim.AdamW(list(theta.values()), lr=config.lr, weight_decay=config.weight_decay)
+
+    runners: dict[str, SuffixRunner] = {}
+    if use_fast:
+        start = min(s.layer for s in sites)
+        runners = {"train": SuffixRunner(model, train.inputs, start, train.attention_mask),
+                   "val": SuffixRunner(model, val.inputs, start, val.attention_mask)}
+
+    def forward(split: str, batch: ICLBatch, rows: Tensor) -> Tensor:
+        if use_fast:
+            return runners[split].logits({s.layer: v for s, v in theta.items()}, rows=rows)
+        sub = batch.select(rows)
+        interventions = [Intervention(v, layer=s.layer, positions=s.positions) for s, v in theta.items()]
+        with inject(model, *interventions):
+            logits = model(sub.inputs, attention_mask=sub.attention_mask)
+        return logits[torch.arange(len(sub)), sub.query_positions]
+
+    def val_loss() -> float:
+        with torch.no_grad():
+            total = 0.0
+            for start in range(0, len(val), 256):
+                rows = torch.arange(start, min(len(val), start + 256))
+                loss = query_loss(forward("val", val, rows), val.targets[rows], val.kind, config.loss)
+                total += loss.item() * len(rows)
+        return total / len(val)
+
+    history: list[dict[str, Any]] = []
+    best = (val_loss(), 0, {s: v.detach().clone() for s, v in theta.items()})
+    history.append({"epoch": 0, "val_loss": best[0]})
+    bad_epochs = 0
+    bar = tqdm(range(1, config.epochs + 1), desc="learn task vector", disable=not progress, leave=False)
+    for epoch in bar:
+        order = torch.randperm(len(train), generator=gen)
+        losses = []
+        for start in range(0, len(train), config.batch_size):
+            rows = order[start : start + config.batch_size]
+            loss = query_loss(forward("train", train, rows), train.targets[rows], train.kind, config.loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        current = val_loss()
+        history.append({"epoch": epoch, "train_loss": sum(losses) / len(losses), "val_loss": current})
+        bar.set_postfix(val_loss=f"{current:.4f}")
+        if current < best[0] - 1e-6:
+            best, bad_epochs = (current, epoch, {s: v.detach().clone() for s, v in theta.items()}), 0
+        else:
+            bad_epochs += 1
+            if bad_epochs >= config.patience:
+                break
+
+    tv = TaskVector(best[2], mode="add", method="learned", task=task.to_dict(), fingerprint=model.fingerprint(),
+                    hyperparameters={**config.to_dict(), "base": base, "n_shots": train_full.n_shots,
+                                     "sites": [s.to_dict() for s in sites], "fast_path": use_fast},
+                    history=history)
+    val_eval = evaluate(model, task, "injected", tv, batch=val_full, base=base, progress=False)
+    return tv, LearnResult(history=history, best_epoch=best[1], val=val_eval, fast_path=use_fast)

@@ -1,0 +1,157 @@
+"""Vanilla task vector (Hendel et al. 2023; 001's "VTV"; seed 002's TVP mode).
+
+Run n-shot prompts of one task and take the residual stream ``h^l_N`` entering block ``l`` at
+the query position ``N``; average it over prompts::
+
+    replace (Hendel):  θ_l = mean_i h^l_N(ICL_i)                 — put in place of the zero-shot state
+    add     (001):     θ_l = mean_i h^l_N(ICL_i) − mean_i h^l_N(zero-shot_i)   — added to it
+
+Every layer's vector comes out of **one** batched forward (all ``hook_resid_pre`` cached at once).
+Layer choice is a sweep: each layer's vector is scored on a *dev* split and the best layer is
+reported on a separate *test* split, so no choice is made on the test prompts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from tvlens.evaluate import EvalResult, evaluate
+from tvlens.models.hooked import HookedModel
+from tvlens.tasks.base import ICLBatch, Task
+from tvlens.vectors.task_vector import TaskVector
+
+
+def query_states(
+    model: HookedModel, batch: ICLBatch, layers: list[int], hook: str = "resid_pre", batch_size: int = 256
+) -> Float[Tensor, "n_layers batch d_model"]:
+    """The stream at each prompt's query position at every requested layer, from one forward per chunk."""
+    names = [model.hook_name(layer, hook) for layer in layers]
+    out = []
+    for start in range(0, len(batch), batch_size):
+        chunk = batch.select(slice(start, start + batch_size))
+        with torch.no_grad():
+            _, cache = model.run_with_cache(chunk.inputs, names, attention_mask=chunk.attention_mask)
+        rows = torch.arange(len(chunk))
+        out.append(torch.stack([cache[n][rows, chunk.query_positions] for n in names]))
+    return torch.cat(out, 1)
+
+
+def better(metric: str) -> Any:
+    """``max`` for accuracy, ``min`` for errors."""
+    return max if metric == "accuracy" else min
+
+
+@dataclass
+class LayerSweep:
+    """Scores of one method's vector at every layer: dev split (for the choice) and test (at the choice)."""
+
+    layers: list[int]
+    dev_mean: Float[Tensor, " n_layers"]
+    dev_stderr: Float[Tensor, " n_layers"]
+    best_layer: int
+    test: EvalResult
+    metric: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"layers": self.layers, "dev_mean": self.dev_mean.tolist(), "dev_stderr": self.dev_stderr.tolist(),
+                "best_layer": self.best_layer, "test": self.test.to_dict(), "metric": self.metric}
+
+
+def sweep_layers(
+    model: HookedModel,
+    task: Task,
+    vectors: dict[int, TaskVector],
+    *,
+    n_shots: int | None,
+    dev_prompts: int,
+    test_prompts: int,
+    seed: int,
+    base: str = "zero_shot",
+) -> LayerSweep:
+    """Score each layer's vector on dev prompts, pick the best, report it on separate test prompts."""
+    layers = sorted(vectors)
+    dev = task.sample(dev_prompts, n_shots, seed=seed + 1)
+    results = [evaluate(model, task, "injected", vectors[layer], batch=dev, base=base, progress=False)
+               for layer in layers]
+    metric = results[0].metric
+    means = torch.tensor([r.mean for r in results])
+    best = better(metric)(range(len(layers)), key=lambda i: means[i].item())
+    test = evaluate(model, task, "injected", vectors[layers[best]], n_prompts=test_prompts, n_shots=n_shots,
+                    seed=seed + 2, base=base, progress=False)
+    return LayerSweep(layers, means, torch.tensor([r.stderr for r in results]), layers[best], test, metric)
+
+
+@dataclass
+class VanillaResult:
+    """What :func:`vanilla_task_vector` measured.
+
+    Attributes:
+        vectors: ``[n_layers, d_model]`` the vector of every swept layer.
+        sweep: dev scores per layer, the chosen layer and its test score (``None`` if one layer was given).
+        mode: ``"add"`` or ``"replace"``.
+    """
+
+    vectors: Float[Tensor, "n_layers d_model"]
+    layers: list[int]
+    mode: str
+    sweep: LayerSweep | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def vanilla_task_vector(
+    model: HookedModel,
+    task: Task,
+    layer: int | None = None,
+    *,
+    mode: str = "add",
+    n_prompts: int = 100,
+    n_shots: int | None = None,
+    dev_prompts: int = 100,
+    test_prompts: int = 200,
+    seed: int = 0,
+) -> tuple[TaskVector, VanillaResult]:
+    """Extract the vanilla task vector of ``task`` (use ``task.single(k)`` for one task of a family).
+
+    Args:
+        model: the model.
+        task: the task whose n-shot prompts are averaged.
+        layer: the layer; ``None`` sweeps every layer and picks the best on the dev split.
+        mode: ``"add"`` (difference to zero-shot, 001) or ``"replace"`` (Hendel).
+        n_prompts: extraction prompts (seed ``seed``); dev prompts use ``seed + 1``, test ``seed + 2``.
+        n_shots: demonstrations per prompt.
+
+    Returns:
+        The vector at the chosen layer (last position) and a :class:`VanillaResult`.
+    """
+    if mode not in ("add", "replace"):
+        raise ValueError(f"mode={mode!r}: expected 'add' or 'replace'")
+    layers = list(range(model.n_layers)) if layer is None else [model.check_layer(layer)]
+    batch = task.sample(n_prompts, n_shots, seed=seed)
+    icl = query_states(model, batch, layers).mean(1)  # [n_layers, d]
+    vectors = icl
+    if mode == "add":
+        vectors = icl - query_states(model, batch.zero_shot, layers).mean(1)
+
+    hyper = {"mode": mode, "n_prompts": n_prompts, "n_shots": batch.n_shots, "seed": seed}
+    fingerprint, task_dict = model.fingerprint(), task.to_dict()
+
+    def make(i: int) -> TaskVector:
+        return TaskVector.single(vectors[i], layers[i], mode=mode, method="vanilla", task=task_dict,
+                                 fingerprint=fingerprint, hyperparameters={**hyper, "layer": layers[i]})
+
+    result = VanillaResult(vectors=vectors, layers=layers, mode=mode)
+    if layer is not None:
+        return make(0), result
+    result.sweep = sweep_layers(model, task, {layers[i]: make(i) for i in range(len(layers))}, n_shots=n_shots,
+                                dev_prompts=dev_prompts, test_prompts=test_prompts, seed=seed)
+    chosen = make(layers.index(result.sweep.best_layer))
+    return TaskVector(chosen.vectors, mode=mode, method="vanilla", task=task_dict, fingerprint=fingerprint,
+                      hyperparameters=chosen.hyperparameters, history=[result.sweep.to_dict()]), result
+
+
+__all__ = ["LayerSweep", "VanillaResult", "query_states", "sweep_layers", "vanilla_task_vector"]
