@@ -9,12 +9,14 @@ The public surface::
         logits = model(tokens)
 """
 
+from tvlens import zoo  # noqa: E402  (the zoo needs the package above)
 from tvlens._version import __version__
 from tvlens.evaluate import EvalResult, evaluate
 from tvlens.inject import Intervention, inject
 from tvlens.models import HookedModel, ModelConfig
 from tvlens.positions import resolve_positions
 from tvlens.tasks import ICLBatch, Task
+from tvlens.vectors import Site, TaskVector, compare
 
 __all__ = [
     "EvalResult",
@@ -22,9 +24,13 @@ __all__ = [
     "ICLBatch",
     "Intervention",
     "ModelConfig",
+    "Site",
     "Task",
+    "TaskVector",
     "__version__",
+    "compare",
     "evaluate",
     "inject",
     "resolve_positions",
+    "zoo",
 ]

@@ -84,7 +84,7 @@ def state_hash(state: dict[str, Tensor]) -> str:
 
     digest = hashlib.sha256()
     for key in sorted(state):
-        tensor = state[key].detach().to("cpu").contiguous()
+        tensor = state[key].detach().to("cpu").flatten().contiguous()
         digest.update(key.encode())
         digest.update(str(tuple(tensor.shape)).encode())
         digest.update(str(tensor.dtype).encode())

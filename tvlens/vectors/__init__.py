@@ -1,5 +1,6 @@
 """Task vectors: one :class:`TaskVector` type and every method that makes one."""
 
+from tvlens.vectors.compare import METHODS, Comparison, compare
 from tvlens.vectors.function import FunctionVectorResult, function_vector
 from tvlens.vectors.head_weighted import HeadWeightedResult, head_weighted_task_vector
 from tvlens.vectors.learned import LearnConfig, LearnResult, learn_task_vector
@@ -7,6 +8,9 @@ from tvlens.vectors.task_vector import Site, TaskVector
 from tvlens.vectors.vanilla import LayerSweep, VanillaResult, query_states, vanilla_task_vector
 
 __all__ = [
+    "METHODS",
+    "Comparison",
+    "compare",
     "FunctionVectorResult",
     "HeadWeightedResult",
     "LayerSweep",

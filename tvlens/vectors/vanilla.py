@@ -27,9 +27,15 @@ from tvlens.vectors.task_vector import TaskVector
 
 
 def query_states(
-    model: HookedModel, batch: ICLBatch, layers: list[int], hook: str = "resid_pre", batch_size: int = 256
+    model: HookedModel,
+    batch: ICLBatch,
+    layers: list[int],
+    hook: str = "resid_pre",
+    batch_size: int = 256,
+    position: int | str = "last",
 ) -> Float[Tensor, "n_layers batch d_model"]:
-    """The stream at each prompt's query position at every requested layer, from one forward per chunk."""
+    """The stream at each prompt's query position (or at absolute ``position``) at every requested layer,
+    from one forward per chunk of prompts."""
     names = [model.hook_name(layer, hook) for layer in layers]
     out = []
     for start in range(0, len(batch), batch_size):
@@ -37,7 +43,8 @@ def query_states(
         with torch.no_grad():
             _, cache = model.run_with_cache(chunk.inputs, names, attention_mask=chunk.attention_mask)
         rows = torch.arange(len(chunk))
-        out.append(torch.stack([cache[n][rows, chunk.query_positions] for n in names]))
+        at = chunk.query_positions if position == "last" else torch.full((len(chunk),), int(position))
+        out.append(torch.stack([cache[n][rows, at] for n in names]))
     return torch.cat(out, 1)
 
 
@@ -109,6 +116,7 @@ def vanilla_task_vector(
     layer: int | None = None,
     *,
     mode: str = "add",
+    position: int | str = "last",
     n_prompts: int = 100,
     n_shots: int | None = None,
     dev_prompts: int = 100,
@@ -122,6 +130,8 @@ def vanilla_task_vector(
         task: the task whose n-shot prompts are averaged.
         layer: the layer; ``None`` sweeps every layer and picks the best on the dev split.
         mode: ``"add"`` (difference to zero-shot, 001) or ``"replace"`` (Hendel).
+        position: ``"last"`` (the query) or a fixed non-negative position, read from the ICL prompts
+            and injected at the same position of the zero-shot prompts (001's ``P = 4`` setting).
         n_prompts: extraction prompts (seed ``seed``); dev prompts use ``seed + 1``, test ``seed + 2``.
         n_shots: demonstrations per prompt.
 
@@ -130,18 +140,22 @@ def vanilla_task_vector(
     """
     if mode not in ("add", "replace"):
         raise ValueError(f"mode={mode!r}: expected 'add' or 'replace'")
+    if position != "last" and (not isinstance(position, int) or position < 0):
+        raise ValueError(f"position={position!r}: expected 'last' or an int >= 0")
     layers = list(range(model.n_layers)) if layer is None else [model.check_layer(layer)]
     batch = task.sample(n_prompts, n_shots, seed=seed)
-    icl = query_states(model, batch, layers).mean(1)  # [n_layers, d]
+    if position != "last" and position >= batch.zero_shot.n_positions:
+        raise ValueError(f"position={position} is beyond the zero-shot prompt ({batch.zero_shot.n_positions} tokens)")
+    icl = query_states(model, batch, layers, position=position).mean(1)  # [n_layers, d]
     vectors = icl
     if mode == "add":
-        vectors = icl - query_states(model, batch.zero_shot, layers).mean(1)
+        vectors = icl - query_states(model, batch.zero_shot, layers, position=position).mean(1)
 
-    hyper = {"mode": mode, "n_prompts": n_prompts, "n_shots": batch.n_shots, "seed": seed}
+    hyper = {"mode": mode, "position": position, "n_prompts": n_prompts, "n_shots": batch.n_shots, "seed": seed}
     fingerprint, task_dict = model.fingerprint(), task.to_dict()
 
     def make(i: int) -> TaskVector:
-        return TaskVector.single(vectors[i], layers[i], mode=mode, method="vanilla", task=task_dict,
+        return TaskVector.single(vectors[i], layers[i], position, mode=mode, method="vanilla", task=task_dict,
                                  fingerprint=fingerprint, hyperparameters={**hyper, "layer": layers[i]})
 
     result = VanillaResult(vectors=vectors, layers=layers, mode=mode)

@@ -1,0 +1,148 @@
+"""Vanilla TV, function vectors, learned TV, head-weighted LTV, compare: checked against independent computations."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tvlens import Intervention, evaluate, inject
+from tvlens.vectors import (
+    LearnConfig,
+    compare,
+    function_vector,
+    head_weighted_task_vector,
+    learn_task_vector,
+    vanilla_task_vector,
+)
+from tvlens.vectors.function import average_indirect_effect, mean_head_outputs
+
+
+@pytest.mark.parametrize("mode", ["add", "replace"])
+def test_vanilla_vector_is_mean_query_state(tiny_model, small_task, mode):
+    task = small_task.single(1)
+    tv, result = vanilla_task_vector(tiny_model, task, 2, mode=mode, n_prompts=20, n_shots=3, seed=4)
+    batch = task.sample(20, 3, seed=4)
+    name = tiny_model.hook_name(2)
+    icl = torch.stack([tiny_model.run_with_cache(batch.inputs[i : i + 1], [name])[1][name][0, -1] for i in range(20)])
+    expected = icl.mean(0)
+    if mode == "add":
+        zero = tiny_model.run_with_cache(batch.zero_shot.inputs, [name])[1][name][:, -1]
+        expected = expected - zero.mean(0)
+    torch.testing.assert_close(tv.vector(), expected, atol=1e-5, rtol=1e-5)
+    assert tv.mode == mode and tv.layers == [2] and result.sweep is None
+
+
+def test_vanilla_sweep_picks_best_dev_layer_and_reports_test_separately(tiny_model, small_task):
+    task = small_task.single(0)
+    tv, result = vanilla_task_vector(tiny_model, task, n_prompts=20, n_shots=3, dev_prompts=30, test_prompts=40)
+    sweep = result.sweep
+    assert sweep.best_layer == int(sweep.dev_mean.argmax()) and tv.layers == [sweep.best_layer]
+    assert sweep.test.values.numel() == 40
+    manual = evaluate(tiny_model, task, "injected", tv, n_prompts=40, n_shots=3, seed=2)
+    assert torch.equal(manual.values, sweep.test.values)
+
+
+def test_vanilla_fixed_position(tiny_model, small_task):
+    tv, _ = vanilla_task_vector(tiny_model, small_task.single(0), 1, position=1, n_prompts=10, n_shots=2)
+    assert tv.sites[0].positions == 1
+    with pytest.raises(ValueError, match=r"position=5 is beyond the zero-shot prompt \(3 tokens\)"):
+        vanilla_task_vector(tiny_model, small_task.single(0), 1, position=5, n_prompts=10, n_shots=2)
+
+
+def test_batched_aie_equals_per_head_patching(tiny_model, small_task):
+    """Heads-as-rows gives the same AIE as one patched forward per head (the TL patching loop)."""
+    task = small_task.single(2)
+    clean = task.sample(12, 4, seed=0)
+    z_mean, head_means = mean_head_outputs(tiny_model, clean)
+    corrupted = clean.select(slice(0, 6)).with_shuffled_labels(torch.Generator().manual_seed(0))
+    batched = average_indirect_effect(tiny_model, corrupted, z_mean)
+    rows = torch.arange(6)
+    base = tiny_model(corrupted.inputs)[:, -1].softmax(-1)[rows, corrupted.targets]
+    for layer in range(tiny_model.n_layers):
+        for head in range(tiny_model.n_heads):
+            def patch(z, hook, layer=layer, head=head):
+                z = z.clone()
+                z[:, -1, head] = z_mean[layer, head]
+                return z
+
+            logits = tiny_model(corrupted.inputs, hooks=[(tiny_model.hook_name(layer, "attn.hook_z"), patch)])
+            effect = (logits[:, -1].softmax(-1)[rows, corrupted.targets] - base).mean()
+            torch.testing.assert_close(batched[layer, head], effect, atol=1e-6, rtol=0)
+    torch.testing.assert_close(head_means, torch.einsum("lhk,lhkd->lhd", z_mean, tiny_model.W_O))
+
+
+def test_function_vector_sums_top_heads(tiny_model, small_task):
+    tv, result = function_vector(tiny_model, small_task.single(0), 1, top_k=3, n_prompts=16, n_corrupted=8, n_shots=3)
+    order = result.aie.flatten().argsort(descending=True)[:3]
+    assert result.top_heads == [(int(i) // 4, int(i) % 4) for i in order]
+    torch.testing.assert_close(tv.vector(), sum(result.head_means[lh] for lh in result.top_heads))
+    assert result.aie.shape == (3, 4)
+    with pytest.raises(ValueError, match=r"top_k=13: expected 1 <= top_k <= 12"):
+        function_vector(tiny_model, small_task.single(0), 1, top_k=13)
+
+
+def test_learned_fast_and_full_paths_train_identically(tiny_model64, small_task):
+    task = small_task.single(0)
+    cfg = LearnConfig(epochs=3, n_train=48, n_val=32, batch_size=16, lr=0.05)
+    tv_fast, fast = learn_task_vector(tiny_model64, task, 1, n_shots=3, config=cfg, fast=True, progress=False)
+    tv_full, full = learn_task_vector(tiny_model64, task, 1, n_shots=3, config=cfg, fast=False, progress=False)
+    assert fast.fast_path and not full.fast_path
+    for a, b in zip(fast.history, full.history):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-8)
+    torch.testing.assert_close(tv_fast.vector(), tv_full.vector(), atol=1e-8, rtol=0)
+    assert fast.history[-1]["val_loss"] < fast.history[0]["val_loss"], "training lowers the validation loss"
+
+
+def test_learned_several_positions_and_layers(tiny_model, small_task):
+    task = small_task.single(0)
+    cfg = LearnConfig(epochs=1, n_train=16, n_val=8, batch_size=8)
+    tv, result = learn_task_vector(tiny_model, task, [0, 2], positions=[0, -1], base="icl", n_shots=2, config=cfg,
+                                   progress=False)
+    assert len(tv.sites) == 4 and not result.fast_path
+    assert {(s.layer, s.positions) for s in tv.sites} == {(0, 0), (0, -1), (2, 0), (2, -1)}
+    with pytest.raises(ValueError, match=r"fast=True needs every vector at the last position"):
+        learn_task_vector(tiny_model, task, 0, positions=0, config=cfg, fast=True, progress=False)
+    with pytest.raises(ValueError, match=r"positions='all'"):
+        learn_task_vector(tiny_model, task, 0, positions="all", config=cfg, progress=False)
+
+
+def test_learned_regression(regression_model, regression_task):
+    cfg = LearnConfig(epochs=2, n_train=32, n_val=16, batch_size=16, loss="huber")
+    tv, result = learn_task_vector(regression_model, regression_task.single(3), 1, n_shots=3, config=cfg,
+                                   progress=False)
+    assert result.val.metric == "mse_per_dim" and result.fast_path
+
+
+def test_head_weighted_vector_is_weighted_head_sum(tiny_model, small_task):
+    task = small_task.single(0)
+    tv, result = head_weighted_task_vector(tiny_model, task, n_shots=3, n_head_prompts=16, progress=False,
+                                           epochs=2, n_train=32, n_val=16, batch_size=16, align_weight=0.5)
+    expected = torch.einsum("lh,lhd->ld", result.weights, result.head_means)
+    for site, vector in tv.vectors.items():
+        assert site.hook == "resid_post" and site.positions == "last"
+        torch.testing.assert_close(vector, expected[site.layer])
+    assert len(tv.sites) == tiny_model.n_layers
+    with inject(tiny_model, tv):
+        pass
+    assert result.history[0]["epoch"] == 0
+
+
+def test_compare_rows_share_the_test_prompts(tiny_model, small_task):
+    c = compare(tiny_model, small_task, methods=["vanilla", "function"], layers=[1, 2], n_test=30, n_shots=3,
+                progress=False)
+    methods = [(r["method"], r["layer"]) for r in c.records]
+    assert methods == [("zero_shot", None), ("icl", None), ("vanilla", 1), ("vanilla", 2), ("function", 1),
+                       ("function", 2)]
+    test = small_task.single(0).sample(30, 3, seed=100)
+    manual = evaluate(tiny_model, small_task.single(0), "injected", c.vectors[("vanilla", 2)], batch=test)
+    assert c.records[3]["accuracy"] == pytest.approx(manual.mean)
+    assert all(r["n"] == 30 for r in c.records)
+    with pytest.raises(ValueError, match=r"unknown \['magic'\]"):
+        compare(tiny_model, small_task, methods=["magic"])
+
+
+def test_intervention_list_is_accepted_where_vectors_are(tiny_model, small_task):
+    iv = Intervention(torch.zeros(tiny_model.d_model), layer=0)
+    a = evaluate(tiny_model, small_task, "injected", [iv], n_prompts=10)
+    b = evaluate(tiny_model, small_task, "zero_shot", n_prompts=10)
+    assert torch.equal(a.values, b.values)

@@ -1,0 +1,97 @@
+"""TaskVector: injection, algebra, persistence with fingerprints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tvlens import Intervention, TaskVector, inject
+from tvlens.vectors import Site
+
+
+def toks(model, seed=0):
+    return torch.randint(model.d_vocab, (3, 7), generator=torch.Generator().manual_seed(seed))
+
+
+def tv(model, seed, layer=1, **kw):
+    v = torch.randn(model.d_model, generator=torch.Generator().manual_seed(seed))
+    return TaskVector.single(v, layer, fingerprint=model.fingerprint(), **kw)
+
+
+def test_inject_equals_its_interventions(tiny_model):
+    a = tv(tiny_model, 1, scale=0.5)
+    with a.inject(tiny_model):
+        got = tiny_model(toks(tiny_model))
+    with inject(tiny_model, Intervention(a.vector(), layer=1, scale=0.5)):
+        expected = tiny_model(toks(tiny_model))
+    assert torch.equal(got, expected)
+    assert tiny_model.attached_hooks() == 0
+
+
+def test_sum_injects_like_both(tiny_model):
+    a, b = tv(tiny_model, 1), tv(tiny_model, 2, layer=2)
+    c = tv(tiny_model, 3)  # same site as a
+    with inject(tiny_model, a, b, c):
+        both = tiny_model(toks(tiny_model))
+    with (a + b + c).inject(tiny_model):
+        summed = tiny_model(toks(tiny_model))
+    torch.testing.assert_close(summed, both, atol=1e-5, rtol=1e-5)
+    assert sorted((a + b).layers) == [1, 2]
+
+
+def test_difference_with_itself_is_no_change(tiny_model):
+    a = tv(tiny_model, 1)
+    clean = tiny_model(toks(tiny_model))
+    with (a - a).inject(tiny_model):
+        assert torch.equal(tiny_model(toks(tiny_model)), clean)
+
+
+def test_scalar_multiple(tiny_model):
+    a = tv(tiny_model, 1)
+    with (3 * a).inject(tiny_model):
+        scaled = tiny_model(toks(tiny_model))
+    with TaskVector.single(3 * a.vector(), 1).inject(tiny_model):
+        direct = tiny_model(toks(tiny_model))
+    torch.testing.assert_close(scaled, direct, atol=1e-5, rtol=1e-5)
+
+
+def test_save_load_bit_identical(tiny_model, tmp_path):
+    a = TaskVector({Site(1, "resid_pre", "last"): torch.randn(32), Site(2, "resid_post", (0, -1)): torch.randn(32),
+                    Site(0, "resid_pre", slice(1, None)): torch.randn(32)},
+                   mode="add", scale=0.7, method="learned", task={"family": "perm-mix"},
+                   fingerprint=tiny_model.fingerprint(), hyperparameters={"lr": 0.01}, history=[{"epoch": 1}])
+    path = a.save(tmp_path / "v.safetensors")
+    b = TaskVector.load(path, model=tiny_model)
+    assert b.metadata() == a.metadata()
+    with a.inject(tiny_model):
+        la = tiny_model(toks(tiny_model))
+    with b.inject(tiny_model):
+        lb = tiny_model(toks(tiny_model))
+    assert torch.equal(la, lb)
+
+
+def test_loading_on_another_model_raises(tiny_model, backend, tmp_path):
+    from tests.conftest import tiny_config
+    from tvlens.models import HookedModel
+
+    other = HookedModel.from_config(tiny_config(seed=5), backend=backend)
+    path = tv(tiny_model, 1).save(tmp_path / "v.safetensors")
+    with pytest.raises(ValueError, match=r"made on another model: fingerprints differ in \['weights_sha256'\]"):
+        TaskVector.load(path, model=other)
+    with pytest.warns(UserWarning, match="made on another model"):
+        TaskVector.load(path, model=other, strict=False)
+
+
+def test_errors(tiny_model, tmp_path):
+    with pytest.raises(ValueError, match="vectors is empty"):
+        TaskVector({})
+    with pytest.raises(ValueError, match="one width"):
+        TaskVector({Site(0): torch.zeros(3), Site(1): torch.zeros(4)})
+    with pytest.raises(ValueError, match=r"cannot combine a 'add' vector with a 'replace' vector"):
+        tv(tiny_model, 1) + tv(tiny_model, 2, mode="replace")
+    with pytest.raises(ValueError, match="per-example positions"):
+        Site(0, "resid_pre", torch.tensor([1, 2]))
+    with pytest.raises(FileNotFoundError, match="no such task-vector file"):
+        TaskVector.load(tmp_path / "none.safetensors")
+    with pytest.raises(ValueError, match=r"vector\(layer=None\): 2 sites match"):
+        (tv(tiny_model, 1) + tv(tiny_model, 2, layer=2)).vector()

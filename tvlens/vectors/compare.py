@@ -1,0 +1,117 @@
+"""Compare every task-vector method on the *same* test prompts, in one tidy table.
+
+``compare(model, task)`` makes each method's vector at each requested layer from its own
+extraction/training prompts and scores all of them — plus zero-shot and ICL — on one shared set
+of test prompts (seed ``seed + 100``), so differences are paired and standard errors comparable.
+A family of tasks is first restricted to one task (``task_id``): a task vector is per task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tvlens.evaluate import EvalResult, evaluate
+from tvlens.models.hooked import HookedModel
+from tvlens.tasks.base import Task
+from tvlens.vectors.function import function_vector
+from tvlens.vectors.head_weighted import head_weighted_task_vector
+from tvlens.vectors.learned import LearnConfig, learn_task_vector
+from tvlens.vectors.task_vector import TaskVector
+from tvlens.vectors.vanilla import vanilla_task_vector
+
+METHODS = ("vanilla", "function", "learned", "head_weighted")
+
+
+@dataclass
+class Comparison:
+    """Rows ``{method, layer, accuracy | error, stderr, n, …}``; ``method`` includes ``zero_shot`` and ``icl``."""
+
+    records: list[dict[str, Any]]
+    metric: str
+    task: dict[str, Any]
+    vectors: dict[tuple[str, int | None], TaskVector] = field(default_factory=dict, repr=False)
+
+    def to_pandas(self) -> Any:
+        """The records as a ``pandas.DataFrame`` (pandas is optional)."""
+        try:
+            import pandas as pd
+        except ImportError as error:  # pragma: no cover - depends on the environment
+            raise ImportError("to_pandas() needs pandas: pip install pandas") from error
+        return pd.DataFrame(self.records)
+
+    def best(self, method: str) -> dict[str, Any]:
+        """The best row of one method (highest accuracy or lowest error)."""
+        rows = [r for r in self.records if r["method"] == method]
+        if not rows:
+            have = sorted({r["method"] for r in self.records})
+            raise KeyError(f"method={method!r} is not in this comparison; have {have}")
+        key = "accuracy" if self.metric == "accuracy" else "error"
+        return max(rows, key=lambda r: r[key]) if key == "accuracy" else min(rows, key=lambda r: r[key])
+
+
+def _row(method: str, layer: int | None, result: EvalResult) -> dict[str, Any]:
+    key = "accuracy" if result.metric == "accuracy" else "error"
+    return {"method": method, "layer": layer, key: result.mean, "stderr": result.stderr, "n": result.values.numel()}
+
+
+def compare(
+    model: HookedModel,
+    task: Task,
+    methods: tuple[str, ...] | list[str] = METHODS,
+    layers: list[int] | None = None,
+    *,
+    seed: int = 0,
+    task_id: int = 0,
+    n_test: int = 200,
+    n_shots: int | None = None,
+    learn_config: LearnConfig | None = None,
+    top_k: int | None = None,
+    progress: bool = True,
+) -> Comparison:
+    """Evaluate zero-shot, ICL and every method at every layer on the same test prompts.
+
+    Args:
+        methods: any of ``"vanilla"``, ``"function"``, ``"learned"``, ``"head_weighted"``.
+        layers: layers to place single-layer vectors at (default: all). Head-weighted vectors use
+            every layer at once and get one row with ``layer=None``.
+        task_id: which task of a family (or which fixed function of a regression family).
+        n_test: shared test prompts (seed ``seed + 100``).
+        learn_config: settings of the learned vectors.
+        top_k: heads of the function vector (default: 10 % of the heads, at least 2).
+    """
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"methods={list(methods)!r}: unknown {unknown}; expected a subset of {list(METHODS)}")
+    if getattr(task, "fixed", None) is None:
+        task = task.single(task_id)
+    layers = list(range(model.n_layers)) if layers is None else [model.check_layer(lay) for lay in layers]
+    test = task.sample(n_test, n_shots, seed=seed + 100)
+    records = [_row("zero_shot", None, evaluate(model, task, "zero_shot", batch=test, progress=False)),
+               _row("icl", None, evaluate(model, task, "icl", batch=test, progress=False))]
+    vectors: dict[tuple[str, int | None], TaskVector] = {}
+    k = top_k or max(2, model.n_layers * model.n_heads // 10)
+    fv_cache: dict[str, Any] = {}
+    for method in methods:
+        if method == "head_weighted":
+            tv, _ = head_weighted_task_vector(model, task, n_shots=n_shots, progress=progress, seed=seed)
+            vectors[(method, None)] = tv
+            records.append(_row(method, None, evaluate(model, task, "injected", tv, batch=test, progress=False)))
+            continue
+        for layer in layers:
+            if method == "vanilla":
+                tv, _ = vanilla_task_vector(model, task, layer, n_shots=n_shots, seed=seed)
+            elif method == "function":
+                if "tv" not in fv_cache:  # the heads and their mean outputs do not depend on the layer
+                    fv_cache["tv"], fv_cache["result"] = function_vector(model, task, 0, top_k=k, n_shots=n_shots,
+                                                                         seed=seed)
+                result = fv_cache["result"]
+                tv = TaskVector.single(result.vector, layer, method="function", task=task.to_dict(),
+                                       fingerprint=fv_cache["tv"].fingerprint,
+                                       hyperparameters={**fv_cache["tv"].hyperparameters, "layer": layer})
+            else:
+                tv, _ = learn_task_vector(model, task, layer, n_shots=n_shots, config=learn_config, progress=progress)
+            vectors[(method, layer)] = tv
+            records.append(_row(method, layer, evaluate(model, task, "injected", tv, batch=test, progress=False)))
+    metric = "accuracy" if "accuracy" in records[0] else "error"
+    return Comparison(records=records, metric=metric, task=task.to_dict(), vectors=vectors)
