@@ -92,9 +92,24 @@ class SuffixRunner:
         with torch.no_grad():
             _, cache = model.run_with_cache(inputs, names, attention_mask=attention_mask)
         self.query_stream = cache[names[0]][:, -1].detach()  # [b, d]
-        self.keys = {layer: cache[model.hook_name(layer, "attn.hook_k")][:, :-1].detach() for layer in layers}
-        self.values = {layer: cache[model.hook_name(layer, "attn.hook_v")][:, :-1].detach() for layer in layers}
-        self.prefix_mask = None if attention_mask is None else attention_mask[:, :-1].bool()
+        # Cached prefix, laid out for batched matmuls: keys [b, h, d_head, pos-1], values [b, h, pos-1, d_head].
+        self.keys = {layer: cache[model.hook_name(layer, "attn.hook_k")][:, :-1].detach().permute(0, 2, 3, 1)
+                     .contiguous() for layer in layers}
+        self.values = {layer: cache[model.hook_name(layer, "attn.hook_v")][:, :-1].detach().permute(0, 2, 1, 3)
+                       .contiguous() for layer in layers}
+        self.prefix_bias = None  # additive mask for padded prefix keys: 0 or -inf, [b, 1, pos-1]
+        if attention_mask is not None:
+            pad = ~attention_mask[:, :-1].bool()
+            self.prefix_bias = torch.zeros(pad.shape, dtype=self.query_stream.dtype).masked_fill(pad, float("-inf"))
+            self.prefix_bias = self.prefix_bias[:, None, :]
+        # Fused per-layer projections: [d, 3·h·d_head] for q, k, v and [h·d_head, d] for the output.
+        h, dk = model.n_heads, model.d_head
+        self.qkv = {}
+        for layer in layers:
+            p = f"blocks.{layer}.attn"
+            weight = torch.cat([self.w[f"{p}.W_{n}"].permute(1, 0, 2).reshape(model.d_model, h * dk) for n in "QKV"], 1)
+            bias = torch.cat([self.w[f"{p}.b_{n}"].reshape(h * dk) for n in "QKV"])
+            self.qkv[layer] = (weight, bias, self.w[f"{p}.W_O"].reshape(h * dk, model.d_model))
 
     def __len__(self) -> int:
         return self.query_stream.shape[0]
@@ -131,24 +146,22 @@ class SuffixRunner:
             raise ValueError(f"layers {bad} are outside this runner's range [{self.start}, {self.model.n_layers}]")
         w = self.w
         x = self.query_stream[rows]
-        mask = None if self.prefix_mask is None else self.prefix_mask[rows]
+        batch, heads, d_head = x.shape[0], self.model.n_heads, self.model.d_head
+        bias = None if self.prefix_bias is None else self.prefix_bias[rows]
         for layer in range(self.start, self.model.n_layers):
             if layer in vectors:
                 x = x + vectors[layer] if mode == "add" else vectors[layer].expand_as(x)
             p = f"blocks.{layer}"
-            a = self._norm(x, f"{p}.ln1")
-            q = torch.einsum("bd,hdk->bhk", a, w[f"{p}.attn.W_Q"]) + w[f"{p}.attn.b_Q"]
-            k = torch.einsum("bd,hdk->bhk", a, w[f"{p}.attn.W_K"]) + w[f"{p}.attn.b_K"]
-            v = torch.einsum("bd,hdk->bhk", a, w[f"{p}.attn.W_V"]) + w[f"{p}.attn.b_V"]
-            keys = torch.cat([self.keys[layer][rows], k[:, None]], 1)  # [b, pos, h, dk]
-            values = torch.cat([self.values[layer][rows], v[:, None]], 1)
-            scores = torch.einsum("bhk,bphk->bhp", q, keys) / self.scale
-            if mask is not None:
-                full = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
-                scores = scores.masked_fill(~full[:, None, :], float("-inf"))
-            pattern = scores.softmax(-1)
-            z = torch.einsum("bhp,bphk->bhk", pattern, values)
-            x = x + torch.einsum("bhk,hkd->bd", z, w[f"{p}.attn.W_O"]) + w[f"{p}.attn.b_O"]
+            w_qkv, b_qkv, w_o = self.qkv[layer]
+            q, k, v = (self._norm(x, f"{p}.ln1") @ w_qkv + b_qkv).view(batch, 3, heads, d_head).unbind(1)
+            # scores against the cached prefix keys and against the query's own key, then one softmax
+            prefix_scores = (q[:, :, None, :] @ self.keys[layer][rows])[:, :, 0] / self.scale  # [b, h, pos-1]
+            if bias is not None:
+                prefix_scores = prefix_scores + bias
+            self_score = (q * k).sum(-1, keepdim=True) / self.scale  # [b, h, 1]
+            pattern = torch.cat([prefix_scores, self_score], -1).softmax(-1)
+            z = (pattern[:, :, None, :-1] @ self.values[layer][rows])[:, :, 0] + pattern[:, :, -1:] * v
+            x = x + z.reshape(batch, heads * d_head) @ w_o + w[f"{p}.attn.b_O"]
             if not self.attn_only:
                 hidden = self.act(self._norm(x, f"{p}.ln2") @ w[f"{p}.mlp.W_in"] + w[f"{p}.mlp.b_in"])
                 x = x + hidden @ w[f"{p}.mlp.W_out"] + w[f"{p}.mlp.b_out"]
