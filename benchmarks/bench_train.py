@@ -42,7 +42,8 @@ def main() -> None:
     wall = time.perf_counter() - start
     final = result.final
     print(f"TransformerLens {transformer_lens_line()}.x, {args.threads} CPU threads, perm-mix recipe "
-          f"({recipe.model.n_layers} layers, d_model {recipe.model.d_model}, {config.n_shots}-shot, batch {config.batch_size})")
+          f"({recipe.model.n_layers} layers, d_model {recipe.model.d_model}, {config.n_shots}-shot, "
+          f"batch {config.batch_size})")
     print(f"training speed       : {steps_per_s:.1f} steps/s (optimiser steps, no evaluation)")
     print(f"reached ICL accuracy : {final['icl']:.3f} at step {result.steps_done} (zero-shot {final['zero_shot']:.3f})")
     print(f"wall time to >= 95 % : {wall:.0f} s including evaluations   (goal <= 300 s; "

@@ -25,13 +25,20 @@ def table() -> str:
         best = max(range(len(tvp)), key=lambda i: tvp[i]) if metric == "accuracy" else min(
             range(len(tvp)), key=lambda i: tvp[i])
         shots = card["train"]["n_shots"]
+        icl, zero, at_best = fmt(final["icl"]), fmt(final["zero_shot"]), fmt(tvp[best])
+        if "icl_nll" in final and card["task"]["family"] in ("hmm-mixture", "regular-languages"):
+            # next-symbol streams are stochastic: cross-entropy (nats) says more than accuracy
+            icl += f", CE {final['icl_nll']:.2f}"
+            zero += f", CE {final['zero_shot_nll']:.2f}"
+            at_best += f", CE {final['tvp_nll'][best]:.2f}"
         rows.append(
             f"| `{name}` | {card['description']} | {cfg['n_layers']} | {cfg['d_model']} | "
-            f"{fmt(final['icl'])} ({shots}-shot) | {fmt(final['zero_shot'])} | L{best}: {fmt(tvp[best])} | "
-            f"{card['steps_done']} |"
+            f"{icl} ({shots}-shot) | {zero} | L{best}: {at_best} | {card['steps_done']} |"
         )
-    note = ("Symbolic models report accuracy; regression models squared error / D (lower is better). "
-            "Numbers are read from each model's card (evaluation prompts drawn from seed 10000, never trained on).")
+    note = ("Symbolic models report accuracy (formal languages also next-symbol cross-entropy in nats); regression "
+            "models squared error / D (lower is better). TVP = the query alone with its own ICL prompt's hidden state "
+            "put in at that layer. Numbers are read from each model's card (evaluation prompts from seed 10000, "
+            "never trained on).")
     return "\n".join(rows) + "\n\n" + note
 
 

@@ -384,15 +384,20 @@ class HookedModel(nn.Module):
     ) -> Float[Tensor, "batch pos d_model"]:
         """The stream entering block 0: token (or read-in) embedding plus positional embedding."""
         batch, pos = inputs.shape[:2]
-        pos_ids = self.position_ids(batch, pos, attention_mask)
+        # Unpadded: a slice of W_pos (its backward is deterministic; a gather with repeated indices
+        # accumulates in a thread-dependent order and breaks bit-for-bit reproducible training).
+        if attention_mask is None:
+            pos_embed = self.W_pos[:pos].unsqueeze(0)
+        else:
+            pos_embed = self.W_pos[self.position_ids(batch, pos, attention_mask)]
         if inputs.is_floating_point():
             if self.read_in is None:
                 raise ValueError(
                     f"inputs has floating dtype {inputs.dtype} but this model has no read-in; "
                     "pass token ids (a LongTensor [batch, pos])"
                 )
-            return self.read_in(inputs) + self.W_pos[pos_ids]
-        return self.W_E[inputs] + self.W_pos[pos_ids]
+            return self.read_in(inputs) + pos_embed
+        return self.W_E[inputs] + pos_embed
 
     def _check_inputs(self, inputs: Tensor, start_at_layer: int | None) -> None:
         if start_at_layer is not None:

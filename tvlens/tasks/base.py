@@ -188,6 +188,26 @@ class Task(ABC):
     def prompt_length(self, n_shots: int) -> int:
         """Positions of a prompt with ``n_shots`` demonstrations."""
 
+    #: Tokens after the demonstrations that belong to the query (``xq →`` = 2, regression ``xq`` = 1).
+    query_tokens: ClassVar[int] = 1
+
+    def shorter(self, batch: ICLBatch, n_shots: int) -> ICLBatch:
+        """The same prompts keeping only their first ``n_shots`` demonstrations (and the query).
+
+        Seed 000 reads each prompt's head outputs from such a shorter prompt. Answer positions and
+        targets shrink accordingly; the zero-shot view is kept.
+        """
+        if not 1 <= n_shots <= batch.n_shots:
+            raise ValueError(f"n_shots={n_shots}: expected 1 <= n_shots <= {batch.n_shots} (the batch's)")
+        width = self.prompt_length(1) - self.prompt_length(0)
+        keep = self.prompt_length(n_shots) - self.query_tokens
+        inputs = torch.cat([batch.inputs[:, :keep], batch.inputs[:, -self.query_tokens :]], 1)
+        positions = torch.cat([batch.answer_positions[:, :n_shots], batch.answer_positions[:, -1:]
+                               - width * (batch.n_shots - n_shots)], 1)
+        targets = torch.cat([batch.answer_targets[:, :n_shots], batch.answer_targets[:, -1:]], 1)
+        return dataclasses.replace(batch, inputs=inputs, answer_positions=positions, answer_targets=targets,
+                                   n_shots=n_shots)
+
     def single(self, which: int) -> Task:
         """The same family restricted to one task: task ``which`` of a discrete family, or, for a
         continuous family (regression), the one function drawn from seed ``which``.

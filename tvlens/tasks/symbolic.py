@@ -40,6 +40,7 @@ class SymbolicTask(Task):
     """
 
     kind: ClassVar[str] = "symbolic"
+    query_tokens: ClassVar[int] = 2
 
     n_symbols: int = 32
     seed: int = 0

@@ -26,20 +26,34 @@ from tvlens.vectors.task_vector import TaskVector
 from tvlens.vectors.vanilla import LayerSweep, sweep_layers
 
 
-def mean_head_outputs(
+def prompt_head_z(
     model: HookedModel, batch: ICLBatch, batch_size: int = 256
-) -> tuple[Float[Tensor, "n_layers n_heads d_head"], Float[Tensor, "n_layers n_heads d_model"]]:
-    """Mean ``z`` and mean projected output ``ā^l_k = z̄ W_O[l,k]`` of every head at the query position."""
+) -> Float[Tensor, "batch n_layers n_heads d_head"]:
+    """Every head's ``z`` at each prompt's query position (one forward per chunk of prompts)."""
     names = [model.hook_name(layer, "attn.hook_z") for layer in range(model.n_layers)]
-    total = torch.zeros(model.n_layers, model.n_heads, model.d_head, dtype=model.dtype)
+    out = []
     for start in range(0, len(batch), batch_size):
         chunk = batch.select(slice(start, start + batch_size))
         with torch.no_grad():
             _, cache = model.run_with_cache(chunk.inputs, names, attention_mask=chunk.attention_mask)
         rows = torch.arange(len(chunk))
-        total += torch.stack([cache[n][rows, chunk.query_positions].sum(0) for n in names])
-    z_mean = total / len(batch)
-    return z_mean, torch.einsum("lhk,lhkd->lhd", z_mean, model.W_O)
+        out.append(torch.stack([cache[n][rows, chunk.query_positions] for n in names], 1))
+    return torch.cat(out)
+
+
+def project_heads(
+    model: HookedModel, z: Float[Tensor, "*batch n_layers n_heads d_head"]
+) -> Float[Tensor, "*batch n_layers n_heads d_model"]:
+    """Head outputs in the stream: ``a^l_k = z^l_k W_O[l,k]``."""
+    return torch.einsum("...lhk,lhkd->...lhd", z, model.W_O)
+
+
+def mean_head_outputs(
+    model: HookedModel, batch: ICLBatch, batch_size: int = 256
+) -> tuple[Float[Tensor, "n_layers n_heads d_head"], Float[Tensor, "n_layers n_heads d_model"]]:
+    """Mean ``z`` and mean projected output ``ā^l_k = z̄ W_O[l,k]`` of every head at the query position."""
+    z_mean = prompt_head_z(model, batch, batch_size).mean(0)
+    return z_mean, project_heads(model, z_mean)
 
 
 def _answer_score(model: HookedModel, logits: Tensor, batch: ICLBatch, repeat: int) -> Tensor:

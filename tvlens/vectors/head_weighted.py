@@ -12,6 +12,12 @@ position of the zero-shot prompt. Only ``ω`` trains (``L·H`` numbers): cross-e
 Seed 000 found that aligning the injected model's last hidden state with the ICL model's is what
 makes it work; ``align_weight > 0`` adds ``align_weight · (1 − cos(h^L_inj, h^L_ICL))`` at the query.
 
+Head sources. ``head_source="mean"`` uses ``ā^l_k`` averaged over clean prompts of the task (000's
+text setting); ``head_source="prompt"`` uses **each prompt's own** head outputs ``a^l_k(prompt)`` at the
+query of a *shorter* ICL prompt (its first ``source_shots`` demonstrations) — 000's regression setting,
+where every prompt shows a new function and no average can carry it. Then ``v_l`` differs per prompt
+and is injected per example; :meth:`HeadWeightedResult.interventions_for` builds it for any batch.
+
 Training runs on the cached last-position path (:class:`SuffixRunner`) when the architecture allows.
 """
 
@@ -30,9 +36,9 @@ from tqdm.auto import tqdm
 from tvlens.evaluate import EvalResult, evaluate
 from tvlens.inject import Intervention, inject
 from tvlens.models.hooked import HookedModel
-from tvlens.tasks.base import Task
+from tvlens.tasks.base import ICLBatch, Task
 from tvlens.vectors.fast import SuffixRunner, supports_fast_path
-from tvlens.vectors.function import mean_head_outputs
+from tvlens.vectors.function import mean_head_outputs, project_heads, prompt_head_z
 from tvlens.vectors.learned import LearnConfig, query_loss
 from tvlens.vectors.task_vector import Site, TaskVector
 
@@ -56,8 +62,25 @@ class HeadWeightedResult:
     head_means: Float[Tensor, "n_layers n_heads d_model"]
     history: list[dict[str, Any]]
     best_epoch: int
-    val: EvalResult
+    val: EvalResult | None
     fast_path: bool
+    head_source: str = "mean"
+    source_shots: int | None = None
+    task: Task | None = None
+
+    def interventions_for(self, model: HookedModel, batch: ICLBatch) -> list[Intervention]:
+        """The per-layer vectors for the prompts of ``batch`` (an ICL batch; inject into its zero-shot view).
+
+        With ``head_source="prompt"`` each example gets ``v_l = Σ_k ω_{l,k} a^l_k`` from its own shorter
+        prompt; with ``"mean"`` every example gets the same vectors.
+        """
+        if self.head_source == "mean":
+            v = torch.einsum("lh,lhd->ld", self.weights, self.head_means)
+        else:
+            assert self.task is not None and self.source_shots is not None
+            heads = project_heads(model, prompt_head_z(model, self.task.shorter(batch, self.source_shots)))
+            v = torch.einsum("lh,blhd->bld", self.weights, heads)
+        return [Intervention(v[..., layer, :], layer, hook="resid_post") for layer in range(model.n_layers)]
 
 
 def head_weighted_task_vector(
@@ -66,6 +89,8 @@ def head_weighted_task_vector(
     *,
     n_shots: int | None = None,
     n_head_prompts: int = 100,
+    head_source: str = "mean",
+    source_shots: int | None = None,
     align_weight: float = 0.0,
     config: LearnConfig | None = None,
     progress: bool = True,
@@ -75,11 +100,15 @@ def head_weighted_task_vector(
 
     Args:
         n_head_prompts: clean n-shot prompts averaged into ``ā^l_k`` (seed ``config.seed + 2``).
+        head_source: ``"mean"`` (``ā^l_k`` over prompts) or ``"prompt"`` (each prompt's own heads).
+        source_shots: demonstrations of the shorter prompt for ``head_source="prompt"`` (default: half).
         align_weight: weight of the ``1 − cos`` alignment to the ICL final hidden state.
         config: training settings (default :data:`HEAD_WEIGHTED_DEFAULTS`); ``overrides`` replace fields.
     """
     if align_weight < 0:
         raise ValueError(f"align_weight={align_weight!r}: expected >= 0")
+    if head_source not in ("mean", "prompt"):
+        raise ValueError(f"head_source={head_source!r}: expected 'mean' or 'prompt'")
     config = dataclasses.replace(config or HEAD_WEIGHTED_DEFAULTS, **overrides)
     if config.loss == "auto" and task.kind == "regression":
         config = dataclasses.replace(config, loss="huber")
@@ -87,6 +116,11 @@ def head_weighted_task_vector(
     train_full = task.sample(config.n_train, n_shots, seed=config.seed)
     val_full = task.sample(config.n_val, n_shots, seed=config.seed + 1)
     train, val = train_full.zero_shot, val_full.zero_shot
+    prompt_heads: dict[str, Tensor] = {}
+    if head_source == "prompt":
+        source_shots = source_shots or max(1, train_full.n_shots // 2)
+        for split, full in (("train", train_full), ("val", val_full)):
+            prompt_heads[split] = project_heads(model, prompt_head_z(model, task.shorter(full, source_shots)))
     gen = torch.Generator().manual_seed(config.seed)
     omega = torch.randn(model.n_layers, model.n_heads, generator=gen).to(model.dtype).requires_grad_(True)
     optimizer = torch.optim.Adam([omega], lr=config.lr)
@@ -97,23 +131,27 @@ def head_weighted_task_vector(
         runners = {"train": SuffixRunner(model, train.inputs, 1 if n_layers > 1 else 0, train.attention_mask),
                    "val": SuffixRunner(model, val.inputs, 1 if n_layers > 1 else 0, val.attention_mask)}
 
-    def vectors(weights: Tensor) -> Tensor:
-        return torch.einsum("lh,lhd->ld", weights, head_means)  # v_l
+    def vectors(weights: Tensor, split: str | None = None, rows: Tensor | None = None) -> Tensor:
+        """``v_l`` as ``[n_layers, d]`` (mean heads) or ``[rows, n_layers, d]`` (each prompt's heads)."""
+        if head_source == "mean" or split is None:
+            return torch.einsum("lh,lhd->ld", weights, head_means)
+        return torch.einsum("lh,blhd->bld", weights, prompt_heads[split][rows])
 
     def task_vector(weights: Tensor) -> TaskVector:
         v = vectors(weights.detach())
         return TaskVector({Site(layer, "resid_post", "last"): v[layer] for layer in range(n_layers)},
                           method="head_weighted", task=task.to_dict(), fingerprint=model.fingerprint(),
-                          hyperparameters={**config.to_dict(), "align_weight": align_weight,
-                                           "n_head_prompts": n_head_prompts, "weights": weights.tolist()})
+                          hyperparameters={**config.to_dict(), "align_weight": align_weight, "head_source": head_source,
+                                           "source_shots": source_shots, "n_head_prompts": n_head_prompts,
+                                           "weights": weights.tolist()})
 
     def forward(split: str, rows: Tensor) -> tuple[Tensor, Tensor]:
-        v = vectors(omega)
+        v = vectors(omega, split, rows)
         if use_fast:  # resid_post of layer l is resid_pre of layer l + 1 (the key n_layers: the final stream)
-            return runners[split].logits({layer + 1: v[layer] for layer in range(n_layers)}, rows=rows,
+            return runners[split].logits({layer + 1: v[..., layer, :] for layer in range(n_layers)}, rows=rows,
                                          return_resid=True)
         batch = (train if split == "train" else val).select(rows)
-        interventions = [Intervention(v[layer], layer, hook="resid_post") for layer in range(n_layers)]
+        interventions = [Intervention(v[..., layer, :], layer, hook="resid_post") for layer in range(n_layers)]
         with inject(model, *interventions):
             logits, resid = model.final_residual(batch.inputs, attention_mask=batch.attention_mask)
         r = torch.arange(len(batch))
@@ -159,5 +197,7 @@ def head_weighted_task_vector(
                 break
     tv = task_vector(best[2])
     tv.history.extend(history)
-    val_eval = evaluate(model, task, "injected", tv, batch=val_full, progress=False)
-    return tv, HeadWeightedResult(best[2], head_means, history, best[1], val_eval, use_fast)
+    result = HeadWeightedResult(best[2], head_means, history, best[1], None, use_fast, head_source, source_shots, task)
+    result.val = evaluate(model, task, "injected", result.interventions_for(model, val_full), batch=val_full,
+                          progress=False)
+    return tv, result
