@@ -68,8 +68,11 @@ def test_final_stream_key_is_resid_post_of_last_block(tiny_model64, small_task):
     torch.testing.assert_close(runner.logits({model.n_layers: v}), full, atol=1e-10, rtol=0)
 
 
-def test_regression_model(regression_model, regression_task):
-    model = regression_model.to(torch.float64)
+def test_regression_model(backend, regression_task):
+    from tests.conftest import tiny_config
+    from tvlens.models import HookedModel
+
+    model = HookedModel.from_config(tiny_config(d_vocab=1, d_input=5), backend=backend, dtype=torch.float64)
     prompts = regression_task.sample(4, 3, seed=0)
     v = torch.randn(model.d_model, dtype=torch.float64)
     runner = SuffixRunner(model, prompts.inputs.double(), 1)

@@ -255,6 +255,10 @@ class Trainer:
         self.model.requires_grad_(False)
         for p in self.params:
             p.requires_grad_(True)
+        # Bit-for-bit reproducible training: e.g. the 3.x embedding backward accumulates repeated token ids
+        # in a thread-dependent order unless deterministic algorithms are on. The caller's setting is restored.
+        deterministic_before = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(True, warn_only=True)
         start_time = time.perf_counter()
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", disable=not progress, dynamic_ncols=True)
         try:
@@ -282,6 +286,7 @@ class Trainer:
                     self.save_checkpoint(self.checkpoint_dir / f"step{self.step:06d}.pt")
         finally:
             bar.close()
+            torch.use_deterministic_algorithms(deterministic_before)
             self.model.requires_grad_(False)
             self.model.eval()
         return TrainResult(self.history, self.losses, self.step, time.perf_counter() - start_time)

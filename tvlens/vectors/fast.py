@@ -130,6 +130,7 @@ class SuffixRunner:
         mode: str = "add",
         rows: Tensor | slice | None = None,
         return_resid: bool = False,
+        streams: list[Tensor] | None = None,
     ) -> Float[Tensor, "batch d_vocab"]:
         """Last-position logits with ``vectors[l]`` put into ``blocks.{l}.hook_resid_pre`` (``l ≥ start``).
 
@@ -137,8 +138,10 @@ class SuffixRunner:
             vectors: ``{layer: [d_model] or [batch, d_model]}``; the key ``n_layers`` means the final
                 stream (``blocks.{L-1}.hook_resid_post``, the input of ``ln_final``).
             mode: ``"add"`` or ``"replace"``.
-            rows: a subset of the prompts (a minibatch).
+            rows: a subset of the prompts (a minibatch), possibly repeated (to run several vectors per prompt).
             return_resid: also return the final stream at the query (input of ``ln_final``).
+            streams: if a list is given, the query's stream is appended to it at every ``resid_pre``
+                from ``start`` on (after that layer's vector) and finally the ``ln_final`` input.
         """
         rows = slice(None) if rows is None else rows
         bad = [layer for layer in vectors if layer < self.start or layer > self.model.n_layers]
@@ -151,6 +154,8 @@ class SuffixRunner:
         for layer in range(self.start, self.model.n_layers):
             if layer in vectors:
                 x = x + vectors[layer] if mode == "add" else vectors[layer].expand_as(x)
+            if streams is not None:
+                streams.append(x)
             p = f"blocks.{layer}"
             w_qkv, b_qkv, w_o = self.qkv[layer]
             q, k, v = (self._norm(x, f"{p}.ln1") @ w_qkv + b_qkv).view(batch, 3, heads, d_head).unbind(1)
@@ -168,6 +173,8 @@ class SuffixRunner:
         final = self.model.n_layers
         if final in vectors:
             x = x + vectors[final] if mode == "add" else vectors[final].expand_as(x)
+        if streams is not None:
+            streams.append(x)
         logits = self._norm(x, "ln_final") @ w["unembed.W_U"]
         if "unembed.b_U" in w:
             logits = logits + w["unembed.b_U"]

@@ -1,0 +1,320 @@
+"""Linear dynamics of a task vector: fit the maps that carry it forward, split them into rotation and scaling.
+
+001 found that, despite the non-linearities, a vector ``θ`` injected at layer ``l`` propagates almost
+linearly: the change it causes in the query's stream at a later layer is ``Δh ≈ W θ``. This module
+
+1. **collects** the changes for perturbed copies ``θ_i = θ + λ_i ε_i`` (``ε_i ~ N(0, I)`` scaled to
+   ``‖θ‖/√d``, a range of ``λ``), all copies in one batched pass on the cached last-position path;
+2. **fits** ``W`` by ridge regression ``min_W Σ_i ‖Δ_i − W θ_i‖² + α ‖W‖²`` with ``α`` chosen by
+   held-out R² (:func:`fit_linear_map`), from ``l`` to the final stream and layer by layer, so the
+   path is a chain ``W_{l→L} ≈ W_{L-1→L} ⋯ W_{l→l+1}`` whose agreement with the direct fit is reported;
+3. **splits** every map by the polar decomposition ``W = Q Σ`` (:func:`polar_decomposition`):
+   ``W = U S Vᵀ → Q = U Vᵀ`` (orthogonal: the rotation) and ``Σ = V S Vᵀ`` (symmetric PSD: the
+   scaling), and reports ``cos(v, Qv)``, the principal angles of ``Q``, the spectrum of ``Σ``, the
+   share of ``v`` and ``Qv`` in the **task subspace** (span of the label tokens' unembedding columns)
+   and the logit lens of ``v`` and ``Qv``;
+4. **checks** the fit: adding ``W θ`` directly to the final stream should score like injecting ``θ``
+   at layer ``l``.
+
+Layer ``L`` (``n_layers``) denotes the final stream, the input of ``ln_final``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from tvlens.evaluate import EvalResult, evaluate
+from tvlens.inject import Intervention
+from tvlens.models.hooked import HookedModel
+from tvlens.tasks.base import ICLBatch, Task
+from tvlens.vectors.fast import SuffixRunner
+from tvlens.vectors.task_vector import TaskVector
+
+
+# ----------------------------------------------------------------------------- linear algebra
+@dataclass
+class LinearFit:
+    """A fitted map ``y ≈ W x`` (column-vector convention: ``W`` is ``[d_out, d_in]``)."""
+
+    W: Float[Tensor, "d_out d_in"]
+    alpha: float
+    r2: float
+    relative_error: float
+    alphas: list[float] = field(default_factory=list)
+    held_out_r2: list[float] = field(default_factory=list)
+
+
+def r_squared(y: Tensor, prediction: Tensor) -> float:
+    """``1 − Σ‖y − ŷ‖² / Σ‖y − ȳ‖²`` over all rows and coordinates."""
+    residual = (y - prediction).pow(2).sum()
+    total = (y - y.mean(0, keepdim=True)).pow(2).sum().clamp_min(1e-30)
+    return float(1 - residual / total)
+
+
+def fit_linear_map(
+    x: Float[Tensor, "n d_in"],
+    y: Float[Tensor, "n d_out"],
+    alphas: tuple[float, ...] = (0.0, 1e-6, 1e-4, 1e-2, 1e-1, 1.0, 10.0),
+    held_out: float = 0.2,
+    seed: int = 0,
+) -> LinearFit:
+    """Ridge regression ``y ≈ W x`` through the origin, ``α`` chosen by R² on held-out rows.
+
+    The penalty is relative: ``α · tr(XᵀX)/d_in`` so one grid fits streams of any scale. The chosen
+    ``α`` is refit on all rows; the reported R² and relative error ``‖Y − XWᵀ‖/‖Y‖`` are the held-out ones.
+    """
+    if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)}: expected [n, d_in] and [n, d_out]")
+    n = x.shape[0]
+    n_out = max(1, int(round(held_out * n)))
+    if n - n_out < 2:
+        raise ValueError(f"{n} samples are too few to fit and hold out {n_out}")
+    x, y = x.double(), y.double()
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    test, train = order[:n_out], order[n_out:]
+
+    def solve(rows: Tensor, alpha: float) -> Tensor:
+        xr, yr = x[rows], y[rows]
+        gram = xr.T @ xr
+        penalty = alpha * gram.trace() / gram.shape[0]
+        w_t = torch.linalg.lstsq(gram + penalty * torch.eye(gram.shape[0], dtype=gram.dtype), xr.T @ yr).solution
+        return w_t.T  # [d_out, d_in]
+
+    scores = []
+    for alpha in alphas:
+        w = solve(train, alpha)
+        scores.append(r_squared(y[test], x[test] @ w.T))
+    best = max(range(len(alphas)), key=lambda i: scores[i])
+    w_test = solve(train, alphas[best])
+    rel = float((y[test] - x[test] @ w_test.T).norm() / y[test].norm().clamp_min(1e-30))
+    return LinearFit(W=solve(torch.arange(n), alphas[best]), alpha=alphas[best], r2=scores[best],
+                     relative_error=rel, alphas=list(alphas), held_out_r2=scores)
+
+
+def polar_decomposition(w: Float[Tensor, "d d"]) -> tuple[Float[Tensor, "d d"], Float[Tensor, "d d"]]:
+    """``W = Q Σ`` with ``Q`` orthogonal (rotation/reflection) and ``Σ`` symmetric positive semi-definite.
+
+    From the SVD ``W = U S Vᵀ``: ``Q = U Vᵀ``, ``Σ = V S Vᵀ``.
+    """
+    if w.ndim != 2 or w.shape[0] != w.shape[1]:
+        raise ValueError(f"W has shape {tuple(w.shape)}: the polar decomposition needs a square matrix")
+    u, s, vh = torch.linalg.svd(w)
+    return u @ vh, vh.T @ torch.diag(s) @ vh
+
+
+def principal_angles(q: Float[Tensor, "d d"]) -> Float[Tensor, " d"]:
+    """Rotation angles of an orthogonal matrix: ``|arg λ|`` of its eigenvalues, in radians, descending."""
+    return torch.linalg.eigvals(q).angle().abs().sort(descending=True).values
+
+
+def subspace_share(v: Float[Tensor, "... d"], basis: Float[Tensor, "d k"]) -> Float[Tensor, ...]:
+    """``‖Bᵀ v‖² / ‖v‖²`` for an orthonormal basis ``B``: how much of ``v`` lies in its span."""
+    return (v @ basis).pow(2).sum(-1) / v.pow(2).sum(-1).clamp_min(1e-30)
+
+
+# ----------------------------------------------------------------------------- the analysis
+@dataclass
+class MapReport:
+    """One fitted map ``W_{a→b}`` and its rotation/scaling split, for the vector ``v`` it carries."""
+
+    source: int
+    target: int
+    fit: LinearFit
+    cos_rotation: float
+    angles: Float[Tensor, " d"]
+    scaling: Float[Tensor, " d"]
+    anisotropy: float
+    share_v: float
+    share_qv: float
+    lens_v: list[tuple[int, float]]
+    lens_qv: list[tuple[int, float]]
+
+    def summary(self) -> dict[str, Any]:
+        return {"source": self.source, "target": self.target, "r2": self.fit.r2, "alpha": self.fit.alpha,
+                "relative_error": self.fit.relative_error, "cos_rotation": self.cos_rotation,
+                "max_angle": float(self.angles[0]), "scaling_max": float(self.scaling[0]),
+                "scaling_min": float(self.scaling[-1]), "anisotropy": self.anisotropy,
+                "share_v": self.share_v, "share_qv": self.share_qv}
+
+
+@dataclass
+class DynamicsResult:
+    """Everything :func:`linear_dynamics` measured (tensors and labels, ready for plotting).
+
+    Attributes:
+        layer: where ``θ`` is injected.
+        direct: the map ``W_{l→L}`` to the final stream and its split.
+        steps: the layer-to-layer maps ``W_{k→k+1}`` for ``k = l … L-1``.
+        chain_mismatch: ``‖W_{L-1→L}⋯W_{l→l+1} − W_{l→L}‖_F / ‖W_{l→L}‖_F``.
+        chain_r2: held-out R² of the chain's prediction of the final change.
+        injected: accuracy (or error) of injecting ``θ`` at layer ``l``.
+        final_direct: the same with ``W θ`` added to the final stream instead.
+        zero_shot: the baseline without any vector.
+        scales: the perturbation scales ``λ``.
+        r2_by_scale: R² of the direct map on fresh held-out copies, per scale.
+    """
+
+    layer: int
+    direct: MapReport
+    steps: list[MapReport]
+    chain_mismatch: float
+    chain_r2: float
+    injected: EvalResult
+    final_direct: EvalResult
+    zero_shot: EvalResult
+    scales: list[float]
+    r2_by_scale: dict[float, float]
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per layer-to-layer map plus the direct map."""
+        return [m.summary() for m in [*self.steps, self.direct]]
+
+
+def collect_changes(
+    model: HookedModel,
+    prompts: ICLBatch,
+    theta: Float[Tensor, " d_model"],
+    layer: int,
+    *,
+    n_copies: int = 256,
+    scales: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0),
+    seed: int = 0,
+    chunk: int = 4096,
+) -> tuple[Float[Tensor, "n d_model"], dict[int, Float[Tensor, "n d_model"]]]:
+    """Perturbed copies ``θ_i`` and the mean change ``Δ_k(θ_i)`` they cause in the query's stream at every
+    layer ``k = l … L`` (``L`` = final stream), averaged over the prompts; all copies × prompts run as rows
+    of the cached last-position path.
+    """
+    layer = model.check_layer(layer)
+    gen = torch.Generator().manual_seed(seed)
+    d = model.d_model
+    noise = torch.randn(n_copies, d, generator=gen, dtype=torch.float64)
+    lam = torch.tensor(scales, dtype=torch.float64)[torch.arange(n_copies) % len(scales)]
+    thetas = (theta.double() + lam[:, None] * noise * theta.double().norm() / d**0.5).to(model.dtype)
+    runner = SuffixRunner(model, prompts.inputs, layer, prompts.attention_mask)
+    n_prompts = len(prompts)
+    with torch.no_grad():
+        base: list[Tensor] = []
+        runner.logits({}, streams=base)  # without θ
+        changes: dict[int, list[Tensor]] = {k: [] for k in range(layer, model.n_layers + 1)}
+        per_chunk = max(1, chunk // n_prompts)
+        for start in range(0, n_copies, per_chunk):
+            block = thetas[start : start + per_chunk]
+            rows = torch.arange(n_prompts).repeat(block.shape[0])
+            vectors = block.repeat_interleave(n_prompts, 0)
+            streams: list[Tensor] = []
+            runner.logits({layer: vectors}, rows=rows, streams=streams)
+            for k, stream, clean in zip(range(layer, model.n_layers + 1), streams, base):
+                delta = stream - clean.repeat(block.shape[0], 1)
+                changes[k].append(delta.view(block.shape[0], n_prompts, d).mean(1))
+    return thetas, {k: torch.cat(v) for k, v in changes.items()}
+
+
+def logit_lens(model: HookedModel, v: Float[Tensor, " d_model"], top: int = 5) -> list[tuple[int, float]]:
+    """Top tokens of ``ln_final(v) W_U`` (the vector read as if it were the final stream)."""
+    state = model.tl_state_dict()
+    x = v.to(model.dtype)
+    if model.cfg.normalization_type in ("LN", "LNPre"):
+        x = x - x.mean()
+    x = x / (x.pow(2).mean() + model.cfg.eps).sqrt()
+    if "ln_final.w" in state:
+        x = x * state["ln_final.w"] + state.get("ln_final.b", 0)
+    logits = x @ model.W_U
+    values, tokens = logits.topk(min(top, logits.shape[-1]))
+    return [(int(t), float(val)) for t, val in zip(tokens, values)]
+
+
+def _report(
+    model: HookedModel, source: int, target: int, fit: LinearFit, v: Tensor, basis: Tensor | None
+) -> MapReport:
+    w = fit.W.to(torch.float64)
+    q, sigma = polar_decomposition(w)
+    v = v.double()
+    qv = q @ v
+    scaling = torch.linalg.eigvalsh(sigma).flip(0)
+    share_v = float(subspace_share(v, basis)) if basis is not None else float("nan")
+    share_qv = float(subspace_share(qv, basis)) if basis is not None else float("nan")
+    return MapReport(
+        source=source, target=target, fit=fit,
+        cos_rotation=float(torch.nn.functional.cosine_similarity(v, qv, dim=0)),
+        angles=principal_angles(q), scaling=scaling,
+        anisotropy=float(scaling[0] / scaling.mean().clamp_min(1e-30)),
+        share_v=share_v, share_qv=share_qv,
+        lens_v=logit_lens(model, v.to(model.dtype)), lens_qv=logit_lens(model, qv.to(model.dtype)),
+    )
+
+
+def linear_dynamics(
+    model: HookedModel,
+    task: Task,
+    vector: TaskVector,
+    *,
+    n_prompts: int = 32,
+    n_copies: int = 256,
+    scales: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0),
+    n_shots: int | None = None,
+    n_test: int = 200,
+    seed: int = 0,
+) -> DynamicsResult:
+    """Fit and split the maps that carry a single-site, last-position ``add`` vector through the model.
+
+    Args:
+        vector: a task vector with one site (``resid_pre`` at the last position), e.g. an LTV.
+        n_prompts: zero-shot prompts the changes are averaged over (seed ``seed``).
+        n_copies: perturbed copies (≥ 2·d_model recommended for a well-posed d×d fit).
+        scales: perturbation scales λ relative to ``‖θ‖/√d``.
+        n_test: prompts for the injected-accuracy check (seed ``seed + 1``).
+    """
+    if len(vector.vectors) != 1 or vector.mode != "add":
+        raise ValueError("linear_dynamics needs a single-site 'add' vector (e.g. a learned task vector)")
+    site = vector.sites[0]
+    if site.hook != "resid_pre" or site.positions not in ("last", -1):
+        raise ValueError(f"the vector sits at {site}; linear_dynamics needs resid_pre at the last position")
+    theta = vector.vector() * vector.scale
+    layer = site.layer
+    prompts = task.sample(n_prompts, n_shots, seed=seed).zero_shot
+    thetas, changes = collect_changes(model, prompts, theta, layer, n_copies=n_copies, scales=scales, seed=seed)
+    final = model.n_layers
+
+    label_set = getattr(task, "label_set", None)
+    basis = None
+    if isinstance(label_set, Tensor):
+        basis = torch.linalg.qr(model.W_U[:, label_set].double()).Q
+
+    direct_fit = fit_linear_map(thetas, changes[final], seed=seed)
+    direct = _report(model, layer, final, direct_fit, theta, basis)
+    steps, carried = [], theta.double()
+    chain = torch.eye(model.d_model, dtype=torch.float64)
+    inputs = thetas.double()
+    for k in range(layer, final):
+        fit = fit_linear_map(inputs, changes[k + 1], seed=seed)
+        steps.append(_report(model, k, k + 1, fit, carried, basis))
+        chain = fit.W @ chain
+        carried = fit.W @ carried
+        inputs = changes[k + 1].double()
+    mismatch = float((chain - direct_fit.W).norm() / direct_fit.W.norm().clamp_min(1e-30))
+    chain_r2 = r_squared(changes[final].double(), thetas.double() @ chain.T)
+
+    # held-out R² per scale: fresh copies (another seed) predicted by the direct fit
+    fresh_thetas, fresh = collect_changes(model, prompts, theta, layer, n_copies=max(len(scales), n_copies // 2),
+                                          scales=scales, seed=seed + 7)
+    lam = torch.tensor(scales)[torch.arange(fresh_thetas.shape[0]) % len(scales)]
+    r2_by_scale = {}
+    for scale in scales:
+        rows = (lam == scale).nonzero().flatten()
+        r2_by_scale[float(scale)] = r_squared(fresh[final][rows].double(), fresh_thetas[rows].double() @ direct_fit.W.T)
+
+    test = task.sample(n_test, n_shots, seed=seed + 1)
+    injected = evaluate(model, task, "injected", vector, batch=test, progress=False)
+    w_theta = (direct_fit.W @ theta.double()).to(model.dtype)
+    final_direct = evaluate(model, task, "injected", Intervention(w_theta, layer=final - 1, hook="resid_post"),
+                            batch=test, progress=False)
+    zero = evaluate(model, task, "zero_shot", batch=test, progress=False)
+    return DynamicsResult(layer=layer, direct=direct, steps=steps, chain_mismatch=mismatch, chain_r2=chain_r2,
+                          injected=injected, final_direct=final_direct, zero_shot=zero, scales=list(scales),
+                          r2_by_scale=r2_by_scale)
