@@ -120,26 +120,33 @@ def subspace_share(v: Float[Tensor, "... d"], basis: Float[Tensor, "d k"]) -> Fl
 # ----------------------------------------------------------------------------- the analysis
 @dataclass
 class MapReport:
-    """One fitted map ``W_{a→b}`` and its rotation/scaling split, for the vector ``v`` it carries."""
+    """The maps ``W_{a→b}`` fitted for every prompt, split into rotation and scaling, for the vector they carry.
+
+    Every tensor has a leading ``prompts`` dimension: the map is fitted per prompt (the change a vector
+    causes depends on the prompt's own activations; a prompt-averaged map cannot carry a query-dependent
+    answer).
+    """
 
     source: int
     target: int
-    fit: LinearFit
-    cos_rotation: float
-    angles: Float[Tensor, " d"]
-    scaling: Float[Tensor, " d"]
-    anisotropy: float
-    share_v: float
-    share_qv: float
+    r2: Float[Tensor, " prompts"]
+    relative_error: Float[Tensor, " prompts"]
+    cos_rotation: Float[Tensor, " prompts"]
+    angles: Float[Tensor, "prompts d"]
+    scaling: Float[Tensor, "prompts d"]
+    share_v: Float[Tensor, " prompts"]
+    share_qv: Float[Tensor, " prompts"]
     lens_v: list[tuple[int, float]]
     lens_qv: list[tuple[int, float]]
 
     def summary(self) -> dict[str, Any]:
-        return {"source": self.source, "target": self.target, "r2": self.fit.r2, "alpha": self.fit.alpha,
-                "relative_error": self.fit.relative_error, "cos_rotation": self.cos_rotation,
-                "max_angle": float(self.angles[0]), "scaling_max": float(self.scaling[0]),
-                "scaling_min": float(self.scaling[-1]), "anisotropy": self.anisotropy,
-                "share_v": self.share_v, "share_qv": self.share_qv}
+        """Means over prompts."""
+        scaling = self.scaling.mean(0)
+        return {"source": self.source, "target": self.target, "r2": float(self.r2.mean()),
+                "relative_error": float(self.relative_error.mean()), "cos_rotation": float(self.cos_rotation.mean()),
+                "max_angle": float(self.angles[:, 0].mean()), "scaling_max": float(scaling[0]),
+                "scaling_min": float(scaling[-1]), "anisotropy": float(scaling[0] / scaling.mean()),
+                "share_v": float(self.share_v.mean()), "share_qv": float(self.share_qv.mean())}
 
 
 @dataclass
@@ -148,30 +155,30 @@ class DynamicsResult:
 
     Attributes:
         layer: where ``θ`` is injected.
-        direct: the map ``W_{l→L}`` to the final stream and its split.
+        direct: the maps ``W_{l→L}`` to the final stream (per prompt) and their split.
         steps: the layer-to-layer maps ``W_{k→k+1}`` for ``k = l … L-1``.
-        chain_mismatch: ``‖W_{L-1→L}⋯W_{l→l+1} − W_{l→L}‖_F / ‖W_{l→L}‖_F``.
-        chain_r2: held-out R² of the chain's prediction of the final change.
-        injected: accuracy (or error) of injecting ``θ`` at layer ``l``.
-        final_direct: the same with ``W θ`` added to the final stream instead.
-        zero_shot: the baseline without any vector.
+        chain_mismatch: per prompt ``‖W_{L-1→L}⋯W_{l→l+1} − W_{l→L}‖_F / ‖W_{l→L}‖_F``.
+        chain_r2: per prompt, R² of the chain's prediction of the final change.
+        r2_by_scale: R² of the direct maps on fresh held-out copies, per perturbation scale (mean over prompts).
+        injected: score of injecting ``θ`` at layer ``l`` into the prompts.
+        final_direct: the same prompts with ``W_p θ`` added to their final stream instead.
+        zero_shot: the same prompts without any vector.
         scales: the perturbation scales ``λ``.
-        r2_by_scale: R² of the direct map on fresh held-out copies, per scale.
     """
 
     layer: int
     direct: MapReport
     steps: list[MapReport]
-    chain_mismatch: float
-    chain_r2: float
+    chain_mismatch: Float[Tensor, " prompts"]
+    chain_r2: Float[Tensor, " prompts"]
+    r2_by_scale: dict[float, float]
     injected: EvalResult
     final_direct: EvalResult
     zero_shot: EvalResult
     scales: list[float]
-    r2_by_scale: dict[float, float]
 
     def table(self) -> list[dict[str, Any]]:
-        """One row per layer-to-layer map plus the direct map."""
+        """One row per layer-to-layer map plus the direct map (means over prompts)."""
         return [m.summary() for m in [*self.steps, self.direct]]
 
 
@@ -182,13 +189,13 @@ def collect_changes(
     layer: int,
     *,
     n_copies: int = 256,
-    scales: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0),
+    scales: tuple[float, ...] = (0.05, 0.1, 0.2),
     seed: int = 0,
-    chunk: int = 4096,
-) -> tuple[Float[Tensor, "n d_model"], dict[int, Float[Tensor, "n d_model"]]]:
-    """Perturbed copies ``θ_i`` and the mean change ``Δ_k(θ_i)`` they cause in the query's stream at every
-    layer ``k = l … L`` (``L`` = final stream), averaged over the prompts; all copies × prompts run as rows
-    of the cached last-position path.
+    chunk: int = 8192,
+) -> tuple[Float[Tensor, "n d_model"], dict[int, Float[Tensor, "n prompts d_model"]]]:
+    """Perturbed copies ``θ_i = θ + λ_i ε_i`` (``ε_i ~ N(0, I)·‖θ‖/√d``) and the change ``Δ_k(θ_i)`` each
+    causes in every prompt's query stream at every layer ``k = l … L`` (``L`` = final stream). All
+    copies × prompts run as rows of the cached last-position path (:class:`SuffixRunner`).
     """
     layer = model.check_layer(layer)
     gen = torch.Generator().manual_seed(seed)
@@ -200,18 +207,16 @@ def collect_changes(
     n_prompts = len(prompts)
     with torch.no_grad():
         base: list[Tensor] = []
-        runner.logits({}, streams=base)  # without θ
+        runner.logits({}, streams=base)  # the streams without θ
         changes: dict[int, list[Tensor]] = {k: [] for k in range(layer, model.n_layers + 1)}
         per_chunk = max(1, chunk // n_prompts)
         for start in range(0, n_copies, per_chunk):
             block = thetas[start : start + per_chunk]
             rows = torch.arange(n_prompts).repeat(block.shape[0])
-            vectors = block.repeat_interleave(n_prompts, 0)
             streams: list[Tensor] = []
-            runner.logits({layer: vectors}, rows=rows, streams=streams)
+            runner.logits({layer: block.repeat_interleave(n_prompts, 0)}, rows=rows, streams=streams)
             for k, stream, clean in zip(range(layer, model.n_layers + 1), streams, base):
-                delta = stream - clean.repeat(block.shape[0], 1)
-                changes[k].append(delta.view(block.shape[0], n_prompts, d).mean(1))
+                changes[k].append((stream - clean.repeat(block.shape[0], 1)).view(block.shape[0], n_prompts, d))
     return thetas, {k: torch.cat(v) for k, v in changes.items()}
 
 
@@ -224,29 +229,45 @@ def logit_lens(model: HookedModel, v: Float[Tensor, " d_model"], top: int = 5) -
     x = x / (x.pow(2).mean() + model.cfg.eps).sqrt()
     if "ln_final.w" in state:
         x = x * state["ln_final.w"] + state.get("ln_final.b", 0)
-    logits = x @ model.W_U
-    values, tokens = logits.topk(min(top, logits.shape[-1]))
+    values, tokens = (x @ model.W_U).topk(min(top, model.d_vocab))
     return [(int(t), float(val)) for t, val in zip(tokens, values)]
 
 
-def _report(
-    model: HookedModel, source: int, target: int, fit: LinearFit, v: Tensor, basis: Tensor | None
-) -> MapReport:
-    w = fit.W.to(torch.float64)
-    q, sigma = polar_decomposition(w)
-    v = v.double()
-    qv = q @ v
-    scaling = torch.linalg.eigvalsh(sigma).flip(0)
-    share_v = float(subspace_share(v, basis)) if basis is not None else float("nan")
-    share_qv = float(subspace_share(qv, basis)) if basis is not None else float("nan")
-    return MapReport(
-        source=source, target=target, fit=fit,
-        cos_rotation=float(torch.nn.functional.cosine_similarity(v, qv, dim=0)),
-        angles=principal_angles(q), scaling=scaling,
-        anisotropy=float(scaling[0] / scaling.mean().clamp_min(1e-30)),
-        share_v=share_v, share_qv=share_qv,
-        lens_v=logit_lens(model, v.to(model.dtype)), lens_qv=logit_lens(model, qv.to(model.dtype)),
+def _fit_maps(
+    model: HookedModel, source: int, target: int, inputs: Tensor, outputs: Tensor, carried: Tensor,
+    basis: Tensor | None, seed: int,
+) -> tuple[MapReport, Tensor]:
+    """Fit ``outputs[:, p] ≈ W_p inputs[:, p]`` for every prompt and split each ``W_p``; returns the maps too."""
+    n_prompts = outputs.shape[1]
+    maps, r2, rel, cos, angles, scaling, share_v, share_qv = [], [], [], [], [], [], [], []
+    qv0 = None
+    for p in range(n_prompts):
+        x = inputs if inputs.ndim == 2 else inputs[:, p]
+        fit = fit_linear_map(x, outputs[:, p], seed=seed)
+        q, sigma = polar_decomposition(fit.W)
+        v = carried if carried.ndim == 1 else carried[p]
+        v = v.double()
+        qv = q @ v
+        qv0 = qv if qv0 is None else qv0
+        maps.append(fit.W)
+        r2.append(fit.r2)
+        rel.append(fit.relative_error)
+        cos.append(float(torch.nn.functional.cosine_similarity(v, qv, dim=0)))
+        angles.append(principal_angles(q))
+        scaling.append(torch.linalg.eigvalsh(sigma).flip(0))
+        if basis is not None:
+            share_v.append(float(subspace_share(v, basis)))
+            share_qv.append(float(subspace_share(qv, basis)))
+    nan = torch.full((n_prompts,), float("nan"))
+    v0 = carried if carried.ndim == 1 else carried[0]
+    report = MapReport(
+        source=source, target=target, r2=torch.tensor(r2), relative_error=torch.tensor(rel),
+        cos_rotation=torch.tensor(cos),
+        angles=torch.stack(angles), scaling=torch.stack(scaling),
+        share_v=torch.tensor(share_v) if share_v else nan, share_qv=torch.tensor(share_qv) if share_qv else nan,
+        lens_v=logit_lens(model, v0.double()), lens_qv=logit_lens(model, qv0),
     )
+    return report, torch.stack(maps)  # [prompts, d, d]
 
 
 def linear_dynamics(
@@ -254,67 +275,64 @@ def linear_dynamics(
     task: Task,
     vector: TaskVector,
     *,
-    n_prompts: int = 32,
+    n_prompts: int = 64,
     n_copies: int = 256,
-    scales: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0),
+    scales: tuple[float, ...] = (0.05, 0.1, 0.2),
     n_shots: int | None = None,
-    n_test: int = 200,
     seed: int = 0,
 ) -> DynamicsResult:
     """Fit and split the maps that carry a single-site, last-position ``add`` vector through the model.
 
     Args:
         vector: a task vector with one site (``resid_pre`` at the last position), e.g. an LTV.
-        n_prompts: zero-shot prompts the changes are averaged over (seed ``seed``).
-        n_copies: perturbed copies (≥ 2·d_model recommended for a well-posed d×d fit).
-        scales: perturbation scales λ relative to ``‖θ‖/√d``.
-        n_test: prompts for the injected-accuracy check (seed ``seed + 1``).
+        n_prompts: zero-shot prompts (seed ``seed``); a map is fitted for each.
+        n_copies: perturbed copies (≥ 2·d_model for a well-posed d×d fit).
+        scales: perturbation scales ``λ`` relative to ``‖θ‖/√d``.
     """
     if len(vector.vectors) != 1 or vector.mode != "add":
         raise ValueError("linear_dynamics needs a single-site 'add' vector (e.g. a learned task vector)")
     site = vector.sites[0]
     if site.hook != "resid_pre" or site.positions not in ("last", -1):
         raise ValueError(f"the vector sits at {site}; linear_dynamics needs resid_pre at the last position")
-    theta = vector.vector() * vector.scale
-    layer = site.layer
-    prompts = task.sample(n_prompts, n_shots, seed=seed).zero_shot
+    theta = (vector.vector() * vector.scale).to(model.dtype)
+    layer, final = site.layer, model.n_layers
+    batch = task.sample(n_prompts, n_shots, seed=seed)
+    prompts = batch.zero_shot
     thetas, changes = collect_changes(model, prompts, theta, layer, n_copies=n_copies, scales=scales, seed=seed)
-    final = model.n_layers
 
     label_set = getattr(task, "label_set", None)
-    basis = None
-    if isinstance(label_set, Tensor):
-        basis = torch.linalg.qr(model.W_U[:, label_set].double()).Q
+    basis = torch.linalg.qr(model.W_U[:, label_set].double()).Q if isinstance(label_set, Tensor) else None
 
-    direct_fit = fit_linear_map(thetas, changes[final], seed=seed)
-    direct = _report(model, layer, final, direct_fit, theta, basis)
-    steps, carried = [], theta.double()
-    chain = torch.eye(model.d_model, dtype=torch.float64)
-    inputs = thetas.double()
+    direct, direct_maps = _fit_maps(model, layer, final, thetas.double(), changes[final].double(), theta, basis, seed)
+    steps, chain = [], torch.eye(model.d_model, dtype=torch.float64).expand(n_prompts, -1, -1)
+    inputs, carried = thetas.double(), theta.double()
     for k in range(layer, final):
-        fit = fit_linear_map(inputs, changes[k + 1], seed=seed)
-        steps.append(_report(model, k, k + 1, fit, carried, basis))
-        chain = fit.W @ chain
-        carried = fit.W @ carried
+        report, maps = _fit_maps(model, k, k + 1, inputs, changes[k + 1].double(), carried, basis, seed)
+        steps.append(report)
+        chain = maps @ chain
+        carried = maps @ carried if carried.ndim == 1 else torch.einsum("pij,pj->pi", maps, carried)
         inputs = changes[k + 1].double()
-    mismatch = float((chain - direct_fit.W).norm() / direct_fit.W.norm().clamp_min(1e-30))
-    chain_r2 = r_squared(changes[final].double(), thetas.double() @ chain.T)
+    mismatch = (chain - direct_maps).flatten(1).norm(dim=1) / direct_maps.flatten(1).norm(dim=1).clamp_min(1e-30)
+    final_changes = changes[final].double()  # [n, P, d]
+    chain_pred = torch.einsum("pij,nj->npi", chain, thetas.double())
+    chain_r2 = torch.tensor([r_squared(final_changes[:, p], chain_pred[:, p]) for p in range(n_prompts)])
 
-    # held-out R² per scale: fresh copies (another seed) predicted by the direct fit
+    # held-out R² per scale: fresh copies (another seed) predicted by each prompt's direct map
     fresh_thetas, fresh = collect_changes(model, prompts, theta, layer, n_copies=max(len(scales), n_copies // 2),
                                           scales=scales, seed=seed + 7)
+    predicted = torch.einsum("pij,nj->npi", direct_maps, fresh_thetas.double())
     lam = torch.tensor(scales)[torch.arange(fresh_thetas.shape[0]) % len(scales)]
     r2_by_scale = {}
     for scale in scales:
         rows = (lam == scale).nonzero().flatten()
-        r2_by_scale[float(scale)] = r_squared(fresh[final][rows].double(), fresh_thetas[rows].double() @ direct_fit.W.T)
+        r2_by_scale[float(scale)] = float(torch.tensor([
+            r_squared(fresh[final][rows, p].double(), predicted[rows, p]) for p in range(n_prompts)]).mean())
 
-    test = task.sample(n_test, n_shots, seed=seed + 1)
-    injected = evaluate(model, task, "injected", vector, batch=test, progress=False)
-    w_theta = (direct_fit.W @ theta.double()).to(model.dtype)
+    injected = evaluate(model, task, "injected", vector, batch=batch, progress=False)
+    w_theta = torch.einsum("pij,j->pi", direct_maps, theta.double()).to(model.dtype)  # each prompt's W_p θ
     final_direct = evaluate(model, task, "injected", Intervention(w_theta, layer=final - 1, hook="resid_post"),
-                            batch=test, progress=False)
-    zero = evaluate(model, task, "zero_shot", batch=test, progress=False)
+                            batch=batch, progress=False)
+    zero = evaluate(model, task, "zero_shot", batch=batch, progress=False)
     return DynamicsResult(layer=layer, direct=direct, steps=steps, chain_mismatch=mismatch, chain_r2=chain_r2,
-                          injected=injected, final_direct=final_direct, zero_shot=zero, scales=list(scales),
-                          r2_by_scale=r2_by_scale)
+                          r2_by_scale=r2_by_scale, injected=injected, final_direct=final_direct, zero_shot=zero,
+                          scales=list(scales))

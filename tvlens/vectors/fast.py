@@ -160,12 +160,13 @@ class SuffixRunner:
             w_qkv, b_qkv, w_o = self.qkv[layer]
             q, k, v = (self._norm(x, f"{p}.ln1") @ w_qkv + b_qkv).view(batch, 3, heads, d_head).unbind(1)
             # scores against the cached prefix keys and against the query's own key, then one softmax
-            prefix_scores = (q[:, :, None, :] @ self.keys[layer][rows])[:, :, 0] / self.scale  # [b, h, pos-1]
+            # (broadcast products, not batched matmuls: the per-row matrices are tiny and bmm overhead dominates)
+            prefix_scores = (q[..., None] * self.keys[layer][rows]).sum(-2) / self.scale  # [b, h, pos-1]
             if bias is not None:
                 prefix_scores = prefix_scores + bias
             self_score = (q * k).sum(-1, keepdim=True) / self.scale  # [b, h, 1]
             pattern = torch.cat([prefix_scores, self_score], -1).softmax(-1)
-            z = (pattern[:, :, None, :-1] @ self.values[layer][rows])[:, :, 0] + pattern[:, :, -1:] * v
+            z = (pattern[..., :-1, None] * self.values[layer][rows]).sum(-2) + pattern[:, :, -1:] * v
             x = x + z.reshape(batch, heads * d_head) @ w_o + w[f"{p}.attn.b_O"]
             if not self.attn_only:
                 hidden = self.act(self._norm(x, f"{p}.ln2") @ w[f"{p}.mlp.W_in"] + w[f"{p}.mlp.b_in"])
