@@ -234,6 +234,22 @@ class Trainer:
         tvp = answer_loss(model, zero_logits, batch.zero_shot, query_only=True)
         return icl + cfg.tvp_weight * tvp, {"icl_loss": icl.item(), "tvp_loss": tvp.item()}
 
+    def train_step(self) -> dict[str, float]:
+        """One optimiser step on a fresh batch (parameters must require grad, as inside :meth:`fit`)."""
+        cfg = self.config
+        self.model.train()
+        batch = self.task.sample(cfg.batch_size, cfg.n_shots, generator=self.generator)
+        loss, parts = self.loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        self.losses.append(loss.item())
+        return parts
+
     def evaluate(self) -> dict[str, Any]:
         """Evaluate now (fixed evaluation prompts, seed ``10_000 + seed``) and append to the history."""
         self.model.eval()
@@ -263,17 +279,7 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", disable=not progress, dynamic_ncols=True)
         try:
             while self.step < cfg.steps:
-                self.model.train()
-                batch = self.task.sample(cfg.batch_size, cfg.n_shots, generator=self.generator)
-                loss, parts = self.loss(batch)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
-                self.optimizer.step()
-                self.scheduler.step()
-                self.step += 1
-                self.losses.append(loss.item())
+                parts = self.train_step()
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items()}, refresh=False)
                 done = self.step == cfg.steps
