@@ -2,14 +2,15 @@
 
 The public surface::
 
-    model = tvlens.HookedModel.from_config(tvlens.ModelConfig(...))   # or a zoo model
-    task = tvlens.tasks.PermutationMixture()
+    model = tvlens.zoo.load("perm-mix")                 # or HookedModel.from_config / a TL model
+    task = tvlens.zoo.task("perm-mix").single(0)        # one task of the family
     tvlens.evaluate(model, task, mode="icl")
     with tvlens.inject(model, tvlens.Intervention(vector, layer=2)):
         logits = model(tokens)
+    tvlens.compare(model, task)                         # every task-vector method on the same prompts
 """
 
-from tvlens import zoo  # noqa: E402  (the zoo needs the package above)
+from tvlens import zoo
 from tvlens._version import __version__
 from tvlens.evaluate import EvalResult, evaluate
 from tvlens.inject import Intervention, inject

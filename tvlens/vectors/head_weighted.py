@@ -31,7 +31,6 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from tvlens.evaluate import EvalResult, evaluate
 from tvlens.inject import Intervention, inject
@@ -39,7 +38,7 @@ from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
 from tvlens.vectors.fast import SuffixRunner, supports_fast_path
 from tvlens.vectors.function import mean_head_outputs, project_heads, prompt_head_z
-from tvlens.vectors.learned import LearnConfig, query_loss
+from tvlens.vectors.learned import LearnConfig, fit_early_stopping, query_loss
 from tvlens.vectors.task_vector import Site, TaskVector
 
 #: 000's setting adapted to the small zoo models: Adam on ω, Huber for regression, patience 7.
@@ -175,29 +174,14 @@ def head_weighted_task_vector(
         with torch.no_grad():
             return loss_of("val", torch.arange(len(val))).item()
 
-    history: list[dict[str, Any]] = [{"epoch": 0, "val_loss": val_loss()}]
-    best = (history[0]["val_loss"], 0, omega.detach().clone())
-    bad = 0
-    for epoch in tqdm(range(1, config.epochs + 1), desc="learn head weights", disable=not progress, leave=False):
-        order = torch.randperm(len(train), generator=gen)
-        losses = []
-        for start in range(0, len(train), config.batch_size):
-            loss = loss_of("train", order[start : start + config.batch_size])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-        current = val_loss()
-        history.append({"epoch": epoch, "train_loss": sum(losses) / len(losses), "val_loss": current})
-        if current < best[0] - 1e-6:
-            best, bad = (current, epoch, omega.detach().clone()), 0
-        else:
-            bad += 1
-            if bad >= config.patience:
-                break
-    tv = task_vector(best[2])
+    history, best_epoch, (best_omega,) = fit_early_stopping(
+        [omega], optimizer, lambda rows: loss_of("train", rows), val_loss, len(train), config, gen, progress,
+        "learn head weights",
+    )
+    tv = task_vector(best_omega)
     tv.history.extend(history)
-    result = HeadWeightedResult(best[2], head_means, history, best[1], None, use_fast, head_source, source_shots, task)
+    result = HeadWeightedResult(best_omega, head_means, history, best_epoch, None, use_fast, head_source,
+                                source_shots, task)
     result.val = evaluate(model, task, "injected", result.interventions_for(model, val_full), batch=val_full,
                           progress=False)
     return tv, result

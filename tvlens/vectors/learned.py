@@ -15,6 +15,7 @@ the prompts' earlier positions are computed once, each step runs only the query 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,6 +114,54 @@ def _site_list(model: HookedModel, layer: int | list[int], positions: Any) -> li
     return [Site(model.check_layer(lay), "resid_pre", p) for lay in layers for p in pos_list]
 
 
+def fit_early_stopping(
+    parameters: list[Tensor],
+    optimizer: torch.optim.Optimizer,
+    batch_loss: Callable[[Tensor], Tensor],
+    val_loss: Callable[[], float],
+    n_train: int,
+    config: LearnConfig,
+    generator: torch.Generator,
+    progress: bool = True,
+    desc: str = "learn",
+) -> tuple[list[dict[str, Any]], int, list[Tensor]]:
+    """Minibatch epochs over ``n_train`` rows with early stopping on a validation loss.
+
+    Each epoch visits the rows in a fresh order (from ``generator``) in batches of
+    ``config.batch_size``; after it, ``val_loss()`` is compared with the best so far and training
+    stops after ``config.patience`` epochs without improvement.
+
+    Returns:
+        The history (``{"epoch", "train_loss", "val_loss"}`` per epoch, epoch 0 = before training),
+        the best epoch, and detached copies of ``parameters`` at that epoch.
+    """
+    history: list[dict[str, Any]] = [{"epoch": 0, "val_loss": val_loss()}]
+    best_loss, best_epoch = history[0]["val_loss"], 0
+    best = [p.detach().clone() for p in parameters]
+    bad_epochs = 0
+    bar = tqdm(range(1, config.epochs + 1), desc=desc, disable=not progress, leave=False)
+    for epoch in bar:
+        order = torch.randperm(n_train, generator=generator)
+        losses = []
+        for start in range(0, n_train, config.batch_size):
+            loss = batch_loss(order[start : start + config.batch_size])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        current = val_loss()
+        history.append({"epoch": epoch, "train_loss": sum(losses) / len(losses), "val_loss": current})
+        bar.set_postfix(val_loss=f"{current:.4f}")
+        if current < best_loss - 1e-6:
+            best_loss, best_epoch, bad_epochs = current, epoch, 0
+            best = [p.detach().clone() for p in parameters]
+        else:
+            bad_epochs += 1
+            if bad_epochs >= config.patience:
+                break
+    return history, best_epoch, best
+
+
 def learn_task_vector(
     model: HookedModel,
     task: Task,
@@ -189,34 +238,16 @@ def learn_task_vector(
                 total += loss.item() * len(rows)
         return total / len(val)
 
-    history: list[dict[str, Any]] = []
-    best = (val_loss(), 0, {s: v.detach().clone() for s, v in theta.items()})
-    history.append({"epoch": 0, "val_loss": best[0]})
-    bad_epochs = 0
-    bar = tqdm(range(1, config.epochs + 1), desc="learn task vector", disable=not progress, leave=False)
-    for epoch in bar:
-        order = torch.randperm(len(train), generator=gen)
-        losses = []
-        for start in range(0, len(train), config.batch_size):
-            rows = order[start : start + config.batch_size]
-            loss = query_loss(forward("train", train, rows), train.targets[rows], train.kind, config.loss)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-        current = val_loss()
-        history.append({"epoch": epoch, "train_loss": sum(losses) / len(losses), "val_loss": current})
-        bar.set_postfix(val_loss=f"{current:.4f}")
-        if current < best[0] - 1e-6:
-            best, bad_epochs = (current, epoch, {s: v.detach().clone() for s, v in theta.items()}), 0
-        else:
-            bad_epochs += 1
-            if bad_epochs >= config.patience:
-                break
-
-    tv = TaskVector(best[2], mode="add", method="learned", task=task.to_dict(), fingerprint=model.fingerprint(),
+    sites_order = list(theta)
+    history, best_epoch, best = fit_early_stopping(
+        [theta[s] for s in sites_order], optimizer,
+        lambda rows: query_loss(forward("train", train, rows), train.targets[rows], train.kind, config.loss),
+        val_loss, len(train), config, gen, progress, "learn task vector",
+    )
+    best_vectors = dict(zip(sites_order, best))
+    tv = TaskVector(best_vectors, mode="add", method="learned", task=task.to_dict(), fingerprint=model.fingerprint(),
                     hyperparameters={**config.to_dict(), "base": base, "n_shots": train_full.n_shots,
                                      "sites": [s.to_dict() for s in sites], "fast_path": use_fast},
                     history=history)
     val_eval = evaluate(model, task, "injected", tv, batch=val_full, base=base, progress=False)
-    return tv, LearnResult(history=history, best_epoch=best[1], val=val_eval, fast_path=use_fast)
+    return tv, LearnResult(history=history, best_epoch=best_epoch, val=val_eval, fast_path=use_fast)
