@@ -212,9 +212,8 @@ def collect_changes(
         per_chunk = max(1, chunk // n_prompts)
         for start in range(0, n_copies, per_chunk):
             block = thetas[start : start + per_chunk]
-            rows = torch.arange(n_prompts).repeat(block.shape[0])
             streams: list[Tensor] = []
-            runner.logits({layer: block.repeat_interleave(n_prompts, 0)}, rows=rows, streams=streams)
+            runner.logits({layer: block.repeat_interleave(n_prompts, 0)}, copies=block.shape[0], streams=streams)
             for k, stream, clean in zip(range(layer, model.n_layers + 1), streams, base):
                 changes[k].append((stream - clean.repeat(block.shape[0], 1)).view(block.shape[0], n_prompts, d))
     return thetas, {k: torch.cat(v) for k, v in changes.items()}

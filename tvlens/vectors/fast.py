@@ -131,6 +131,7 @@ class SuffixRunner:
         rows: Tensor | slice | None = None,
         return_resid: bool = False,
         streams: list[Tensor] | None = None,
+        copies: int | None = None,
     ) -> Float[Tensor, "batch d_vocab"]:
         """Last-position logits with ``vectors[l]`` put into ``blocks.{l}.hook_resid_pre`` (``l ≥ start``).
 
@@ -142,15 +143,24 @@ class SuffixRunner:
             return_resid: also return the final stream at the query (input of ``ln_final``).
             streams: if a list is given, the query's stream is appended to it at every ``resid_pre``
                 from ``start`` on (after that layer's vector) and finally the ``ln_final`` input.
+            copies: run ``copies`` vectors over every prompt: the batch is ``copies × prompts`` (copy-major)
+                and the vectors have that many rows. The cached prefix is broadcast over the copies,
+                never copied (``rows`` must be ``None``).
         """
+        if copies is not None and rows is not None:
+            raise ValueError("pass either rows or copies, not both")
         rows = slice(None) if rows is None else rows
         bad = [layer for layer in vectors if layer < self.start or layer > self.model.n_layers]
         if bad:
             raise ValueError(f"layers {bad} are outside this runner's range [{self.start}, {self.model.n_layers}]")
         w = self.w
         x = self.query_stream[rows]
+        if copies is not None:
+            x = x.repeat(copies, 1)
         batch, heads, d_head = x.shape[0], self.model.n_heads, self.model.d_head
         bias = None if self.prefix_bias is None else self.prefix_bias[rows]
+        if bias is not None and copies is not None:
+            bias = bias.repeat(copies, 1, 1)
         for layer in range(self.start, self.model.n_layers):
             if layer in vectors:
                 x = x + vectors[layer] if mode == "add" else vectors[layer].expand_as(x)
@@ -160,13 +170,22 @@ class SuffixRunner:
             w_qkv, b_qkv, w_o = self.qkv[layer]
             q, k, v = (self._norm(x, f"{p}.ln1") @ w_qkv + b_qkv).view(batch, 3, heads, d_head).unbind(1)
             # scores against the cached prefix keys and against the query's own key, then one softmax
-            # (broadcast products, not batched matmuls: the per-row matrices are tiny and bmm overhead dominates)
-            prefix_scores = (q[..., None] * self.keys[layer][rows]).sum(-2) / self.scale  # [b, h, pos-1]
+            keys, values = self.keys[layer][rows], self.values[layer][rows]
+            if copies is not None:  # one matmul per (prompt, head) over all copies
+                prefix_scores = torch.einsum("cphk,phkt->cpht", q.view(copies, -1, heads, d_head), keys)
+                prefix_scores = prefix_scores.reshape(batch, heads, -1) / self.scale
+            else:  # broadcast products, not batched matmuls: per-row matrices are tiny and bmm overhead dominates
+                prefix_scores = (q[..., None] * keys).sum(-2) / self.scale  # [b, h, pos-1]
             if bias is not None:
                 prefix_scores = prefix_scores + bias
             self_score = (q * k).sum(-1, keepdim=True) / self.scale  # [b, h, 1]
             pattern = torch.cat([prefix_scores, self_score], -1).softmax(-1)
-            z = (pattern[..., :-1, None] * self.values[layer][rows]).sum(-2) + pattern[:, :, -1:] * v
+            if copies is not None:
+                prefix_z = torch.einsum("cpht,phtk->cphk", pattern[..., :-1].reshape(copies, -1, heads,
+                                                                                     pattern.shape[-1] - 1), values)
+                z = prefix_z.reshape(batch, heads, d_head) + pattern[:, :, -1:] * v
+            else:
+                z = (pattern[..., :-1, None] * values).sum(-2) + pattern[:, :, -1:] * v
             x = x + z.reshape(batch, heads * d_head) @ w_o + w[f"{p}.attn.b_O"]
             if not self.attn_only:
                 hidden = self.act(self._norm(x, f"{p}.ln2") @ w[f"{p}.mlp.W_in"] + w[f"{p}.mlp.b_in"])
