@@ -121,3 +121,25 @@ def test_train_config_round_trip_and_errors():
         TrainConfig.from_dict({"epochs": 3})
     with pytest.raises(ValueError, match=r"checkpoint_every > 0 needs a checkpoint_dir"):
         Trainer(HookedModel.from_config(tiny_config()), None, TrainConfig(checkpoint_every=5))
+
+
+def test_tvp_loss_uses_the_zero_shot_padding_mask(backend):
+    """Regular-language zero-shot views are left-padded: the TVP loss must equal the unpadded single prompts'."""
+    from tvlens.tasks import RegularLanguages
+
+    task = RegularLanguages(n_symbols=6, n_processes=3, seed=1)
+    model = HookedModel.from_config(tiny_config(d_vocab=task.d_vocab), backend=backend, dtype=torch.float64)
+    trainer = Trainer(model, task, TrainConfig(steps=1, tvp_layer=1, tvp_weight=1.0))
+    batch = task.sample(6, 12, seed=3)
+    assert batch.zero_shot.attention_mask is not None and not bool(batch.zero_shot.attention_mask.all())
+    _, parts = trainer.loss(batch)
+    name = model.hook_name(1, "resid_pre")
+    _, cache = model.run_with_cache(batch.inputs, [name])
+    losses = []
+    for b in range(6):
+        mask = batch.zero_shot.attention_mask[b].bool()
+        single = batch.zero_shot.inputs[b][mask][None]
+        with inject(model, Intervention(cache[name][b, -1], layer=1, mode="replace")):
+            logits = model(single)[:, -1]
+        losses.append(F.cross_entropy(logits, batch.targets[b : b + 1]))
+    assert parts["tvp_loss"] == pytest.approx(torch.stack(losses).mean().item(), abs=1e-8)

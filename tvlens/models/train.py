@@ -230,7 +230,8 @@ class Trainer:
             vector = vector.detach()
         assert batch.zero_shot is not None
         with inject(model, Intervention(vector, layer=cfg.tvp_layer, mode="replace")):
-            zero_logits = model(batch.zero_shot.inputs)
+            # (zero-shot views can be left-padded, e.g. the unfinished string of a regular language)
+            zero_logits = model(batch.zero_shot.inputs, attention_mask=batch.zero_shot.attention_mask)
         tvp = answer_loss(model, zero_logits, batch.zero_shot, query_only=True)
         return icl + cfg.tvp_weight * tvp, {"icl_loss": icl.item(), "tvp_loss": tvp.item()}
 
