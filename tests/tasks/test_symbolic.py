@@ -98,3 +98,34 @@ def test_errors():
         PermutationMixture(n_symbols=1)
     with pytest.raises(ValueError, match=r"family='nope'"):
         task_from_dict({"family": "nope"})
+
+
+def test_shorter_keeps_the_first_demonstrations_and_the_query():
+    task = PermutationMixture(n_symbols=12, n_perms=3)
+    batch = task.sample(4, 5, seed=2)
+    short = task.shorter(batch, 2)
+    assert torch.equal(short.inputs, torch.cat([batch.inputs[:, : 1 + 4 * 2], batch.inputs[:, -2:]], 1))
+    assert short.n_shots == 2 and short.answer_positions[0].tolist() == [2, 6, 10]
+    rows = torch.arange(4)[:, None]
+    assert torch.all(short.inputs[rows, short.answer_positions] == task.arrow)
+    assert torch.equal(short.answer_targets[:, -1], batch.targets)
+    with pytest.raises(ValueError, match=r"n_shots=6: expected 1 <= n_shots <= 5"):
+        task.shorter(batch, 6)
+
+
+def test_shuffled_labels_permute_the_demonstration_answers_only():
+    task = PermutationMixture(n_symbols=16, n_perms=2)
+    batch = task.sample(8, 6, seed=4)
+    corrupted = batch.with_shuffled_labels(torch.Generator().manual_seed(0))
+    label_pos = batch.answer_positions[:, :-1] + 1
+    rows = torch.arange(8)[:, None]
+    # same multiset of labels, same inputs elsewhere, same query and target
+    assert torch.equal(corrupted.inputs[rows, label_pos].sort(-1).values, batch.inputs[rows, label_pos].sort(-1).values)
+    other = torch.ones_like(batch.inputs, dtype=torch.bool)
+    other[rows, label_pos] = False
+    assert torch.equal(corrupted.inputs[other], batch.inputs[other])
+    assert torch.equal(corrupted.targets, batch.targets)
+    assert not torch.equal(corrupted.inputs, batch.inputs)
+    assert torch.equal(corrupted.answer_targets[:, :-1], corrupted.inputs[rows, label_pos])
+    with pytest.raises(ValueError, match=r"at least 2 demonstrations"):
+        task.sample(2, 1).with_shuffled_labels(torch.Generator())
