@@ -100,14 +100,27 @@ def test_batched_collection_equals_one_forward_per_copy(tiny_model64, small_task
         torch.testing.assert_close(changes[2][i], (mid[name] - clean_mid[name])[:, -1], atol=1e-10, rtol=0)
 
 
+def test_full_forward_collection_equals_the_cached_one(tiny_model64, small_task):
+    """The path used for vectors at other positions agrees with the cached last-position path."""
+    from tvlens.analysis.dynamics import _collect_full
+
+    prompts = small_task.single(1).sample(4, 3, seed=1)
+    theta = torch.randn(tiny_model64.d_model, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    thetas, cached = collect_changes(tiny_model64, prompts, theta, 0, n_copies=7, chunk=8)
+    full = _collect_full(tiny_model64, prompts, thetas, 0, "last", chunk=8)
+    assert sorted(full) == sorted(cached) == [0, 1, 2, 3]
+    for k in cached:
+        torch.testing.assert_close(full[k], cached[k], atol=1e-10, rtol=0)
+
+
 def test_errors(tiny_model, small_task):
     from tvlens import TaskVector
 
     two = TaskVector.single(torch.zeros(32), 0) + TaskVector.single(torch.zeros(32), 1)
     with pytest.raises(ValueError, match="single-site 'add' vector"):
         linear_dynamics(tiny_model, small_task.single(0), two)
-    with pytest.raises(ValueError, match="needs resid_pre at the last position"):
-        linear_dynamics(tiny_model, small_task.single(0), TaskVector.single(torch.zeros(32), 0, positions=0))
+    with pytest.raises(ValueError, match=r"needs resid_pre at one position"):
+        linear_dynamics(tiny_model, small_task.single(0), TaskVector.single(torch.zeros(32), 0, positions="all"))
     with pytest.raises(ValueError, match="square matrix"):
         polar_decomposition(torch.zeros(2, 3))
     with pytest.raises(ValueError, match="too few"):
@@ -136,3 +149,14 @@ def test_w_theta_at_the_final_layer_reproduces_the_vector(perm_dynamics):
     gain = r.injected.mean - r.zero_shot.mean
     assert gain > 0.5
     assert r.final_direct.mean - r.zero_shot.mean >= 0.9 * gain
+
+
+def test_dynamics_of_a_vector_at_an_early_position():
+    """001's P = 4 setting: a learned vector at the query token (P = 1), carried to the answer position.
+    Measured: held-out R² 0.88/0.91/0.90 at scales 0.05/0.1/0.2; W θ at the final layer 1.00 = the vector's 1.00."""
+    model, task = zoo.load("perm-mix"), zoo.task("perm-mix").single(0)
+    ltv, _ = learn_task_vector(model, task, 1, positions=1, progress=False, lr=0.05, epochs=15)
+    r = linear_dynamics(model, task, ltv)
+    assert all(value >= 0.8 for value in r.r2_by_scale.values())
+    gain = r.injected.mean - r.zero_shot.mean
+    assert gain > 0.5 and r.final_direct.mean - r.zero_shot.mean >= 0.9 * gain

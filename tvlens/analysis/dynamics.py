@@ -29,10 +29,10 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tvlens.evaluate import EvalResult, evaluate
-from tvlens.inject import Intervention
+from tvlens.inject import Intervention, inject
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
-from tvlens.vectors.fast import SuffixRunner
+from tvlens.vectors.fast import SuffixRunner, supports_fast_path
 from tvlens.vectors.task_vector import TaskVector
 
 
@@ -188,14 +188,18 @@ def collect_changes(
     theta: Float[Tensor, " d_model"],
     layer: int,
     *,
+    positions: Any = "last",
     n_copies: int = 256,
     scales: tuple[float, ...] = (0.05, 0.1, 0.2),
     seed: int = 0,
     chunk: int = 8192,
 ) -> tuple[Float[Tensor, "n d_model"], dict[int, Float[Tensor, "n prompts d_model"]]]:
     """Perturbed copies ``θ_i = θ + λ_i ε_i`` (``ε_i ~ N(0, I)·‖θ‖/√d``) and the change ``Δ_k(θ_i)`` each
-    causes in every prompt's query stream at every layer ``k = l … L`` (``L`` = final stream). All
-    copies × prompts run as rows of the cached last-position path (:class:`SuffixRunner`).
+    causes in every prompt's query stream at every layer ``k = l … L`` (``L`` = final stream).
+
+    With the vector at the last position (and a supported architecture) all copies × prompts run as
+    rows of the cached last-position path (:class:`SuffixRunner`); at any other position (e.g. 001's
+    ``P = 4``) they run as rows of full forwards with :func:`tvlens.inject`, ``chunk`` rows at a time.
     """
     layer = model.check_layer(layer)
     gen = torch.Generator().manual_seed(seed)
@@ -203,8 +207,10 @@ def collect_changes(
     noise = torch.randn(n_copies, d, generator=gen, dtype=torch.float64)
     lam = torch.tensor(scales, dtype=torch.float64)[torch.arange(n_copies) % len(scales)]
     thetas = (theta.double() + lam[:, None] * noise * theta.double().norm() / d**0.5).to(model.dtype)
-    runner = SuffixRunner(model, prompts.inputs, layer, prompts.attention_mask)
     n_prompts = len(prompts)
+    if positions not in ("last", -1) or not supports_fast_path(model):
+        return thetas, _collect_full(model, prompts, thetas, layer, positions, chunk)
+    runner = SuffixRunner(model, prompts.inputs, layer, prompts.attention_mask)
     with torch.no_grad():
         base: list[Tensor] = []
         runner.logits({}, streams=base)  # the streams without θ
@@ -217,6 +223,37 @@ def collect_changes(
             for k, stream, clean in zip(range(layer, model.n_layers + 1), streams, base):
                 changes[k].append((stream - clean.repeat(block.shape[0], 1)).view(block.shape[0], n_prompts, d))
     return thetas, {k: torch.cat(v) for k, v in changes.items()}
+
+
+def _collect_full(
+    model: HookedModel, prompts: ICLBatch, thetas: Tensor, layer: int, positions: Any, chunk: int
+) -> dict[int, Tensor]:
+    """Changes of the query stream at layers ``l … L`` with full forwards: copies × prompts as rows."""
+    n_copies, n_prompts, d = thetas.shape[0], len(prompts), model.d_model
+    names = [model.hook_name(k, "resid_pre") for k in range(layer, model.n_layers)]
+    names.append(model.hook_name(model.n_layers - 1, "resid_post"))
+    query = prompts.query_positions
+
+    def streams(inputs: Tensor, mask: Tensor | None, q: Tensor, hooks_vectors: Tensor | None) -> list[Tensor]:
+        interventions = [] if hooks_vectors is None else [Intervention(hooks_vectors, layer, positions=positions)]
+        with inject(model, *interventions):
+            _, cache = model.run_with_cache(inputs, names, attention_mask=mask)
+        rows = torch.arange(inputs.shape[0])
+        return [cache[n][rows, q] for n in names]
+
+    with torch.no_grad():
+        clean = streams(prompts.inputs, prompts.attention_mask, query, None)
+        changes: dict[int, list[Tensor]] = {k: [] for k in range(layer, model.n_layers + 1)}
+        per_chunk = max(1, chunk // n_prompts)
+        for start in range(0, n_copies, per_chunk):
+            block = thetas[start : start + per_chunk]
+            c = block.shape[0]
+            reps = (c,) + (1,) * (prompts.inputs.ndim - 1)
+            mask = None if prompts.attention_mask is None else prompts.attention_mask.repeat(c, 1)
+            out = streams(prompts.inputs.repeat(*reps), mask, query.repeat(c), block.repeat_interleave(n_prompts, 0))
+            for k, stream, base in zip(range(layer, model.n_layers + 1), out, clean):
+                changes[k].append((stream - base.repeat(c, 1)).view(c, n_prompts, d))
+    return {k: torch.cat(v) for k, v in changes.items()}
 
 
 def logit_lens(model: HookedModel, v: Float[Tensor, " d_model"], top: int = 5) -> list[tuple[int, float]]:
@@ -283,7 +320,8 @@ def linear_dynamics(
     """Fit and split the maps that carry a single-site, last-position ``add`` vector through the model.
 
     Args:
-        vector: a task vector with one site (``resid_pre`` at the last position), e.g. an LTV.
+        vector: a task vector with one ``resid_pre`` site at one position (``"last"`` uses the cached
+            fast path; an int, e.g. an early position, uses batched full forwards), e.g. an LTV.
         n_prompts: zero-shot prompts (seed ``seed``); a map is fitted for each.
         n_copies: perturbed copies (≥ 2·d_model for a well-posed d×d fit).
         scales: perturbation scales ``λ`` relative to ``‖θ‖/√d``.
@@ -291,13 +329,15 @@ def linear_dynamics(
     if len(vector.vectors) != 1 or vector.mode != "add":
         raise ValueError("linear_dynamics needs a single-site 'add' vector (e.g. a learned task vector)")
     site = vector.sites[0]
-    if site.hook != "resid_pre" or site.positions not in ("last", -1):
-        raise ValueError(f"the vector sits at {site}; linear_dynamics needs resid_pre at the last position")
+    if site.hook != "resid_pre" or not isinstance(site.positions, int | str) or site.positions == "all":
+        raise ValueError(f"the vector sits at {site}; linear_dynamics needs resid_pre at one position "
+                         "('last' or an int)")
     theta = (vector.vector() * vector.scale).to(model.dtype)
     layer, final = site.layer, model.n_layers
     batch = task.sample(n_prompts, n_shots, seed=seed)
     prompts = batch.zero_shot
-    thetas, changes = collect_changes(model, prompts, theta, layer, n_copies=n_copies, scales=scales, seed=seed)
+    thetas, changes = collect_changes(model, prompts, theta, layer, positions=site.positions, n_copies=n_copies,
+                                      scales=scales, seed=seed)
 
     label_set = getattr(task, "label_set", None)
     basis = torch.linalg.qr(model.W_U[:, label_set].double()).Q if isinstance(label_set, Tensor) else None
@@ -317,8 +357,8 @@ def linear_dynamics(
     chain_r2 = torch.tensor([r_squared(final_changes[:, p], chain_pred[:, p]) for p in range(n_prompts)])
 
     # held-out R² per scale: fresh copies (another seed) predicted by each prompt's direct map
-    fresh_thetas, fresh = collect_changes(model, prompts, theta, layer, n_copies=max(len(scales), n_copies // 2),
-                                          scales=scales, seed=seed + 7)
+    fresh_thetas, fresh = collect_changes(model, prompts, theta, layer, positions=site.positions,
+                                          n_copies=max(len(scales), n_copies // 2), scales=scales, seed=seed + 7)
     predicted = torch.einsum("pij,nj->npi", direct_maps, fresh_thetas.double())
     lam = torch.tensor(scales)[torch.arange(fresh_thetas.shape[0]) % len(scales)]
     r2_by_scale = {}
