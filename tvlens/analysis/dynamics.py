@@ -32,7 +32,7 @@ from tvlens.evaluate import EvalResult, evaluate
 from tvlens.inject import Intervention, inject
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
-from tvlens.vectors.fast import SuffixRunner, supports_fast_path
+from tvlens.vectors.fast import SuffixRunner, apply_norm, supports_fast_path
 from tvlens.vectors.task_vector import TaskVector
 
 
@@ -256,22 +256,22 @@ def _collect_full(
     return {k: torch.cat(v) for k, v in changes.items()}
 
 
-def logit_lens(model: HookedModel, v: Float[Tensor, " d_model"], top: int = 5) -> list[tuple[int, float]]:
-    """Top tokens of ``ln_final(v) W_U`` (the vector read as if it were the final stream)."""
-    state = model.tl_state_dict()
-    x = v.to(model.dtype)
-    if model.cfg.normalization_type in ("LN", "LNPre"):
-        x = x - x.mean()
-    x = x / (x.pow(2).mean() + model.cfg.eps).sqrt()
-    if "ln_final.w" in state:
-        x = x * state["ln_final.w"] + state.get("ln_final.b", 0)
+def logit_lens(
+    model: HookedModel, v: Float[Tensor, " d_model"], top: int = 5, state: dict[str, Tensor] | None = None
+) -> list[tuple[int, float]]:
+    """Top tokens of ``ln_final(v) W_U`` (the vector read as if it were the final stream).
+
+    ``state``: the model's :meth:`~HookedModel.tl_state_dict`, when the caller already has it.
+    """
+    state = model.tl_state_dict() if state is None else state
+    x = apply_norm(v.to(model.dtype), model.cfg.normalization_type, float(model.cfg.eps), state, "ln_final")
     values, tokens = (x @ model.W_U).topk(min(top, model.d_vocab))
     return [(int(t), float(val)) for t, val in zip(tokens, values)]
 
 
 def _fit_maps(
     model: HookedModel, source: int, target: int, inputs: Tensor, outputs: Tensor, carried: Tensor,
-    basis: Tensor | None, seed: int,
+    basis: Tensor | None, seed: int, state: dict[str, Tensor],
 ) -> tuple[MapReport, Tensor]:
     """Fit ``outputs[:, p] ≈ W_p inputs[:, p]`` for every prompt and split each ``W_p``; returns the maps too."""
     n_prompts = outputs.shape[1]
@@ -301,7 +301,7 @@ def _fit_maps(
         cos_rotation=torch.tensor(cos),
         angles=torch.stack(angles), scaling=torch.stack(scaling),
         share_v=torch.tensor(share_v) if share_v else nan, share_qv=torch.tensor(share_qv) if share_qv else nan,
-        lens_v=logit_lens(model, v0.double()), lens_qv=logit_lens(model, qv0),
+        lens_v=logit_lens(model, v0.double(), state=state), lens_qv=logit_lens(model, qv0, state=state),
     )
     return report, torch.stack(maps)  # [prompts, d, d]
 
@@ -342,11 +342,13 @@ def linear_dynamics(
     label_set = getattr(task, "label_set", None)
     basis = torch.linalg.qr(model.W_U[:, label_set].double()).Q if isinstance(label_set, Tensor) else None
 
-    direct, direct_maps = _fit_maps(model, layer, final, thetas.double(), changes[final].double(), theta, basis, seed)
+    state = model.tl_state_dict()  # read the weights once for every logit lens below
+    direct, direct_maps = _fit_maps(model, layer, final, thetas.double(), changes[final].double(), theta, basis, seed,
+                                    state)
     steps, chain = [], torch.eye(model.d_model, dtype=torch.float64).expand(n_prompts, -1, -1)
     inputs, carried = thetas.double(), theta.double()
     for k in range(layer, final):
-        report, maps = _fit_maps(model, k, k + 1, inputs, changes[k + 1].double(), carried, basis, seed)
+        report, maps = _fit_maps(model, k, k + 1, inputs, changes[k + 1].double(), carried, basis, seed, state)
         steps.append(report)
         chain = maps @ chain
         carried = maps @ carried if carried.ndim == 1 else torch.einsum("pij,pj->pi", maps, carried)

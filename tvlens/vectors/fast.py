@@ -55,6 +55,19 @@ def supports_fast_path(model: HookedModel) -> bool:
     )
 
 
+def apply_norm(x: Tensor, norm: str, eps: float, weights: Mapping[str, Tensor], prefix: str) -> Tensor:
+    """TransformerLens' LayerNorm / RMSNorm (and their ``Pre`` variants) with the TL-layout weights
+    ``{prefix}.w`` / ``{prefix}.b``: ``(x − mean x) / √(mean (x − mean x)² + ε) · w + b`` for ``LN``."""
+    if norm in ("LN", "LNPre"):
+        x = x - x.mean(-1, keepdim=True)
+    x = x / (x.pow(2).mean(-1, keepdim=True) + eps).sqrt()
+    if norm in ("LN", "RMS"):
+        x = x * weights[f"{prefix}.w"]
+        if norm == "LN":
+            x = x + weights[f"{prefix}.b"]
+    return x
+
+
 class SuffixRunner:
     """Logits at the last position of fixed prompts, with vectors in the stream from layer ``start`` on.
 
@@ -115,14 +128,7 @@ class SuffixRunner:
         return self.query_stream.shape[0]
 
     def _norm(self, x: Tensor, prefix: str) -> Tensor:
-        if self.norm in ("LN", "LNPre"):
-            x = x - x.mean(-1, keepdim=True)
-        x = x / (x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt()
-        if self.norm in ("LN", "RMS"):
-            x = x * self.w[f"{prefix}.w"]
-            if self.norm == "LN":
-                x = x + self.w[f"{prefix}.b"]
-        return x
+        return apply_norm(x, self.norm, self.eps, self.w, prefix)
 
     def logits(
         self,

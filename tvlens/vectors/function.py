@@ -23,22 +23,15 @@ from torch import Tensor
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
 from tvlens.vectors.task_vector import TaskVector
-from tvlens.vectors.vanilla import LayerSweep, sweep_layers
+from tvlens.vectors.vanilla import LayerSweep, query_states, sweep_layers
 
 
 def prompt_head_z(
     model: HookedModel, batch: ICLBatch, batch_size: int = 256
 ) -> Float[Tensor, "batch n_layers n_heads d_head"]:
     """Every head's ``z`` at each prompt's query position (one forward per chunk of prompts)."""
-    names = [model.hook_name(layer, "attn.hook_z") for layer in range(model.n_layers)]
-    out = []
-    for start in range(0, len(batch), batch_size):
-        chunk = batch.select(slice(start, start + batch_size))
-        with torch.no_grad():
-            _, cache = model.run_with_cache(chunk.inputs, names, attention_mask=chunk.attention_mask)
-        rows = torch.arange(len(chunk))
-        out.append(torch.stack([cache[n][rows, chunk.query_positions] for n in names], 1))
-    return torch.cat(out)
+    layers = list(range(model.n_layers))
+    return query_states(model, batch, layers, hook="attn.hook_z", batch_size=batch_size).transpose(0, 1)
 
 
 def project_heads(

@@ -33,9 +33,10 @@ def query_states(
     hook: str = "resid_pre",
     batch_size: int = 256,
     position: int | str = "last",
-) -> Float[Tensor, "n_layers batch d_model"]:
-    """The stream at each prompt's query position (or at absolute ``position``) at every requested layer,
-    from one forward per chunk of prompts."""
+) -> Float[Tensor, "n_layers batch *activation"]:
+    """The activation at hook ``hook`` (the stream by default; e.g. ``"attn.hook_z"`` for head outputs) at
+    each prompt's query position (or at absolute ``position``) at every requested layer, from one forward
+    per chunk of prompts."""
     names = [model.hook_name(layer, hook) for layer in layers]
     out = []
     for start in range(0, len(batch), batch_size):
@@ -164,8 +165,8 @@ def vanilla_task_vector(
     result.sweep = sweep_layers(model, task, {layers[i]: make(i) for i in range(len(layers))}, n_shots=n_shots,
                                 dev_prompts=dev_prompts, test_prompts=test_prompts, seed=seed)
     chosen = make(layers.index(result.sweep.best_layer))
-    return TaskVector(chosen.vectors, mode=mode, method="vanilla", task=task_dict, fingerprint=fingerprint,
-                      hyperparameters=chosen.hyperparameters, history=[result.sweep.to_dict()]), result
+    chosen.history.append(result.sweep.to_dict())
+    return chosen, result
 
 
 __all__ = ["LayerSweep", "VanillaResult", "query_states", "sweep_layers", "vanilla_task_vector"]
