@@ -28,6 +28,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from tvlens.analysis.site import single_site
 from tvlens.evaluate import EvalResult, evaluate
 from tvlens.inject import Intervention, inject
 from tvlens.models.hooked import HookedModel
@@ -326,13 +327,7 @@ def linear_dynamics(
         n_copies: perturbed copies (≥ 2·d_model for a well-posed d×d fit).
         scales: perturbation scales ``λ`` relative to ``‖θ‖/√d``.
     """
-    if len(vector.vectors) != 1 or vector.mode != "add":
-        raise ValueError("linear_dynamics needs a single-site 'add' vector (e.g. a learned task vector)")
-    site = vector.sites[0]
-    if site.hook != "resid_pre" or not isinstance(site.positions, int | str) or site.positions == "all":
-        raise ValueError(f"the vector sits at {site}; linear_dynamics needs resid_pre at one position "
-                         "('last' or an int)")
-    theta = (vector.vector() * vector.scale).to(model.dtype)
+    theta, site = single_site(model, vector, "linear_dynamics")
     layer, final = site.layer, model.n_layers
     batch = task.sample(n_prompts, n_shots, seed=seed)
     prompts = batch.zero_shot

@@ -22,7 +22,7 @@ against the full forward (float64, atol 1e-5).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -138,6 +138,7 @@ class SuffixRunner:
         return_resid: bool = False,
         streams: list[Tensor] | None = None,
         copies: int | None = None,
+        z_hook: Callable[[int, Tensor], Tensor] | None = None,
     ) -> Float[Tensor, "batch d_vocab"]:
         """Last-position logits with ``vectors[l]`` put into ``blocks.{l}.hook_resid_pre`` (``l ≥ start``).
 
@@ -152,6 +153,9 @@ class SuffixRunner:
             copies: run ``copies`` vectors over every prompt: the batch is ``copies × prompts`` (copy-major)
                 and the vectors have that many rows. The cached prefix is broadcast over the copies,
                 never copied (``rows`` must be ``None``).
+            z_hook: ``z_hook(layer, z)`` may return a changed ``z [batch, n_heads, d_head]`` (the
+                query's per-head attention results before ``W_O``, as at ``attn.hook_z``): how head
+                ablations run on this path.
         """
         if copies is not None and rows is not None:
             raise ValueError("pass either rows or copies, not both")
@@ -192,6 +196,8 @@ class SuffixRunner:
                 z = prefix_z.reshape(batch, heads, d_head) + pattern[:, :, -1:] * v
             else:
                 z = (pattern[..., :-1, None] * values).sum(-2) + pattern[:, :, -1:] * v
+            if z_hook is not None:
+                z = z_hook(layer, z)
             x = x + z.reshape(batch, heads * d_head) @ w_o + w[f"{p}.attn.b_O"]
             if not self.attn_only:
                 hidden = self.act(self._norm(x, f"{p}.ln2") @ w[f"{p}.mlp.W_in"] + w[f"{p}.mlp.b_in"])

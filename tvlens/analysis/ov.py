@@ -1,0 +1,314 @@
+"""How an injected vector travels through the heads that read it: the OV-circuit decomposition.
+
+Put θ into the stream at layer ``l`` (``blocks.{l}.hook_resid_pre``) at position ``p``. Every head
+``(l', k)`` with ``l' ≥ l`` reads the stream at ``p`` through its value path. A LayerNorm is
+``LN(x) = (x − mean x) / σ(x) · w + b``, linear in ``x`` once the scale ``σ`` is fixed; so with
+the scale of the injected run, the head's output at the query ``N`` holds the exact additive term
+
+    c_{l',k} = A^{l'}_{k}[N, p] · θ̂ W_V[l',k] W_O[l',k],      θ̂ = (θ − mean θ) / σ^{l'}_p · w_{ln1}
+
+— the part of its output that comes from θ itself (the first hop; later heads also read what
+earlier heads wrote, which :func:`frozen_decomposition` follows exactly in attention-only models).
+:func:`ov_decomposition` reports, per head, ``‖θ̂ W_V W_O‖`` (the OV transport, through TL's
+:class:`~transformer_lens.FactoredMatrix`), the attention weight ``A[N, p]``, ``‖c‖`` and the
+*direct effect on the label logits*: ``c`` read by ``ln_final`` (frozen scale at ``N``) and ``W_U``,
+as the target label's logit minus the mean label logit (for regression: the change of the
+prediction). It also reports how much each later MLP's output at the query changes.
+
+001's **re-injection test** keeps the simplest form: ``θ_OV = Σ_{l' ≥ l, k} θ W_V[l',k] W_O[l',k]``
+(no LayerNorm, no attention weights) is injected *in place of* θ, and its accuracy is set next to
+θ's and zero-shot's (001: 52 % vs 83 % vs ~0). The MLP counterpart ``θ_MLP`` is the summed change of
+the later MLP outputs at the query, averaged over prompts.
+
+Indexing: θ at ``resid_pre`` of block ``l`` is first read by block ``l``'s heads, so "later heads" are
+``l' ≥ l`` here; 001 writes ``l' > l`` for a θ added to the *output* of layer ``l``. Same heads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from tvlens.analysis.site import single_site
+from tvlens.evaluate import EvalResult, evaluate
+from tvlens.inject import Intervention, inject
+from tvlens.models.hooked import HookedModel
+from tvlens.positions import PositionSpec, resolve_positions
+from tvlens.tasks.base import ICLBatch, Task
+from tvlens.vectors.task_vector import TaskVector
+
+
+def frozen_norm(
+    delta: Float[Tensor, "... d_model"],
+    scale: Float[Tensor, "... 1"] | None,
+    norm: str | None,
+    weight: Float[Tensor, " d_model"] | None,
+) -> Float[Tensor, "... d_model"]:
+    """The change of a LayerNorm / RMSNorm output caused by ``delta`` when its scale σ is held fixed.
+
+    ``LN(x + δ) − LN(x) = (δ − mean δ) / σ · w`` (``RMS``: ``δ / σ · w``; ``…Pre``: without ``w``;
+    no normalization: ``δ``). ``scale`` is TransformerLens' ``hook_scale`` (``σ``) at the same position.
+    """
+    if norm is None:
+        return delta
+    if norm in ("LN", "LNPre"):
+        delta = delta - delta.mean(-1, keepdim=True)
+    delta = delta / scale
+    if norm in ("LN", "RMS"):
+        delta = delta * weight
+    return delta
+
+
+def _one_position(model: HookedModel, positions: PositionSpec, prompts: ICLBatch) -> Tensor:
+    """The padded-batch column of the vector's position in every prompt ``[batch]``."""
+    rows, cols = resolve_positions(positions, len(prompts), prompts.n_positions, prompts.attention_mask, model.device)
+    if rows.shape[0] != len(prompts):
+        raise ValueError(f"positions={positions!r} selects {rows.shape[0]} tokens in {len(prompts)} prompts; "
+                         "the decomposition needs exactly one per prompt")
+    return cols
+
+
+def theta_ov(model: HookedModel, theta: Float[Tensor, " d_model"], layer: int) -> Float[Tensor, " d_model"]:
+    """001's ``θ_OV = Σ_{l' ≥ layer} Σ_k θ W_V[l',k] W_O[l',k]`` through the OV ``FactoredMatrix`` of each layer."""
+    layer = model.check_layer(layer)
+    with torch.no_grad():
+        return sum((theta @ model.OV(k)).sum(0) for k in range(layer, model.n_layers))
+
+
+@dataclass(frozen=True, eq=False)
+class OVResult:
+    """Per-head OV decomposition of one injected vector, and the re-injection test.
+
+    Tensors are ``[n_layers, n_heads]`` (``[n_layers]`` for the MLPs), averaged over the prompts;
+    rows of layers before ``layer`` are NaN (those blocks never read θ).
+
+    Attributes:
+        layer: the block whose ``resid_pre`` θ enters.
+        ov_norm: ``‖θ̂ W_V W_O‖`` — what the head's OV circuit makes of θ (LayerNorm folded in).
+        attention: ``A[N, p]``, the weight the query puts on θ's position (injected run).
+        contribution_norm: ``‖A[N, p] · θ̂ W_V W_O‖``, the θ-term of the head's output at the query.
+        logit_effect: that term's direct effect on the answer: through ``ln_final`` (scale at ``N``
+            frozen) and ``W_U``, the target label's logit minus the mean logit of the label set
+            (regression: the change of the prediction).
+        mlp_change: ``‖Δ mlp_out‖`` at the query, injected minus clean run.
+        theta_ov: 001's ``θ_OV`` (see module docstring).
+        theta_mlp: ``Σ_{l'} Δ mlp_out`` at the query, averaged over prompts (``None`` for attention-only models).
+        reinjection: accuracy (or error) of ``"zero_shot"``, ``"vector"`` (θ), ``"theta_ov"`` and
+            ``"theta_mlp"`` injected in θ's place, on the same prompts.
+        n_prompts: prompts averaged over; ``seed``: their seed.
+    """
+
+    layer: int
+    ov_norm: Float[Tensor, "n_layers n_heads"]
+    attention: Float[Tensor, "n_layers n_heads"]
+    contribution_norm: Float[Tensor, "n_layers n_heads"]
+    logit_effect: Float[Tensor, "n_layers n_heads"]
+    mlp_change: Float[Tensor, " n_layers"]
+    theta_ov: Float[Tensor, " d_model"]
+    theta_mlp: Float[Tensor, " d_model"] | None
+    reinjection: dict[str, EvalResult]
+    n_prompts: int
+    seed: int
+
+    @property
+    def ov_share(self) -> float:
+        """Share of θ's gain over zero-shot that ``θ_OV`` recovers: ``(s_OV − s_0) / (s_θ − s_0)``."""
+        return _share(self.reinjection, "theta_ov")
+
+    @property
+    def mlp_share(self) -> float:
+        """The same share for ``θ_MLP`` (NaN for attention-only models)."""
+        return _share(self.reinjection, "theta_mlp") if "theta_mlp" in self.reinjection else float("nan")
+
+    def summary(self) -> dict[str, float]:
+        """Re-injection scores (mean ± stderr) and the shares, as plain numbers."""
+        out: dict[str, float] = {}
+        for key, result in self.reinjection.items():
+            out[key], out[f"{key}_stderr"] = result.mean, result.stderr
+        out["ov_share"], out["mlp_share"] = self.ov_share, self.mlp_share
+        return out
+
+
+def _share(scores: dict[str, EvalResult], key: str) -> float:
+    zero, full = scores["zero_shot"].mean, scores["vector"].mean
+    return (scores[key].mean - zero) / (full - zero) if full != zero else float("nan")
+
+
+def ov_decomposition(
+    model: HookedModel,
+    task: Task,
+    vector: TaskVector,
+    *,
+    n_prompts: int = 128,
+    n_shots: int | None = None,
+    seed: int = 0,
+    base: Literal["zero_shot", "icl"] = "zero_shot",
+    batch: ICLBatch | None = None,
+    reinject: bool = True,
+) -> OVResult:
+    """Decompose what every later head and MLP makes of an injected vector θ (see the module docstring).
+
+    Args:
+        model: the model.
+        task: the task the vector was made for (its prompts and label set).
+        vector: a single-site ``add`` task vector at ``resid_pre`` (one position per prompt).
+        n_prompts, n_shots, seed: the prompts (``task.sample``); ``batch`` replaces them.
+        base: inject into the zero-shot queries (TVP mode, default) or the n-shot prompts.
+        reinject: also run the re-injection test (three extra evaluations).
+    """
+    theta, site = single_site(model, vector, "ov_decomposition")
+    if base not in ("zero_shot", "icl"):
+        raise ValueError(f"base={base!r}: expected 'zero_shot' or 'icl'")
+    layer, n_layers, n_heads = site.layer, model.n_layers, model.n_heads
+    batch = task.sample(n_prompts, n_shots, seed=seed) if batch is None else batch
+    prompts = batch.zero_shot if base == "zero_shot" and batch.zero_shot is not None else batch
+    inputs, mask = prompts.inputs.to(model.device), prompts.attention_mask
+    norm = model.cfg.normalization_type
+    attn_only = bool(getattr(model.cfg, "attn_only", False))
+    layers = range(layer, n_layers)
+    names = [model.hook_name(k, "attn.hook_pattern") for k in layers]
+    if norm is not None:
+        names += [model.hook_name(k, "ln1.hook_scale") for k in layers] + ["ln_final.hook_scale"]
+    mlp_names = [] if attn_only else [model.hook_name(k, "mlp_out") for k in layers]
+    with torch.no_grad():
+        _, clean = model.run_with_cache(inputs, mlp_names, attention_mask=mask)
+        with inject(model, vector):
+            _, cache = model.run_with_cache(inputs, names + mlp_names, attention_mask=mask)
+        state = model.tl_state_dict()
+        rows = torch.arange(len(prompts), device=model.device)
+        p = _one_position(model, site.positions, prompts)
+        q = prompts.query_positions.to(model.device)
+        nan = torch.full((n_layers, n_heads), float("nan"), dtype=torch.float64)
+        ov_norm, attention, contribution_norm, logit_effect = nan.clone(), nan.clone(), nan.clone(), nan.clone()
+        final_scale = cache["ln_final.hook_scale"][rows, q] if norm is not None else None
+        for k in layers:
+            scale = cache[model.hook_name(k, "ln1.hook_scale")][rows, p] if norm is not None else None
+            theta_hat = frozen_norm(theta.expand(len(prompts), -1), scale, norm, state.get(f"blocks.{k}.ln1.w"))
+            transport = (theta_hat[:, None, None, :] @ model.OV(k)).AB.squeeze(-2)  # [batch, heads, d]
+            weight = cache[model.hook_name(k, "attn.hook_pattern")][rows, :, q, p]  # [batch, heads]
+            contribution = weight[..., None] * transport
+            logits = frozen_norm(contribution, None if final_scale is None else final_scale[:, None],
+                                 norm, state.get("ln_final.w")) @ model.W_U  # [batch, heads, d_vocab]
+            ov_norm[k] = transport.norm(dim=-1).double().mean(0).cpu()
+            attention[k] = weight.double().mean(0).cpu()
+            contribution_norm[k] = contribution.norm(dim=-1).double().mean(0).cpu()
+            logit_effect[k] = _answer_effect(logits, prompts).double().mean(0).cpu()
+        mlp_change = torch.full((n_layers,), float("nan"), dtype=torch.float64)
+        theta_mlp = None
+        if not attn_only:
+            deltas = torch.stack([(cache[n] - clean[n])[rows, q] for n in mlp_names], 1)  # [batch, layers, d]
+            mlp_change[layer:] = deltas.norm(dim=-1).double().mean(0).cpu()
+            theta_mlp = deltas.sum(1).mean(0)
+        ov_vector = theta_ov(model, theta, layer)
+
+    reinjection: dict[str, EvalResult] = {}
+    if reinject:
+        def score(v: Tensor | None) -> EvalResult:
+            if v is None:
+                return evaluate(model, task, "zero_shot", batch=batch, progress=False)
+            iv = Intervention(v.detach().to(model.dtype), layer, positions=site.positions)
+            return evaluate(model, task, "injected", iv, batch=batch, base=base, progress=False)
+
+        reinjection = {"zero_shot": score(None), "vector": score(theta), "theta_ov": score(ov_vector)}
+        if theta_mlp is not None:
+            reinjection["theta_mlp"] = score(theta_mlp)
+    return OVResult(layer=layer, ov_norm=ov_norm, attention=attention, contribution_norm=contribution_norm,
+                    logit_effect=logit_effect, mlp_change=mlp_change, theta_ov=ov_vector.detach(),
+                    theta_mlp=None if theta_mlp is None else theta_mlp.detach(), reinjection=reinjection,
+                    n_prompts=len(prompts), seed=seed)
+
+
+def _answer_effect(logits: Float[Tensor, "batch heads d_vocab"], prompts: ICLBatch) -> Float[Tensor, "batch heads"]:
+    """Target label's logit minus the label set's mean logit (regression: the read-out itself)."""
+    if prompts.kind == "regression":
+        return logits[..., 0]
+    targets = prompts.targets.to(logits.device)
+    target_logit = logits.gather(-1, targets[:, None, None].expand(-1, logits.shape[1], 1))[..., 0]
+    if prompts.label_set is None:
+        return target_logit - logits.mean(-1)
+    return target_logit - logits[..., prompts.label_set.to(logits.device)].mean(-1)
+
+
+@dataclass(frozen=True, eq=False)
+class FrozenDecomposition:
+    """Exact path decomposition of θ's effect on the final stream with attention and norms frozen.
+
+    Attributes:
+        direct: θ's own contribution at the query (θ if it sits at the query, else 0) ``[batch, d]``.
+        heads: each head's change of output at the query ``[batch, n_layers, n_heads, d]`` (zero
+            before ``layer``).
+        total: ``direct + Σ heads`` — the change of the final stream at the query.
+    """
+
+    direct: Float[Tensor, "batch d_model"]
+    heads: Float[Tensor, "batch n_layers n_heads d_model"]
+    total: Float[Tensor, "batch d_model"]
+
+
+def frozen_decomposition(
+    model: HookedModel,
+    inputs: Tensor,
+    theta: Float[Tensor, " d_model"],
+    layer: int,
+    *,
+    positions: PositionSpec = "last",
+    attention_mask: Tensor | None = None,
+) -> FrozenDecomposition:
+    """θ's effect on the final residual stream of an attention-only model, split over heads.
+
+    With every attention pattern and every LayerNorm scale held at the clean run's values, an
+    attention-only model is linear in the stream, so the change θ causes is carried exactly::
+
+        Δx^{l} = θ at p
+        Δa^{l'}_k = A^{l'}_k · LN^{l'}_{frozen}(Δx^{l'}) W_V W_O
+        Δx^{l'+1} = Δx^{l'} + Σ_k Δa^{l'}_k
+
+    (every position ≥ p changes, so later heads see θ through earlier heads too). The result's
+    ``total`` equals the final-stream change of the model run with those patterns and scales frozen.
+
+    Raises:
+        ValueError for models with MLPs (not linear; use :func:`ov_decomposition`).
+    """
+    if not getattr(model.cfg, "attn_only", False):
+        raise ValueError("frozen_decomposition is exact only for attention-only models (cfg.attn_only=True); "
+                         "for models with MLPs use ov_decomposition")
+    layer = model.check_layer(layer)
+    norm = model.cfg.normalization_type
+    batch, n_pos = inputs.shape[0], inputs.shape[1]
+    layers = range(layer, model.n_layers)
+    names = [model.hook_name(k, "attn.hook_pattern") for k in layers]
+    if norm is not None:
+        names += [model.hook_name(k, "ln1.hook_scale") for k in layers]
+    with torch.no_grad():
+        _, cache = model.run_with_cache(inputs, names, attention_mask=attention_mask)
+        state = model.tl_state_dict()
+        rows, cols = resolve_positions(positions, batch, n_pos, attention_mask, model.device)
+        delta = torch.zeros(batch, n_pos, model.d_model, dtype=model.dtype, device=model.device)
+        delta[rows, cols] += theta.to(model.dtype)
+        query = n_pos - 1 if attention_mask is None else _last_real(attention_mask)
+        b = torch.arange(batch, device=model.device)
+        direct = delta[b, query].clone()
+        heads = torch.zeros(batch, model.n_layers, model.n_heads, model.d_model, dtype=model.dtype,
+                            device=model.device)
+        for k in layers:
+            scale = cache[model.hook_name(k, "ln1.hook_scale")] if norm is not None else None
+            read = frozen_norm(delta, scale, norm, state.get(f"blocks.{k}.ln1.w"))
+            v = torch.einsum("bpd,hdk->bphk", read, model.W_V[k])
+            z = torch.einsum("bhqp,bphk->bqhk", cache[model.hook_name(k, "attn.hook_pattern")], v)
+            out = model.head_outputs(z, k)  # [batch, pos, heads, d]
+            heads[:, k] = out[b, query]
+            delta = delta + out.sum(2)
+        return FrozenDecomposition(direct=direct, heads=heads, total=delta[b, query])
+
+
+def _last_real(attention_mask: Tensor) -> Tensor:
+    """Column of each row's last real token (padding on either side)."""
+    cols = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    return (attention_mask.bool() * cols).max(1).values
+
+
+__all__ = ["FrozenDecomposition", "OVResult", "frozen_decomposition", "frozen_norm", "ov_decomposition", "theta_ov"]
