@@ -1,0 +1,96 @@
+"""Formation studies: exact agreement with the trainer's own evaluation; seed 002's claims on the zoo.
+
+Measured on the shipped models (256 prompts, seed 0; docs/studies.md): TVP accuracy at layer 2 is
+0.80 for perm-mix and 1.00 for perm-mix-tvp, ICL 0.98 vs 1.00.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tvlens import evaluate, zoo
+from tvlens.models import HookedModel, ModelConfig
+from tvlens.models.train import TrainConfig, Trainer
+from tvlens.studies import (
+    depth_vs_complexity,
+    formation_from_checkpoints,
+    formation_over_training,
+    tvp_by_layer,
+    tvp_loss_comparison,
+)
+from tvlens.tasks import PermutationMixture
+from tvlens.vectors import vanilla_task_vector
+
+from ..conftest import BACKENDS
+
+
+def test_checkpoints_reproduce_the_training_history(tmp_path):
+    """The [step, layer] table recomputed from checkpoints equals the one the trainer recorded."""
+    task = PermutationMixture(n_symbols=8, n_perms=2, seed=0)
+    model = HookedModel.from_config(ModelConfig(n_layers=2, d_model=16, n_heads=2, d_vocab=task.d_vocab, n_ctx=24),
+                                    backend=BACKENDS[0])
+    config = TrainConfig(steps=6, batch_size=8, n_shots=4, eval_every=3, eval_prompts=32, checkpoint_every=3)
+    trainer = Trainer(model, task, config, checkpoint_dir=tmp_path)
+    result = trainer.fit(progress=False)
+    recorded = formation_over_training(result.history)
+    before = {k: v.clone() for k, v in model.tl_state_dict().items()}
+    recomputed = formation_from_checkpoints(model, task, sorted(tmp_path.glob("step*.pt")), n_prompts=32,
+                                            n_shots=4, seed=10_000)
+    assert recorded.steps.tolist() == recomputed.steps.tolist() == [3, 6]
+    torch.testing.assert_close(recomputed.tvp, recorded.tvp)
+    torch.testing.assert_close(recomputed.icl, recorded.icl)
+    assert all(torch.equal(before[k], v) for k, v in model.tl_state_dict().items())  # weights put back
+
+
+def test_task_mean_source_is_the_vanilla_task_vector():
+    model, task = zoo.load("perm-mix"), zoo.task("perm-mix").single(0)
+    profile = tvp_by_layer(model, task, n_prompts=64, seed=5, source="task_mean")
+    tv, _ = vanilla_task_vector(model, task, 2, mode="replace", n_prompts=64, seed=6)
+    expected = evaluate(model, task, "injected", tv, n_prompts=64, seed=5, progress=False)
+    assert profile.tvp[2].item() == pytest.approx(expected.mean)
+    with pytest.raises(ValueError, match="fresh function per prompt"):
+        tvp_by_layer(zoo.load("linear-regression"), zoo.task("linear-regression"), n_prompts=8, source="task_mean")
+
+
+def test_tvp_loss_raises_tvp_accuracy_at_its_layer_and_keeps_icl():
+    """Seed 002: the TVP-loss pins the vector to its layer without costing ICL."""
+    result = tvp_loss_comparison(n_prompts=256)
+    assert result.tvp_layer == 2
+    plain, pinned = result.profiles["perm-mix"], result.profiles["perm-mix-tvp"]
+    at = result.tvp_layer
+    margin = 3 * (plain.tvp_stderr[at] + pinned.tvp_stderr[at])
+    assert pinned.tvp[at] > plain.tvp[at] + margin
+    assert pinned.icl >= plain.icl - 0.02
+    assert len(result.to_records()) == 8
+
+
+def test_formation_over_training_from_the_zoo_history():
+    table = formation_over_training("perm-mix-tvp")
+    assert table.tvp.shape == (table.steps.shape[0], 4)
+    # untrained at the first evaluation, formed at the pinned layer by step 500
+    assert table.formation_layers()[0] is None
+    assert table.first_step_formed(2) == 500
+    with pytest.raises(ValueError, match="history is empty"):
+        formation_over_training([])
+
+
+def test_depth_vs_complexity_on_the_permutation_ladder():
+    """The layer where the vector forms for the hardest task is not shallower than for the easiest."""
+    result = depth_vs_complexity(n_prompts=256)
+    assert list(result.profiles) == ["perm-mix-2", "perm-mix", "perm-mix-32"]
+    formed = result.formation_layers
+    assert None not in formed.values()
+    assert formed["perm-mix-32"] >= formed["perm-mix-2"]
+    assert result.best_layers["perm-mix-32"] >= result.best_layers["perm-mix-2"]
+
+
+def test_errors():
+    model = zoo.load("perm-mix")
+    with pytest.raises(ValueError, match="source='mean'"):
+        tvp_by_layer(model, zoo.task("perm-mix"), source="mean")
+    with pytest.raises(ValueError, match="one shape"):
+        depth_vs_complexity({"a": (model, zoo.task("perm-mix")),
+                             "b": (zoo.load("hmm-mixture"), zoo.task("hmm-mixture"))})
+    with pytest.raises(ValueError, match="share=0"):
+        tvp_by_layer(model, zoo.task("perm-mix"), n_prompts=8).formation_layer(0)

@@ -1,0 +1,360 @@
+"""Where task vectors form (seed 002): TVP-mode scores by layer, over training, with the TVP-loss, and
+against task complexity.
+
+**TVP mode** (task-vector prompting): the zero-shot query, with the stream at its last position
+at layer ``l`` *replaced* by a task vector from an ICL prompt — each prompt's own state ``h^l_N``
+(``source="prompt"``, seed 002) or the mean state of its task over other prompts
+(``source="task_mean"``, Hendel's vanilla task vector). A layer where TVP mode reaches ICL's score
+holds the task in one vector: the vector has *formed* there.
+
+* :func:`tvp_by_layer` — the profile ``[n_layers]`` with ICL and zero-shot as reference lines.
+* :func:`formation_over_training` — the same profile at every evaluation of training, read from
+  the metrics history the trainer records (every zoo model carries it), → a ``[step, layer]`` table;
+  :func:`formation_from_checkpoints` recomputes it from saved checkpoints.
+* :func:`tvp_loss_comparison` — two models side by side per layer (``perm-mix`` vs ``perm-mix-tvp``),
+  with the layer the TVP-loss pins the vector to.
+* :func:`depth_vs_complexity` — profiles of tasks of rising complexity on same-shaped models, and
+  the layer where each forms.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from tvlens import zoo
+from tvlens.evaluate import mean_and_stderr, score_batch
+from tvlens.inject import Intervention
+from tvlens.models.hooked import HookedModel
+from tvlens.models.train import tvp_by_layer as _tvp_scores
+from tvlens.tasks.base import Task
+from tvlens.vectors.vanilla import query_states
+
+Source = Literal["prompt", "task_mean"]
+
+
+def _better(metric: str) -> int:
+    """+1 when higher is better (accuracy), -1 for errors."""
+    return 1 if metric == "accuracy" else -1
+
+
+def _formation_layer(tvp: Tensor, icl: float, zero: float, metric: str, share: float) -> int | None:
+    """First layer whose TVP gain over zero-shot reaches ``share`` of ICL's gain (``None`` if none does)."""
+    gain = (icl - zero) * _better(metric)
+    if gain <= 0:
+        return None
+    reached = ((tvp.double() - zero) * _better(metric) >= share * gain).nonzero().flatten()
+    return int(reached[0]) if reached.numel() else None
+
+
+@dataclass(frozen=True, eq=False)
+class LayerProfile:
+    """TVP-mode scores at every layer, with ICL and zero-shot on the same prompts.
+
+    Attributes:
+        tvp, tvp_stderr: ``[n_layers]`` mean and standard error of the TVP-mode metric at each layer.
+        icl, icl_stderr, zero_shot, zero_shot_stderr: the reference lines.
+        metric: ``"accuracy"`` (higher is better) or ``"mse_per_dim"`` (lower is better).
+        source: ``"prompt"`` or ``"task_mean"``.
+        n_prompts, n_shots, seed: the prompts.
+        label: what was profiled (a zoo name, a task description).
+    """
+
+    tvp: Float[Tensor, " n_layers"]
+    tvp_stderr: Float[Tensor, " n_layers"]
+    icl: float
+    icl_stderr: float
+    zero_shot: float
+    zero_shot_stderr: float
+    metric: str
+    source: str
+    n_prompts: int
+    n_shots: int
+    seed: int
+    label: str = ""
+
+    @property
+    def best_layer(self) -> int:
+        """The layer with the best TVP score."""
+        return int((self.tvp * _better(self.metric)).argmax())
+
+    def formation_layer(self, share: float = 0.5) -> int | None:
+        """First layer whose TVP gain over zero-shot reaches ``share`` of ICL's gain over zero-shot."""
+        if not 0 < share <= 1:
+            raise ValueError(f"share={share!r}: expected 0 < share <= 1")
+        return _formation_layer(self.tvp, self.icl, self.zero_shot, self.metric, share)
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One row per layer: ``{label, layer, tvp, tvp_stderr, icl, zero_shot}``."""
+        return [{"label": self.label, "layer": layer, "tvp": float(self.tvp[layer]),
+                 "tvp_stderr": float(self.tvp_stderr[layer]), "icl": self.icl, "zero_shot": self.zero_shot}
+                for layer in range(self.tvp.shape[0])]
+
+
+def tvp_by_layer(
+    model: HookedModel,
+    task: Task,
+    *,
+    n_prompts: int = 256,
+    n_shots: int | None = None,
+    seed: int = 0,
+    source: Source = "prompt",
+    label: str = "",
+) -> LayerProfile:
+    """TVP-mode score at every layer (see the module docstring), ICL and zero-shot on the same prompts.
+
+    Args:
+        model, task: the model and the task family it is profiled on.
+        n_prompts, n_shots, seed: the test prompts (``task.sample``).
+        source: ``"prompt"`` (each prompt's own ICL state) or ``"task_mean"`` (the mean state of its
+            task over ``n_prompts`` other prompts, seed ``seed + 1``; needs a family of discrete tasks).
+    """
+    if source not in ("prompt", "task_mean"):
+        raise ValueError(f"source={source!r}: expected 'prompt' or 'task_mean'")
+    batch = task.sample(n_prompts, n_shots, seed=seed)
+    metric = "mse_per_dim" if batch.kind == "regression" else "accuracy"
+    if source == "prompt":
+        per_layer = [scores[metric] for scores in _tvp_scores(model, batch)]
+    else:
+        if bool((batch.task_ids < 0).any()):
+            raise ValueError("source='task_mean' needs a family of discrete tasks; this task draws a fresh "
+                             "function per prompt (use source='prompt')")
+        extraction = task.sample(n_prompts, n_shots, seed=seed + 1)
+        layers = list(range(model.n_layers))
+        states = query_states(model, extraction, layers)  # [layers, prompts, d]
+        missing = sorted(set(batch.task_ids.tolist()) - set(extraction.task_ids.tolist()))
+        if missing:
+            raise ValueError(f"tasks {missing} have no extraction prompt; raise n_prompts")
+        means = torch.stack([states[:, extraction.task_ids == t].mean(1) for t in batch.task_ids.tolist()], 1)
+        per_layer = [score_batch(model, batch.zero_shot, [Intervention(means[layer], layer, mode="replace")])[metric]
+                     for layer in layers]
+    icl = mean_and_stderr(score_batch(model, batch)[metric])
+    zero = mean_and_stderr(score_batch(model, batch.zero_shot)[metric])
+    stats = [mean_and_stderr(values) for values in per_layer]
+    return LayerProfile(tvp=torch.tensor([m for m, _ in stats]), tvp_stderr=torch.tensor([s for _, s in stats]),
+                        icl=icl[0], icl_stderr=icl[1], zero_shot=zero[0], zero_shot_stderr=zero[1], metric=metric,
+                        source=source, n_prompts=n_prompts, n_shots=batch.n_shots, seed=seed, label=label)
+
+
+@dataclass(frozen=True, eq=False)
+class FormationTable:
+    """TVP-mode scores over training: the ``[step, layer]`` table of seed 002's heatmap.
+
+    Attributes:
+        steps: ``[n_evals]`` training steps.
+        tvp, tvp_stderr: ``[n_evals, n_layers]``.
+        icl, zero_shot: ``[n_evals]`` reference scores at each step.
+        metric: ``"accuracy"`` or ``"mse_per_dim"``.
+        label: the model.
+    """
+
+    steps: Tensor
+    tvp: Float[Tensor, "n_evals n_layers"]
+    tvp_stderr: Float[Tensor, "n_evals n_layers"]
+    icl: Float[Tensor, " n_evals"]
+    zero_shot: Float[Tensor, " n_evals"]
+    metric: str
+    label: str = ""
+
+    def formation_layers(self, share: float = 0.5) -> list[int | None]:
+        """At each step, the first layer whose TVP gain reaches ``share`` of ICL's gain (``None``: not yet)."""
+        return [_formation_layer(self.tvp[i], float(self.icl[i]), float(self.zero_shot[i]), self.metric, share)
+                for i in range(self.steps.shape[0])]
+
+    def first_step_formed(self, layer: int, share: float = 0.5) -> int | None:
+        """The first step at which ``layer``'s TVP gain reaches ``share`` of ICL's gain."""
+        sign = _better(self.metric)
+        for i in range(self.steps.shape[0]):
+            gain = (float(self.icl[i]) - float(self.zero_shot[i])) * sign
+            if gain > 0 and (float(self.tvp[i, layer]) - float(self.zero_shot[i])) * sign >= share * gain:
+                return int(self.steps[i])
+        return None
+
+
+def formation_over_training(source: str | Sequence[Mapping[str, Any]], label: str | None = None) -> FormationTable:
+    """The ``[step, layer]`` TVP table from a training history.
+
+    Args:
+        source: a zoo model's name (its shipped history) or a history: the records of
+            :class:`~tvlens.models.train.Trainer` (``TrainResult.history``), each with ``step``,
+            ``tvp``, ``tvp_stderr``, ``icl`` and ``zero_shot``.
+    """
+    if isinstance(source, str):
+        history, label = zoo.info(source)["history"], label or source
+    else:
+        history = list(source)
+    if not history:
+        raise ValueError("source: the training history is empty (train with eval_every > 0)")
+    missing = [key for key in ("step", "tvp", "tvp_stderr", "icl", "zero_shot", "metric") if key not in history[0]]
+    if missing:
+        raise ValueError(f"source: history records lack {missing}; expected Trainer.evaluate records")
+    return FormationTable(
+        steps=torch.tensor([r["step"] for r in history]),
+        tvp=torch.tensor([r["tvp"] for r in history], dtype=torch.float64),
+        tvp_stderr=torch.tensor([r["tvp_stderr"] for r in history], dtype=torch.float64),
+        icl=torch.tensor([r["icl"] for r in history], dtype=torch.float64),
+        zero_shot=torch.tensor([r["zero_shot"] for r in history], dtype=torch.float64),
+        metric=history[0]["metric"], label=label or "",
+    )
+
+
+def formation_from_checkpoints(
+    model: HookedModel,
+    task: Task,
+    checkpoints: Sequence[str | os.PathLike],
+    *,
+    n_prompts: int = 256,
+    n_shots: int | None = None,
+    seed: int = 0,
+    label: str = "",
+) -> FormationTable:
+    """Recompute the ``[step, layer]`` table on checkpoints written by ``Trainer.save_checkpoint``.
+
+    Each checkpoint's weights are loaded into ``model`` in turn; the model's own weights are put back
+    afterwards (also after an error).
+    """
+    if not checkpoints:
+        raise ValueError("checkpoints: expected at least one checkpoint path")
+    original = {k: v.clone() for k, v in model.tl_state_dict().items()}
+    rows = []
+    try:
+        for path in checkpoints:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+            if "weights" not in state or "step" not in state:
+                raise ValueError(f"checkpoints: {str(path)!r} is not a Trainer checkpoint (no weights/step)")
+            model.load_tl_state_dict(state["weights"])
+            rows.append((int(state["step"]), tvp_by_layer(model, task, n_prompts=n_prompts, n_shots=n_shots,
+                                                          seed=seed)))
+    finally:
+        model.load_tl_state_dict(original)
+    rows.sort(key=lambda r: r[0])
+    return FormationTable(
+        steps=torch.tensor([s for s, _ in rows]),
+        tvp=torch.stack([p.tvp for _, p in rows]).double(),
+        tvp_stderr=torch.stack([p.tvp_stderr for _, p in rows]).double(),
+        icl=torch.tensor([p.icl for _, p in rows], dtype=torch.float64),
+        zero_shot=torch.tensor([p.zero_shot for _, p in rows], dtype=torch.float64),
+        metric=rows[0][1].metric, label=label,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class TVPLossComparison:
+    """Per-layer TVP profiles of models trained without and with the TVP-loss.
+
+    Attributes:
+        profiles: ``{label: LayerProfile}`` (same prompts for every model).
+        tvp_layer: the layer the TVP-loss pins the vector to (``None`` if unknown).
+    """
+
+    profiles: dict[str, LayerProfile]
+    tvp_layer: int | None
+
+    def to_records(self) -> list[dict[str, Any]]:
+        return [{**row, "tvp_layer": self.tvp_layer} for p in self.profiles.values() for row in p.to_records()]
+
+
+def tvp_loss_comparison(
+    models: Mapping[str, HookedModel] | None = None,
+    task: Task | None = None,
+    tvp_layer: int | None = None,
+    *,
+    n_prompts: int = 256,
+    n_shots: int | None = None,
+    seed: int = 0,
+) -> TVPLossComparison:
+    """TVP accuracy and ICL accuracy per layer for each model (default: zoo ``perm-mix`` vs ``perm-mix-tvp``)."""
+    if models is None:
+        models = {name: zoo.load(name) for name in ("perm-mix", "perm-mix-tvp")}
+        task = task or zoo.task("perm-mix")
+        tvp_layer = zoo.spec("perm-mix-tvp").train.tvp_layer if tvp_layer is None else tvp_layer
+    if task is None:
+        raise ValueError("task: give the task the models were trained on")
+    profiles = {label: tvp_by_layer(model, task, n_prompts=n_prompts, n_shots=n_shots, seed=seed, label=label)
+                for label, model in models.items()}
+    return TVPLossComparison(profiles=profiles, tvp_layer=tvp_layer)
+
+
+@dataclass(frozen=True, eq=False)
+class ComplexityResult:
+    """TVP profiles of tasks of rising complexity on same-shaped models.
+
+    Attributes:
+        profiles: ``{label: LayerProfile}`` in order of complexity (easiest first).
+        complexity: ``{label: a number that orders the tasks}`` (e.g. the number of permutations).
+        share: the share of ICL's gain that defines the formation layer.
+    """
+
+    profiles: dict[str, LayerProfile]
+    complexity: dict[str, float]
+    share: float = 0.5
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best_layers(self) -> dict[str, int]:
+        return {label: p.best_layer for label, p in self.profiles.items()}
+
+    @property
+    def formation_layers(self) -> dict[str, int | None]:
+        return {label: p.formation_layer(self.share) for label, p in self.profiles.items()}
+
+    def to_records(self) -> list[dict[str, Any]]:
+        return [{**row, "complexity": self.complexity[label], "best_layer": p.best_layer,
+                 "formation_layer": p.formation_layer(self.share)}
+                for label, p in self.profiles.items() for row in p.to_records()]
+
+
+#: The default ladder: zoo models of the same shape on permutation mixtures of rising size.
+COMPLEXITY_LADDER = {"perm-mix-2": 2, "perm-mix": 8, "perm-mix-32": 32}
+
+
+def depth_vs_complexity(
+    models: Mapping[str, tuple[HookedModel, Task]] | None = None,
+    complexity: Mapping[str, float] | None = None,
+    *,
+    n_prompts: int = 256,
+    n_shots: int | None = None,
+    seed: int = 0,
+    share: float = 0.5,
+) -> ComplexityResult:
+    """Where the vector forms, per task of rising complexity (default: the zoo's permutation ladder).
+
+    Args:
+        models: ``{label: (model, task)}``, same-shaped models, easiest task first.
+        complexity: ``{label: number}`` ordering the tasks (default: their position in ``models``).
+        share: a layer has *formed* the vector when its TVP gain reaches this share of ICL's.
+    """
+    if models is None:
+        models = {name: (zoo.load(name), zoo.task(name)) for name in COMPLEXITY_LADDER}
+        complexity = complexity or COMPLEXITY_LADDER
+    shapes = {(m.n_layers, m.d_model, m.n_heads) for m, _ in models.values()}
+    if len(shapes) != 1:
+        raise ValueError(f"models: depth vs complexity needs models of one shape; got (n_layers, d_model, n_heads) "
+                         f"{sorted(shapes)}")
+    complexity = dict(complexity or {label: i for i, label in enumerate(models)})
+    missing = [label for label in models if label not in complexity]
+    if missing:
+        raise ValueError(f"complexity: no value for {missing}")
+    profiles = {label: tvp_by_layer(model, task, n_prompts=n_prompts, n_shots=n_shots, seed=seed, label=label)
+                for label, (model, task) in models.items()}
+    return ComplexityResult(profiles=profiles, complexity=complexity, share=share)
+
+
+__all__ = [
+    "COMPLEXITY_LADDER",
+    "ComplexityResult",
+    "FormationTable",
+    "LayerProfile",
+    "TVPLossComparison",
+    "depth_vs_complexity",
+    "formation_from_checkpoints",
+    "formation_over_training",
+    "tvp_by_layer",
+    "tvp_loss_comparison",
+]

@@ -1,0 +1,125 @@
+"""001's comparison on the zoo: learned vs vanilla task vectors vs function vectors, in three settings.
+
+For one task of every symbolic zoo family (task 0), each method's vector is made from its own
+prompts and scored on shared test prompts (seed ``seed + 100``):
+
+* ``last`` — injected at the last position of the zero-shot query (TVP mode);
+* ``early`` — at a fixed early position (the query token ``x``, position 1 of ``BOS x →``; 001's
+  ``P = 4`` setting), layer ``early_layer``;
+* ``few_shot`` — added at the last position of a ``few_shots``-shot prompt (the vector helps an ICL
+  prompt that is too short to pin the task down).
+
+Vanilla TVs use 001's ``add`` form (mean ICL state minus mean zero-shot state), read at the same
+position they are injected at; the FV is Todd's; the LTV is trained in each setting's own base and
+position. Layers: the vanilla TV's best layer on development prompts for ``last`` (shared by all
+methods, so they differ only in the vector), ``early_layer`` for ``early``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tvlens import zoo
+from tvlens.evaluate import evaluate
+from tvlens.models.hooked import HookedModel
+from tvlens.studies.table import StudyTable
+from tvlens.tasks.base import Task
+from tvlens.vectors.function import function_vector
+from tvlens.vectors.learned import learn_task_vector
+from tvlens.vectors.task_vector import TaskVector
+from tvlens.vectors.vanilla import vanilla_task_vector
+
+SETTINGS = ("last", "early", "few_shot")
+SYMBOLIC_ZOO = ("perm-mix", "perm-mix-2", "perm-mix-32", "token-offset")
+
+
+def method_table(
+    models: Sequence[str] | dict[str, tuple[HookedModel, Task]] = SYMBOLIC_ZOO,
+    *,
+    settings: Sequence[str] = SETTINGS,
+    task_id: int = 0,
+    n_shots: int = 16,
+    few_shots: int = 2,
+    early_position: int = 1,
+    early_layer: int = 1,
+    n_test: int = 300,
+    seed: int = 0,
+    lr: float = 0.05,
+    epochs: int = 15,
+    top_k: int | None = None,
+) -> StudyTable:
+    """The 001 table: rows ``{model, setting, layer, method, accuracy, stderr, n}``.
+
+    Args:
+        models: zoo names, or ``{label: (model, task family)}``.
+        settings: any of :data:`SETTINGS`.
+        task_id: which task of each family.
+        n_shots: demonstrations of the prompts vectors are made from (and of ICL's reference row).
+        few_shots: demonstrations of the ``few_shot`` setting's prompts.
+        early_position, early_layer: where the ``early`` setting injects.
+        lr, epochs: LTV training (the zoo's 001 settings).
+        top_k: FV heads (default: 10 % of the heads, at least 2).
+    """
+    unknown = [s for s in settings if s not in SETTINGS]
+    if unknown:
+        raise ValueError(f"settings={list(settings)!r}: unknown {unknown}; expected a subset of {list(SETTINGS)}")
+    if isinstance(models, dict):
+        pairs = dict(models)
+    else:
+        pairs = {name: (zoo.load(name), zoo.task(name)) for name in models}
+    records: list[dict[str, Any]] = []
+    for label, (model, family) in pairs.items():
+        if family.kind != "symbolic":
+            raise ValueError(f"models: {label!r} is a {family.kind} model; the 001 table is for symbolic tasks")
+        task = family.single(task_id)
+        test = task.sample(n_test, n_shots, seed=seed + 100)
+        few = task.sample(n_test, few_shots, seed=seed + 100)
+        k = top_k or max(2, model.n_layers * model.n_heads // 10)
+
+        def row(setting: str, layer: int | None, method: str, result: Any) -> None:
+            records.append({"model": label, "setting": setting, "layer": layer, "method": method,  # noqa: B023
+                            "accuracy": result.mean, "stderr": result.stderr, "n": result.values.numel()})
+
+        def score(tv: TaskVector, base: str = "zero_shot", batch: Any = test) -> Any:
+            return evaluate(model, task, "injected", tv, batch=batch, base=base, progress=False)  # noqa: B023
+
+        row("reference", None, "zero_shot", evaluate(model, task, "zero_shot", batch=test, progress=False))
+        row("reference", None, "icl", evaluate(model, task, "icl", batch=test, progress=False))
+        if "few_shot" in settings:
+            row("few_shot", None, "icl", evaluate(model, task, "icl", batch=few, progress=False))
+        vtv, vres = vanilla_task_vector(model, task, n_shots=n_shots, seed=seed)
+        layer = vres.sweep.best_layer
+        _, fv = function_vector(model, task, layer, top_k=k, n_shots=n_shots, seed=seed)
+
+        def fv_at(at: int, positions: Any = "last") -> TaskVector:
+            return TaskVector.single(fv.vector, at, positions, method="function")  # noqa: B023
+
+        for setting in settings:
+            if setting == "last":
+                ltv, _ = learn_task_vector(model, task, layer, n_shots=n_shots, progress=False, lr=lr, epochs=epochs,
+                                           seed=seed)
+                row(setting, layer, "vanilla", score(vtv))
+                row(setting, layer, "function", score(fv_at(layer)))
+                row(setting, layer, "learned", score(ltv))
+            elif setting == "early":
+                early_vtv, _ = vanilla_task_vector(model, task, early_layer, position=early_position, n_shots=n_shots,
+                                                   seed=seed)
+                ltv, _ = learn_task_vector(model, task, early_layer, positions=early_position, n_shots=n_shots,
+                                           progress=False, lr=lr, epochs=epochs, seed=seed)
+                row(setting, early_layer, "vanilla", score(early_vtv))
+                row(setting, early_layer, "function", score(fv_at(early_layer, early_position)))
+                row(setting, early_layer, "learned", score(ltv))
+            else:
+                ltv, _ = learn_task_vector(model, task, layer, base="icl", n_shots=few_shots, progress=False, lr=lr,
+                                           epochs=epochs, seed=seed)
+                row(setting, layer, "vanilla", score(vtv, "icl", few))
+                row(setting, layer, "function", score(fv_at(layer), "icl", few))
+                row(setting, layer, "learned", score(ltv, "icl", few))
+    return StudyTable(records=records, name="001: learned vs vanilla vs function vectors",
+                      settings={"models": list(pairs), "task_id": task_id, "n_shots": n_shots, "few_shots": few_shots,
+                                "early_position": early_position, "early_layer": early_layer, "n_test": n_test,
+                                "seed": seed, "lr": lr, "epochs": epochs})
+
+
+__all__ = ["SETTINGS", "SYMBOLIC_ZOO", "method_table"]

@@ -1,0 +1,167 @@
+"""Regression fidelity (seed 000's benchmark): how much of a function a vector carries, by prompt length
+and under distribution shift.
+
+Every regression prompt shows a fresh function, so a vector that carries *the task* must be
+read from the prompt itself. For a prompt of ``n`` demonstrations the table scores, on the same
+test prompts, the squared error of the query prediction divided by ``D``:
+
+* ``icl`` — the n-shot prompt; ``zero_shot`` — the query alone;
+* ``vanilla`` — the query with its stream at layer ``l`` replaced by the n-shot prompt's own
+  state there (TVP mode; ``l`` chosen on development prompts at the training length);
+* ``function`` — the query plus the sum of the prompt's top-AIE heads' outputs (Todd's FV read
+  per prompt), at the layer chosen on development prompts;
+* ``learned`` — one LTV learned on the family (it can only carry what all functions share);
+* ``head_weighted`` — seed 000's head-weighted LTV with each prompt's own heads (``ω`` learned once).
+
+Vectors are made once on unshifted prompts of the training length and then read from the test
+prompts of every length and shift (``none``, ``skewed`` inputs, ``noisy`` labels, ``orthogonal``
+query; METHODS.md §1). Lengths beyond the training length but within the model's context are
+scored too (``beyond_training``); lengths beyond the context cannot be and are listed in ``notes``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from tvlens import zoo
+from tvlens.evaluate import EvalResult, evaluate
+from tvlens.inject import Intervention
+from tvlens.models.hooked import HookedModel
+from tvlens.studies.formation import tvp_by_layer
+from tvlens.studies.table import StudyTable
+from tvlens.tasks.base import ICLBatch
+from tvlens.tasks.regression import RegressionTask
+from tvlens.vectors.function import function_vector, project_heads, prompt_head_z
+from tvlens.vectors.head_weighted import head_weighted_task_vector
+from tvlens.vectors.learned import learn_task_vector
+from tvlens.vectors.vanilla import query_states
+
+SHIFTS = ("none", "skewed", "noisy", "orthogonal")
+FIDELITY_METHODS = ("icl", "zero_shot", "vanilla", "function", "learned", "head_weighted")
+
+
+def shifted(task: RegressionTask, shift: str, noise_std: float = 0.5) -> RegressionTask:
+    """The task under one of :data:`SHIFTS`."""
+    changes = {"none": {}, "skewed": {"x_distribution": "skewed"}, "noisy": {"noise_std": noise_std},
+               "orthogonal": {"orthogonal_query": True}}
+    if shift not in changes:
+        raise ValueError(f"shift={shift!r}: expected one of {SHIFTS}")
+    return dataclasses.replace(task, **changes[shift])
+
+
+def regression_fidelity(
+    model: HookedModel | str,
+    task: RegressionTask | None = None,
+    *,
+    train_shots: int | None = None,
+    lengths: Sequence[int] | None = None,
+    shifts: Sequence[str] = SHIFTS,
+    methods: Sequence[str] = FIDELITY_METHODS,
+    n_prompts: int = 200,
+    seed: int = 0,
+    progress: bool = False,
+) -> StudyTable:
+    """Squared error / D by prompt length, method and shift, in one tidy table.
+
+    Args:
+        model: a regression model, or the name of a regression zoo model (then ``task`` and
+            ``train_shots`` come from its recipe).
+        task: the regression family.
+        train_shots: the training prompts' length (default: the task's default).
+        lengths: demonstrations per test prompt (default: 1, ¼, ½, 1× the training length and the
+            longest the model accepts).
+        shifts: any of :data:`SHIFTS`.
+        methods: any of :data:`FIDELITY_METHODS`.
+        n_prompts: test prompts per cell (seed ``seed + 100``; the same functions across methods).
+
+    Returns:
+        A :class:`StudyTable` with rows ``{shift, n_shots, beyond_training, method, mse_per_dim, stderr, n}``.
+    """
+    label = model if isinstance(model, str) else ""
+    if isinstance(model, str):
+        task = task or zoo.task(model)
+        train_shots = train_shots or zoo.spec(model).train.n_shots
+        model = zoo.load(model)
+    if not isinstance(task, RegressionTask):
+        raise TypeError(f"task: regression_fidelity needs a regression task, got {type(task).__name__}")
+    unknown = [m for m in methods if m not in FIDELITY_METHODS] + [s for s in shifts if s not in SHIFTS]
+    if unknown:
+        raise ValueError(f"unknown methods/shifts {unknown}; expected methods from {FIDELITY_METHODS} and shifts "
+                         f"from {SHIFTS}")
+    train_shots = train_shots or task.default_n_shots
+    max_shots = (model.cfg.n_ctx - 1) // 2
+    if train_shots > max_shots:
+        raise ValueError(f"train_shots={train_shots} does not fit the model's context ({max_shots} demonstrations)")
+    if lengths is None:
+        lengths = sorted({1, max(1, train_shots // 4), max(1, train_shots // 2), train_shots, max_shots})
+    notes = [f"n_shots={n}: beyond the model's context of {max_shots} demonstrations (n_ctx={model.cfg.n_ctx})"
+             for n in lengths if n > max_shots]
+    lengths = [n for n in lengths if n <= max_shots]
+
+    # vectors and layers, chosen once on unshifted prompts of the training length
+    dev_seed = seed + 1
+    made: dict[str, Any] = {}
+    if "vanilla" in methods or "learned" in methods:
+        profile = tvp_by_layer(model, task, n_prompts=n_prompts, n_shots=train_shots, seed=dev_seed)
+        made["vanilla_layer"] = profile.best_layer
+    if "function" in methods:
+        _, fv = function_vector(model, task, 0, top_k=max(2, model.n_layers * model.n_heads // 10),
+                                n_shots=train_shots, seed=seed)
+        dev = task.sample(n_prompts, train_shots, seed=dev_seed)
+        heads = _heads(model, dev, fv.top_heads)
+        scores = [evaluate(model, task, "injected", Intervention(heads, layer), batch=dev, progress=False).mean
+                  for layer in range(model.n_layers)]
+        made["fv_heads"], made["fv_layer"] = fv.top_heads, int(torch.tensor(scores).argmin())
+    if "learned" in methods:
+        made["ltv"], _ = learn_task_vector(model, task, made["vanilla_layer"], n_shots=train_shots, progress=progress,
+                                           seed=seed)
+    if "head_weighted" in methods:
+        _, made["hw"] = head_weighted_task_vector(model, task, n_shots=train_shots, head_source="prompt",
+                                                  progress=progress, seed=seed)
+
+    records: list[dict[str, Any]] = []
+    for shift in shifts:
+        variant = shifted(task, shift)
+        for n in lengths:
+            if shift == "orthogonal" and n >= task.d_input:
+                notes.append(f"shift='orthogonal', n_shots={n}: an orthogonal query needs n_shots < D={task.d_input}")
+                continue
+            test = variant.sample(n_prompts, n, seed=seed + 100)
+            for method in methods:
+                result = _score(model, variant, test, method, made)
+                records.append({"shift": shift, "n_shots": n, "beyond_training": n > train_shots, "method": method,
+                                "mse_per_dim": result.mean, "stderr": result.stderr, "n": result.values.numel()})
+    settings = {"model": label, "task": task.to_dict(), "train_shots": train_shots, "max_shots": max_shots,
+                "n_prompts": n_prompts, "seed": seed, "vanilla_layer": made.get("vanilla_layer"),
+                "fv_layer": made.get("fv_layer"), "fv_heads": made.get("fv_heads")}
+    return StudyTable(records=records, name="regression fidelity", settings=settings, notes=notes)
+
+
+def _heads(model: HookedModel, batch: ICLBatch, heads: list[tuple[int, int]]) -> torch.Tensor:
+    """Each prompt's summed outputs of ``heads`` at its query ``[batch, d_model]``."""
+    outputs = project_heads(model, prompt_head_z(model, batch))  # [batch, layers, heads, d]
+    return sum(outputs[:, layer, head] for layer, head in heads)
+
+
+def _score(model: HookedModel, task: RegressionTask, test: ICLBatch, method: str, made: dict[str, Any]) -> EvalResult:
+    if method in ("icl", "zero_shot"):
+        return evaluate(model, task, method, batch=test, progress=False)
+    if method == "vanilla":
+        layer = made["vanilla_layer"]
+        state = query_states(model, test, [layer])[0]
+        vector: Any = Intervention(state, layer, mode="replace")
+    elif method == "function":
+        vector = Intervention(_heads(model, test, made["fv_heads"]), made["fv_layer"])
+    elif method == "learned":
+        vector = made["ltv"]
+    else:  # head_weighted: ω once, the heads from each test prompt itself
+        hw = dataclasses.replace(made["hw"], source_shots=test.n_shots)
+        vector = hw.interventions_for(model, test)
+    return evaluate(model, task, "injected", vector, batch=test, progress=False)
+
+
+__all__ = ["FIDELITY_METHODS", "SHIFTS", "regression_fidelity", "shifted"]
