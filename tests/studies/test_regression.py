@@ -10,22 +10,22 @@ from tvlens.studies import regression_fidelity, shifted
 
 @pytest.fixture(scope="module")
 def table():
-    return regression_fidelity("linear-regression", lengths=[2, 20, 40, 60], n_prompts=200)
+    return regression_fidelity("linear-regression", lengths=[2, 10, 20, 40], n_prompts=200)
 
 
 def test_head_weighted_beats_the_function_vector_at_every_length(table):
     """Seed 000: the head-weighted LTV keeps the function (error ≤ FV's), at and beyond the training length."""
     for shift in ("none", "skewed", "noisy"):
-        for n in (20, 40):
+        for n in (10, 20):
             hw = table.select(shift=shift, n_shots=n, method="head_weighted")[0]
             fv = table.select(shift=shift, n_shots=n, method="function")[0]
             assert hw["mse_per_dim"] < fv["mse_per_dim"] - 3 * (hw["stderr"] + fv["stderr"]), (shift, n)
 
 
 def test_table_shape_and_notes(table):
-    assert table.settings["train_shots"] == 20 and table.settings["max_shots"] == 40
-    assert {r["n_shots"] for r in table.records} == {2, 20, 40}
-    assert any("n_shots=60" in note and "context" in note for note in table.notes)
+    assert table.settings["train_shots"] == 20 and table.settings["max_shots"] == 20
+    assert {r["n_shots"] for r in table.records} == {2, 10, 20}
+    assert any("n_shots=40" in note and "context" in note for note in table.notes)
     # orthogonal queries exist only for n < D = 5
     assert {r["n_shots"] for r in table.select(shift="orthogonal")} == {2}
     assert all(r["beyond_training"] == (r["n_shots"] > 20) for r in table.records)
@@ -38,6 +38,21 @@ def test_more_demonstrations_help_icl_within_the_training_length(table):
     trained = table.value("mse_per_dim", shift="none", n_shots=20, method="icl")
     zero = table.value("mse_per_dim", shift="none", n_shots=20, method="zero_shot")
     assert trained < 0.1 * short and trained < 0.1 * zero
+
+
+def test_lengths_beyond_the_training_length_are_scored(regression_model, regression_task):
+    """A model whose context is longer than its training prompts: the longer prompts are scored and marked."""
+    from tvlens.models.train import TrainConfig, train
+
+    train(regression_model, regression_task, TrainConfig(steps=150, batch_size=32, n_shots=8, lr=3e-3, eval_every=0),
+          progress=False)
+    table = regression_fidelity(regression_model, regression_task, train_shots=8, lengths=[4, 8, 16, 31, 40],
+                                shifts=["none"], n_prompts=32)
+    assert table.settings["max_shots"] == 31  # n_ctx 64 holds 2n + 1 <= 64
+    beyond = [r for r in table.records if r["beyond_training"]]
+    assert {r["n_shots"] for r in beyond} == {16, 31}
+    assert all(r["mse_per_dim"] >= 0 and r["n"] == 32 for r in table.records)
+    assert table.notes == ["n_shots=40: beyond the model's context of 31 demonstrations (n_ctx=64)"]
 
 
 def test_errors():
