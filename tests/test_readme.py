@@ -26,6 +26,6 @@ def test_readme_starts_with_the_two_commands():
     lines = README.read_text().splitlines()
     assert lines[0] == "```bash"
     assert lines[1].startswith("python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 && ")
-    assert lines[1].endswith(".venv/bin/tvlens demo")
+    assert lines[1].endswith(".venv/bin/tvlens report")
     assert lines[2] == ".venv/bin/python -m pytest -q"
     assert lines[3] == "```"

@@ -14,6 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -115,6 +116,116 @@ def _zoo_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The zoo model and the task (one task of its family, ``--task-id``) a command works on."""
+    from tvlens import zoo
+
+    model, family = zoo.load(args.model), zoo.task(args.model)
+    return model, family.single(args.task_id)
+
+
+def _vector_extract(args: argparse.Namespace) -> int:
+    from tvlens.vectors import function_vector, vanilla_task_vector
+
+    _check_output_path("--out", args.out)
+    model, task = _load(args)
+    if args.method == "vanilla":
+        tv, _ = vanilla_task_vector(model, task, args.layer, n_shots=args.shots, seed=args.seed)
+    else:
+        tv, _ = function_vector(model, task, args.layer, n_shots=args.shots, seed=args.seed)
+    layer = tv.layers[0]
+    path = tv.save(args.out)
+    print(f"{args.method} task vector of {args.model} (task {args.task_id}) at layer {layer}: wrote {path}")
+    return 0
+
+
+def _vector_learn(args: argparse.Namespace) -> int:
+    from tvlens.vectors import learn_task_vector
+
+    _check_output_path("--out", args.out)
+    model, task = _load(args)
+    positions: Any = "last" if args.position == "last" else int(args.position)
+    tv, result = learn_task_vector(model, task, args.layer, positions, base=args.base, n_shots=args.shots,
+                                   progress=not args.quiet, lr=args.lr, epochs=args.epochs, seed=args.seed)
+    path = tv.save(args.out)
+    print(f"learned task vector of {args.model} (task {args.task_id}) at layer {args.layer}, position {positions}: "
+          f"validation {result.val.metric} {result.val.mean:.3f} ± {result.val.stderr:.3f}; wrote {path}")
+    return 0
+
+
+def _read_vector(args: argparse.Namespace, model: Any) -> Any:
+    from tvlens.vectors import TaskVector
+
+    if not Path(args.vector).is_file():
+        raise FileNotFoundError(f"--vector={args.vector!r}: no such file (make one with `tvlens vector learn`)")
+    return TaskVector.load(args.vector, model=model)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from tvlens.evaluate import evaluate
+
+    model, task = _load(args)
+    vector = _read_vector(args, model) if args.vector else None
+    modes = ["zero_shot", "icl"] + (["injected"] if vector is not None else [])
+    for mode in modes:
+        result = evaluate(model, task, mode, vector if mode == "injected" else None, n_prompts=args.prompts,
+                          n_shots=args.shots, seed=args.seed, progress=not args.quiet)
+        print(f"{mode:<10} {result.metric} {result.mean:.4f} ± {result.stderr:.4f} (n={result.values.numel()})")
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from tvlens.analysis import key_head_analysis, linear_dynamics, ov_decomposition
+
+    model, task = _load(args)
+    vector = _read_vector(args, model)
+    if args.analysis == "ov":
+        result = ov_decomposition(model, task, vector, n_prompts=args.prompts, seed=args.seed)
+        for key, value in result.summary().items():
+            print(f"{key:<20} {value:.4f}")
+        print("contribution norm per head [layer × head]:")
+        print(result.contribution_norm)
+    elif args.analysis == "heads":
+        result = key_head_analysis(model, task, vector, n_prompts=args.prompts, seed=args.seed)
+        print(f"key heads: {result.key_heads}")
+        for key, value in result.summary().items():
+            print(f"{key:<24} {value:.4f}")
+    else:
+        result = linear_dynamics(model, task, vector, n_prompts=min(args.prompts, 32), seed=args.seed)
+        for row in result.table():
+            print(", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        print(f"injected {result.injected.mean:.3f}, W·θ at the final stream {result.final_direct.mean:.3f}, "
+              f"zero-shot {result.zero_shot.mean:.3f}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from tvlens.report import ReportConfig, build_report, write_report
+
+    _check_output_path("--out", args.out)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not models:
+        raise ValueError(f"--models={args.models!r}: expected a comma-separated list of zoo model names")
+    config = ReportConfig(models=models, quick=args.quick, cache_dir=None if args.no_cache else args.cache_dir,
+                          studies=not args.no_studies, seed=args.seed)
+    report = build_report(config, progress=not args.quiet)
+    path = write_report(report, args.out)
+    print(f"wrote {path} ({sum(len(s) for _, s in report.sections)} figures, {report.seconds:.0f} s, "
+          f"{report.cache_hits} stages from the cache)")
+    return 0
+
+
+def _common(parser: argparse.ArgumentParser, vector: bool = False) -> None:
+    parser.add_argument("--model", default="perm-mix", help="zoo model name (default perm-mix)")
+    parser.add_argument("--task-id", type=int, default=0, help="which task of the family (default 0)")
+    parser.add_argument("--shots", type=_positive_int, default=None, help="demonstrations per prompt")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the prompts")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    if vector:
+        parser.add_argument("--vector", required=True, help="a task vector .safetensors file")
+        parser.add_argument("--prompts", type=_positive_int, default=200, help="prompts (default 200)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tvlens", description="Task vectors for in-context learning.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +249,46 @@ def build_parser() -> argparse.ArgumentParser:
     zoo_train.add_argument("--steps", type=_positive_int, default=None, help="override the number of steps")
     zoo_train.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
     zoo_train.set_defaults(func=_zoo_train)
+
+    vector = sub.add_parser("vector", help="make a task vector").add_subparsers(dest="vector_command", required=True)
+    extract = vector.add_parser("extract", help="extract a vanilla task vector or a function vector")
+    extract.add_argument("method", choices=["vanilla", "function"])
+    extract.add_argument("--layer", type=int, default=None, help="layer (default: the best on dev prompts)")
+    extract.add_argument("--out", required=True, help="output .safetensors file")
+    _common(extract)
+    extract.set_defaults(func=_vector_extract)
+    learn = vector.add_parser("learn", help="learn a task vector by gradient descent against the frozen model")
+    learn.add_argument("--layer", type=int, default=1, help="layer (default 1)")
+    learn.add_argument("--position", default="last", help="'last' or an int position (default last)")
+    learn.add_argument("--base", choices=["zero_shot", "icl"], default="zero_shot", help="prompts it is added to")
+    learn.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
+    learn.add_argument("--epochs", type=_positive_int, default=15, help="epochs (default 15)")
+    learn.add_argument("--out", required=True, help="output .safetensors file")
+    _common(learn)
+    learn.set_defaults(func=_vector_learn)
+
+    evaluate = sub.add_parser("evaluate", help="zero-shot, ICL and (with --vector) injected scores")
+    evaluate.add_argument("--vector", default=None, help="a task vector .safetensors file to inject")
+    evaluate.add_argument("--prompts", type=_positive_int, default=256, help="prompts (default 256)")
+    _common(evaluate)
+    evaluate.set_defaults(func=_evaluate)
+
+    analyze = sub.add_parser("analyze", help="how a vector propagates")
+    analyze.add_argument("analysis", choices=["ov", "heads", "dynamics"])
+    _common(analyze, vector=True)
+    analyze.set_defaults(func=_analyze)
+
+    report = sub.add_parser("report", help="run the whole pipeline on zoo models and write one HTML file")
+    report.add_argument("--models", default="perm-mix,token-offset,linear-regression",
+                        help="comma-separated zoo models (default perm-mix,token-offset,linear-regression)")
+    report.add_argument("--out", default="report.html", help="output HTML file (default report.html)")
+    report.add_argument("--quick", action="store_true", help="fewer prompts (a preview in seconds)")
+    report.add_argument("--cache-dir", default=".tvlens-cache", help="stage results cache (default .tvlens-cache)")
+    report.add_argument("--no-cache", action="store_true", help="recompute every stage")
+    report.add_argument("--no-studies", action="store_true", help="skip the cross-model studies")
+    report.add_argument("--seed", type=int, default=0, help="seed of the prompts")
+    report.add_argument("--quiet", action="store_true", help="no progress bars")
+    report.set_defaults(func=_report)
     return parser
 
 

@@ -1,0 +1,72 @@
+"""``tvlens report``: the stages, the cache, the HTML — and the HTML opened in a real headless browser."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from tvlens.report import ReportConfig, build_report, render_html, write_report
+
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    config = ReportConfig(models=["perm-mix", "linear-regression"], quick=True, cache_dir=str(cache))
+    return build_report(config, progress=False), config
+
+
+def test_sections_and_summary(quick_report):
+    report, _ = quick_report
+    groups = [group for group, _ in report.sections]
+    assert groups == ["perm-mix", "linear-regression", "Studies across models"]
+    assert len(report.sections[0][1]) == 13 and len(report.sections[1][1]) == 2 and len(report.sections[2][1]) == 3
+    assert all(s.explanation for _, sections in report.sections for s in sections)
+    perm = report.summary[0]
+    assert perm["model"] == "perm-mix" and perm["ICL"] > 0.9 and perm["learned TV (best layer)"] > perm["zero-shot"]
+
+
+def test_second_run_reads_every_stage_from_the_cache(quick_report):
+    report, config = quick_report
+    again = build_report(config, progress=False)
+    assert report.cache_hits == 0 and again.cache_hits == 5 + 2 + 3  # perm-mix, linear-regression, studies
+    assert again.summary == report.summary
+
+
+def test_html_is_self_contained(quick_report, tmp_path):
+    report, _ = quick_report
+    text = render_html(report)
+    assert "https://" not in re.sub(r"<script type=\"text/javascript\">.*?</script>", "", text, flags=re.S)
+    assert text.count("<section class=\"figure\">") == 18
+    path = write_report(report, tmp_path / "r.html")
+    assert path.read_text() == text
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]  # no temporary file left
+
+
+def test_unknown_model_is_refused_before_any_work():
+    with pytest.raises(KeyError, match="name='gpt-7' is not a zoo model"):
+        ReportConfig(models=["gpt-7"])
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(_chromium() is None and not os.environ.get("CI"),
+                    reason="no Chromium here (CI installs Debian's chromium and runs this test)")
+def test_report_renders_in_a_headless_browser(quick_report, tmp_path):
+    """Every figure has drawn its SVG and no JavaScript error was raised (Chromium, headless)."""
+    browser = _chromium()
+    assert browser is not None, "CI must install chromium (apt-get install -y chromium)"
+    report, _ = quick_report
+    path = write_report(report, tmp_path / "report.html")
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=30000",
+                          "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    figures = re.search(r'data-figures="(\d+)"', dom)
+    assert figures is not None, "the page's load handler did not run"
+    assert int(figures.group(1)) == 18
+    assert 'data-missing=""' in dom
+    assert '<div id="tvlens-js-errors">[]</div>' in dom

@@ -1,0 +1,72 @@
+"""Figures of the propagation analyses: OV re-injection, linear dynamics by layer, the logit lens."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from tvlens.analysis.dynamics import DynamicsResult
+from tvlens.analysis.ov import OVResult
+from tvlens.plot.style import color, layout, name
+
+
+def reinjection_figure(result: OVResult, title: str = "Re-injecting the OV and MLP paths in place of θ") -> go.Figure:
+    """Bars: zero-shot, θ, θ_OV and θ_MLP injected in θ's place (mean ± standard error)."""
+    keys = [k for k in ("zero_shot", "vector", "theta_ov", "theta_mlp") if k in result.reinjection]
+    values = [result.reinjection[k] for k in keys]
+    fig = go.Figure(go.Bar(x=[name(k) for k in keys], y=[v.mean for v in values],
+                           error_y={"type": "data", "array": [v.stderr for v in values]},
+                           marker_color=[color(k) for k in keys], hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
+    metric = values[0].metric.replace("mse_per_dim", "squared error / D")
+    return layout(fig, f"{title} (θ_OV recovers {result.ov_share:.0%} of θ's gain)", "", metric)
+
+
+def dynamics_figure(result: DynamicsResult, title: str = "Linear dynamics of the injected vector") -> go.Figure:
+    """Per layer-to-layer map (and the direct map): held-out R², cos(θ, Qθ), scaling spectrum, label-subspace share."""
+    maps = [*result.steps, result.direct]
+    labels = [f"{m.source}→{m.target}" for m in result.steps]
+    labels.append(f"{result.direct.source}→{result.direct.target} (direct)")
+    fig = make_subplots(rows=2, cols=2, subplot_titles=("fit R² (per prompt, mean)", "rotation: cos(θ, Qθ)",
+                                                        "scaling: eigenvalues of Σ", "share in the label subspace"))
+    r2 = [float(m.r2.mean()) for m in maps]
+    cos = [float(m.cos_rotation.mean()) for m in maps]
+    fig.add_trace(go.Scatter(x=labels, y=r2, mode="lines+markers", name="R²", line={"color": color("learned")},
+                             hovertemplate="%{x}<br>R² %{y:.3f}<extra></extra>"), 1, 1)
+    fig.add_trace(go.Scatter(x=labels, y=cos, mode="lines+markers", name="cos(θ, Qθ)", line={"color": color("tvp")},
+                             hovertemplate="%{x}<br>cos %{y:.3f}<extra></extra>"), 1, 2)
+    for i, (label, m) in enumerate(zip(labels, maps)):
+        spectrum = m.scaling.mean(0).tolist()
+        fig.add_trace(go.Scatter(x=list(range(len(spectrum))), y=spectrum, mode="lines", name=f"Σ {label}",
+                                 line={"color": color("x", i)},
+                                 hovertemplate=f"{label}<br>eigenvalue #%{{x}}: %{{y:.3f}}<extra></extra>"), 2, 1)
+    share_v = [float(m.share_v.mean()) for m in maps]
+    share_qv = [float(m.share_qv.mean()) for m in maps]
+    fig.add_trace(go.Scatter(x=labels, y=share_v, mode="lines+markers", name="‖θ‖ share", line={"color": "#999"},
+                             hovertemplate="%{x}<br>θ share %{y:.3f}<extra></extra>"), 2, 2)
+    fig.add_trace(go.Scatter(x=labels, y=share_qv, mode="lines+markers", name="‖Qθ‖ share",
+                             line={"color": color("key")}, hovertemplate="%{x}<br>Qθ share %{y:.3f}<extra></extra>"),
+                  2, 2)
+    fig.update_yaxes(type="log", row=2, col=1)
+    fig.update_xaxes(title_text="eigenvalue rank", row=2, col=1)
+    return layout(fig, f"{title} (θ at layer {result.layer}: accuracy {result.injected.mean:.2f}; W·θ at the final "
+                       f"stream {result.final_direct.mean:.2f}; zero-shot {result.zero_shot.mean:.2f})", "", "",
+                  height=700)
+
+
+def logit_lens_figure(result: DynamicsResult, token_names: Sequence[str] | None = None,
+                      title: str = "Logit lens of θ and Qθ") -> go.Figure:
+    """A table: the top tokens of ``ln_final(θ) W_U`` and of ``ln_final(Qθ) W_U`` for every map."""
+    maps = [*result.steps, result.direct]
+
+    def fmt(entries: list[tuple[int, float]]) -> str:
+        return ", ".join(f"{token_names[t] if token_names else t} ({v:.2f})" for t, v in entries)
+
+    cells = [[f"{m.source}→{m.target}" for m in maps], [fmt(m.lens_v) for m in maps], [fmt(m.lens_qv) for m in maps]]
+    fig = go.Figure(go.Table(header={"values": ["map", "θ (carried vector)", "Qθ (rotated)"]}, cells={"values": cells}))
+    fig.update_layout(title=title, template="plotly_white", margin={"l": 20, "r": 20, "t": 60, "b": 20})
+    return fig
+
+
+__all__ = ["dynamics_figure", "logit_lens_figure", "reinjection_figure"]

@@ -1,0 +1,67 @@
+"""Figures of tidy study tables: regression error vs prompt length, the 001 method table."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from tvlens.plot.style import color, layout, name, rgba
+from tvlens.studies.table import StudyTable
+
+
+def regression_figure(table: StudyTable, title: str = "Regression fidelity: error vs prompt length") -> go.Figure:
+    """Squared error / D vs demonstrations, one panel per shift, one line per method (± standard error),
+    the training length marked."""
+    shifts = list(dict.fromkeys(r["shift"] for r in table.records))
+    methods = list(dict.fromkeys(r["method"] for r in table.records))
+    fig = make_subplots(rows=1, cols=len(shifts), subplot_titles=shifts, shared_yaxes=True)
+    for col, shift in enumerate(shifts, start=1):
+        for i, method in enumerate(methods):
+            rows = sorted(table.select(shift=shift, method=method), key=lambda r: r["n_shots"])
+            if not rows:
+                continue
+            x = [r["n_shots"] for r in rows]
+            y = [r["mse_per_dim"] for r in rows]
+            e = [r["stderr"] for r in rows]
+            hue = color(method, i)
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=name(method), legendgroup=method,
+                                     showlegend=col == 1, line={"color": hue},
+                                     error_y={"type": "data", "array": e, "color": rgba(hue, 0.5)},
+                                     hovertemplate=f"{name(method)}, {shift}<br>%{{x}} shots: %{{y:.3f}}"
+                                                   "<extra></extra>"),
+                          1, col)
+        train = table.settings.get("train_shots")
+        if train is not None:
+            fig.add_vline(x=train, line={"dash": "dot", "color": "black"}, row=1, col=col,
+                          annotation_text="training length" if col == 1 else None)
+    fig.update_yaxes(type="log")
+    model = table.settings.get("model") or ""
+    return layout(fig, f"{title}{f' — {model}' if model else ''}", "demonstrations", "squared error / D")
+
+
+def method_table_figure(table: StudyTable, title: str = "Learned vs vanilla vs function vectors") -> go.Figure:
+    """Grouped bars per model and setting (``last``, ``early``, ``few_shot``), zero-shot and ICL as lines."""
+    models = list(dict.fromkeys(r["model"] for r in table.records))
+    fig = make_subplots(rows=1, cols=len(models), subplot_titles=models, shared_yaxes=True)
+    for col, model in enumerate(models, start=1):
+        rows = [r for r in table.records if r["model"] == model and r["setting"] != "reference"
+                and r["method"] != "icl"]
+        settings = list(dict.fromkeys(r["setting"] for r in rows))
+        for method in ("vanilla", "function", "learned"):
+            sel = [next(r for r in rows if r["setting"] == s and r["method"] == method) for s in settings]
+            fig.add_trace(go.Bar(x=settings, y=[r["accuracy"] for r in sel], name=name(method), legendgroup=method,
+                                 showlegend=col == 1, marker_color=color(method),
+                                 error_y={"type": "data", "array": [r["stderr"] for r in sel]},
+                                 hovertemplate=f"{model}, %{{x}}<br>{name(method)}: %{{y:.3f}}<extra></extra>"),
+                          1, col)
+        for key in ("zero_shot", "icl"):
+            ref = [r for r in table.records if r["model"] == model and r["setting"] == "reference"
+                   and r["method"] == key]
+            if ref:
+                fig.add_hline(y=ref[0]["accuracy"], line={"dash": "dot", "color": color(key)}, row=1, col=col,
+                              annotation_text=name(key) if col == 1 else None)
+    fig.update_layout(barmode="group")
+    return layout(fig, title, "setting", "accuracy")
+
+
+__all__ = ["method_table_figure", "regression_figure"]
