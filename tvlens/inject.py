@@ -188,8 +188,9 @@ def inject(
         The :class:`HookedModel`; call it (or the wrapped TL model) inside the block.
 
     Raises:
-        ValueError / TypeError before anything is attached when an intervention does not fit
-        the model (layer out of range, wrong width, dtype or device).
+        ValueError: before anything is attached, when an intervention does not fit the model
+            (layer out of range, wrong width or device).
+        TypeError: before anything is attached, when an intervention's dtype is not the model's.
     """
     hooked = as_hooked(model)
     flat = flatten_interventions(interventions)

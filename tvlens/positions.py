@@ -34,7 +34,8 @@ def check_position_spec(positions: PositionSpec, argument: str = "positions") ->
     Lists become tuples; a LongTensor must be 1-D.
 
     Raises:
-        TypeError / ValueError naming ``argument``, the value and what was expected.
+        TypeError: the spec has the wrong type; the message names ``argument``, the value and what was expected.
+        ValueError: the spec has the right type but a bad value (same message form).
     """
     if isinstance(positions, bool):
         raise TypeError(f"{argument}={positions!r}: expected {_EXPECTED}")
@@ -75,7 +76,7 @@ def real_token_span(
     """First real position and number of real tokens of each example.
 
     Raises:
-        ValueError if an example has no real token or its real tokens are not contiguous.
+        ValueError: an example has no real token or its real tokens are not contiguous.
     """
     if attention_mask is None:
         return (torch.zeros(batch, dtype=torch.long, device=device), torch.full((batch,), seq_len, device=device))
@@ -114,8 +115,8 @@ def resolve_positions(
         Rows are grouped by example, in the order the spec lists positions.
 
     Raises:
-        ValueError naming the position, the example and the valid range when a position is
-        outside an example's real tokens, or names one token twice.
+        ValueError: a position is outside an example's real tokens, or names one token twice (the
+            message names the position, the example and the valid range).
     """
     positions = check_position_spec(positions)
     start, lengths = real_token_span(batch, seq_len, attention_mask, device)

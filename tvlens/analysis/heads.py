@@ -474,12 +474,17 @@ def key_head_analysis(
     """Saliency and exact scans of every head after the vector's layer; key heads vs random heads.
 
     Args:
-        model, task, vector: the model, the task and a single-site ``add`` vector (e.g. an LTV).
+        model: the model.
+        task: the task (its prompts and targets).
+        vector: a single-site ``add`` vector (e.g. an LTV).
         fraction: share of the scored heads that are key heads (at least one).
         n_random: random draws of as many heads (from the same layers) for the control (≥ 20).
         mode: ablation of the key/random heads: ``"zero"`` or ``"mean"`` (the mean ``z`` at the
             query over these prompts, vector injected). Both scans are always reported.
-        n_prompts, n_shots, seed: prompts from ``task.sample`` (``batch`` replaces them).
+        n_prompts: prompts from ``task.sample``.
+        n_shots: demonstrations per prompt.
+        seed: seed of the prompts and of the random draws.
+        batch: these prompts instead of sampled ones.
         base: inject into the zero-shot queries (TVP mode, default) or the n-shot prompts.
     """
     _, site = single_site(model, vector, "key_head_analysis")

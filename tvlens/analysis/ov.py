@@ -156,7 +156,10 @@ def ov_decomposition(
         model: the model.
         task: the task the vector was made for (its prompts and label set).
         vector: a single-site ``add`` task vector at ``resid_pre`` (one position per prompt).
-        n_prompts, n_shots, seed: the prompts (``task.sample``); ``batch`` replaces them.
+        n_prompts: prompts (``task.sample``).
+        n_shots: demonstrations per prompt.
+        seed: seed of the prompts.
+        batch: these prompts instead of sampled ones.
         base: inject into the zero-shot queries (TVP mode, default) or the n-shot prompts.
         reinject: also run the re-injection test (three extra evaluations).
     """

@@ -19,8 +19,9 @@ def single_site(model: HookedModel, vector: TaskVector, analysis: str) -> tuple[
     """θ (times the vector's scale, in the model's dtype) and its site.
 
     Raises:
-        ValueError naming ``analysis`` when the vector has several sites, is not ``add``, or does not
-        sit at ``resid_pre`` at one position (``"last"`` or an int).
+        TypeError: ``vector`` is not a :class:`TaskVector`.
+        ValueError: the vector has several sites, is not ``add``, or does not sit at ``resid_pre`` at one
+            position (``"last"`` or an int); the message names ``analysis``.
     """
     if not isinstance(vector, TaskVector):
         raise TypeError(f"vector: {analysis} expects a TaskVector, got {type(vector).__name__}")

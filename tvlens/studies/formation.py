@@ -62,7 +62,9 @@ class LayerProfile:
         icl, icl_stderr, zero_shot, zero_shot_stderr: the reference lines.
         metric: ``"accuracy"`` (higher is better) or ``"mse_per_dim"`` (lower is better).
         source: ``"prompt"`` or ``"task_mean"``.
-        n_prompts, n_shots, seed: the prompts.
+        n_prompts: number of prompts.
+        n_shots: demonstrations per prompt.
+        seed: seed of the prompts.
         label: what was profiled (a zoo name, a task description).
     """
 
@@ -110,8 +112,11 @@ def tvp_by_layer(
     """TVP-mode score at every layer (see the module docstring), ICL and zero-shot on the same prompts.
 
     Args:
-        model, task: the model and the task family it is profiled on.
-        n_prompts, n_shots, seed: the test prompts (``task.sample``).
+        model: the model.
+        task: the task family it is profiled on.
+        n_prompts: test prompts (``task.sample``).
+        n_shots: demonstrations per prompt.
+        seed: seed of the prompts.
         source: ``"prompt"`` (each prompt's own ICL state) or ``"task_mean"`` (the mean state of its
             task over ``n_prompts`` other prompts, seed ``seed + 1``; needs a family of discrete tasks).
     """
@@ -162,17 +167,27 @@ class FormationTable:
     metric: str
     label: str = ""
 
-    def formation_layers(self, share: float = 0.5) -> list[int | None]:
-        """At each step, the first layer whose TVP gain reaches ``share`` of ICL's gain (``None``: not yet)."""
-        return [_formation_layer(self.tvp[i], float(self.icl[i]), float(self.zero_shot[i]), self.metric, share)
-                for i in range(self.steps.shape[0])]
+    def _learned(self, min_icl_share: float) -> list[bool]:
+        """Steps at which ICL's gain over zero-shot is at least ``min_icl_share`` of its largest gain in the
+        table: before that, "half of ICL's gain" is half of noise."""
+        gains = (self.icl - self.zero_shot) * _better(self.metric)
+        best = float(gains.max())
+        return [best > 0 and float(g) >= min_icl_share * best for g in gains]
 
-    def first_step_formed(self, layer: int, share: float = 0.5) -> int | None:
-        """The first step at which ``layer``'s TVP gain reaches ``share`` of ICL's gain."""
-        sign = _better(self.metric)
+    def formation_layers(self, share: float = 0.5, min_icl_share: float = 0.5) -> list[int | None]:
+        """At each step, the first layer whose TVP gain reaches ``share`` of ICL's gain (``None``: not yet, or
+        ICL itself has not reached ``min_icl_share`` of its final gain)."""
+        learned = self._learned(min_icl_share)
+        return [_formation_layer(self.tvp[i], float(self.icl[i]), float(self.zero_shot[i]), self.metric, share)
+                if learned[i] else None for i in range(self.steps.shape[0])]
+
+    def first_step_formed(self, layer: int, share: float = 0.5, min_icl_share: float = 0.5) -> int | None:
+        """The first step at which ``layer``'s TVP gain reaches ``share`` of ICL's gain (counting only steps
+        where ICL has reached ``min_icl_share`` of its largest gain)."""
+        sign, learned = _better(self.metric), self._learned(min_icl_share)
         for i in range(self.steps.shape[0]):
             gain = (float(self.icl[i]) - float(self.zero_shot[i])) * sign
-            if gain > 0 and (float(self.tvp[i, layer]) - float(self.zero_shot[i])) * sign >= share * gain:
+            if learned[i] and (float(self.tvp[i, layer]) - float(self.zero_shot[i])) * sign >= share * gain:
                 return int(self.steps[i])
         return None
 

@@ -57,8 +57,10 @@ def method_table(
         task_id: which task of each family.
         n_shots: demonstrations of the prompts vectors are made from (and of ICL's reference row).
         few_shots: demonstrations of the ``few_shot`` setting's prompts.
-        early_position, early_layer: where the ``early`` setting injects.
-        lr, epochs: LTV training (the zoo's 001 settings).
+        early_position: where the ``early`` setting injects (a position of the zero-shot prompt).
+        early_layer: the layer of the ``early`` setting.
+        lr: LTV learning rate (the zoo's 001 setting).
+        epochs: LTV epochs.
         top_k: FV heads (default: 10 % of the heads, at least 2).
     """
     unknown = [s for s in settings if s not in SETTINGS]
