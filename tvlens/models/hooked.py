@@ -127,6 +127,21 @@ class HookedModel(nn.Module):
                 read_in.bias.zero_()
         return cls(model, config=config, read_in=read_in)
 
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, *, dtype: torch.dtype = torch.float32, device: str | None = None,
+                        **kwargs: Any) -> HookedModel:
+        """A Hugging Face causal LM through TransformerLens (see :func:`tvlens.models.pretrained.load_pretrained`)."""
+        from tvlens.models.pretrained import load_pretrained
+
+        return load_pretrained(name_or_path, dtype=dtype, device=device, **kwargs)
+
+    @classmethod
+    def from_hf(cls, model: Any, tokenizer: Any, *, dtype: torch.dtype | None = None) -> HookedModel:
+        """An already loaded ``transformers`` model and its tokenizer (see :func:`tvlens.models.pretrained.wrap_hf`)."""
+        from tvlens.models.pretrained import wrap_hf
+
+        return wrap_hf(model, tokenizer, dtype=dtype)
+
     # ------------------------------------------------------------------ shape facts
     @property
     def cfg(self) -> Any:

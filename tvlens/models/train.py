@@ -156,7 +156,7 @@ def tvp_by_layer(model: HookedModel, batch: ICLBatch) -> list[dict[str, Tensor]]
     assert batch.zero_shot is not None
     names = [model.hook_name(layer, "resid_pre") for layer in range(model.n_layers)]
     with torch.no_grad():
-        _, cache = model.run_with_cache(batch.inputs, names)
+        _, cache = model.run_with_cache(batch.inputs, names, attention_mask=batch.attention_mask)
     scores = []
     for layer, name in enumerate(names):
         vector = cache[name][torch.arange(len(batch)), batch.query_positions]
@@ -219,11 +219,11 @@ class Trainer:
         """The training loss of one batch and its parts."""
         cfg, model = self.config, self.model
         if cfg.tvp_layer is None or cfg.tvp_weight == 0 or self.step < cfg.tvp_start:
-            logits = model(batch.inputs)
+            logits = model(batch.inputs, attention_mask=batch.attention_mask)  # text prompts are left-padded
             icl = answer_loss(model, logits, batch)
             return icl, {"icl_loss": icl.item()}
         name = model.hook_name(cfg.tvp_layer, "resid_pre")
-        logits, cache = model.run_with_cache(batch.inputs, [name])
+        logits, cache = model.run_with_cache(batch.inputs, [name], attention_mask=batch.attention_mask)
         icl = answer_loss(model, logits, batch)
         vector = cache[name][torch.arange(len(batch)), batch.query_positions]
         if cfg.tvp_detach:

@@ -11,6 +11,7 @@ from tvlens.tasks.regression import (
     SparseLinearRegression,
 )
 from tvlens.tasks.symbolic import ModularAffine, PermutationMixture, SymbolicTask, TokenOffset
+from tvlens.tasks.text import TextTasks, WordPairs, builtin_tasks, word_pairs_from_csv
 
 __all__ = [
     "TASK_REGISTRY",
@@ -28,6 +29,10 @@ __all__ = [
     "SparseLinearRegression",
     "SymbolicTask",
     "Task",
+    "TextTasks",
+    "WordPairs",
+    "builtin_tasks",
+    "word_pairs_from_csv",
     "TokenOffset",
     "register_task",
     "task_from_dict",

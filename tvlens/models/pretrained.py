@@ -1,0 +1,157 @@
+"""Pretrained language models (GPT-2, Pythia, Llama, Qwen …) through TransformerLens.
+
+On TransformerLens 4.x a Hugging Face model is wrapped by ``TransformerBridge.boot_transformers``
+(hub names and local directories; an already loaded ``transformers`` model via ``hf_model``); on
+3.x by ``HookedTransformer.from_pretrained`` for TL's official names, and for local directories by
+TL's own config and weight converters. Either way the result is a :class:`HookedModel` and every
+tvlens method runs on it unchanged.
+
+Placement: ``device`` defaults to ``"cuda"`` when available. A model larger than one GPU is spread
+by TransformerLens' own placement (``n_devices``) or ``transformers``' ``device_map`` (4.x), never by
+tvlens. A hub name is downloaded by ``transformers`` only where the network allows it; with
+``HF_HUB_OFFLINE=1`` (or no network) a model that is not on disk is one clear error that says how to
+make it available offline.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tvlens.models.hooked import HookedModel, transformer_lens_line
+
+_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _check(dtype: torch.dtype) -> None:
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype={dtype}: expected one of {list(_DTYPES)}")
+
+
+def _missing(name: str, reason: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"model {name!r} is not available on this machine ({reason}). To use it offline: on a machine with "
+        f"internet run `huggingface-cli download {name} --local-dir DIR` (or `save_pretrained(DIR)`), copy DIR here "
+        "and pass its path — or point HF_HOME at a copied Hugging Face cache"
+    )
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def _in_cache(name: str) -> bool:
+    """Whether the hub model's config is in the local Hugging Face cache (no network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except Exception:  # an invalid repo id, or no huggingface_hub
+        return False
+
+
+def _tl3_local(path: str, hf_model: Any, tokenizer: Any, dtype: torch.dtype, device: str) -> Any:
+    """A TL 3.x ``HookedTransformer`` from a local directory (TL's own converters, no processing)."""
+    import transformer_lens.loading_from_pretrained as loading
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    config = loading.convert_hf_model_config(path)
+    cfg = HookedTransformerConfig(**{**config, "device": device, "dtype": dtype})
+    model = HookedTransformer(cfg, tokenizer=tokenizer)
+    state = loading.get_pretrained_state_dict(path, cfg, hf_model=hf_model, dtype=dtype)
+    model.load_and_process_state_dict(state, fold_ln=False, center_writing_weights=False, center_unembed=False,
+                                      fold_value_biases=False)
+    return model.to(device)
+
+
+def load_pretrained(
+    name_or_path: str | os.PathLike,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str | None = None,
+    n_devices: int | None = None,
+    device_map: str | dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> HookedModel:
+    """A Hugging Face causal LM (hub name already in the local cache, or a local directory) as a :class:`HookedModel`.
+
+    Args:
+        name_or_path: e.g. ``"gpt2"``, ``"EleutherAI/pythia-160m"`` or a directory written by
+            ``save_pretrained`` (model and tokenizer).
+        dtype: ``float32``, ``bfloat16``, ``float16`` (or ``float64``).
+        device: default ``"cuda"`` when available, else ``"cpu"``.
+        n_devices: spread the layers over this many GPUs (TransformerLens' placement).
+        device_map: ``transformers``' ``device_map`` (TL 4.x only), e.g. ``"auto"``.
+        **kwargs: passed to ``TransformerBridge.boot_transformers`` / ``HookedTransformer.from_pretrained``.
+
+    Raises:
+        FileNotFoundError: the model is neither a local directory nor in the local Hugging Face
+            cache (the message says how to make it available offline).
+    """
+    _check(dtype)
+    name = str(name_or_path)
+    device = device or default_device()
+    local = Path(name).is_dir()
+    if local and not (Path(name) / "config.json").is_file():
+        raise FileNotFoundError(f"name_or_path={name!r} is a directory without config.json; expected a directory "
+                                "written by save_pretrained (model and tokenizer)")
+    if not local and _offline() and not _in_cache(name):
+        # without this check transformers retries the network for a long while before failing
+        raise _missing(name, "not a local directory, not in the Hugging Face cache, and HF_HUB_OFFLINE is set")
+    try:
+        if transformer_lens_line() >= 4:
+            from transformer_lens.model_bridge import TransformerBridge
+
+            placement = {k: v for k, v in (("n_devices", n_devices), ("device_map", device_map)) if v is not None}
+            model = TransformerBridge.boot_transformers(name, device=None if device_map else device, dtype=dtype,
+                                                        **placement, **kwargs)
+        else:
+            if device_map is not None:
+                raise ValueError("device_map needs TransformerLens 4.x; on 3.x use n_devices")
+            if local:
+                from transformer_lens import HookedTransformer  # noqa: F401  (TL before transformers: import order)
+                from transformers import AutoModelForCausalLM, AutoTokenizer
+
+                hf_model = AutoModelForCausalLM.from_pretrained(name, torch_dtype=dtype)
+                model = _tl3_local(name, hf_model, AutoTokenizer.from_pretrained(name), dtype, device)
+            else:
+                from transformer_lens import HookedTransformer
+
+                model = HookedTransformer.from_pretrained_no_processing(name, device=device, dtype=dtype,
+                                                                        n_devices=n_devices or 1, **kwargs)
+    except OSError as error:
+        raise _missing(name, f"{type(error).__name__}: {str(error).splitlines()[0][:160]}") from error
+    return HookedModel(model, tokenizer=getattr(model, "tokenizer", None))
+
+
+def wrap_hf(model: Any, tokenizer: Any, *, dtype: torch.dtype | None = None) -> HookedModel:
+    """An already loaded ``transformers`` causal LM (and its tokenizer) as a :class:`HookedModel`."""
+    if not hasattr(model, "config") or not hasattr(model, "forward"):
+        raise TypeError(f"model: expected a transformers PreTrainedModel, got {type(model).__name__}")
+    dtype = dtype or next(model.parameters()).dtype
+    _check(dtype)
+    device = str(next(model.parameters()).device)
+    name = getattr(model.config, "name_or_path", "") or model.config.model_type
+    if transformer_lens_line() >= 4:
+        from transformer_lens.model_bridge import TransformerBridge
+
+        bridge = TransformerBridge.boot_transformers(name, hf_model=model, tokenizer=tokenizer, device=device,
+                                                     dtype=dtype)
+        return HookedModel(bridge, tokenizer=tokenizer)
+    if not Path(name).is_dir():
+        from transformer_lens import HookedTransformer
+
+        return HookedModel(HookedTransformer.from_pretrained_no_processing(name, hf_model=model, tokenizer=tokenizer,
+                                                                           device=device, dtype=dtype),
+                           tokenizer=tokenizer)
+    return HookedModel(_tl3_local(name, model, tokenizer, dtype, device), tokenizer=tokenizer)
+
+
+__all__ = ["default_device", "load_pretrained", "wrap_hf"]
