@@ -70,3 +70,17 @@ def test_report_renders_in_a_headless_browser(quick_report, tmp_path):
     assert int(figures.group(1)) == 18
     assert 'data-missing=""' in dom
     assert '<div id="tvlens-js-errors">[]</div>' in dom
+
+
+def test_report_on_a_hugging_face_model(tmp_path):
+    """A save_pretrained directory is reported like a zoo model, on word-pair tasks (no training history)."""
+    from .hf_models import build, train_tokenizer
+
+    directory = build("gpt2", tmp_path / "tiny", train_tokenizer(), d_model=32)
+    report = build_report(ReportConfig(models=[str(directory)], quick=True, studies=False), progress=False)
+    (group, sections), = report.sections
+    assert group == str(directory) and len(sections) == 12
+    assert "Formation over training" not in [s.title for s in sections]
+    assert report.summary[0]["model"] == str(directory)
+    with pytest.raises(KeyError, match="not a zoo model"):
+        ReportConfig(models=[str(tmp_path)])  # a directory without config.json is not a model

@@ -69,7 +69,8 @@ class ReportConfig:
     """What ``tvlens report`` runs.
 
     Attributes:
-        models: zoo model names (token and regression models).
+        models: zoo model names (token and regression models), or directories of Hugging Face causal
+            LMs (``save_pretrained``), reported on :data:`HF_TASKS` word-pair tasks.
         quick: fewer prompts and copies (for tests and previews).
         seed: seed of every stage's prompts.
         cache_dir: where stage results are cached (``None``: no cache).
@@ -84,7 +85,8 @@ class ReportConfig:
 
     def __post_init__(self) -> None:
         for name in self.models:
-            zoo.spec(name)  # a clear KeyError for an unknown name before any work
+            if not _is_hf_dir(name):
+                zoo.spec(name)  # a clear KeyError for an unknown name before any work
 
     @property
     def n_prompts(self) -> int:
@@ -141,16 +143,33 @@ class _Cache:
         return value
 
 
+#: The word-pair tasks a Hugging Face model is reported on (task 0 is the one vectors are made for).
+HF_TASKS = ("antonyms", "country_capital", "english_french", "present_past")
+
+
+def _is_hf_dir(name: str) -> bool:
+    return (Path(name) / "config.json").is_file()
+
+
 def _token_names(task: Any, d_vocab: int) -> list[str]:
+    if hasattr(task, "tokenizer"):
+        return [task.tokenizer.decode([i]) for i in range(d_vocab)]
     return task.decode(torch.arange(d_vocab)).split(" ")
 
 
 def _token_model_sections(name: str, config: ReportConfig, cache: _Cache, bar: tqdm) -> tuple[list[Section],
                                                                                                  dict[str, Any]]:
-    model, family = zoo.load(name), zoo.task(name)
-    task = family.single(0)
     n, seed, quick = config.n_prompts, config.seed, config.quick
-    shots = zoo.spec(name).train.n_shots
+    history = None
+    if _is_hf_dir(name):
+        from tvlens.tasks.text import TextTasks
+
+        model = HookedModel.from_pretrained(name)
+        family, shots = TextTasks(HF_TASKS, tokenizer=model.tokenizer), 5
+    else:
+        model, family = zoo.load(name), zoo.task(name)
+        shots, history = zoo.spec(name).train.n_shots, formation_over_training(name)
+    task = family.single(0)
     ltv_params = asdict(LTV_CONFIG)  # every stage below depends on the learned vector
     sections: list[Section] = []
 
@@ -214,19 +233,20 @@ def _token_model_sections(name: str, config: ReportConfig, cache: _Cache, bar: t
     name_pattern = model.hook_name(top_layer, "attn.hook_pattern")
     with torch.no_grad():
         _, cache_act = model.run_with_cache(prompt.inputs, [name_pattern])
+    vocab = _token_names(task, model.d_vocab)
     sections.append(Section("Attention of the top key head",
                             attention_figure(cache_act[name_pattern][0, top_head],
-                                             task.decode(prompt.inputs[0]).split(" "),
+                                             [vocab[int(t)] for t in prompt.inputs[0]],
                                              f"{name}: attention of L{top_layer}H{top_head} on a 4-shot prompt"),
                             "Where the top key head looks on an ordinary ICL prompt (no vector)."))
 
     bar.set_description(f"{name}: linear dynamics")
     dyn_params = {"name": name, "seed": seed, "layer": layer, "quick": quick, "ltv": ltv_params}
     dynamics = cache.get("dynamics", dyn_params, model,
-                         lambda: linear_dynamics(model, task, ltv, n_prompts=8 if quick else 32,
+                         lambda: linear_dynamics(model, task, ltv, n_prompts=8 if quick else 32, n_shots=shots,
                                                  n_copies=2 * model.d_model + 64, seed=seed))
     bar.update(1)
-    tokens = _token_names(task, model.d_vocab)
+    tokens = vocab
     sections += [
         Section("Linear dynamics", dynamics_figure(dynamics),
                 "Per prompt, a ridge-fitted linear map carries small changes of θ from one layer to the next and "
@@ -238,17 +258,15 @@ def _token_model_sections(name: str, config: ReportConfig, cache: _Cache, bar: t
 
     bar.set_description(f"{name}: formation")
     profile = cache.get("profile", {"name": name, "n": n, "seed": seed}, model,
-                        lambda: tvp_by_layer(model, family, n_prompts=n, seed=seed, label=name))
+                        lambda: tvp_by_layer(model, family, n_prompts=n, n_shots=shots, seed=seed, label=name))
     bar.update(1)
-    history = formation_over_training(name)
-    sections += [
-        Section("TVP mode by layer", profile_figure(profile, f"{name}: TVP mode by layer"),
-                "The zero-shot query with its stream at one layer replaced by its own ICL prompt's state there "
-                "(seed 002's task-vector prompting): where the task fits in one vector."),
-        Section("Formation over training", formation_heatmap(history),
-                "The same TVP-mode accuracy at every evaluation during training (from the training history "
-                "shipped with the model)."),
-    ]
+    sections.append(Section("TVP mode by layer", profile_figure(profile, f"{name}: TVP mode by layer"),
+                            "The zero-shot query with its stream at one layer replaced by its own ICL prompt's state "
+                            "there (seed 002's task-vector prompting): where the task fits in one vector."))
+    if history is not None:
+        sections.append(Section("Formation over training", formation_heatmap(history),
+                                "The same TVP-mode accuracy at every evaluation during training (from the training "
+                                "history shipped with the model)."))
     best = {m: max((r for r in comparison.records if r["method"] == m), key=lambda r: r["accuracy"])
             for m in ("vanilla", "function", "learned")}
     ref = {r["method"]: r["accuracy"] for r in comparison.records if r["layer"] is None}
@@ -304,7 +322,7 @@ def build_report(config: ReportConfig | None = None, progress: bool = True) -> R
     with tqdm(total=6 * len(config.models) + study_stages, desc="report", disable=not progress,
               dynamic_ncols=True) as bar:
         for name in config.models:
-            kind = zoo.task(name).kind
+            kind = "symbolic" if _is_hf_dir(name) else zoo.task(name).kind
             sections, summary = (_regression_sections if kind == "regression" else _token_model_sections)(
                 name, config, cache, bar)
             report.sections.append((name, sections))
