@@ -171,8 +171,10 @@ def _objective(logits: Float[Tensor, "rows d_vocab"], prompts: ICLBatch, copies:
 def _fast_path_ok(model: HookedModel, vector: TaskVector | None) -> bool:
     if not supports_fast_path(model):
         return False
-    return vector is None or all(s.positions in ("last", -1) and s.hook == "resid_pre" for s in vector.sites) \
-        and vector.mode == "add"
+    if vector is None:
+        return True
+    at_last = all(isinstance(s.positions, str | int) and s.positions in ("last", -1) for s in vector.sites)
+    return at_last and all(s.hook == "resid_pre" for s in vector.sites) and vector.mode == "add"
 
 
 def ablated_scores(

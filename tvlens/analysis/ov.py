@@ -194,12 +194,12 @@ def ov_decomposition(
             transport = (theta_hat[:, None, None, :] @ model.OV(k)).AB.squeeze(-2)  # [batch, heads, d]
             weight = cache[model.hook_name(k, "attn.hook_pattern")][rows, :, q, p]  # [batch, heads]
             contribution = weight[..., None] * transport
-            logits = frozen_norm(contribution, None if final_scale is None else final_scale[:, None],
-                                 norm, state.get("ln_final.w")) @ model.W_U  # [batch, heads, d_vocab]
+            read = frozen_norm(contribution, None if final_scale is None else final_scale[:, None], norm,
+                               state.get("ln_final.w"))  # [batch, heads, d]: what ln_final passes on to W_U
             ov_norm[k] = transport.norm(dim=-1).double().mean(0).cpu()
             attention[k] = weight.double().mean(0).cpu()
             contribution_norm[k] = contribution.norm(dim=-1).double().mean(0).cpu()
-            logit_effect[k] = _answer_effect(logits, prompts).double().mean(0).cpu()
+            logit_effect[k] = _answer_effect(read, model.W_U, prompts).double().mean(0).cpu()
         mlp_change = torch.full((n_layers,), float("nan"), dtype=torch.float64)
         theta_mlp = None
         if not attn_only:
@@ -225,15 +225,20 @@ def ov_decomposition(
                     n_prompts=len(prompts), seed=seed)
 
 
-def _answer_effect(logits: Float[Tensor, "batch heads d_vocab"], prompts: ICLBatch) -> Float[Tensor, "batch heads"]:
-    """Target label's logit minus the label set's mean logit (regression: the read-out itself)."""
+def _answer_effect(
+    read: Float[Tensor, "batch heads d_model"], w_u: Float[Tensor, "d_model d_vocab"], prompts: ICLBatch
+) -> Float[Tensor, "batch heads"]:
+    """Target label's logit minus the label set's mean logit (regression: the read-out itself).
+
+    Only the needed unembedding columns are used: a full ``[batch, heads, d_vocab]`` logit tensor
+    would be hundreds of MB for a real vocabulary."""
     if prompts.kind == "regression":
-        return logits[..., 0]
-    targets = prompts.targets.to(logits.device)
-    target_logit = logits.gather(-1, targets[:, None, None].expand(-1, logits.shape[1], 1))[..., 0]
-    if prompts.label_set is None:
-        return target_logit - logits.mean(-1)
-    return target_logit - logits[..., prompts.label_set.to(logits.device)].mean(-1)
+        return read @ w_u[:, 0]
+    targets = prompts.targets.to(read.device)
+    target_logit = (read * w_u[:, targets].T[:, None, :]).sum(-1)
+    labels = prompts.label_set
+    reference = w_u.mean(1) if labels is None else w_u[:, labels.to(read.device)].mean(1)
+    return target_logit - read @ reference
 
 
 @dataclass(frozen=True, eq=False)
