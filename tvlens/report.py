@@ -57,7 +57,7 @@ from tvlens.studies import (
     tvp_by_layer,
     tvp_loss_comparison,
 )
-from tvlens.vectors import LearnConfig, compare
+from tvlens.vectors import LearnConfig, compare, function_vector
 
 DEFAULT_MODELS = ("perm-mix", "token-offset", "linear-regression")
 #: The learned vectors of the report: the settings of the science tests (001 on the zoo).
@@ -185,6 +185,16 @@ def _token_model_sections(name: str, config: ReportConfig, cache: _Cache, bar: t
                             "standard error. The learned vector is trained by gradient descent against the frozen "
                             "model (001); the vanilla vector is the mean ICL state minus the mean zero-shot state; the "
                             "function vector sums the mean outputs of the heads with the largest causal effect."))
+    bar.set_description(f"{name}: function-vector heads")
+    fv = cache.get("aie", {"name": name, "n": n, "seed": seed}, model,
+                   lambda: function_vector(model, task, 0, top_k=max(2, model.n_layers * model.n_heads // 10),
+                                           n_shots=shots, seed=seed)[1])
+    bar.update(1)
+    sections.append(Section("Average indirect effect per head", head_heatmap(
+        fv.aie, f"{name}: average indirect effect of each head (function-vector heads boxed)", "AIE",
+        marked=fv.top_heads),
+        "Todd et al.'s causal score: the gain in the answer's probability when one head's mean output over clean "
+        "prompts is patched into prompts whose labels were shuffled. The boxed heads make the function vector."))
     layer = 1 if model.n_layers > 2 else 0
     ltv = comparison.vectors[("learned", layer)]
 
