@@ -50,9 +50,11 @@ def _token_model(task: Task, n_layers: int, n_shots: int, d_model: int = 64, see
                        n_ctx=task.prompt_length(n_shots), seed=seed)
 
 
-def _regression_model(task: Task, n_layers: int, n_shots: int, d_model: int = 64, seed: int = 0) -> ModelConfig:
+def _regression_model(task: Task, n_layers: int, n_shots: int, d_model: int = 64, seed: int = 0,
+                      context_shots: int | None = None) -> ModelConfig:
+    """``context_shots``: the longest prompt the model accepts (default: the training length ``n_shots``)."""
     return ModelConfig(n_layers=n_layers, d_model=d_model, n_heads=4, d_vocab=1, d_input=task.d_input,
-                       n_ctx=task.prompt_length(n_shots), seed=seed)
+                       n_ctx=task.prompt_length(context_shots or n_shots), seed=seed)
 
 
 PERM = PermutationMixture(n_symbols=32, n_perms=8, seed=0)
@@ -111,6 +113,10 @@ SPECS: dict[str, ZooSpec] = {
                 OFFSET, _token_model(OFFSET, 4, SYMBOLIC_SHOTS), _symbolic_train(), target=0.995),
         ZooSpec("linear-regression", "linear regression in R^5 (seed 002's 3-layer setting)",
                 LINEAR, _regression_model(LINEAR, 3, REGRESSION_SHOTS), _regression_train()),
+        ZooSpec("linear-regression-long", "linear regression in R^5, 3 layers, trained on 20-shot prompts with a "
+                "context of 40 (to score prompts beyond the training length)",
+                LINEAR, _regression_model(LINEAR, 3, REGRESSION_SHOTS, context_shots=2 * REGRESSION_SHOTS),
+                _regression_train(steps=4000)),
         ZooSpec("sparse-linear-regression", "sparse linear regression in R^8, 2 non-zero weights (seed 000), 3 layers",
                 SPARSE, _regression_model(SPARSE, 3, REGRESSION_SHOTS), _regression_train(steps=4000)),
         ZooSpec("sinusoid-regression", "sinusoid regression y = sin(w·x + φ) in R^2 (seed 002), 6 layers",
