@@ -279,8 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.set_defaults(func=_analyze)
 
     report = sub.add_parser("report", help="run the whole pipeline on zoo models and write one HTML file")
-    report.add_argument("--models", default="perm-mix,token-offset,linear-regression",
-                        help="comma-separated zoo models (default perm-mix,token-offset,linear-regression)")
+    report.add_argument("--models", default="perm-mix,token-offset,linear-regression-long",
+                        help="comma-separated zoo models or HF model directories (default perm-mix,token-offset,"
+                             "linear-regression-long)")
     report.add_argument("--out", default="report.html", help="output HTML file (default report.html)")
     report.add_argument("--quick", action="store_true", help="fewer prompts (a preview in seconds)")
     report.add_argument("--cache-dir", default=".tvlens-cache", help="stage results cache (default .tvlens-cache)")

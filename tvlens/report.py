@@ -59,7 +59,7 @@ from tvlens.studies import (
 )
 from tvlens.vectors import LearnConfig, compare, function_vector
 
-DEFAULT_MODELS = ("perm-mix", "token-offset", "linear-regression")
+DEFAULT_MODELS = ("perm-mix", "token-offset", "linear-regression-long")
 #: The learned vectors of the report: the settings of the science tests (001 on the zoo).
 LTV_CONFIG = LearnConfig(lr=0.05, epochs=15)
 
