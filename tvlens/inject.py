@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -144,19 +144,33 @@ def flatten_interventions(items: Iterable[Any]) -> list[Intervention]:
     return out
 
 
-def _make_hook(model: HookedModel, intervention: Intervention):
-    """A TransformerLens hook function that applies ``intervention`` to an activation ``[batch, pos, d_model]``."""
-    vector, scale, mode, positions = intervention.vector, intervention.scale, intervention.mode, intervention.positions
+def position_resolver(model: HookedModel, positions: PositionSpec) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+    """``resolve(act) → (batch_index, position_index)`` for the forward now running (its attention mask).
+
+    Positions depend only on the activation's shape and the mask, so they are resolved once per
+    forward shape and reused by every later call with the same shape and mask.
+    """
     memo: dict[str, Any] = {}
 
-    def hook_fn(act: Tensor, hook: Any) -> Tensor:
+    def resolve(act: Tensor) -> tuple[Tensor, Tensor]:
         batch, seq_len = act.shape[0], act.shape[1]
         mask = model.current_attention_mask
         key = (batch, seq_len, id(mask))
-        # Positions depend only on the shape and the mask: resolve once per forward shape.
         if memo.get("key") != key or memo.get("mask") is not mask:
             memo.update(key=key, mask=mask, index=resolve_positions(positions, batch, seq_len, mask, act.device))
-        b_idx, p_idx = memo["index"]
+        return memo["index"]
+
+    return resolve
+
+
+def _make_hook(model: HookedModel, intervention: Intervention):
+    """A TransformerLens hook function that applies ``intervention`` to an activation ``[batch, pos, d_model]``."""
+    vector, scale, mode = intervention.vector, intervention.scale, intervention.mode
+    resolve = position_resolver(model, intervention.positions)
+
+    def hook_fn(act: Tensor, hook: Any) -> Tensor:
+        batch = act.shape[0]
+        b_idx, p_idx = resolve(act)
         if vector.ndim == 2:
             if vector.shape[0] != batch:
                 raise ValueError(
@@ -213,4 +227,4 @@ def injected_forward(
         return model(inputs, attention_mask=attention_mask)
 
 
-__all__ = ["Intervention", "as_hooked", "flatten_interventions", "inject", "injected_forward"]
+__all__ = ["Intervention", "as_hooked", "flatten_interventions", "inject", "injected_forward", "position_resolver"]

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from tvlens.analysis.site import single_site
 from tvlens.evaluate import mean_and_stderr
-from tvlens.inject import as_hooked, inject
+from tvlens.inject import as_hooked, inject, position_resolver
 from tvlens.models.hooked import HookedModel
 from tvlens.positions import PositionSpec, check_position_spec, resolve_positions
 from tvlens.tasks.base import ICLBatch, Task
@@ -83,16 +83,11 @@ def _replace_heads(
 
 def _ablation_hook(model: HookedModel, mask: Tensor, means: Tensor | None, positions: PositionSpec):
     """A hook on ``attn.hook_z`` ablating the heads in ``mask [1 or batch, n_heads]`` at ``positions``."""
-    memo: dict[str, Any] = {}
+    resolve = position_resolver(model, positions)
 
     def hook_fn(z: Tensor, hook: Any) -> Tensor:
-        batch, seq_len = z.shape[0], z.shape[1]
-        attention_mask = model.current_attention_mask
-        key = (batch, seq_len, id(attention_mask))
-        if memo.get("key") != key or memo.get("mask") is not attention_mask:
-            memo.update(key=key, mask=attention_mask,
-                        index=resolve_positions(positions, batch, seq_len, attention_mask, z.device))
-        rows, cols = memo["index"]
+        batch = z.shape[0]
+        rows, cols = resolve(z)
         if mask.shape[0] not in (1, batch):
             raise ValueError(f"the ablation mask has {mask.shape[0]} rows but the batch has {batch} examples")
         row_mask = mask.to(z.device) if mask.shape[0] == 1 else mask.to(z.device)[rows]
