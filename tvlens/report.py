@@ -126,12 +126,20 @@ class _Cache:
     def __init__(self, directory: str | None) -> None:
         self.directory = Path(directory) if directory else None
         self.hits = 0
+        # A fingerprint hashes every weight: once per model, not once per stage. The model is kept with
+        # its fingerprint so that its id cannot be reused by another model while the cache lives.
+        self._fingerprints: dict[int, tuple[HookedModel, dict[str, Any]]] = {}
+
+    def _fingerprint(self, model: HookedModel) -> dict[str, Any]:
+        if id(model) not in self._fingerprints:
+            self._fingerprints[id(model)] = (model, model.fingerprint())
+        return self._fingerprints[id(model)][1]
 
     def get(self, stage: str, params: dict[str, Any], model: HookedModel | None, compute: Callable[[], Any]) -> Any:
         if self.directory is None:
             return compute()
         key = json.dumps({"stage": stage, "params": params, "version": __version__,
-                          "model": None if model is None else model.fingerprint()}, sort_keys=True, default=str)
+                          "model": None if model is None else self._fingerprint(model)}, sort_keys=True, default=str)
         path = self.directory / f"{stage}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
         if path.is_file():
             self.hits += 1

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -423,7 +423,6 @@ class KeyHeadResult:
     fraction: float
     n_prompts: int
     seed: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def random_mean(self) -> float:

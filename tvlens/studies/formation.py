@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -236,7 +236,7 @@ def formation_from_checkpoints(
     """
     if not checkpoints:
         raise ValueError("checkpoints: expected at least one checkpoint path")
-    original = {k: v.clone() for k, v in model.tl_state_dict().items()}
+    original = model.tl_state_dict()  # already detached copies
     rows = []
     try:
         for path in checkpoints:
@@ -309,7 +309,6 @@ class ComplexityResult:
     profiles: dict[str, LayerProfile]
     complexity: dict[str, float]
     share: float = 0.5
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def best_layers(self) -> dict[str, int]:
