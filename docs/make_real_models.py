@@ -10,8 +10,9 @@ measured; rerun with your numbers of ``THROUGHPUT``.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
+
+from _blocks import replace_blocks
 
 DOC = Path(__file__).parent / "real-models.md"
 
@@ -80,10 +81,7 @@ def _duration(seconds: float) -> str:
 
 
 def main() -> None:
-    text = DOC.read_text(encoding="utf-8")
-    new = re.sub(r"(<!-- cost-table:begin -->\n).*?(<!-- cost-table:end -->)", lambda m: m.group(1) + table() + "\n"
-                 + m.group(2), text, flags=re.S)
-    DOC.write_text(new, encoding="utf-8")
+    replace_blocks(DOC, {"cost-table": table()})
     print(f"updated {DOC}")
 
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tvlens import zoo
-from tvlens._io import atomic_write_text
+from _blocks import replace_blocks
 
-BEGIN, END = "<!-- zoo-table:begin -->", "<!-- zoo-table:end -->"
+from tvlens import zoo
 
 
 def table() -> str:
@@ -44,9 +43,7 @@ def table() -> str:
 
 def main() -> None:
     readme = Path(__file__).parents[1] / "README.md"
-    text = readme.read_text()
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    atomic_write_text(readme, text[:start] + "\n" + table() + "\n" + text[end:])
+    replace_blocks(readme, {"zoo-table": table()})
     print(f"updated {readme}")
 
 

@@ -1,9 +1,8 @@
-"""001's propagation claims on the shipped perm-mix model (numbers in docs/propagation.md).
+"""001's propagation claims on the shipped perm-mix model.
 
-Measured (LTV at layer 1, 300 zero-shot test prompts, seed 100, zero ablation): injected accuracy
-1.00; the 2 key heads (top 10 % of the 12 heads after layer 1) ablated 0.78, 20 random pairs
-0.93 ± 0.015 — 001's finding (83 → 51 % vs 78 %) holds. The OV re-injection does *not* hold here:
-θ_OV scores 0.05, below zero-shot (0.29); θ_MLP 0.13.
+The measured numbers (key heads vs random heads, θ_OV and θ_MLP re-injection) are written into
+docs/propagation.md by docs/make_measured.py with the same seeds; 001's key-head finding holds on
+the zoo, its OV re-injection does not (θ_OV scores below zero-shot), and the test asserts what holds.
 """
 
 from __future__ import annotations

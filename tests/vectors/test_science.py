@@ -1,10 +1,7 @@
 """001's claims about learned vs extracted task vectors, asserted on the shipped zoo models.
 
-Measured on the shipped weights (test prompts seed 100, n=300; see docs/vectors.md):
-perm-mix task 0 — zero-shot 0.257, ICL 1.000, Vanilla TV (best layer 2) 0.49, LTV at layer 2 0.88;
-at a fixed early position (P = 1, the query token, layer 1) Vanilla TV 0.257 (= zero-shot, it
-collapses) and LTV 0.97. token-offset — θ(+1) + θ(+2) at layer 1 gives 0.18 on the +3 target,
-each alone 0.00, zero-shot 0.13.
+Test prompts seed 100, n=300; the measured numbers are written into docs/vectors.md and
+docs/studies.md by docs/make_measured.py with the same seeds.
 """
 
 from __future__ import annotations
@@ -78,7 +75,7 @@ def test_save_load_inject_bit_identical_and_refused_elsewhere(perm, tmp_path):
 @pytest.mark.parametrize("name", ["linear-regression"])
 def test_head_weighted_beats_function_vector_on_regression(name):
     """Seed 000: weighting every head (each prompt's own head outputs from a shorter prompt) beats the
-    function vector built from the same heads. Measured: 0.031 vs 0.85 (zero-shot 0.87, ICL 0.008).
+    function vector built from the same heads (measured numbers: docs/vectors.md).
     The FV baseline gets its best layer chosen on the test prompts themselves, which can only favour it."""
     from tvlens import Intervention
     from tvlens.vectors import function_vector, head_weighted_task_vector
