@@ -14,7 +14,7 @@ from tvlens.analysis import (
     mean_head_activations,
     top_heads,
 )
-from tvlens.analysis.heads import spearman
+from tvlens.analysis.heads import ablated_scores, spearman
 
 
 @pytest.fixture
@@ -78,6 +78,27 @@ def test_batched_scan_equals_the_per_head_loop(setup, position, mode):
     torch.testing.assert_close(batched.metric, loop.metric, equal_nan=True)
     assert batched.base_objective == pytest.approx(loop.base_objective, abs=1e-10)
     assert torch.isnan(batched.delta[0]).all() and not torch.isnan(batched.delta[1:]).any()
+
+
+@pytest.mark.parametrize("vector_layer", [1, 2])
+def test_ablated_scores_of_arbitrary_masks_equal_one_forward_each(setup, vector_layer):
+    """Copies ablating several heads, first ablated at different layers (before, at or after the
+    vector's layer) or nowhere, each resumed from the intact run: equal to a forward per mask."""
+    model, _, prompts, theta = setup
+    tv = TaskVector.single(theta, vector_layer)
+    masks = torch.rand(7, model.n_layers, model.n_heads, generator=torch.Generator().manual_seed(3)) < 0.3
+    masks[:, 0] = False
+    masks[0] = False  # the intact model
+    masks[1, 1:] = False
+    masks[1, -1, -1] = True  # only a head of the last layer
+    objective, metric = ablated_scores(model, prompts, tv, masks, max_rows=20)
+    for c, mask in enumerate(masks):
+        heads = [(int(layer), int(h)) for layer, h in mask.nonzero()]
+        with torch.no_grad(), inject(model, tv), ablate_heads(model, heads):
+            logits = model(prompts.inputs)[:, -1]
+        logp = logits.double().log_softmax(-1)[torch.arange(len(prompts)), prompts.targets]
+        torch.testing.assert_close(objective[c], logp, atol=1e-10, rtol=0)
+        torch.testing.assert_close(metric[c], (logits.argmax(-1) == prompts.targets).double())
 
 
 def test_saliency_is_the_first_order_term(setup):

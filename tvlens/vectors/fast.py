@@ -139,6 +139,7 @@ class SuffixRunner:
         streams: list[Tensor] | None = None,
         copies: int | None = None,
         z_hook: Callable[[int, Tensor], Tensor] | None = None,
+        resume: tuple[int, Float[Tensor, "prompts d_model"]] | None = None,
     ) -> Float[Tensor, "batch d_vocab"]:
         """Last-position logits with ``vectors[l]`` put into ``blocks.{l}.hook_resid_pre`` (``l ≥ start``).
 
@@ -156,6 +157,11 @@ class SuffixRunner:
             z_hook: ``z_hook(layer, z)`` may return a changed ``z [batch, n_heads, d_head]`` (the
                 query's per-head attention results before ``W_O``, as at ``attn.hook_z``): how head
                 ablations run on this path.
+            resume: ``(layer, stream)``: start at ``blocks.{layer}.hook_resid_pre`` from this query
+                stream (one row per prompt, as ``streams`` recorded it in an earlier call: that layer's
+                vector already in) instead of recomputing the layers before it. Vectors at layers up to
+                ``layer`` are then taken as already in the stream. Used when copies differ only from
+                ``layer`` on (a head ablated there), so their earlier layers equal a run made once.
         """
         if copies is not None and rows is not None:
             raise ValueError("pass either rows or copies, not both")
@@ -164,15 +170,21 @@ class SuffixRunner:
         if bad:
             raise ValueError(f"layers {bad} are outside this runner's range [{self.start}, {self.model.n_layers}]")
         w = self.w
-        x = self.query_stream[rows]
+        first, x = self.start, self.query_stream
+        if resume is not None:
+            first, x = resume
+            if not self.start <= first < self.model.n_layers or tuple(x.shape) != tuple(self.query_stream.shape):
+                raise ValueError(f"resume: layer {first} must be in [{self.start}, {self.model.n_layers}) and the "
+                                 f"stream {tuple(x.shape)} of shape {tuple(self.query_stream.shape)}")
+        x = x[rows]
         if copies is not None:
             x = x.repeat(copies, 1)
         batch, heads, d_head = x.shape[0], self.model.n_heads, self.model.d_head
         bias = None if self.prefix_bias is None else self.prefix_bias[rows]
         if bias is not None and copies is not None:
             bias = bias.repeat(copies, 1, 1)
-        for layer in range(self.start, self.model.n_layers):
-            if layer in vectors:
+        for layer in range(first, self.model.n_layers):
+            if layer in vectors and not (resume is not None and layer == first):
                 x = x + vectors[layer] if mode == "add" else vectors[layer].expand_as(x)
             if streams is not None:
                 streams.append(x)
