@@ -110,6 +110,17 @@ def test_tl_state_dict_round_trip(tiny_model, backend):
     assert other.fingerprint() == tiny_model.fingerprint()
 
 
+def test_tl_state_dict_without_copies(tiny_model):
+    """clone=False gives the same weights, detached, without copying the large matrices."""
+    copies, views = tiny_model.tl_state_dict(), tiny_model.tl_state_dict(clone=False)
+    assert copies.keys() == views.keys()
+    assert all(torch.equal(copies[k], views[k]) and not views[k].requires_grad for k in views)
+    params = {p.untyped_storage().data_ptr() for p in tiny_model.model.parameters()}
+    embed = views["embed.W_E"]
+    assert embed.untyped_storage().data_ptr() in params  # shares the parameter's storage
+    assert copies["embed.W_E"].untyped_storage().data_ptr() not in params
+
+
 def test_regression_model_reads_vectors(regression_model):
     x = torch.randn(2, 7, 5)
     logits = regression_model(x)

@@ -264,7 +264,7 @@ def logit_lens(
 
     ``state``: the model's :meth:`~HookedModel.tl_state_dict`, when the caller already has it.
     """
-    state = model.tl_state_dict() if state is None else state
+    state = model.tl_state_dict(clone=False) if state is None else state
     x = apply_norm(v.to(model.dtype), model.cfg.normalization_type, float(model.cfg.eps), state, "ln_final")
     values, tokens = (x @ model.W_U).topk(min(top, model.d_vocab))
     return [(int(t), float(val)) for t, val in zip(tokens, values)]
@@ -337,7 +337,7 @@ def linear_dynamics(
     label_set = getattr(task, "label_set", None)
     basis = torch.linalg.qr(model.W_U[:, label_set].double()).Q if isinstance(label_set, Tensor) else None
 
-    state = model.tl_state_dict()  # read the weights once for every logit lens below
+    state = model.tl_state_dict(clone=False)  # read the weights once for every logit lens below
     direct, direct_maps = _fit_maps(model, layer, final, thetas.double(), changes[final].double(), theta, basis, seed,
                                     state)
     steps, chain = [], torch.eye(model.d_model, dtype=torch.float64).expand(n_prompts, -1, -1)

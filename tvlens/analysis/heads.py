@@ -187,7 +187,7 @@ def ablated_scores(
     Copy ``c`` ablates the heads where ``masks[c]`` is true, at each prompt's query, with
     ``vector`` injected. With the vector at the last position the copies run on the cached
     last-position path: the prompts' prefix is computed once, the intact model runs once, and
-    each copy starts at its first ablated layer from the intact query stream there. Otherwise
+    each copy starts at its first ablated layer from the intact query stream and head results there. Otherwise
     they run as full forwards of ``copies × prompts`` rows, ``max_rows`` at a time.
 
     Returns:
@@ -209,11 +209,18 @@ def ablated_scores(
             runner = SuffixRunner(model, prompts.inputs.to(model.device), start, prompts.attention_mask)
             vectors = {} if vector is None else {s.layer: (v * vector.scale).to(model.dtype)
                                                  for s, v in vector.vectors.items()}
-            # A copy that ablates nothing before layer f equals the intact run up to f: run the intact
-            # model once, keep its query stream at every layer, and start each copy at its first
-            # ablated layer (a single-head scan then costs about half the layers on average).
+            # A copy that ablates nothing before layer f equals the intact run up to f's attention:
+            # run the intact model once, keep its query stream and head results z at every layer, and
+            # start each copy at its first ablated layer from there (a single-head scan then costs
+            # about half the layers on average).
             streams: list[Tensor] = []
-            j0, m0 = _objective(runner.logits(vectors, streams=streams), prompts, 1)
+            intact_z: dict[int, Tensor] = {}
+
+            def keep_z(layer: int, z: Tensor) -> Tensor:
+                intact_z[layer] = z
+                return z
+
+            j0, m0 = _objective(runner.logits(vectors, streams=streams, z_hook=keep_z), prompts, 1)
             objective = [j0.expand(copies, -1).clone()]
             metric = [m0.expand(copies, -1).clone()]
             ablated = masks.flatten(2).any(-1)  # [copies, n_layers]
@@ -231,7 +238,7 @@ def ablated_scores(
                         return _replace_heads(z, rows_mask[:, layer], None if means is None else means[layer])
 
                     logits = runner.logits(vectors, copies=idx.numel(), z_hook=z_hook,
-                                           resume=(layer, streams[layer - start]))
+                                           resume=(layer, streams[layer - start], intact_z[layer]))
                     j, m = _objective(logits, prompts, idx.numel())
                     objective[0][idx] = j.view(idx.numel(), n_prompts)
                     metric[0][idx] = m.view(idx.numel(), n_prompts)

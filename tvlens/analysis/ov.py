@@ -181,7 +181,7 @@ def ov_decomposition(
         _, clean = model.run_with_cache(inputs, mlp_names, attention_mask=mask)
         with inject(model, vector):
             _, cache = model.run_with_cache(inputs, names + mlp_names, attention_mask=mask)
-        state = model.tl_state_dict()
+        state = model.tl_state_dict(clone=False)
         rows = torch.arange(len(prompts), device=model.device)
         p = _one_position(model, site.positions, prompts)
         q = prompts.query_positions.to(model.device)
@@ -293,7 +293,7 @@ def frozen_decomposition(
         names += [model.hook_name(k, "ln1.hook_scale") for k in layers]
     with torch.no_grad():
         _, cache = model.run_with_cache(inputs, names, attention_mask=attention_mask)
-        state = model.tl_state_dict()
+        state = model.tl_state_dict(clone=False)
         rows, cols = resolve_positions(positions, batch, n_pos, attention_mask, model.device)
         delta = torch.zeros(batch, n_pos, model.d_model, dtype=model.dtype, device=model.device)
         delta[rows, cols] += theta.to(model.dtype)

@@ -322,15 +322,22 @@ class HookedModel(nn.Module):
             params += list(self.read_in.parameters())
         return params
 
-    def tl_state_dict(self) -> dict[str, Tensor]:
-        """Weights in TransformerLens layout (3.x ``HookedTransformer`` key names), plus ``read_in.*``."""
+    def tl_state_dict(self, clone: bool = True) -> dict[str, Tensor]:
+        """Weights in TransformerLens layout (3.x ``HookedTransformer`` key names), plus ``read_in.*``.
+
+        Args:
+            clone: return detached copies (safe to keep, save or load elsewhere). ``False`` returns
+                detached tensors that may share storage with the model's parameters: for code that
+                only reads the weights while the model is unchanged (the cached paths, the OV and
+                dynamics analyses), so a large model's weights are not held twice.
+        """
         if self.is_bridge:
             state = dict(self.model.tl_parameters())
         else:
             state = dict(self.model.named_parameters())
         if self.read_in is not None:
             state.update({f"read_in.{k}": v for k, v in self.read_in.state_dict().items()})
-        return clone_state(state)
+        return clone_state(state) if clone else {k: v.detach() for k, v in state.items()}
 
     def load_tl_state_dict(self, state: dict[str, Tensor]) -> None:
         """Load weights in TransformerLens layout (as written by :meth:`tl_state_dict`), on either line."""

@@ -98,7 +98,7 @@ class SuffixRunner:
         self.scale = attn_scale if attn_scale > 0 else math.sqrt(model.d_head)
         if getattr(cfg, "use_attn_scale", True) is False:
             self.scale = 1.0
-        self.w = model.tl_state_dict()
+        self.w = model.tl_state_dict(clone=False)
         layers = range(self.start, model.n_layers)
         names = [model.hook_name(self.start, "resid_pre")]
         names += [model.hook_name(layer, f"attn.hook_{kv}") for layer in layers for kv in ("k", "v")]
@@ -130,6 +130,31 @@ class SuffixRunner:
     def _norm(self, x: Tensor, prefix: str) -> Tensor:
         return apply_norm(x, self.norm, self.eps, self.w, prefix)
 
+    def _attend(self, layer: int, x: Tensor, rows: Tensor | slice, copies: int | None, bias: Tensor | None) -> Tensor:
+        """The query's per-head attention results ``z [batch, n_heads, d_head]`` at ``layer`` (before ``W_O``)."""
+        batch, heads, d_head = x.shape[0], self.model.n_heads, self.model.d_head
+        p = f"blocks.{layer}"
+        w_qkv, b_qkv, _ = self.qkv[layer]
+        q, k, v = (self._norm(x, f"{p}.ln1") @ w_qkv + b_qkv).view(batch, 3, heads, d_head).unbind(1)
+        # scores against the cached prefix keys and against the query's own key, then one softmax
+        keys, values = self.keys[layer][rows], self.values[layer][rows]
+        if copies is not None:  # one matmul per (prompt, head) over all copies
+            prefix_scores = torch.einsum("cphk,phkt->cpht", q.view(copies, -1, heads, d_head), keys)
+            prefix_scores = prefix_scores.reshape(batch, heads, -1) / self.scale
+        else:  # broadcast products, not batched matmuls: per-row matrices are tiny and bmm overhead dominates
+            prefix_scores = (q[..., None] * keys).sum(-2) / self.scale  # [b, h, pos-1]
+        if bias is not None:
+            prefix_scores = prefix_scores + bias
+        self_score = (q * k).sum(-1, keepdim=True) / self.scale  # [b, h, 1]
+        pattern = torch.cat([prefix_scores, self_score], -1).softmax(-1)
+        if copies is not None:
+            prefix_z = torch.einsum("cpht,phtk->cphk",
+                                    pattern[..., :-1].reshape(copies, -1, heads, pattern.shape[-1] - 1), values)
+            z = prefix_z.reshape(batch, heads, d_head) + pattern[:, :, -1:] * v
+        else:
+            z = (pattern[..., :-1, None] * values).sum(-2) + pattern[:, :, -1:] * v
+        return z
+
     def logits(
         self,
         vectors: Mapping[int, Float[Tensor, "*batch d_model"]],
@@ -139,7 +164,7 @@ class SuffixRunner:
         streams: list[Tensor] | None = None,
         copies: int | None = None,
         z_hook: Callable[[int, Tensor], Tensor] | None = None,
-        resume: tuple[int, Float[Tensor, "prompts d_model"]] | None = None,
+        resume: tuple[int, Tensor] | tuple[int, Tensor, Tensor] | None = None,
     ) -> Float[Tensor, "batch d_vocab"]:
         """Last-position logits with ``vectors[l]`` put into ``blocks.{l}.hook_resid_pre`` (``l ≥ start``).
 
@@ -157,11 +182,13 @@ class SuffixRunner:
             z_hook: ``z_hook(layer, z)`` may return a changed ``z [batch, n_heads, d_head]`` (the
                 query's per-head attention results before ``W_O``, as at ``attn.hook_z``): how head
                 ablations run on this path.
-            resume: ``(layer, stream)``: start at ``blocks.{layer}.hook_resid_pre`` from this query
-                stream (one row per prompt, as ``streams`` recorded it in an earlier call: that layer's
-                vector already in) instead of recomputing the layers before it. Vectors at layers up to
-                ``layer`` are then taken as already in the stream. Used when copies differ only from
-                ``layer`` on (a head ablated there), so their earlier layers equal a run made once.
+            resume: ``(layer, stream)`` or ``(layer, stream, z)``: start at ``blocks.{layer}.hook_resid_pre``
+                from this query stream ``[prompts, d_model]`` (as ``streams`` recorded it in an earlier
+                call: that layer's vector already in) instead of recomputing the layers before it;
+                vectors at layers up to ``layer`` are taken as already in the stream. With ``z``
+                ``[prompts, n_heads, d_head]`` (what ``z_hook`` saw at ``layer`` in that call) the
+                layer's attention is not recomputed either. Used when copies differ only from ``layer``
+                on (a head ablated there), so everything before equals a run made once.
         """
         if copies is not None and rows is not None:
             raise ValueError("pass either rows or copies, not both")
@@ -170,12 +197,16 @@ class SuffixRunner:
         if bad:
             raise ValueError(f"layers {bad} are outside this runner's range [{self.start}, {self.model.n_layers}]")
         w = self.w
-        first, x = self.start, self.query_stream
+        first, x, resume_z = self.start, self.query_stream, None
         if resume is not None:
-            first, x = resume
-            if not self.start <= first < self.model.n_layers or tuple(x.shape) != tuple(self.query_stream.shape):
-                raise ValueError(f"resume: layer {first} must be in [{self.start}, {self.model.n_layers}) and the "
-                                 f"stream {tuple(x.shape)} of shape {tuple(self.query_stream.shape)}")
+            first, x, resume_z = resume if len(resume) == 3 else (*resume, None)
+            n, d = self.query_stream.shape
+            z_shape = (n, self.model.n_heads, self.model.d_head)
+            if (not self.start <= first < self.model.n_layers or tuple(x.shape) != (n, d)
+                    or (resume_z is not None and tuple(resume_z.shape) != z_shape)):
+                raise ValueError(f"resume: expected a layer in [{self.start}, {self.model.n_layers}), a stream of "
+                                 f"shape {(n, d)} and z of shape {z_shape}; got layer {first}, stream "
+                                 f"{tuple(x.shape)}, z {None if resume_z is None else tuple(resume_z.shape)}")
         x = x[rows]
         if copies is not None:
             x = x.repeat(copies, 1)
@@ -189,28 +220,13 @@ class SuffixRunner:
             if streams is not None:
                 streams.append(x)
             p = f"blocks.{layer}"
-            w_qkv, b_qkv, w_o = self.qkv[layer]
-            q, k, v = (self._norm(x, f"{p}.ln1") @ w_qkv + b_qkv).view(batch, 3, heads, d_head).unbind(1)
-            # scores against the cached prefix keys and against the query's own key, then one softmax
-            keys, values = self.keys[layer][rows], self.values[layer][rows]
-            if copies is not None:  # one matmul per (prompt, head) over all copies
-                prefix_scores = torch.einsum("cphk,phkt->cpht", q.view(copies, -1, heads, d_head), keys)
-                prefix_scores = prefix_scores.reshape(batch, heads, -1) / self.scale
-            else:  # broadcast products, not batched matmuls: per-row matrices are tiny and bmm overhead dominates
-                prefix_scores = (q[..., None] * keys).sum(-2) / self.scale  # [b, h, pos-1]
-            if bias is not None:
-                prefix_scores = prefix_scores + bias
-            self_score = (q * k).sum(-1, keepdim=True) / self.scale  # [b, h, 1]
-            pattern = torch.cat([prefix_scores, self_score], -1).softmax(-1)
-            if copies is not None:
-                prefix_z = torch.einsum("cpht,phtk->cphk", pattern[..., :-1].reshape(copies, -1, heads,
-                                                                                     pattern.shape[-1] - 1), values)
-                z = prefix_z.reshape(batch, heads, d_head) + pattern[:, :, -1:] * v
+            if resume_z is not None and layer == first:  # the intact run's attention at this layer
+                z = resume_z[rows].repeat(copies or 1, 1, 1)
             else:
-                z = (pattern[..., :-1, None] * values).sum(-2) + pattern[:, :, -1:] * v
+                z = self._attend(layer, x, rows, copies, bias)
             if z_hook is not None:
                 z = z_hook(layer, z)
-            x = x + z.reshape(batch, heads * d_head) @ w_o + w[f"{p}.attn.b_O"]
+            x = x + z.reshape(batch, heads * d_head) @ self.qkv[layer][2] + w[f"{p}.attn.b_O"]
             if not self.attn_only:
                 hidden = self.act(self._norm(x, f"{p}.ln2") @ w[f"{p}.mlp.W_in"] + w[f"{p}.mlp.b_in"])
                 x = x + hidden @ w[f"{p}.mlp.W_out"] + w[f"{p}.mlp.b_out"]
