@@ -1,9 +1,9 @@
 """Regenerate every measured number in the docs from the shipped zoo models (the seeds of the tests).
 
-    .venv/bin/python docs/make_measured.py      # a few minutes on 2 cores
+    .venv/bin/python docs/make_measured.py      # about 8 minutes on 2 cores
 
 It writes docs/studies.md whole and the generated blocks (``<!-- NAME:begin -->`` … ``<!-- NAME:end -->``)
-of docs/vectors.md, docs/propagation.md, docs/dynamics.md and docs/zoo.md, whose prose stays hand-written. Verdicts on
+of docs/vectors.md, propagation.md, dynamics.md and zoo.md, whose prose stays hand-written. Verdicts on
 the papers' claims ("holds" / "does not hold") are computed from the numbers they sit next to, so a
 retrained zoo cannot leave a page claiming what its table contradicts.
 """
@@ -118,6 +118,9 @@ def pooled_map_score(model, task, ltv, n_prompts: int = 64, seed: int = 0) -> di
 
 def composition(model, family) -> list[list[str]]:
     """θ(+a) + θ(+b) scored on the +(a+b) task at layers 1 and 2, next to each vector alone and zero-shot."""
+    offsets = [family.offsets[k] for k in (0, 1, 2)]
+    if offsets[2] != offsets[0] + offsets[1]:
+        raise ValueError(f"token-offset offsets {offsets}: task 2 must be the sum of tasks 0 and 1")
     target = family.single(2)
     test = target.sample(300, 16, seed=100)
     rows = []
@@ -126,7 +129,6 @@ def composition(model, family) -> list[list[str]]:
         score = [evaluate(model, target, "injected", tv, batch=test, progress=False) for tv in (a + b, a, b)]
         zero = evaluate(model, target, "zero_shot", batch=test, progress=False)
         rows.append([str(layer), *(pm(s.mean, s.stderr) for s in score), pm(zero.mean, zero.stderr)])
-    offsets = [family.offsets[k] for k in (0, 1, 2)]
     return [[f"+{offsets[0]}", f"+{offsets[1]}", f"+{offsets[2]}"], *rows]
 
 
