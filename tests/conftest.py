@@ -23,6 +23,13 @@ def available_backends() -> list[str]:
 BACKENDS = available_backends()
 
 
+@pytest.fixture(autouse=True)
+def _seeded_global_rng():
+    """Every test starts from the same global RNG state, so ``torch.randn`` in a test does not depend
+    on which tests ran before it (or on how many random numbers they drew)."""
+    torch.manual_seed(0)
+
+
 def tiny_config(**overrides) -> ModelConfig:
     fields = dict(n_layers=3, d_model=32, n_heads=4, d_vocab=PermutationMixture(n_symbols=16).d_vocab, n_ctx=64, seed=0)
     fields.update(overrides)

@@ -137,6 +137,7 @@ def test_reinjection_reports_all_paths(trained_perm_model):
     task = family.single(0)
     tv = TaskVector.single(torch.randn(model.d_model) * 0.5, 1)
     result = ov_decomposition(model, task, tv, n_prompts=32)
+    assert result.reinjection["vector"].mean != result.reinjection["zero_shot"].mean  # a share to compute
     assert set(result.reinjection) == {"zero_shot", "vector", "theta_ov", "theta_mlp"}
     assert all(r.values.numel() == 32 for r in result.reinjection.values())
     torch.testing.assert_close(result.theta_ov, theta_ov(model, tv.vector(), 1))
