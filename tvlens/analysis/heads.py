@@ -187,8 +187,8 @@ def ablated_scores(
     Copy ``c`` ablates the heads where ``masks[c]`` is true, at each prompt's query, with
     ``vector`` injected. With the vector at the last position the copies run on the cached
     last-position path: the prompts' prefix is computed once, the intact model runs once, and
-    each copy starts at its first ablated layer from the intact query stream and head results there. Otherwise
-    they run as full forwards of ``copies × prompts`` rows, ``max_rows`` at a time.
+    each copy starts at its first ablated layer from the intact query stream and head results
+    there. Otherwise they run as full forwards of ``copies × prompts`` rows, ``max_rows`` at a time.
 
     Returns:
         ``(objective, metric)`` ``[copies, batch]``: ``log p(y)`` and accuracy (regression:
@@ -225,8 +225,8 @@ def ablated_scores(
             metric = [m0.expand(copies, -1).clone()]
             ablated = masks.flatten(2).any(-1)  # [copies, n_layers]
             first = torch.where(ablated.any(-1), ablated.float().argmax(-1), -1)
-            for layer in sorted(set(first.tolist()) - {-1}):
-                group = (first == layer).nonzero().flatten()
+            for begin in sorted(set(first.tolist()) - {-1}):
+                group = (first == begin).nonzero().flatten()
                 for c0 in range(0, group.numel(), per_chunk):
                     idx = group[c0:c0 + per_chunk]
                     block = masks[idx]
@@ -238,7 +238,7 @@ def ablated_scores(
                         return _replace_heads(z, rows_mask[:, layer], None if means is None else means[layer])
 
                     logits = runner.logits(vectors, copies=idx.numel(), z_hook=z_hook,
-                                           resume=(layer, streams[layer - start], intact_z[layer]))
+                                           resume=(begin, streams[begin - start], intact_z[begin]))
                     j, m = _objective(logits, prompts, idx.numel())
                     objective[0][idx] = j.view(idx.numel(), n_prompts)
                     metric[0][idx] = m.view(idx.numel(), n_prompts)
