@@ -130,7 +130,14 @@ class SuffixRunner:
     def _norm(self, x: Tensor, prefix: str) -> Tensor:
         return apply_norm(x, self.norm, self.eps, self.w, prefix)
 
-    def _attend(self, layer: int, x: Tensor, rows: Tensor | slice, copies: int | None, bias: Tensor | None) -> Tensor:
+    def _attend(
+        self,
+        layer: int,
+        x: Float[Tensor, "batch d_model"],
+        rows: Tensor | slice,
+        copies: int | None,
+        bias: Float[Tensor, "batch 1 prefix"] | None,
+    ) -> Float[Tensor, "batch n_heads d_head"]:
         """The query's per-head attention results ``z [batch, n_heads, d_head]`` at ``layer`` (before ``W_O``)."""
         batch, heads, d_head = x.shape[0], self.model.n_heads, self.model.d_head
         p = f"blocks.{layer}"
@@ -164,7 +171,9 @@ class SuffixRunner:
         streams: list[Tensor] | None = None,
         copies: int | None = None,
         z_hook: Callable[[int, Tensor], Tensor] | None = None,
-        resume: tuple[int, Tensor] | tuple[int, Tensor, Tensor] | None = None,
+        resume: tuple[int, Float[Tensor, "prompts d_model"]]
+        | tuple[int, Float[Tensor, "prompts d_model"], Float[Tensor, "prompts n_heads d_head"]]
+        | None = None,
     ) -> Float[Tensor, "batch d_vocab"]:
         """Last-position logits with ``vectors[l]`` put into ``blocks.{l}.hook_resid_pre`` (``l ≥ start``).
 
