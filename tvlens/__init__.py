@@ -10,14 +10,70 @@ The public surface::
     tvlens.compare(model, task)                         # every task-vector method on the same prompts
 """
 
-from tvlens import zoo
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
 from tvlens._version import __version__
-from tvlens.evaluate import EvalResult, evaluate
-from tvlens.inject import Intervention, inject
-from tvlens.models import HookedModel, ModelConfig
-from tvlens.positions import resolve_positions
-from tvlens.tasks import ICLBatch, Task
-from tvlens.vectors import Site, TaskVector, compare
+
+# Names are imported on first use (PEP 562), so `import tvlens` — and `tvlens --help` — do not load
+# torch and TransformerLens until something needs them.
+_EXPORTS = {
+    "EvalResult": "tvlens.evaluate",
+    "HookedModel": "tvlens.models",
+    "ICLBatch": "tvlens.tasks",
+    "Intervention": "tvlens.inject",
+    "ModelConfig": "tvlens.models",
+    "Site": "tvlens.vectors",
+    "Task": "tvlens.tasks",
+    "TaskVector": "tvlens.vectors",
+    "compare": "tvlens.vectors",
+    "evaluate": "tvlens.evaluate",
+    "inject": "tvlens.inject",
+    "resolve_positions": "tvlens.positions",
+}
+_SUBMODULES = ("zoo",)
+
+if TYPE_CHECKING:
+    from tvlens import zoo
+    from tvlens.evaluate import EvalResult, evaluate
+    from tvlens.inject import Intervention, inject
+    from tvlens.models import HookedModel, ModelConfig
+    from tvlens.positions import resolve_positions
+    from tvlens.tasks import ICLBatch, Task
+    from tvlens.vectors import Site, TaskVector, compare
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"tvlens.{name}")
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module 'tvlens' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS, *_SUBMODULES])
+
+
+class _Package(types.ModuleType):
+    """``tvlens.evaluate`` and ``tvlens.inject`` are functions, though modules of the same names exist:
+    importing a submodule sets the package attribute to the module, so prefer the function here."""
+
+    def __getattribute__(self, name: str) -> Any:
+        value = super().__getattribute__(name)
+        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == f"tvlens.{name}":
+            return getattr(value, name)
+        return value
+
+
+sys.modules[__name__].__class__ = _Package
+
 
 __all__ = [
     "EvalResult",

@@ -11,12 +11,15 @@ Errors are one line on stderr and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
+# Heavy libraries (torch, TransformerLens, plotly) are imported inside the commands, so that
+# `tvlens --help` and argument errors answer at once.
 
 
 def _positive_int(text: str) -> int:
@@ -29,13 +32,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _check_output_path(argument: str, path: str) -> None:
-    """Fail before any work if ``path`` cannot be written (an ancestor is a file)."""
-    for parent in Path(path).absolute().parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ValueError(f"{argument}={path!r}: {str(parent)!r} is a file, not a directory")
-            return
+def _check_output_file(argument: str, path: str) -> None:
+    """Fail before any work if a file cannot be written at ``path``."""
+    from tvlens._io import check_output_file
+
+    check_output_file(path, argument)
+
+
+def _set_threads(threads: int | None = None) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)) if threads is None else threads)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -46,8 +53,8 @@ def _demo(args: argparse.Namespace) -> int:
     from tvlens.tasks import PermutationMixture
 
     if args.out:
-        _check_output_path("--out", args.out)
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+        _check_output_file("--out", args.out)
+    _set_threads()
     task = PermutationMixture(n_symbols=args.symbols, n_perms=args.perms, seed=args.seed)
     n_shots = args.shots
     config = ModelConfig(
@@ -77,8 +84,16 @@ def _demo(args: argparse.Namespace) -> int:
     print("  TVP mode (query + its own ICL hidden state, per layer): "
           + ", ".join(f"L{layer}: {acc:.1%}" for layer, acc in enumerate(tvp)))
     if args.out:
-        path = save_model(model, args.out, {"task": task.to_dict(), "history": result.history})
-        print(f"saved the model to {path}")
+        extra = {"task": task.to_dict(), "history": result.history}
+        try:
+            path = save_model(model, args.out, extra)
+        except (OSError, ValueError) as error:
+            # the destination went away during training: keep the trained model rather than lose it
+            fallback = Path.cwd() / f"tvlens-demo-{os.getpid()}.safetensors"
+            path = save_model(model, fallback, extra)
+            print(f"could not write --out={args.out!r} ({error}); saved the model to {path} instead", file=sys.stderr)
+        else:
+            print(f"saved the model to {path}")
     return 0
 
 
@@ -99,20 +114,26 @@ def _zoo_list(args: argparse.Namespace) -> int:
 
 def _zoo_train(args: argparse.Namespace) -> int:
     from tvlens import zoo
+    from tvlens._io import check_output_dir
 
     names = zoo.list() if args.name == "all" else [args.name]
     for name in names:
         zoo.spec(name)  # fail on a bad name before any work
-    if args.out:
-        _check_output_path("--out", str(Path(args.out) / "x"))
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)) if args.threads is None else args.threads)
+    if args.into_package and args.out:
+        raise ValueError("--out and --into-package: pick one (where to write the trained weights)")
+    directory = zoo.WEIGHTS_DIR if args.into_package else Path(args.out) if args.out else zoo.user_dir()
+    check_output_dir(directory, "--out" if args.out else "the zoo directory")
+    _set_threads(args.threads)
     for name in names:
         print(f"training zoo model {name!r}: {zoo.spec(name).description}")
-        model, result = zoo.train_model(name, args.out, steps=args.steps)
+        model, result = zoo.train_model(name, directory, steps=args.steps)
         final = result.final
         print(f"  {result.steps_done} steps in {result.seconds:.0f} s: ICL {final['metric']} {final['icl']:.4f}, "
               f"zero-shot {final['zero_shot']:.4f}, TVP by layer {[round(x, 3) for x in final['tvp']]}")
-        print(f"  wrote {zoo.weights_path(name, args.out)}")
+        print(f"  wrote {zoo.weights_path(name, directory)}")
+        if not args.into_package:
+            print(f"  load it with tvlens.zoo.load({name!r}, directory={str(directory)!r}); "
+                  "the shipped weights are unchanged")
     return 0
 
 
@@ -120,35 +141,48 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     """The zoo model and the task (one task of its family, ``--task-id``) a command works on."""
     from tvlens import zoo
 
-    model, family = zoo.load(args.model), zoo.task(args.model)
-    return model, family.single(args.task_id)
+    family = zoo.task(args.model)
+    if not 0 <= args.task_id < family.n_tasks:
+        raise ValueError(f"--task-id={args.task_id}: expected 0 … {family.n_tasks - 1} ({args.model} has "
+                         f"{family.n_tasks} tasks)")
+    if args.shots is None:  # the prompts the model was trained on, as in the README's tables
+        args.shots = zoo.spec(args.model).train.n_shots
+    return zoo.load(args.model), family.single(args.task_id)
 
 
 def _vector_extract(args: argparse.Namespace) -> int:
     from tvlens.vectors import function_vector, vanilla_task_vector
 
-    _check_output_path("--out", args.out)
+    _check_output_file("--out", args.out)
     model, task = _load(args)
+    if args.layer is not None:
+        model.check_layer(args.layer, "--layer")
+    progress = not args.quiet
     if args.method == "vanilla":
-        tv, _ = vanilla_task_vector(model, task, args.layer, n_shots=args.shots, seed=args.seed)
+        tv, _ = vanilla_task_vector(model, task, args.layer, n_shots=args.shots, seed=args.seed, progress=progress)
     else:
-        tv, _ = function_vector(model, task, args.layer, n_shots=args.shots, seed=args.seed)
+        tv, _ = function_vector(model, task, args.layer, n_shots=args.shots, seed=args.seed, progress=progress)
     layer = tv.layers[0]
     path = tv.save(args.out)
-    print(f"{args.method} task vector of {args.model} (task {args.task_id}) at layer {layer}: wrote {path}")
+    print(f"{args.method} task vector of {args.model} (task {args.task_id}, {args.shots}-shot prompts) at layer "
+          f"{layer}: wrote {path}")
     return 0
 
 
 def _vector_learn(args: argparse.Namespace) -> int:
     from tvlens.vectors import learn_task_vector
 
-    _check_output_path("--out", args.out)
+    _check_output_file("--out", args.out)
     model, task = _load(args)
-    positions: Any = "last" if args.position == "last" else int(args.position)
+    layer = model.check_layer(args.layer, "--layer")
+    try:
+        positions: Any = "last" if args.position == "last" else int(args.position)
+    except ValueError:
+        raise ValueError(f"--position={args.position!r}: expected 'last' or an integer position") from None
     tv, result = learn_task_vector(model, task, args.layer, positions, base=args.base, n_shots=args.shots,
                                    progress=not args.quiet, lr=args.lr, epochs=args.epochs, seed=args.seed)
     path = tv.save(args.out)
-    print(f"learned task vector of {args.model} (task {args.task_id}) at layer {args.layer}, position {positions}: "
+    print(f"learned task vector of {args.model} (task {args.task_id}) at layer {layer}, position {positions}: "
           f"validation {result.val.metric} {result.val.mean:.3f} ± {result.val.stderr:.3f}; wrote {path}")
     return 0
 
@@ -158,7 +192,9 @@ def _read_vector(args: argparse.Namespace, model: Any) -> Any:
 
     if not Path(args.vector).is_file():
         raise FileNotFoundError(f"--vector={args.vector!r}: no such file (make one with `tvlens vector learn`)")
-    return TaskVector.load(args.vector, model=model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        return TaskVector.load(args.vector, model=model, strict=not args.allow_other_model)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -167,6 +203,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     model, task = _load(args)
     vector = _read_vector(args, model) if args.vector else None
     modes = ["zero_shot", "icl"] + (["injected"] if vector is not None else [])
+    print(f"{args.model}, task {args.task_id}: {args.prompts} prompts, {args.shots}-shot ICL prompts")
     for mode in modes:
         result = evaluate(model, task, mode, vector if mode == "injected" else None, n_prompts=args.prompts,
                           n_shots=args.shots, seed=args.seed, progress=not args.quiet)
@@ -191,7 +228,8 @@ def _analyze(args: argparse.Namespace) -> int:
         for key, value in result.summary().items():
             print(f"{key:<24} {value:.4f}")
     else:
-        result = linear_dynamics(model, task, vector, n_prompts=min(args.prompts, 32), seed=args.seed)
+        result = linear_dynamics(model, task, vector, n_prompts=min(args.prompts, 32), seed=args.seed,
+                                 progress=not args.quiet)
         for row in result.table():
             print(", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         print(f"injected {result.injected.mean:.3f}, W·θ at the final stream {result.final_direct.mean:.3f}, "
@@ -200,9 +238,12 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from tvlens._io import check_output_dir
     from tvlens.report import ReportConfig, build_report, write_report
 
-    _check_output_path("--out", args.out)
+    _check_output_file("--out", args.out)
+    if not args.no_cache:
+        check_output_dir(args.cache_dir, "--cache-dir")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not models:
         raise ValueError(f"--models={args.models!r}: expected a comma-separated list of zoo model names")
@@ -215,15 +256,20 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _common(parser: argparse.ArgumentParser, vector: bool = False) -> None:
+def _common(parser: argparse.ArgumentParser, vector: bool | None = False) -> None:
+    """The options every model command shares; ``vector``: True (required --vector), None (optional), False."""
     parser.add_argument("--model", default="perm-mix", help="zoo model name (default perm-mix)")
     parser.add_argument("--task-id", type=int, default=0, help="which task of the family (default 0)")
-    parser.add_argument("--shots", type=_positive_int, default=None, help="demonstrations per prompt")
+    parser.add_argument("--shots", type=_positive_int, default=None,
+                        help="demonstrations per prompt (default: the model's training prompts)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the prompts")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     if vector:
         parser.add_argument("--vector", required=True, help="a task vector .safetensors file")
         parser.add_argument("--prompts", type=_positive_int, default=200, help="prompts (default 200)")
+    if vector or vector is None:
+        parser.add_argument("--allow-other-model", action="store_true",
+                            help="use a vector made on another model (warn instead of refusing)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -245,7 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
         func=_zoo_list)
     zoo_train = zoo.add_parser("train", help="re-create a zoo model from its recipe (same seed, same weights)")
     zoo_train.add_argument("name", help="zoo model name, or 'all'")
-    zoo_train.add_argument("--out", default=None, help="directory to write to (default: the package's zoo)")
+    zoo_train.add_argument("--out", default=None, help="directory to write to (default: the user zoo directory, "
+                           "$TVLENS_ZOO_DIR or ~/.cache/tvlens/zoo; never the installed package)")
+    zoo_train.add_argument("--into-package", action="store_true",
+                           help="replace the weights shipped in the installed package (for maintainers)")
     zoo_train.add_argument("--steps", type=_positive_int, default=None, help="override the number of steps")
     zoo_train.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
     zoo_train.set_defaults(func=_zoo_train)
@@ -270,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="zero-shot, ICL and (with --vector) injected scores")
     evaluate.add_argument("--vector", default=None, help="a task vector .safetensors file to inject")
     evaluate.add_argument("--prompts", type=_positive_int, default=256, help="prompts (default 256)")
-    _common(evaluate)
+    _common(evaluate, vector=None)
     evaluate.set_defaults(func=_evaluate)
 
     analyze = sub.add_parser("analyze", help="how a vector propagates")
@@ -296,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # one line per warning, like the errors (no source line of the library)
+    warnings.formatwarning = lambda message, category, *_, **__: f"tvlens {args.command}: warning: {message}\n"
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

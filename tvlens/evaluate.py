@@ -17,7 +17,7 @@ Every result carries its per-prompt values, so a mean comes with its standard er
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -103,9 +103,12 @@ class EvalResult:
 def score_batch(
     model: HookedModel,
     batch: ICLBatch,
-    interventions: Iterable[Intervention] = (),
+    interventions: Sequence[Intervention] = (),
 ) -> dict[str, Float[Tensor, " batch"]]:
     """Per-prompt scores of one batch at its query positions (no gradient).
+
+    Raises:
+        ValueError: the logits at a query are not finite (e.g. a vector whose scale overflows the dtype).
 
     Returns:
         For symbolic tasks ``{"accuracy", "nll"}`` (argmax over the vocabulary; ``-log p`` of the
@@ -116,6 +119,12 @@ def score_batch(
         logits = model(batch.inputs.to(model.device), attention_mask=batch.attention_mask)
     rows = torch.arange(len(batch), device=logits.device)
     query = logits[rows, batch.query_positions.to(logits.device)].float()  # [batch, d_vocab]
+    bad = ~torch.isfinite(query).all(-1)
+    if bool(bad.any()):  # an argmax over NaN would score these prompts as plain wrong answers, silently
+        raise ValueError(f"the logits at the query are NaN or inf for {int(bad.sum())} of {len(batch)} prompts "
+                         f"(model dtype {model.dtype}"
+                         + (f"; with {len(interventions)} injected vector(s): is a vector or its scale too large?)"
+                            if interventions else ")"))
     targets = batch.targets.to(logits.device)
     if batch.kind == "regression":
         d_input = batch.inputs.shape[-1]

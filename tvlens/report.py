@@ -20,6 +20,7 @@ import io
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +35,9 @@ from tvlens import zoo
 from tvlens._io import atomic_write, atomic_write_text
 from tvlens._version import __version__
 from tvlens.analysis import key_head_analysis, linear_dynamics, ov_decomposition
+from tvlens.analysis.dynamics import DynamicsResult
+from tvlens.analysis.heads import KeyHeadResult
+from tvlens.analysis.ov import OVResult
 from tvlens.models.hooked import HookedModel
 from tvlens.plot import (
     attention_figure,
@@ -57,7 +61,11 @@ from tvlens.studies import (
     tvp_by_layer,
     tvp_loss_comparison,
 )
+from tvlens.studies.formation import ComplexityResult, LayerProfile, TVPLossComparison
+from tvlens.studies.table import StudyTable
 from tvlens.vectors import LearnConfig, compare, function_vector
+from tvlens.vectors.compare import Comparison
+from tvlens.vectors.function import FunctionVectorResult
 
 DEFAULT_MODELS = ("perm-mix", "token-offset", "linear-regression-long")
 #: The learned vectors of the report: the settings of the science tests (001 on the zoo).
@@ -120,11 +128,22 @@ class Report:
     cache_hits: int = 0
 
 
+class CacheWarning(UserWarning):
+    """A cached stage result could not be used (unreadable, damaged, or made for other inputs)."""
+
+
 class _Cache:
-    """Stage results on disk, keyed by (stage, parameters, model fingerprint, tvlens version)."""
+    """Stage results on disk, keyed by content: (stage, parameters, model fingerprint, tvlens version).
+
+    Each file stores its full key next to the value. A file that cannot be read, holds another key
+    (another model's result under the same name) or a value of the wrong type is not trusted: the
+    stage is recomputed with a one-line :class:`CacheWarning` naming the file, and the file replaced.
+    """
 
     def __init__(self, directory: str | None) -> None:
         self.directory = Path(directory) if directory else None
+        if self.directory is not None and self.directory.exists() and not self.directory.is_dir():
+            raise ValueError(f"cache_dir={directory!r}: is a file; expected a directory")
         self.hits = 0
         # A fingerprint hashes every weight: once per model, not once per stage. The model is kept with
         # its fingerprint so that its id cannot be reused by another model while the cache lives.
@@ -135,18 +154,41 @@ class _Cache:
             self._fingerprints[id(model)] = (model, model.fingerprint())
         return self._fingerprints[id(model)][1]
 
-    def get(self, stage: str, params: dict[str, Any], model: HookedModel | None, compute: Callable[[], Any]) -> Any:
+    @staticmethod
+    def _read(path: Path, key: str, expect: type) -> Any:
+        """The cached value, or ``None`` (with a warning naming the file) when it cannot be trusted."""
+        try:
+            entry = torch.load(path, map_location="cpu", weights_only=False)  # tvlens' own cache files
+        except Exception as error:  # truncated, empty, random bytes, a directory: all recomputed
+            reason = f"unreadable: {str(error).splitlines()[0][:120] if str(error) else type(error).__name__}"
+        else:
+            if not isinstance(entry, dict) or set(entry) != {"key", "value"}:
+                reason = "not a tvlens cache entry"
+            elif entry["key"] != key:
+                reason = "made for another model, setting or tvlens version"
+            elif not isinstance(entry["value"], expect):
+                reason = f"holds a {type(entry['value']).__name__}, expected a {expect.__name__}"
+            else:
+                return entry["value"]
+        warnings.warn(f"ignoring the cache file {str(path)!r} ({reason}); recomputing it", CacheWarning, stacklevel=4)
+        return None
+
+    def get(self, stage: str, params: dict[str, Any], model: HookedModel | None, compute: Callable[[], Any],
+            expect: type = object) -> Any:
+        """``compute()``, or its cached value for the same key (checked to be a ``expect``)."""
         if self.directory is None:
             return compute()
         key = json.dumps({"stage": stage, "params": params, "version": __version__,
                           "model": None if model is None else self._fingerprint(model)}, sort_keys=True, default=str)
         path = self.directory / f"{stage}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
-        if path.is_file():
-            self.hits += 1
-            return torch.load(path, map_location="cpu", weights_only=False)  # tvlens' own cache files
+        if path.exists():
+            value = self._read(path, key, expect)
+            if value is not None:
+                self.hits += 1
+                return value
         value = compute()
         buffer = io.BytesIO()
-        torch.save(value, buffer)
+        torch.save({"key": key, "value": value}, buffer)
         atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
         return value
 
@@ -184,7 +226,7 @@ def _token_model_sections(name: str, config: ReportConfig, cache: _Cache, bar: t
     bar.set_description(f"{name}: methods by layer")
     comparison = cache.get("compare", {"name": name, "n": n, "seed": seed, "ltv": ltv_params}, model,
                            lambda: compare(model, task, ["vanilla", "function", "learned"], seed=seed, n_test=n,
-                                           n_shots=shots, progress=False, learn_config=LTV_CONFIG))
+                                           n_shots=shots, progress=False, learn_config=LTV_CONFIG), expect=Comparison)
     bar.update(1)
     sections.append(Section("Task vectors by layer", method_layers_figure(comparison.records, f"{name}: task vectors "
                                                                           "by layer (task 0, zero-shot queries)"),
@@ -196,7 +238,7 @@ def _token_model_sections(name: str, config: ReportConfig, cache: _Cache, bar: t
     bar.set_description(f"{name}: function-vector heads")
     fv = cache.get("aie", {"name": name, "n": n, "seed": seed}, model,
                    lambda: function_vector(model, task, 0, top_k=max(2, model.n_layers * model.n_heads // 10),
-                                           n_shots=shots, seed=seed)[1])
+                                           n_shots=shots, seed=seed)[1], expect=FunctionVectorResult)
     bar.update(1)
     sections.append(Section("Average indirect effect per head", head_heatmap(
         fv.aie, f"{name}: average indirect effect of each head (function-vector heads boxed)", "AIE",
@@ -208,7 +250,7 @@ def _token_model_sections(name: str, config: ReportConfig, cache: _Cache, bar: t
 
     bar.set_description(f"{name}: OV decomposition")
     ov = cache.get("ov", {"name": name, "n": n, "seed": seed, "layer": layer, "ltv": ltv_params}, model,
-                   lambda: ov_decomposition(model, task, ltv, n_prompts=n, seed=seed + 100))
+                   lambda: ov_decomposition(model, task, ltv, n_prompts=n, seed=seed + 100), expect=OVResult)
     bar.update(1)
     sections += [
         Section("OV transport of θ per head", head_heatmap(ov.contribution_norm, f"{name}: ‖A·θ̂ W_V W_O‖ per head "
@@ -223,13 +265,15 @@ def _token_model_sections(name: str, config: ReportConfig, cache: _Cache, bar: t
                 "logit. Positive heads push the answer directly."),
         Section("Re-injection of the OV and MLP paths", reinjection_figure(ov),
                 "001's test: θ_OV = Σ θ W_V W_O over every later head, injected in place of θ (and θ_MLP, the summed "
-                "change of the later MLP outputs). 001 recovers 52 % of 83 %; on the zoo the OV path alone "
-                "recovers nothing (docs/propagation.md)."),
+                "change of the later MLP outputs). 001 recovers 52 % of 83 %. The θ_OV share is (θ_OV − zero-shot) / "
+                f"(θ − zero-shot); here {ov.ov_share:.0%}"
+                + (": negative, because θ_OV alone does worse than the zero-shot query — the OV path by itself does "
+                   "not carry the task, it moves the stream away from the answer." if ov.ov_share < 0 else ".")),
     ]
 
     bar.set_description(f"{name}: key heads")
     heads = cache.get("heads", {"name": name, "n": n, "seed": seed, "layer": layer, "ltv": ltv_params}, model,
-                      lambda: key_head_analysis(model, task, ltv, n_prompts=n, seed=seed + 100))
+                      lambda: key_head_analysis(model, task, ltv, n_prompts=n, seed=seed + 100), expect=KeyHeadResult)
     bar.update(1)
     sections += [
         Section("Saliency", head_heatmap(heads.saliency, f"{name}: saliency |a·∂log p/∂a| (key heads boxed)",
@@ -262,7 +306,7 @@ def _token_model_sections(name: str, config: ReportConfig, cache: _Cache, bar: t
     dyn_params = {"name": name, "seed": seed, "layer": layer, "quick": quick, "ltv": ltv_params}
     dynamics = cache.get("dynamics", dyn_params, model,
                          lambda: linear_dynamics(model, task, ltv, n_prompts=8 if quick else 32, n_shots=shots,
-                                                 n_copies=2 * model.d_model + 64, seed=seed))
+                                                 n_copies=2 * model.d_model + 64, seed=seed), expect=DynamicsResult)
     bar.update(1)
     tokens = vocab
     sections += [
@@ -276,7 +320,8 @@ def _token_model_sections(name: str, config: ReportConfig, cache: _Cache, bar: t
 
     bar.set_description(f"{name}: formation")
     profile = cache.get("profile", {"name": name, "n": n, "seed": seed}, model,
-                        lambda: tvp_by_layer(model, family, n_prompts=n, n_shots=shots, seed=seed, label=name))
+                        lambda: tvp_by_layer(model, family, n_prompts=n, n_shots=shots, seed=seed, label=name),
+                        expect=LayerProfile)
     bar.update(1)
     sections.append(Section("TVP mode by layer", profile_figure(profile, f"{name}: TVP mode by layer"),
                             "The zero-shot query with its stream at one layer replaced by its own ICL prompt's state "
@@ -305,19 +350,22 @@ def _regression_sections(name: str, config: ReportConfig, cache: _Cache, bar: tq
     bar.set_description(f"{name}: regression fidelity")
     shifts = ["none", "skewed"] if config.quick else ["none", "skewed", "noisy", "orthogonal"]
     table = cache.get("fidelity", {"name": name, "n": config.n_prompts, "seed": config.seed, "shifts": shifts}, model,
-                      lambda: regression_fidelity(name, shifts=shifts, n_prompts=config.n_prompts, seed=config.seed))
+                      lambda: regression_fidelity(name, shifts=shifts, n_prompts=config.n_prompts, seed=config.seed),
+                      expect=StudyTable)
     bar.update(1)
     bar.update(4)  # the token-model stages this model does not have
     bar.set_description(f"{name}: formation")
     profile = cache.get("profile", {"name": name, "n": config.n_prompts, "seed": config.seed}, model,
                         lambda: tvp_by_layer(model, zoo.task(name), n_prompts=config.n_prompts, seed=config.seed,
-                                             label=name))
+                                             label=name), expect=LayerProfile)
     bar.update(1)
     sections = [
         Section("Regression fidelity", regression_figure(table),
                 "Squared error / D of the query by number of demonstrations: ICL, zero-shot, and each vector read "
                 "from the same prompt and injected into the query alone (seed 000's benchmark). The head-weighted "
-                "LTV weights every head's output of the prompt with weights learned once."),
+                "LTV weights every head's output of the prompt with weights learned once."
+                + (" The orthogonal panel is short on purpose: a query orthogonal to every demonstration exists only "
+                   "with fewer demonstrations than input dimensions." if "orthogonal" in shifts else "")),
         Section("TVP mode by layer", profile_figure(profile, f"{name}: TVP mode by layer"),
                 "The query with its stream replaced by its own prompt's state at one layer (lower is better)."),
     ]
@@ -355,11 +403,11 @@ def _study_sections(config: ReportConfig, cache: _Cache, bar: tqdm) -> list[Sect
     n, seed = config.n_prompts, config.seed
     bar.set_description("studies: TVP-loss")
     tvp = cache.get("tvp-loss", {"n": n, "seed": seed}, zoo.load("perm-mix-tvp"),
-                    lambda: tvp_loss_comparison(n_prompts=n, seed=seed))
+                    lambda: tvp_loss_comparison(n_prompts=n, seed=seed), expect=TVPLossComparison)
     bar.update(1)
     bar.set_description("studies: depth vs complexity")
     depth = cache.get("depth", {"n": n, "seed": seed}, zoo.load("perm-mix-32"),
-                      lambda: depth_vs_complexity(n_prompts=n, seed=seed))
+                      lambda: depth_vs_complexity(n_prompts=n, seed=seed), expect=ComplexityResult)
     bar.update(1)
     formed = ", ".join(f"{label}: layer {layer}" for label, layer in depth.formation_layers.items())
     sections = [
@@ -375,7 +423,7 @@ def _study_sections(config: ReportConfig, cache: _Cache, bar: tqdm) -> list[Sect
     bar.set_description("studies: 001 table")
     models = ["perm-mix"] if config.quick else ["perm-mix", "token-offset"]
     table = cache.get("method-table", {"n": n, "seed": seed, "models": models}, zoo.load("perm-mix"),
-                      lambda: method_table(models, n_test=n, seed=seed))
+                      lambda: method_table(models, n_test=n, seed=seed), expect=StudyTable)
     bar.update(1)
     sections.append(Section("Learned vs extracted vectors (001)", method_table_figure(table),
                             "The learned vector against the vanilla TV and the FV at the last position, at an early "
@@ -426,7 +474,7 @@ Accuracy for token models; squared error / D for regression models (lower is bet
 <ul>{"".join(toc)}</ul>
 {"".join(body)}
 <p><small>settings: {settings}</small></p>
-<div id="tvlens-js-errors"></div>
+<div id="tvlens-js-errors" hidden></div>
 <script>window.addEventListener("load", function () {{
   setTimeout(function () {{
     document.getElementById("tvlens-js-errors").textContent = JSON.stringify(window.tvlensErrors);

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from jaxtyping import Float
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from tvlens.analysis.site import single_site
 from tvlens.evaluate import EvalResult, evaluate
@@ -317,6 +318,7 @@ def linear_dynamics(
     scales: tuple[float, ...] = (0.05, 0.1, 0.2),
     n_shots: int | None = None,
     seed: int = 0,
+    progress: bool = False,
 ) -> DynamicsResult:
     """Fit and split the maps that carry a single-site, last-position ``add`` vector through the model.
 
@@ -326,13 +328,16 @@ def linear_dynamics(
         n_prompts: zero-shot prompts (seed ``seed``); a map is fitted for each.
         n_copies: perturbed copies (≥ 2·d_model for a well-posed d×d fit).
         scales: perturbation scales ``λ`` relative to ``‖θ‖/√d``.
+        progress: a tqdm bar over the stages (collect, one fit per map, held-out check, scores).
     """
     theta, site = single_site(model, vector, "linear_dynamics")
     layer, final = site.layer, model.n_layers
+    bar = tqdm(total=4 + final - layer, desc="linear dynamics", disable=not progress, leave=False, delay=0.5)
     batch = task.sample(n_prompts, n_shots, seed=seed)
     prompts = batch.zero_shot
     thetas, changes = collect_changes(model, prompts, theta, layer, positions=site.positions, n_copies=n_copies,
                                       scales=scales, seed=seed)
+    bar.update(1)
 
     label_set = getattr(task, "label_set", None)
     basis = torch.linalg.qr(model.W_U[:, label_set].double()).Q if isinstance(label_set, Tensor) else None
@@ -340,6 +345,7 @@ def linear_dynamics(
     state = model.tl_state_dict(clone=False)  # read the weights once for every logit lens below
     direct, direct_maps = _fit_maps(model, layer, final, thetas.double(), changes[final].double(), theta, basis, seed,
                                     state)
+    bar.update(1)
     steps, chain = [], torch.eye(model.d_model, dtype=torch.float64).expand(n_prompts, -1, -1)
     inputs, carried = thetas.double(), theta.double()
     for k in range(layer, final):
@@ -348,6 +354,7 @@ def linear_dynamics(
         chain = maps @ chain
         carried = maps @ carried if carried.ndim == 1 else torch.einsum("pij,pj->pi", maps, carried)
         inputs = changes[k + 1].double()
+        bar.update(1)
     mismatch = (chain - direct_maps).flatten(1).norm(dim=1) / direct_maps.flatten(1).norm(dim=1).clamp_min(1e-30)
     final_changes = changes[final].double()  # [n, P, d]
     chain_pred = torch.einsum("pij,nj->npi", chain, thetas.double())
@@ -363,12 +370,15 @@ def linear_dynamics(
         rows = (lam == scale).nonzero().flatten()
         r2_by_scale[float(scale)] = float(torch.tensor([
             r_squared(fresh[final][rows, p].double(), predicted[rows, p]) for p in range(n_prompts)]).mean())
+    bar.update(1)
 
     injected = evaluate(model, task, "injected", vector, batch=batch, progress=False)
     w_theta = torch.einsum("pij,j->pi", direct_maps, theta.double()).to(model.dtype)  # each prompt's W_p θ
     final_direct = evaluate(model, task, "injected", Intervention(w_theta, layer=final - 1, hook="resid_post"),
                             batch=batch, progress=False)
     zero = evaluate(model, task, "zero_shot", batch=batch, progress=False)
+    bar.update(1)
+    bar.close()
     return DynamicsResult(layer=layer, direct=direct, steps=steps, chain_mismatch=mismatch, chain_r2=chain_r2,
                           r2_by_scale=r2_by_scale, injected=injected, final_direct=final_direct, zero_shot=zero,
                           scales=list(scales))

@@ -419,7 +419,16 @@ class HookedModel(nn.Module):
                     "pass token ids (a LongTensor [batch, pos])"
                 )
             return self.read_in(inputs) + pos_embed
+        self._check_token_ids(inputs)
         return self.W_E[inputs] + pos_embed
+
+    def _check_token_ids(self, inputs: Int[Tensor, "batch pos"]) -> None:
+        """Token ids outside the vocabulary are a clear error, not an ``IndexError`` deep in the embedding."""
+        if inputs.numel():
+            low, high = int(inputs.min()), int(inputs.max())
+            if low < 0 or high >= self.d_vocab:
+                raise ValueError(f"inputs holds token id {low if low < 0 else high}: expected ids in "
+                                 f"[0, d_vocab={self.d_vocab}) (tokens of another vocabulary?)")
 
     def _check_inputs(self, inputs: Tensor, start_at_layer: int | None) -> None:
         if start_at_layer is not None:
@@ -443,6 +452,8 @@ class HookedModel(nn.Module):
                 f"this is a regression model (d_input={self.d_input}); inputs must be float vectors "
                 f"[batch, pos, {self.d_input}], got token ids"
             )
+        if not inputs.is_floating_point():
+            self._check_token_ids(inputs)
         if inputs.shape[1] > self.cfg.n_ctx:
             raise ValueError(f"inputs has {inputs.shape[1]} positions; the model's n_ctx is {self.cfg.n_ctx}")
 

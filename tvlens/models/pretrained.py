@@ -43,6 +43,14 @@ def _missing(name: str, reason: str) -> FileNotFoundError:
     )
 
 
+def _looks_like_path(name: str) -> bool:
+    """Whether ``name`` is meant as a local path rather than a hub id (``org/model``)."""
+    path = Path(name).expanduser()
+    if name.startswith((".", "~", os.sep)) or path.is_absolute() or "\\" in name or name.count("/") > 1:
+        return True
+    return "/" in name and path.parent.is_dir()  # "models/foo" where ./models exists
+
+
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
@@ -99,6 +107,10 @@ def load_pretrained(
     name = str(name_or_path)
     device = device or default_device()
     local = Path(name).is_dir()
+    if not local and _looks_like_path(name):
+        # a path that is not there: say so, instead of trying (and failing on) the Hugging Face Hub
+        raise FileNotFoundError(f"name_or_path={name!r}: no such directory; expected a directory written by "
+                                "save_pretrained (model and tokenizer) or a Hugging Face model name")
     if local and not (Path(name) / "config.json").is_file():
         raise FileNotFoundError(f"name_or_path={name!r} is a directory without config.json; expected a directory "
                                 "written by save_pretrained (model and tokenizer)")

@@ -90,6 +90,7 @@ def formation_heatmap(table: FormationTable, title: str | None = None) -> go.Fig
                                hoverinfo="text", colorscale="Viridis",
                                reversescale=table.metric != "accuracy",
                                colorbar={"title": "TVP " + _metric_label(table.metric)}))
+    fig.update_yaxes(tickmode="linear", tick0=0, dtick=1)  # layers are integers (no ticks at ±0.5)
     suffix = f" — {table.label}" if table.label else ""
     return layout(fig, title or f"Where the task vector forms during training{suffix}", "training step", "layer")
 

@@ -14,7 +14,10 @@ def regression_figure(table: StudyTable, title: str = "Regression fidelity: erro
     the training length marked."""
     shifts = list(dict.fromkeys(r["shift"] for r in table.records))
     methods = list(dict.fromkeys(r["method"] for r in table.records))
-    fig = make_subplots(rows=1, cols=len(shifts), subplot_titles=shifts, shared_yaxes=True)
+    d_input = (table.settings.get("task") or {}).get("d_input")
+    # an orthogonal query exists only while the demonstrations span less than the input space
+    titles = [f"{s} (n < D = {d_input} only)" if s == "orthogonal" and d_input else s for s in shifts]
+    fig = make_subplots(rows=1, cols=len(shifts), subplot_titles=titles, shared_yaxes=True)
     for col, shift in enumerate(shifts, start=1):
         for i, method in enumerate(methods):
             rows = sorted(table.select(shift=shift, method=method), key=lambda r: r["n_shots"])
@@ -32,8 +35,9 @@ def regression_figure(table: StudyTable, title: str = "Regression fidelity: erro
                           1, col)
         train = table.settings.get("train_shots")
         if train is not None:
-            fig.add_vline(x=train, line={"dash": "dot", "color": "black"}, row=1, col=col,
-                          annotation_text="training length" if col == 1 else None)
+            # plotly draws a "new text" placeholder for annotation_text=None: label the first panel only
+            label = {"annotation_text": "training length"} if col == 1 else {}
+            fig.add_vline(x=train, line={"dash": "dot", "color": "black"}, row=1, col=col, **label)
     fig.update_yaxes(type="log")
     model = table.settings.get("model") or ""
     return layout(fig, f"{title}{f' — {model}' if model else ''}", "demonstrations", "squared error / D")
@@ -58,8 +62,9 @@ def method_table_figure(table: StudyTable, title: str = "Learned vs vanilla vs f
             ref = [r for r in table.records if r["model"] == model and r["setting"] == "reference"
                    and r["method"] == key]
             if ref:
+                label = {"annotation_text": name(key)} if col == 1 else {}
                 fig.add_hline(y=ref[0]["accuracy"], line={"dash": "dot", "color": color(key)}, row=1, col=col,
-                              annotation_text=name(key) if col == 1 else None)
+                              **label)
     fig.update_layout(barmode="group")
     return layout(fig, title, "setting", "accuracy")
 

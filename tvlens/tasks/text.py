@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -55,7 +56,22 @@ class WordPairs:
         empty = [p for p in pairs if not p[0].strip() or not p[1].strip()]
         if empty:
             raise ValueError(f"WordPairs {self.name!r}: empty input or answer in {empty[:3]}")
-        object.__setattr__(self, "pairs", pairs)
+        answers: dict[str, str] = {}
+        unique: list[tuple[str, str]] = []
+        for x, y in pairs:
+            if x not in answers:
+                answers[x] = y
+                unique.append((x, y))
+            elif answers[x] != y:  # one input, two answers: the task would score a right answer as wrong
+                raise ValueError(f"WordPairs {self.name!r}: input {x!r} has two answers, {answers[x]!r} and {y!r}; "
+                                 "expected one answer per input (merge or drop one)")
+        if len(unique) < len(pairs):
+            # a repeated demonstration would also let a prompt show its query's own answer
+            warnings.warn(f"WordPairs {self.name!r}: dropped {len(pairs) - len(unique)} repeated pair(s), e.g. "
+                          f"{next(p for i, p in enumerate(pairs) if p in pairs[:i])}", stacklevel=3)
+            if len(unique) < 2:
+                raise ValueError(f"WordPairs {self.name!r}: expected at least 2 distinct pairs, got {len(unique)}")
+        object.__setattr__(self, "pairs", tuple(unique))
 
 
 def builtin_tasks() -> dict[str, WordPairs]:
@@ -69,8 +85,12 @@ def builtin_tasks() -> dict[str, WordPairs]:
 
 def word_pairs_from_csv(path: str | os.PathLike, name: str | None = None) -> WordPairs:
     """A task from a two-column CSV (``input,answer``; a header row named ``input,answer`` is skipped)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.reader(f) if r]
+    # utf-8-sig: spreadsheet programs start CSV files with a byte-order mark, which must not end up in the header
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = [r for r in csv.reader(f) if r]
+    except UnicodeDecodeError as error:
+        raise ValueError(f"path={str(path)!r}: not a UTF-8 text file ({error.reason} at byte {error.start})") from None
     if rows and [c.strip().lower() for c in rows[0][:2]] == ["input", "answer"]:
         rows = rows[1:]
     bad = [i for i, r in enumerate(rows) if len(r) != 2]

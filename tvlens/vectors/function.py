@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from jaxtyping import Float
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
@@ -60,7 +61,7 @@ def _answer_score(model: HookedModel, logits: Tensor, batch: ICLBatch, repeat: i
 
 
 def average_indirect_effect(
-    model: HookedModel, corrupted: ICLBatch, z_mean: Float[Tensor, "n_layers n_heads d_head"]
+    model: HookedModel, corrupted: ICLBatch, z_mean: Float[Tensor, "n_layers n_heads d_head"], progress: bool = False
 ) -> Float[Tensor, "n_layers n_heads"]:
     """AIE of every head: the rise of the answer's score when its query-position ``z`` is set to ``z̄``.
 
@@ -75,7 +76,7 @@ def average_indirect_effect(
     with torch.no_grad():
         base = _answer_score(model, model(corrupted.inputs, attention_mask=corrupted.attention_mask), corrupted, 1)
         aie = torch.zeros(model.n_layers, heads, dtype=base.dtype)
-        for layer in range(model.n_layers):
+        for layer in tqdm(range(model.n_layers), desc="AIE per layer", disable=not progress, leave=False, delay=0.5):
             def patch(z: Tensor, hook: Any, layer: int = layer) -> Tensor:
                 z = z.clone()
                 z[rows, query_pos, group] = z_mean[layer, group].to(z.dtype)
@@ -119,6 +120,7 @@ def function_vector(
     dev_prompts: int = 100,
     test_prompts: int = 200,
     seed: int = 0,
+    progress: bool = False,
 ) -> tuple[TaskVector, FunctionVectorResult]:
     """Todd et al.'s function vector of ``task`` (use ``task.single(k)`` for one task of a family).
 
@@ -127,16 +129,18 @@ def function_vector(
         top_k: heads summed (Todd: 10 for 6B models; scale with size).
         n_prompts: clean prompts for the mean head outputs (seed ``seed``).
         n_corrupted: prompts with shuffled labels for the AIE (the first ``n_corrupted`` clean ones).
+        progress: tqdm bars over the AIE layers and the layer sweep.
     """
     n_heads_total = model.n_layers * model.n_heads
     if not 1 <= top_k <= n_heads_total:
         raise ValueError(f"top_k={top_k}: expected 1 <= top_k <= {n_heads_total} (the model's heads)")
     if not 1 <= n_corrupted <= n_prompts:
         raise ValueError(f"n_corrupted={n_corrupted}: expected 1 <= n_corrupted <= n_prompts={n_prompts}")
+    at = None if layer is None else model.check_layer(layer)  # before the expensive head effects
     clean = task.sample(n_prompts, n_shots, seed=seed)
     z_mean, head_means = mean_head_outputs(model, clean)
     corrupted = clean.select(slice(0, n_corrupted)).with_shuffled_labels(torch.Generator().manual_seed(seed))
-    aie = average_indirect_effect(model, corrupted, z_mean)
+    aie = average_indirect_effect(model, corrupted, z_mean, progress=progress)
     order = aie.flatten().argsort(descending=True)[:top_k]
     top = [(int(i) // model.n_heads, int(i) % model.n_heads) for i in order]
     vector = sum(head_means[lh] for lh in top)
@@ -149,11 +153,10 @@ def function_vector(
         return TaskVector.single(vector, at, method="function", task=task_dict, fingerprint=fingerprint,
                                  hyperparameters={**hyper, "layer": at})
 
-    if layer is not None:
-        at = model.check_layer(layer)
+    if at is not None:
         return make(at), FunctionVectorResult(aie, head_means, top, vector, at)
     sweep = sweep_layers(model, task, {at: make(at) for at in range(model.n_layers)}, n_shots=n_shots,
-                         dev_prompts=dev_prompts, test_prompts=test_prompts, seed=seed)
+                         dev_prompts=dev_prompts, test_prompts=test_prompts, seed=seed, progress=progress)
     tv = make(sweep.best_layer)
     tv.history.append(sweep.to_dict())
     return tv, FunctionVectorResult(aie, head_means, top, vector, sweep.best_layer, sweep)

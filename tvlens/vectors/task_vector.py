@@ -17,6 +17,7 @@ weights). Loading it for another model raises, unless ``strict=False`` (then it 
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from collections.abc import Iterator
@@ -35,7 +36,13 @@ from tvlens._io import atomic_write
 from tvlens._version import __version__
 from tvlens.inject import Intervention, inject
 from tvlens.models.hooked import HookedModel
+from tvlens.models.weights import state_hash
 from tvlens.positions import PositionSpec, check_position_spec
+
+
+def _checksum(tensor: Tensor) -> str:
+    """SHA-256 of one tensor's shape, dtype and raw bytes."""
+    return state_hash({"": tensor})
 
 
 def _position_key(positions: PositionSpec) -> Any:
@@ -113,6 +120,16 @@ class TaskVector:
             raise ValueError(f"TaskVector.vectors must all be [d_model] tensors of one width; got shapes {widths}")
         if self.mode not in ("add", "replace"):
             raise ValueError(f"mode={self.mode!r}: expected 'add' or 'replace'")
+        if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not math.isfinite(self.scale):
+            raise ValueError(f"scale={self.scale!r}: expected a finite number")
+        for site, v in self.vectors.items():
+            if v.device.type == "meta":
+                continue
+            if not bool(torch.isfinite(v.detach()).all()):
+                raise ValueError(f"the vector at {site} contains NaN or inf values; expected finite values")
+            if not bool(torch.isfinite(v.detach() * self.scale).all()):
+                raise ValueError(f"scale={self.scale!r} overflows {v.dtype} for the vector at {site} "
+                                 f"(max |v| = {v.detach().abs().max().item():.3g}); expected a smaller scale")
 
     # -- convenience -----------------------------------------------------------------
     @classmethod
@@ -204,9 +221,14 @@ class TaskVector:
         }
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the tensors (safetensors) with the metadata as JSON in the header, atomically."""
+        """Write the tensors (safetensors) with the metadata as JSON in the header, atomically.
+
+        The header also holds a SHA-256 of each tensor's bytes, so :meth:`load` notices a file whose
+        numbers were damaged after it was written.
+        """
         tensors = {f"site_{i}": v.detach().to("cpu").contiguous() for i, v in enumerate(self.vectors.values())}
-        header = {"tvlens_task_vector": json.dumps(self.metadata(), default=str)}
+        meta = {**self.metadata(), "checksums": {k: _checksum(t) for k, t in tensors.items()}}
+        header = {"tvlens_task_vector": json.dumps(meta, default=str)}
         return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
 
     @classmethod
@@ -222,20 +244,34 @@ class TaskVector:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"path={str(path)!r}: no such task-vector file")
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-            if "tvlens_task_vector" not in header:
-                raise ValueError(f"path={str(path)!r}: not a tvlens task-vector file")
-            meta = json.loads(header["tvlens_task_vector"])
-            tensors = [f.get_tensor(f"site_{i}") for i in range(len(meta["sites"]))]
-        tv = cls(
-            {Site.from_dict(s): t for s, t in zip(meta["sites"], tensors)},
-            mode=meta["mode"], scale=meta["scale"], method=meta["method"], task=meta["task"],
-            fingerprint=meta["fingerprint"], hyperparameters=meta["hyperparameters"], history=meta["history"],
-        )
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                header = f.metadata() or {}
+                if "tvlens_task_vector" not in header:
+                    raise ValueError("no tvlens metadata in its header")
+                meta = json.loads(header["tvlens_task_vector"])
+                tensors = {f"site_{i}": f.get_tensor(f"site_{i}") for i in range(len(meta["sites"]))}
+            for name, expected in (meta.get("checksums") or {}).items():
+                if name not in tensors or _checksum(tensors[name]) != expected:
+                    raise ValueError(f"the numbers of {name} do not match the checksum written with them; "
+                                     "the file was damaged after it was saved")
+            tv = cls(
+                {Site.from_dict(s): tensors[f"site_{i}"] for i, s in enumerate(meta["sites"])},
+                mode=meta["mode"], scale=meta["scale"], method=meta["method"], task=meta.get("task"),
+                fingerprint=meta.get("fingerprint"), hyperparameters=meta.get("hyperparameters") or {},
+                history=meta.get("history") or [],
+            )
+        except KeyError as error:
+            raise ValueError(f"path={str(path)!r}: not a valid tvlens task-vector file (its metadata lacks "
+                             f"{error.args[0]!r})") from None
+        except Exception as error:  # SafetensorError, JSON errors, bad shapes: one message naming the file
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise ValueError(f"path={str(path)!r}: not a valid tvlens task-vector file: {reason}") from None
         if model is not None:
             tv.check_model(model, strict=strict)
             tv = tv.to(device=model.device, dtype=model.dtype)
+            for intervention in tv.interventions():
+                intervention.validate_for(model)
         return tv
 
     def check_model(self, model: HookedModel, strict: bool = True) -> None:
@@ -247,11 +283,10 @@ class TaskVector:
             differ = sorted(k for k in set(theirs) | set(self.fingerprint) if theirs.get(k) != self.fingerprint.get(k))
             message = (f"this task vector was made on another model: fingerprints differ in {differ} "
                        f"(vector: {[self.fingerprint.get(k) for k in differ]}, "
-                       f"model: {[theirs.get(k) for k in differ]}); "
-                       "pass strict=False to load it anyway")
+                       f"model: {[theirs.get(k) for k in differ]})")
             if strict:
-                raise ValueError(message)
-            warnings.warn(message, stacklevel=3)
+                raise ValueError(f"{message}; to use it anyway pass strict=False (command line: --allow-other-model)")
+            warnings.warn(f"{message}; using it anyway", stacklevel=3)
 
     def __repr__(self) -> str:
         sites = ", ".join(f"L{s.layer}/{s.hook}@{s.positions}" for s in self.vectors)

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from jaxtyping import Float
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from tvlens.evaluate import EvalResult, evaluate
 from tvlens.models.hooked import HookedModel
@@ -80,12 +81,13 @@ def sweep_layers(
     test_prompts: int,
     seed: int,
     base: str = "zero_shot",
+    progress: bool = False,
 ) -> LayerSweep:
     """Score each layer's vector on dev prompts, pick the best, report it on separate test prompts."""
     layers = sorted(vectors)
     dev = task.sample(dev_prompts, n_shots, seed=seed + 1)
     results = [evaluate(model, task, "injected", vectors[layer], batch=dev, base=base, progress=False)
-               for layer in layers]
+               for layer in tqdm(layers, desc="layer sweep (dev)", disable=not progress, leave=False, delay=0.5)]
     metric = results[0].metric
     means = torch.tensor([r.mean for r in results])
     best = better(metric)(range(len(layers)), key=lambda i: means[i].item())
@@ -123,6 +125,7 @@ def vanilla_task_vector(
     dev_prompts: int = 100,
     test_prompts: int = 200,
     seed: int = 0,
+    progress: bool = False,
 ) -> tuple[TaskVector, VanillaResult]:
     """Extract the vanilla task vector of ``task`` (use ``task.single(k)`` for one task of a family).
 
@@ -135,6 +138,7 @@ def vanilla_task_vector(
             and injected at the same position of the zero-shot prompts (001's ``P = 4`` setting).
         n_prompts: extraction prompts (seed ``seed``); dev prompts use ``seed + 1``, test ``seed + 2``.
         n_shots: demonstrations per prompt.
+        progress: a tqdm bar over the layer sweep.
 
     Returns:
         The vector at the chosen layer (last position) and a :class:`VanillaResult`.
@@ -163,7 +167,7 @@ def vanilla_task_vector(
     if layer is not None:
         return make(0), result
     result.sweep = sweep_layers(model, task, {layers[i]: make(i) for i in range(len(layers))}, n_shots=n_shots,
-                                dev_prompts=dev_prompts, test_prompts=test_prompts, seed=seed)
+                                dev_prompts=dev_prompts, test_prompts=test_prompts, seed=seed, progress=progress)
     chosen = make(layers.index(result.sweep.best_layer))
     chosen.history.append(result.sweep.to_dict())
     return chosen, result

@@ -6,6 +6,11 @@ metadata header holds everything below) plus ``weights/NAME.json`` with the arch
 training config, final metrics, training history and tvlens version — and each is re-created by
 ``tvlens zoo train NAME`` from its recipe in :mod:`tvlens.zoo.specs`.
 
+Re-training never touches the shipped weights unless asked to: it writes to the user's zoo
+directory (:func:`user_dir`: ``$TVLENS_ZOO_DIR``, else ``$XDG_CACHE_HOME/tvlens/zoo``, else
+``~/.cache/tvlens/zoo``), and ``load(name, directory=user_dir())`` reads it back. Only an explicit
+``directory=WEIGHTS_DIR`` (``tvlens zoo train NAME --into-package``) rewrites the package.
+
     >>> import tvlens
     >>> tvlens.zoo.list()
     ['perm-mix', 'perm-mix-tvp', 'token-offset', ...]
@@ -44,7 +49,17 @@ def spec(name: str) -> ZooSpec:
     return SPECS[name]
 
 
+def user_dir() -> Path:
+    """Where :func:`train_model` writes by default: ``$TVLENS_ZOO_DIR``, else ``$XDG_CACHE_HOME/tvlens/zoo``,
+    else ``~/.cache/tvlens/zoo`` (never the installed package)."""
+    if os.environ.get("TVLENS_ZOO_DIR"):
+        return Path(os.environ["TVLENS_ZOO_DIR"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "tvlens" / "zoo"
+
+
 def weights_path(name: str, directory: str | os.PathLike | None = None) -> Path:
+    """The weights file of zoo model ``name`` in ``directory`` (default: the shipped weights in the package)."""
     spec(name)
     return Path(directory or WEIGHTS_DIR) / f"{name}.safetensors"
 
@@ -87,12 +102,16 @@ def train_model(
 
     Args:
         name: zoo model name.
-        directory: where to write (default: the package's ``zoo/weights``).
+        directory: where to write (default :func:`user_dir`; pass :data:`WEIGHTS_DIR` to replace the
+            shipped weights).
         steps: override the number of steps (a short run for tests; the card records it).
         progress: tqdm bar.
         backend: TransformerLens backend to train on.
     """
     recipe = spec(name)
+    directory = user_dir() if directory is None else Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"directory={str(directory)!r}: is a file, expected a directory to write the model into")
     config = recipe.train
     if steps is not None:
         config = type(config).from_dict({**config.to_dict(), "steps": steps})
@@ -118,4 +137,5 @@ def train_model(
     return model, result
 
 
-__all__ = ["SPECS", "WEIGHTS_DIR", "ZooSpec", "info", "list", "load", "spec", "task", "train_model", "weights_path"]
+__all__ = ["SPECS", "WEIGHTS_DIR", "ZooSpec", "info", "list", "load", "spec", "task", "train_model", "user_dir",
+           "weights_path"]
