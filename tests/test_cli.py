@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tvlens.cli", *args], capture_output=True, text=True, timeout=300)
@@ -74,6 +76,15 @@ def test_report_command_writes_html(tmp_path):
                str(tmp_path / "cache"), "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert out.is_file() and "<html" in out.read_text()[:200] and "wrote" in proc.stdout
+    # a damaged cache entry: one warning line naming it, the stage recomputed, no traceback
+    entry = sorted((tmp_path / "cache").glob("ov-*.pt"))[0]
+    entry.write_bytes(entry.read_bytes()[:100])
+    proc = run("report", "--models", "perm-mix", "--quick", "--no-studies", "--out", str(out), "--cache-dir",
+               str(tmp_path / "cache"), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"tvlens report: warning: ignoring the cache file {str(entry)!r}")
+    assert "5 stages from the cache" in proc.stdout
 
 
 def test_every_subcommand_has_help():
@@ -90,3 +101,185 @@ def test_command_errors_are_one_line(tmp_path):
     assert not (tmp_path / "r.html").exists()
     proc = run("vector", "learn", "--layer", "9", "--out", str(tmp_path / "v.safetensors"), "--quiet")
     assert proc.returncode == 2 and "layer=9 is out of range" in proc.stderr
+
+
+# -- first contact: nothing lost, no traceback, every bad file named --------------------------------------------------
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run ``tvlens ARGS`` in this process (no interpreter start-up: these tests are many and quick)."""
+    import warnings
+
+    from tvlens.cli import main
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # main() sets its own; undo it after
+
+    def call(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        with warnings.catch_warnings():
+            code = main(list(args))
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+    return call
+
+
+def one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
+    """The command failed with exit code 2 and one line on stderr that holds every fragment."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+def test_zoo_train_never_writes_into_the_package_by_default(tmp_path):
+    import hashlib
+    import os
+
+    from tvlens import zoo
+
+    shipped = zoo.weights_path("perm-mix-2")
+    before = hashlib.sha256(shipped.read_bytes()).hexdigest()
+    env = {**os.environ, "TVLENS_ZOO_DIR": str(tmp_path / "zoo")}
+    proc = subprocess.run([sys.executable, "-m", "tvlens.cli", "zoo", "train", "perm-mix-2", "--steps", "2"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert hashlib.sha256(shipped.read_bytes()).hexdigest() == before
+    assert (tmp_path / "zoo" / "perm-mix-2.safetensors").is_file() and (tmp_path / "zoo" / "perm-mix-2.json").is_file()
+    assert "the shipped weights are unchanged" in proc.stdout
+    assert zoo.info("perm-mix-2", tmp_path / "zoo")["steps_done"] == 2
+    one_line_error(run("zoo", "train", "perm-mix-2", "--into-package", "--out", str(tmp_path)), "pick one")
+
+
+def test_zoo_train_default_directory_is_the_users(monkeypatch, tmp_path):
+    from tvlens import zoo
+
+    monkeypatch.delenv("TVLENS_ZOO_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert zoo.user_dir() == tmp_path / "tvlens" / "zoo"
+    monkeypatch.setenv("TVLENS_ZOO_DIR", str(tmp_path / "mine"))
+    assert zoo.user_dir() == tmp_path / "mine" and zoo.user_dir() != zoo.WEIGHTS_DIR
+
+
+def test_bad_vector_files_are_named_in_one_line(cli, tmp_path):
+    import torch
+
+    from tvlens import TaskVector, zoo
+
+    model = zoo.load("perm-mix")
+    vector = TaskVector.single(torch.randn(model.d_model), 1, fingerprint=model.fingerprint()).save(
+        tmp_path / "v.safetensors")
+    assert cli("evaluate", "--vector", str(vector), "--prompts", "8", "--quiet").returncode == 0
+    data = vector.read_bytes()
+    cases = {
+        "text.safetensors": b"not a safetensors file",
+        "truncated.safetensors": data[: len(data) // 2],
+        "empty.safetensors": b"",
+        "damaged.safetensors": data[:-4] + bytes(b ^ 0xFF for b in data[-4:]),  # the tensor's bytes, not the header
+    }
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+        proc = cli("evaluate", "--vector", str(tmp_path / name), "--prompts", "8", "--quiet")
+        line = one_line_error(proc, repr(str(tmp_path / name)), "not a valid tvlens task-vector file")
+        assert proc.stdout == "", (name, proc.stdout)  # refused before any scoring
+        if name == "damaged.safetensors":
+            assert "checksum" in line
+
+
+def _vector_file(path, vector, layer, scale=1.0, drop=None):
+    """A task-vector file written by hand (as another tool, or a damaged one, might write it)."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    meta = {"sites": [{"layer": layer, "hook": "resid_pre", "positions": "last"}], "mode": "add", "scale": scale,
+            "method": "custom", "task": None, "fingerprint": None, "hyperparameters": {}, "history": []}
+    meta.pop(drop, None)
+    save_file({"site_0": torch.as_tensor(vector, dtype=torch.float32)}, str(path),
+              metadata={"tvlens_task_vector": json.dumps(meta)})
+    return path
+
+
+def test_evaluate_refuses_a_bad_vector_before_scoring(cli, tmp_path):
+    from tvlens import zoo
+
+    d = zoo.load("perm-mix").d_model
+    cases = [
+        (_vector_file(tmp_path / "width.safetensors", [0.1] * 10, 1), f"d_model={d}"),
+        (_vector_file(tmp_path / "layer.safetensors", [0.1] * d, 9), "layer=9 is out of range"),
+        (_vector_file(tmp_path / "nan.safetensors", [float("nan")] * d, 1), "NaN or inf"),
+        (_vector_file(tmp_path / "scale.safetensors", [1.0] * d, 1, scale=1e39), "scale=1e+39 overflows"),
+        (_vector_file(tmp_path / "meta.safetensors", [0.1] * d, 1, drop="mode"), "metadata lacks 'mode'"),
+    ]
+    for path, expected in cases:
+        proc = cli("evaluate", "--vector", str(path), "--prompts", "8", "--quiet")
+        one_line_error(proc, expected)
+        assert proc.stdout == "", (path.name, proc.stdout)
+
+
+def test_outputs_are_checked_before_any_work(cli, tmp_path):
+    import time
+
+    directory = tmp_path / "existing"
+    directory.mkdir()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for args, fragment in (
+        (["demo", "--out", str(directory)], "is a directory"),
+        (["vector", "learn", "--out", str(directory)], "is a directory"),
+        (["vector", "extract", "function", "--out", str(directory)], "is a directory"),
+        (["report", "--out", str(directory)], "is a directory"),
+        (["report", "--out", str(tmp_path / "r.html"), "--cache-dir", str(blocker)], "--cache-dir"),
+        (["zoo", "train", "perm-mix", "--out", str(blocker)], "is a file"),
+    ):
+        start = time.perf_counter()
+        proc = cli(*args)
+        one_line_error(proc, fragment)
+        assert "training" not in proc.stdout and time.perf_counter() - start < 60, args
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_vector_learn_prints_the_layer_it_stores(cli, tmp_path):
+    from tvlens import TaskVector, zoo
+
+    out = tmp_path / "v.safetensors"
+    proc = cli("vector", "learn", "--layer", "-1", "--epochs", "1", "--shots", "2", "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    stored = TaskVector.load(out).layers[0]
+    assert stored == zoo.load("perm-mix").n_layers - 1 and f"at layer {stored}," in proc.stdout
+
+
+def test_evaluate_states_its_shots_and_defaults_to_the_training_prompts(cli):
+    from tvlens import zoo
+
+    proc = cli("evaluate", "--prompts", "8", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert f"{zoo.spec('perm-mix').train.n_shots}-shot ICL prompts" in proc.stdout
+
+
+def test_vector_of_another_model_needs_the_flag(tmp_path):
+    import torch
+
+    from tvlens import TaskVector, zoo
+
+    other = zoo.load("perm-mix-2")  # same architecture as perm-mix, other weights
+    vector = TaskVector.single(torch.randn(other.d_model), 1, fingerprint=other.fingerprint()).save(
+        tmp_path / "other.safetensors")
+    one_line_error(run("evaluate", "--vector", str(vector), "--prompts", "8", "--quiet"), "--allow-other-model")
+    proc = run("evaluate", "--vector", str(vector), "--prompts", "8", "--quiet", "--allow-other-model")
+    assert proc.returncode == 0 and "injected" in proc.stdout
+    warnings = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 1 and warnings[0].startswith("tvlens evaluate: warning:") and "strict=False" not in warnings[0]
+
+
+def test_help_does_not_import_torch():
+    """`tvlens --help` answers at once: torch and TransformerLens are imported by the commands that need them."""
+    code = "import sys, tvlens.cli; print(sorted({'torch', 'transformer_lens', 'plotly'} & set(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+    assert run("--help").returncode == 0

@@ -85,3 +85,12 @@ def test_errors(tiny_model, small_task):
         evaluate(tiny_model, small_task, "injected", Intervention(torch.zeros(3, 32), layer=0), n_prompts=10)
     with pytest.raises(ValueError, match=r"batch_size=0"):
         evaluate(tiny_model, small_task, "icl", batch_size=0)
+
+
+def test_overflowing_vectors_are_errors_not_zero_accuracy(tiny_model, small_task):
+    ones = torch.ones(tiny_model.d_model)
+    with pytest.raises(ValueError, match=r"scale=1e\+39 overflows torch.float32"):
+        Intervention(ones, layer=1, scale=1e39)
+    huge = Intervention(ones * 3e38, layer=1)  # finite, but the stream's LayerNorm overflows: NaN logits
+    with pytest.raises(ValueError, match=r"logits at the query are NaN or inf for 16 of 16 prompts.*injected vector"):
+        evaluate(tiny_model, small_task, "injected", huge, n_prompts=16)

@@ -69,7 +69,8 @@ def test_report_renders_in_a_headless_browser(quick_report, tmp_path):
     assert figures is not None, "the page's load handler did not run"
     assert int(figures.group(1)) == 19
     assert 'data-missing=""' in dom
-    assert '<div id="tvlens-js-errors">[]</div>' in dom
+    assert '<div id="tvlens-js-errors" hidden="">[]</div>' in dom
+    assert "new text" not in dom  # plotly's placeholder for an empty annotation
 
 
 def test_report_on_a_hugging_face_model(tmp_path):
@@ -84,3 +85,49 @@ def test_report_on_a_hugging_face_model(tmp_path):
     assert report.summary[0]["model"] == str(directory)
     with pytest.raises(KeyError, match="not a zoo model"):
         ReportConfig(models=[str(tmp_path)])  # a directory without config.json is not a model
+
+
+def test_cache_recomputes_every_entry_it_cannot_trust(tmp_path):
+    """Truncated, empty, random, wrong-type and other-key files: one warning naming the file, then a recompute."""
+    import io
+
+    import torch
+
+    from tvlens.report import CacheWarning, _Cache
+
+    cache = _Cache(str(tmp_path))
+    calls = []
+
+    def compute(value):
+        return lambda: calls.append(value) or {"value": value}
+
+    assert cache.get("stage", {"a": 1}, None, compute(1), expect=dict) == {"value": 1}
+    assert cache.get("stage", {"a": 1}, None, compute(1), expect=dict) == {"value": 1} and cache.hits == 1
+    cache.get("stage", {"a": 2}, None, compute(2), expect=dict)
+    path, other = sorted(tmp_path.iterdir(), key=lambda p: p.stat().st_mtime_ns)
+    good = path.read_bytes()
+    wrong_type = io.BytesIO()
+    torch.save({"key": torch.load(io.BytesIO(good), weights_only=False)["key"], "value": [1, 2]}, wrong_type)
+    damaged = {
+        "truncated": (good[: len(good) // 2], "unreadable"),
+        "empty": (b"", "unreadable"),
+        "random": (bytes(range(256)) * 4, "unreadable"),
+        "wrong type": (wrong_type.getvalue(), "holds a list, expected a dict"),
+        "another entry": (other.read_bytes(), "made for another model, setting or tvlens version"),
+    }
+    for label, (content, reason) in damaged.items():
+        path.write_bytes(content)
+        calls.clear()
+        with pytest.warns(CacheWarning, match=re.escape(f"ignoring the cache file {str(path)!r} ({reason}")):
+            assert cache.get("stage", {"a": 1}, None, compute(1), expect=dict) == {"value": 1}, label
+        assert calls == [1], label  # recomputed
+        assert cache.get("stage", {"a": 1}, None, compute(1), expect=dict) == {"value": 1} and calls == [1]
+    with pytest.raises(ValueError, match="cache_dir=.*is a file"):
+        _Cache(str(path))
+
+
+def test_report_html_has_no_placeholder_or_stray_box(quick_report):
+    report, _ = quick_report
+    text = render_html(report)
+    assert "new text" not in text
+    assert '<div id="tvlens-js-errors" hidden>' in text

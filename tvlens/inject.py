@@ -83,6 +83,9 @@ class Intervention:
             raise ValueError(f"mode={self.mode!r}: expected 'add' or 'replace'")
         if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not math.isfinite(self.scale):
             raise ValueError(f"scale={self.scale!r}: expected a finite number")
+        if v.device.type != "meta" and not bool(torch.isfinite(v.detach() * self.scale).all()):
+            raise ValueError(f"scale={self.scale!r} overflows {v.dtype}: scale · vector is not finite "
+                             f"(max |vector| = {v.detach().abs().max().item():.3g}); expected a smaller scale")
 
     @property
     def per_example(self) -> bool:

@@ -177,3 +177,13 @@ def test_model_config_round_trip_and_errors():
         ModelConfig(n_layers=0, d_model=32, n_heads=4, d_vocab=5, n_ctx=5)
     with pytest.raises(ValueError, match=r"unknown keys \['colour'\]"):
         ModelConfig.from_dict({**cfg.to_dict(), "colour": 1})
+
+
+def test_token_ids_outside_the_vocabulary_are_a_clear_error(tiny_model):
+    tokens = torch.zeros(2, 4, dtype=torch.long)
+    tokens[1, 2] = tiny_model.d_vocab
+    with pytest.raises(ValueError, match=rf"token id {tiny_model.d_vocab}: expected ids in \[0, d_vocab="):
+        tiny_model(tokens)
+    tokens[1, 2] = -1
+    with pytest.raises(ValueError, match=r"token id -1"):
+        tiny_model.embed(tokens)

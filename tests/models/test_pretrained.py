@@ -123,6 +123,10 @@ def test_missing_models_say_how_to_get_them(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FileNotFoundError, match="huggingface-cli download"):
         HookedModel.from_pretrained("tvlens-tests/no-such-model", device="cpu")
+    for missing in (str(tmp_path / "no-such-dir"), "./no-such-dir", "~/no-such-dir/model"):
+        with pytest.raises(FileNotFoundError, match="no such directory") as info:
+            HookedModel.from_pretrained(missing, device="cpu")
+        assert "huggingface-cli" not in str(info.value)  # a mistyped path is not a model to download
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="without config.json"):
         HookedModel.from_pretrained(str(tmp_path / "empty"), device="cpu")

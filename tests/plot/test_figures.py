@@ -81,3 +81,29 @@ def test_figures_round_trip_through_json():
     for fig in (profile_figure(profile()), head_heatmap(torch.rand(2, 2), "t")):
         again = go.Figure(json.loads(fig.to_json()))
         assert len(again.data) == len(fig.data) and again.layout.title.text == fig.layout.title.text
+
+
+def test_panel_labels_are_never_placeholders():
+    """plotly writes "new text" for annotation_text=None: only real labels may be passed."""
+    from tvlens.plot import method_table_figure
+
+    records = [{"shift": shift, "n_shots": n, "method": m, "mse_per_dim": 0.1 * n, "stderr": 0.01}
+               for shift in ("none", "skewed", "orthogonal") for n in (1, 2) for m in ("icl", "zero_shot")]
+    regression = regression_figure(StudyTable(records=records, name="r", settings={"train_shots": 2,
+                                                                                  "task": {"d_input": 5}}))
+    rows = [{"model": mdl, "setting": setting, "method": m, "accuracy": 0.5, "stderr": 0.1}
+            for mdl in ("a", "b") for setting in ("last", "early") for m in ("vanilla", "function", "learned")]
+    rows += [{"model": mdl, "setting": "reference", "method": m, "accuracy": 0.2, "stderr": 0.0}
+             for mdl in ("a", "b") for m in ("zero_shot", "icl")]
+    table = method_table_figure(StudyTable(records=rows, name="t", settings={}))
+    for fig in (regression, table):
+        texts = [a.text for a in fig.layout.annotations]
+        assert all(isinstance(t, str) and t for t in texts), texts
+    assert "orthogonal (n < D = 5 only)" in [a.text for a in regression.layout.annotations]
+
+
+def test_layer_axes_tick_on_integers():
+    table = FormationTable(steps=torch.tensor([10, 20]), tvp=torch.rand(2, 4), tvp_stderr=torch.zeros(2, 4),
+                           icl=torch.tensor([0.5, 0.9]), zero_shot=torch.tensor([0.1, 0.1]), metric="accuracy")
+    axis = formation_heatmap(table).layout.yaxis
+    assert axis.dtick == 1 and axis.tick0 == 0 and axis.tickmode == "linear"

@@ -95,3 +95,20 @@ def test_errors(tokenizer):
         WordPairs("one", (("a", "b"),))
     with pytest.raises(ValueError, match="no fixed length"):
         TextTasks(("antonyms",), tokenizer=tokenizer).prompt_length(3)
+
+
+def test_csv_with_a_byte_order_mark_skips_its_header(tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_bytes("input,answer\nhot,cold\nbig,small\n".encode("utf-8-sig"))
+    assert word_pairs_from_csv(path).pairs == (("hot", "cold"), ("big", "small"))
+    (tmp_path / "latin.csv").write_bytes("caf\xe9,coffee\nhot,cold\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="latin.csv.*not a UTF-8 text file"):
+        word_pairs_from_csv(tmp_path / "latin.csv")
+
+
+def test_conflicting_pairs_are_refused_and_repeats_dropped():
+    with pytest.raises(ValueError, match="input 'hot' has two answers, 'cold' and 'warm'"):
+        WordPairs("t", (("hot", "cold"), ("big", "small"), ("hot", "warm")))
+    with pytest.warns(UserWarning, match="dropped 1 repeated pair"):
+        pairs = WordPairs("t", (("hot", "cold"), ("big", "small"), ("hot", "cold")))
+    assert pairs.pairs == (("hot", "cold"), ("big", "small"))
