@@ -24,5 +24,7 @@ def replace_blocks(path: Path, blocks: dict[str, str]) -> None:
         start, stop = text.find(begin), text.find(end)
         if start < 0 or stop < start:
             raise ValueError(f"{path}: block {name!r} needs the markers {begin!r} … {end!r}, in that order")
-        text = text[:start + len(begin)] + "\n" + content.strip("\n") + "\n" + text[stop:]
+        # a block inside a sentence stays inline; a block of its own keeps its lines
+        edge = "" if "\n" not in text[start + len(begin):stop] else "\n"
+        text = text[:start + len(begin)] + edge + content.strip("\n") + edge + text[stop:]
     atomic_write_text(path, text)

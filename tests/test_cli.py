@@ -44,6 +44,7 @@ def test_too_many_shots_is_a_clear_error():
     assert "n_shots=6 is too many" in proc.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_vector_learn_evaluate_and_analyze(tmp_path):
     """learn → evaluate → analyze ov|heads|dynamics, through files, as a user would."""
     vector = tmp_path / "ltv.safetensors"
@@ -70,6 +71,7 @@ def test_vector_extract_writes_a_loadable_vector(tmp_path):
     assert tv.method == "function" and tv.layers == [2]
 
 
+@pytest.mark.slow
 def test_report_command_writes_html(tmp_path):
     out = tmp_path / "r.html"
     proc = run("report", "--models", "perm-mix", "--quick", "--no-studies", "--out", str(out), "--cache-dir",

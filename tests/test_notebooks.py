@@ -15,6 +15,7 @@ def test_there_are_notebooks():
     assert NOTEBOOKS, "notebooks/ holds at least the quickstart"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_executes(path, tmp_path):
     notebook = nbformat.read(path, as_version=4)

@@ -306,7 +306,8 @@ def _token_model_sections(name: str, config: ReportConfig, cache: _Cache, bar: t
     dyn_params = {"name": name, "seed": seed, "layer": layer, "quick": quick, "ltv": ltv_params}
     dynamics = cache.get("dynamics", dyn_params, model,
                          lambda: linear_dynamics(model, task, ltv, n_prompts=8 if quick else 32, n_shots=shots,
-                                                 n_copies=2 * model.d_model + 64, seed=seed), expect=DynamicsResult)
+                                                 n_copies=2 * model.d_model + 64, seed=seed,
+                                                 progress=not bar.disable), expect=DynamicsResult)
     bar.update(1)
     tokens = vocab
     sections += [
@@ -423,7 +424,7 @@ def _study_sections(config: ReportConfig, cache: _Cache, bar: tqdm) -> list[Sect
     bar.set_description("studies: 001 table")
     models = ["perm-mix"] if config.quick else ["perm-mix", "token-offset"]
     table = cache.get("method-table", {"n": n, "seed": seed, "models": models}, zoo.load("perm-mix"),
-                      lambda: method_table(models, n_test=n, seed=seed), expect=StudyTable)
+                      lambda: method_table(models, n_test=n, seed=seed, progress=not bar.disable), expect=StudyTable)
     bar.update(1)
     sections.append(Section("Learned vs extracted vectors (001)", method_table_figure(table),
                             "The learned vector against the vanilla TV and the FV at the last position, at an early "

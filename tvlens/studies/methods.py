@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from tvlens import zoo
 from tvlens.evaluate import evaluate
 from tvlens.models.hooked import HookedModel
@@ -48,6 +50,7 @@ def method_table(
     lr: float = 0.05,
     epochs: int = 15,
     top_k: int | None = None,
+    progress: bool = False,
 ) -> StudyTable:
     """The 001 table: rows ``{model, setting, layer, method, accuracy, stderr, n}``.
 
@@ -62,6 +65,7 @@ def method_table(
         lr: LTV learning rate (the zoo's 001 setting).
         epochs: LTV epochs.
         top_k: FV heads (default: 10 % of the heads, at least 2).
+        progress: a tqdm bar over the models' extraction and settings.
     """
     unknown = [s for s in settings if s not in SETTINGS]
     if unknown:
@@ -71,6 +75,8 @@ def method_table(
     else:
         pairs = {name: (zoo.load(name), zoo.task(name)) for name in models}
     records: list[dict[str, Any]] = []
+    bar = tqdm(total=len(pairs) * (1 + len(settings)), desc="001 table", disable=not progress, leave=False,
+               delay=0.5)
     for label, (model, family) in pairs.items():
         if family.kind != "symbolic":
             raise ValueError(f"models: {label!r} is a {family.kind} model; the 001 table is for symbolic tasks")
@@ -93,6 +99,7 @@ def method_table(
         vtv, vres = vanilla_task_vector(model, task, n_shots=n_shots, seed=seed)
         layer = vres.sweep.best_layer
         _, fv = function_vector(model, task, layer, top_k=k, n_shots=n_shots, seed=seed)
+        bar.update(1)
 
         def fv_at(at: int, positions: Any = "last") -> TaskVector:
             return TaskVector.single(fv.vector, at, positions, method="function")  # noqa: B023
@@ -118,6 +125,8 @@ def method_table(
                 row(setting, layer, "vanilla", score(vtv, "icl", few))
                 row(setting, layer, "function", score(fv_at(layer), "icl", few))
                 row(setting, layer, "learned", score(ltv, "icl", few))
+            bar.update(1)
+    bar.close()
     return StudyTable(records=records, name="001: learned vs vanilla vs function vectors",
                       settings={"models": list(pairs), "task_id": task_id, "n_shots": n_shots, "few_shots": few_shots,
                                 "early_position": early_position, "early_layer": early_layer, "n_test": n_test,
