@@ -119,6 +119,27 @@ def test_from_hf_equals_from_pretrained(saved, tokenizer):
         HookedModel.from_hf(torch.nn.Linear(2, 2), tokenizer)
 
 
+def test_from_hf_leaves_the_callers_model_intact_and_takes_an_in_memory_tokenizer(tokenizer, tmp_path):
+    """The tokenizer here was built in memory (never saved); the caller's model still saves and trains."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=64, vocab_size=len(tokenizer),
+                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    hf = GPT2LMHeadModel(config).eval()
+    block_type = type(hf.transformer.h[0])
+    wrapped = HookedModel.from_hf(hf, tokenizer)
+    assert type(hf.transformer.h[0]) is block_type and all(p.requires_grad for p in hf.parameters())
+    hf.save_pretrained(tmp_path / "still-saves")
+    ids = tokenizer("<bos>cat -> cats\ndog ->", return_tensors="pt").input_ids
+    with torch.no_grad():
+        torch.testing.assert_close(wrapped(ids), hf(ids).logits, atol=1e-5, rtol=0)
+    assert wrapped.tokenizer is tokenizer
+    HookedModel.from_hf(hf, tokenizer, copy=False)  # in place, as documented: the blocks are TL's now
+    assert type(hf.transformer.h[0]) is not block_type
+    with pytest.raises(TypeError, match="copy='no'"):
+        HookedModel.from_hf(hf, tokenizer, copy="no")
+
+
 def test_missing_models_say_how_to_get_them(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FileNotFoundError, match="huggingface-cli download"):

@@ -136,11 +136,13 @@ class HookedModel(nn.Module):
         return load_pretrained(name_or_path, dtype=dtype, device=device, **kwargs)
 
     @classmethod
-    def from_hf(cls, model: Any, tokenizer: Any, *, dtype: torch.dtype | None = None) -> HookedModel:
-        """An already loaded ``transformers`` model and its tokenizer (see :func:`tvlens.models.pretrained.wrap_hf`)."""
+    def from_hf(cls, model: Any, tokenizer: Any, *, dtype: torch.dtype | None = None, copy: bool = True) -> HookedModel:
+        """An already loaded ``transformers`` model and its tokenizer (see :func:`tvlens.models.pretrained.wrap_hf`).
+
+        The caller's model is left intact (a copy is wrapped) unless ``copy=False``."""
         from tvlens.models.pretrained import wrap_hf
 
-        return wrap_hf(model, tokenizer, dtype=dtype)
+        return wrap_hf(model, tokenizer, dtype=dtype, copy=copy)
 
     # ------------------------------------------------------------------ shape facts
     @property

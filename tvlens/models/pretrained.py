@@ -15,7 +15,10 @@ make it available offline.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -143,27 +146,63 @@ def load_pretrained(
     return HookedModel(model, tokenizer=getattr(model, "tokenizer", None))
 
 
-def wrap_hf(model: Any, tokenizer: Any, *, dtype: torch.dtype | None = None) -> HookedModel:
-    """An already loaded ``transformers`` causal LM (and its tokenizer) as a :class:`HookedModel`."""
+def wrap_hf(model: Any, tokenizer: Any, *, dtype: torch.dtype | None = None, copy: bool = True) -> HookedModel:
+    """An already loaded ``transformers`` causal LM (and its tokenizer) as a :class:`HookedModel`.
+
+    TransformerLens wraps the model it is given in place: its blocks become TransformerLens
+    modules and its parameters are frozen, after which ``save_pretrained`` fails. So by default
+    tvlens wraps a **copy** and the caller's model stays as it was.
+
+    Args:
+        model: a ``transformers`` causal LM.
+        tokenizer: its tokenizer; one built in memory (never saved) works too.
+        dtype: compute dtype (default: the model's).
+        copy: ``True`` (default) wraps a deep copy (twice the weights in memory while both live);
+            ``False`` wraps ``model`` itself, which is then **changed in place** (TransformerLens
+            blocks, frozen parameters, no ``save_pretrained``) — for models too large to hold twice.
+    """
     if not hasattr(model, "config") or not hasattr(model, "forward"):
         raise TypeError(f"model: expected a transformers PreTrainedModel, got {type(model).__name__}")
+    if not isinstance(copy, bool):
+        raise TypeError(f"copy={copy!r}: expected True (wrap a copy) or False (change the model in place)")
     dtype = dtype or next(model.parameters()).dtype
     _check(dtype)
     device = str(next(model.parameters()).device)
     name = getattr(model.config, "name_or_path", "") or model.config.model_type
+    if copy:
+        import copy as copying
+
+        model = copying.deepcopy(model)
     if transformer_lens_line() >= 4:
         from transformer_lens.model_bridge import TransformerBridge
 
-        bridge = TransformerBridge.boot_transformers(name, hf_model=model, tokenizer=tokenizer, device=device,
-                                                     dtype=dtype)
+        with _loadable(tokenizer) as boot_tokenizer:
+            bridge = TransformerBridge.boot_transformers(name, hf_model=model, tokenizer=boot_tokenizer, device=device,
+                                                         dtype=dtype)
         return HookedModel(bridge, tokenizer=tokenizer)
     if not Path(name).is_dir():
         from transformer_lens import HookedTransformer
 
-        return HookedModel(HookedTransformer.from_pretrained_no_processing(name, hf_model=model, tokenizer=tokenizer,
-                                                                           device=device, dtype=dtype),
-                           tokenizer=tokenizer)
+        with _loadable(tokenizer) as boot_tokenizer:
+            hooked = HookedTransformer.from_pretrained_no_processing(name, hf_model=model, tokenizer=boot_tokenizer,
+                                                                     device=device, dtype=dtype)
+        return HookedModel(hooked, tokenizer=tokenizer)
     return HookedModel(_tl3_local(name, model, tokenizer, dtype, device), tokenizer=tokenizer)
+
+
+@contextlib.contextmanager
+def _loadable(tokenizer: Any) -> Iterator[Any]:
+    """``tokenizer``, or — when it was built in memory and has no ``name_or_path`` — the same tokenizer
+    saved to a temporary directory and loaded back from there. TransformerLens re-loads a
+    tokenizer by that name (to add a BOS token); tvlens itself keeps using the caller's tokenizer."""
+    if tokenizer is None or "name_or_path" in (getattr(tokenizer, "init_kwargs", None) or {}):
+        yield tokenizer
+        return
+    from transformers import AutoTokenizer
+
+    with tempfile.TemporaryDirectory(prefix="tvlens-tokenizer-") as directory:
+        tokenizer.save_pretrained(directory)
+        yield AutoTokenizer.from_pretrained(directory)
 
 
 __all__ = ["default_device", "load_pretrained", "wrap_hf"]
