@@ -20,7 +20,7 @@ def train_tokenizer():
     corpus = []
     for task in builtin_tasks().values():
         for x, y in task.pairs:
-            corpus += [TEMPLATES["hendel"].format(x=x, y=y), TEMPLATES["todd"].format(x=x, y=y)]
+            corpus += [TEMPLATES["arrow"].format(x=x, y=y), TEMPLATES["todd"].format(x=x, y=y)]
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -28,6 +28,21 @@ def train_tokenizer():
                                                         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<bos>",
                                    eos_token="<bos>")
+
+
+def train_sentencepiece_tokenizer():
+    """A SentencePiece-style (Llama) tokenizer trained here: ``▁`` marks a word's leading space, BOS ``<s>``."""
+    from tokenizers import SentencePieceBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = []
+    for task in builtin_tasks().values():
+        for x, y in task.pairs:
+            corpus += [template.format(x=x, y=y) for template in TEMPLATES.values()]
+    tok = SentencePieceBPETokenizer()
+    tok.train_from_iterator(corpus, vocab_size=900, special_tokens=["<unk>", "<s>", "</s>", "<pad>"])
+    return PreTrainedTokenizerFast(tokenizer_object=tok._tokenizer, unk_token="<unk>", bos_token="<s>",
+                                   eos_token="</s>", pad_token="<pad>")
 
 
 def build(architecture: str, directory: Path, tokenizer, n_layers: int = 2, d_model: int = 64, seed: int = 0) -> Path:

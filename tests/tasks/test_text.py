@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from tvlens.tasks.text import DATA_DIR, TextTasks, WordPairs, builtin_tasks, word_pairs_from_csv
+from tvlens.tasks.text import DATA_DIR, TEMPLATES, TextTasks, WordPairs, builtin_tasks, word_pairs_from_csv
 
-from ..hf_models import train_tokenizer
+from ..hf_models import train_sentencepiece_tokenizer, train_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def test_builtin_data():
         assert len({x for x, _ in data["pairs"]}) == len(data["pairs"])  # one answer per input
 
 
-def test_hendel_prompt_and_first_token_target(tokenizer):
+def test_arrow_prompt_and_first_token_target(tokenizer):
     task = TextTasks(("antonyms",), tokenizer=tokenizer)
     batch = task.sample(4, 3, seed=0)
     text = task.decode(batch.inputs[0][batch.attention_mask[0].bool()] if batch.attention_mask is not None
@@ -112,3 +112,102 @@ def test_conflicting_pairs_are_refused_and_repeats_dropped():
     with pytest.warns(UserWarning, match="dropped 1 repeated pair"):
         pairs = WordPairs("t", (("hot", "cold"), ("big", "small"), ("hot", "cold")))
     assert pairs.pairs == (("hot", "cold"), ("big", "small"))
+
+
+#: How each built-in template ends a prompt: the query's line up to its answer (written out here, not derived).
+QUERY_LINE = {"hendel": "example:{x}->", "todd": "Q: {x}\nA:", "arrow": "{x} ->", "qa": "Q: {x}\nA:"}
+#: The space the answer carries (Todd's prepend_space; none after Hendel's "->").
+ANSWER_SPACE = {"hendel": "", "todd": " ", "arrow": " ", "qa": " "}
+
+
+@pytest.fixture(scope="module", params=["byte-level BPE", "SentencePiece"])
+def any_tokenizer(request, tokenizer):
+    return tokenizer if request.param == "byte-level BPE" else train_sentencepiece_tokenizer()
+
+
+def _prompt_text(template: str, pairs) -> str:
+    demos = "".join(TEMPLATES[template].format(x=x, y=y) for x, y in pairs[:-1])
+    return demos + QUERY_LINE[template].format(x=pairs[-1][0])
+
+
+def test_papers_templates_are_their_code_formats():
+    assert TEMPLATES["hendel"] == "example:{x}->{y}\n"  # icl_task_vectors: FewShotFormat
+    assert TEMPLATES["todd"] == "Q: {x}\nA: {y}\n\n"  # function_vectors: Q:/A: prefixes, \n and \n\n, spaces
+    assert TEMPLATES["arrow"] == "{x} -> {y}\n" and TEMPLATES["qa"] == TEMPLATES["todd"]
+
+
+@pytest.mark.parametrize("template", sorted(TEMPLATES))
+def test_prompts_are_the_tokenization_of_their_whole_text(any_tokenizer, template):
+    """For every template and built-in task: the prompt's ids are the tokenizer's ids of the whole prompt string,
+    and every target is the first token of its answer in that tokenization (multi-token answers included)."""
+    task = TextTasks(tuple(builtin_tasks()), tokenizer=any_tokenizer, template=template)
+    bos = [any_tokenizer.bos_token_id]
+    multi_token = straddled = 0
+    for t in range(task.n_tasks):
+        batch = task.single(t).sample(6, 3, seed=t)
+        for row in range(len(batch)):
+            pairs = batch.examples[row]
+            text = _prompt_text(template, pairs)
+            ids = any_tokenizer(text, add_special_tokens=False).input_ids
+            real = batch.inputs[row][batch.attention_mask[row].bool()] if batch.attention_mask is not None \
+                else batch.inputs[row]
+            assert real.tolist() == bos + ids, (template, text)
+            offset = batch.inputs.shape[1] - len(real)
+            # the query's target: the first token overlapping its answer (with the answer's leading space) when the
+            # prompt and its answer are tokenized together — the answer's own first token if that one straddles
+            space = ANSWER_SPACE[template]
+            full = any_tokenizer(text + space + pairs[-1][1], add_special_tokens=False, return_offsets_mapping=True)
+            k = next(i for i, (_, end) in enumerate(full["offset_mapping"]) if end > len(text))
+            if full["offset_mapping"][k][0] >= len(text):
+                assert full["input_ids"][:k] == ids and int(batch.targets[row]) == full["input_ids"][k]
+            else:
+                straddled += 1
+                first = any_tokenizer(space + pairs[-1][1], add_special_tokens=False).input_ids[0]
+                assert int(batch.targets[row]) == first
+            assert int(batch.query_positions[row]) == batch.inputs.shape[1] - 1
+            # each demonstration: its answer position is the token before the first token overlapping the answer
+            spans = any_tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+            for i, (x, y) in enumerate(pairs[:-1]):
+                start = len("".join(TEMPLATES[template].format(x=a, y=b) for a, b in pairs[:i])
+                            + QUERY_LINE[template].format(x=x))
+                first = next(j for j, (_, end) in enumerate(spans) if end > start)
+                assert int(batch.answer_positions[row, i]) == offset + len(bos) + first - 1
+                assert int(batch.answer_targets[row, i]) == ids[first]
+                multi_token += len(any_tokenizer(space + y, add_special_tokens=False).input_ids) > 1
+            zero = batch.zero_shot
+            zero_real = zero.inputs[row][zero.attention_mask[row].bool()] if zero.attention_mask is not None \
+                else zero.inputs[row]
+            assert zero_real.tolist() == bos + any_tokenizer(QUERY_LINE[template].format(x=pairs[-1][0]),
+                                                             add_special_tokens=False).input_ids
+    assert multi_token > 0  # the check covered answers of several tokens
+    assert straddled < multi_token
+
+
+def test_shuffled_labels_permute_whole_answers(any_tokenizer):
+    task = TextTasks(("country_capital", "english_french"), tokenizer=any_tokenizer, template="todd")
+    batch = task.sample(12, 4, seed=5)
+    corrupted = task.with_shuffled_labels(batch, torch.Generator().manual_seed(0))
+    answers = {y for t in task.tasks for _, y in t.pairs}
+    moved = 0
+    for clean, dirty in zip(batch.examples, corrupted.examples):
+        assert [x for x, _ in clean] == [x for x, _ in dirty] and clean[-1] == dirty[-1]
+        assert sorted(y for _, y in clean[:-1]) == sorted(y for _, y in dirty[:-1])
+        assert all(y in answers for _, y in dirty)  # whole answers, never fragments
+        moved += sum(a != b for (_, a), (_, b) in zip(clean[:-1], dirty[:-1]))
+    assert moved > 0
+    for row in range(len(corrupted)):  # re-tokenized as whole strings
+        real = corrupted.inputs[row][corrupted.attention_mask[row].bool()] if corrupted.attention_mask is not None \
+            else corrupted.inputs[row]
+        text = _prompt_text("todd", corrupted.examples[row])
+        assert real.tolist() == [any_tokenizer.bos_token_id] + any_tokenizer(text, add_special_tokens=False).input_ids
+    assert torch.equal(corrupted.targets, batch.targets) and corrupted.zero_shot is None
+    sub = batch.select(slice(2, 5))
+    assert sub.examples == batch.examples[2:5] and sub.zero_shot.examples == batch.zero_shot.examples[2:5]
+
+
+def test_slow_tokenizers_are_refused(tokenizer):
+    class Slow:
+        is_fast = False
+
+    with pytest.raises(ValueError, match="expected a fast Hugging Face tokenizer"):
+        TextTasks(("antonyms",), tokenizer=Slow())

@@ -45,6 +45,8 @@ class ICLBatch:
         label_set: token ids the answers range over (symbolic), ``None`` for regression.
         zero_shot: the same queries with no demonstrations (``None`` on a zero-shot batch itself).
         attention_mask: ``[batch, pos]`` 1 for real tokens; ``None`` when nothing is padded.
+        examples: per prompt, the ``(x, y)`` pairs it shows (demonstrations, then the query), for
+            families that build prompts from text (``None`` otherwise).
     """
 
     inputs: Int[Tensor, "batch pos"] | Float[Tensor, "batch pos d_input"]
@@ -57,6 +59,7 @@ class ICLBatch:
     label_set: Int[Tensor, " n_labels"] | None = None
     zero_shot: ICLBatch | None = None
     attention_mask: Int[Tensor, "batch pos"] | None = None
+    examples: tuple[tuple[tuple[Any, Any], ...], ...] | None = None
 
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
@@ -81,6 +84,9 @@ class ICLBatch:
                 changes[f.name] = value[rows]
             elif isinstance(value, ICLBatch):
                 changes[f.name] = value.select(rows)
+        if self.examples is not None:
+            index = range(len(self))[rows] if isinstance(rows, slice) else torch.as_tensor(rows).tolist()
+            changes["examples"] = tuple(self.examples[i] for i in index)
         return dataclasses.replace(self, **changes)
 
     def with_shuffled_labels(self, generator: torch.Generator) -> ICLBatch:
@@ -97,7 +103,10 @@ class ICLBatch:
         inputs[rows, label_pos] = self.inputs[rows, shuffled]
         targets = self.answer_targets.clone()
         targets[:, :-1] = torch.gather(self.answer_targets[:, :-1], 1, order)
-        return dataclasses.replace(self, inputs=inputs, answer_targets=targets, zero_shot=None)
+        examples = None if self.examples is None else tuple(
+            tuple((x, pairs[j][1]) for (x, _), j in zip(pairs[:-1], row)) + pairs[-1:]
+            for pairs, row in zip(self.examples, order.tolist()))
+        return dataclasses.replace(self, inputs=inputs, answer_targets=targets, zero_shot=None, examples=examples)
 
     def to(self, device: torch.device | str) -> ICLBatch:
         """A copy on ``device``."""
@@ -207,6 +216,13 @@ class Task(ABC):
         targets = torch.cat([batch.answer_targets[:, :n_shots], batch.answer_targets[:, -1:]], 1)
         return dataclasses.replace(batch, inputs=inputs, answer_positions=positions, answer_targets=targets,
                                    n_shots=n_shots)
+
+    def with_shuffled_labels(self, batch: ICLBatch, generator: torch.Generator) -> ICLBatch:
+        """Corrupted prompts for causal scores (Todd et al.): ``batch`` with its demonstrations' answers
+        permuted within each prompt. One-token answers are permuted in place
+        (:meth:`ICLBatch.with_shuffled_labels`); families whose answers are text override this to
+        permute whole answers and tokenize again."""
+        return batch.with_shuffled_labels(generator)
 
     def single(self, which: int) -> Task:
         """The same family restricted to one task: task ``which`` of a discrete family, or, for a

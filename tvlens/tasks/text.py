@@ -1,20 +1,34 @@
 """Text ICL tasks for real language models: word pairs shown through a prompt template.
 
 A word-pair task maps an input word to an answer (``hot → cold``). A prompt shows ``n_shots``
-pairs through a **template** and ends with the query's input::
+pairs through a **template** and ends with the query's input. Built-in templates:
 
-    Hendel (default)  "{x} -> {y}\\n"         hot -> cold\\nbig -> small\\nup ->
-    Todd              "Q: {x}\\nA: {y}\\n\\n"   Q: hot\\nA: cold\\n\\nQ: up\\nA:
+=========  ==========================  =====================================================
+name       one demonstration           source
+=========  ==========================  =====================================================
+hendel     ``example:{x}->{y}\\n``      Hendel et al. 2023's code: ``example:{input}->{output}``
+                                       joined by ``\\n``; the query is ``example:{input}->``
+todd       ``Q: {x}\\nA: {y}\\n\\n``     Todd et al. 2024's code: prefixes ``Q:``/``A:``,
+                                       separators ``\\n``/``\\n\\n``, a space before input and output
+arrow      ``{x} -> {y}\\n``            tvlens' neutral format (the default)
+qa         ``Q: {x}\\nA: {y}\\n\\n``     the same as ``todd``, under a neutral name
+=========  ==========================  =====================================================
 
-or any template string with ``{x}`` and ``{y}``. The target is the **first token** of the answer
-with the model's leading-space convention: when the template puts a space before ``{y}``, the
-space belongs to the answer (``" cold"``), so the prompt ends at ``->`` and the target is the
-first token of ``" cold"``. Each demonstration is tokenized as two segments — the part up to the
-answer, and the answer with the rest of its line — so every answer position is exact.
+or any template string with ``{x}`` followed by ``{y}``. A space right before ``{y}`` belongs to
+the answer (``" cold"``, the leading-space convention of GPT-2 and Llama tokenizers), so a prompt
+ends at ``A:`` / ``->`` and its target is the first token of the answer.
+
+**A prompt is the tokenization of its whole text** — exactly what the model sees when the string
+is given to its tokenizer, as in the papers' code (tokenizing piece by piece would give other
+tokens, e.g. ``"\\n\\n"`` as one token or two). Answer positions and targets come from the
+tokenizer's offsets: a demonstration's answer position is the token just before the first token
+that overlaps its answer's text, and the target is that token. This needs a *fast* tokenizer.
 
 Prompts of one batch have different lengths: they are **left-padded** (the query is the last
 column, as the last-position methods expect) with an attention mask. The label set of a task is
-the first tokens of all its answers (for label-constrained accuracy).
+the first tokens of all its answers (for label-constrained accuracy). Each batch remembers its
+word pairs, so corrupted prompts (:meth:`TextTasks.with_shuffled_labels`, Todd et al.'s
+shuffled labels) permute **whole answers** and are tokenized again.
 
 Nine built-in tasks ship as small JSON files in ``tvlens/data/word_pairs`` (CC0, written for
 tvlens): :func:`builtin_tasks`. Add your own from a list of pairs (:class:`WordPairs`) or a CSV
@@ -24,6 +38,7 @@ tvlens): :func:`builtin_tasks`. Add your own from a list of pairs (:class:`WordP
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import warnings
@@ -38,7 +53,13 @@ from torch import Tensor
 from tvlens.tasks.base import ICLBatch, Task
 
 DATA_DIR = Path(__file__).parents[1] / "data" / "word_pairs"
-TEMPLATES = {"hendel": "{x} -> {y}\n", "todd": "Q: {x}\nA: {y}\n\n"}
+#: Built-in templates: the papers' exact formats under their names, tvlens' own under neutral names.
+TEMPLATES = {
+    "hendel": "example:{x}->{y}\n",
+    "todd": "Q: {x}\nA: {y}\n\n",
+    "arrow": "{x} -> {y}\n",
+    "qa": "Q: {x}\nA: {y}\n\n",
+}
 
 
 @dataclass(frozen=True)
@@ -106,7 +127,8 @@ class TextTasks(Task):
     Attributes:
         tasks: the word-pair tasks (names of built-in ones or :class:`WordPairs`).
         tokenizer: a Hugging Face tokenizer (the model's).
-        template: ``"hendel"``, ``"todd"`` or a template string with ``{x}`` and ``{y}``.
+        template: a name of :data:`TEMPLATES` (``"arrow"``, ``"hendel"``, ``"todd"``, ``"qa"``) or a template
+            string with ``{x}`` and ``{y}``.
         prepend_bos: start each prompt with the tokenizer's BOS token (if it has one).
         fixed: restrict the family to task ``fixed``.
     """
@@ -117,13 +139,17 @@ class TextTasks(Task):
 
     tasks: tuple[Any, ...] = ("antonyms",)
     tokenizer: Any = field(default=None, repr=False)
-    template: str = "hendel"
+    template: str = "arrow"
     prepend_bos: bool = True
     fixed: int | None = None
 
     def __post_init__(self) -> None:
         if self.tokenizer is None:
             raise ValueError("tokenizer: text tasks need the model's tokenizer (e.g. model.tokenizer)")
+        if not getattr(self.tokenizer, "is_fast", False):
+            raise ValueError(f"tokenizer: expected a fast Hugging Face tokenizer (its offsets place the answers); "
+                             f"got {type(self.tokenizer).__name__} — load it with AutoTokenizer.from_pretrained(..., "
+                             "use_fast=True)")
         available = None
         resolved = []
         for task in (self.tasks,) if isinstance(self.tasks, (str, WordPairs)) else self.tasks:
@@ -141,8 +167,8 @@ class TextTasks(Task):
         object.__setattr__(self, "tasks", tuple(resolved))
         template = TEMPLATES.get(self.template, self.template)
         if template.count("{x}") != 1 or template.count("{y}") != 1 or template.index("{x}") > template.index("{y}"):
-            raise ValueError(f"template={self.template!r}: expected 'hendel', 'todd' or a string with one {{x}} "
-                             "followed by one {y}")
+            raise ValueError(f"template={self.template!r}: expected one of {sorted(TEMPLATES)} or a string with one "
+                             "{x} followed by one {y}")
 
     # -- template and tokenization ---------------------------------------------------
     @property
@@ -156,29 +182,75 @@ class TextTasks(Task):
         space = " " if before.endswith(" ") else ""
         return (before[:-1] if space else before), space, after
 
-    def _encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+    def _tokenize(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids of the whole ``text`` and each token's character span."""
+        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return list(encoded["input_ids"]), [tuple(span) for span in encoded["offset_mapping"]]
 
-    def query_ids(self, x: str) -> list[int]:
-        """Tokens of a demonstration up to its answer (also the query)."""
-        return self._encode(self._parts[0].format(x=x))
+    @staticmethod
+    def _first_overlapping(spans: list[tuple[int, int]], start: int) -> int:
+        """Index of the first token whose text reaches past character ``start`` (the answer's first token)."""
+        for i, (_, end) in enumerate(spans):
+            if end > start:
+                return i
+        raise ValueError(f"no token covers character {start}")
 
-    def answer_ids(self, y: str) -> list[int]:
-        """Tokens of the answer with its leading space and the rest of the template's line."""
-        _, space, after = self._parts
-        return self._encode(space + y + after)
+    def _text(self, pairs: list[tuple[str, str]]) -> tuple[str, list[int], str]:
+        """The prompt text of demonstrations ``pairs[:-1]`` and query ``pairs[-1]``; the character where
+        each answer begins, its leading space included (the query's in ``full``); and ``full``, the
+        prompt followed by the query's answer."""
+        before, space, after = self._parts
+        text, starts = "", []
+        for x, y in pairs[:-1]:
+            text += before.format(x=x)
+            starts.append(len(text))
+            text += space + y + after
+        text += before.format(x=pairs[-1][0])
+        starts.append(len(text))
+        return text, starts, text + space + pairs[-1][1]
 
-    def first_token(self, y: str) -> int:
-        """The answer's target token: the first token of ``" y"`` (with the template's leading space)."""
-        _, space, _ = self._parts
-        ids = self._encode(space + y)
-        if not ids:
-            raise ValueError(f"answer {y!r} tokenizes to nothing")
-        return ids[0]
+    def encode_prompt(self, pairs: list[tuple[str, str]]) -> tuple[list[int], list[int], list[int]]:
+        """Tokens of one prompt (its whole text, BOS first if asked), its answer positions and targets.
+
+        An answer's target is the first token of the whole text that overlaps the answer (with its
+        leading space): what the model reads — and must produce — next. For the query that is the
+        token following the prompt when the prompt and its answer are tokenized together. Where a
+        tokenizer merges the prompt's last characters with the answer's first (e.g. ``->c``), the
+        query's target is the first token of the answer tokenized on its own.
+
+        Args:
+            pairs: the demonstrations' ``(x, y)`` and, last, the query's.
+
+        Returns:
+            ``(tokens, positions, targets)``: ``tokens[positions[i]]`` is the token right before
+            answer ``i``, whose first token is ``targets[i]``; the last entry is the query's.
+        """
+        text, starts, full = self._text(pairs)
+        ids, spans = self._tokenize(text)
+        bos = self._bos()
+        positions, targets = [], []
+        for start in starts[:-1]:
+            k = self._first_overlapping(spans, start)
+            if k == 0:
+                raise ValueError(f"template={self.template!r}: an answer starts the prompt; expected text before it")
+            positions.append(len(bos) + k - 1)
+            targets.append(ids[k])
+        full_ids, full_spans = self._tokenize(full)
+        k = self._first_overlapping(full_spans, starts[-1])
+        if full_spans[k][0] < starts[-1]:  # the token straddles the prompt's end: take the answer's own first token
+            _, space, _ = self._parts
+            full_ids, k = self._tokenize(space + pairs[-1][1])[0], 0
+        positions.append(len(bos) + len(ids) - 1)
+        targets.append(full_ids[k])
+        return bos + ids, positions, targets
+
+    def first_token(self, y: str, x: str = "") -> int:
+        """The target token of answer ``y``: its first token as tokenized after the template's text."""
+        return self.encode_prompt([(x, y)])[2][-1]
 
     @cached_property
     def label_sets(self) -> list[Tensor]:
-        return [torch.tensor(sorted({self.first_token(y) for _, y in t.pairs})) for t in self.tasks]
+        return [torch.tensor(sorted({self.first_token(y, x) for x, y in t.pairs})) for t in self.tasks]
 
     @property
     def label_set(self) -> Tensor | None:
@@ -211,30 +283,39 @@ class TextTasks(Task):
 
     def _sample(self, n_prompts: int, n_shots: int, generator: torch.Generator, task_ids: Tensor | None) -> ICLBatch:
         ids = self._task_ids(n_prompts, generator, task_ids)
-        sequences, answers, targets, zero = [], [], [], []
+        examples = []
         for t in ids.tolist():
             pairs = self.tasks[t].pairs
             chosen = torch.randperm(len(pairs), generator=generator)[: n_shots + 1].tolist()
-            tokens, positions, answer_targets = self._bos(), [], []
-            for i in chosen[:-1]:
-                x, y = pairs[i]
-                tokens += self.query_ids(x)
-                positions.append(len(tokens) - 1)
-                answer_targets.append(self.first_token(y))
-                tokens += self.answer_ids(y)
-            xq, yq = pairs[chosen[-1]]
-            tokens += self.query_ids(xq)
-            positions.append(len(tokens) - 1)
-            answer_targets.append(self.first_token(yq))
-            sequences.append(tokens)
-            answers.append(positions)
-            targets.append(answer_targets)
-            zero.append(self._bos() + self.query_ids(xq))
-        zero_batch = self._batch(zero, [[len(z) - 1] for z in zero], [[a[-1]] for a in targets], ids, 0)
-        return self._batch(sequences, answers, targets, ids, n_shots, zero_batch)
+            examples.append(tuple(pairs[i] for i in chosen))
+        return self._build(examples, ids, n_shots)
+
+    def _build(self, examples: list[tuple[tuple[str, str], ...]], ids: Tensor, n_shots: int) -> ICLBatch:
+        """The batch (and its zero-shot view) of prompts made of ``examples`` (demonstrations, then the query)."""
+        encoded = [self.encode_prompt(list(pairs)) for pairs in examples]
+        zero = [self.encode_prompt([pairs[-1]]) for pairs in examples]
+        zero_batch = self._batch([z[0] for z in zero], [z[1] for z in zero], [z[2] for z in zero], ids, 0,
+                                 examples=tuple(pairs[-1:] for pairs in examples))
+        return self._batch([e[0] for e in encoded], [e[1] for e in encoded], [e[2] for e in encoded], ids, n_shots,
+                           zero_batch, examples=tuple(examples))
+
+    def with_shuffled_labels(self, batch: ICLBatch, generator: torch.Generator) -> ICLBatch:
+        """Todd et al.'s corrupted prompts: each prompt's demonstration **answers** (whole strings) permuted
+        among themselves, the prompt tokenized again; inputs, query and its target unchanged."""
+        if batch.examples is None:
+            raise ValueError("batch: expected a batch sampled from this TextTasks (it remembers its word pairs)")
+        if batch.n_shots < 2:
+            raise ValueError(f"shuffling labels needs at least 2 demonstrations; the batch has n_shots={batch.n_shots}")
+        shuffled = []
+        for pairs in batch.examples:
+            demos = pairs[:-1]
+            order = torch.rand(len(demos), generator=generator).argsort().tolist()
+            shuffled.append(tuple((x, demos[j][1]) for (x, _), j in zip(demos, order)) + (pairs[-1],))
+        corrupted = self._build(shuffled, batch.task_ids, batch.n_shots)
+        return dataclasses.replace(corrupted, zero_shot=None)
 
     def _batch(self, sequences: list[list[int]], positions: list[list[int]], targets: list[list[int]], ids: Tensor,
-               n_shots: int, zero: ICLBatch | None = None) -> ICLBatch:
+               n_shots: int, zero: ICLBatch | None = None, examples: tuple | None = None) -> ICLBatch:
         """Left-pad ``sequences`` into one batch (positions shift by each row's padding)."""
         width = max(len(s) for s in sequences)
         pad = self.tokenizer.pad_token_id
@@ -252,7 +333,7 @@ class TextTasks(Task):
         return ICLBatch(inputs=inputs, targets=answer_targets[:, -1], answer_positions=answer_positions,
                         answer_targets=answer_targets, task_ids=ids, n_shots=n_shots, kind="symbolic",
                         label_set=label_set, zero_shot=zero,
-                        attention_mask=None if bool(mask.all()) else mask)
+                        attention_mask=None if bool(mask.all()) else mask, examples=examples)
 
 
 __all__ = ["DATA_DIR", "TEMPLATES", "TextTasks", "WordPairs", "builtin_tasks", "word_pairs_from_csv"]

@@ -139,7 +139,7 @@ def function_vector(
     at = None if layer is None else model.check_layer(layer)  # before the expensive head effects
     clean = task.sample(n_prompts, n_shots, seed=seed)
     z_mean, head_means = mean_head_outputs(model, clean)
-    corrupted = clean.select(slice(0, n_corrupted)).with_shuffled_labels(torch.Generator().manual_seed(seed))
+    corrupted = task.with_shuffled_labels(clean.select(slice(0, n_corrupted)), torch.Generator().manual_seed(seed))
     aie = average_indirect_effect(model, corrupted, z_mean, progress=progress)
     order = aie.flatten().argsort(descending=True)[:top_k]
     top = [(int(i) // model.n_heads, int(i) % model.n_heads) for i in order]
