@@ -146,3 +146,29 @@ def test_intervention_list_is_accepted_where_vectors_are(tiny_model, small_task)
     a = evaluate(tiny_model, small_task, "injected", [iv], n_prompts=10)
     b = evaluate(tiny_model, small_task, "zero_shot", n_prompts=10)
     assert torch.equal(a.values, b.values)
+
+
+def test_todd_procedure_averages_the_correct_validation_prompts_with_the_output_bias(tiny_model, small_task):
+    from tvlens import zoo
+
+    model, task = zoo.load("perm-mix"), zoo.task("perm-mix").single(0)
+    tv, result = function_vector(model, task, 1, procedure="todd", n_prompts=40, n_corrupted=8, n_shots=4, seed=3)
+    validation = task.sample(40, 4, seed=4)  # the dev split of seed 3: Todd's validation prompts
+    correct = evaluate(model, task, "icl", batch=validation, progress=False).values.bool()
+    assert 0 < int(correct.sum()) < 40 and tv.hyperparameters["n_mean_prompts"] == int(correct.sum())
+    _, means = mean_head_outputs(model, validation.select(correct.nonzero().flatten()))
+    torch.testing.assert_close(result.head_means, means + model.b_O[:, None, :], atol=1e-6, rtol=0)
+    assert tv.hyperparameters["procedure"] == "todd" and tv.hyperparameters["output_bias"] is True
+    with pytest.raises(ValueError, match="answers 0 of 10 validation prompts correctly"):
+        function_vector(tiny_model, small_task.single(0), 1, procedure="todd", n_prompts=10, n_corrupted=2, n_shots=2)
+    with pytest.raises(ValueError, match="procedure='reference'"):
+        function_vector(tiny_model, small_task.single(0), 1, procedure="reference")
+
+
+def test_hendel_procedure_refuses_what_it_cannot_do(tiny_model, small_task):
+    with pytest.raises(ValueError, match="procedure='hendel' needs text tasks"):
+        vanilla_task_vector(tiny_model, small_task.single(0), 1, procedure="hendel", n_prompts=4, n_shots=2)
+    with pytest.raises(ValueError, match="mode='add': procedure='hendel' replaces"):
+        vanilla_task_vector(tiny_model, small_task.single(0), 1, procedure="hendel", mode="add")
+    with pytest.raises(ValueError, match="procedure='multi'"):
+        vanilla_task_vector(tiny_model, small_task.single(0), 1, procedure="multi")

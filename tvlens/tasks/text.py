@@ -288,10 +288,18 @@ class TextTasks(Task):
             pairs = self.tasks[t].pairs
             chosen = torch.randperm(len(pairs), generator=generator)[: n_shots + 1].tolist()
             examples.append(tuple(pairs[i] for i in chosen))
-        return self._build(examples, ids, n_shots)
+        return self.build(examples, ids, n_shots)
 
-    def _build(self, examples: list[tuple[tuple[str, str], ...]], ids: Tensor, n_shots: int) -> ICLBatch:
-        """The batch (and its zero-shot view) of prompts made of ``examples`` (demonstrations, then the query)."""
+    def build(self, examples: list[tuple[tuple[str, str], ...]], ids: Tensor, n_shots: int) -> ICLBatch:
+        """The batch (and its zero-shot view) of the prompts made of ``examples``.
+
+        Args:
+            examples: per prompt, its demonstrations' ``(x, y)`` pairs followed by the query's.
+            ids: ``[batch]`` the task of each prompt.
+            n_shots: demonstrations per prompt (``len(examples[i]) - 1``).
+        """
+        if any(len(pairs) != n_shots + 1 for pairs in examples):
+            raise ValueError(f"examples: expected {n_shots} demonstrations and a query per prompt")
         encoded = [self.encode_prompt(list(pairs)) for pairs in examples]
         zero = [self.encode_prompt([pairs[-1]]) for pairs in examples]
         zero_batch = self._batch([z[0] for z in zero], [z[1] for z in zero], [z[2] for z in zero], ids, 0,
@@ -311,7 +319,7 @@ class TextTasks(Task):
             demos = pairs[:-1]
             order = torch.rand(len(demos), generator=generator).argsort().tolist()
             shuffled.append(tuple((x, demos[j][1]) for (x, _), j in zip(demos, order)) + (pairs[-1],))
-        corrupted = self._build(shuffled, batch.task_ids, batch.n_shots)
+        corrupted = self.build(shuffled, batch.task_ids, batch.n_shots)
         return dataclasses.replace(corrupted, zero_shot=None)
 
     def _batch(self, sequences: list[list[int]], positions: list[list[int]], targets: list[list[int]], ids: Tensor,

@@ -9,6 +9,13 @@
    corrupted prompts are tiled ``H`` times and row group ``k`` patches head ``k``.
 3. **Function vector.** ``FV = Σ_{(l,k) ∈ top-k by AIE} ā^l_k``, added at one layer (≈ L/3 in
    Todd; or swept on a dev split) at the last position.
+
+Todd et al.'s code differs in two details, both available: it projects a head's mean ``z`` with
+the attention output layer *including its bias*, so every selected head adds its layer's output
+bias ``b_O[l]`` once (``output_bias=True``); and it averages over prompts of its *validation*
+split that the model answers correctly in context (``procedure="todd"``, which also turns the
+bias on). tvlens' default leaves the bias out — ``ā^l_k`` is the head's own contribution — and
+averages over the extraction prompts.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from tvlens.evaluate import evaluate
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
 from tvlens.vectors.task_vector import TaskVector
@@ -94,7 +102,8 @@ class FunctionVectorResult:
 
     Attributes:
         aie: ``[n_layers, n_heads]`` average indirect effect of every head (for plotting).
-        head_means: ``[n_layers, n_heads, d_model]`` mean projected head outputs ``ā^l_k``.
+        head_means: ``[n_layers, n_heads, d_model]`` mean projected head outputs ``ā^l_k`` (plus the
+            layer's output bias ``b_O[l]`` when it was asked for).
         top_heads: the ``(layer, head)`` pairs summed into the vector, most important first.
         vector: the function vector ``[d_model]``.
         sweep: per-layer dev scores, chosen layer, test score (when the layer was swept).
@@ -120,6 +129,8 @@ def function_vector(
     dev_prompts: int = 100,
     test_prompts: int = 200,
     seed: int = 0,
+    procedure: str = "tvlens",
+    output_bias: bool | None = None,
     progress: bool = False,
 ) -> tuple[TaskVector, FunctionVectorResult]:
     """Todd et al.'s function vector of ``task`` (use ``task.single(k)`` for one task of a family).
@@ -129,16 +140,36 @@ def function_vector(
         top_k: heads summed (Todd: 10 for 6B models; scale with size).
         n_prompts: clean prompts for the mean head outputs (seed ``seed``).
         n_corrupted: prompts with shuffled labels for the AIE (the first ``n_corrupted`` clean ones).
+        procedure: ``"tvlens"`` (means over ``n_prompts`` prompts of seed ``seed``) or ``"todd"`` (Todd's
+            reference: means over the dev split's prompts — seed ``seed + 1``, Todd's validation split —
+            that the model answers correctly in context; output bias on unless ``output_bias=False``).
+        output_bias: add the attention output bias ``b_O[l]`` once per selected head, as Todd's code
+            does (default: off for ``"tvlens"``, on for ``"todd"``).
         progress: tqdm bars over the AIE layers and the layer sweep.
     """
+    if procedure not in ("tvlens", "todd"):
+        raise ValueError(f"procedure={procedure!r}: expected 'tvlens' or 'todd'")
+    if output_bias is not None and not isinstance(output_bias, bool):
+        raise TypeError(f"output_bias={output_bias!r}: expected True, False or None (the procedure's default)")
+    with_bias = procedure == "todd" if output_bias is None else output_bias
     n_heads_total = model.n_layers * model.n_heads
     if not 1 <= top_k <= n_heads_total:
         raise ValueError(f"top_k={top_k}: expected 1 <= top_k <= {n_heads_total} (the model's heads)")
     if not 1 <= n_corrupted <= n_prompts:
         raise ValueError(f"n_corrupted={n_corrupted}: expected 1 <= n_corrupted <= n_prompts={n_prompts}")
     at = None if layer is None else model.check_layer(layer)  # before the expensive head effects
-    clean = task.sample(n_prompts, n_shots, seed=seed)
+    if procedure == "todd":
+        validation = task.sample(n_prompts, n_shots, seed=seed + 1)
+        correct = evaluate(model, task, "icl", batch=validation, progress=False).values.bool()
+        if int(correct.sum()) < n_corrupted:
+            raise ValueError(f"procedure='todd': the model answers {int(correct.sum())} of {n_prompts} validation "
+                             f"prompts correctly; expected at least n_corrupted={n_corrupted} (use more prompts)")
+        clean = validation.select(correct.nonzero().flatten())
+    else:
+        clean = task.sample(n_prompts, n_shots, seed=seed)
     z_mean, head_means = mean_head_outputs(model, clean)
+    if with_bias:  # Todd's out_proj(z in head k's slot) = z W_O[l,k] + b_O[l]
+        head_means = head_means + model.b_O[:, None, :].to(head_means.dtype)
     corrupted = task.with_shuffled_labels(clean.select(slice(0, n_corrupted)), torch.Generator().manual_seed(seed))
     aie = average_indirect_effect(model, corrupted, z_mean, progress=progress)
     order = aie.flatten().argsort(descending=True)[:top_k]
@@ -146,7 +177,8 @@ def function_vector(
     vector = sum(head_means[lh] for lh in top)
 
     hyper = {"top_k": top_k, "n_prompts": n_prompts, "n_corrupted": n_corrupted, "n_shots": clean.n_shots,
-             "seed": seed, "top_heads": top}
+             "seed": seed, "top_heads": top, "procedure": procedure, "output_bias": with_bias,
+             "n_mean_prompts": len(clean)}
     fingerprint, task_dict = model.fingerprint(), task.to_dict()
 
     def make(at: int) -> TaskVector:

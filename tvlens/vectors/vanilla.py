@@ -9,6 +9,14 @@ the query position ``N``; average it over prompts::
 Every layer's vector comes out of **one** batched forward (all ``hook_resid_pre`` cached at once).
 Layer choice is a sweep: each layer's vector is scored on a *dev* split and the best layer is
 reported on a separate *test* split, so no choice is made on the test prompts.
+
+Averaging over prompts is Hendel et al.'s ``multi_context`` option. Their code's default,
+``procedure="hendel"`` here, makes **one vector per prompt**: the last-token state of the prompt's
+demonstrations followed by a *dummy* query (another input of the task; two dummies averaged),
+put in **replace** mode into that prompt's own zero-shot query — at the *output* of block ``L``,
+which is tvlens' site ``(layer=L, hook="resid_post")``, i.e. the stream entering block ``L + 1``
+(tvlens' ``resid_pre`` of layer ``l`` is the output of block ``l − 1``). The layer ``L`` is chosen
+among all block outputs on dev prompts.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from tvlens.evaluate import EvalResult, evaluate
+from tvlens.inject import Intervention
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
 from tvlens.vectors.task_vector import TaskVector
@@ -113,12 +122,96 @@ class VanillaResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+#: Hendel et al.'s layer index ``L`` is the output of block ``L``; the same site in tvlens' words.
+HENDEL_LAYER_CONVENTION = ("Hendel's layer L = the output of block L = tvlens (layer=L, hook='resid_post') "
+                           "= the stream entering block L+1 (tvlens resid_pre of layer L+1)")
+
+
+def hendel_dummy_examples(task: Task, batch: ICLBatch, *, n_dummy: int = 2, seed: int = 0) -> list[tuple]:
+    """For each prompt of ``batch`` (a text-task batch), ``n_dummy`` copies with its query replaced by
+    other pairs of its task (never its own query input), row after row: ``[prompt 0 dummy 0, prompt 0
+    dummy 1, …]``."""
+    generator = torch.Generator().manual_seed(seed)
+    examples = []
+    for t, pairs in zip(batch.task_ids.tolist(), batch.examples):
+        pool = [pair for pair in task.tasks[t].pairs if pair[0] != pairs[-1][0]]
+        examples += [pairs[:-1] + (pool[i],) for i in torch.randperm(len(pool), generator=generator)[:n_dummy]]
+    return examples
+
+
+def hendel_states(
+    model: HookedModel,
+    task: Task,
+    batch: ICLBatch,
+    layers: list[int],
+    *,
+    n_dummy: int = 2,
+    seed: int = 0,
+) -> Float[Tensor, "n_layers batch d_model"]:
+    """Hendel et al.'s per-prompt task vector at every block output in ``layers``.
+
+    For each prompt, its demonstrations are followed by ``n_dummy`` other inputs of its task in
+    place of its query (never the query itself); the block outputs at the last token of those
+    prompts are averaged over the dummies.
+
+    Raises:
+        ValueError: ``task`` does not build prompts from word pairs (a :class:`~tvlens.tasks.text.TextTasks`).
+    """
+    from tvlens.tasks.text import TextTasks
+
+    if not isinstance(task, TextTasks) or batch.examples is None:
+        raise ValueError("procedure='hendel' needs text tasks (TextTasks) whose prompts remember their word pairs; "
+                         f"got {type(task).__name__}")
+    if not isinstance(n_dummy, int) or n_dummy < 1:
+        raise ValueError(f"n_dummy={n_dummy!r}: expected an int >= 1")
+    examples = hendel_dummy_examples(task, batch, n_dummy=n_dummy, seed=seed)
+    dummy = task.build(examples, batch.task_ids.repeat_interleave(n_dummy), batch.n_shots)
+    states = query_states(model, dummy, layers, hook="resid_post")  # [n_layers, batch · n_dummy, d]
+    return states.reshape(len(layers), len(batch), n_dummy, -1).mean(2)
+
+
+def _hendel_procedure(
+    model: HookedModel, task: Task, layer: int | None, *, n_prompts: int, n_shots: int | None, dev_prompts: int,
+    test_prompts: int, seed: int, progress: bool,
+) -> tuple[TaskVector, VanillaResult]:
+    """Hendel et al.'s default procedure (see the module docstring)."""
+    layers = list(range(model.n_layers)) if layer is None else [model.check_layer(layer)]
+    extraction = task.sample(n_prompts, n_shots, seed=seed)
+    mean = hendel_states(model, task, extraction, layers, seed=seed).mean(1)  # [n_layers, d]
+
+    def score(batch: ICLBatch, states: Tensor, i: int) -> EvalResult:
+        per_prompt = Intervention(states[i], layers[i], hook="resid_post", mode="replace")
+        return evaluate(model, task, "injected", per_prompt, batch=batch, progress=False)
+
+    dev = task.sample(dev_prompts, n_shots, seed=seed + 1)
+    dev_states = hendel_states(model, task, dev, layers, seed=seed + 1)
+    sweep_bar = tqdm(range(len(layers)), desc="layer sweep (dev)", disable=not progress, leave=False, delay=0.5)
+    results = [score(dev, dev_states, i) for i in sweep_bar]
+    means = torch.tensor([r.mean for r in results])
+    best = int(means.argmax())  # Hendel: the most accurate block output on the dev prompts
+    test = task.sample(test_prompts, n_shots, seed=seed + 2)
+    test_result = score(test, hendel_states(model, task, test, layers[best : best + 1], seed=seed + 2), 0)
+    sweep = LayerSweep(layers, means, torch.tensor([r.stderr for r in results]), layers[best], test_result,
+                       results[0].metric)
+    hyper = {"procedure": "hendel", "mode": "replace", "hook": "resid_post", "n_dummy": 2, "n_prompts": n_prompts,
+             "n_shots": extraction.n_shots, "seed": seed, "layer": layers[best],
+             "layer_convention": HENDEL_LAYER_CONVENTION}
+    tv = TaskVector.single(mean[best], layers[best], hook="resid_post", mode="replace", method="vanilla",
+                           task=task.to_dict(), fingerprint=model.fingerprint(), hyperparameters=hyper)
+    tv.history.append(sweep.to_dict())
+    result = VanillaResult(vectors=mean, layers=layers, mode="replace", sweep=sweep,
+                           extra={"procedure": "hendel", "hook": "resid_post",
+                                  "layer_convention": HENDEL_LAYER_CONVENTION})
+    return tv, result
+
+
 def vanilla_task_vector(
     model: HookedModel,
     task: Task,
     layer: int | None = None,
     *,
-    mode: str = "add",
+    procedure: str = "mean",
+    mode: str | None = None,
     position: int | str = "last",
     n_prompts: int = 100,
     n_shots: int | None = None,
@@ -133,7 +226,14 @@ def vanilla_task_vector(
         model: the model.
         task: the task whose n-shot prompts are averaged.
         layer: the layer; ``None`` sweeps every layer and picks the best on the dev split.
-        mode: ``"add"`` (difference to zero-shot, 001) or ``"replace"`` (Hendel).
+        procedure: ``"mean"`` (states averaged over prompts, Hendel's ``multi_context``; tvlens'
+            default) or ``"hendel"`` (Hendel's default: a vector per prompt from dummy queries,
+            replace mode at block outputs — text tasks; see the module docstring). With
+            ``"hendel"``, ``mode`` and ``position`` do not apply, ``sweep.test`` scores the
+            per-prompt vectors, and the returned vector is their mean over the extraction prompts
+            at the chosen block output (``hook="resid_post"``).
+        mode: ``"add"`` (difference to zero-shot, 001; the default) or ``"replace"`` (Hendel; always with
+            ``procedure="hendel"``).
         position: ``"last"`` (the query) or a fixed non-negative position, read from the ICL prompts
             and injected at the same position of the zero-shot prompts (001's ``P = 4`` setting).
         n_prompts: extraction prompts (seed ``seed``); dev prompts use ``seed + 1``, test ``seed + 2``.
@@ -143,8 +243,18 @@ def vanilla_task_vector(
     Returns:
         The vector at the chosen layer (last position) and a :class:`VanillaResult`.
     """
-    if mode not in ("add", "replace"):
+    if procedure not in ("mean", "hendel"):
+        raise ValueError(f"procedure={procedure!r}: expected 'mean' or 'hendel'")
+    if mode not in (None, "add", "replace"):
         raise ValueError(f"mode={mode!r}: expected 'add' or 'replace'")
+    if procedure == "hendel":
+        if mode not in (None, "replace"):
+            raise ValueError(f"mode={mode!r}: procedure='hendel' replaces the state (mode='replace')")
+        if position != "last":
+            raise ValueError(f"position={position!r}: procedure='hendel' reads and writes the last position")
+        return _hendel_procedure(model, task, layer, n_prompts=n_prompts, n_shots=n_shots, dev_prompts=dev_prompts,
+                                 test_prompts=test_prompts, seed=seed, progress=progress)
+    mode = mode or "add"
     if position != "last" and (not isinstance(position, int) or position < 0):
         raise ValueError(f"position={position!r}: expected 'last' or an int >= 0")
     layers = list(range(model.n_layers)) if layer is None else [model.check_layer(layer)]
@@ -173,4 +283,5 @@ def vanilla_task_vector(
     return chosen, result
 
 
-__all__ = ["LayerSweep", "VanillaResult", "query_states", "sweep_layers", "vanilla_task_vector"]
+__all__ = ["HENDEL_LAYER_CONVENTION", "LayerSweep", "VanillaResult", "hendel_dummy_examples", "hendel_states",
+           "query_states", "sweep_layers", "vanilla_task_vector"]
