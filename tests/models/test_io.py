@@ -46,5 +46,16 @@ def test_errors(tmp_path):
     from safetensors.torch import save_file
 
     save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
-    with pytest.raises(ValueError, match=r"not a tvlens model file"):
+    with pytest.raises(ValueError, match=r"not a valid tvlens model file: no .tvlens. metadata"):
         load_model(tmp_path / "other.safetensors")
+
+
+def test_damaged_model_files_are_named(tmp_path):
+    from tvlens import zoo
+
+    data = zoo.weights_path("perm-mix").read_bytes()
+    for name, content in (("text", b"not safetensors"), ("truncated", data[: len(data) // 3]), ("empty", b"")):
+        path = tmp_path / f"{name}.safetensors"
+        path.write_bytes(content)
+        with pytest.raises(ValueError, match=rf"path='{path}': not a valid tvlens model file"):
+            load_model(path)

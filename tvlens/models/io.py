@@ -43,11 +43,18 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"path={str(path)!r}: no such model file")
-    with safe_open(str(path), framework="pt") as f:
-        header = f.metadata() or {}
-    if "tvlens" not in header:
-        raise ValueError(f"path={str(path)!r}: not a tvlens model file (no 'tvlens' metadata)")
-    return json.loads(header["tvlens"])
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+        if "tvlens" not in header:
+            raise ValueError("no 'tvlens' metadata")
+        return json.loads(header["tvlens"])
+    except Exception as error:  # SafetensorError, truncated or foreign files: one message naming the file
+        raise ValueError(f"path={str(path)!r}: not a valid tvlens model file: {_reason(error)}") from None
+
+
+def _reason(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def load_model(path: str | os.PathLike, backend: str = "auto") -> HookedModel:
@@ -58,10 +65,15 @@ def load_model(path: str | os.PathLike, backend: str = "auto") -> HookedModel:
         backend: ``"auto"``, ``"bridge"`` (4.x) or ``"hooked_transformer"`` (3.x).
     """
     meta = read_metadata(path)
+    if not isinstance(meta, dict) or "config" not in meta:
+        raise ValueError(f"path={str(path)!r}: not a valid tvlens model file: its metadata lacks 'config'")
     model = HookedModel.from_config(ModelConfig.from_dict(meta["config"]), backend=backend)
     state = {}
-    with safe_open(str(path), framework="pt") as f:
-        for key in f.keys():
-            state[key] = f.get_tensor(key)
-    model.load_tl_state_dict(state)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            for key in f.keys():
+                state[key] = f.get_tensor(key)
+        model.load_tl_state_dict(state)
+    except Exception as error:
+        raise ValueError(f"path={str(path)!r}: not a valid tvlens model file: {_reason(error)}") from None
     return model

@@ -180,14 +180,19 @@ def wrap_hf(model: Any, tokenizer: Any, *, dtype: torch.dtype | None = None, cop
             bridge = TransformerBridge.boot_transformers(name, hf_model=model, tokenizer=boot_tokenizer, device=device,
                                                          dtype=dtype)
         return HookedModel(bridge, tokenizer=tokenizer)
-    if not Path(name).is_dir():
-        from transformer_lens import HookedTransformer
+    if Path(name).is_dir():
+        return HookedModel(_tl3_local(name, model, tokenizer, dtype, device), tokenizer=tokenizer)
+    if not getattr(model.config, "name_or_path", ""):
+        # built in memory: TL 3.x's converters read a config directory, so give them one
+        with tempfile.TemporaryDirectory(prefix="tvlens-config-") as directory:
+            model.config.save_pretrained(directory)
+            return HookedModel(_tl3_local(directory, model, tokenizer, dtype, device), tokenizer=tokenizer)
+    from transformer_lens import HookedTransformer
 
-        with _loadable(tokenizer) as boot_tokenizer:
-            hooked = HookedTransformer.from_pretrained_no_processing(name, hf_model=model, tokenizer=boot_tokenizer,
-                                                                     device=device, dtype=dtype)
-        return HookedModel(hooked, tokenizer=tokenizer)
-    return HookedModel(_tl3_local(name, model, tokenizer, dtype, device), tokenizer=tokenizer)
+    with _loadable(tokenizer) as boot_tokenizer:
+        hooked = HookedTransformer.from_pretrained_no_processing(name, hf_model=model, tokenizer=boot_tokenizer,
+                                                                 device=device, dtype=dtype)
+    return HookedModel(hooked, tokenizer=tokenizer)
 
 
 @contextlib.contextmanager
