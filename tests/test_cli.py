@@ -285,3 +285,20 @@ def test_help_does_not_import_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
     assert run("--help").returncode == 0
+
+
+def test_a_model_whose_vocabulary_is_smaller_than_its_tokenizers_is_one_line(tmp_path):
+    """A save_pretrained directory whose tokenizer makes ids the model does not have: a clear error, no IndexError."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from .hf_models import train_tokenizer
+
+    tokenizer = train_tokenizer()
+    config = GPT2Config(n_layer=1, n_embd=16, n_head=2, n_positions=128, n_ctx=128, vocab_size=64,
+                        bos_token_id=2, eos_token_id=2)
+    GPT2LMHeadModel(config).save_pretrained(tmp_path / "small-vocab")
+    tokenizer.save_pretrained(tmp_path / "small-vocab")
+    proc = run("report", "--models", str(tmp_path / "small-vocab"), "--quick", "--no-studies", "--no-cache",
+               "--quiet", "--out", str(tmp_path / "r.html"))
+    one_line_error(proc, "token id", "d_vocab=64")
+    assert not (tmp_path / "r.html").exists()

@@ -347,6 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # one line per warning, like the errors (no source line of the library)
     warnings.formatwarning = lambda message, category, *_, **__: f"tvlens {args.command}: warning: {message}\n"
+    quiet = getattr(args, "quiet", False) and "TQDM_DISABLE" not in os.environ
+    if quiet:  # also the bars of the libraries underneath (transformers' weight loading); read when tqdm is imported
+        os.environ["TQDM_DISABLE"] = "1"
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
@@ -356,6 +359,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"tvlens {args.command}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        if quiet:
+            del os.environ["TQDM_DISABLE"]
 
 
 if __name__ == "__main__":

@@ -172,3 +172,15 @@ def test_hendel_procedure_refuses_what_it_cannot_do(tiny_model, small_task):
         vanilla_task_vector(tiny_model, small_task.single(0), 1, procedure="hendel", mode="add")
     with pytest.raises(ValueError, match="procedure='multi'"):
         vanilla_task_vector(tiny_model, small_task.single(0), 1, procedure="multi")
+
+
+def test_function_vector_checks_its_layer_before_the_head_effects(tiny_model, small_task, monkeypatch):
+    import tvlens.vectors.function as fv
+
+    def expensive(*args, **kwargs):
+        raise AssertionError("the head effects ran before the layer was checked")
+
+    monkeypatch.setattr(fv, "average_indirect_effect", expensive)
+    monkeypatch.setattr(fv, "mean_head_outputs", expensive)
+    with pytest.raises(ValueError, match="layer=7 is out of range"):
+        function_vector(tiny_model, small_task.single(0), 7)
