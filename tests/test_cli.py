@@ -53,7 +53,9 @@ def test_vector_learn_evaluate_and_analyze(tmp_path):
     assert vector.is_file() and "learned task vector of perm-mix" in proc.stdout
     proc = run("evaluate", "--vector", str(vector), "--prompts", "64", "--quiet")
     assert proc.returncode == 0, proc.stderr
-    scores = {line.split()[0]: float(line.split()[2]) for line in proc.stdout.splitlines()}
+    header, *rows = proc.stdout.splitlines()
+    assert header == "perm-mix, task 0: 64 prompts, 16-shot ICL prompts"
+    scores = {line.split()[0]: float(line.split()[2]) for line in rows}
     assert set(scores) == {"zero_shot", "icl", "injected"} and scores["injected"] > scores["zero_shot"]
     for analysis, expected in (("ov", "ov_share"), ("heads", "key heads:"), ("dynamics", "W·θ at the final stream")):
         proc = run("analyze", analysis, "--vector", str(vector), "--prompts", "32", "--quiet")
