@@ -5,12 +5,12 @@ Three modes answer the three questions of task-vector research:
 * ``"icl"`` — n-shot prompts: how well does the model learn in context?
 * ``"zero_shot"`` — the queries alone: what does it do with no task information?
 * ``"injected"`` — the zero-shot queries (or, with ``base="icl"``, the n-shot prompts) with a
-  vector injected: how much of the ICL behaviour does the vector carry? (seed 002 calls
+  vector injected: how much of the ICL behaviour does the vector carry? (Yang et al. 2025b call
   zero-shot + vector the *TVP mode*.)
 
 Metrics: for symbolic tasks, accuracy of the argmax over the **full vocabulary** (the primary
 number, ``.mean``) and over the task's **label set** (``.label_accuracy``); for regression, the
-squared error of the query prediction divided by the input dimension ``D`` (seeds 000/002).
+squared error of the query prediction divided by the input dimension ``D`` (Saglam et al. 2025 and Yang et al. 2025b).
 Every result carries its per-prompt values, so a mean comes with its standard error
 ``s / √n``.
 """

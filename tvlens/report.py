@@ -1,7 +1,7 @@
 """``tvlens report``: the whole pipeline on zoo models, written as one self-contained HTML file.
 
 For every token model: task vectors by layer (vanilla, function, learned), the OV decomposition of
-a learned vector and 001's re-injection test, saliency and exact ablation of every head with key
+a learned vector and Yang et al. 2025a's re-injection test, saliency and exact ablation of every head with key
 heads vs random heads, the attention pattern of the top key head, linear dynamics with the logit
 lens, and where the vector forms (by layer and over training). Across models: the TVP-loss
 comparison, depth vs complexity, and — for regression models — fidelity by prompt length. Each
@@ -68,7 +68,7 @@ from tvlens.vectors.compare import Comparison
 from tvlens.vectors.function import FunctionVectorResult
 
 DEFAULT_MODELS = ("perm-mix", "token-offset", "linear-regression-long")
-#: The learned vectors of the report: the settings of the science tests (001 on the zoo).
+#: The learned vectors of the report: the settings of the science tests (Yang et al. 2025a on the zoo).
 LTV_CONFIG = LearnConfig(lr=0.05, epochs=15)
 
 
@@ -82,7 +82,7 @@ class ReportConfig:
         quick: fewer prompts and copies (for tests and previews).
         seed: seed of every stage's prompts.
         cache_dir: where stage results are cached (``None``: no cache).
-        studies: also run the cross-model studies (TVP-loss, depth vs complexity, the 001 table).
+        studies: also run the cross-model studies (TVP-loss, depth vs complexity, the Yang et al. 2025a table).
     """
 
     models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
@@ -233,7 +233,8 @@ def _token_model_sections(name: str, config: ReportConfig, cache: _Cache, bar: t
                             "Accuracy of the zero-shot query with each method's vector added at one layer (last "
                             "position), on the same test prompts; ICL and zero-shot as reference lines. Bands: ±1 "
                             "standard error. The learned vector is trained by gradient descent against the frozen "
-                            "model (001); the vanilla vector is the mean ICL state minus the mean zero-shot state; the "
+                            "model (Yang et al. 2025a); the vanilla vector is the mean ICL state minus the mean "
+                            "zero-shot state; the "
                             "function vector sums the mean outputs of the heads with the largest causal effect."))
     bar.set_description(f"{name}: function-vector heads")
     fv = cache.get("aie", {"name": name, "n": n, "seed": seed}, model,
@@ -264,8 +265,9 @@ def _token_model_sections(name: str, config: ReportConfig, cache: _Cache, bar: t
                 "That θ-term read through ln_final and the unembedding: the target label's logit minus the mean label "
                 "logit. Positive heads push the answer directly."),
         Section("Re-injection of the OV and MLP paths", reinjection_figure(ov),
-                "001's test: θ_OV = Σ θ W_V W_O over every later head, injected in place of θ (and θ_MLP, the summed "
-                "change of the later MLP outputs). 001 recovers 52 % of 83 %. The θ_OV share is (θ_OV − zero-shot) / "
+                "Yang et al. 2025a's test: θ_OV = Σ θ W_V W_O over every later head, injected in place of θ (and "
+                "θ_MLP, the summed change of the later MLP outputs). Yang et al. 2025a recover 52 % of 83 %. The "
+                "θ_OV share is (θ_OV − zero-shot) / "
                 f"(θ − zero-shot); here {ov.ov_share:.0%}"
                 + (": negative, because θ_OV alone does worse than the zero-shot query — the OV path by itself does "
                    "not carry the task, it moves the stream away from the answer." if ov.ov_share < 0 else ".")),
@@ -278,7 +280,8 @@ def _token_model_sections(name: str, config: ReportConfig, cache: _Cache, bar: t
     sections += [
         Section("Saliency", head_heatmap(heads.saliency, f"{name}: saliency |a·∂log p/∂a| (key heads boxed)",
                                          "saliency", marked=heads.key_heads),
-                "001's first-order saliency of each head's output at the query, from one backward pass, averaged "
+                "Yang et al. 2025a's first-order saliency of each head's output at the query, from one backward "
+                "pass, averaged "
                 "over prompts. The boxed heads are the top 10 %: the key heads."),
         Section("Exact ablation", head_heatmap(heads.scans["zero"].delta, f"{name}: Δ log p(answer) when one head is "
                                                "zero-ablated", "Δ log p", diverging=True, marked=heads.key_heads),
@@ -286,9 +289,9 @@ def _token_model_sections(name: str, config: ReportConfig, cache: _Cache, bar: t
                 f"cached path). Spearman correlation with the saliency: {heads.saliency_agreement:.2f}."),
         Section("Key heads vs random heads", key_vs_random_figure(heads),
                 "Ablating the key heads against ablating as many random heads (20 draws; dots are the draws, "
-                "hover for their heads). 001: 83 → 51 % for key heads vs 78 % for random heads."),
+                "hover for their heads). Yang et al. 2025a: 83 → 51 % for key heads vs 78 % for random heads."),
         Section("Key heads per layer", layer_histogram_figure(heads),
-                "Where the key heads sit (001 finds a U-shape on large models)."),
+                "Where the key heads sit (Yang et al. 2025a find a U-shape on large models)."),
     ]
     top_layer, top_head = heads.key_heads[0]
     prompt = task.sample(1, 4, seed=seed + 7)
@@ -326,7 +329,7 @@ def _token_model_sections(name: str, config: ReportConfig, cache: _Cache, bar: t
     bar.update(1)
     sections.append(Section("TVP mode by layer", profile_figure(profile, f"{name}: TVP mode by layer"),
                             "The zero-shot query with its stream at one layer replaced by its own ICL prompt's state "
-                            "there (seed 002's task-vector prompting): where the task fits in one vector."))
+                            "there (Yang et al. 2025b's task-vector prompting): where the task fits in one vector."))
     if history is not None:
         sections.append(Section("Formation over training", formation_heatmap(history),
                                 "The same TVP-mode accuracy at every evaluation during training (from the training "
@@ -363,7 +366,8 @@ def _regression_sections(name: str, config: ReportConfig, cache: _Cache, bar: tq
     sections = [
         Section("Regression fidelity", regression_figure(table),
                 "Squared error / D of the query by number of demonstrations: ICL, zero-shot, and each vector read "
-                "from the same prompt and injected into the query alone (seed 000's benchmark). The head-weighted "
+                "from the same prompt and injected into the query alone (Saglam et al. 2025's benchmark). The "
+                "head-weighted "
                 "LTV weights every head's output of the prompt with weights learned once."
                 + (" The orthogonal panel is short on purpose: a query orthogonal to every demonstration exists only "
                    "with fewer demonstrations than input dimensions." if "orthogonal" in shifts else "")),
@@ -414,19 +418,20 @@ def _study_sections(config: ReportConfig, cache: _Cache, bar: tqdm) -> list[Sect
     sections = [
         Section("TVP-loss", profile_figure(tvp.profiles, "perm-mix vs perm-mix-tvp: TVP mode by layer",
                                            mark_layer=tvp.tvp_layer),
-                f"Seed 002's TVP-loss trains the model so that its own ICL state at layer {tvp.tvp_layer} (marked) "
+                f"Yang et al. 2025b's TVP-loss trains the model so that its own ICL state at layer {tvp.tvp_layer} "
+                "(marked) "
                 "works as a task vector; ICL stays intact."),
         Section("Depth vs task complexity", profile_figure(depth.profiles, "Mixtures of 2, 8 and 32 permutations: "
                                                                            "TVP mode by layer"),
                 f"Same-shaped models on tasks of rising complexity. Where the vector forms (half of ICL's gain): "
                 f"{formed}."),
     ]
-    bar.set_description("studies: 001 table")
+    bar.set_description("studies: Yang et al. 2025a table")
     models = ["perm-mix"] if config.quick else ["perm-mix", "token-offset"]
     table = cache.get("method-table", {"n": n, "seed": seed, "models": models}, zoo.load("perm-mix"),
                       lambda: method_table(models, n_test=n, seed=seed, progress=not bar.disable), expect=StudyTable)
     bar.update(1)
-    sections.append(Section("Learned vs extracted vectors (001)", method_table_figure(table),
+    sections.append(Section("Learned vs extracted vectors (Yang et al. 2025a)", method_table_figure(table),
                             "The learned vector against the vanilla TV and the FV at the last position, at an early "
                             "position (the query token, where extracted vectors collapse to zero-shot) and added to "
                             "a 2-shot prompt."))

@@ -1,4 +1,4 @@
-"""Linear dynamics: the fit, the polar split and the chain checked on exact toys; the zoo claims of 001."""
+"""Linear dynamics: the fit, the polar split and the chain checked on exact toys; the zoo claims of Yang et al. 2025a."""
 
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ def perm_dynamics():
 
 
 def test_zoo_propagation_is_nearly_linear(perm_dynamics):
-    """001: the maps carrying a learned vector are close to linear (measured numbers: docs/dynamics.md)."""
+    """Yang et al. 2025a: the maps carrying a learned vector are close to linear (measured numbers: docs/dynamics.md)."""
     r = perm_dynamics
     assert all(value >= 0.9 for value in r.r2_by_scale.values())
     assert all(step.summary()["r2"] >= 0.85 for step in r.steps)
@@ -143,7 +143,7 @@ def test_zoo_propagation_is_nearly_linear(perm_dynamics):
 
 
 def test_w_theta_at_the_final_layer_reproduces_the_vector(perm_dynamics):
-    """001's check: adding each prompt's W θ to the final stream scores like injecting θ at layer l."""
+    """Yang et al. 2025a's check: adding each prompt's W θ to the final stream scores like injecting θ at layer l."""
     r = perm_dynamics
     gain = r.injected.mean - r.zero_shot.mean
     assert gain > 0.5
@@ -151,7 +151,7 @@ def test_w_theta_at_the_final_layer_reproduces_the_vector(perm_dynamics):
 
 
 def test_dynamics_of_a_vector_at_an_early_position():
-    """001's P = 4 setting: a learned vector at the query token (P = 1), carried to the answer position."""
+    """Yang et al. 2025a's P = 4 setting: a learned vector at the query token (P = 1), carried to the answer position."""
     model, task = zoo.load("perm-mix"), zoo.task("perm-mix").single(0)
     ltv, _ = learn_task_vector(model, task, 1, positions=1, progress=False, lr=0.05, epochs=15)
     r = linear_dynamics(model, task, ltv)

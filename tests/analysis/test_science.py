@@ -1,7 +1,7 @@
-"""001's propagation claims on the shipped perm-mix model.
+"""Yang et al. 2025a's propagation claims on the shipped perm-mix model.
 
 The measured numbers (key heads vs random heads, θ_OV and θ_MLP re-injection) are written into
-docs/propagation.md by docs/make_measured.py with the same seeds; 001's key-head finding holds on
+docs/propagation.md by docs/make_measured.py with the same seeds; Yang et al. 2025a's key-head finding holds on
 the zoo, its OV re-injection does not (θ_OV scores below zero-shot), and the test asserts what holds.
 """
 
@@ -34,7 +34,7 @@ def test_key_heads_matter_more_than_random_heads(perm_ltv):
 
 
 def test_ov_reinjection_on_the_zoo(perm_ltv):
-    """Measured, not 001's: on perm-mix the OV path of θ alone carries none of the task."""
+    """Measured, not Yang et al. 2025a's: on perm-mix the OV path of θ alone carries none of the task."""
     model, task, ltv = perm_ltv
     result = ov_decomposition(model, task, ltv, n_prompts=300, seed=100)
     s = result.summary()

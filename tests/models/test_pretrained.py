@@ -134,8 +134,9 @@ def test_from_hf_leaves_the_callers_model_intact_and_takes_an_in_memory_tokenize
     with torch.no_grad():
         torch.testing.assert_close(wrapped(ids), hf(ids).logits, atol=1e-5, rtol=0)
     assert wrapped.tokenizer is tokenizer
-    HookedModel.from_hf(hf, tokenizer, copy=False)  # in place, as documented: the blocks are TL's now
-    assert type(hf.transformer.h[0]) is not block_type
+    in_place = HookedModel.from_hf(hf, tokenizer, copy=False)
+    if in_place.line >= 4:  # the 4.x bridge wraps the model it is given, as documented; 3.x copies its weights
+        assert type(hf.transformer.h[0]) is not block_type
     with pytest.raises(TypeError, match="copy='no'"):
         HookedModel.from_hf(hf, tokenizer, copy="no")
 
@@ -158,7 +159,7 @@ def test_missing_models_say_how_to_get_them(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_fine_tuned_text_model_learns_in_context_and_the_ltv_beats_zero_shot(saved, tokenizer, tmp_path):
     """A tiny GPT-2 fine-tuned for ~30 s on word-pair tasks that share their inputs (so the query alone
-    is ambiguous): ICL beats zero-shot, and a learned task vector beats zero-shot (001's claim)."""
+    is ambiguous): ICL beats zero-shot, and a learned task vector beats zero-shot (Yang et al. 2025a's claim)."""
     directory = build("gpt2", tmp_path / "ft", tokenizer, n_layers=2, d_model=64)
     model = HookedModel.from_pretrained(str(directory), device="cpu")
     family = TextTasks(("english_french", "english_spanish", "lowercase_uppercase", "word_first_letter"),

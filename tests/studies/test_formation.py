@@ -1,4 +1,4 @@
-"""Formation studies: exact agreement with the trainer's own evaluation; seed 002's claims on the zoo.
+"""Formation studies: exact agreement with the trainer's own evaluation; Yang et al. 2025b's claims on the zoo.
 
 Measured on the shipped models (256 prompts, seed 0; docs/studies.md): TVP accuracy at layer 2 is
 0.80 for perm-mix and 1.00 for perm-mix-tvp, ICL 0.98 vs 1.00.
@@ -54,7 +54,7 @@ def test_task_mean_source_is_the_vanilla_task_vector():
 
 
 def test_tvp_loss_raises_tvp_accuracy_at_its_layer_and_keeps_icl():
-    """Seed 002: the TVP-loss pins the vector to its layer without costing ICL."""
+    """Yang et al. 2025b: the TVP-loss pins the vector to its layer without costing ICL."""
     result = tvp_loss_comparison(n_prompts=256)
     assert result.tvp_layer == 2
     plain, pinned = result.profiles["perm-mix"], result.profiles["perm-mix-tvp"]

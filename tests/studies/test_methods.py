@@ -1,4 +1,4 @@
-"""The 001 table on the zoo (measured numbers in docs/studies.md)."""
+"""The Yang et al. 2025a table on the zoo (measured numbers in docs/studies.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def table():
 
 
 def test_learned_vectors_beat_extracted_ones_in_every_setting(table):
-    """001: the LTV beats the vanilla TV and the FV at the last position, at an early position and
+    """Yang et al. 2025a: the LTV beats the vanilla TV and the FV at the last position, at an early position and
     on top of a short ICL prompt."""
     for setting in ("last", "early", "few_shot"):
         learned = table.select(setting=setting, method="learned")[0]

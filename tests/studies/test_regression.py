@@ -1,4 +1,4 @@
-"""Regression fidelity on the zoo (seed 000's claims; measured numbers in docs/studies.md)."""
+"""Regression fidelity on the zoo (Saglam et al. 2025's claims; measured numbers in docs/studies.md)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def table():
 
 
 def test_head_weighted_beats_the_function_vector_at_every_length(table):
-    """Seed 000: the head-weighted LTV keeps the function (error ≤ FV's), at and beyond the training length."""
+    """Saglam et al. 2025: the head-weighted LTV keeps the function (error ≤ FV's), at and beyond the training length."""
     for shift in ("none", "skewed", "noisy"):
         for n in (10, 20):
             hw = table.select(shift=shift, n_shots=n, method="head_weighted")[0]
@@ -67,7 +67,7 @@ def test_errors():
 def test_beyond_the_training_length_the_head_weighted_vector_keeps_the_function():
     """linear-regression-long (trained on 20-shot prompts, context 40): at 40 demonstrations ICL itself breaks
     down (measured 0.78, zero-shot 1.02) while the head-weighted LTV read from the same 40-shot prompts keeps
-    the function (0.19) — seed 000's fidelity claim, beyond the training context."""
+    the function (0.19) — Saglam et al. 2025's fidelity claim, beyond the training context."""
     table = regression_fidelity("linear-regression-long", lengths=[20, 40], shifts=["none"], n_prompts=200,
                                 methods=["icl", "zero_shot", "function", "head_weighted"])
     beyond = {r["method"]: r for r in table.select(n_shots=40)}

@@ -1,4 +1,4 @@
-"""001's claims about learned vs extracted task vectors, asserted on the shipped zoo models.
+"""Yang et al. 2025a's claims about learned vs extracted task vectors, asserted on the shipped zoo models.
 
 Test prompts seed 100, n=300; the measured numbers are written into docs/vectors.md and
 docs/studies.md by docs/make_measured.py with the same seeds.
@@ -37,7 +37,7 @@ def test_learned_beats_vanilla_beats_zero_shot_at_the_last_position(perm):
 
 
 def test_at_an_early_position_vanilla_collapses_and_learned_reaches_icl(perm):
-    """001's P = 4 setting: the state at an early position of the ICL prompt holds no task, a learned vector can."""
+    """Yang et al. 2025a's P = 4 setting: the state at an early position of the ICL prompt holds no task, a learned vector can."""
     model, task, test = perm
     zero = score(model, task, test, mode="zero_shot")
     vtv, _ = vanilla_task_vector(model, task, 1, position=1, n_shots=16)
@@ -74,7 +74,7 @@ def test_save_load_inject_bit_identical_and_refused_elsewhere(perm, tmp_path):
 
 @pytest.mark.parametrize("name", ["linear-regression"])
 def test_head_weighted_beats_function_vector_on_regression(name):
-    """Seed 000: weighting every head (each prompt's own head outputs from a shorter prompt) beats the
+    """Saglam et al. 2025: weighting every head (each prompt's own head outputs from a shorter prompt) beats the
     function vector built from the same heads (measured numbers: docs/vectors.md).
     The FV baseline gets its best layer chosen on the test prompts themselves, which can only favour it."""
     from tvlens import Intervention

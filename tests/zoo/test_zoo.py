@@ -100,7 +100,7 @@ def test_formal_language_models_approach_the_entropy_rate(name):
 
 
 def test_tvp_loss_pins_the_task_vector():
-    """Seed 002: TVP-loss raises TVP-mode accuracy at its layer, with ICL kept."""
+    """Yang et al. 2025b: TVP-loss raises TVP-mode accuracy at its layer, with ICL kept."""
     task = zoo.task("perm-mix")
     n_shots = zoo.spec("perm-mix").train.n_shots
     plain = evaluate_training(model("perm-mix"), task, 512, n_shots, EVAL_SEED)

@@ -1,6 +1,6 @@
 """Linear dynamics of a task vector: fit the maps that carry it forward, split them into rotation and scaling.
 
-001 found that, despite the non-linearities, a vector ``θ`` injected at layer ``l`` propagates almost
+Yang et al. 2025a found that, despite the non-linearities, a vector ``θ`` injected at layer ``l`` propagates almost
 linearly: the change it causes in the query's stream at a later layer is ``Δh ≈ W θ``. This module
 
 1. **collects** the changes for perturbed copies ``θ_i = θ + λ_i ε_i`` (``ε_i ~ N(0, I)`` scaled to
@@ -200,7 +200,7 @@ def collect_changes(
     causes in every prompt's query stream at every layer ``k = l … L`` (``L`` = final stream).
 
     With the vector at the last position (and a supported architecture) all copies × prompts run as
-    rows of the cached last-position path (:class:`SuffixRunner`); at any other position (e.g. 001's
+    rows of the cached last-position path (:class:`SuffixRunner`); at any other position (e.g. Yang et al. 2025a's
     ``P = 4``) they run as rows of full forwards with :func:`tvlens.inject`, ``chunk`` rows at a time.
     """
     layer = model.check_layer(layer)

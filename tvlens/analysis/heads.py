@@ -4,13 +4,13 @@ For θ injected at layer ``l``, every head ``(l', k)`` with ``l' ≥ l`` may pas
 ``a^{l'}_{N,k}`` for the head's output at the query ``N`` and ``J`` for the objective — ``log p(y)``
 of the answer (regression: ``−(ŷ − y)²``). Then:
 
-* **saliency** (001; first-order Taylor): ``s_{l',k} = |a^{l'}_{N,k} · ∂J / ∂a^{l'}_{N,k}|``, averaged
+* **saliency** (Yang et al. 2025a; first-order Taylor): ``s_{l',k} = |a^{l'}_{N,k} · ∂J / ∂a^{l'}_{N,k}|``, averaged
   over prompts, for all heads from one backward pass. Because ``a = z W_O``, the product equals
   ``z · ∂J/∂z`` at ``attn.hook_z``, which both TransformerLens lines expose.
 * **exact ablation**: the change of ``J`` (and of accuracy) when the head's ``z`` at the query is
   set to zero or to its mean over the prompts — what the saliency approximates.
 * **key heads**: the top fraction (default 10 %) by saliency. Ablating them is compared with
-  ablating as many random heads, over ≥ 20 draws (001: 83 → 51 % for key heads vs 78 % for random),
+  ablating as many random heads, over ≥ 20 draws (Yang et al. 2025a: 83 → 51 % for key heads vs 78 % for random),
   with the key heads' layer histogram and their attention to the first token (an attention sink).
 
 :func:`ablate_heads` is a context manager on the same hook path as :func:`tvlens.inject`
@@ -348,7 +348,8 @@ def head_saliency(
     layers: Iterable[int] | None = None,
     batch_size: int = 256,
 ) -> Float[Tensor, "n_layers n_heads"]:
-    """001's saliency ``|a_{N,k} · ∂J/∂a_{N,k}|`` of every head, averaged over prompts (NaN where not scored).
+    """Yang et al. 2025a's saliency ``|a_{N,k} · ∂J/∂a_{N,k}|`` of every head, averaged over prompts
+    (NaN where not scored).
 
     One forward and one backward per ``batch_size`` prompts score all heads of ``layers``
     (default: from the vector's layer on) at once.
@@ -414,7 +415,7 @@ class KeyHeadResult:
 
     Attributes:
         layer: the vector's layer (heads from here on are scored).
-        saliency: ``[n_layers, n_heads]`` 001's saliency (NaN before ``layer``).
+        saliency: ``[n_layers, n_heads]`` Yang et al. 2025a's saliency (NaN before ``layer``).
         scans: exact single-head ablation scans by mode (``"zero"``, ``"mean"``).
         key_heads: the top ``fraction`` by saliency.
         metric_name: ``"accuracy"`` or ``"mse_per_dim"``.

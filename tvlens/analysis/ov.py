@@ -15,13 +15,13 @@ earlier heads wrote, which :func:`frozen_decomposition` follows exactly in atten
 as the target label's logit minus the mean label logit (for regression: the change of the
 prediction). It also reports how much each later MLP's output at the query changes.
 
-001's **re-injection test** keeps the simplest form: ``θ_OV = Σ_{l' ≥ l, k} θ W_V[l',k] W_O[l',k]``
+Yang et al. 2025a's **re-injection test** keeps the simplest form: ``θ_OV = Σ_{l' ≥ l, k} θ W_V[l',k] W_O[l',k]``
 (no LayerNorm, no attention weights) is injected *in place of* θ, and its accuracy is set next to
-θ's and zero-shot's (001: 52 % vs 83 % vs ~0). The MLP counterpart ``θ_MLP`` is the summed change of
+θ's and zero-shot's (Yang et al. 2025a: 52 % vs 83 % vs ~0). The MLP counterpart ``θ_MLP`` is the summed change of
 the later MLP outputs at the query, averaged over prompts.
 
 Indexing: θ at ``resid_pre`` of block ``l`` is first read by block ``l``'s heads, so "later heads" are
-``l' ≥ l`` here; 001 writes ``l' > l`` for a θ added to the *output* of layer ``l``. Same heads.
+``l' ≥ l`` here; Yang et al. 2025a writes ``l' > l`` for a θ added to the *output* of layer ``l``. Same heads.
 """
 
 from __future__ import annotations
@@ -73,7 +73,8 @@ def _one_position(model: HookedModel, positions: PositionSpec, prompts: ICLBatch
 
 
 def theta_ov(model: HookedModel, theta: Float[Tensor, " d_model"], layer: int) -> Float[Tensor, " d_model"]:
-    """001's ``θ_OV = Σ_{l' ≥ layer} Σ_k θ W_V[l',k] W_O[l',k]`` through the OV ``FactoredMatrix`` of each layer."""
+    """Yang et al. 2025a's ``θ_OV = Σ_{l' ≥ layer} Σ_k θ W_V[l',k] W_O[l',k]``, through the OV ``FactoredMatrix``
+    of each layer."""
     layer = model.check_layer(layer)
     with torch.no_grad():
         return sum((theta @ model.OV(k)).sum(0) for k in range(layer, model.n_layers))
@@ -95,7 +96,7 @@ class OVResult:
             frozen) and ``W_U``, the target label's logit minus the mean logit of the label set
             (regression: the change of the prediction).
         mlp_change: ``‖Δ mlp_out‖`` at the query, injected minus clean run.
-        theta_ov: 001's ``θ_OV`` (see module docstring).
+        theta_ov: Yang et al. 2025a's ``θ_OV`` (see module docstring).
         theta_mlp: ``Σ_{l'} Δ mlp_out`` at the query, averaged over prompts (``None`` for attention-only models).
         reinjection: accuracy (or error) of ``"zero_shot"``, ``"vector"`` (θ), ``"theta_ov"`` and
             ``"theta_mlp"`` injected in θ's place, on the same prompts.

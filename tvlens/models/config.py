@@ -2,7 +2,7 @@
 
 A :class:`ModelConfig` describes a GPT-style decoder the way TransformerLens does
 (``n_layers``, ``d_model``, ``n_heads``…), plus one tvlens field: ``d_input``. When
-``d_input`` is set the model reads real vectors (regression prompts, seeds 000/002):
+``d_input`` is set the model reads real vectors (regression prompts, Saglam et al. 2025 and Yang et al. 2025b):
 a learned linear *read-in* maps ``R^d_input → R^d_model`` in place of the token
 embedding, and the unembedding has ``d_vocab = 1`` output, i.e. it is a linear
 *read-out* of the final stream to one scalar. Everything between (blocks, hooks,

@@ -16,6 +16,7 @@ make it available offline.
 from __future__ import annotations
 
 import contextlib
+import copy as copying
 import os
 import tempfile
 from collections.abc import Iterator
@@ -149,16 +150,17 @@ def load_pretrained(
 def wrap_hf(model: Any, tokenizer: Any, *, dtype: torch.dtype | None = None, copy: bool = True) -> HookedModel:
     """An already loaded ``transformers`` causal LM (and its tokenizer) as a :class:`HookedModel`.
 
-    TransformerLens wraps the model it is given in place: its blocks become TransformerLens
+    TransformerLens 4.x wraps the model it is given in place: its blocks become TransformerLens
     modules and its parameters are frozen, after which ``save_pretrained`` fails. So by default
-    tvlens wraps a **copy** and the caller's model stays as it was.
+    tvlens wraps a **copy** and the caller's model stays as it was. (TransformerLens 3.x copies
+    the weights into its own ``HookedTransformer`` and never changes the model.)
 
     Args:
         model: a ``transformers`` causal LM.
         tokenizer: its tokenizer; one built in memory (never saved) works too.
         dtype: compute dtype (default: the model's).
         copy: ``True`` (default) wraps a deep copy (twice the weights in memory while both live);
-            ``False`` wraps ``model`` itself, which is then **changed in place** (TransformerLens
+            ``False`` wraps ``model`` itself, which on 4.x is then **changed in place** (TransformerLens
             blocks, frozen parameters, no ``save_pretrained``) — for models too large to hold twice.
     """
     if not hasattr(model, "config") or not hasattr(model, "forward"):
@@ -170,8 +172,6 @@ def wrap_hf(model: Any, tokenizer: Any, *, dtype: torch.dtype | None = None, cop
     device = str(next(model.parameters()).device)
     name = getattr(model.config, "name_or_path", "") or model.config.model_type
     if copy:
-        import copy as copying
-
         model = copying.deepcopy(model)
     if transformer_lens_line() >= 4:
         from transformer_lens.model_bridge import TransformerBridge
@@ -181,12 +181,18 @@ def wrap_hf(model: Any, tokenizer: Any, *, dtype: torch.dtype | None = None, cop
                                                          dtype=dtype)
         return HookedModel(bridge, tokenizer=tokenizer)
     if Path(name).is_dir():
-        return HookedModel(_tl3_local(name, model, tokenizer, dtype, device), tokenizer=tokenizer)
+        with _loadable(tokenizer) as boot_tokenizer:
+            return HookedModel(_tl3_local(name, model, boot_tokenizer, dtype, device), tokenizer=tokenizer)
     if not getattr(model.config, "name_or_path", ""):
         # built in memory: TL 3.x's converters read a config directory, so give them one
         with tempfile.TemporaryDirectory(prefix="tvlens-config-") as directory:
-            model.config.save_pretrained(directory)
-            return HookedModel(_tl3_local(directory, model, tokenizer, dtype, device), tokenizer=tokenizer)
+            config = copying.deepcopy(model.config)
+            config.architectures = config.architectures or [type(model).__name__]  # set only by save_pretrained
+            if getattr(config, "n_positions", None) and getattr(config, "n_ctx", None) is None:
+                config.n_ctx = config.n_positions  # TL 3.x's GPT-2 converter still reads this old field
+            config.save_pretrained(directory)
+            with _loadable(tokenizer) as boot_tokenizer:
+                return HookedModel(_tl3_local(directory, model, boot_tokenizer, dtype, device), tokenizer=tokenizer)
     from transformer_lens import HookedTransformer
 
     with _loadable(tokenizer) as boot_tokenizer:

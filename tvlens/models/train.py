@@ -1,10 +1,10 @@
-"""Meta-ICL training from scratch, with the optional task-vector-prompting (TVP) loss of seed 002.
+"""Meta-ICL training from scratch, with the optional task-vector-prompting (TVP) loss of Yang et al. 2025b.
 
 **Meta-ICL loss.** Each step draws a batch of prompts ``x1 y1 … xn yn xq`` of a task family and
 averages the loss over *every* answer position (each ``y_i`` is predicted from the prefix
 before it): cross-entropy for symbolic tasks, squared error for regression.
 
-**TVP loss** (seeds 002/003). Take the hidden state ``h^l_N`` entering block ``l`` at the query
+**TVP loss** (Yang et al. 2025b). Take the hidden state ``h^l_N`` entering block ``l`` at the query
 position of the model's own ICL prompt, put it in place of the same state of the zero-shot
 query ``xq`` (``replace`` at layer ``l``, last position) and score the zero-shot prediction::
 

@@ -80,7 +80,7 @@ def method_layers_figure(records: Sequence[Mapping[str, Any]], title: str = "Tas
 
 
 def formation_heatmap(table: FormationTable, title: str | None = None) -> go.Figure:
-    """Seed 002's heatmap: TVP-mode score at every ``[training step × layer]``."""
+    """Yang et al. 2025b's heatmap: TVP-mode score at every ``[training step × layer]``."""
     z = table.tvp.T.tolist()  # layers on the y axis
     steps = table.steps.tolist()
     text = [[f"step {s}<br>layer {layer}<br>TVP {table.tvp[i, layer]:.3f} ± {table.tvp_stderr[i, layer]:.3f}"

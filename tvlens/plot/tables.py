@@ -1,4 +1,4 @@
-"""Figures of tidy study tables: regression error vs prompt length, the 001 method table."""
+"""Figures of tidy study tables: regression error vs prompt length, the Yang et al. 2025a method table."""
 
 from __future__ import annotations
 

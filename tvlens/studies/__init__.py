@@ -3,10 +3,10 @@
 Each study is one function returning a result object (tensors or a tidy :class:`StudyTable`,
 with the labels and seeds of its prompts) that the plotting layer draws and a user can rerun:
 
-* :mod:`~tvlens.studies.formation` — where task vectors form (seed 002): TVP by layer, over
+* :mod:`~tvlens.studies.formation` — where task vectors form (Yang et al. 2025b): TVP by layer, over
   training, with the TVP-loss, against task complexity.
-* :mod:`~tvlens.studies.regression` — regression fidelity by prompt length and shift (seed 000).
-* :mod:`~tvlens.studies.methods` — 001's learned vs vanilla vs function vectors table.
+* :mod:`~tvlens.studies.regression` — regression fidelity by prompt length and shift (Saglam et al. 2025).
+* :mod:`~tvlens.studies.methods` — Yang et al. 2025a's learned vs vanilla vs function vectors table.
 """
 
 from tvlens.studies.formation import (

@@ -1,9 +1,9 @@
-"""Where task vectors form (seed 002): TVP-mode scores by layer, over training, with the TVP-loss, and
+"""Where task vectors form (Yang et al. 2025b): TVP-mode scores by layer, over training, with the TVP-loss, and
 against task complexity.
 
 **TVP mode** (task-vector prompting): the zero-shot query, with the stream at its last position
 at layer ``l`` *replaced* by a task vector from an ICL prompt — each prompt's own state ``h^l_N``
-(``source="prompt"``, seed 002) or the mean state of its task over other prompts
+(``source="prompt"``, Yang et al. 2025b) or the mean state of its task over other prompts
 (``source="task_mean"``, Hendel's vanilla task vector). A layer where TVP mode reaches ICL's score
 holds the task in one vector: the vector has *formed* there.
 
@@ -149,7 +149,7 @@ def tvp_by_layer(
 
 @dataclass(frozen=True, eq=False)
 class FormationTable:
-    """TVP-mode scores over training: the ``[step, layer]`` table of seed 002's heatmap.
+    """TVP-mode scores over training: the ``[step, layer]`` table of Yang et al. 2025b's heatmap.
 
     Attributes:
         steps: ``[n_evals]`` training steps.

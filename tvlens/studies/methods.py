@@ -1,15 +1,15 @@
-"""001's comparison on the zoo: learned vs vanilla task vectors vs function vectors, in three settings.
+"""Yang et al. 2025a's comparison on the zoo: learned vs vanilla task vectors vs function vectors, in three settings.
 
 For one task of every symbolic zoo family (task 0), each method's vector is made from its own
 prompts and scored on shared test prompts (seed ``seed + 100``):
 
 * ``last`` — injected at the last position of the zero-shot query (TVP mode);
-* ``early`` — at a fixed early position (the query token ``x``, position 1 of ``BOS x →``; 001's
+* ``early`` — at a fixed early position (the query token ``x``, position 1 of ``BOS x →``; Yang et al. 2025a's
   ``P = 4`` setting), layer ``early_layer``;
 * ``few_shot`` — added at the last position of a ``few_shots``-shot prompt (the vector helps an ICL
   prompt that is too short to pin the task down).
 
-Vanilla TVs use 001's ``add`` form (mean ICL state minus mean zero-shot state), read at the same
+Vanilla TVs use Yang et al. 2025a's ``add`` form (mean ICL state minus mean zero-shot state), read at the same
 position they are injected at; the FV is Todd's; the LTV is trained in each setting's own base and
 position. Layers: the vanilla TV's best layer on development prompts for ``last`` (shared by all
 methods, so they differ only in the vector), ``early_layer`` for ``early``.
@@ -52,7 +52,7 @@ def method_table(
     top_k: int | None = None,
     progress: bool = False,
 ) -> StudyTable:
-    """The 001 table: rows ``{model, setting, layer, method, accuracy, stderr, n}``.
+    """The Yang et al. 2025a table: rows ``{model, setting, layer, method, accuracy, stderr, n}``.
 
     Args:
         models: zoo names, or ``{label: (model, task family)}``.
@@ -62,7 +62,7 @@ def method_table(
         few_shots: demonstrations of the ``few_shot`` setting's prompts.
         early_position: where the ``early`` setting injects (a position of the zero-shot prompt).
         early_layer: the layer of the ``early`` setting.
-        lr: LTV learning rate (the zoo's 001 setting).
+        lr: LTV learning rate (the zoo's Yang et al. 2025a setting).
         epochs: LTV epochs.
         top_k: FV heads (default: 10 % of the heads, at least 2).
         progress: a tqdm bar over the models' extraction and settings.
@@ -75,11 +75,12 @@ def method_table(
     else:
         pairs = {name: (zoo.load(name), zoo.task(name)) for name in models}
     records: list[dict[str, Any]] = []
-    bar = tqdm(total=len(pairs) * (1 + len(settings)), desc="001 table", disable=not progress, leave=False,
+    bar = tqdm(total=len(pairs) * (1 + len(settings)), desc="learned vs extracted", disable=not progress, leave=False,
                delay=0.5)
     for label, (model, family) in pairs.items():
         if family.kind != "symbolic":
-            raise ValueError(f"models: {label!r} is a {family.kind} model; the 001 table is for symbolic tasks")
+            raise ValueError(f"models: {label!r} is a {family.kind} model; the learned-vs-extracted table is for "
+                             "symbolic tasks")
         task = family.single(task_id)
         test = task.sample(n_test, n_shots, seed=seed + 100)
         few = task.sample(n_test, few_shots, seed=seed + 100)
@@ -127,7 +128,7 @@ def method_table(
                 row(setting, layer, "learned", score(ltv, "icl", few))
             bar.update(1)
     bar.close()
-    return StudyTable(records=records, name="001: learned vs vanilla vs function vectors",
+    return StudyTable(records=records, name="Yang et al. 2025a: learned vs vanilla vs function vectors",
                       settings={"models": list(pairs), "task_id": task_id, "n_shots": n_shots, "few_shots": few_shots,
                                 "early_position": early_position, "early_layer": early_layer, "n_test": n_test,
                                 "seed": seed, "lr": lr, "epochs": epochs})

@@ -1,4 +1,4 @@
-"""Regression fidelity (seed 000's benchmark): how much of a function a vector carries, by prompt length
+"""Regression fidelity (Saglam et al. 2025's benchmark): how much of a function a vector carries, by prompt length
 and under distribution shift.
 
 Every regression prompt shows a fresh function, so a vector that carries *the task* must be
@@ -11,11 +11,11 @@ test prompts, the squared error of the query prediction divided by ``D``:
 * ``function`` — the query plus the sum of the prompt's top-AIE heads' outputs (Todd's FV read
   per prompt), at the layer chosen on development prompts;
 * ``learned`` — one LTV learned on the family (it can only carry what all functions share);
-* ``head_weighted`` — seed 000's head-weighted LTV with each prompt's own heads (``ω`` learned once).
+* ``head_weighted`` — Saglam et al. 2025's head-weighted LTV with each prompt's own heads (``ω`` learned once).
 
 Vectors are made once on unshifted prompts of the training length and then read from the test
 prompts of every length and shift (``none``, ``skewed`` inputs, ``noisy`` labels, ``orthogonal``
-query; METHODS.md §1). Lengths beyond the training length but within the model's context are
+query; Saglam et al. 2025's shifts). Lengths beyond the training length but within the model's context are
 scored too (``beyond_training``); lengths beyond the context cannot be and are listed in ``notes``.
 """
 

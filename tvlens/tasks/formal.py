@@ -1,4 +1,5 @@
-"""Formal-language ICL tasks (seed 002 studies both): a stream from one hidden process; predict the next symbol.
+"""Formal-language ICL tasks (Yang et al. 2025b study both): a stream from one hidden process; predict the next
+symbol.
 
 Here a prompt is not a list of ``(x, y)`` pairs but a stream of symbols drawn from one member of
 a family of processes; the model must infer *which* process from the stream (in-context

@@ -1,4 +1,4 @@
-"""Regression ICL tasks in the style of Garg et al. (seeds 000 and 002).
+"""Regression ICL tasks in the style of Garg et al. (Saglam et al. 2025 and Yang et al. 2025b).
 
 Each prompt draws a fresh function ``f`` from the family and shows ``n`` pairs
 ``(x_i, y_i = f(x_i))`` with ``x_i ∈ R^D``. Tokens are vectors: ``x_i`` itself and ``y_i``
@@ -9,7 +9,7 @@ position. The zero-shot view is the single token ``xq``.
 
 The metric is squared error divided by the dimension ``D`` (as in the seeds).
 
-Distribution shifts of seed 000's fidelity benchmark are options of every family:
+Distribution shifts of Saglam et al. 2025's fidelity benchmark are options of every family:
 
 * ``x_distribution="skewed"`` — ``x ~ N(0, Σ)`` with eigenvalues ``∝ 1/i`` scaled to trace ``D``;
 * ``noise_std > 0`` — the demonstrations' ``y`` carry Gaussian noise (the query target stays clean);

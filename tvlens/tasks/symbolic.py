@@ -11,7 +11,7 @@ demonstrations: the model cannot copy an answer, it has to infer which task the 
 Families:
 
 * :class:`PermutationMixture` — K fixed random permutations of the symbols, each a task;
-* :class:`TokenOffset` — ``y = x + k mod V``, one task per offset ``k`` (seed 002);
+* :class:`TokenOffset` — ``y = x + k mod V``, one task per offset ``k`` (Yang et al. 2025b);
 * :class:`ModularAffine` — ``y = a·x + b mod V``, one task per random pair ``(a, b)``.
 """
 
@@ -173,7 +173,7 @@ class PermutationMixture(SymbolicTask):
 @register_task
 @dataclass(frozen=True)
 class TokenOffset(SymbolicTask):
-    """Discrete token offset (seed 002): ``f_k(x) = (x + k) mod V`` for each ``k`` in ``offsets``."""
+    """Discrete token offset (Yang et al. 2025b): ``f_k(x) = (x + k) mod V`` for each ``k`` in ``offsets``."""
 
     name: ClassVar[str] = "token-offset"
 

@@ -5,8 +5,8 @@ changes nothing at positions ``< N``: for every block ``l' ≥ l`` their keys an
 same at every step of learning a vector and for every candidate vector. :class:`SuffixRunner`
 computes them once (with the stream entering layer ``l`` at ``N``) and then runs the query
 position alone through blocks ``l … L-1``, attending to the cached keys/values — tvlens' own
-cached attention, because key-value caching does not work through a 4.x ``TransformerBridge``
-(METHODS.md §10). It works on both TransformerLens lines from the TL-layout weights.
+cached attention, because key-value caching does not work through a 4.x ``TransformerBridge``.
+It works on both TransformerLens lines from the TL-layout weights.
 
 The math per block (TransformerLens conventions, row vectors)::
 

@@ -1,4 +1,4 @@
-"""Head-weighted learned task vectors (Saglam et al., seed 000): learn one weight per attention head.
+"""Head-weighted learned task vectors (Saglam et al., Saglam et al. 2025): learn one weight per attention head.
 
 With ``ā^l_k`` the mean projected output of head ``k`` of layer ``l`` at the query position over
 clean n-shot prompts (:func:`~tvlens.vectors.function.mean_head_outputs`), the vector of layer
@@ -9,12 +9,12 @@ clean n-shot prompts (:func:`~tvlens.vectors.function.mean_head_outputs`), the v
 and ``v_l`` is added to **every** layer's output (``blocks.{l}.hook_resid_post``) at the query
 position of the zero-shot prompt. Only ``ω`` trains (``L·H`` numbers): cross-entropy of the answer
 (symbolic) or Huber loss of the prediction (regression), Adam, early stopping on a validation split.
-Seed 000 found that aligning the injected model's last hidden state with the ICL model's is what
+Saglam et al. 2025 found that aligning the injected model's last hidden state with the ICL model's is what
 makes it work; ``align_weight > 0`` adds ``align_weight · (1 − cos(h^L_inj, h^L_ICL))`` at the query.
 
-Head sources. ``head_source="mean"`` uses ``ā^l_k`` averaged over clean prompts of the task (000's
+Head sources. ``head_source="mean"`` uses ``ā^l_k`` averaged over clean prompts of the task (Saglam et al. 2025's
 text setting); ``head_source="prompt"`` uses **each prompt's own** head outputs ``a^l_k(prompt)`` at the
-query of a *shorter* ICL prompt (its first ``source_shots`` demonstrations) — 000's regression setting,
+query of a *shorter* ICL prompt (its first ``source_shots`` demonstrations) — Saglam et al. 2025's regression setting,
 where every prompt shows a new function and no average can carry it. Then ``v_l`` differs per prompt
 and is injected per example; :meth:`HeadWeightedResult.interventions_for` builds it for any batch.
 
@@ -41,7 +41,7 @@ from tvlens.vectors.function import mean_head_outputs, project_heads, prompt_hea
 from tvlens.vectors.learned import LearnConfig, fit_early_stopping, query_loss
 from tvlens.vectors.task_vector import Site, TaskVector
 
-#: 000's setting adapted to the small zoo models: Adam on ω, Huber for regression, patience 7.
+#: Saglam et al. 2025's setting adapted to the small zoo models: Adam on ω, Huber for regression, patience 7.
 HEAD_WEIGHTED_DEFAULTS = LearnConfig(lr=0.05, epochs=30, batch_size=64, patience=7, loss="auto")
 
 

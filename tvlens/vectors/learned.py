@@ -1,11 +1,11 @@
-"""Learned task vectors (LTV, 001): a free vector trained by gradient descent against a frozen model.
+"""Learned task vectors (LTV, Yang et al. 2025a): a free vector trained by gradient descent against a frozen model.
 
 One vector ``θ ∈ R^d`` per (layer ``l``, position ``p``), initialised ``U(−init_scale, init_scale)``,
 is **added** to ``h^l_p`` of the zero-shot prompt (or of an n-shot ICL prompt, ``base="icl"``). Only
 ``θ`` trains: cross-entropy of the answer over the full vocabulary (symbolic) or squared / Huber
 error of the query prediction (regression); AdamW (lr 5e-3, weight decay 0.01); at most
 ``epochs`` passes over ``n_train`` prompts, early stopping with ``patience`` on a validation split
-(001's defaults: 600/400 prompts, ≤ 10 epochs, patience 2). The best-validation ``θ`` is kept.
+(Yang et al. 2025a's defaults: 600/400 prompts, ≤ 10 epochs, patience 2). The best-validation ``θ`` is kept.
 
 When every vector sits at the last position, training runs on the :class:`SuffixRunner` fast path:
 the prompts' earlier positions are computed once, each step runs only the query through layers
@@ -34,7 +34,7 @@ from tvlens.vectors.task_vector import Site, TaskVector
 
 @dataclass
 class LearnConfig:
-    """Hyper-parameters of LTV training (defaults: METHODS.md §4).
+    """Hyper-parameters of LTV training (defaults: the settings of Yang et al. 2025a, scaled to the zoo).
 
     Attributes:
         lr, weight_decay: AdamW settings.
@@ -182,7 +182,7 @@ def learn_task_vector(
         task: the task.
         layer: one layer or a list (one vector per layer and position).
         positions: ``"last"``, an int (negative counts from the end) or a list of ints.
-        base: ``"zero_shot"`` (001's main setting) or ``"icl"`` (added to n-shot prompts).
+        base: ``"zero_shot"`` (Yang et al. 2025a's main setting) or ``"icl"`` (added to n-shot prompts).
         n_shots: demonstrations of the ICL prompts.
         config: a :class:`LearnConfig`; keyword ``overrides`` replace its fields.
         fast: use the cached last-position path (default: whenever every site is the last position

@@ -8,7 +8,7 @@ so they inject, compare, compose and save the same way::
     tv = learn_task_vector(model, task, layer=2)
     with tv.inject(model):
         logits = model(zero_shot_tokens)
-    (tv_a + tv_b).save("composed.safetensors")     # 001: learned vectors compose
+    (tv_a + tv_b).save("composed.safetensors")     # Yang et al. 2025a: learned vectors compose
 
 A vector remembers the model it was made on as a **fingerprint** (architecture + SHA-256 of the
 weights). Loading it for another model raises, unless ``strict=False`` (then it warns).
@@ -175,7 +175,7 @@ class TaskVector:
     def __iter__(self) -> Iterator[Intervention]:
         return iter(self.interventions())
 
-    # -- algebra (001: learned vectors compose) -------------------------------------------
+    # -- algebra (Yang et al. 2025a: learned vectors compose) -------------------------------------------
     def _combine(self, other: TaskVector, sign: float) -> TaskVector:
         if not isinstance(other, TaskVector):
             return NotImplemented

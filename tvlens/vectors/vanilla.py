@@ -1,10 +1,10 @@
-"""Vanilla task vector (Hendel et al. 2023; 001's "VTV"; seed 002's TVP mode).
+"""Vanilla task vector (Hendel et al. 2023; Yang et al. 2025a's "VTV"; Yang et al. 2025b's TVP mode).
 
 Run n-shot prompts of one task and take the residual stream ``h^l_N`` entering block ``l`` at
 the query position ``N``; average it over prompts::
 
     replace (Hendel):  θ_l = mean_i h^l_N(ICL_i)                 — put in place of the zero-shot state
-    add     (001):     θ_l = mean_i h^l_N(ICL_i) − mean_i h^l_N(zero-shot_i)   — added to it
+    add     (Yang et al. 2025a):     θ_l = mean_i h^l_N(ICL_i) − mean_i h^l_N(zero-shot_i)   — added to it
 
 Every layer's vector comes out of **one** batched forward (all ``hook_resid_pre`` cached at once).
 Layer choice is a sweep: each layer's vector is scored on a *dev* split and the best layer is
@@ -232,10 +232,10 @@ def vanilla_task_vector(
             ``"hendel"``, ``mode`` and ``position`` do not apply, ``sweep.test`` scores the
             per-prompt vectors, and the returned vector is their mean over the extraction prompts
             at the chosen block output (``hook="resid_post"``).
-        mode: ``"add"`` (difference to zero-shot, 001; the default) or ``"replace"`` (Hendel; always with
+        mode: ``"add"`` (difference to zero-shot, Yang et al. 2025a; the default) or ``"replace"`` (Hendel; always with
             ``procedure="hendel"``).
         position: ``"last"`` (the query) or a fixed non-negative position, read from the ICL prompts
-            and injected at the same position of the zero-shot prompts (001's ``P = 4`` setting).
+            and injected at the same position of the zero-shot prompts (Yang et al. 2025a's ``P = 4`` setting).
         n_prompts: extraction prompts (seed ``seed``); dev prompts use ``seed + 1``, test ``seed + 2``.
         n_shots: demonstrations per prompt.
         progress: a tqdm bar over the layer sweep.

@@ -59,7 +59,7 @@ def _regression_model(task: Task, n_layers: int, n_shots: int, d_model: int = 64
 
 PERM = PermutationMixture(n_symbols=32, n_perms=8, seed=0)
 OFFSET = TokenOffset(n_symbols=32, offsets=(1, 2, 3, 4, 5, 6, 7, 8))
-#: The complexity ladder of the depth-vs-complexity study (seed 002): mixtures of 2, 8 and 32 permutations
+#: The complexity ladder of the depth-vs-complexity study (Yang et al. 2025b): mixtures of 2, 8 and 32 permutations
 #: of the same 32 symbols on models of the same shape (``perm-mix`` is the middle rung).
 PERM_LADDER = {2: PermutationMixture(n_symbols=32, n_perms=2, seed=0),
                32: PermutationMixture(n_symbols=32, n_perms=32, seed=0)}
@@ -109,17 +109,18 @@ SPECS: dict[str, ZooSpec] = {
                   "fine training history for the formation study)",
                   task, _token_model(task, 4, SYMBOLIC_SHOTS), _symbolic_train(eval_every=50, eval_prompts=256),
                   target=0.995) for n, task in PERM_LADDER.items()],
-        ZooSpec("token-offset", "discrete token offset y = x + k mod 32, k in 1..8 (seed 002), 4 layers",
+        ZooSpec("token-offset", "discrete token offset y = x + k mod 32, k in 1..8 (Yang et al. 2025b), 4 layers",
                 OFFSET, _token_model(OFFSET, 4, SYMBOLIC_SHOTS), _symbolic_train(), target=0.995),
-        ZooSpec("linear-regression", "linear regression in R^5 (seed 002's 3-layer setting)",
+        ZooSpec("linear-regression", "linear regression in R^5 (Yang et al. 2025b's 3-layer setting)",
                 LINEAR, _regression_model(LINEAR, 3, REGRESSION_SHOTS), _regression_train()),
         ZooSpec("linear-regression-long", "linear regression in R^5, 3 layers, trained on 20-shot prompts with a "
                 "context of 40 (to score prompts beyond the training length)",
                 LINEAR, _regression_model(LINEAR, 3, REGRESSION_SHOTS, context_shots=2 * REGRESSION_SHOTS),
                 _regression_train(steps=4000)),
-        ZooSpec("sparse-linear-regression", "sparse linear regression in R^8, 2 non-zero weights (seed 000), 3 layers",
+        ZooSpec("sparse-linear-regression",
+                "sparse linear regression in R^8, 2 non-zero weights (Saglam et al. 2025), 3 layers",
                 SPARSE, _regression_model(SPARSE, 3, REGRESSION_SHOTS), _regression_train(steps=4000)),
-        ZooSpec("sinusoid-regression", "sinusoid regression y = sin(w·x + φ) in R^2 (seed 002), 6 layers",
+        ZooSpec("sinusoid-regression", "sinusoid regression y = sin(w·x + φ) in R^2 (Yang et al. 2025b), 6 layers",
                 SINUSOID, _regression_model(SINUSOID, 6, REGRESSION_SHOTS, d_model=48), _regression_train(steps=3000)),
         ZooSpec("hmm-mixture", "GINC-style mixture of 8 random HMMs (4 states, 12 symbols), 3 layers",
                 HMM, _token_model(HMM, 3, SEQUENCE_SHOTS),
