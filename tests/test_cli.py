@@ -264,6 +264,9 @@ def test_evaluate_states_its_shots_and_defaults_to_the_training_prompts(cli):
     proc = cli("evaluate", "--prompts", "8", "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert f"{zoo.spec('perm-mix').train.n_shots}-shot ICL prompts" in proc.stdout
+    proc = cli("evaluate", "--model", "linear-regression", "--prompts", "8", "--quiet")  # a continuous family
+    assert proc.returncode == 0 and "20-shot ICL prompts" in proc.stdout and "mse_per_dim" in proc.stdout
+    one_line_error(cli("evaluate", "--task-id", "8", "--quiet"), "--task-id=8: expected 0 … 7")
 
 
 def test_vector_of_another_model_needs_the_flag(tmp_path):

@@ -142,9 +142,10 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     from tvlens import zoo
 
     family = zoo.task(args.model)
-    if not 0 <= args.task_id < family.n_tasks:
-        raise ValueError(f"--task-id={args.task_id}: expected 0 … {family.n_tasks - 1} ({args.model} has "
-                         f"{family.n_tasks} tasks)")
+    n_tasks = family.n_tasks  # None for a continuous family (regression: --task-id seeds the one function)
+    if args.task_id < 0 or (n_tasks is not None and args.task_id >= n_tasks):
+        expected = f"0 … {n_tasks - 1} ({args.model} has {n_tasks} tasks)" if n_tasks else "an int >= 0"
+        raise ValueError(f"--task-id={args.task_id}: expected {expected}")
     if args.shots is None:  # the prompts the model was trained on, as in the README's tables
         args.shots = zoo.spec(args.model).train.n_shots
     return zoo.load(args.model), family.single(args.task_id)
