@@ -24,3 +24,23 @@ def test_generated_blocks_are_paired_filled_and_written_by_a_script():
             assert f'"{name}"' in scripts, f"{page.name}: no docs/make_*.py writes block {name!r}"
             found.append(name)
     assert {"zoo-table", "measured-001", "measured-propagation", "measured-dynamics"} <= set(found)
+
+
+def test_the_readme_states_its_times_and_the_check_holds_them(tmp_path, capsys):
+    """`.ci/run` times the fast suite and the report; docs/make_times.py --check fails when a stated time does not hold."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("make_times", ROOT / "docs" / "make_times.py")
+    make_times = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_times)
+    text = (ROOT / "README.md").read_text()
+    stated = {key: make_times.stated_seconds(name, text) for name, (key, _) in make_times.BLOCKS.items()}
+    assert stated["fast-suite"] <= 300  # the issue's goal: the README's test command in minutes, not hours
+    times = tmp_path / "ci-times.json"
+    times.write_text(json.dumps({key: value for key, value in stated.items()}))
+    assert make_times.main([str(times), "--check"]) == 0
+    times.write_text(json.dumps({**stated, "fast-suite": 2 * stated["fast-suite"]}))
+    assert make_times.main([str(times), "--check"]) == 1
+    assert "does not hold" in capsys.readouterr().out
+    assert make_times.render("times-tests", 61) == "about 2 min on 2 cores"
