@@ -195,6 +195,9 @@ def test_shuffled_labels_permute_whole_answers(any_tokenizer):
         assert all(y in answers for _, y in dirty)  # whole answers, never fragments
         moved += sum(a != b for (_, a), (_, b) in zip(clean[:-1], dirty[:-1]))
     assert moved > 0
+    multi = [y for pairs in corrupted.examples for _, y in pairs[:-1]
+             if len(any_tokenizer(" " + y, add_special_tokens=False).input_ids) > 1]
+    assert multi  # answers of several tokens were moved whole
     for row in range(len(corrupted)):  # re-tokenized as whole strings
         real = corrupted.inputs[row][corrupted.attention_mask[row].bool()] if corrupted.attention_mask is not None \
             else corrupted.inputs[row]
