@@ -40,14 +40,18 @@ def block_outputs(hf, ids: torch.Tensor) -> torch.Tensor:
     def hook(module, inputs, output):
         captured.append((output[0] if isinstance(output, tuple) else output)[0, -1])
 
-    handles = [block.register_forward_hook(hook) for block in hf.transformer.h]
+    _run_with(hf, ids, [block.register_forward_hook(hook) for block in hf.transformer.h])
+    return torch.stack(captured)
+
+
+def _run_with(hf, ids: torch.Tensor, handles) -> None:
+    """One forward with the given hooks attached; they are removed afterwards, always."""
     try:
         with torch.no_grad():
             hf(ids)
     finally:
         for handle in handles:
             handle.remove()
-    return torch.stack(captured)
 
 
 @contextmanager
@@ -91,14 +95,8 @@ def head_inputs(hf, ids: torch.Tensor) -> torch.Tensor:
     (``c_proj``) at the last token ``[n_layers, n_heads, d_head]``."""
     n_heads = hf.config.n_head
     captured = []
-    handles = [block.attn.c_proj.register_forward_pre_hook(lambda m, args: captured.append(args[0][0, -1]))
-               for block in hf.transformer.h]
-    try:
-        with torch.no_grad():
-            hf(ids)
-    finally:
-        for handle in handles:
-            handle.remove()
+    _run_with(hf, ids, [block.attn.c_proj.register_forward_pre_hook(lambda m, args: captured.append(args[0][0, -1]))
+                        for block in hf.transformer.h])
     return torch.stack([c.reshape(n_heads, -1) for c in captured])
 
 
