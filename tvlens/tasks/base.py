@@ -203,7 +203,7 @@ class Task(ABC):
     def shorter(self, batch: ICLBatch, n_shots: int) -> ICLBatch:
         """The same prompts keeping only their first ``n_shots`` demonstrations (and the query).
 
-        Saglam et al. 2025 reads each prompt's head outputs from such a shorter prompt. Answer positions and
+        Saglam et al. 2025 read each prompt's head outputs from such a shorter prompt. Answer positions and
         targets shrink accordingly; the zero-shot view is kept.
         """
         if not 1 <= n_shots <= batch.n_shots:
