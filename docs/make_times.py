@@ -10,8 +10,8 @@ Then::
     python docs/make_times.py ci-times.json           # rewrite the README's time blocks from them
     python docs/make_times.py --check ci-times.json   # exit 1 if a stated time does not hold
 
-``--check`` fails when a measured time exceeds the README's stated figure by more than half
-(a loaded machine is slower; a suite that doubled is a regression), and prints both.
+``--check`` fails when a measured time is more than twice the README's stated figure (a loaded
+machine is slower; a suite that more than doubled is a regression), and prints both.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ BLOCKS = {
 }
 STATED = re.compile(r"about (\d+) (min|s) on 2 cores")
 #: a measured time may exceed the stated one by this factor before --check fails
-TOLERANCE = 1.5
+TOLERANCE = 2.0
 
 
 def stated_seconds(name: str, text: str) -> float:
