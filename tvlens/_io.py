@@ -46,6 +46,13 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def first_line(error: BaseException, limit: int | None = None) -> str:
+    """A one-line summary of ``error`` for a message that names a file: its first line (at most ``limit``
+    characters), or its type when it has no text."""
+    text = str(error)
+    return text.splitlines()[0][:limit] if text.strip() else type(error).__name__
+
+
 def _nearest_existing(path: Path) -> Path:
     for candidate in (path, *path.parents):
         if candidate.exists():

@@ -32,7 +32,7 @@ from plotly.offline import get_plotlyjs
 from tqdm.auto import tqdm
 
 from tvlens import zoo
-from tvlens._io import atomic_write, atomic_write_text
+from tvlens._io import atomic_write, atomic_write_text, first_line
 from tvlens._version import __version__
 from tvlens.analysis import key_head_analysis, linear_dynamics, ov_decomposition
 from tvlens.analysis.dynamics import DynamicsResult
@@ -160,7 +160,7 @@ class _Cache:
         try:
             entry = torch.load(path, map_location="cpu", weights_only=False)  # tvlens' own cache files
         except Exception as error:  # truncated, empty, random bytes, a directory: all recomputed
-            reason = f"unreadable: {str(error).splitlines()[0][:120] if str(error) else type(error).__name__}"
+            reason = f"unreadable: {first_line(error, 120)}"
         else:
             if not isinstance(entry, dict) or set(entry) != {"key", "value"}:
                 reason = "not a tvlens cache entry"

@@ -16,7 +16,7 @@ from typing import Any
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from tvlens._io import atomic_write
+from tvlens._io import atomic_write, first_line
 from tvlens._version import __version__
 from tvlens.models.config import ModelConfig
 from tvlens.models.hooked import HookedModel
@@ -50,11 +50,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
             raise ValueError("no 'tvlens' metadata")
         return json.loads(header["tvlens"])
     except Exception as error:  # SafetensorError, truncated or foreign files: one message naming the file
-        raise ValueError(f"path={str(path)!r}: not a valid tvlens model file: {_reason(error)}") from None
-
-
-def _reason(error: Exception) -> str:
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"path={str(path)!r}: not a valid tvlens model file: {first_line(error)}") from None
 
 
 def load_model(path: str | os.PathLike, backend: str = "auto") -> HookedModel:
@@ -75,5 +71,5 @@ def load_model(path: str | os.PathLike, backend: str = "auto") -> HookedModel:
                 state[key] = f.get_tensor(key)
         model.load_tl_state_dict(state)
     except Exception as error:
-        raise ValueError(f"path={str(path)!r}: not a valid tvlens model file: {_reason(error)}") from None
+        raise ValueError(f"path={str(path)!r}: not a valid tvlens model file: {first_line(error)}") from None
     return model

@@ -32,7 +32,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from tvlens._io import atomic_write
+from tvlens._io import atomic_write, first_line
 from tvlens._version import __version__
 from tvlens.inject import Intervention, inject
 from tvlens.models.hooked import HookedModel
@@ -265,8 +265,7 @@ class TaskVector:
             raise ValueError(f"path={str(path)!r}: not a valid tvlens task-vector file (its metadata lacks "
                              f"{error.args[0]!r})") from None
         except Exception as error:  # SafetensorError, JSON errors, bad shapes: one message naming the file
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise ValueError(f"path={str(path)!r}: not a valid tvlens task-vector file: {reason}") from None
+            raise ValueError(f"path={str(path)!r}: not a valid tvlens task-vector file: {first_line(error)}") from None
         if model is not None:
             tv.check_model(model, strict=strict)
             tv = tv.to(device=model.device, dtype=model.dtype)
