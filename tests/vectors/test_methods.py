@@ -153,14 +153,19 @@ def test_todd_procedure_averages_the_correct_validation_prompts_with_the_output_
 
     model, task = zoo.load("perm-mix"), zoo.task("perm-mix").single(0)
     tv, result = function_vector(model, task, 1, procedure="todd", n_prompts=40, n_corrupted=8, n_shots=4, seed=3)
-    validation = task.sample(40, 4, seed=4)  # the dev split of seed 3: Todd's validation prompts
+    validation = task.sample(40, 4, seed=6)  # Todd's validation prompts for seed 3: not the dev (4) or test (5) split
     correct = evaluate(model, task, "icl", batch=validation, progress=False).values.bool()
     assert 0 < int(correct.sum()) < 40 and tv.hyperparameters["n_mean_prompts"] == int(correct.sum())
     _, means = mean_head_outputs(model, validation.select(correct.nonzero().flatten()))
     torch.testing.assert_close(result.head_means, means + model.b_O[:, None, :], atol=1e-6, rtol=0)
     assert tv.hyperparameters["procedure"] == "todd" and tv.hyperparameters["output_bias"] is True
-    with pytest.raises(ValueError, match="answers 0 of 10 validation prompts correctly"):
-        function_vector(tiny_model, small_task.single(0), 1, procedure="todd", n_prompts=10, n_corrupted=2, n_shots=2)
+    # an untrained model answers too few validation prompts (seed 0 + 3) to corrupt n_corrupted of them
+    right = int(evaluate(tiny_model, small_task.single(0), "icl", n_prompts=10, n_shots=2, seed=3,
+                         progress=False).values.sum())
+    with pytest.raises(ValueError, match=f"answers {right} of 10 validation prompts correctly; expected at least "
+                                         f"n_corrupted={right + 1}"):
+        function_vector(tiny_model, small_task.single(0), 1, procedure="todd", n_prompts=10, n_corrupted=right + 1,
+                        n_shots=2)
     with pytest.raises(ValueError, match="procedure='reference'"):
         function_vector(tiny_model, small_task.single(0), 1, procedure="reference")
 

@@ -141,8 +141,9 @@ def function_vector(
         n_prompts: clean prompts for the mean head outputs (seed ``seed``).
         n_corrupted: prompts with shuffled labels for the AIE (the first ``n_corrupted`` clean ones).
         procedure: ``"tvlens"`` (means over ``n_prompts`` prompts of seed ``seed``) or ``"todd"`` (Todd's
-            reference: means over the dev split's prompts — seed ``seed + 1``, Todd's validation split —
-            that the model answers correctly in context; output bias on unless ``output_bias=False``).
+            reference: means over the prompts of a validation split — seed ``seed + 3``, apart from the
+            dev split that chooses the layer and the test split that scores it — that the model answers
+            correctly in context; output bias on unless ``output_bias=False``).
         output_bias: add the attention output bias ``b_O[l]`` once per selected head, as Todd's code
             does (default: off for ``"tvlens"``, on for ``"todd"``).
         progress: tqdm bars over the AIE layers and the layer sweep.
@@ -159,7 +160,8 @@ def function_vector(
         raise ValueError(f"n_corrupted={n_corrupted}: expected 1 <= n_corrupted <= n_prompts={n_prompts}")
     at = None if layer is None else model.check_layer(layer)  # before the expensive head effects
     if procedure == "todd":
-        validation = task.sample(n_prompts, n_shots, seed=seed + 1)
+        # its own split: the layer sweep chooses on seed + 1 and scores on seed + 2
+        validation = task.sample(n_prompts, n_shots, seed=seed + 3)
         correct = evaluate(model, task, "icl", batch=validation, progress=False).values.bool()
         if int(correct.sum()) < n_corrupted:
             raise ValueError(f"procedure='todd': the model answers {int(correct.sum())} of {n_prompts} validation "
