@@ -204,6 +204,8 @@ def test_shuffled_labels_permute_whole_answers(any_tokenizer):
         text = _prompt_text("todd", corrupted.examples[row])
         assert real.tolist() == [any_tokenizer.bos_token_id] + any_tokenizer(text, add_special_tokens=False).input_ids
     assert torch.equal(corrupted.targets, batch.targets) and corrupted.zero_shot is None
+    with pytest.raises(ValueError, match="built from text: shuffle whole answers with task.with_shuffled_labels"):
+        batch.with_shuffled_labels(torch.Generator())  # the token-level shuffle would leave fragments
     sub = batch.select(slice(2, 5))
     assert sub.examples == batch.examples[2:5] and sub.zero_shot.examples == batch.zero_shot.examples[2:5]
 

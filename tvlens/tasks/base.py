@@ -93,6 +93,9 @@ class ICLBatch:
         """The same prompts with the demonstrations' labels shuffled among themselves (Todd et al.'s
         corrupted prompts): every ``x_i`` keeps its place, the ``y``s are permuted within each prompt,
         the query and its target are unchanged. The zero-shot view is dropped."""
+        if self.examples is not None:  # answers of several tokens: moving first tokens would leave fragments
+            raise ValueError("this batch was built from text: shuffle whole answers with "
+                             "task.with_shuffled_labels(batch, generator)")
         if self.n_shots < 2:
             raise ValueError(f"shuffling labels needs at least 2 demonstrations; the batch has n_shots={self.n_shots}")
         label_pos = self.answer_positions[:, :-1] + 1  # the y token follows its answer position
@@ -103,10 +106,7 @@ class ICLBatch:
         inputs[rows, label_pos] = self.inputs[rows, shuffled]
         targets = self.answer_targets.clone()
         targets[:, :-1] = torch.gather(self.answer_targets[:, :-1], 1, order)
-        examples = None if self.examples is None else tuple(
-            tuple((x, pairs[j][1]) for (x, _), j in zip(pairs[:-1], row)) + pairs[-1:]
-            for pairs, row in zip(self.examples, order.tolist()))
-        return dataclasses.replace(self, inputs=inputs, answer_targets=targets, zero_shot=None, examples=examples)
+        return dataclasses.replace(self, inputs=inputs, answer_targets=targets, zero_shot=None)
 
     def to(self, device: torch.device | str) -> ICLBatch:
         """A copy on ``device``."""
