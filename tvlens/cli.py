@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tvlens._io import check_output_dir, check_output_file
+
 # Heavy libraries (torch, TransformerLens, plotly) are imported inside the commands, so that
 # `tvlens --help` and argument errors answer at once.
 
@@ -30,13 +32,6 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
-
-
-def _check_output_file(argument: str, path: str) -> None:
-    """Fail before any work if a file cannot be written at ``path``."""
-    from tvlens._io import check_output_file
-
-    check_output_file(path, argument)
 
 
 def _set_threads(threads: int | None = None) -> None:
@@ -53,7 +48,7 @@ def _demo(args: argparse.Namespace) -> int:
     from tvlens.tasks import PermutationMixture
 
     if args.out:
-        _check_output_file("--out", args.out)
+        check_output_file(args.out, "--out")
     _set_threads()
     task = PermutationMixture(n_symbols=args.symbols, n_perms=args.perms, seed=args.seed)
     n_shots = args.shots
@@ -114,8 +109,6 @@ def _zoo_list(args: argparse.Namespace) -> int:
 
 def _zoo_train(args: argparse.Namespace) -> int:
     from tvlens import zoo
-    from tvlens._io import check_output_dir
-
     names = zoo.list() if args.name == "all" else [args.name]
     for name in names:
         zoo.spec(name)  # fail on a bad name before any work
@@ -154,7 +147,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
 def _vector_extract(args: argparse.Namespace) -> int:
     from tvlens.vectors import function_vector, vanilla_task_vector
 
-    _check_output_file("--out", args.out)
+    check_output_file(args.out, "--out")
     model, task = _load(args)
     if args.layer is not None:
         model.check_layer(args.layer, "--layer")
@@ -173,7 +166,7 @@ def _vector_extract(args: argparse.Namespace) -> int:
 def _vector_learn(args: argparse.Namespace) -> int:
     from tvlens.vectors import learn_task_vector
 
-    _check_output_file("--out", args.out)
+    check_output_file(args.out, "--out")
     model, task = _load(args)
     layer = model.check_layer(args.layer, "--layer")
     try:
@@ -239,10 +232,9 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from tvlens._io import check_output_dir
     from tvlens.report import ReportConfig, build_report, write_report
 
-    _check_output_file("--out", args.out)
+    check_output_file(args.out, "--out")
     if not args.no_cache:
         check_output_dir(args.cache_dir, "--cache-dir")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
