@@ -32,7 +32,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
+from tvlens.models.capabilities import Capabilities, read_capabilities
 from tvlens.models.config import ModelConfig
+from tvlens.models.norm import apply_norm
 from tvlens.models.weights import clone_state, state_hash, tl_to_native_bridge
 
 HookFn = Callable[[Tensor, Any], Tensor | None]
@@ -99,6 +101,7 @@ class HookedModel(nn.Module):
         self.tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
         self.is_bridge = _is_bridge(model)
         self._attention_mask: Tensor | None = None
+        self._capabilities: Capabilities | None = None
         if freeze:
             self.requires_grad_(False)
             self.eval()
@@ -182,6 +185,14 @@ class HookedModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.W_E.device
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """The architecture's facts (norms, rotary, grouped K/V heads, gated/parallel blocks, soft caps …)
+        and whether the query engine's cached path reproduces it; read once."""
+        if self._capabilities is None:
+            self._capabilities = read_capabilities(self.model)
+        return self._capabilities
 
     @property
     def line(self) -> int:
@@ -312,6 +323,27 @@ class HookedModel(nn.Module):
         """
         layer = self.check_layer(layer)
         return torch.einsum("bphk,hkd->bphd", z, self.W_O[layer])
+
+    def norm_parameters(self, name: str) -> tuple[Tensor | None, Tensor | None]:
+        """Scale and bias of the normalisation ``name`` (``"blocks.{l}.ln1"``, ``"ln_final"`` …) as the model
+        applies them (Gemma's ``1 + w`` included); ``None`` where it has none."""
+        state = self.tl_state_dict(clone=False)
+        weight, bias = state.get(f"{name}.w"), state.get(f"{name}.b")
+        if weight is not None:
+            weight = weight + self.capabilities.norm_offset
+        return weight, bias
+
+    def ln_final(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
+        """The final normalisation applied to ``x`` (what ``W_U`` reads)."""
+        caps = self.capabilities
+        return apply_norm(x, caps.final_norm, caps.eps, *self.norm_parameters("ln_final"))
+
+    def hf_module(self, name: str) -> nn.Module:
+        """A submodule of the Hugging Face model a 4.x bridge wraps (``"model.layers.0.post_attention_layernorm"``)."""
+        original = getattr(self.model, "original_model", None)
+        if original is None:
+            raise ValueError(f"hf_module({name!r}): this model does not wrap a Hugging Face model")
+        return original.get_submodule(name)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters a trainer updates, the same set on both TL lines.
@@ -486,8 +518,24 @@ class HookedModel(nn.Module):
             start_at_layer = self.check_layer(start_at_layer, "start_at_layer")
         elif inputs.is_floating_point():
             inputs, start_at_layer = self.embed(inputs, attention_mask), 0
-        with self._forward_state(attention_mask), self.hooks(hooks):
+        with self._forward_state(attention_mask), self.hooks([*self._padding_guard(attention_mask), *hooks]):
             return self.model(inputs, attention_mask=attention_mask, start_at_layer=start_at_layer)
+
+    def _padding_guard(self, attention_mask: Tensor | None) -> list[tuple[str, HookFn]]:
+        """Hooks that keep padding from poisoning real tokens on a 4.x bridge over a Hugging Face model.
+
+        In float64 the bridge's attention gives a padded query (which sees no key) a ``-inf`` row of
+        scores, so its pattern is NaN; at the next layer every real query multiplies that padded
+        position's NaN value by its weight 0, and the whole prompt turns NaN. A padded query's
+        pattern is set to 0 instead (its output is never read)."""
+        if attention_mask is None or not self.is_bridge or getattr(self.model, "original_model", None) is None \
+                or bool(attention_mask.bool().all()):
+            return []
+
+        def no_nan(pattern: Tensor, hook: Any) -> Tensor:
+            return torch.nan_to_num(pattern, nan=0.0)
+
+        return [(self.hook_name(layer, "attn.hook_pattern"), no_nan) for layer in range(self.n_layers)]
 
     def run_from_layer(
         self,

@@ -173,6 +173,9 @@ def wrap_hf(model: Any, tokenizer: Any, *, dtype: torch.dtype | None = None, cop
     name = getattr(model.config, "name_or_path", "") or model.config.model_type
     if copy:
         model = copying.deepcopy(model)
+    if next(model.parameters()).dtype != dtype:
+        # TransformerLens 4.x wraps a given model in its own dtype, whatever dtype it is asked for
+        model = model.to(dtype)
     if transformer_lens_line() >= 4:
         from transformer_lens.model_bridge import TransformerBridge
 
