@@ -34,7 +34,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from tvlens.models.hooked import BLOCK_HOOKS, HookedModel
+from tvlens.models.engine import StreamEdit
+from tvlens.models.hooked import BLOCK_HOOKS, HookedModel, HookFn
 from tvlens.positions import PositionSpec, check_position_spec, resolve_positions
 
 Mode = Literal["add", "replace"]
@@ -218,6 +219,32 @@ def inject(
         yield hooked
 
 
+def engine_edits(
+    model: HookedModel, *interventions: Intervention | Iterable[Intervention]
+) -> tuple[list[StreamEdit], list[tuple[str, HookFn]]]:
+    """The interventions as the query engine takes them: stream edits where one expresses them, hooks otherwise.
+
+    An intervention on ``resid_pre`` of layer ``l`` (or ``resid_post`` of ``l``, the same stream as
+    ``resid_pre`` of ``l + 1``) at one position per prompt (``"last"`` or an int) becomes a
+    :class:`~tvlens.models.engine.StreamEdit` (scale applied). Any other — another hook point, several
+    positions, per-example position tensors — stays a TransformerLens hook, which makes the engine
+    run the full forward.
+    """
+    flat = flatten_interventions(interventions)
+    for intervention in flat:
+        intervention.validate_for(model)
+    edits, hooks = [], []
+    for iv in flat:
+        layer = iv.layer % model.n_layers
+        single = iv.positions == "last" or (isinstance(iv.positions, int) and not isinstance(iv.positions, bool))
+        if single and iv.hook in ("resid_pre", "resid_post"):
+            vector = iv.vector * iv.scale if iv.scale != 1 else iv.vector
+            edits.append(StreamEdit(layer + (iv.hook == "resid_post"), vector, iv.positions, iv.mode))
+        else:
+            hooks.append((model.hook_name(layer, iv.hook), _make_hook(model, iv)))
+    return edits, hooks
+
+
 def injected_forward(
     model: HookedModel,
     inputs: Tensor,
@@ -230,4 +257,5 @@ def injected_forward(
         return model(inputs, attention_mask=attention_mask)
 
 
-__all__ = ["Intervention", "as_hooked", "flatten_interventions", "inject", "injected_forward", "position_resolver"]
+__all__ = ["Intervention", "as_hooked", "engine_edits", "flatten_interventions", "inject", "injected_forward",
+           "position_resolver"]

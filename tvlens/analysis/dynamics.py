@@ -31,10 +31,10 @@ from tqdm.auto import tqdm
 
 from tvlens.analysis.site import single_site
 from tvlens.evaluate import EvalResult, evaluate
-from tvlens.inject import Intervention, inject
+from tvlens.inject import Intervention
+from tvlens.models.engine import QueryEngine, StreamEdit
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
-from tvlens.vectors.fast import SuffixRunner, apply_norm, supports_fast_path
 from tvlens.vectors.task_vector import TaskVector
 
 
@@ -199,81 +199,45 @@ def collect_changes(
     """Perturbed copies ``θ_i = θ + λ_i ε_i`` (``ε_i ~ N(0, I)·‖θ‖/√d``) and the change ``Δ_k(θ_i)`` each
     causes in every prompt's query stream at every layer ``k = l … L`` (``L`` = final stream).
 
-    With the vector at the last position (and a supported architecture) all copies × prompts run as
-    rows of the cached last-position path (:class:`SuffixRunner`); at any other position (e.g. Yang et al. 2025a's
-    ``P = 4``) they run as rows of full forwards with :func:`tvlens.inject`, ``chunk`` rows at a time.
+    All copies × prompts run as rows of one :class:`~tvlens.models.engine.QueryEngine` (its cached
+    path shares the prompts' prefix among the copies), ``chunk`` rows at a time; ``positions`` is
+    ``"last"`` or one int (e.g. Yang et al. 2025a's ``P = 4``).
     """
     layer = model.check_layer(layer)
+    if not (positions == "last" or (isinstance(positions, int) and not isinstance(positions, bool))):
+        raise ValueError(f"positions={positions!r}: expected 'last' or one int (one position per prompt)")
     gen = torch.Generator().manual_seed(seed)
     d = model.d_model
     noise = torch.randn(n_copies, d, generator=gen, dtype=torch.float64)
     lam = torch.tensor(scales, dtype=torch.float64)[torch.arange(n_copies) % len(scales)]
     thetas = (theta.double() + lam[:, None] * noise * theta.double().norm() / d**0.5).to(model.dtype)
     n_prompts = len(prompts)
-    if positions not in ("last", -1) or not supports_fast_path(model):
-        return thetas, _collect_full(model, prompts, thetas, layer, positions, chunk)
-    runner = SuffixRunner(model, prompts.inputs, layer, prompts.attention_mask)
     with torch.no_grad():
+        engine = QueryEngine(model, prompts.inputs, prompts.attention_mask, start=layer, positions=[positions])
         base: list[Tensor] = []
-        runner.logits({}, streams=base)  # the streams without θ
+        engine.run(streams=base)  # the streams without θ
         changes: dict[int, list[Tensor]] = {k: [] for k in range(layer, model.n_layers + 1)}
         per_chunk = max(1, chunk // n_prompts)
         for start in range(0, n_copies, per_chunk):
             block = thetas[start : start + per_chunk]
             streams: list[Tensor] = []
-            runner.logits({layer: block.repeat_interleave(n_prompts, 0)}, copies=block.shape[0], streams=streams)
+            engine.run([StreamEdit(layer, block.repeat_interleave(n_prompts, 0), positions)], copies=block.shape[0],
+                       streams=streams)
             for k, stream, clean in zip(range(layer, model.n_layers + 1), streams, base):
                 changes[k].append((stream - clean.repeat(block.shape[0], 1)).view(block.shape[0], n_prompts, d))
     return thetas, {k: torch.cat(v) for k, v in changes.items()}
 
 
-def _collect_full(
-    model: HookedModel, prompts: ICLBatch, thetas: Tensor, layer: int, positions: Any, chunk: int
-) -> dict[int, Tensor]:
-    """Changes of the query stream at layers ``l … L`` with full forwards: copies × prompts as rows."""
-    n_copies, n_prompts, d = thetas.shape[0], len(prompts), model.d_model
-    names = [model.hook_name(k, "resid_pre") for k in range(layer, model.n_layers)]
-    names.append(model.hook_name(model.n_layers - 1, "resid_post"))
-    query = prompts.query_positions
-
-    def streams(inputs: Tensor, mask: Tensor | None, q: Tensor, hooks_vectors: Tensor | None) -> list[Tensor]:
-        interventions = [] if hooks_vectors is None else [Intervention(hooks_vectors, layer, positions=positions)]
-        with inject(model, *interventions):
-            _, cache = model.run_with_cache(inputs, names, attention_mask=mask)
-        rows = torch.arange(inputs.shape[0])
-        return [cache[n][rows, q] for n in names]
-
-    with torch.no_grad():
-        clean = streams(prompts.inputs, prompts.attention_mask, query, None)
-        changes: dict[int, list[Tensor]] = {k: [] for k in range(layer, model.n_layers + 1)}
-        per_chunk = max(1, chunk // n_prompts)
-        for start in range(0, n_copies, per_chunk):
-            block = thetas[start : start + per_chunk]
-            c = block.shape[0]
-            reps = (c,) + (1,) * (prompts.inputs.ndim - 1)
-            mask = None if prompts.attention_mask is None else prompts.attention_mask.repeat(c, 1)
-            out = streams(prompts.inputs.repeat(*reps), mask, query.repeat(c), block.repeat_interleave(n_prompts, 0))
-            for k, stream, base in zip(range(layer, model.n_layers + 1), out, clean):
-                changes[k].append((stream - base.repeat(c, 1)).view(c, n_prompts, d))
-    return {k: torch.cat(v) for k, v in changes.items()}
-
-
-def logit_lens(
-    model: HookedModel, v: Float[Tensor, " d_model"], top: int = 5, state: dict[str, Tensor] | None = None
-) -> list[tuple[int, float]]:
-    """Top tokens of ``ln_final(v) W_U`` (the vector read as if it were the final stream).
-
-    ``state``: the model's :meth:`~HookedModel.tl_state_dict`, when the caller already has it.
-    """
-    state = model.tl_state_dict(clone=False) if state is None else state
-    x = apply_norm(v.to(model.dtype), model.cfg.normalization_type, float(model.cfg.eps), state, "ln_final")
+def logit_lens(model: HookedModel, v: Float[Tensor, " d_model"], top: int = 5) -> list[tuple[int, float]]:
+    """Top tokens of ``ln_final(v) W_U`` (the vector read as if it were the final stream)."""
+    x = model.ln_final(v.to(model.dtype))
     values, tokens = (x @ model.W_U).topk(min(top, model.d_vocab))
     return [(int(t), float(val)) for t, val in zip(tokens, values)]
 
 
 def _fit_maps(
     model: HookedModel, source: int, target: int, inputs: Tensor, outputs: Tensor, carried: Tensor,
-    basis: Tensor | None, seed: int, state: dict[str, Tensor],
+    basis: Tensor | None, seed: int,
 ) -> tuple[MapReport, Tensor]:
     """Fit ``outputs[:, p] ≈ W_p inputs[:, p]`` for every prompt and split each ``W_p``; returns the maps too."""
     n_prompts = outputs.shape[1]
@@ -303,7 +267,7 @@ def _fit_maps(
         cos_rotation=torch.tensor(cos),
         angles=torch.stack(angles), scaling=torch.stack(scaling),
         share_v=torch.tensor(share_v) if share_v else nan, share_qv=torch.tensor(share_qv) if share_qv else nan,
-        lens_v=logit_lens(model, v0.double(), state=state), lens_qv=logit_lens(model, qv0, state=state),
+        lens_v=logit_lens(model, v0.double()), lens_qv=logit_lens(model, qv0),
     )
     return report, torch.stack(maps)  # [prompts, d, d]
 
@@ -342,14 +306,12 @@ def linear_dynamics(
     label_set = getattr(task, "label_set", None)
     basis = torch.linalg.qr(model.W_U[:, label_set].double()).Q if isinstance(label_set, Tensor) else None
 
-    state = model.tl_state_dict(clone=False)  # read the weights once for every logit lens below
-    direct, direct_maps = _fit_maps(model, layer, final, thetas.double(), changes[final].double(), theta, basis, seed,
-                                    state)
+    direct, direct_maps = _fit_maps(model, layer, final, thetas.double(), changes[final].double(), theta, basis, seed)
     bar.update(1)
     steps, chain = [], torch.eye(model.d_model, dtype=torch.float64).expand(n_prompts, -1, -1)
     inputs, carried = thetas.double(), theta.double()
     for k in range(layer, final):
-        report, maps = _fit_maps(model, k, k + 1, inputs, changes[k + 1].double(), carried, basis, seed, state)
+        report, maps = _fit_maps(model, k, k + 1, inputs, changes[k + 1].double(), carried, basis, seed)
         steps.append(report)
         chain = maps @ chain
         carried = maps @ carried if carried.ndim == 1 else torch.einsum("pij,pj->pi", maps, carried)

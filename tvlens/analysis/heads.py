@@ -15,9 +15,8 @@ of the answer (regression: ``−(ŷ − y)²``). Then:
 
 :func:`ablate_heads` is a context manager on the same hook path as :func:`tvlens.inject`
 (:meth:`HookedModel.hooks`), so the two compose in one ``with`` statement. Scans and random
-draws run many ablations as *rows* of one batch: with θ at the last position (and a supported
-architecture) on the cached last-position path (:class:`~tvlens.vectors.fast.SuffixRunner`),
-otherwise as rows of full forwards.
+draws run many ablations as *rows* of one batch of the query engine
+(:class:`~tvlens.models.engine.QueryEngine`), on its cached path wherever that is exact.
 """
 
 from __future__ import annotations
@@ -34,11 +33,11 @@ from torch import Tensor
 
 from tvlens.analysis.site import single_site
 from tvlens.evaluate import mean_and_stderr
-from tvlens.inject import as_hooked, inject, position_resolver
+from tvlens.inject import as_hooked, engine_edits, inject, position_resolver
+from tvlens.models.engine import QueryEngine
 from tvlens.models.hooked import HookedModel
 from tvlens.positions import PositionSpec, check_position_spec, resolve_positions
 from tvlens.tasks.base import ICLBatch, Task
-from tvlens.vectors.fast import SuffixRunner, supports_fast_path
 from tvlens.vectors.task_vector import TaskVector
 
 AblationMode = Literal["zero", "mean"]
@@ -163,15 +162,6 @@ def _objective(logits: Float[Tensor, "rows d_vocab"], prompts: ICLBatch, copies:
     return logp[rows, targets], (logits.argmax(-1) == targets).double()
 
 
-def _fast_path_ok(model: HookedModel, vector: TaskVector | None) -> bool:
-    if not supports_fast_path(model):
-        return False
-    if vector is None:
-        return True
-    at_last = all(isinstance(s.positions, str | int) and s.positions in ("last", -1) for s in vector.sites)
-    return at_last and all(s.hook == "resid_pre" for s in vector.sites) and vector.mode == "add"
-
-
 def ablated_scores(
     model: HookedModel,
     prompts: ICLBatch,
@@ -185,10 +175,10 @@ def ablated_scores(
     """Objective and metric of every prompt under many head ablations, run as rows of a batch.
 
     Copy ``c`` ablates the heads where ``masks[c]`` is true, at each prompt's query, with
-    ``vector`` injected. With the vector at the last position the copies run on the cached
-    last-position path: the prompts' prefix is computed once, the intact model runs once, and
-    each copy starts at its first ablated layer from the intact query stream and head results
-    there. Otherwise they run as full forwards of ``copies × prompts`` rows, ``max_rows`` at a time.
+    ``vector`` injected. The copies run as rows of one :class:`~tvlens.models.engine.QueryEngine`:
+    the intact model runs once, keeping its query stream and head results ``z`` at every layer, and
+    each copy starts at its first ablated layer from there (a single-head scan then costs about half
+    the layers on average); ``max_rows`` rows (copies × prompts) at a time.
 
     Returns:
         ``(objective, metric)`` ``[copies, batch]``: ``log p(y)`` and accuracy (regression:
@@ -201,66 +191,41 @@ def ablated_scores(
     masks = masks.bool().to(model.device)
     n_prompts, copies = len(prompts), masks.shape[0]
     per_chunk = max(1, max_rows // n_prompts)
-    objective, metric = [], []
     used = [layer for layer in range(model.n_layers) if bool(masks[:, layer].any())]
+    edits, hooks = engine_edits(model, *([] if vector is None else [vector]))
+    start = min([*used, *(min(e.layer, model.n_layers - 1) for e in edits), model.n_layers - 1])
+    positions = list(dict.fromkeys(e.position for e in edits)) or ["last"]
     with torch.no_grad():
-        if _fast_path_ok(model, vector):
-            start = min([*used, *(vector.layers if vector is not None else [])], default=model.n_layers - 1)
-            runner = SuffixRunner(model, prompts.inputs.to(model.device), start, prompts.attention_mask)
-            vectors = {} if vector is None else {s.layer: (v * vector.scale).to(model.dtype)
-                                                 for s, v in vector.vectors.items()}
-            # A copy that ablates nothing before layer f equals the intact run up to f's attention:
-            # run the intact model once, keep its query stream and head results z at every layer, and
-            # start each copy at its first ablated layer from there (a single-head scan then costs
-            # about half the layers on average).
-            streams: list[Tensor] = []
-            intact_z: dict[int, Tensor] = {}
+        engine = QueryEngine(model, prompts.inputs, prompts.attention_mask, start=start, positions=positions,
+                             hooks=hooks)
+        streams: list[Tensor] = []
+        intact_z: dict[int, Tensor] = {}
 
-            def keep_z(layer: int, z: Tensor) -> Tensor:
-                intact_z[layer] = z
-                return z
+        def keep_z(layer: int, z: Tensor) -> Tensor:
+            intact_z[layer] = z
+            return z
 
-            j0, m0 = _objective(runner.logits(vectors, streams=streams, z_hook=keep_z), prompts, 1)
-            objective = [j0.expand(copies, -1).clone()]
-            metric = [m0.expand(copies, -1).clone()]
-            ablated = masks.flatten(2).any(-1)  # [copies, n_layers]
-            first = torch.where(ablated.any(-1), ablated.float().argmax(-1), -1)
-            for begin in sorted(set(first.tolist()) - {-1}):
-                group = (first == begin).nonzero().flatten()
-                for c0 in range(0, group.numel(), per_chunk):
-                    idx = group[c0:c0 + per_chunk]
-                    block = masks[idx]
-                    rows_mask = block.repeat_interleave(n_prompts, 0)  # copy-major rows [c·P, L, H]
+        j0, m0 = _objective(engine.run(edits, streams=streams, z_edit=keep_z), prompts, 1)
+        objective, metric = j0.expand(copies, -1).clone(), m0.expand(copies, -1).clone()
+        ablated = masks.flatten(2).any(-1)  # [copies, n_layers]
+        first = torch.where(ablated.any(-1), ablated.float().argmax(-1), -1)
+        for begin in sorted(set(first.tolist()) - {-1}):
+            group = (first == begin).nonzero().flatten()
+            for c0 in range(0, group.numel(), per_chunk):
+                idx = group[c0:c0 + per_chunk]
+                rows_mask = masks[idx].repeat_interleave(n_prompts, 0)  # copy-major rows [c·P, L, H]
 
-                    def z_hook(layer: int, z: Tensor, rows_mask: Tensor = rows_mask) -> Tensor:
-                        if not bool(rows_mask[:, layer].any()):
-                            return z
-                        return _replace_heads(z, rows_mask[:, layer], None if means is None else means[layer])
+                def z_edit(layer: int, z: Tensor, rows_mask: Tensor = rows_mask) -> Tensor:
+                    if not bool(rows_mask[:, layer].any()):
+                        return z
+                    return _replace_heads(z, rows_mask[:, layer], None if means is None else means[layer])
 
-                    logits = runner.logits(vectors, copies=idx.numel(), z_hook=z_hook,
-                                           resume=(begin, streams[begin - start], intact_z[begin]))
-                    j, m = _objective(logits, prompts, idx.numel())
-                    objective[0][idx] = j.view(idx.numel(), n_prompts)
-                    metric[0][idx] = m.view(idx.numel(), n_prompts)
-        else:
-            inputs, attention = prompts.inputs.to(model.device), prompts.attention_mask
-            for c0 in range(0, copies, per_chunk):
-                block = masks[c0:c0 + per_chunk]
-                c = block.shape[0]
-                rows_mask = block.repeat_interleave(n_prompts, 0)
-                hooks = [(model.hook_name(layer, "attn.hook_z"),
-                          _ablation_hook(model, rows_mask[:, layer], None if means is None else means[layer], "last"))
-                         for layer in used]
-                reps = (c,) + (1,) * (inputs.ndim - 1)
-                mask = None if attention is None else attention.repeat(c, 1)
-                with inject(model, *([] if vector is None else [vector])), model.hooks(hooks):
-                    out = model(inputs.repeat(*reps), attention_mask=mask)
-                query = prompts.query_positions.to(model.device).repeat(c)
-                logits = out[torch.arange(out.shape[0], device=out.device), query]
-                j, m = _objective(logits, prompts, c)
-                objective.append(j.view(c, n_prompts))
-                metric.append(m.view(c, n_prompts))
-    return torch.cat(objective).cpu(), torch.cat(metric).cpu()
+                logits = engine.run(edits, copies=idx.numel(), z_edit=z_edit,
+                                    resume=(begin, streams[begin - start], intact_z[begin]))
+                j, m = _objective(logits, prompts, idx.numel())
+                objective[idx] = j.view(idx.numel(), n_prompts)
+                metric[idx] = m.view(idx.numel(), n_prompts)
+    return objective.cpu(), metric.cpu()
 
 
 def single_head_masks(model: HookedModel, layers: Iterable[int]) -> tuple[Tensor, list[Head]]:

@@ -171,8 +171,8 @@ def ov_decomposition(
     batch = task.sample(n_prompts, n_shots, seed=seed) if batch is None else batch
     prompts = batch.zero_shot if base == "zero_shot" and batch.zero_shot is not None else batch
     inputs, mask = prompts.inputs.to(model.device), prompts.attention_mask
-    norm = model.cfg.normalization_type
-    attn_only = bool(getattr(model.cfg, "attn_only", False))
+    norm = model.capabilities.norm
+    attn_only = model.capabilities.attn_only
     layers = range(layer, n_layers)
     names = [model.hook_name(k, "attn.hook_pattern") for k in layers]
     if norm is not None:
@@ -182,21 +182,22 @@ def ov_decomposition(
         _, clean = model.run_with_cache(inputs, mlp_names, attention_mask=mask)
         with inject(model, vector):
             _, cache = model.run_with_cache(inputs, names + mlp_names, attention_mask=mask)
-        state = model.tl_state_dict(clone=False)
         rows = torch.arange(len(prompts), device=model.device)
         p = _one_position(model, site.positions, prompts)
         q = prompts.query_positions.to(model.device)
         nan = torch.full((n_layers, n_heads), float("nan"), dtype=torch.float64)
         ov_norm, attention, contribution_norm, logit_effect = nan.clone(), nan.clone(), nan.clone(), nan.clone()
         final_scale = cache["ln_final.hook_scale"][rows, q] if norm is not None else None
+        final_weight = model.norm_parameters("ln_final")[0]
         for k in layers:
             scale = cache[model.hook_name(k, "ln1.hook_scale")][rows, p] if norm is not None else None
-            theta_hat = frozen_norm(theta.expand(len(prompts), -1), scale, norm, state.get(f"blocks.{k}.ln1.w"))
+            ln1_weight = model.norm_parameters(f"blocks.{k}.ln1")[0]
+            theta_hat = frozen_norm(theta.expand(len(prompts), -1), scale, norm, ln1_weight)
             transport = (theta_hat[:, None, None, :] @ model.OV(k)).AB.squeeze(-2)  # [batch, heads, d]
             weight = cache[model.hook_name(k, "attn.hook_pattern")][rows, :, q, p]  # [batch, heads]
             contribution = weight[..., None] * transport
             read = frozen_norm(contribution, None if final_scale is None else final_scale[:, None], norm,
-                               state.get("ln_final.w"))  # [batch, heads, d]: what ln_final passes on to W_U
+                               final_weight)  # [batch, heads, d]: what ln_final passes on to W_U
             ov_norm[k] = transport.norm(dim=-1).double().mean(0).cpu()
             attention[k] = weight.double().mean(0).cpu()
             contribution_norm[k] = contribution.norm(dim=-1).double().mean(0).cpu()
@@ -282,11 +283,11 @@ def frozen_decomposition(
     Raises:
         ValueError for models with MLPs (not linear; use :func:`ov_decomposition`).
     """
-    if not getattr(model.cfg, "attn_only", False):
-        raise ValueError("frozen_decomposition is exact only for attention-only models (cfg.attn_only=True); "
+    if not model.capabilities.attn_only:
+        raise ValueError("frozen_decomposition is exact only for attention-only models (attn_only=True); "
                          "for models with MLPs use ov_decomposition")
     layer = model.check_layer(layer)
-    norm = model.cfg.normalization_type
+    norm = model.capabilities.norm
     batch, n_pos = inputs.shape[0], inputs.shape[1]
     layers = range(layer, model.n_layers)
     names = [model.hook_name(k, "attn.hook_pattern") for k in layers]
@@ -294,7 +295,6 @@ def frozen_decomposition(
         names += [model.hook_name(k, "ln1.hook_scale") for k in layers]
     with torch.no_grad():
         _, cache = model.run_with_cache(inputs, names, attention_mask=attention_mask)
-        state = model.tl_state_dict(clone=False)
         rows, cols = resolve_positions(positions, batch, n_pos, attention_mask, model.device)
         delta = torch.zeros(batch, n_pos, model.d_model, dtype=model.dtype, device=model.device)
         delta[rows, cols] += theta.to(model.dtype)
@@ -305,7 +305,7 @@ def frozen_decomposition(
                             device=model.device)
         for k in layers:
             scale = cache[model.hook_name(k, "ln1.hook_scale")] if norm is not None else None
-            read = frozen_norm(delta, scale, norm, state.get(f"blocks.{k}.ln1.w"))
+            read = frozen_norm(delta, scale, norm, model.norm_parameters(f"blocks.{k}.ln1")[0])
             v = torch.einsum("bpd,hdk->bphk", read, model.W_V[k])
             z = torch.einsum("bhqp,bphk->bqhk", cache[model.hook_name(k, "attn.hook_pattern")], v)
             out = model.head_outputs(z, k)  # [batch, pos, heads, d]

@@ -101,12 +101,16 @@ class StreamEdit:
             raise ValueError(f"StreamEdit.mode={self.mode!r}: expected 'add' or 'replace'")
 
 
-def choose_path(model: HookedModel, attention_mask: Tensor | None, requested: str = "auto") -> tuple[Path, str]:
+def choose_path(
+    model: HookedModel, attention_mask: Tensor | None, requested: str = "auto", hooks: bool = False,
+) -> tuple[Path, str]:
     """The one decision between the cached and the full path, and the reason for it.
 
     Args:
         requested: ``"auto"`` (cached wherever it is exact), ``"cached"`` (an error where it is not)
             or ``"full"``.
+        hooks: whether some edits come as TransformerLens hooks (hook points the cached block has no
+            place for).
     """
     if requested not in ("auto", "cached", "full"):
         raise ValueError(f"path={requested!r}: expected 'auto', 'cached' or 'full'")
@@ -114,6 +118,8 @@ def choose_path(model: HookedModel, attention_mask: Tensor | None, requested: st
         return "full", "requested"
     caps = model.capabilities
     reason = "" if caps.cached_suffix else caps.reason
+    if not reason and hooks:
+        reason = "some edits are hooks at points other than the residual stream (see tvlens.inject.engine_edits)"
     if not reason and attention_mask is not None and not bool(attention_mask[:, -1].bool().all()):
         reason = "the query is not the last column of every prompt (right padding)"
     if reason and requested == "cached":
@@ -131,6 +137,8 @@ class QueryEngine:
         start: the first layer any edit touches (edits below it are an error).
         positions: every position an edit may use (``"last"`` or ints over real tokens).
         path: ``"auto"`` (see :func:`choose_path`), ``"cached"`` or ``"full"``.
+        hooks: edits the stream edits cannot express, as ``(hook_name, fn)`` pairs attached to every
+            run (e.g. a vector at ``attn_out``); they make the engine run the full forward.
 
     Attributes:
         path: the path this engine runs, ``"cached"`` or ``"full"``.
@@ -146,6 +154,7 @@ class QueryEngine:
         start: int = 0,
         positions: Sequence[int | str] = ("last",),
         path: str = "auto",
+        hooks: Sequence[tuple[str, Any]] = (),
     ) -> None:
         self.model, self.start = model, model.check_layer(start, "start")
         self.inputs = inputs.to(model.device)
@@ -161,7 +170,8 @@ class QueryEngine:
             rows, cols = resolve_positions(p, n, n_pos, self.attention_mask, model.device)
             self.columns[p] = cols
         self.query = resolve_positions("last", n, n_pos, self.attention_mask, model.device)[1]
-        self.path, self.reason = choose_path(model, self.attention_mask, path)
+        self.hooks = list(hooks)
+        self.path, self.reason = choose_path(model, self.attention_mask, path, bool(self.hooks))
         first = min(int(c.min()) for c in self.columns.values())
         self._suffix = _Suffix(model, self.inputs, self.attention_mask, self.start, first) \
             if self.path == "cached" else None
@@ -192,9 +202,9 @@ class QueryEngine:
             resume: ``(layer, stream)`` or ``(layer, stream, z)`` from an earlier call over the same
                 prompts that did not differ before ``layer``: the query stream ``[prompts, d_model]``
                 entering ``layer`` (as ``streams`` recorded it) and optionally the query's ``z`` there
-                (as ``z_edit`` saw it). The cached path starts there instead of recomputing; the
-                full path recomputes, which gives the same numbers. Needs a one-column suffix
-                (edits at the last position only).
+                (as ``z_edit`` saw it). A one-column cached suffix (edits at the last position)
+                starts there instead of recomputing; otherwise the layers are recomputed, which
+                gives the same numbers.
             streams: if a list, the query's stream is appended at every ``resid_pre`` from ``start``
                 (after that layer's edits), then the final stream.
             return_resid: also return the final stream at the query.
@@ -251,7 +261,7 @@ class QueryEngine:
         hooks.append((model.hook_name(n_layers - 1, "resid_post"), stream_hook(n_layers)))
         if z_edit is not None:
             hooks += [(model.hook_name(layer, "attn.hook_z"), z_hook(layer)) for layer in range(self.start, n_layers)]
-        logits = model(inputs, attention_mask=mask, hooks=hooks)[b, query]
+        logits = model(inputs, attention_mask=mask, hooks=[*self.hooks, *hooks])[b, query]
         if streams is not None:
             streams.extend(recorded[layer] for layer in range(self.start, n_layers + 1))
         return (logits, recorded[n_layers]) if return_resid else logits
@@ -397,9 +407,9 @@ class _Suffix:
         n_layers = self.model.n_layers
         first, resume_z = self.start, None
         x = self.window[index]
+        if resume is not None and self.width != 1:
+            resume = None  # an optimisation only: with several columns the layers are recomputed
         if resume is not None:
-            if self.width != 1:
-                raise ValueError("resume needs a one-column suffix (edits at the last position only)")
             first, stream, resume_z = resume if len(resume) == 3 else (*resume, None)
             n = len(index)
             z_shape = (n, self.heads, self.d_head)

@@ -289,7 +289,13 @@ class HookedModel(nn.Module):
 
     @property
     def W_V(self) -> Float[Tensor, "n_layers n_heads d_model d_head"]:
-        return self.model.W_V
+        """Value weights of every query head. Under grouped-query attention (fewer key/value heads)
+        query head ``h`` reads its group's value head ``h // (n_heads / n_key_value_heads)``; a 4.x
+        bridge stores one matrix per key/value head, which is expanded here."""
+        weight = self.model.W_V
+        if weight.shape[1] != self.n_heads:
+            weight = weight.repeat_interleave(self.n_heads // weight.shape[1], dim=1)
+        return weight
 
     @property
     def W_O(self) -> Float[Tensor, "n_layers n_heads d_head d_model"]:
@@ -524,18 +530,20 @@ class HookedModel(nn.Module):
     def _padding_guard(self, attention_mask: Tensor | None) -> list[tuple[str, HookFn]]:
         """Hooks that keep padding from poisoning real tokens on a 4.x bridge over a Hugging Face model.
 
-        In float64 the bridge's attention gives a padded query (which sees no key) a ``-inf`` row of
-        scores, so its pattern is NaN; at the next layer every real query multiplies that padded
-        position's NaN value by its weight 0, and the whole prompt turns NaN. A padded query's
-        pattern is set to 0 instead (its output is never read)."""
-        if attention_mask is None or not self.is_bridge or getattr(self.model, "original_model", None) is None \
-                or bool(attention_mask.bool().all()):
+        In float64 the bridge's attention turns a padded query's scores (it sees no key) into NaN —
+        its masking sentinel overflows to ``-inf`` — and at the next layer every real query multiplies
+        that padded position's NaN value by its weight 0: the whole prompt turns NaN, forward and
+        gradient. The scores are floored at ``-1e30`` before the mask (a float64-only guard): masked
+        keys still get weight 0, and a padded query averages over the prompt instead; its output is
+        never read."""
+        if attention_mask is None or not self.is_bridge or self.dtype != torch.float64 \
+                or getattr(self.model, "original_model", None) is None or bool(attention_mask.bool().all()):
             return []
 
-        def no_nan(pattern: Tensor, hook: Any) -> Tensor:
-            return torch.nan_to_num(pattern, nan=0.0)
+        def floor(scores: Tensor, hook: Any) -> Tensor:
+            return scores.clamp(min=-1e30)
 
-        return [(self.hook_name(layer, "attn.hook_pattern"), no_nan) for layer in range(self.n_layers)]
+        return [(self.hook_name(layer, "attn.hook_attn_scores"), floor) for layer in range(self.n_layers)]
 
     def run_from_layer(
         self,

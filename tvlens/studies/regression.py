@@ -93,12 +93,12 @@ def regression_fidelity(
         raise ValueError(f"unknown methods/shifts {unknown}; expected methods from {FIDELITY_METHODS} and shifts "
                          f"from {SHIFTS}")
     train_shots = train_shots or task.default_n_shots
-    max_shots = (model.cfg.n_ctx - 1) // 2
+    max_shots = (model.capabilities.n_ctx - 1) // 2
     if train_shots > max_shots:
         raise ValueError(f"train_shots={train_shots} does not fit the model's context ({max_shots} demonstrations)")
     if lengths is None:
         lengths = sorted({1, max(1, train_shots // 4), max(1, train_shots // 2), train_shots, max_shots})
-    notes = [f"n_shots={n}: beyond the model's context of {max_shots} demonstrations (n_ctx={model.cfg.n_ctx})"
+    notes = [f"n_shots={n}: beyond the model's context of {max_shots} demonstrations (n_ctx={model.capabilities.n_ctx})"
              for n in lengths if n > max_shots]
     lengths = [n for n in lengths if n <= max_shots]
 

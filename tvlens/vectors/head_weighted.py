@@ -18,7 +18,7 @@ query of a *shorter* ICL prompt (its first ``source_shots`` demonstrations) — 
 where every prompt shows a new function and no average can carry it. Then ``v_l`` differs per prompt
 and is injected per example; :meth:`HeadWeightedResult.interventions_for` builds it for any batch.
 
-Training runs on the cached last-position path (:class:`SuffixRunner`) when the architecture allows.
+Training runs on :class:`~tvlens.models.engine.QueryEngine` (its cached path wherever it is exact).
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tvlens.evaluate import EvalResult, evaluate
-from tvlens.inject import Intervention, inject
+from tvlens.inject import Intervention
+from tvlens.models.engine import QueryEngine, StreamEdit
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
-from tvlens.vectors.fast import SuffixRunner, supports_fast_path
 from tvlens.vectors.function import mean_head_outputs, project_heads, prompt_head_z
 from tvlens.vectors.learned import LearnConfig, fit_early_stopping, query_loss
 from tvlens.vectors.task_vector import Site, TaskVector
@@ -55,6 +55,7 @@ class HeadWeightedResult:
         history: per-epoch losses.
         best_epoch: epoch of the kept weights.
         val: injected score on the validation prompts.
+        path: the query engine's path during training, ``"cached"`` or ``"full"``.
     """
 
     weights: Float[Tensor, "n_layers n_heads"]
@@ -62,7 +63,7 @@ class HeadWeightedResult:
     history: list[dict[str, Any]]
     best_epoch: int
     val: EvalResult | None
-    fast_path: bool
+    path: str
     head_source: str = "mean"
     source_shots: int | None = None
     task: Task | None = None
@@ -125,10 +126,9 @@ def head_weighted_task_vector(
     optimizer = torch.optim.Adam([omega], lr=config.lr)
     n_layers = model.n_layers
 
-    use_fast = supports_fast_path(model)
-    if use_fast:
-        runners = {"train": SuffixRunner(model, train.inputs, 1 if n_layers > 1 else 0, train.attention_mask),
-                   "val": SuffixRunner(model, val.inputs, 1 if n_layers > 1 else 0, val.attention_mask)}
+    # resid_post of layer l is resid_pre of layer l + 1 (the engine's layer n_layers: the final stream)
+    engines = {split: QueryEngine(model, batch.inputs, batch.attention_mask, start=1 if n_layers > 1 else 0)
+               for split, batch in (("train", train), ("val", val))}
 
     def vectors(weights: Tensor, split: str | None = None, rows: Tensor | None = None) -> Tensor:
         """``v_l`` as ``[n_layers, d]`` (mean heads) or ``[rows, n_layers, d]`` (each prompt's heads)."""
@@ -146,15 +146,8 @@ def head_weighted_task_vector(
 
     def forward(split: str, rows: Tensor) -> tuple[Tensor, Tensor]:
         v = vectors(omega, split, rows)
-        if use_fast:  # resid_post of layer l is resid_pre of layer l + 1 (the key n_layers: the final stream)
-            return runners[split].logits({layer + 1: v[..., layer, :] for layer in range(n_layers)}, rows=rows,
-                                         return_resid=True)
-        batch = (train if split == "train" else val).select(rows)
-        interventions = [Intervention(v[..., layer, :], layer, hook="resid_post") for layer in range(n_layers)]
-        with inject(model, *interventions):
-            logits, resid = model.final_residual(batch.inputs, attention_mask=batch.attention_mask)
-        r = torch.arange(len(batch))
-        return logits[r, batch.query_positions], resid[r, batch.query_positions]
+        edits = [StreamEdit(layer + 1, v[..., layer, :]) for layer in range(n_layers)]
+        return engines[split].run(edits, rows=rows, return_resid=True)
 
     icl_final = {}
     if align_weight > 0:
@@ -180,7 +173,7 @@ def head_weighted_task_vector(
     )
     tv = task_vector(best_omega)
     tv.history.extend(history)
-    result = HeadWeightedResult(best_omega, head_means, history, best_epoch, None, use_fast, head_source,
+    result = HeadWeightedResult(best_omega, head_means, history, best_epoch, None, engines["train"].path, head_source,
                                 source_shots, task)
     result.val = evaluate(model, task, "injected", result.interventions_for(model, val_full), batch=val_full,
                           progress=False)

@@ -7,9 +7,10 @@ error of the query prediction (regression); AdamW (lr 5e-3, weight decay 0.01); 
 ``epochs`` passes over ``n_train`` prompts, early stopping with ``patience`` on a validation split
 (Yang et al. 2025a's defaults: 600/400 prompts, ≤ 10 epochs, patience 2). The best-validation ``θ`` is kept.
 
-When every vector sits at the last position, training runs on the :class:`SuffixRunner` fast path:
-the prompts' earlier positions are computed once, each step runs only the query through layers
-``≥ l`` — same loss and gradient as the full forward, a fraction of the work.
+Training runs on :class:`~tvlens.models.engine.QueryEngine`: on every architecture its cached path
+covers, the prompts' columns before the first vector's position are computed once and each step
+runs only the rest through layers ``≥ l`` (at the last position: the query alone) — the same loss
+and gradient as the full forward, a fraction of the work.
 """
 
 from __future__ import annotations
@@ -25,10 +26,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from tvlens.evaluate import EvalResult, evaluate
-from tvlens.inject import Intervention, inject
+from tvlens.models.engine import QueryEngine, StreamEdit
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
-from tvlens.vectors.fast import SuffixRunner, supports_fast_path
 from tvlens.vectors.task_vector import Site, TaskVector
 
 
@@ -79,12 +79,13 @@ class LearnConfig:
 
 @dataclass
 class LearnResult:
-    """What :func:`learn_task_vector` did: per-epoch history, best epoch, validation score, path used."""
+    """What :func:`learn_task_vector` did: per-epoch history, best epoch, validation score, and the
+    query engine's path (``"cached"`` or ``"full"``)."""
 
     history: list[dict[str, Any]]
     best_epoch: int
     val: EvalResult
-    fast_path: bool
+    path: str
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -171,7 +172,7 @@ def learn_task_vector(
     base: str = "zero_shot",
     n_shots: int | None = None,
     config: LearnConfig | None = None,
-    fast: bool | None = None,
+    path: str = "auto",
     progress: bool = True,
     **overrides: Any,
 ) -> tuple[TaskVector, LearnResult]:
@@ -185,8 +186,7 @@ def learn_task_vector(
         base: ``"zero_shot"`` (Yang et al. 2025a's main setting) or ``"icl"`` (added to n-shot prompts).
         n_shots: demonstrations of the ICL prompts.
         config: a :class:`LearnConfig`; keyword ``overrides`` replace its fields.
-        fast: use the cached last-position path (default: whenever every site is the last position
-            and the architecture supports it).
+        path: the query engine's path: ``"auto"`` (cached wherever it is exact), ``"cached"`` or ``"full"``.
         progress: tqdm bar over epochs.
 
     Returns:
@@ -196,12 +196,6 @@ def learn_task_vector(
         raise ValueError(f"base={base!r}: expected 'zero_shot' or 'icl'")
     config = dataclasses.replace(config or LearnConfig(), **overrides)
     sites = _site_list(model, layer, positions)
-    at_last = all(s.positions in ("last", -1) for s in sites) and len({s.layer for s in sites}) == len(sites)
-    can_fast = at_last and supports_fast_path(model)
-    if fast and not can_fast:
-        raise ValueError("fast=True needs every vector at the last position (one per layer) and a supported "
-                         "architecture; pass fast=None to choose automatically")
-    use_fast = can_fast if fast is None else bool(fast)
 
     def prompts(n: int, seed: int) -> tuple[ICLBatch, ICLBatch]:
         batch = task.sample(n, n_shots, seed=seed)
@@ -213,41 +207,32 @@ def learn_task_vector(
     theta = {s: ((torch.rand(model.d_model, generator=gen) * 2 - 1) * config.init_scale).to(model.dtype)
              .to(model.device).requires_grad_(True) for s in sites}
     optimizer = torch.optim.AdamW(list(theta.values()), lr=config.lr, weight_decay=config.weight_decay)
+    start, where = min(s.layer for s in sites), list(dict.fromkeys(s.positions for s in sites))
+    engines = {split: QueryEngine(model, batch.inputs, batch.attention_mask, start=start, positions=where, path=path)
+               for split, batch in (("train", train), ("val", val))}
 
-    runners: dict[str, SuffixRunner] = {}
-    if use_fast:
-        start = min(s.layer for s in sites)
-        runners = {"train": SuffixRunner(model, train.inputs, start, train.attention_mask),
-                   "val": SuffixRunner(model, val.inputs, start, val.attention_mask)}
-
-    def forward(split: str, batch: ICLBatch, rows: Tensor) -> Tensor:
-        if use_fast:
-            return runners[split].logits({s.layer: v for s, v in theta.items()}, rows=rows)
-        sub = batch.select(rows)
-        interventions = [Intervention(v, layer=s.layer, positions=s.positions) for s, v in theta.items()]
-        with inject(model, *interventions):
-            logits = model(sub.inputs, attention_mask=sub.attention_mask)
-        return logits[torch.arange(len(sub)), sub.query_positions]
+    def forward(split: str, rows: Tensor) -> Tensor:
+        return engines[split].run([StreamEdit(s.layer, v, s.positions) for s, v in theta.items()], rows=rows)
 
     def val_loss() -> float:
         with torch.no_grad():
             total = 0.0
-            for start in range(0, len(val), 256):
-                rows = torch.arange(start, min(len(val), start + 256))
-                loss = query_loss(forward("val", val, rows), val.targets[rows], val.kind, config.loss)
+            for first in range(0, len(val), 256):
+                rows = torch.arange(first, min(len(val), first + 256))
+                loss = query_loss(forward("val", rows), val.targets[rows], val.kind, config.loss)
                 total += loss.item() * len(rows)
         return total / len(val)
 
     sites_order = list(theta)
     history, best_epoch, best = fit_early_stopping(
         [theta[s] for s in sites_order], optimizer,
-        lambda rows: query_loss(forward("train", train, rows), train.targets[rows], train.kind, config.loss),
+        lambda rows: query_loss(forward("train", rows), train.targets[rows], train.kind, config.loss),
         val_loss, len(train), config, gen, progress, "learn task vector",
     )
     best_vectors = dict(zip(sites_order, best))
     tv = TaskVector(best_vectors, mode="add", method="learned", task=task.to_dict(), fingerprint=model.fingerprint(),
                     hyperparameters={**config.to_dict(), "base": base, "n_shots": train_full.n_shots,
-                                     "sites": [s.to_dict() for s in sites], "fast_path": use_fast},
+                                     "sites": [s.to_dict() for s in sites], "path": engines["train"].path},
                     history=history)
     val_eval = evaluate(model, task, "injected", tv, batch=val_full, base=base, progress=False)
-    return tv, LearnResult(history=history, best_epoch=best_epoch, val=val_eval, fast_path=use_fast)
+    return tv, LearnResult(history=history, best_epoch=best_epoch, val=val_eval, path=engines["train"].path)
