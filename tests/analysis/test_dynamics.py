@@ -100,17 +100,21 @@ def test_batched_collection_equals_one_forward_per_copy(tiny_model64, small_task
         torch.testing.assert_close(changes[2][i], (mid[name] - clean_mid[name])[:, -1], atol=1e-10, rtol=0)
 
 
-def test_full_forward_collection_equals_the_cached_one(tiny_model64, small_task):
-    """The path used for vectors at other positions agrees with the cached last-position path."""
-    from tvlens.analysis.dynamics import _collect_full
-
+def test_collection_at_an_early_position_equals_injecting_each_copy(tiny_model64, small_task):
+    """A vector at position 1 (its suffix is most of the prompt): each copy's change of the query stream
+    equals a full forward with that copy injected there."""
+    model = tiny_model64
     prompts = small_task.single(1).sample(4, 3, seed=1)
-    theta = torch.randn(tiny_model64.d_model, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
-    thetas, cached = collect_changes(tiny_model64, prompts, theta, 0, n_copies=7, chunk=8)
-    full = _collect_full(tiny_model64, prompts, thetas, 0, "last", chunk=8)
-    assert sorted(full) == sorted(cached) == [0, 1, 2, 3]
-    for k in cached:
-        torch.testing.assert_close(full[k], cached[k], atol=1e-10, rtol=0)
+    theta = torch.randn(model.d_model, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    thetas, changes = collect_changes(model, prompts, theta, 0, positions=1, n_copies=7, chunk=8)
+    assert sorted(changes) == [0, 1, 2, 3]
+    _, clean = model.final_residual(prompts.inputs)
+    for i in range(7):
+        with inject(model, Intervention(thetas[i], layer=0, positions=1)):
+            _, resid = model.final_residual(prompts.inputs)
+        torch.testing.assert_close(changes[model.n_layers][i], (resid - clean)[:, -1], atol=1e-10, rtol=0)
+    with pytest.raises(ValueError, match=r"positions=\[1, 2\]: expected 'last' or one int"):
+        collect_changes(model, prompts, theta, 0, positions=[1, 2])
 
 
 def test_errors(tiny_model, small_task):

@@ -13,10 +13,10 @@ import torch
 from tvlens import TaskVector, evaluate, inject
 from tvlens.analysis import key_head_analysis, linear_dynamics, ov_decomposition
 from tvlens.models import HookedModel
+from tvlens.models.engine import QueryEngine, StreamEdit
 from tvlens.models.train import TrainConfig, train
 from tvlens.tasks.text import TextTasks
 from tvlens.vectors import function_vector, head_weighted_task_vector, learn_task_vector, vanilla_task_vector
-from tvlens.vectors.fast import SuffixRunner, supports_fast_path
 
 from ..hf_models import ARCHITECTURES, build, train_tokenizer
 
@@ -83,7 +83,7 @@ def test_every_method_runs(loaded):
     ltv, result = learn_task_vector(model, task, 1, n_shots=3, progress=False, epochs=2, n_train=32, n_val=16)
     hw, _ = head_weighted_task_vector(model, task, n_shots=3, progress=False, epochs=2, n_train=32, n_val=16,
                                       n_head_prompts=8)
-    assert result.fast_path == supports_fast_path(model) == (arch == "gpt2")
+    assert result.path == "cached" and model.capabilities.cached_suffix
     for tv in (vtv, fv, ltv, hw):
         score = evaluate(model, task, "injected", tv, progress=False, **small)
         assert 0 <= score.mean <= 1 and score.values.numel() == 16
@@ -100,10 +100,11 @@ def test_cached_path_equals_full_forward_on_padded_text(saved):
     task = TextTasks(("country_capital", "english_french"), tokenizer=model.tokenizer)
     batch = task.sample(8, 3, seed=1)
     theta = torch.randn(model.d_model, dtype=torch.float64)
-    runner = SuffixRunner(model, batch.inputs, 1, batch.attention_mask)
+    engine = QueryEngine(model, batch.inputs, batch.attention_mask, start=1)
     with torch.no_grad(), inject(model, TaskVector.single(theta, 1)):
         full = model(batch.inputs, attention_mask=batch.attention_mask)[:, -1]
-    torch.testing.assert_close(runner.logits({1: theta}), full, atol=1e-8, rtol=0)
+    assert engine.path == "cached"
+    torch.testing.assert_close(engine.run([StreamEdit(1, theta)]), full, atol=1e-8, rtol=0)
 
 
 def test_from_hf_equals_from_pretrained(saved, tokenizer):

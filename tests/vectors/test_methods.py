@@ -81,12 +81,15 @@ def test_function_vector_sums_top_heads(tiny_model, small_task):
         function_vector(tiny_model, small_task.single(0), 1, top_k=13)
 
 
-def test_learned_fast_and_full_paths_train_identically(tiny_model64, small_task):
+@pytest.mark.parametrize("position", ["last", 1])
+def test_learned_cached_and_full_paths_train_identically(tiny_model64, small_task, position):
     task = small_task.single(0)
     cfg = LearnConfig(epochs=3, n_train=48, n_val=32, batch_size=16, lr=0.05)
-    tv_fast, fast = learn_task_vector(tiny_model64, task, 1, n_shots=3, config=cfg, fast=True, progress=False)
-    tv_full, full = learn_task_vector(tiny_model64, task, 1, n_shots=3, config=cfg, fast=False, progress=False)
-    assert fast.fast_path and not full.fast_path
+    tv_fast, fast = learn_task_vector(tiny_model64, task, 1, position, n_shots=3, config=cfg, path="cached",
+                                      progress=False)
+    tv_full, full = learn_task_vector(tiny_model64, task, 1, position, n_shots=3, config=cfg, path="full",
+                                      progress=False)
+    assert (fast.path, full.path) == ("cached", "full")
     for a, b in zip(fast.history, full.history):
         assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-8)
     torch.testing.assert_close(tv_fast.vector(), tv_full.vector(), atol=1e-8, rtol=0)
@@ -98,10 +101,10 @@ def test_learned_several_positions_and_layers(tiny_model, small_task):
     cfg = LearnConfig(epochs=1, n_train=16, n_val=8, batch_size=8)
     tv, result = learn_task_vector(tiny_model, task, [0, 2], positions=[0, -1], base="icl", n_shots=2, config=cfg,
                                    progress=False)
-    assert len(tv.sites) == 4 and not result.fast_path
+    assert len(tv.sites) == 4 and result.path == "cached"  # the columns before position 0: none, yet cached
     assert {(s.layer, s.positions) for s in tv.sites} == {(0, 0), (0, -1), (2, 0), (2, -1)}
-    with pytest.raises(ValueError, match=r"fast=True needs every vector at the last position"):
-        learn_task_vector(tiny_model, task, 0, positions=0, config=cfg, fast=True, progress=False)
+    with pytest.raises(ValueError, match=r"path='fastest': expected 'auto', 'cached' or 'full'"):
+        learn_task_vector(tiny_model, task, 0, positions=0, config=cfg, path="fastest", progress=False)
     with pytest.raises(ValueError, match=r"positions='all'"):
         learn_task_vector(tiny_model, task, 0, positions="all", config=cfg, progress=False)
 
@@ -110,7 +113,7 @@ def test_learned_regression(regression_model, regression_task):
     cfg = LearnConfig(epochs=2, n_train=32, n_val=16, batch_size=16, loss="huber")
     tv, result = learn_task_vector(regression_model, regression_task.single(3), 1, n_shots=3, config=cfg,
                                    progress=False)
-    assert result.val.metric == "mse_per_dim" and result.fast_path
+    assert result.val.metric == "mse_per_dim" and result.path == "cached"
 
 
 def test_head_weighted_vector_is_weighted_head_sum(tiny_model, small_task):

@@ -366,7 +366,7 @@ class _Suffix:
                 # broadcast products, not batched matmuls: per-row matrices are tiny and bmm overhead dominates
                 prefix = (q[:, 0, :, :, None] * keys).sum(-2)[:, :, None]  # [rows, h, 1, T]
             else:
-                prefix = torch.einsum("cpshk,phkt->cphst", q.view(copies, -1, width, heads, d_head), keys)
+                prefix = torch.einsum("cpshk,phkt->cphst", q.view(copies, len(index), width, heads, d_head), keys)
                 prefix = prefix.reshape(rows, heads, width, -1)
             own = torch.einsum("bshk,bthk->bhst", q, k)
             scores = torch.cat([prefix, own], -1) / caps.attn_scale
@@ -380,7 +380,8 @@ class _Suffix:
             if copies == 1 and width == 1:
                 z = (before[:, :, 0, :, None] * values).sum(-2)[:, None]  # [rows, 1, h, dk]
             else:
-                z = torch.einsum("cphst,phtk->cpshk", before.reshape(copies, -1, heads, width, n_prefix), values)
+                z = torch.einsum("cphst,phtk->cpshk", before.reshape(copies, len(index), heads, width, n_prefix),
+                                 values)
                 z = z.reshape(rows, width, heads, d_head)
             z = z + torch.einsum("bhst,bthk->bshk", after, v)
         if z_edit is not None:
