@@ -15,7 +15,7 @@ import time
 import torch
 
 from tvlens.models import HookedModel, transformer_lens_line
-from tvlens.models.train import TrainConfig, Trainer
+from tvlens.training import TrainConfig, Trainer
 from tvlens.zoo import spec
 
 

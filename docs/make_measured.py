@@ -19,7 +19,7 @@ from torch import Tensor
 from tvlens import Intervention, evaluate, zoo
 from tvlens._io import atomic_write_text
 from tvlens.analysis import collect_changes, fit_linear_map, key_head_analysis, linear_dynamics, ov_decomposition
-from tvlens.models.train import evaluate_training
+from tvlens.training import evaluate_training
 from tvlens.studies import (
     depth_vs_complexity,
     formation_over_training,

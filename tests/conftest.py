@@ -71,7 +71,7 @@ def regression_task() -> LinearRegression:
 @pytest.fixture(scope="session")
 def trained_perm_model():
     """A 2-layer model meta-ICL-trained for ~10 s on 4 permutations of 16 symbols (4-shot prompts)."""
-    from tvlens.models.train import TrainConfig, train
+    from tvlens.training import TrainConfig, train
 
     task = PermutationMixture(n_symbols=16, n_perms=4, seed=0)
     backend = BACKENDS[0]

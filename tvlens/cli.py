@@ -44,8 +44,8 @@ def _demo(args: argparse.Namespace) -> int:
     from tvlens.evaluate import evaluate
     from tvlens.models import HookedModel, ModelConfig
     from tvlens.models.io import save_model
-    from tvlens.models.train import TrainConfig, train
     from tvlens.tasks import PermutationMixture
+    from tvlens.training import TrainConfig, train
 
     if args.out:
         check_output_file(args.out, "--out")

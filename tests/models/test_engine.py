@@ -213,7 +213,11 @@ def test_family_ltv_gradient_multihead_ablation_copies_and_resume(family, prompt
         grad = torch.autograd.grad(loss, theta)[0]
         with torch.no_grad():
             streams, intact = [], {}
-            engine.run([StreamEdit(1, theta)], streams=streams, z_edit=lambda k, z: intact.setdefault(k, z))
+
+            def keep(layer, z, intact=intact):
+                return intact.setdefault(layer, z)
+
+            engine.run([StreamEdit(1, theta)], streams=streams, z_edit=keep)
             rows = masks.repeat_interleave(len(prompts), 0)
 
             def ablate(layer, z, rows=rows):

@@ -14,8 +14,8 @@ from tvlens import TaskVector, evaluate, inject
 from tvlens.analysis import key_head_analysis, linear_dynamics, ov_decomposition
 from tvlens.models import HookedModel
 from tvlens.models.engine import QueryEngine, StreamEdit
-from tvlens.models.train import TrainConfig, train
 from tvlens.tasks.text import TextTasks
+from tvlens.training import TrainConfig, train
 from tvlens.vectors import function_vector, head_weighted_task_vector, learn_task_vector, vanilla_task_vector
 
 from ..hf_models import ARCHITECTURES, build, train_tokenizer

@@ -11,7 +11,6 @@ import torch
 
 from tvlens import evaluate, zoo
 from tvlens.models import HookedModel, ModelConfig
-from tvlens.models.train import TrainConfig, Trainer
 from tvlens.studies import (
     depth_vs_complexity,
     formation_from_checkpoints,
@@ -20,6 +19,7 @@ from tvlens.studies import (
     tvp_loss_comparison,
 )
 from tvlens.tasks import PermutationMixture
+from tvlens.training import TrainConfig, Trainer
 from tvlens.vectors import vanilla_task_vector
 
 from ..conftest import BACKENDS

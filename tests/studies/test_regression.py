@@ -42,7 +42,7 @@ def test_more_demonstrations_help_icl_within_the_training_length(table):
 
 def test_lengths_beyond_the_training_length_are_scored(regression_model, regression_task):
     """A model whose context is longer than its training prompts: the longer prompts are scored and marked."""
-    from tvlens.models.train import TrainConfig, train
+    from tvlens.training import TrainConfig, train
 
     train(regression_model, regression_task, TrainConfig(steps=150, batch_size=32, n_shots=8, lr=3e-3, eval_every=0),
           progress=False)

@@ -14,8 +14,8 @@ import torch
 
 import tvlens
 from tvlens import evaluate, zoo
-from tvlens.models.train import evaluate_training
 from tvlens.tasks import PermutationMixture, RegressionTask, SequenceTask, task_from_dict
+from tvlens.training import evaluate_training
 from tvlens.zoo.specs import PERM_TVP_LAYER
 
 EVAL_SEED = 2024

@@ -23,7 +23,6 @@ model, it does not change it. Training code opts in with :meth:`HookedModel.trai
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -34,7 +33,9 @@ from torch import Tensor, nn
 
 from tvlens.models.capabilities import Capabilities, read_capabilities
 from tvlens.models.config import ModelConfig
+from tvlens.models.lines import transformer_lens_line
 from tvlens.models.norm import apply_norm
+from tvlens.models.pretrained import boot_hf, boot_pretrained
 from tvlens.models.weights import clone_state, state_hash, tl_to_native_bridge
 
 HookFn = Callable[[Tensor, Any], Tensor | None]
@@ -42,11 +43,6 @@ HookFn = Callable[[Tensor, Any], Tensor | None]
 
 #: Short names of the residual-stream hook points of a block, in the order the stream meets them.
 BLOCK_HOOKS = ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post")
-
-
-def transformer_lens_line() -> int:
-    """Major version of the installed TransformerLens (3 or 4)."""
-    return int(importlib.metadata.version("transformer-lens").split(".")[0])
 
 
 def _build_tl_model(config: ModelConfig, backend: str, dtype: torch.dtype) -> nn.Module:
@@ -133,19 +129,16 @@ class HookedModel(nn.Module):
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, dtype: torch.dtype = torch.float32, device: str | None = None,
                         **kwargs: Any) -> HookedModel:
-        """A Hugging Face causal LM through TransformerLens (see :func:`tvlens.models.pretrained.load_pretrained`)."""
-        from tvlens.models.pretrained import load_pretrained
-
-        return load_pretrained(name_or_path, dtype=dtype, device=device, **kwargs)
+        """A Hugging Face causal LM through TransformerLens (see :func:`tvlens.models.pretrained.boot_pretrained`)."""
+        model, tokenizer = boot_pretrained(name_or_path, dtype=dtype, device=device, **kwargs)
+        return cls(model, tokenizer=tokenizer)
 
     @classmethod
     def from_hf(cls, model: Any, tokenizer: Any, *, dtype: torch.dtype | None = None, copy: bool = True) -> HookedModel:
-        """An already loaded ``transformers`` model and its tokenizer (see :func:`tvlens.models.pretrained.wrap_hf`).
+        """An already loaded ``transformers`` model and its tokenizer (see :func:`tvlens.models.pretrained.boot_hf`).
 
         The caller's model is left intact (a copy is wrapped) unless ``copy=False``."""
-        from tvlens.models.pretrained import wrap_hf
-
-        return wrap_hf(model, tokenizer, dtype=dtype, copy=copy)
+        return cls(boot_hf(model, tokenizer, dtype=dtype, copy=copy), tokenizer=tokenizer)
 
     # ------------------------------------------------------------------ shape facts
     @property

@@ -3,8 +3,9 @@
 On TransformerLens 4.x a Hugging Face model is wrapped by ``TransformerBridge.boot_transformers``
 (hub names and local directories; an already loaded ``transformers`` model via ``hf_model``); on
 3.x by ``HookedTransformer.from_pretrained`` for TL's official names, and for local directories by
-TL's own config and weight converters. Either way the result is a :class:`HookedModel` and every
-tvlens method runs on it unchanged.
+TL's own config and weight converters. These functions build the TransformerLens model;
+:meth:`tvlens.models.HookedModel.from_pretrained` and :meth:`~tvlens.models.HookedModel.from_hf` wrap it,
+and every tvlens method runs on the result unchanged.
 
 Placement: ``device`` defaults to ``"cuda"`` when available. A model larger than one GPU is spread
 by TransformerLens' own placement (``n_devices``) or ``transformers``' ``device_map`` (4.x), never by
@@ -25,7 +26,7 @@ from typing import Any
 
 import torch
 
-from tvlens.models.hooked import HookedModel, transformer_lens_line
+from tvlens.models.lines import transformer_lens_line
 
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
@@ -83,7 +84,7 @@ def _tl3_local(path: str, hf_model: Any, tokenizer: Any, dtype: torch.dtype, dev
     return model.to(device)
 
 
-def load_pretrained(
+def boot_pretrained(
     name_or_path: str | os.PathLike,
     *,
     dtype: torch.dtype = torch.float32,
@@ -91,8 +92,9 @@ def load_pretrained(
     n_devices: int | None = None,
     device_map: str | dict[str, Any] | None = None,
     **kwargs: Any,
-) -> HookedModel:
-    """A Hugging Face causal LM (hub name already in the local cache, or a local directory) as a :class:`HookedModel`.
+) -> tuple[Any, Any]:
+    """A Hugging Face causal LM (hub name already in the local cache, or a local directory) as a
+    TransformerLens model, and its tokenizer.
 
     Args:
         name_or_path: e.g. ``"gpt2"``, ``"EleutherAI/pythia-160m"`` or a directory written by
@@ -144,11 +146,11 @@ def load_pretrained(
                                                                         n_devices=n_devices or 1, **kwargs)
     except OSError as error:
         raise _missing(name, f"{type(error).__name__}: {str(error).splitlines()[0][:160]}") from error
-    return HookedModel(model, tokenizer=getattr(model, "tokenizer", None))
+    return model, getattr(model, "tokenizer", None)
 
 
-def wrap_hf(model: Any, tokenizer: Any, *, dtype: torch.dtype | None = None, copy: bool = True) -> HookedModel:
-    """An already loaded ``transformers`` causal LM (and its tokenizer) as a :class:`HookedModel`.
+def boot_hf(model: Any, tokenizer: Any, *, dtype: torch.dtype | None = None, copy: bool = True) -> Any:
+    """An already loaded ``transformers`` causal LM as a TransformerLens model (tvlens keeps ``tokenizer``).
 
     TransformerLens 4.x wraps the model it is given in place: its blocks become TransformerLens
     modules and its parameters are frozen, after which ``save_pretrained`` fails. So by default
@@ -180,12 +182,11 @@ def wrap_hf(model: Any, tokenizer: Any, *, dtype: torch.dtype | None = None, cop
         from transformer_lens.model_bridge import TransformerBridge
 
         with _loadable(tokenizer) as boot_tokenizer:
-            bridge = TransformerBridge.boot_transformers(name, hf_model=model, tokenizer=boot_tokenizer, device=device,
-                                                         dtype=dtype)
-        return HookedModel(bridge, tokenizer=tokenizer)
+            return TransformerBridge.boot_transformers(name, hf_model=model, tokenizer=boot_tokenizer, device=device,
+                                                       dtype=dtype)
     if Path(name).is_dir():
         with _loadable(tokenizer) as boot_tokenizer:
-            return HookedModel(_tl3_local(name, model, boot_tokenizer, dtype, device), tokenizer=tokenizer)
+            return _tl3_local(name, model, boot_tokenizer, dtype, device)
     if not getattr(model.config, "name_or_path", ""):
         # built in memory: TL 3.x's converters read a config directory, so give them one
         with tempfile.TemporaryDirectory(prefix="tvlens-config-") as directory:
@@ -195,13 +196,12 @@ def wrap_hf(model: Any, tokenizer: Any, *, dtype: torch.dtype | None = None, cop
                 config.n_ctx = config.n_positions  # TL 3.x's GPT-2 converter still reads this old field
             config.save_pretrained(directory)
             with _loadable(tokenizer) as boot_tokenizer:
-                return HookedModel(_tl3_local(directory, model, boot_tokenizer, dtype, device), tokenizer=tokenizer)
+                return _tl3_local(directory, model, boot_tokenizer, dtype, device)
     from transformer_lens import HookedTransformer
 
     with _loadable(tokenizer) as boot_tokenizer:
-        hooked = HookedTransformer.from_pretrained_no_processing(name, hf_model=model, tokenizer=boot_tokenizer,
-                                                                 device=device, dtype=dtype)
-    return HookedModel(hooked, tokenizer=tokenizer)
+        return HookedTransformer.from_pretrained_no_processing(name, hf_model=model, tokenizer=boot_tokenizer,
+                                                               device=device, dtype=dtype)
 
 
 @contextlib.contextmanager
@@ -219,4 +219,4 @@ def _loadable(tokenizer: Any) -> Iterator[Any]:
         yield AutoTokenizer.from_pretrained(directory)
 
 
-__all__ = ["default_device", "load_pretrained", "wrap_hf"]
+__all__ = ["boot_hf", "boot_pretrained", "default_device"]

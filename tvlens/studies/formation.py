@@ -32,8 +32,8 @@ from tvlens import zoo
 from tvlens.evaluate import mean_and_stderr, score_batch
 from tvlens.inject import Intervention
 from tvlens.models.hooked import HookedModel
-from tvlens.models.train import tvp_by_layer as _tvp_scores
 from tvlens.tasks.base import Task
+from tvlens.training import tvp_by_layer as _tvp_scores
 from tvlens.vectors.vanilla import query_states
 
 Source = Literal["prompt", "task_mean"]
@@ -197,7 +197,7 @@ def formation_over_training(source: str | Sequence[Mapping[str, Any]], label: st
 
     Args:
         source: a zoo model's name (its shipped history) or a history: the records of
-            :class:`~tvlens.models.train.Trainer` (``TrainResult.history``), each with ``step``,
+            :class:`~tvlens.training.Trainer` (``TrainResult.history``), each with ``step``,
             ``tvp``, ``tvp_stderr``, ``icl`` and ``zero_shot``.
     """
     if isinstance(source, str):

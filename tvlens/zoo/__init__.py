@@ -30,8 +30,8 @@ from tvlens._io import atomic_write_text
 from tvlens._version import __version__
 from tvlens.models.hooked import HookedModel
 from tvlens.models.io import load_model, save_model
-from tvlens.models.train import TrainResult, train
 from tvlens.tasks import Task
+from tvlens.training import TrainResult, train
 from tvlens.zoo.specs import SPECS, ZooSpec
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tvlens.models.config import ModelConfig
-from tvlens.models.train import TrainConfig
 from tvlens.tasks import (
     HMMMixture,
     LinearRegression,
@@ -21,6 +20,7 @@ from tvlens.tasks import (
     Task,
     TokenOffset,
 )
+from tvlens.training import TrainConfig
 
 
 @dataclass(frozen=True)

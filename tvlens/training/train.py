@@ -18,8 +18,8 @@ resumed run continues the same sequence), shows a tqdm bar, evaluates periodical
 zero-shot, and TVP mode at every layer) into a metrics history, and writes checkpoints
 atomically.
 
-Note on layering: training sits in ``tvlens.models`` (it makes models) but uses
-``tvlens.inject`` for the TVP loss, as the issue asks, rather than a second hook path.
+Layering: training sits above :mod:`tvlens.inject` and :mod:`tvlens.evaluate` (the TVP loss uses
+the one hook path of ``inject``) and below :mod:`tvlens.zoo`.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from tests.conftest import tiny_config
 from tvlens import Intervention, inject
 from tvlens.models import HookedModel
-from tvlens.models.train import TrainConfig, Trainer, answer_loss, train
+from tvlens.training import TrainConfig, Trainer, answer_loss, train
 
 
 def fresh(backend, **overrides):
