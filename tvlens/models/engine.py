@@ -267,15 +267,16 @@ class QueryEngine:
         return (logits, recorded[n_layers]) if return_resid else logits
 
 
-def _edit_columns(x: Float[Tensor, "rows pos d_model"], edit: StreamEdit, cols: Int[Tensor, " rows"]) -> Tensor:
-    """``x`` with ``edit`` applied at column ``cols[r]`` of each row (differentiable, out of place)."""
+def _edit_columns(x: Float[Tensor, "rows *pos d_model"], edit: StreamEdit, cols: Int[Tensor, " rows"] | None) -> Tensor:
+    """``x`` with ``edit`` applied at column ``cols[r]`` of each row (differentiable, out of place); a 2-D
+    ``x`` is the query column alone."""
     vector = edit.vector.to(x.dtype)
     vector = vector.expand(x.shape[0], -1) if vector.ndim == 1 else vector
     if vector.shape != (x.shape[0], x.shape[-1]):
         raise ValueError(f"StreamEdit.vector has shape {tuple(edit.vector.shape)}; expected [{x.shape[-1]}] or "
                          f"[{x.shape[0]}, {x.shape[-1]}] (one row per row of the call)")
-    if x.shape[1] == 1:
-        return x + vector[:, None] if edit.mode == "add" else vector[:, None].expand_as(x)
+    if x.ndim == 2:  # the query alone
+        return x + vector if edit.mode == "add" else vector.expand_as(x)
     onehot = F.one_hot(cols, x.shape[1]).to(x.dtype)[..., None]
     if edit.mode == "add":
         return x + onehot * vector[:, None]
@@ -292,6 +293,16 @@ class _Suffix:
         self.width = n_pos - first
         self.heads, self.d_head = model.n_heads, model.d_head
         self.w = _block_weights(model)
+        # looked up once, not by name at every step
+        self.norms = {name.removesuffix(".w"): (value, self.w.get(name.removesuffix(".w") + ".b"))
+                      for name, value in self.w.items() if name.endswith(".w")}
+        self.norms.update({name.removesuffix(".b"): (None, value) for name, value in self.w.items()
+                           if name.endswith(".b") and name.removesuffix(".b") not in self.norms})
+        self.act = _ACT[caps.act_fn or "gelu"]
+        self.mlp = {layer: (self.w.get(f"blocks.{layer}.mlp.W_gate") if caps.gated_mlp else None,
+                            self.w.get(f"blocks.{layer}.mlp.W_in"), self.w.get(f"blocks.{layer}.mlp.b_in", 0),
+                            self.w.get(f"blocks.{layer}.mlp.W_out"), self.w.get(f"blocks.{layer}.mlp.b_out", 0))
+                    for layer in range(model.n_layers)}
         layers = range(start, model.n_layers)
         names = [model.hook_name(layer, "resid_pre") for layer in layers]
         with torch.no_grad():
@@ -325,69 +336,93 @@ class _Suffix:
                 distance = position[:, first:, None] - position[:, None, :]
                 keep = keep & ((distance < window) | (cols[None, None, :] == query_cols[None, :, None]))
             bias = torch.zeros(keep.shape, dtype=dtype, device=model.device).masked_fill(~keep, float("-inf"))
-            self.bias[window] = bias[:, None]
+            # no mask at all (no padding, no window reached, one column): nothing to add each step
+            self.bias[window] = None if self.width == 1 and bool(keep.all()) else bias[:, None]
 
     # ------------------------------------------------------------------ pieces
     def _norm(self, x: Tensor, name: str, kind: str | None = None) -> Tensor:
-        return apply_norm(x, self.caps.norm if kind is None else kind, self.caps.eps, self.w.get(f"{name}.w"),
-                          self.w.get(f"{name}.b"))
+        weight, bias = self.norms.get(name, (None, None))
+        return apply_norm(x, self.caps.norm if kind is None else kind, self.caps.eps, weight, bias)
 
     def _qkv(self, layer: int, x: Tensor, position: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``q, k, v [rows, cols, n_heads, d_head]`` of streams ``x [rows, cols, d]`` (rotary applied)."""
+        """``q, k, v [..., n_heads, d_head]`` of streams ``x [..., d]`` at ``position [...]`` (rotary applied)."""
         weight, bias = self.w[f"blocks.{layer}.qkv"]
-        rows, cols = x.shape[:2]
-        q, k, v = (self._norm(x, f"blocks.{layer}.ln1") @ weight + bias).view(rows, cols, 3, self.heads,
-                                                                              self.d_head).unbind(2)
+        qkv = self._norm(x, f"blocks.{layer}.ln1") @ weight + bias
+        q, k, v = qkv.unflatten(-1, (3, self.heads, self.d_head)).unbind(-3)
         if self.rotary is not None:
             q, k = self.rotary(q, position), self.rotary(k, position)
         return q, k, v
 
-    def _mlp(self, layer: int, a: Tensor) -> Tensor:
-        p, w = f"blocks.{layer}.mlp", self.w
-        act = _ACT[self.caps.act_fn or "gelu"]
-        if self.caps.gated_mlp:
-            hidden = act(a @ w[f"{p}.W_gate"]) * (a @ w[f"{p}.W_in"] + w.get(f"{p}.b_in", 0))
+    def _attend_one(self, layer: int, x: Tensor, position: Tensor, index: Tensor, copies: int) -> Tensor:
+        """The query's ``z [rows, n_heads, d_head]`` when the suffix is the query alone (``x [rows, d]``).
+
+        Broadcast products rather than batched matmuls where each row has its own cache: per-row
+        matrices are tiny and ``bmm`` overhead dominates; copies share their prompt's cache."""
+        caps = self.caps
+        q, k, v = self._qkv(layer, x, position)
+        keys, values = self.keys[layer][index], self.values[layer][index]  # [P, h, dk, T], [P, h, T, dk]
+        n_prompts, heads, d_head, n_prefix = keys.shape
+        if copies == 1:
+            prefix = (q[..., None] * keys).sum(-2)  # [rows, h, T]
         else:
-            hidden = act(a @ w[f"{p}.W_in"] + w.get(f"{p}.b_in", 0))
-        return hidden @ w[f"{p}.W_out"] + w.get(f"{p}.b_out", 0)
+            prefix = torch.einsum("cphk,phkt->cpht", q.view(copies, n_prompts, heads, d_head), keys)
+            prefix = prefix.reshape(-1, heads, n_prefix)
+        scores = torch.cat([prefix, (q * k).sum(-1, keepdim=True)], -1) / caps.attn_scale
+        if caps.attn_soft_cap is not None:
+            scores = caps.attn_soft_cap * torch.tanh(scores / caps.attn_soft_cap)
+        bias = self.bias[caps.sliding_windows[layer]]
+        if bias is not None:
+            bias = bias[index][:, :, 0]  # [P, 1, T + 1]
+            scores = scores + (bias.repeat(copies, 1, 1) if copies > 1 else bias)
+        pattern = scores.softmax(-1)
+        if copies == 1:
+            z = (pattern[..., :-1, None] * values).sum(-2)
+        else:
+            z = torch.einsum("cpht,phtk->cphk", pattern[..., :-1].reshape(copies, n_prompts, heads, n_prefix), values)
+            z = z.reshape(-1, heads, d_head)
+        return z + pattern[..., -1:] * v
+
+    def _attend(self, layer: int, x: Tensor, position: Tensor, index: Tensor, copies: int) -> Tensor:
+        """``z [rows, S, n_heads, d_head]`` of the suffix columns ``x [rows, S, d]``: the cached prefix plus
+        the suffix itself (causal)."""
+        caps = self.caps
+        q, k, v = self._qkv(layer, x, position)
+        keys, values = self.keys[layer][index], self.values[layer][index]
+        n_prompts, heads, d_head, n_prefix = keys.shape
+        rows, width = x.shape[:2]
+        prefix = torch.einsum("cpshk,phkt->cphst", q.view(copies, n_prompts, width, heads, d_head), keys)
+        scores = torch.cat([prefix.reshape(rows, heads, width, n_prefix),
+                            torch.einsum("bshk,bthk->bhst", q, k)], -1) / caps.attn_scale
+        if caps.attn_soft_cap is not None:
+            scores = caps.attn_soft_cap * torch.tanh(scores / caps.attn_soft_cap)
+        bias = self.bias[caps.sliding_windows[layer]][index]
+        pattern = (scores + (bias.repeat(copies, 1, 1, 1) if copies > 1 else bias)).softmax(-1)
+        before, after = pattern[..., :n_prefix], pattern[..., n_prefix:]
+        z = torch.einsum("cphst,phtk->cpshk", before.reshape(copies, n_prompts, heads, width, n_prefix), values)
+        return z.reshape(rows, width, heads, d_head) + torch.einsum("bhst,bthk->bshk", after, v)
+
+    def _mlp(self, layer: int, a: Tensor) -> Tensor:
+        gate, w_in, b_in, w_out, b_out = self.mlp[layer]
+        hidden = self.act(a @ w_in + b_in) if gate is None else self.act(a @ gate) * (a @ w_in + b_in)
+        return hidden @ w_out + b_out
 
     def _block(self, layer: int, x: Tensor, position: Tensor, index: Tensor, copies: int,
                z_edit: ZEdit | None, resume_z: Tensor | None) -> Tensor:
-        """One block over the suffix columns ``x [rows, S, d]`` (``rows = copies × len(index)``)."""
-        caps, heads, d_head = self.caps, self.heads, self.d_head
-        rows, width = x.shape[:2]
+        """One block over the suffix: ``x [rows, d]`` (the query alone) or ``[rows, S, d]``
+        (``rows = copies × len(index)``)."""
+        caps = self.caps
         p = f"blocks.{layer}"
+        one = x.ndim == 2
         if resume_z is not None:  # the intact run's attention at this layer
-            z = resume_z[:, None]
+            z = resume_z
+        elif one:
+            z = self._attend_one(layer, x, position, index, copies)
         else:
-            q, k, v = self._qkv(layer, x, position)
-            keys, values = self.keys[layer][index], self.values[layer][index]  # [P, h, dk, T], [P, h, T, dk]
-            if copies == 1 and width == 1:
-                # broadcast products, not batched matmuls: per-row matrices are tiny and bmm overhead dominates
-                prefix = (q[:, 0, :, :, None] * keys).sum(-2)[:, :, None]  # [rows, h, 1, T]
-            else:
-                prefix = torch.einsum("cpshk,phkt->cphst", q.view(copies, len(index), width, heads, d_head), keys)
-                prefix = prefix.reshape(rows, heads, width, -1)
-            own = torch.einsum("bshk,bthk->bhst", q, k)
-            scores = torch.cat([prefix, own], -1) / caps.attn_scale
-            if caps.attn_soft_cap is not None:
-                scores = caps.attn_soft_cap * torch.tanh(scores / caps.attn_soft_cap)
-            bias = self.bias[caps.sliding_windows[layer]][index]
-            scores = scores + (bias.repeat(copies, 1, 1, 1) if copies > 1 else bias)
-            pattern = scores.softmax(-1)
-            n_prefix = keys.shape[-1]
-            before, after = pattern[..., :n_prefix], pattern[..., n_prefix:]
-            if copies == 1 and width == 1:
-                z = (before[:, :, 0, :, None] * values).sum(-2)[:, None]  # [rows, 1, h, dk]
-            else:
-                z = torch.einsum("cphst,phtk->cpshk", before.reshape(copies, len(index), heads, width, n_prefix),
-                                 values)
-                z = z.reshape(rows, width, heads, d_head)
-            z = z + torch.einsum("bhst,bthk->bshk", after, v)
-        if z_edit is not None:
-            z = torch.cat([z[:, :-1], z_edit(layer, z[:, -1])[:, None]], 1)
+            z = self._attend(layer, x, position, index, copies)
+        if z_edit is not None:  # at the query (the last column)
+            z = z_edit(layer, z) if one else torch.cat([z[:, :-1], z_edit(layer, z[:, -1])[:, None]], 1)
         weight_o, bias_o = self.w[f"{p}.o"]
-        out = z.reshape(rows, width, heads * d_head) @ weight_o + bias_o
+        out = z.flatten(-2) @ weight_o + bias_o
         if caps.post_norms:
             out = self._norm(out, f"{p}.ln1_post", "RMS")
         if caps.attn_only:
@@ -407,8 +442,9 @@ class _Suffix:
             z_edit: ZEdit | None, resume: Any, streams: list[Tensor] | None, return_resid: bool) -> Any:
         n_layers = self.model.n_layers
         first, resume_z = self.start, None
-        x = self.window[index]
-        if resume is not None and self.width != 1:
+        one = self.width == 1  # the query alone: run it as [rows, d]
+        x = self.window[index][:, 0] if one else self.window[index]
+        if resume is not None and not one:
             resume = None  # an optimisation only: with several columns the layers are recomputed
         if resume is not None:
             first, stream, resume_z = resume if len(resume) == 3 else (*resume, None)
@@ -419,24 +455,28 @@ class _Suffix:
                 raise ValueError(f"resume: expected a layer in [{self.start}, {n_layers}), a stream of shape "
                                  f"{(n, self.model.d_model)} and z of shape {z_shape}; got layer {first}, stream "
                                  f"{tuple(stream.shape)}, z {None if resume_z is None else tuple(resume_z.shape)}")
-            x = stream[:, None]
+            x = stream
             if resume_z is not None:
                 resume_z = resume_z.repeat(copies, 1, 1)
         if copies > 1:
-            x = x.repeat(copies, 1, 1)
-        position = self.position[index].repeat(copies, 1)
-        columns = {p: (c[index] - self.first).repeat(copies) for p, c in engine.columns.items()}
+            x = x.repeat(copies, *([1] * (x.ndim - 1)))
+        position = None
+        if self.rotary is not None:  # only rotary reads positions
+            position = self.position[index].repeat(copies, 1)
+            position = position[:, 0] if one else position
+        # a one-column suffix has every edit at its only column
+        columns = {} if one else {p: (c[index] - self.first).repeat(copies) for p, c in engine.columns.items()}
         for layer in range(first, n_layers + 1):
             if not (resume is not None and layer == first):  # a resumed stream already holds its edits
                 for edit in edits:
                     if edit.layer == layer:
-                        x = _edit_columns(x, edit, columns[edit.position])
+                        x = _edit_columns(x, edit, columns.get(edit.position))
             if streams is not None:
-                streams.append(x[:, -1])
+                streams.append(x if one else x[:, -1])
             if layer < n_layers:
                 x = self._block(layer, x, position, index, copies, z_edit,
                                 resume_z if (resume is not None and layer == first) else None)
-        final = x[:, -1]
+        final = x if one else x[:, -1]
         logits = self._norm(final, "ln_final", self.caps.final_norm) @ self.w["unembed.W_U"]
         if "unembed.b_U" in self.w:
             logits = logits + self.w["unembed.b_U"]
@@ -459,9 +499,9 @@ class _Rotary:
                                                     .to(precision) / self.dim))
         self.dtype = dtype
 
-    def __call__(self, x: Float[Tensor, "rows cols heads d_head"], position: Int[Tensor, "rows cols"]) -> Tensor:
-        angles = position.to(self.inv_freq.dtype)[..., None] * self.inv_freq.to(position.device)  # [rows, cols, r/2]
-        cos, sin = angles.cos().to(x.dtype)[:, :, None], angles.sin().to(x.dtype)[:, :, None]
+    def __call__(self, x: Float[Tensor, "*rows heads d_head"], position: Int[Tensor, "*rows"]) -> Tensor:
+        angles = position.to(self.inv_freq.dtype)[..., None] * self.inv_freq.to(position.device)  # [..., r/2]
+        cos, sin = angles.cos().to(x.dtype)[..., None, :], angles.sin().to(x.dtype)[..., None, :]
         rot, rest = x[..., :self.dim], x[..., self.dim:]
         if self.interleaved:
             cos, sin = cos.repeat_interleave(2, -1), sin.repeat_interleave(2, -1)
