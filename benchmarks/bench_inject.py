@@ -47,6 +47,8 @@ def main() -> None:
           f"ratio {times['inject_last'] / times['bare']:.3f}  (goal <= 1.10)")
     print(f"inject 2 layers, all positions: {times['inject_all_2layers'] * 1e3:7.2f} ms   "
           f"ratio {times['inject_all_2layers'] / times['bare']:.3f}")
+    print(f"ratio inject_last {times['inject_last'] / times['bare']:.3f}")
+    print(f"ratio inject_all_2layers {times['inject_all_2layers'] / times['bare']:.3f}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from torch import Tensor
 from tvlens import Intervention, evaluate, zoo
 from tvlens._io import atomic_write_text
 from tvlens.analysis import collect_changes, fit_linear_map, key_head_analysis, linear_dynamics, ov_decomposition
-from tvlens.training import evaluate_training
 from tvlens.studies import (
     depth_vs_complexity,
     formation_over_training,
@@ -27,6 +26,7 @@ from tvlens.studies import (
     regression_fidelity,
     tvp_loss_comparison,
 )
+from tvlens.training import evaluate_training
 from tvlens.vectors import learn_task_vector
 from tvlens.zoo.specs import PERM_TVP_LAYER
 

@@ -4,7 +4,7 @@ Yang et al. 2025a found that, despite the non-linearities, a vector ``θ`` injec
 linearly: the change it causes in the query's stream at a later layer is ``Δh ≈ W θ``. This module
 
 1. **collects** the changes for perturbed copies ``θ_i = θ + λ_i ε_i`` (``ε_i ~ N(0, I)`` scaled to
-   ``‖θ‖/√d``, a range of ``λ``), all copies in one batched pass on the cached last-position path;
+   ``‖θ‖/√d``, a range of ``λ``), all copies in one batched pass of the query engine;
 2. **fits** ``W`` by ridge regression ``min_W Σ_i ‖Δ_i − W θ_i‖² + α ‖W‖²`` with ``α`` chosen by
    held-out R² (:func:`fit_linear_map`), from ``l`` to the final stream and layer by layer, so the
    path is a chain ``W_{l→L} ≈ W_{L-1→L} ⋯ W_{l→l+1}`` whose agreement with the direct fit is reported;
@@ -287,8 +287,8 @@ def linear_dynamics(
     """Fit and split the maps that carry a single-site, last-position ``add`` vector through the model.
 
     Args:
-        vector: a task vector with one ``resid_pre`` site at one position (``"last"`` uses the cached
-            fast path; an int, e.g. an early position, uses batched full forwards), e.g. an LTV.
+        vector: a task vector with one ``resid_pre`` site at one position (``"last"`` or an int, e.g. an
+            early position), e.g. an LTV.
         n_prompts: zero-shot prompts (seed ``seed``); a map is fitted for each.
         n_copies: perturbed copies (≥ 2·d_model for a well-posed d×d fit).
         scales: perturbation scales ``λ`` relative to ``‖θ‖/√d``.
