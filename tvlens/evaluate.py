@@ -111,9 +111,9 @@ def score_batch(
         ValueError: the logits at a query are not finite (e.g. a vector whose scale overflows the dtype).
 
     Returns:
-        For symbolic tasks ``{"accuracy", "nll"}`` (argmax over the vocabulary; ``-log p`` of the
-        answer) plus ``"label_accuracy"`` when the batch has a label set; for regression
-        ``{"mse_per_dim"}`` (squared error / D).
+        The per-prompt scores of the batch's metric (:meth:`tvlens.tasks.Metric.scores`): for
+        symbolic tasks ``{"accuracy", "nll"}`` plus ``"label_accuracy"`` when the batch has a label
+        set; for regression ``{"mse_per_dim"}`` (squared error / D).
     """
     with torch.no_grad(), inject(model, *interventions):
         logits = model(batch.inputs.to(model.device), attention_mask=batch.attention_mask)
@@ -125,18 +125,8 @@ def score_batch(
                          f"(model dtype {model.dtype}"
                          + (f"; with {len(interventions)} injected vector(s): is a vector or its scale too large?)"
                             if interventions else ")"))
-    targets = batch.targets.to(logits.device)
-    if batch.kind == "regression":
-        d_input = batch.inputs.shape[-1]
-        return {"mse_per_dim": ((query[:, 0] - targets) ** 2 / d_input).cpu()}
-    scores = {
-        "accuracy": (query.argmax(-1) == targets).float().cpu(),
-        "nll": -query.log_softmax(-1)[rows, targets].cpu(),
-    }
-    if batch.label_set is not None:
-        labels = batch.label_set.to(logits.device)
-        scores["label_accuracy"] = (labels[query[:, labels].argmax(-1)] == targets).float().cpu()
-    return scores
+    scores = batch.metric.scores(query, batch.targets.to(logits.device), batch.d_input, batch.label_set)
+    return {key: value.cpu() for key, value in scores.items()}
 
 
 def evaluate(
@@ -207,7 +197,7 @@ def evaluate(
         chunk_interventions = [iv.select(rows) for iv in interventions]
         chunks.append(score_batch(hooked, scored.select(rows), chunk_interventions))
     scores = {key: torch.cat([c[key] for c in chunks]) for key in chunks[0]}
-    metric = "mse_per_dim" if scored.kind == "regression" else "accuracy"
+    metric = scored.metric.name
     return EvalResult(
         mode=mode,
         metric=metric,

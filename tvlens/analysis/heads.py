@@ -154,12 +154,8 @@ def mean_head_activations(
 def _objective(logits: Float[Tensor, "rows d_vocab"], prompts: ICLBatch, copies: int) -> tuple[Tensor, Tensor]:
     """Per-row objective ``J`` (log p(y), or −(ŷ−y)²) and metric (accuracy, or squared error / D)."""
     targets = prompts.targets.to(logits.device).repeat(copies)
-    if prompts.kind == "regression":
-        error = (logits[:, 0].double() - targets.double()) ** 2
-        return -error, error / prompts.inputs.shape[-1]
-    logp = logits.double().log_softmax(-1)
-    rows = torch.arange(logits.shape[0], device=logits.device)
-    return logp[rows, targets], (logits.argmax(-1) == targets).double()
+    metric = prompts.metric
+    return metric.objective(logits, targets), metric.scores(logits, targets, prompts.d_input)[metric.name].double()
 
 
 def ablated_scores(
@@ -510,7 +506,7 @@ def key_head_analysis(
     histogram = torch.zeros(model.n_layers)
     for layer, _ in key:
         histogram[layer] += 1
-    metric_name = "mse_per_dim" if prompts.kind == "regression" else "accuracy"
+    metric_name = prompts.metric.name
     return KeyHeadResult(layer=site.layer, saliency=saliency, scans=scans, key_heads=key, metric_name=metric_name,
                          zero_shot=zero_shot[0], injected=metric[0], key_ablated=metric[1], random=metric[2:].mean(1),
                          random_heads=draws, layer_histogram=histogram, first_token_attention=sink, mode=mode,

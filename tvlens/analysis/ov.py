@@ -230,17 +230,9 @@ def ov_decomposition(
 def _answer_effect(
     read: Float[Tensor, "batch heads d_model"], w_u: Float[Tensor, "d_model d_vocab"], prompts: ICLBatch
 ) -> Float[Tensor, "batch heads"]:
-    """Target label's logit minus the label set's mean logit (regression: the read-out itself).
-
-    Only the needed unembedding columns are used: a full ``[batch, heads, d_vocab]`` logit tensor
-    would be hundreds of MB for a real vocabulary."""
-    if prompts.kind == "regression":
-        return read @ w_u[:, 0]
-    targets = prompts.targets.to(read.device)
-    target_logit = (read * w_u[:, targets].T[:, None, :]).sum(-1)
-    labels = prompts.label_set
-    reference = w_u.mean(1) if labels is None else w_u[:, labels.to(read.device)].mean(1)
-    return target_logit - read @ reference
+    """The answer effect of each head's read-out (:meth:`tvlens.tasks.Metric.answer_effect`: the target
+    label's logit minus the label set's mean logit; regression: the read-out itself)."""
+    return prompts.metric.answer_effect(read, w_u, prompts.targets, prompts.label_set)
 
 
 @dataclass(frozen=True, eq=False)

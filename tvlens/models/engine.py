@@ -223,13 +223,14 @@ class QueryEngine:
             if edit.position not in self.columns:
                 raise ValueError(f"StreamEdit.position={edit.position!r} was not declared; this engine's positions "
                                  f"are {list(self.columns)}")
-        index = torch.arange(len(self), device=self.model.device) if rows is None else rows.to(self.model.device)
+        # all prompts as a slice: the cached keys/values are then views, not gathered copies, at every layer
+        index = slice(None) if rows is None else rows.to(self.model.device)
         if self._suffix is not None:
             return self._suffix.run(self, edits, index, copies or 1, z_edit, resume, streams, return_resid)
         return self._run_full(edits, index, copies or 1, z_edit, streams, return_resid)
 
     # ------------------------------------------------------------------ full path
-    def _run_full(self, edits: Sequence[StreamEdit], index: Tensor, copies: int, z_edit: ZEdit | None,
+    def _run_full(self, edits: Sequence[StreamEdit], index: Tensor | slice, copies: int, z_edit: ZEdit | None,
                   streams: list[Tensor] | None, return_resid: bool) -> Any:
         model, n_layers = self.model, self.model.n_layers
         inputs = self.inputs[index].repeat(copies, *([1] * (self.inputs.ndim - 1)))
@@ -353,7 +354,7 @@ class _Suffix:
             q, k = self.rotary(q, position), self.rotary(k, position)
         return q, k, v
 
-    def _attend_one(self, layer: int, x: Tensor, position: Tensor, index: Tensor, copies: int) -> Tensor:
+    def _attend_one(self, layer: int, x: Tensor, position: Tensor, index: Tensor | slice, copies: int) -> Tensor:
         """The query's ``z [rows, n_heads, d_head]`` when the suffix is the query alone (``x [rows, d]``).
 
         Broadcast products rather than batched matmuls where each row has its own cache: per-row
@@ -382,7 +383,7 @@ class _Suffix:
             z = z.reshape(-1, heads, d_head)
         return z + pattern[..., -1:] * v
 
-    def _attend(self, layer: int, x: Tensor, position: Tensor, index: Tensor, copies: int) -> Tensor:
+    def _attend(self, layer: int, x: Tensor, position: Tensor, index: Tensor | slice, copies: int) -> Tensor:
         """``z [rows, S, n_heads, d_head]`` of the suffix columns ``x [rows, S, d]``: the cached prefix plus
         the suffix itself (causal)."""
         caps = self.caps
@@ -406,10 +407,10 @@ class _Suffix:
         hidden = self.act(a @ w_in + b_in) if gate is None else self.act(a @ gate) * (a @ w_in + b_in)
         return hidden @ w_out + b_out
 
-    def _block(self, layer: int, x: Tensor, position: Tensor, index: Tensor, copies: int,
+    def _block(self, layer: int, x: Tensor, position: Tensor, index: Tensor | slice, copies: int,
                z_edit: ZEdit | None, resume_z: Tensor | None) -> Tensor:
         """One block over the suffix: ``x [rows, d]`` (the query alone) or ``[rows, S, d]``
-        (``rows = copies × len(index)``)."""
+        (``rows = copies × prompts``)."""
         caps = self.caps
         p = f"blocks.{layer}"
         one = x.ndim == 2
@@ -438,7 +439,7 @@ class _Suffix:
         return x + mlp
 
     # ------------------------------------------------------------------ run
-    def run(self, engine: QueryEngine, edits: Sequence[StreamEdit], index: Tensor, copies: int,
+    def run(self, engine: QueryEngine, edits: Sequence[StreamEdit], index: Tensor | slice, copies: int,
             z_edit: ZEdit | None, resume: Any, streams: list[Tensor] | None, return_resid: bool) -> Any:
         n_layers = self.model.n_layers
         first, resume_z = self.start, None
@@ -448,7 +449,7 @@ class _Suffix:
             resume = None  # an optimisation only: with several columns the layers are recomputed
         if resume is not None:
             first, stream, resume_z = resume if len(resume) == 3 else (*resume, None)
-            n = len(index)
+            n = x.shape[0]
             z_shape = (n, self.heads, self.d_head)
             if not self.start <= first < n_layers or tuple(stream.shape) != (n, self.model.d_model) \
                     or (resume_z is not None and tuple(resume_z.shape) != z_shape):

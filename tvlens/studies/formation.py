@@ -33,23 +33,19 @@ from tvlens.evaluate import mean_and_stderr, score_batch
 from tvlens.inject import Intervention
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import Task
+from tvlens.tasks.metric import metric_named
 from tvlens.training import tvp_by_layer as _tvp_scores
 from tvlens.vectors.vanilla import query_states
 
 Source = Literal["prompt", "task_mean"]
 
 
-def _better(metric: str) -> int:
-    """+1 when higher is better (accuracy), -1 for errors."""
-    return 1 if metric == "accuracy" else -1
-
-
 def _formation_layer(tvp: Tensor, icl: float, zero: float, metric: str, share: float) -> int | None:
     """First layer whose TVP gain over zero-shot reaches ``share`` of ICL's gain (``None`` if none does)."""
-    gain = (icl - zero) * _better(metric)
+    gain = (icl - zero) * metric_named(metric).sign
     if gain <= 0:
         return None
-    reached = ((tvp.double() - zero) * _better(metric) >= share * gain).nonzero().flatten()
+    reached = ((tvp.double() - zero) * metric_named(metric).sign >= share * gain).nonzero().flatten()
     return int(reached[0]) if reached.numel() else None
 
 
@@ -84,7 +80,7 @@ class LayerProfile:
     @property
     def best_layer(self) -> int:
         """The layer with the best TVP score."""
-        return int((self.tvp * _better(self.metric)).argmax())
+        return int((self.tvp * metric_named(self.metric).sign).argmax())
 
     def formation_layer(self, share: float = 0.5) -> int | None:
         """First layer whose TVP gain over zero-shot reaches ``share`` of ICL's gain over zero-shot."""
@@ -123,7 +119,7 @@ def tvp_by_layer(
     if source not in ("prompt", "task_mean"):
         raise ValueError(f"source={source!r}: expected 'prompt' or 'task_mean'")
     batch = task.sample(n_prompts, n_shots, seed=seed)
-    metric = "mse_per_dim" if batch.kind == "regression" else "accuracy"
+    metric = batch.metric.name
     if source == "prompt":
         per_layer = [scores[metric] for scores in _tvp_scores(model, batch)]
     else:
@@ -170,7 +166,7 @@ class FormationTable:
     def _learned(self, min_icl_share: float) -> list[bool]:
         """Steps at which ICL's gain over zero-shot is at least ``min_icl_share`` of its largest gain in the
         table: before that, "half of ICL's gain" is half of noise."""
-        gains = (self.icl - self.zero_shot) * _better(self.metric)
+        gains = (self.icl - self.zero_shot) * metric_named(self.metric).sign
         best = float(gains.max())
         return [best > 0 and float(g) >= min_icl_share * best for g in gains]
 
@@ -184,7 +180,7 @@ class FormationTable:
     def first_step_formed(self, layer: int, share: float = 0.5, min_icl_share: float = 0.5) -> int | None:
         """The first step at which ``layer``'s TVP gain reaches ``share`` of ICL's gain (counting only steps
         where ICL has reached ``min_icl_share`` of its largest gain)."""
-        sign, learned = _better(self.metric), self._learned(min_icl_share)
+        sign, learned = metric_named(self.metric).sign, self._learned(min_icl_share)
         for i in range(self.steps.shape[0]):
             gain = (float(self.icl[i]) - float(self.zero_shot[i])) * sign
             if learned[i] and (float(self.tvp[i, layer]) - float(self.zero_shot[i])) * sign >= share * gain:

@@ -2,6 +2,7 @@
 
 from tvlens.tasks.base import TASK_REGISTRY, ICLBatch, Task, register_task, task_from_dict
 from tvlens.tasks.formal import HMMMixture, RegularLanguages, SequenceTask
+from tvlens.tasks.metric import Accuracy, Metric, SquaredError, metric_for, metric_named
 from tvlens.tasks.regression import (
     DecisionTreeRegression,
     LinearRegression,
@@ -15,6 +16,11 @@ from tvlens.tasks.text import TextTasks, WordPairs, builtin_tasks, word_pairs_fr
 
 __all__ = [
     "TASK_REGISTRY",
+    "Accuracy",
+    "Metric",
+    "SquaredError",
+    "metric_for",
+    "metric_named",
     "DecisionTreeRegression",
     "HMMMixture",
     "RegularLanguages",

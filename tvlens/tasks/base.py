@@ -25,6 +25,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from tvlens.tasks.metric import Metric, metric_for
+
 TaskKind = Literal["symbolic", "regression"]
 
 
@@ -67,6 +69,16 @@ class ICLBatch:
     @property
     def n_positions(self) -> int:
         return int(self.inputs.shape[1])
+
+    @property
+    def metric(self) -> Metric:
+        """How the prompts' queries are scored (:mod:`tvlens.tasks.metric`)."""
+        return metric_for(self.kind)
+
+    @property
+    def d_input(self) -> int | None:
+        """Width of the input vectors (regression prompts), ``None`` for token prompts."""
+        return int(self.inputs.shape[-1]) if self.inputs.is_floating_point() else None
 
     @property
     def query_positions(self) -> Int[Tensor, " batch"]:
@@ -183,6 +195,11 @@ class Task(ABC):
     def _sample(
         self, n_prompts: int, n_shots: int, generator: torch.Generator, task_ids: Tensor | None
     ) -> ICLBatch: ...
+
+    @property
+    def metric(self) -> Metric:
+        """How this family's queries are scored (:mod:`tvlens.tasks.metric`)."""
+        return metric_for(self.kind)
 
     @property
     def n_tasks(self) -> int | None:

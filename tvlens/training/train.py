@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -45,6 +44,7 @@ from tvlens.evaluate import mean_and_stderr, score_batch
 from tvlens.inject import Intervention, inject
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
+from tvlens.tasks.metric import metric_named
 
 TRAIN_SEED_OFFSET = 7919
 
@@ -135,16 +135,14 @@ def answer_loss(
 ) -> Tensor:
     """Mean loss over the answer positions of ``batch`` (or only its query).
 
-    Cross-entropy over the vocabulary for symbolic tasks; squared error of the read-out for regression.
+    The batch's metric's training loss: cross-entropy over the vocabulary for symbolic tasks, squared
+    error of the read-out for regression.
     """
     positions = batch.answer_positions[:, -1:] if query_only else batch.answer_positions
     targets = batch.answer_targets[:, -1:] if query_only else batch.answer_targets
     rows = torch.arange(len(batch), device=logits.device)[:, None]
     at_answers = logits[rows, positions.to(logits.device)]  # [batch, n_answers, d_vocab]
-    targets = targets.to(logits.device)
-    if batch.kind == "regression":
-        return F.mse_loss(at_answers[..., 0], targets)
-    return F.cross_entropy(at_answers.reshape(-1, at_answers.shape[-1]), targets.reshape(-1))
+    return batch.metric.training_loss(at_answers, targets.to(logits.device))
 
 
 def tvp_by_layer(model: HookedModel, batch: ICLBatch) -> list[dict[str, Tensor]]:
@@ -168,7 +166,7 @@ def evaluate_training(model: HookedModel, task: Task, n_prompts: int, n_shots: i
     """ICL, zero-shot and per-layer TVP scores on a fixed evaluation set (mean and standard error)."""
     batch = task.sample(n_prompts, n_shots, seed=seed)
     icl, zero, tvp = score_batch(model, batch), score_batch(model, batch.zero_shot), tvp_by_layer(model, batch)
-    record: dict[str, Any] = {"metric": "mse_per_dim" if batch.kind == "regression" else "accuracy"}
+    record: dict[str, Any] = {"metric": batch.metric.name}
     for key in icl:  # accuracy and nll, or mse_per_dim
         suffix = "" if key == record["metric"] else f"_{key}"
         record[f"icl{suffix}"], record[f"icl{suffix}_stderr"] = mean_and_stderr(icl[key])
@@ -300,9 +298,7 @@ class Trainer:
 
     @staticmethod
     def _reached(record: dict[str, Any], target: float) -> bool:
-        if record["metric"] == "accuracy":
-            return record["icl"] >= target
-        return record["icl"] <= target
+        return record["icl"] == target or metric_named(record["metric"]).better(record["icl"], target)
 
     # -- checkpoints --------------------------------------------------------------------
     def save_checkpoint(self, path: str | os.PathLike) -> Path:

@@ -59,13 +59,11 @@ def mean_head_outputs(
 
 
 def _answer_score(model: HookedModel, logits: Tensor, batch: ICLBatch, repeat: int) -> Tensor:
-    """Per-row score of the query answer: probability (symbolic) or −squared error (regression)."""
+    """Per-row score of the query answer (:meth:`tvlens.tasks.Metric.answer_score`: the answer's probability,
+    or −squared error for regression)."""
     rows = torch.arange(logits.shape[0])
     query = logits[rows, batch.query_positions.repeat(repeat)]
-    targets = batch.targets.repeat(repeat)
-    if batch.kind == "regression":
-        return -((query[:, 0] - targets) ** 2)
-    return query.softmax(-1)[rows, targets]
+    return batch.metric.answer_score(query, batch.targets.repeat(repeat))
 
 
 def average_indirect_effect(

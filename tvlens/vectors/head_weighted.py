@@ -110,8 +110,8 @@ def head_weighted_task_vector(
     if head_source not in ("mean", "prompt"):
         raise ValueError(f"head_source={head_source!r}: expected 'mean' or 'prompt'")
     config = dataclasses.replace(config or HEAD_WEIGHTED_DEFAULTS, **overrides)
-    if config.loss == "auto" and task.kind == "regression":
-        config = dataclasses.replace(config, loss="huber")
+    if config.loss == "auto":  # Saglam et al. 2025: a robust loss (Huber) for regression
+        config = dataclasses.replace(config, loss=task.metric.robust_loss)
     _, head_means = mean_head_outputs(model, task.sample(n_head_prompts, n_shots, seed=config.seed + 2))
     train_full = task.sample(config.n_train, n_shots, seed=config.seed)
     val_full = task.sample(config.n_val, n_shots, seed=config.seed + 1)
@@ -158,7 +158,7 @@ def head_weighted_task_vector(
     def loss_of(split: str, rows: Tensor) -> Tensor:
         batch = train if split == "train" else val
         logits, resid = forward(split, rows)
-        loss = query_loss(logits, batch.targets[rows], batch.kind, config.loss)
+        loss = query_loss(logits, batch, rows, config.loss)
         if align_weight > 0:
             loss = loss + align_weight * (1 - F.cosine_similarity(resid, icl_final[split][rows], dim=-1)).mean()
         return loss

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -89,16 +88,10 @@ class LearnResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def query_loss(logits: Tensor, targets: Tensor, kind: str, loss: str) -> Tensor:
-    """Loss of the query predictions ``logits [batch, d_vocab]`` against ``targets``."""
-    if loss == "auto":
-        loss = "mse" if kind == "regression" else "ce"
-    if loss == "ce":
-        return F.cross_entropy(logits.float(), targets)
-    prediction = logits[:, 0]
-    if loss == "huber":
-        return F.huber_loss(prediction, targets.to(prediction.dtype))
-    return F.mse_loss(prediction, targets.to(prediction.dtype))
+def query_loss(logits: Tensor, batch: ICLBatch, rows: Tensor, loss: str) -> Tensor:
+    """Training loss of the query predictions ``logits [rows, d_vocab]`` of ``batch``'s ``rows`` (the batch's
+    metric decides what ``loss="auto"`` means: cross-entropy, or squared error for regression)."""
+    return batch.metric.training_loss(logits, batch.targets[rows].to(logits.device), loss)
 
 
 def _site_list(model: HookedModel, layer: int | list[int], positions: Any) -> list[Site]:
@@ -219,14 +212,14 @@ def learn_task_vector(
             total = 0.0
             for first in range(0, len(val), 256):
                 rows = torch.arange(first, min(len(val), first + 256))
-                loss = query_loss(forward("val", rows), val.targets[rows], val.kind, config.loss)
+                loss = query_loss(forward("val", rows), val, rows, config.loss)
                 total += loss.item() * len(rows)
         return total / len(val)
 
     sites_order = list(theta)
     history, best_epoch, best = fit_early_stopping(
         [theta[s] for s in sites_order], optimizer,
-        lambda rows: query_loss(forward("train", rows), train.targets[rows], train.kind, config.loss),
+        lambda rows: query_loss(forward("train", rows), train, rows, config.loss),
         val_loss, len(train), config, gen, progress, "learn task vector",
     )
     best_vectors = dict(zip(sites_order, best))

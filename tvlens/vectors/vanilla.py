@@ -33,6 +33,7 @@ from tvlens.evaluate import EvalResult, evaluate
 from tvlens.inject import Intervention
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
+from tvlens.tasks.metric import metric_named
 from tvlens.vectors.task_vector import TaskVector
 
 
@@ -57,11 +58,6 @@ def query_states(
         at = chunk.query_positions if position == "last" else torch.full((len(chunk),), int(position))
         out.append(torch.stack([cache[n][rows, at] for n in names]))
     return torch.cat(out, 1)
-
-
-def better(metric: str) -> Any:
-    """``max`` for accuracy, ``min`` for errors."""
-    return max if metric == "accuracy" else min
 
 
 @dataclass
@@ -99,7 +95,7 @@ def sweep_layers(
                for layer in tqdm(layers, desc="layer sweep (dev)", disable=not progress, leave=False, delay=0.5)]
     metric = results[0].metric
     means = torch.tensor([r.mean for r in results])
-    best = better(metric)(range(len(layers)), key=lambda i: means[i].item())
+    best = metric_named(metric).best(means)
     test = evaluate(model, task, "injected", vectors[layers[best]], n_prompts=test_prompts, n_shots=n_shots,
                     seed=seed + 2, base=base, progress=False)
     return LayerSweep(layers, means, torch.tensor([r.stderr for r in results]), layers[best], test, metric)
