@@ -63,6 +63,7 @@ from tvlens.studies import (
 )
 from tvlens.studies.formation import ComplexityResult, LayerProfile, TVPLossComparison
 from tvlens.studies.table import StudyTable
+from tvlens.tasks.splits import Splits
 from tvlens.vectors import LearnConfig, compare, function_vector
 from tvlens.vectors.compare import Comparison
 from tvlens.vectors.function import FunctionVectorResult
@@ -251,7 +252,7 @@ def _token_model_sections(name: str, config: ReportConfig, cache: _Cache, bar: t
 
     bar.set_description(f"{name}: OV decomposition")
     ov = cache.get("ov", {"name": name, "n": n, "seed": seed, "layer": layer, "ltv": ltv_params}, model,
-                   lambda: ov_decomposition(model, task, ltv, n_prompts=n, seed=seed + 100), expect=OVResult)
+                   lambda: ov_decomposition(model, task, ltv, n_prompts=n, seed=Splits(seed).shared), expect=OVResult)
     bar.update(1)
     sections += [
         Section("OV transport of θ per head", head_heatmap(ov.contribution_norm, f"{name}: ‖A·θ̂ W_V W_O‖ per head "
@@ -275,7 +276,8 @@ def _token_model_sections(name: str, config: ReportConfig, cache: _Cache, bar: t
 
     bar.set_description(f"{name}: key heads")
     heads = cache.get("heads", {"name": name, "n": n, "seed": seed, "layer": layer, "ltv": ltv_params}, model,
-                      lambda: key_head_analysis(model, task, ltv, n_prompts=n, seed=seed + 100), expect=KeyHeadResult)
+                      lambda: key_head_analysis(model, task, ltv, n_prompts=n, seed=Splits(seed).shared),
+                      expect=KeyHeadResult)
     bar.update(1)
     sections += [
         Section("Saliency", head_heatmap(heads.saliency, f"{name}: saliency |a·∂log p/∂a| (key heads boxed)",
@@ -294,7 +296,7 @@ def _token_model_sections(name: str, config: ReportConfig, cache: _Cache, bar: t
                 "Where the key heads sit (Yang et al. 2025a find a U-shape on large models)."),
     ]
     top_layer, top_head = heads.key_heads[0]
-    prompt = task.sample(1, 4, seed=seed + 7)
+    prompt = Splits(seed).sample(task, "aside", 1, 4)
     name_pattern = model.hook_name(top_layer, "attn.hook_pattern")
     with torch.no_grad():
         _, cache_act = model.run_with_cache(prompt.inputs, [name_pattern])

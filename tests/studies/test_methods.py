@@ -38,5 +38,5 @@ def test_rows(table):
 def test_errors():
     with pytest.raises(ValueError, match="unknown \\['middle'\\]"):
         method_table(["perm-mix"], settings=["middle"])
-    with pytest.raises(ValueError, match="is a regression model"):
+    with pytest.raises(ValueError, match="is scored by mse_per_dim; the learned-vs-extracted table is for token tasks"):
         method_table(["linear-regression"])

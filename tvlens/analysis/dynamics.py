@@ -35,6 +35,7 @@ from tvlens.inject import Intervention
 from tvlens.models.engine import QueryEngine, StreamEdit
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
+from tvlens.tasks.splits import Splits
 from tvlens.vectors.task_vector import TaskVector
 
 
@@ -324,7 +325,8 @@ def linear_dynamics(
 
     # held-out R² per scale: fresh copies (another seed) predicted by each prompt's direct map
     fresh_thetas, fresh = collect_changes(model, prompts, theta, layer, positions=site.positions,
-                                          n_copies=max(len(scales), n_copies // 2), scales=scales, seed=seed + 7)
+                                          n_copies=max(len(scales), n_copies // 2), scales=scales,
+                                          seed=Splits(seed).aside)
     predicted = torch.einsum("pij,nj->npi", direct_maps, fresh_thetas.double())
     lam = torch.tensor(scales)[torch.arange(fresh_thetas.shape[0]) % len(scales)]
     r2_by_scale = {}

@@ -34,6 +34,7 @@ from tvlens.inject import Intervention
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import Task
 from tvlens.tasks.metric import metric_named
+from tvlens.tasks.splits import Splits
 from tvlens.training import tvp_by_layer as _tvp_scores
 from tvlens.vectors.vanilla import query_states
 
@@ -114,7 +115,7 @@ def tvp_by_layer(
         n_shots: demonstrations per prompt.
         seed: seed of the prompts.
         source: ``"prompt"`` (each prompt's own ICL state) or ``"task_mean"`` (the mean state of its
-            task over ``n_prompts`` other prompts, seed ``seed + 1``; needs a family of discrete tasks).
+            task over ``n_prompts`` other prompts, the ``dev`` split; needs a family of discrete tasks).
     """
     if source not in ("prompt", "task_mean"):
         raise ValueError(f"source={source!r}: expected 'prompt' or 'task_mean'")
@@ -126,7 +127,7 @@ def tvp_by_layer(
         if bool((batch.task_ids < 0).any()):
             raise ValueError("source='task_mean' needs a family of discrete tasks; this task draws a fresh "
                              "function per prompt (use source='prompt')")
-        extraction = task.sample(n_prompts, n_shots, seed=seed + 1)
+        extraction = Splits(seed).sample(task, "dev", n_prompts, n_shots)
         layers = list(range(model.n_layers))
         states = query_states(model, extraction, layers)  # [layers, prompts, d]
         missing = sorted(set(batch.task_ids.tolist()) - set(extraction.task_ids.tolist()))

@@ -1,7 +1,7 @@
 """Yang et al. 2025a's comparison on the zoo: learned vs vanilla task vectors vs function vectors, in three settings.
 
 For one task of every symbolic zoo family (task 0), each method's vector is made from its own
-prompts and scored on shared test prompts (seed ``seed + 100``):
+prompts and scored on shared test prompts (the ``shared`` split of :class:`~tvlens.tasks.Splits`):
 
 * ``last`` — injected at the last position of the zero-shot query (TVP mode);
 * ``early`` — at a fixed early position (the query token ``x``, position 1 of ``BOS x →``; Yang et al. 2025a's
@@ -27,6 +27,7 @@ from tvlens.evaluate import evaluate
 from tvlens.models.hooked import HookedModel
 from tvlens.studies.table import StudyTable
 from tvlens.tasks.base import Task
+from tvlens.tasks.splits import Splits
 from tvlens.vectors.function import function_vector
 from tvlens.vectors.learned import learn_task_vector
 from tvlens.vectors.task_vector import TaskVector
@@ -82,8 +83,8 @@ def method_table(
             raise ValueError(f"models: {label!r} is scored by {family.metric.name}; the learned-vs-extracted table "
                              "is for token tasks scored by accuracy")
         task = family.single(task_id)
-        test = task.sample(n_test, n_shots, seed=seed + 100)
-        few = task.sample(n_test, few_shots, seed=seed + 100)
+        test = Splits(seed).sample(task, "shared", n_test, n_shots)
+        few = Splits(seed).sample(task, "shared", n_test, few_shots)
         k = top_k or max(2, model.n_layers * model.n_heads // 10)
 
         def row(setting: str, layer: int | None, method: str, result: Any) -> None:

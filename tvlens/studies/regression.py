@@ -35,6 +35,7 @@ from tvlens.studies.formation import tvp_by_layer
 from tvlens.studies.table import StudyTable
 from tvlens.tasks.base import ICLBatch
 from tvlens.tasks.regression import RegressionTask
+from tvlens.tasks.splits import Splits
 from tvlens.vectors.function import function_vector, project_heads, prompt_head_z
 from tvlens.vectors.head_weighted import head_weighted_task_vector
 from tvlens.vectors.learned import learn_task_vector
@@ -76,7 +77,8 @@ def regression_fidelity(
             longest the model accepts).
         shifts: any of :data:`SHIFTS`.
         methods: any of :data:`FIDELITY_METHODS`.
-        n_prompts: test prompts per cell (seed ``seed + 100``; the same functions across methods).
+        n_prompts: test prompts per cell (the ``shared`` split of :class:`~tvlens.tasks.Splits`; the same
+            functions across methods).
 
     Returns:
         A :class:`StudyTable` with rows ``{shift, n_shots, beyond_training, method, mse_per_dim, stderr, n}``.
@@ -103,7 +105,8 @@ def regression_fidelity(
     lengths = [n for n in lengths if n <= max_shots]
 
     # vectors and layers, chosen once on unshifted prompts of the training length
-    dev_seed = seed + 1
+    splits = Splits(seed)
+    dev_seed = splits.dev
     made: dict[str, Any] = {}
     if "vanilla" in methods or "learned" in methods:
         profile = tvp_by_layer(model, task, n_prompts=n_prompts, n_shots=train_shots, seed=dev_seed)
@@ -130,7 +133,7 @@ def regression_fidelity(
             if shift == "orthogonal" and n >= task.d_input:
                 notes.append(f"shift='orthogonal', n_shots={n}: an orthogonal query needs n_shots < D={task.d_input}")
                 continue
-            test = variant.sample(n_prompts, n, seed=seed + 100)
+            test = splits.sample(variant, "shared", n_prompts, n)
             for method in methods:
                 result = _score(model, variant, test, method, made)
                 records.append({"shift": shift, "n_shots": n, "beyond_training": n > train_shots, "method": method,

@@ -11,6 +11,7 @@ from tvlens.tasks.regression import (
     SinusoidRegression,
     SparseLinearRegression,
 )
+from tvlens.tasks.splits import Splits
 from tvlens.tasks.symbolic import ModularAffine, PermutationMixture, SymbolicTask, TokenOffset
 from tvlens.tasks.text import TextTasks, WordPairs, builtin_tasks, word_pairs_from_csv
 
@@ -33,6 +34,7 @@ __all__ = [
     "ReLUNetRegression",
     "SinusoidRegression",
     "SparseLinearRegression",
+    "Splits",
     "SymbolicTask",
     "Task",
     "TextTasks",

@@ -66,8 +66,9 @@ class Metric(ABC):
             loss: ``"auto"`` (:attr:`loss`), ``"ce"``, ``"mse"`` or ``"huber"``.
         """
         loss = self.loss if loss == "auto" else loss
-        if loss == "ce":
-            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+        if loss == "ce":  # half precision is raised to float32 for the log-softmax; float64 stays float64
+            flat = logits.reshape(-1, logits.shape[-1])
+            return F.cross_entropy(flat if flat.dtype == torch.float64 else flat.float(), targets.reshape(-1))
         prediction = logits[..., 0]
         if loss == "huber":
             return F.huber_loss(prediction, targets.to(prediction.dtype))

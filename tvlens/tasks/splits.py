@@ -5,18 +5,15 @@ others and is scored on yet others. :class:`Splits` is the one rule that names t
 study, the report and training take a ``seed`` and draw their prompts through it, so equal seeds give
 equal prompts everywhere and different splits never share a seed:
 
-=============  ===============  ==============================================================
-split          seed             what it is for
-=============  ===============  ==============================================================
-``train``      ``seed``         extraction prompts (vanilla TV, function vector), LTV training
-``dev``        ``seed + 1``     choices: the vanilla TV's layer, early stopping, task-mean states
-``test``       ``seed + 2``     a method's own held-out score; head-weighted LTV's head means
-``validation`` ``seed + 3``     Todd et al. 2024's validation prompts (function-vector means)
-``noise``      ``seed + 7``     held-out perturbations of the linear-dynamics check
-``shared``     ``seed + 100``   the test prompts every method is compared on (``compare``,
-                                the method table, regression fidelity, the report's analyses)
-``training``   ``seed + 7919``  the prompt stream of meta-ICL training (never an evaluation seed)
-=============  ===============  ==============================================================
+| split | seed | what it is for |
+|---|---|---|
+| ``train`` | ``seed`` | extraction prompts (vanilla TV, function vector), LTV training |
+| ``dev`` | ``seed + 1`` | choices: the vanilla TV's layer, early stopping, task-mean states |
+| ``test`` | ``seed + 2`` | a method's own held-out score; head-weighted LTV's head means |
+| ``validation`` | ``seed + 3`` | Todd et al. 2024's validation prompts (function-vector means) |
+| ``aside`` | ``seed + 7`` | set aside: the dynamics check's held-out perturbations, the report's example |
+| ``shared`` | ``seed + 100`` | test prompts all methods are compared on (``compare``, studies, the report) |
+| ``training`` | ``seed + 7919`` | the prompt stream of meta-ICL training (never an evaluation seed) |
 
 (``test`` also seeds the head-weighted LTV's head means: no procedure both scores on ``test`` and
 takes head means, so the two uses never meet.)
@@ -27,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-OFFSETS: dict[str, int] = {"train": 0, "dev": 1, "test": 2, "validation": 3, "noise": 7, "shared": 100,
+OFFSETS: dict[str, int] = {"train": 0, "dev": 1, "test": 2, "validation": 3, "aside": 7, "shared": 100,
                            "training": 7919}
 
 
@@ -70,9 +67,9 @@ class Splits:
         return self.of("validation")
 
     @property
-    def noise(self) -> int:
-        """Seed of the ``noise`` split: held-out perturbations of the dynamics check."""
-        return self.of("noise")
+    def aside(self) -> int:
+        """Seed of the ``aside`` split: the dynamics check's held-out perturbations, the report's example prompt."""
+        return self.of("aside")
 
     @property
     def shared(self) -> int:

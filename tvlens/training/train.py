@@ -45,8 +45,7 @@ from tvlens.inject import Intervention, inject
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
 from tvlens.tasks.metric import metric_named
-
-TRAIN_SEED_OFFSET = 7919
+from tvlens.tasks.splits import Splits
 
 
 @dataclass
@@ -61,7 +60,8 @@ class TrainConfig:
         weight_decay: AdamW weight decay.
         warmup_steps: linear warm-up length.
         grad_clip: gradient-norm clip (``0`` = off).
-        seed: seeds the training prompts (drawn from seed ``7919 + seed``; nothing else is random).
+        seed: seeds the training prompts (the ``training`` split of :class:`~tvlens.tasks.Splits`, ``seed + 7919``,
+            which no evaluation draws from; nothing else is random).
         eval_every: evaluate every this many steps (``0`` = only at the end).
         eval_prompts: prompts per evaluation.
         tvp_layer: layer of the TVP loss (``None`` = plain meta-ICL training).
@@ -207,7 +207,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: _lr_factor(s, config))
         # Training prompts come from a generator offset from the seed, so that evaluation seeds
         # (0, 1, …, the usual defaults) never replay the training stream.
-        self.generator = torch.Generator().manual_seed(TRAIN_SEED_OFFSET + config.seed)
+        self.generator = torch.Generator().manual_seed(Splits(config.seed).training)
         self.step = 0
         self.history: list[dict[str, Any]] = []
         self.losses: list[float] = []

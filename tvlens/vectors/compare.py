@@ -2,7 +2,9 @@
 
 ``compare(model, task)`` makes each method's vector at each requested layer from its own
 extraction/training prompts and scores all of them — plus zero-shot and ICL — on one shared set
-of test prompts (seed ``seed + 100``), so differences are paired and standard errors comparable.
+of test prompts (the ``shared`` split of :class:`~tvlens.tasks.Splits`), so differences are paired and
+standard errors comparable. Every method is given the same ``seed`` and draws its own prompts from
+the other splits.
 A family of tasks is first restricted to one task (``task_id``): a task vector is per task.
 """
 
@@ -14,6 +16,8 @@ from typing import Any
 from tvlens.evaluate import EvalResult, evaluate
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import Task
+from tvlens.tasks.metric import metric_named
+from tvlens.tasks.splits import Splits
 from tvlens.vectors.function import function_vector
 from tvlens.vectors.head_weighted import head_weighted_task_vector
 from tvlens.vectors.learned import LearnConfig, learn_task_vector
@@ -25,7 +29,8 @@ METHODS = ("vanilla", "function", "learned", "head_weighted")
 
 @dataclass
 class Comparison:
-    """Rows ``{method, layer, accuracy | error, stderr, n, …}``; ``method`` includes ``zero_shot`` and ``icl``."""
+    """Rows ``{method, layer, <metric name>, stderr, n}`` (``accuracy`` or ``mse_per_dim``); ``method`` includes
+    ``zero_shot`` and ``icl``."""
 
     records: list[dict[str, Any]]
     metric: str
@@ -46,13 +51,12 @@ class Comparison:
         if not rows:
             have = sorted({r["method"] for r in self.records})
             raise KeyError(f"method={method!r} is not in this comparison; have {have}")
-        key = "accuracy" if self.metric == "accuracy" else "error"
-        return max(rows, key=lambda r: r[key]) if key == "accuracy" else min(rows, key=lambda r: r[key])
+        return rows[metric_named(self.metric).best([r[self.metric] for r in rows])]
 
 
 def _row(method: str, layer: int | None, result: EvalResult) -> dict[str, Any]:
-    key = "accuracy" if result.metric == "accuracy" else "error"
-    return {"method": method, "layer": layer, key: result.mean, "stderr": result.stderr, "n": result.values.numel()}
+    return {"method": method, "layer": layer, result.metric: result.mean, "stderr": result.stderr,
+            "n": result.values.numel()}
 
 
 def compare(
@@ -76,7 +80,9 @@ def compare(
         layers: layers to place single-layer vectors at (default: all). Head-weighted vectors use
             every layer at once and get one row with ``layer=None``.
         task_id: which task of a family (or which fixed function of a regression family).
-        n_test: shared test prompts (seed ``seed + 100``).
+        seed: the user seed: every method's prompts and the shared test prompts come from :class:`~tvlens.tasks.Splits`
+            ``(seed)`` (it overrides ``learn_config.seed``).
+        n_test: shared test prompts (the ``shared`` split).
         learn_config: settings of the learned vectors.
         top_k: heads of the function vector (default: 10 % of the heads, at least 2).
     """
@@ -86,7 +92,7 @@ def compare(
     if getattr(task, "fixed", None) is None:
         task = task.single(task_id)
     layers = list(range(model.n_layers)) if layers is None else [model.check_layer(lay) for lay in layers]
-    test = task.sample(n_test, n_shots, seed=seed + 100)
+    test = Splits(seed).sample(task, "shared", n_test, n_shots)
     records = [_row("zero_shot", None, evaluate(model, task, "zero_shot", batch=test, progress=False)),
                _row("icl", None, evaluate(model, task, "icl", batch=test, progress=False))]
     vectors: dict[tuple[str, int | None], TaskVector] = {}
@@ -110,8 +116,8 @@ def compare(
                                        fingerprint=fv_cache["tv"].fingerprint,
                                        hyperparameters={**fv_cache["tv"].hyperparameters, "layer": layer})
             else:
-                tv, _ = learn_task_vector(model, task, layer, n_shots=n_shots, config=learn_config, progress=progress)
+                tv, _ = learn_task_vector(model, task, layer, n_shots=n_shots, config=learn_config, progress=progress,
+                                          seed=seed)
             vectors[(method, layer)] = tv
             records.append(_row(method, layer, evaluate(model, task, "injected", tv, batch=test, progress=False)))
-    metric = "accuracy" if "accuracy" in records[0] else "error"
-    return Comparison(records=records, metric=metric, task=task.to_dict(), vectors=vectors)
+    return Comparison(records=records, metric=task.metric.name, task=task.to_dict(), vectors=vectors)

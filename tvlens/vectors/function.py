@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from tvlens.evaluate import evaluate
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
+from tvlens.tasks.splits import Splits
 from tvlens.vectors.task_vector import TaskVector
 from tvlens.vectors.vanilla import LayerSweep, query_states, sweep_layers
 
@@ -136,11 +137,11 @@ def function_vector(
     Args:
         layer: injection layer; ``None`` sweeps every layer on a dev split (Todd: ≈ L/3).
         top_k: heads summed (Todd: 10 for 6B models; scale with size).
-        n_prompts: clean prompts for the mean head outputs (seed ``seed``).
+        n_prompts: clean prompts for the mean head outputs (the ``train`` split of :class:`~tvlens.tasks.Splits`).
         n_corrupted: prompts with shuffled labels for the AIE (the first ``n_corrupted`` clean ones).
-        procedure: ``"tvlens"`` (means over ``n_prompts`` prompts of seed ``seed``) or ``"todd"`` (Todd's
-            reference: means over the prompts of a validation split — seed ``seed + 3``, apart from the
-            dev split that chooses the layer and the test split that scores it — that the model answers
+        procedure: ``"tvlens"`` (means over ``n_prompts`` prompts of the ``train`` split) or ``"todd"`` (Todd's
+            reference: means over the prompts of the ``validation`` split — apart from the ``dev`` split
+            that chooses the layer and the ``test`` split that scores it — that the model answers
             correctly in context; output bias on unless ``output_bias=False``).
         output_bias: add the attention output bias ``b_O[l]`` once per selected head, as Todd's code
             does (default: off for ``"tvlens"``, on for ``"todd"``).
@@ -157,16 +158,17 @@ def function_vector(
     if not 1 <= n_corrupted <= n_prompts:
         raise ValueError(f"n_corrupted={n_corrupted}: expected 1 <= n_corrupted <= n_prompts={n_prompts}")
     at = None if layer is None else model.check_layer(layer)  # before the expensive head effects
+    splits = Splits(seed)
     if procedure == "todd":
-        # its own split: the layer sweep chooses on seed + 1 and scores on seed + 2
-        validation = task.sample(n_prompts, n_shots, seed=seed + 3)
+        # its own split: the layer sweep chooses on the dev split and scores on the test split
+        validation = splits.sample(task, "validation", n_prompts, n_shots)
         correct = evaluate(model, task, "icl", batch=validation, progress=False).values.bool()
         if int(correct.sum()) < n_corrupted:
             raise ValueError(f"procedure='todd': the model answers {int(correct.sum())} of {n_prompts} validation "
                              f"prompts correctly; expected at least n_corrupted={n_corrupted} (use more prompts)")
         clean = validation.select(correct.nonzero().flatten())
     else:
-        clean = task.sample(n_prompts, n_shots, seed=seed)
+        clean = splits.sample(task, "train", n_prompts, n_shots)
     z_mean, head_means = mean_head_outputs(model, clean)
     if with_bias:  # Todd's out_proj(z in head k's slot) = z W_O[l,k] + b_O[l]
         head_means = head_means + model.b_O[:, None, :].to(head_means.dtype)

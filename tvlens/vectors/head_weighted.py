@@ -37,6 +37,7 @@ from tvlens.inject import Intervention
 from tvlens.models.engine import QueryEngine, StreamEdit
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
+from tvlens.tasks.splits import Splits
 from tvlens.vectors.function import mean_head_outputs, project_heads, prompt_head_z
 from tvlens.vectors.learned import LearnConfig, fit_early_stopping, query_loss
 from tvlens.vectors.task_vector import Site, TaskVector
@@ -99,7 +100,7 @@ def head_weighted_task_vector(
     """Learn head weights ``ω`` for ``task`` (use ``task.single(k)`` for one task of a family).
 
     Args:
-        n_head_prompts: clean n-shot prompts averaged into ``ā^l_k`` (seed ``config.seed + 2``).
+        n_head_prompts: clean n-shot prompts averaged into ``ā^l_k`` (the ``test`` split of ``config.seed``).
         head_source: ``"mean"`` (``ā^l_k`` over prompts) or ``"prompt"`` (each prompt's own heads).
         source_shots: demonstrations of the shorter prompt for ``head_source="prompt"`` (default: half).
         align_weight: weight of the ``1 − cos`` alignment to the ICL final hidden state.
@@ -112,9 +113,10 @@ def head_weighted_task_vector(
     config = dataclasses.replace(config or HEAD_WEIGHTED_DEFAULTS, **overrides)
     if config.loss == "auto":  # Saglam et al. 2025: a robust loss (Huber) for regression
         config = dataclasses.replace(config, loss=task.metric.robust_loss)
-    _, head_means = mean_head_outputs(model, task.sample(n_head_prompts, n_shots, seed=config.seed + 2))
-    train_full = task.sample(config.n_train, n_shots, seed=config.seed)
-    val_full = task.sample(config.n_val, n_shots, seed=config.seed + 1)
+    splits = Splits(config.seed)
+    _, head_means = mean_head_outputs(model, splits.sample(task, "test", n_head_prompts, n_shots))
+    train_full = splits.sample(task, "train", config.n_train, n_shots)
+    val_full = splits.sample(task, "dev", config.n_val, n_shots)
     train, val = train_full.zero_shot, val_full.zero_shot
     prompt_heads: dict[str, Tensor] = {}
     if head_source == "prompt":

@@ -28,6 +28,7 @@ from tvlens.evaluate import EvalResult, evaluate
 from tvlens.models.engine import QueryEngine, StreamEdit
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
+from tvlens.tasks.splits import Splits
 from tvlens.vectors.task_vector import Site, TaskVector
 
 
@@ -39,7 +40,8 @@ class LearnConfig:
         lr, weight_decay: AdamW settings.
         epochs: most passes over the training prompts.
         batch_size: prompts per step.
-        n_train, n_val: training / validation prompts (seeds ``seed`` and ``seed + 1``).
+        n_train, n_val: training / validation prompts (the ``train`` and ``dev`` splits of
+            :class:`~tvlens.tasks.Splits`).
         patience: epochs without validation improvement before stopping.
         init_scale: ``θ ~ U(−init_scale, init_scale)``.
         loss: ``"auto"`` (cross-entropy for symbolic tasks, ``"mse"`` for regression), ``"ce"``,
@@ -194,8 +196,9 @@ def learn_task_vector(
         batch = task.sample(n, n_shots, seed=seed)
         return batch, (batch.zero_shot if base == "zero_shot" else batch)
 
-    train_full, train = prompts(config.n_train, config.seed)
-    val_full, val = prompts(config.n_val, config.seed + 1)
+    splits = Splits(config.seed)
+    train_full, train = prompts(config.n_train, splits.train)
+    val_full, val = prompts(config.n_val, splits.dev)
     gen = torch.Generator().manual_seed(config.seed)
     theta = {s: ((torch.rand(model.d_model, generator=gen) * 2 - 1) * config.init_scale).to(model.dtype)
              .to(model.device).requires_grad_(True) for s in sites}

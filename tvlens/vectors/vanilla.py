@@ -34,6 +34,7 @@ from tvlens.inject import Intervention
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
 from tvlens.tasks.metric import metric_named
+from tvlens.tasks.splits import Splits
 from tvlens.vectors.task_vector import TaskVector
 
 
@@ -89,15 +90,15 @@ def sweep_layers(
     progress: bool = False,
 ) -> LayerSweep:
     """Score each layer's vector on dev prompts, pick the best, report it on separate test prompts."""
-    layers = sorted(vectors)
-    dev = task.sample(dev_prompts, n_shots, seed=seed + 1)
+    layers, splits = sorted(vectors), Splits(seed)
+    dev = splits.sample(task, "dev", dev_prompts, n_shots)
     results = [evaluate(model, task, "injected", vectors[layer], batch=dev, base=base, progress=False)
                for layer in tqdm(layers, desc="layer sweep (dev)", disable=not progress, leave=False, delay=0.5)]
     metric = results[0].metric
     means = torch.tensor([r.mean for r in results])
     best = metric_named(metric).best(means)
     test = evaluate(model, task, "injected", vectors[layers[best]], n_prompts=test_prompts, n_shots=n_shots,
-                    seed=seed + 2, base=base, progress=False)
+                    seed=splits.test, base=base, progress=False)
     return LayerSweep(layers, means, torch.tensor([r.stderr for r in results]), layers[best], test, metric)
 
 
@@ -171,22 +172,22 @@ def _hendel_procedure(
     test_prompts: int, seed: int, progress: bool,
 ) -> tuple[TaskVector, VanillaResult]:
     """Hendel et al.'s default procedure (see the module docstring)."""
-    layers = list(range(model.n_layers)) if layer is None else [model.check_layer(layer)]
-    extraction = task.sample(n_prompts, n_shots, seed=seed)
-    mean = hendel_states(model, task, extraction, layers, seed=seed).mean(1)  # [n_layers, d]
+    layers, splits = (list(range(model.n_layers)) if layer is None else [model.check_layer(layer)]), Splits(seed)
+    extraction = splits.sample(task, "train", n_prompts, n_shots)
+    mean = hendel_states(model, task, extraction, layers, seed=splits.train).mean(1)  # [n_layers, d]
 
     def score(batch: ICLBatch, states: Tensor, i: int) -> EvalResult:
         per_prompt = Intervention(states[i], layers[i], hook="resid_post", mode="replace")
         return evaluate(model, task, "injected", per_prompt, batch=batch, progress=False)
 
-    dev = task.sample(dev_prompts, n_shots, seed=seed + 1)
-    dev_states = hendel_states(model, task, dev, layers, seed=seed + 1)
+    dev = splits.sample(task, "dev", dev_prompts, n_shots)
+    dev_states = hendel_states(model, task, dev, layers, seed=splits.dev)
     sweep_bar = tqdm(range(len(layers)), desc="layer sweep (dev)", disable=not progress, leave=False, delay=0.5)
     results = [score(dev, dev_states, i) for i in sweep_bar]
     means = torch.tensor([r.mean for r in results])
-    best = int(means.argmax())  # Hendel: the most accurate block output on the dev prompts
-    test = task.sample(test_prompts, n_shots, seed=seed + 2)
-    test_result = score(test, hendel_states(model, task, test, layers[best : best + 1], seed=seed + 2), 0)
+    best = task.metric.best(means)  # Hendel: the most accurate block output on the dev prompts
+    test = splits.sample(task, "test", test_prompts, n_shots)
+    test_result = score(test, hendel_states(model, task, test, layers[best : best + 1], seed=splits.test), 0)
     sweep = LayerSweep(layers, means, torch.tensor([r.stderr for r in results]), layers[best], test_result,
                        results[0].metric)
     hyper = {"procedure": "hendel", "mode": "replace", "hook": "resid_post", "n_dummy": 2, "n_prompts": n_prompts,
@@ -232,7 +233,8 @@ def vanilla_task_vector(
             ``procedure="hendel"``).
         position: ``"last"`` (the query) or a fixed non-negative position, read from the ICL prompts
             and injected at the same position of the zero-shot prompts (Yang et al. 2025a's ``P = 4`` setting).
-        n_prompts: extraction prompts (seed ``seed``); dev prompts use ``seed + 1``, test ``seed + 2``.
+        n_prompts: extraction prompts: the ``train`` split of :class:`~tvlens.tasks.Splits` ``(seed)``; the layer
+            is chosen on its ``dev`` split and scored on its ``test`` split.
         n_shots: demonstrations per prompt.
         progress: a tqdm bar over the layer sweep.
 
@@ -254,7 +256,7 @@ def vanilla_task_vector(
     if position != "last" and (not isinstance(position, int) or position < 0):
         raise ValueError(f"position={position!r}: expected 'last' or an int >= 0")
     layers = list(range(model.n_layers)) if layer is None else [model.check_layer(layer)]
-    batch = task.sample(n_prompts, n_shots, seed=seed)
+    batch = Splits(seed).sample(task, "train", n_prompts, n_shots)
     if position != "last" and position >= batch.zero_shot.n_positions:
         raise ValueError(f"position={position} is beyond the zero-shot prompt ({batch.zero_shot.n_positions} tokens)")
     icl = query_states(model, batch, layers, position=position).mean(1)  # [n_layers, d]

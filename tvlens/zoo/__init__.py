@@ -85,8 +85,9 @@ def load(name: str = "perm-mix", backend: str = "auto", directory: str | os.Path
 
 
 def task(name: str = "perm-mix") -> Task:
-    """The task family a zoo model was trained on. Sample prompts with any seed; training drew from
-    seed ``7919 + train.seed``, so the usual evaluation seeds give prompts the model was not trained on."""
+    """The task family a zoo model was trained on. Sample prompts with any seed; training drew from the
+    ``training`` split of :class:`~tvlens.tasks.Splits` (``train.seed + 7919``), so the usual evaluation
+    seeds give prompts the model was not trained on."""
     return spec(name).task
 
 
