@@ -46,6 +46,42 @@ def test_html_is_self_contained(quick_report, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["r.html"]  # no temporary file left
 
 
+def test_a_declared_stage_is_all_a_new_figure_takes(quick_report, monkeypatch):
+    """Adding a stage to MODEL_STAGES adds its figure, its summary entry and its progress weight; nothing else
+    changes (the progress total and the summary come from the list)."""
+    import tvlens.report as report_module
+    from tvlens.report import MODEL_STAGES, Section, Stage
+
+    _, config = quick_report
+    extra = Stage("norms", "stream norms", lambda run: run.tokens, weight=2,
+                  compute=lambda run: float(run.model.W_E.norm()),
+                  draw=lambda run, value: [Section("Embedding norm", report_module.go.Figure(), f"‖W_E‖ = {value:.2f}")],
+                  summary=lambda run, value: {"‖W_E‖": value})
+    monkeypatch.setattr(report_module, "MODEL_STAGES", (*MODEL_STAGES, extra))
+    totals = []
+    monkeypatch.setattr(report_module, "tqdm", lambda total, **kwargs: totals.append(total) or _Bar())
+    report = build_report(ReportConfig(models=["perm-mix"], quick=True, cache_dir=config.cache_dir, studies=False))
+    assert totals == [6 + 2]
+    assert report.sections[0][1][-1].title == "Embedding norm"
+    assert report.summary[0]["‖W_E‖"] == pytest.approx(float(report_module.zoo.load("perm-mix").W_E.norm()))
+
+
+class _Bar:
+    disable = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def set_description(self, text):
+        pass
+
+    def update(self, n):
+        pass
+
+
 def test_unknown_model_is_refused_before_any_work():
     with pytest.raises(KeyError, match="name='gpt-7' is not a zoo model"):
         ReportConfig(models=["gpt-7"])

@@ -7,6 +7,10 @@ lens, and where the vector forms (by layer and over training). Across models: th
 comparison, depth vs complexity, and — for regression models — fidelity by prompt length. Each
 figure has a short explanation under it; a summary table is on top.
 
+The report is a list of declared stages (:data:`MODEL_STAGES` per model, :data:`STUDY_STAGES` once):
+each names its cache key, progress weight, computation, figures and summary entries, so adding a
+figure touches that list only; the progress total and the summary table come from it.
+
 The file embeds plotly.js once and works offline. Every stage's result is cached on disk, keyed by
 the model's fingerprint, the stage, its parameters and the tvlens version, so a second run only
 redraws. The HTML records JavaScript errors in ``#tvlens-js-errors`` (the browser test reads it).
@@ -208,53 +212,110 @@ def _token_names(task: Any, d_vocab: int) -> list[str]:
     return task.decode(torch.arange(d_vocab)).split(" ")
 
 
-def _token_model_sections(name: str, config: ReportConfig, cache: _Cache, bar: tqdm) -> tuple[list[Section],
-                                                                                                 dict[str, Any]]:
-    n, seed, quick = config.n_prompts, config.seed, config.quick
-    history = None
-    if _is_hf_dir(name):
-        from tvlens.tasks.text import TextTasks
+# ----------------------------------------------------------------------------- stages
+@dataclass
+class Run:
+    """What the stages of one report group share: the model, its task and settings, and the results of the
+    stages before (a stage reads an earlier one's result from :attr:`results` by name)."""
 
-        model = HookedModel.from_pretrained(name)
-        family, shots = TextTasks(HF_TASKS, tokenizer=model.tokenizer), 5
-    else:
-        model, family = zoo.load(name), zoo.task(name)
-        shots, history = zoo.spec(name).train.n_shots, formation_over_training(name)
-    task = family.single(0)
-    ltv_params = asdict(LTV_CONFIG)  # every stage below depends on the learned vector
-    sections: list[Section] = []
+    group: str
+    config: ReportConfig
+    model: HookedModel | None = None
+    family: Any = None
+    shots: int | None = None
+    history: Any = None
+    results: dict[str, Any] = field(default_factory=dict)
+    progress: bool = False  # inner progress bars of the long stages
 
-    bar.set_description(f"{name}: methods by layer")
-    comparison = cache.get("compare", {"name": name, "n": n, "seed": seed, "ltv": ltv_params}, model,
-                           lambda: compare(model, task, ["vanilla", "function", "learned"], seed=seed, n_test=n,
-                                           n_shots=shots, progress=False, learn_config=LTV_CONFIG), expect=Comparison)
-    bar.update(1)
-    sections.append(Section("Task vectors by layer", method_layers_figure(comparison.records, f"{name}: task vectors "
-                                                                          "by layer (task 0, zero-shot queries)"),
-                            "Accuracy of the zero-shot query with each method's vector added at one layer (last "
-                            "position), on the same test prompts; ICL and zero-shot as reference lines. Bands: ±1 "
-                            "standard error. The learned vector is trained by gradient descent against the frozen "
-                            "model (Yang et al. 2025a); the vanilla vector is the mean ICL state minus the mean "
-                            "zero-shot state; the "
-                            "function vector sums the mean outputs of the heads with the largest causal effect."))
-    bar.set_description(f"{name}: function-vector heads")
-    fv = cache.get("aie", {"name": name, "n": n, "seed": seed}, model,
-                   lambda: function_vector(model, task, 0, top_k=max(2, model.n_layers * model.n_heads // 10),
-                                           n_shots=shots, seed=seed)[1], expect=FunctionVectorResult)
-    bar.update(1)
-    sections.append(Section("Average indirect effect per head", head_heatmap(
-        fv.aie, f"{name}: average indirect effect of each head (function-vector heads boxed)", "AIE",
-        marked=fv.top_heads),
-        "Todd et al.'s causal score: the gain in the answer's probability when one head's mean output over clean "
-        "prompts is patched into prompts whose labels were shuffled. The boxed heads make the function vector."))
-    layer = 1 if model.n_layers > 2 else 0
-    ltv = comparison.vectors[("learned", layer)]
+    @property
+    def task(self) -> Any:
+        return self.family.single(0)
 
-    bar.set_description(f"{name}: OV decomposition")
-    ov = cache.get("ov", {"name": name, "n": n, "seed": seed, "layer": layer, "ltv": ltv_params}, model,
-                   lambda: ov_decomposition(model, task, ltv, n_prompts=n, seed=Splits(seed).shared), expect=OVResult)
-    bar.update(1)
-    sections += [
+    @property
+    def tokens(self) -> bool:
+        """A token model (regression models read vectors)."""
+        return self.model is not None and self.model.d_input is None
+
+    @property
+    def layer(self) -> int:
+        """The layer of the learned vector the analyses follow."""
+        return 1 if self.model.n_layers > 2 else 0
+
+    @property
+    def ltv(self) -> Any:
+        return self.results["compare"].vectors[("learned", self.layer)]
+
+    def key(self, **params: Any) -> dict[str, Any]:
+        """A stage's cache parameters: the group, the settings every stage shares, and its own."""
+        return {"name": self.group, "n": self.config.n_prompts, "seed": self.config.seed, **params}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the report: a result computed (or read from the cache) and the figures drawn from it.
+
+    Attributes:
+        name: the cache entry's stage name and the results key later stages read.
+        label: what the progress bar shows.
+        applies: whether the stage runs for a group.
+        params: the parameters its cache entry is keyed by (with the model's fingerprint and tvlens' version).
+        compute: the result; ``None`` for a stage that only draws from earlier results.
+        expect: the type a cached result must have.
+        draw: the sections (figures with their explanations).
+        summary: its entries in the summary table.
+        owner: the model whose fingerprint keys the cache entry (default: the group's model).
+        weight: its share of the progress bar (its cost, roughly).
+    """
+
+    name: str
+    label: str
+    applies: Callable[[Run], bool]
+    draw: Callable[[Run, Any], list[Section]]
+    params: Callable[[Run], dict[str, Any]] = lambda run: run.key()
+    compute: Callable[[Run], Any] | None = None
+    expect: type = object
+    summary: Callable[[Run, Any], dict[str, Any]] = lambda run, result: {}
+    owner: Callable[[Run], HookedModel | None] = lambda run: run.model
+    weight: int = 1
+
+    def run(self, run: Run, cache: _Cache) -> Any:
+        if self.compute is None:
+            return None
+        return cache.get(self.name, self.params(run), self.owner(run), lambda: self.compute(run), expect=self.expect)
+
+
+def _tokens(run: Run) -> bool:
+    return run.tokens
+
+
+def _vectors(run: Run) -> bool:
+    return not run.tokens
+
+
+def _compare_summary(run: Run, comparison: Comparison) -> dict[str, Any]:
+    ref = {r["method"]: r[comparison.metric] for r in comparison.records if r["layer"] is None}
+    best = {m: comparison.best(m)[comparison.metric] for m in ("vanilla", "function", "learned")}
+    return {"ICL": ref["icl"], "zero-shot": ref["zero_shot"], "vanilla TV (best layer)": best["vanilla"],
+            "function vector (best layer)": best["function"], "learned TV (best layer)": best["learned"]}
+
+
+def _attention_sections(run: Run, _: Any) -> list[Section]:
+    heads = run.results["heads"]
+    top_layer, top_head = heads.key_heads[0]
+    prompt = Splits(run.config.seed).sample(run.task, "aside", 1, 4)
+    name_pattern = run.model.hook_name(top_layer, "attn.hook_pattern")
+    with torch.no_grad():
+        _, cache_act = run.model.run_with_cache(prompt.inputs, [name_pattern])
+    vocab = _token_names(run.task, run.model.d_vocab)
+    return [Section("Attention of the top key head",
+                    attention_figure(cache_act[name_pattern][0, top_head], [vocab[int(t)] for t in prompt.inputs[0]],
+                                     f"{run.group}: attention of L{top_layer}H{top_head} on a 4-shot prompt"),
+                    "Where the top key head looks on an ordinary ICL prompt (no vector).")]
+
+
+def _ov_sections(run: Run, ov: OVResult) -> list[Section]:
+    name, layer = run.group, run.layer
+    return [
         Section("OV transport of θ per head", head_heatmap(ov.contribution_norm, f"{name}: ‖A·θ̂ W_V W_O‖ per head "
                                                            f"(θ = LTV at layer {layer})", "norm"),
                 "The part of each later head's output at the query that comes from θ through its value path: the "
@@ -274,12 +335,10 @@ def _token_model_sections(name: str, config: ReportConfig, cache: _Cache, bar: t
                    "not carry the task, it moves the stream away from the answer." if ov.ov_share < 0 else ".")),
     ]
 
-    bar.set_description(f"{name}: key heads")
-    heads = cache.get("heads", {"name": name, "n": n, "seed": seed, "layer": layer, "ltv": ltv_params}, model,
-                      lambda: key_head_analysis(model, task, ltv, n_prompts=n, seed=Splits(seed).shared),
-                      expect=KeyHeadResult)
-    bar.update(1)
-    sections += [
+
+def _heads_sections(run: Run, heads: KeyHeadResult) -> list[Section]:
+    name = run.group
+    return [
         Section("Saliency", head_heatmap(heads.saliency, f"{name}: saliency |a·∂log p/∂a| (key heads boxed)",
                                          "saliency", marked=heads.key_heads),
                 "Yang et al. 2025a's first-order saliency of each head's output at the query, from one backward "
@@ -295,27 +354,11 @@ def _token_model_sections(name: str, config: ReportConfig, cache: _Cache, bar: t
         Section("Key heads per layer", layer_histogram_figure(heads),
                 "Where the key heads sit (Yang et al. 2025a find a U-shape on large models)."),
     ]
-    top_layer, top_head = heads.key_heads[0]
-    prompt = Splits(seed).sample(task, "aside", 1, 4)
-    name_pattern = model.hook_name(top_layer, "attn.hook_pattern")
-    with torch.no_grad():
-        _, cache_act = model.run_with_cache(prompt.inputs, [name_pattern])
-    vocab = _token_names(task, model.d_vocab)
-    sections.append(Section("Attention of the top key head",
-                            attention_figure(cache_act[name_pattern][0, top_head],
-                                             [vocab[int(t)] for t in prompt.inputs[0]],
-                                             f"{name}: attention of L{top_layer}H{top_head} on a 4-shot prompt"),
-                            "Where the top key head looks on an ordinary ICL prompt (no vector)."))
 
-    bar.set_description(f"{name}: linear dynamics")
-    dyn_params = {"name": name, "seed": seed, "layer": layer, "quick": quick, "ltv": ltv_params}
-    dynamics = cache.get("dynamics", dyn_params, model,
-                         lambda: linear_dynamics(model, task, ltv, n_prompts=8 if quick else 32, n_shots=shots,
-                                                 n_copies=2 * model.d_model + 64, seed=seed,
-                                                 progress=not bar.disable), expect=DynamicsResult)
-    bar.update(1)
-    tokens = vocab
-    sections += [
+
+def _dynamics_sections(run: Run, dynamics: DynamicsResult) -> list[Section]:
+    tokens = _token_names(run.task, run.model.d_vocab)
+    return [
         Section("Linear dynamics", dynamics_figure(dynamics),
                 "Per prompt, a ridge-fitted linear map carries small changes of θ from one layer to the next and "
                 "to the final stream; its polar split W = QΣ gives a rotation Q and a scaling Σ. Shown: held-out "
@@ -324,120 +367,194 @@ def _token_model_sections(name: str, config: ReportConfig, cache: _Cache, bar: t
                 "through ln_final and the unembedding, per map."),
     ]
 
-    bar.set_description(f"{name}: formation")
-    profile = cache.get("profile", {"name": name, "n": n, "seed": seed}, model,
-                        lambda: tvp_by_layer(model, family, n_prompts=n, n_shots=shots, seed=seed, label=name),
-                        expect=LayerProfile)
-    bar.update(1)
-    sections.append(Section("TVP mode by layer", profile_figure(profile, f"{name}: TVP mode by layer"),
-                            "The zero-shot query with its stream at one layer replaced by its own ICL prompt's state "
-                            "there (Yang et al. 2025b's task-vector prompting): where the task fits in one vector."))
-    if history is not None:
-        sections.append(Section("Formation over training", formation_heatmap(history),
-                                "The same TVP-mode accuracy at every evaluation during training (from the training "
-                                "history shipped with the model)."))
-    best = {m: max((r for r in comparison.records if r["method"] == m), key=lambda r: r["accuracy"])
-            for m in ("vanilla", "function", "learned")}
-    ref = {r["method"]: r["accuracy"] for r in comparison.records if r["layer"] is None}
-    s = heads.summary()
-    summary = {"model": name, "ICL": ref["icl"], "zero-shot": ref["zero_shot"],
-               "vanilla TV (best layer)": best["vanilla"]["accuracy"],
-               "function vector (best layer)": best["function"]["accuracy"],
-               "learned TV (best layer)": best["learned"]["accuracy"],
-               "key heads ablated": s["key_ablated"], "random heads ablated": s["random_ablated"],
-               "θ_OV share": ov.ov_share, "dynamics R² (direct)": float(dynamics.direct.r2.mean()),
-               "TVP best layer": profile.best_layer}
-    return sections, summary
+
+def _profile_sections(run: Run, profile: LayerProfile) -> list[Section]:
+    explanation = ("The zero-shot query with its stream at one layer replaced by its own ICL prompt's state there "
+                   "(Yang et al. 2025b's task-vector prompting): where the task fits in one vector." if run.tokens
+                   else "The query with its stream replaced by its own prompt's state at one layer (lower is better).")
+    return [Section("TVP mode by layer", profile_figure(profile, f"{run.group}: TVP mode by layer"), explanation)]
 
 
-def _regression_sections(name: str, config: ReportConfig, cache: _Cache, bar: tqdm) -> tuple[list[Section],
-                                                                                               dict[str, Any]]:
+def _fidelity_shifts(run: Run) -> list[str]:
+    return ["none", "skewed"] if run.config.quick else ["none", "skewed", "noisy", "orthogonal"]
+
+
+def _fidelity_sections(run: Run, table: StudyTable) -> list[Section]:
+    shifts = _fidelity_shifts(run)
+    return [Section("Regression fidelity", regression_figure(table),
+                    "Squared error / D of the query by number of demonstrations: ICL, zero-shot, and each vector read "
+                    "from the same prompt and injected into the query alone (Saglam et al. 2025's benchmark). The "
+                    "head-weighted "
+                    "LTV weights every head's output of the prompt with weights learned once."
+                    + (" The orthogonal panel is short on purpose: a query orthogonal to every demonstration exists "
+                       "only with fewer demonstrations than input dimensions." if "orthogonal" in shifts else ""))]
+
+
+def _fidelity_summary(run: Run, table: StudyTable) -> dict[str, Any]:
+    row = {r["method"]: r["mse_per_dim"] for r in table.select(shift="none", n_shots=table.settings["train_shots"])}
+    return {"ICL": row["icl"], "zero-shot": row["zero_shot"], "vanilla TV (best layer)": row["vanilla"],
+            "function vector (best layer)": row["function"], "learned TV (best layer)": row["learned"],
+            "head-weighted LTV": row["head_weighted"]}
+
+
+#: The stages of one model, in order: adding a stage touches this list only.
+MODEL_STAGES: tuple[Stage, ...] = (
+    Stage("compare", "methods by layer", _tokens, weight=1, expect=Comparison,
+          params=lambda run: run.key(ltv=asdict(LTV_CONFIG)),
+          compute=lambda run: compare(run.model, run.task, ["vanilla", "function", "learned"], seed=run.config.seed,
+                                      n_test=run.config.n_prompts, n_shots=run.shots, progress=False,
+                                      learn_config=LTV_CONFIG),
+          draw=lambda run, c: [Section(
+              "Task vectors by layer",
+              method_layers_figure(c.records, f"{run.group}: task vectors by layer (task 0, zero-shot queries)"),
+              "Accuracy of the zero-shot query with each method's vector added at one layer (last "
+              "position), on the same test prompts; ICL and zero-shot as reference lines. Bands: ±1 "
+              "standard error. The learned vector is trained by gradient descent against the frozen "
+              "model (Yang et al. 2025a); the vanilla vector is the mean ICL state minus the mean "
+              "zero-shot state; the "
+              "function vector sums the mean outputs of the heads with the largest causal effect.")],
+          summary=_compare_summary),
+    Stage("aie", "function-vector heads", _tokens, expect=FunctionVectorResult,
+          compute=lambda run: function_vector(run.model, run.task, 0,
+                                              top_k=max(2, run.model.n_layers * run.model.n_heads // 10),
+                                              n_shots=run.shots, seed=run.config.seed)[1],
+          draw=lambda run, fv: [Section(
+              "Average indirect effect per head",
+              head_heatmap(fv.aie, f"{run.group}: average indirect effect of each head (function-vector heads boxed)",
+                           "AIE", marked=fv.top_heads),
+              "Todd et al.'s causal score: the gain in the answer's probability when one head's mean output over "
+              "clean prompts is patched into prompts whose labels were shuffled. The boxed heads make the function "
+              "vector.")]),
+    Stage("ov", "OV decomposition", _tokens, expect=OVResult,
+          params=lambda run: run.key(layer=run.layer, ltv=asdict(LTV_CONFIG)),
+          compute=lambda run: ov_decomposition(run.model, run.task, run.ltv, n_prompts=run.config.n_prompts,
+                                               seed=Splits(run.config.seed).shared),
+          draw=_ov_sections, summary=lambda run, ov: {"θ_OV share": ov.ov_share}),
+    Stage("heads", "key heads", _tokens, expect=KeyHeadResult,
+          params=lambda run: run.key(layer=run.layer, ltv=asdict(LTV_CONFIG)),
+          compute=lambda run: key_head_analysis(run.model, run.task, run.ltv, n_prompts=run.config.n_prompts,
+                                                seed=Splits(run.config.seed).shared),
+          draw=_heads_sections,
+          summary=lambda run, heads: {"key heads ablated": heads.summary()["key_ablated"],
+                                      "random heads ablated": heads.summary()["random_ablated"]}),
+    Stage("attention", "attention of the top key head", _tokens, draw=_attention_sections, weight=0),
+    Stage("dynamics", "linear dynamics", _tokens, expect=DynamicsResult,
+          params=lambda run: run.key(layer=run.layer, quick=run.config.quick, ltv=asdict(LTV_CONFIG)),
+          compute=lambda run: linear_dynamics(run.model, run.task, run.ltv, n_prompts=8 if run.config.quick else 32,
+                                              n_shots=run.shots, n_copies=2 * run.model.d_model + 64,
+                                              seed=run.config.seed, progress=run.progress),
+          draw=_dynamics_sections,
+          summary=lambda run, dynamics: {"dynamics R² (direct)": float(dynamics.direct.r2.mean())}),
+    Stage("fidelity", "regression fidelity", _vectors, expect=StudyTable,
+          params=lambda run: run.key(shifts=_fidelity_shifts(run)),
+          compute=lambda run: regression_fidelity(run.group, shifts=_fidelity_shifts(run),
+                                                  n_prompts=run.config.n_prompts, seed=run.config.seed),
+          draw=_fidelity_sections, summary=_fidelity_summary),
+    Stage("profile", "formation", lambda run: True, expect=LayerProfile,
+          compute=lambda run: tvp_by_layer(run.model, run.family, n_prompts=run.config.n_prompts, n_shots=run.shots,
+                                           seed=run.config.seed, label=run.group),
+          draw=_profile_sections, summary=lambda run, profile: {"TVP best layer": profile.best_layer}),
+    Stage("history", "formation over training", lambda run: run.history is not None, weight=0,
+          draw=lambda run, _: [Section("Formation over training", formation_heatmap(run.history),
+                                       "The same TVP-mode accuracy at every evaluation during training (from the "
+                                       "training history shipped with the model).")]),
+)
+
+
+def _tvp_loss_sections(run: Run, tvp: TVPLossComparison) -> list[Section]:
+    return [Section("TVP-loss", profile_figure(tvp.profiles, "perm-mix vs perm-mix-tvp: TVP mode by layer",
+                                               mark_layer=tvp.tvp_layer),
+                    f"Yang et al. 2025b's TVP-loss trains the model so that its own ICL state at layer {tvp.tvp_layer} "
+                    "(marked) works as a task vector; ICL stays intact.")]
+
+
+def _depth_sections(run: Run, depth: ComplexityResult) -> list[Section]:
+    formed = ", ".join(f"{label}: layer {layer}" for label, layer in depth.formation_layers.items())
+    return [Section("Depth vs task complexity", profile_figure(depth.profiles, "Mixtures of 2, 8 and 32 permutations: "
+                                                                               "TVP mode by layer"),
+                    f"Same-shaped models on tasks of rising complexity. Where the vector forms (half of ICL's gain): "
+                    f"{formed}.")]
+
+
+def _table_models(run: Run) -> list[str]:
+    return ["perm-mix"] if run.config.quick else ["perm-mix", "token-offset"]
+
+
+#: The studies across models, in order (one group, after the models').
+STUDY_STAGES: tuple[Stage, ...] = (
+    Stage("tvp-loss", "TVP-loss", lambda run: True, expect=TVPLossComparison,
+          params=lambda run: {"n": run.config.n_prompts, "seed": run.config.seed},
+          owner=lambda run: zoo.load("perm-mix-tvp"),
+          compute=lambda run: tvp_loss_comparison(n_prompts=run.config.n_prompts, seed=run.config.seed),
+          draw=_tvp_loss_sections),
+    Stage("depth", "depth vs complexity", lambda run: True, expect=ComplexityResult,
+          params=lambda run: {"n": run.config.n_prompts, "seed": run.config.seed},
+          owner=lambda run: zoo.load("perm-mix-32"),
+          compute=lambda run: depth_vs_complexity(n_prompts=run.config.n_prompts, seed=run.config.seed),
+          draw=_depth_sections),
+    Stage("method-table", "Yang et al. 2025a table", lambda run: True, expect=StudyTable,
+          params=lambda run: {"n": run.config.n_prompts, "seed": run.config.seed, "models": _table_models(run)},
+          owner=lambda run: zoo.load("perm-mix"),
+          compute=lambda run: method_table(_table_models(run), n_test=run.config.n_prompts, seed=run.config.seed,
+                                           progress=run.progress),
+          draw=lambda run, table: [Section(
+              "Learned vs extracted vectors (Yang et al. 2025a)", method_table_figure(table),
+              "The learned vector against the vanilla TV and the FV at the last position, at an early "
+              "position (the query token, where extracted vectors collapse to zero-shot) and added to "
+              "a 2-shot prompt.")]),
+)
+
+
+def _model_run(name: str, config: ReportConfig) -> Run:
+    if _is_hf_dir(name):
+        from tvlens.tasks.text import TextTasks
+
+        model = HookedModel.from_pretrained(name)
+        return Run(name, config, model, TextTasks(HF_TASKS, tokenizer=model.tokenizer), shots=5)
     model = zoo.load(name)
-    bar.set_description(f"{name}: regression fidelity")
-    shifts = ["none", "skewed"] if config.quick else ["none", "skewed", "noisy", "orthogonal"]
-    table = cache.get("fidelity", {"name": name, "n": config.n_prompts, "seed": config.seed, "shifts": shifts}, model,
-                      lambda: regression_fidelity(name, shifts=shifts, n_prompts=config.n_prompts, seed=config.seed),
-                      expect=StudyTable)
-    bar.update(1)
-    bar.update(4)  # the token-model stages this model does not have
-    bar.set_description(f"{name}: formation")
-    profile = cache.get("profile", {"name": name, "n": config.n_prompts, "seed": config.seed}, model,
-                        lambda: tvp_by_layer(model, zoo.task(name), n_prompts=config.n_prompts, seed=config.seed,
-                                             label=name), expect=LayerProfile)
-    bar.update(1)
-    sections = [
-        Section("Regression fidelity", regression_figure(table),
-                "Squared error / D of the query by number of demonstrations: ICL, zero-shot, and each vector read "
-                "from the same prompt and injected into the query alone (Saglam et al. 2025's benchmark). The "
-                "head-weighted "
-                "LTV weights every head's output of the prompt with weights learned once."
-                + (" The orthogonal panel is short on purpose: a query orthogonal to every demonstration exists only "
-                   "with fewer demonstrations than input dimensions." if "orthogonal" in shifts else "")),
-        Section("TVP mode by layer", profile_figure(profile, f"{name}: TVP mode by layer"),
-                "The query with its stream replaced by its own prompt's state at one layer (lower is better)."),
-    ]
-    train = table.settings["train_shots"]
-    row = {r["method"]: r["mse_per_dim"] for r in table.select(shift="none", n_shots=train)}
-    summary = {"model": name, "ICL": row["icl"], "zero-shot": row["zero_shot"],
-               "vanilla TV (best layer)": row["vanilla"], "function vector (best layer)": row["function"],
-               "learned TV (best layer)": row["learned"],
-               "head-weighted LTV": row["head_weighted"], "TVP best layer": profile.best_layer}
+    tokens = model.d_input is None
+    return Run(name, config, model, zoo.task(name), shots=zoo.spec(name).train.n_shots if tokens else None,
+               history=formation_over_training(name) if tokens else None)
+
+
+def _run_stages(run: Run, stages: Sequence[Stage], cache: _Cache, bar: tqdm) -> tuple[list[Section], dict[str, Any]]:
+    sections: list[Section] = []
+    summary: dict[str, Any] = {"model": run.group}
+    for stage in stages:
+        if not stage.applies(run):
+            continue
+        bar.set_description(f"{run.group}: {stage.label}")
+        result = run.results[stage.name] = stage.run(run, cache)
+        sections += stage.draw(run, result)
+        summary.update(stage.summary(run, result))
+        bar.update(stage.weight)
     return sections, summary
 
 
 def build_report(config: ReportConfig | None = None, progress: bool = True) -> Report:
-    """Run every stage (or read it from the cache) and collect the figures."""
+    """Run every stage (or read it from the cache) and collect the figures.
+
+    The stages are :data:`MODEL_STAGES` for every model and :data:`STUDY_STAGES` once; the progress
+    total and the summary table come from them."""
     config = config or ReportConfig()
     start = time.perf_counter()
     cache = _Cache(config.cache_dir)
     report = Report(config=config)
-    study_stages = 3 if config.studies else 0
-    with tqdm(total=6 * len(config.models) + study_stages, desc="report", disable=not progress,
-              dynamic_ncols=True) as bar:
-        for name in config.models:
-            kind = "symbolic" if _is_hf_dir(name) else zoo.task(name).kind
-            sections, summary = (_regression_sections if kind == "regression" else _token_model_sections)(
-                name, config, cache, bar)
-            report.sections.append((name, sections))
+    runs = [_model_run(name, config) for name in config.models]
+    studies = Run("Studies across models", config) if config.studies else None
+    for run in [*runs, *([studies] if studies else [])]:
+        run.progress = progress
+    total = sum(stage.weight for run in runs for stage in MODEL_STAGES if stage.applies(run))
+    total += sum(stage.weight for stage in STUDY_STAGES) if studies is not None else 0
+    with tqdm(total=total, desc="report", disable=not progress, dynamic_ncols=True) as bar:
+        for run in runs:
+            sections, summary = _run_stages(run, MODEL_STAGES, cache, bar)
+            report.sections.append((run.group, sections))
             report.summary.append(summary)
-        if config.studies:
-            report.sections.append(("Studies across models", _study_sections(config, cache, bar)))
+        if studies is not None:
+            report.sections.append((studies.group, _run_stages(studies, STUDY_STAGES, cache, bar)[0]))
     report.seconds, report.cache_hits = time.perf_counter() - start, cache.hits
     return report
-
-
-def _study_sections(config: ReportConfig, cache: _Cache, bar: tqdm) -> list[Section]:
-    n, seed = config.n_prompts, config.seed
-    bar.set_description("studies: TVP-loss")
-    tvp = cache.get("tvp-loss", {"n": n, "seed": seed}, zoo.load("perm-mix-tvp"),
-                    lambda: tvp_loss_comparison(n_prompts=n, seed=seed), expect=TVPLossComparison)
-    bar.update(1)
-    bar.set_description("studies: depth vs complexity")
-    depth = cache.get("depth", {"n": n, "seed": seed}, zoo.load("perm-mix-32"),
-                      lambda: depth_vs_complexity(n_prompts=n, seed=seed), expect=ComplexityResult)
-    bar.update(1)
-    formed = ", ".join(f"{label}: layer {layer}" for label, layer in depth.formation_layers.items())
-    sections = [
-        Section("TVP-loss", profile_figure(tvp.profiles, "perm-mix vs perm-mix-tvp: TVP mode by layer",
-                                           mark_layer=tvp.tvp_layer),
-                f"Yang et al. 2025b's TVP-loss trains the model so that its own ICL state at layer {tvp.tvp_layer} "
-                "(marked) "
-                "works as a task vector; ICL stays intact."),
-        Section("Depth vs task complexity", profile_figure(depth.profiles, "Mixtures of 2, 8 and 32 permutations: "
-                                                                           "TVP mode by layer"),
-                f"Same-shaped models on tasks of rising complexity. Where the vector forms (half of ICL's gain): "
-                f"{formed}."),
-    ]
-    bar.set_description("studies: Yang et al. 2025a table")
-    models = ["perm-mix"] if config.quick else ["perm-mix", "token-offset"]
-    table = cache.get("method-table", {"n": n, "seed": seed, "models": models}, zoo.load("perm-mix"),
-                      lambda: method_table(models, n_test=n, seed=seed, progress=not bar.disable), expect=StudyTable)
-    bar.update(1)
-    sections.append(Section("Learned vs extracted vectors (Yang et al. 2025a)", method_table_figure(table),
-                            "The learned vector against the vanilla TV and the FV at the last position, at an early "
-                            "position (the query token, where extracted vectors collapse to zero-shot) and added to "
-                            "a 2-shot prompt."))
-    return sections
 
 
 def _format(value: Any) -> str:
