@@ -69,3 +69,13 @@ def test_splits_rule():
         splits.of("val")
     with pytest.raises(TypeError, match=r"seed='1': expected an int"):
         Splits("1")
+
+
+def test_register_task_refuses_a_taken_name():
+    from tvlens.tasks import register_task
+
+    with pytest.raises(ValueError, match=r"register_task: the name 'perm-mix' is taken by tvlens.tasks.symbolic"):
+        @register_task
+        class Impostor(PermutationMixture):
+            name = "perm-mix"
+    assert register_task(PermutationMixture) is PermutationMixture  # re-registering the same class is harmless

@@ -263,7 +263,8 @@ class Task(ABC):
         fixed = getattr(self, "fixed", None)
         if fixed is not None:
             return torch.full((n_prompts,), fixed, dtype=torch.long)
-        assert self.n_tasks is not None
+        if self.n_tasks is None:
+            raise ValueError(f"{type(self).__name__} is a continuous family: it has no task ids to draw")
         return torch.randint(self.n_tasks, (n_prompts,), generator=generator)
 
     def to_dict(self) -> dict[str, Any]:
@@ -278,7 +279,15 @@ TASK_REGISTRY: dict[str, type[Task]] = {}
 
 
 def register_task(cls: type[Task]) -> type[Task]:
-    """Class decorator: make a task family constructible by name (:func:`task_from_dict`)."""
+    """Class decorator: make a task family constructible by name (:func:`task_from_dict`).
+
+    Raises:
+        ValueError: another class is registered under the same name (a saved task would load as the wrong family).
+    """
+    other = TASK_REGISTRY.get(cls.name)
+    if other is not None and (other.__module__, other.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(f"register_task: the name {cls.name!r} is taken by {other.__module__}.{other.__qualname__}; "
+                         f"give {cls.__qualname__} another name")
     TASK_REGISTRY[cls.name] = cls
     return cls
 

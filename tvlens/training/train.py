@@ -151,7 +151,8 @@ def tvp_by_layer(model: HookedModel, batch: ICLBatch) -> list[dict[str, Tensor]]
     Returns:
         Per layer, the per-prompt scores of :func:`tvlens.evaluate.score_batch`.
     """
-    assert batch.zero_shot is not None
+    if batch.zero_shot is None:
+        raise ValueError("tvp_by_layer: the batch has no zero-shot view (pass an n-shot batch from task.sample)")
     names = [model.hook_name(layer, "resid_pre") for layer in range(model.n_layers)]
     with torch.no_grad():
         _, cache = model.run_with_cache(batch.inputs, names, attention_mask=batch.attention_mask)
@@ -226,7 +227,8 @@ class Trainer:
         vector = cache[name][torch.arange(len(batch)), batch.query_positions]
         if cfg.tvp_detach:
             vector = vector.detach()
-        assert batch.zero_shot is not None
+        if batch.zero_shot is None:
+            raise ValueError("the TVP loss needs the batch's zero-shot view (an n-shot batch from task.sample)")
         with inject(model, Intervention(vector, layer=cfg.tvp_layer, mode="replace")):
             # (zero-shot views can be left-padded, e.g. the unfinished string of a regular language)
             zero_logits = model(batch.zero_shot.inputs, attention_mask=batch.zero_shot.attention_mask)

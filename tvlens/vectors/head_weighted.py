@@ -78,7 +78,9 @@ class HeadWeightedResult:
         if self.head_source == "mean":
             v = torch.einsum("lh,lhd->ld", self.weights, self.head_means)
         else:
-            assert self.task is not None and self.source_shots is not None
+            if self.task is None or self.source_shots is None:
+                raise ValueError("interventions_for: head_source='prompt' needs the result's task and source_shots "
+                                 "(set by head_weighted_task_vector)")
             heads = project_heads(model, prompt_head_z(model, self.task.shorter(batch, self.source_shots)))
             v = torch.einsum("lh,blhd->bld", self.weights, heads)
         return [Intervention(v[..., layer, :], layer, hook="resid_post") for layer in range(model.n_layers)]
