@@ -216,7 +216,7 @@ def dynamics_table(dyn) -> list[str]:
 
     rows = [[name(r) + (" (direct)" if i == len(dyn.steps) else ""),
              *(fmt(r[k]) for k in ("r2", "cos_rotation", "max_angle", "anisotropy", "share_v", "share_qv"))]
-            for i, r in enumerate(dyn.table())]
+            for i, r in enumerate(dyn.to_records())]
     return table(["map", "held-out R²", "cos(v, Qv)", "largest principal angle", "anisotropy of Σ",
                   "label share of v", "label share of Qv"], rows)
 

@@ -224,7 +224,7 @@ def _analyze(args: argparse.Namespace) -> int:
     else:
         result = linear_dynamics(model, task, vector, n_prompts=min(args.prompts, 32), seed=args.seed,
                                  progress=not args.quiet)
-        for row in result.table():
+        for row in result.to_records():
             print(", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         print(f"injected {result.injected.mean:.3f}, W·θ at the final stream {result.final_direct.mean:.3f}, "
               f"zero-shot {result.zero_shot.mean:.3f}")

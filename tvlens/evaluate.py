@@ -26,6 +26,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from tvlens._records import Records
 from tvlens.inject import Intervention, as_hooked, flatten_interventions, inject
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
@@ -45,7 +46,7 @@ def mean_and_stderr(values: Tensor) -> tuple[float, float]:
 
 
 @dataclass(frozen=True, eq=False)
-class EvalResult:
+class EvalResult(Records):
     """Scores of one evaluation.
 
     Attributes:
@@ -98,6 +99,18 @@ class EvalResult:
     def __repr__(self) -> str:
         n = self.values.numel()
         return f"EvalResult(mode={self.mode!r}, {self.metric}={self.mean:.4f} ± {self.stderr:.4f}, n={n})"
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One row per prompt: ``{mode, prompt, <metric>, label_accuracy, nll}`` (the last two for token tasks)."""
+        rows = []
+        for i, value in enumerate(self.values.tolist()):
+            row = {"mode": self.mode, "n_shots": self.n_shots, "prompt": i, self.metric: value}
+            if self.label_values is not None:
+                row["label_accuracy"] = float(self.label_values[i])
+            if self.nll_values is not None:
+                row["nll"] = float(self.nll_values[i])
+            rows.append(row)
+        return rows
 
 
 def score_batch(

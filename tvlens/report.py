@@ -36,6 +36,7 @@ from plotly.offline import get_plotlyjs
 from tqdm.auto import tqdm
 
 from tvlens import zoo
+from tvlens._config import config_from_dict
 from tvlens._io import atomic_write, atomic_write_text, first_line
 from tvlens._version import __version__
 from tvlens.analysis import key_head_analysis, linear_dynamics, ov_decomposition
@@ -110,7 +111,8 @@ class ReportConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReportConfig:
-        return cls(**data)
+        """Inverse of :meth:`to_dict`; unknown keys raise a ``ValueError`` naming them."""
+        return config_from_dict(cls, data)
 
 
 @dataclass

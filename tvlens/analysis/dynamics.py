@@ -29,6 +29,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from tvlens._records import Records
 from tvlens.analysis.site import single_site
 from tvlens.evaluate import EvalResult, evaluate
 from tvlens.inject import Intervention
@@ -41,7 +42,7 @@ from tvlens.vectors.task_vector import TaskVector
 
 # ----------------------------------------------------------------------------- linear algebra
 @dataclass
-class LinearFit:
+class LinearFit(Records):
     """A fitted map ``y ≈ W x`` (column-vector convention: ``W`` is ``[d_out, d_in]``)."""
 
     W: Float[Tensor, "d_out d_in"]
@@ -50,6 +51,11 @@ class LinearFit:
     relative_error: float
     alphas: list[float] = field(default_factory=list)
     held_out_r2: list[float] = field(default_factory=list)
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One row: the fit's penalty and accuracy."""
+        return [{"alpha": self.alpha, "r2": self.r2, "relative_error": self.relative_error,
+                 "held_out_r2": self.held_out_r2}]
 
 
 def r_squared(y: Tensor, prediction: Tensor) -> float:
@@ -122,7 +128,7 @@ def subspace_share(v: Float[Tensor, "... d"], basis: Float[Tensor, "d k"]) -> Fl
 
 # ----------------------------------------------------------------------------- the analysis
 @dataclass
-class MapReport:
+class MapReport(Records):
     """The maps ``W_{a→b}`` fitted for every prompt, split into rotation and scaling, for the vector they carry.
 
     Every tensor has a leading ``prompts`` dimension: the map is fitted per prompt (the change a vector
@@ -151,9 +157,17 @@ class MapReport:
                 "scaling_min": float(scaling[-1]), "anisotropy": float(scaling[0] / scaling.mean()),
                 "share_v": float(self.share_v.mean()), "share_qv": float(self.share_qv.mean())}
 
+    def to_records(self) -> list[dict[str, Any]]:
+        """One row per prompt: the fit, the rotation and the scaling of its map."""
+        return [{"source": self.source, "target": self.target, "prompt": p, "r2": float(self.r2[p]),
+                 "relative_error": float(self.relative_error[p]), "cos_rotation": float(self.cos_rotation[p]),
+                 "max_angle": float(self.angles[p, 0]), "scaling_max": float(self.scaling[p, 0]),
+                 "scaling_min": float(self.scaling[p, -1]), "share_v": float(self.share_v[p]),
+                 "share_qv": float(self.share_qv[p])} for p in range(self.r2.shape[0])]
+
 
 @dataclass
-class DynamicsResult:
+class DynamicsResult(Records):
     """Everything :func:`linear_dynamics` measured (tensors and labels, ready for plotting).
 
     Attributes:
@@ -180,7 +194,7 @@ class DynamicsResult:
     zero_shot: EvalResult
     scales: list[float]
 
-    def table(self) -> list[dict[str, Any]]:
+    def to_records(self) -> list[dict[str, Any]]:
         """One row per layer-to-layer map plus the direct map (means over prompts)."""
         return [m.summary() for m in [*self.steps, self.direct]]
 

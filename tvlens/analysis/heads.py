@@ -31,6 +31,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from tvlens._records import Records, head_records
 from tvlens.analysis.site import single_site
 from tvlens.evaluate import mean_and_stderr
 from tvlens.inject import as_hooked, engine_edits, inject, position_resolver
@@ -234,7 +235,7 @@ def single_head_masks(model: HookedModel, layers: Iterable[int]) -> tuple[Tensor
 
 
 @dataclass(frozen=True, eq=False)
-class HeadScan:
+class HeadScan(Records):
     """The exact effect of ablating each head alone.
 
     Attributes:
@@ -250,6 +251,11 @@ class HeadScan:
     base_objective: float
     base_metric: float
     mode: str
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One row per scanned head: the change of the objective and the metric with the head ablated."""
+        rows = head_records({"delta": self.delta, "metric": self.metric}, mode=self.mode)
+        return [row for row in rows if row["delta"] == row["delta"]]  # heads not scanned are NaN
 
 
 def ablation_scan(
@@ -371,7 +377,7 @@ def spearman(a: Tensor, b: Tensor) -> float:
 
 
 @dataclass(frozen=True, eq=False)
-class KeyHeadResult:
+class KeyHeadResult(Records):
     """Saliency, exact ablation scans, key heads and the random-head control for one vector.
 
     Attributes:
@@ -434,6 +440,14 @@ class KeyHeadResult:
         out["n_key_heads"] = len(self.key_heads)
         out["saliency_agreement"] = self.saliency_agreement
         return out
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One row per head: saliency, whether it is a key head, its attention to the first token and its exact
+        ablation effect."""
+        key = set(self.key_heads)
+        tables = {"saliency": self.saliency, "first_token_attention": self.first_token_attention}
+        tables.update({f"delta_{mode}": scan.delta for mode, scan in self.scans.items()})
+        return [{**row, "key": (row["layer"], row["head"]) in key} for row in head_records(tables)]
 
 
 def key_head_analysis(

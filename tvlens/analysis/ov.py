@@ -27,12 +27,13 @@ Indexing: θ at ``resid_pre`` of block ``l`` is first read by block ``l``'s head
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from tvlens._records import Records, head_records
 from tvlens.analysis.site import single_site
 from tvlens.evaluate import EvalResult, evaluate
 from tvlens.inject import Intervention, inject
@@ -81,7 +82,7 @@ def theta_ov(model: HookedModel, theta: Float[Tensor, " d_model"], layer: int) -
 
 
 @dataclass(frozen=True, eq=False)
-class OVResult:
+class OVResult(Records):
     """Per-head OV decomposition of one injected vector, and the re-injection test.
 
     Tensors are ``[n_layers, n_heads]`` (``[n_layers]`` for the MLPs), averaged over the prompts;
@@ -132,6 +133,12 @@ class OVResult:
             out[key], out[f"{key}_stderr"] = result.mean, result.stderr
         out["ov_share"], out["mlp_share"] = self.ov_share, self.mlp_share
         return out
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One row per head (layers from θ's on): OV transport, attention on θ, contribution, logit effect."""
+        rows = head_records({"ov_norm": self.ov_norm, "attention": self.attention,
+                             "contribution_norm": self.contribution_norm, "logit_effect": self.logit_effect})
+        return [row for row in rows if row["layer"] >= self.layer]
 
 
 def _share(scores: dict[str, EvalResult], key: str) -> float:
@@ -236,7 +243,7 @@ def _answer_effect(
 
 
 @dataclass(frozen=True, eq=False)
-class FrozenDecomposition:
+class FrozenDecomposition(Records):
     """Exact path decomposition of θ's effect on the final stream with attention and norms frozen.
 
     Attributes:
@@ -249,6 +256,12 @@ class FrozenDecomposition:
     direct: Float[Tensor, "batch d_model"]
     heads: Float[Tensor, "batch n_layers n_heads d_model"]
     total: Float[Tensor, "batch d_model"]
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One row per head: the norm of its term in the final change (mean over prompts); plus the direct term."""
+        norms = self.heads.norm(dim=-1).double().mean(0)  # [n_layers, n_heads]
+        return [{"layer": None, "head": None, "term": "direct", "norm": float(self.direct.norm(dim=-1).mean())},
+                *({**row, "term": "head"} for row in head_records({"norm": norms}))]
 
 
 def frozen_decomposition(

@@ -15,6 +15,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from tvlens._config import config_from_dict
+
 _ACT_FNS = ("gelu", "gelu_new", "relu", "silu")
 _NORMS = ("LN", "LNPre", "RMS", "RMSPre", None)
 
@@ -104,8 +106,4 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise a ``ValueError`` naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"ModelConfig.from_dict: unknown keys {unknown}; expected a subset of {sorted(known)}")
-        return cls(**data)
+        return config_from_dict(cls, data)

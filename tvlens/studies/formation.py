@@ -29,6 +29,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tvlens import zoo
+from tvlens._records import Records
 from tvlens.evaluate import mean_and_stderr, score_batch
 from tvlens.inject import Intervention
 from tvlens.models.hooked import HookedModel
@@ -51,7 +52,7 @@ def _formation_layer(tvp: Tensor, icl: float, zero: float, metric: str, share: f
 
 
 @dataclass(frozen=True, eq=False)
-class LayerProfile:
+class LayerProfile(Records):
     """TVP-mode scores at every layer, with ICL and zero-shot on the same prompts.
 
     Attributes:
@@ -145,7 +146,7 @@ def tvp_by_layer(
 
 
 @dataclass(frozen=True, eq=False)
-class FormationTable:
+class FormationTable(Records):
     """TVP-mode scores over training: the ``[step, layer]`` table of Yang et al. 2025b's heatmap.
 
     Attributes:
@@ -187,6 +188,13 @@ class FormationTable:
             if learned[i] and (float(self.tvp[i, layer]) - float(self.zero_shot[i])) * sign >= share * gain:
                 return int(self.steps[i])
         return None
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One row per (evaluation step, layer): TVP score, with ICL and zero-shot at that step."""
+        return [{"label": self.label, "step": int(self.steps[i]), "layer": layer, "tvp": float(self.tvp[i, layer]),
+                 "tvp_stderr": float(self.tvp_stderr[i, layer]), "icl": float(self.icl[i]),
+                 "zero_shot": float(self.zero_shot[i]), "metric": self.metric}
+                for i in range(self.steps.shape[0]) for layer in range(self.tvp.shape[1])]
 
 
 def formation_over_training(source: str | Sequence[Mapping[str, Any]], label: str | None = None) -> FormationTable:
@@ -257,7 +265,7 @@ def formation_from_checkpoints(
 
 
 @dataclass(frozen=True, eq=False)
-class TVPLossComparison:
+class TVPLossComparison(Records):
     """Per-layer TVP profiles of models trained without and with the TVP-loss.
 
     Attributes:
@@ -294,7 +302,7 @@ def tvp_loss_comparison(
 
 
 @dataclass(frozen=True, eq=False)
-class ComplexityResult:
+class ComplexityResult(Records):
     """TVP profiles of tasks of rising complexity on same-shaped models.
 
     Attributes:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tvlens._records import Records
+
 
 @dataclass
-class StudyTable:
+class StudyTable(Records):
     """Rows ``{column: value}`` with the same keys, plus what produced them.
 
     Attributes:
@@ -40,13 +42,9 @@ class StudyTable:
             raise KeyError(f"{len(rows)} rows match {equal}; expected exactly one")
         return rows[0][column]
 
-    def to_pandas(self) -> Any:
-        """The rows as a ``pandas.DataFrame`` (pandas is optional)."""
-        try:
-            import pandas as pd
-        except ImportError as error:  # pragma: no cover - depends on the environment
-            raise ImportError("to_pandas() needs pandas: pip install pandas") from error
-        return pd.DataFrame(self.records)
+    def to_records(self) -> list[dict[str, Any]]:
+        """The rows."""
+        return [dict(row) for row in self.records]
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "settings": self.settings, "notes": self.notes, "records": self.records}

@@ -39,7 +39,9 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from tvlens._config import config_from_dict
 from tvlens._io import atomic_write
+from tvlens._records import Records
 from tvlens.evaluate import mean_and_stderr, score_batch
 from tvlens.inject import Intervention, inject
 from tvlens.models.hooked import HookedModel
@@ -109,15 +111,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"TrainConfig.from_dict: unknown keys {unknown}")
-        return cls(**data)
+        """Inverse of :meth:`to_dict`; unknown keys raise a ``ValueError`` naming them."""
+        return config_from_dict(cls, data)
 
 
 @dataclass
-class TrainResult:
+class TrainResult(Records):
     """What a run produced: the metrics history (one dict per evaluation) and per-step losses."""
 
     history: list[dict[str, Any]]
@@ -128,6 +127,10 @@ class TrainResult:
     @property
     def final(self) -> dict[str, Any]:
         return self.history[-1] if self.history else {}
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One row per evaluation of the history (per-layer TVP lists kept as lists)."""
+        return [dict(row) for row in self.history]
 
 
 def answer_loss(

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tvlens._records import Records
 from tvlens.evaluate import EvalResult, evaluate
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import Task
@@ -28,7 +29,7 @@ METHODS = ("vanilla", "function", "learned", "head_weighted")
 
 
 @dataclass
-class Comparison:
+class Comparison(Records):
     """Rows ``{method, layer, <metric name>, stderr, n}`` (``accuracy`` or ``mse_per_dim``); ``method`` includes
     ``zero_shot`` and ``icl``."""
 
@@ -37,14 +38,6 @@ class Comparison:
     task: dict[str, Any]
     vectors: dict[tuple[str, int | None], TaskVector] = field(default_factory=dict, repr=False)
 
-    def to_pandas(self) -> Any:
-        """The records as a ``pandas.DataFrame`` (pandas is optional)."""
-        try:
-            import pandas as pd
-        except ImportError as error:  # pragma: no cover - depends on the environment
-            raise ImportError("to_pandas() needs pandas: pip install pandas") from error
-        return pd.DataFrame(self.records)
-
     def best(self, method: str) -> dict[str, Any]:
         """The best row of one method (highest accuracy or lowest error)."""
         rows = [r for r in self.records if r["method"] == method]
@@ -52,6 +45,10 @@ class Comparison:
             have = sorted({r["method"] for r in self.records})
             raise KeyError(f"method={method!r} is not in this comparison; have {have}")
         return rows[metric_named(self.metric).best([r[self.metric] for r in rows])]
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """The rows (zero-shot, ICL, then every method at every layer)."""
+        return [dict(row) for row in self.records]
 
 
 def _row(method: str, layer: int | None, result: EvalResult) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from tvlens._records import Records, head_records
 from tvlens.evaluate import evaluate
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
@@ -96,7 +97,7 @@ def average_indirect_effect(
 
 
 @dataclass
-class FunctionVectorResult:
+class FunctionVectorResult(Records):
     """What :func:`function_vector` measured.
 
     Attributes:
@@ -114,6 +115,12 @@ class FunctionVectorResult:
     vector: Float[Tensor, " d_model"]
     layer: int
     sweep: LayerSweep | None = None
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One row per head: its AIE, whether it is in the vector, and its rank there."""
+        rank = {head: i for i, head in enumerate(self.top_heads)}
+        return [{**row, "in_vector": (row["layer"], row["head"]) in rank,
+                 "rank": rank.get((row["layer"], row["head"]))} for row in head_records({"aie": self.aie})]
 
 
 def function_vector(

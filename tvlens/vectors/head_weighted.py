@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
+from tvlens._records import Records, head_records
 from tvlens.evaluate import EvalResult, evaluate
 from tvlens.inject import Intervention
 from tvlens.models.engine import QueryEngine, StreamEdit
@@ -47,7 +48,7 @@ HEAD_WEIGHTED_DEFAULTS = LearnConfig(lr=0.05, epochs=30, batch_size=64, patience
 
 
 @dataclass
-class HeadWeightedResult:
+class HeadWeightedResult(Records):
     """What :func:`head_weighted_task_vector` learned.
 
     Attributes:
@@ -84,6 +85,11 @@ class HeadWeightedResult:
             heads = project_heads(model, prompt_head_z(model, self.task.shorter(batch, self.source_shots)))
             v = torch.einsum("lh,blhd->bld", self.weights, heads)
         return [Intervention(v[..., layer, :], layer, hook="resid_post") for layer in range(model.n_layers)]
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One row per head: its learned weight ``ω`` and the norm of its mean output ``ā^l_k``."""
+        return head_records({"weight": self.weights.detach(), "head_mean_norm": self.head_means.norm(dim=-1)},
+                            head_source=self.head_source)
 
 
 def head_weighted_task_vector(

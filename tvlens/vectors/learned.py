@@ -24,6 +24,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from tvlens._config import config_from_dict
+from tvlens._records import Records
 from tvlens.evaluate import EvalResult, evaluate
 from tvlens.models.engine import QueryEngine, StreamEdit
 from tvlens.models.hooked import HookedModel
@@ -75,11 +77,12 @@ class LearnConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LearnConfig:
-        return cls(**data)
+        """Inverse of :meth:`to_dict`; unknown keys raise a ``ValueError`` naming them."""
+        return config_from_dict(cls, data)
 
 
 @dataclass
-class LearnResult:
+class LearnResult(Records):
     """What :func:`learn_task_vector` did: per-epoch history, best epoch, validation score, and the
     query engine's path (``"cached"`` or ``"full"``)."""
 
@@ -88,6 +91,10 @@ class LearnResult:
     val: EvalResult
     path: str
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One row per epoch (``epoch``, ``train_loss``, ``val_loss``), marking the kept one."""
+        return [{**row, "best": row["epoch"] == self.best_epoch, "path": self.path} for row in self.history]
 
 
 def query_loss(logits: Tensor, batch: ICLBatch, rows: Tensor, loss: str) -> Tensor:

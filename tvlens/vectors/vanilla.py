@@ -29,6 +29,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from tvlens._records import Records
 from tvlens.evaluate import EvalResult, evaluate
 from tvlens.inject import Intervention
 from tvlens.models.hooked import HookedModel
@@ -62,7 +63,7 @@ def query_states(
 
 
 @dataclass
-class LayerSweep:
+class LayerSweep(Records):
     """Scores of one method's vector at every layer: dev split (for the choice) and test (at the choice)."""
 
     layers: list[int]
@@ -75,6 +76,12 @@ class LayerSweep:
     def to_dict(self) -> dict[str, Any]:
         return {"layers": self.layers, "dev_mean": self.dev_mean.tolist(), "dev_stderr": self.dev_stderr.tolist(),
                 "best_layer": self.best_layer, "test": self.test.to_dict(), "metric": self.metric}
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One row per layer: dev score, whether it was chosen, and the chosen layer's test score."""
+        return [{"layer": layer, "dev": float(self.dev_mean[i]), "dev_stderr": float(self.dev_stderr[i]),
+                 "chosen": layer == self.best_layer, "test": self.test.mean if layer == self.best_layer else None,
+                 "metric": self.metric} for i, layer in enumerate(self.layers)]
 
 
 def sweep_layers(
@@ -103,7 +110,7 @@ def sweep_layers(
 
 
 @dataclass
-class VanillaResult:
+class VanillaResult(Records):
     """What :func:`vanilla_task_vector` measured.
 
     Attributes:
@@ -117,6 +124,13 @@ class VanillaResult:
     mode: str
     sweep: LayerSweep | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One row per layer: the vector's norm, and the sweep's scores when the layer was swept."""
+        swept = {r["layer"]: r for r in self.sweep.to_records()} if self.sweep is not None else {}
+        return [{"layer": layer, "mode": self.mode, "norm": float(self.vectors[i].norm()),
+                 **{k: v for k, v in swept.get(layer, {}).items() if k != "layer"}}
+                for i, layer in enumerate(self.layers)]
 
 
 #: Hendel et al.'s layer index ``L`` is the output of block ``L``; the same site in tvlens' words.
