@@ -71,7 +71,7 @@ from tvlens.studies.table import StudyTable
 from tvlens.tasks.splits import Splits
 from tvlens.vectors import LearnConfig, compare, function_vector
 from tvlens.vectors.compare import Comparison
-from tvlens.vectors.function import FunctionVectorResult
+from tvlens.vectors.function import FunctionVectorResult, default_top_k
 
 DEFAULT_MODELS = ("perm-mix", "token-offset", "linear-regression-long")
 #: The learned vectors of the report: the settings of the science tests (Yang et al. 2025a on the zoo).
@@ -418,7 +418,7 @@ MODEL_STAGES: tuple[Stage, ...] = (
           summary=_compare_summary),
     Stage("aie", "function-vector heads", _tokens, expect=FunctionVectorResult,
           compute=lambda run: function_vector(run.model, run.task, 0,
-                                              top_k=max(2, run.model.n_layers * run.model.n_heads // 10),
+                                              top_k=default_top_k(run.model),
                                               n_shots=run.shots, seed=run.config.seed)[1],
           draw=lambda run, fv: [Section(
               "Average indirect effect per head",

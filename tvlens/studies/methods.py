@@ -28,7 +28,7 @@ from tvlens.models.hooked import HookedModel
 from tvlens.studies.table import StudyTable
 from tvlens.tasks.base import Task
 from tvlens.tasks.splits import Splits
-from tvlens.vectors.function import function_vector
+from tvlens.vectors.function import default_top_k, function_vector
 from tvlens.vectors.learned import learn_task_vector
 from tvlens.vectors.task_vector import TaskVector
 from tvlens.vectors.vanilla import vanilla_task_vector
@@ -85,7 +85,7 @@ def method_table(
         task = family.single(task_id)
         test = Splits(seed).sample(task, "shared", n_test, n_shots)
         few = Splits(seed).sample(task, "shared", n_test, few_shots)
-        k = top_k or max(2, model.n_layers * model.n_heads // 10)
+        k = top_k or default_top_k(model)
 
         def row(setting: str, layer: int | None, method: str, result: Any) -> None:
             records.append({"model": label, "setting": setting, "layer": layer, "method": method,  # noqa: B023

@@ -36,7 +36,7 @@ from tvlens.studies.table import StudyTable
 from tvlens.tasks.base import ICLBatch
 from tvlens.tasks.regression import RegressionTask
 from tvlens.tasks.splits import Splits
-from tvlens.vectors.function import function_vector, project_heads, prompt_head_z
+from tvlens.vectors.function import default_top_k, function_vector, project_heads, prompt_head_z
 from tvlens.vectors.head_weighted import head_weighted_task_vector
 from tvlens.vectors.learned import learn_task_vector
 from tvlens.vectors.vanilla import query_states
@@ -112,7 +112,7 @@ def regression_fidelity(
         profile = tvp_by_layer(model, task, n_prompts=n_prompts, n_shots=train_shots, seed=dev_seed)
         made["vanilla_layer"] = profile.best_layer
     if "function" in methods:
-        _, fv = function_vector(model, task, 0, top_k=max(2, model.n_layers * model.n_heads // 10),
+        _, fv = function_vector(model, task, 0, top_k=default_top_k(model),
                                 n_shots=train_shots, seed=seed)
         dev = task.sample(n_prompts, train_shots, seed=dev_seed)
         heads = _heads(model, dev, fv.top_heads)

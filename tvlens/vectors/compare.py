@@ -19,7 +19,7 @@ from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import Task
 from tvlens.tasks.metric import metric_named
 from tvlens.tasks.splits import Splits
-from tvlens.vectors.function import function_vector
+from tvlens.vectors.function import default_top_k, function_vector
 from tvlens.vectors.head_weighted import head_weighted_task_vector
 from tvlens.vectors.learned import LearnConfig, learn_task_vector
 from tvlens.vectors.task_vector import TaskVector
@@ -93,7 +93,7 @@ def compare(
     records = [_row("zero_shot", None, evaluate(model, task, "zero_shot", batch=test, progress=False)),
                _row("icl", None, evaluate(model, task, "icl", batch=test, progress=False))]
     vectors: dict[tuple[str, int | None], TaskVector] = {}
-    k = top_k or max(2, model.n_layers * model.n_heads // 10)
+    k = top_k or default_top_k(model)
     fv_cache: dict[str, Any] = {}
     for method in methods:
         if method == "head_weighted":

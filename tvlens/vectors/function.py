@@ -123,6 +123,12 @@ class FunctionVectorResult(Records):
                  "rank": rank.get((row["layer"], row["head"]))} for row in head_records({"aie": self.aie})]
 
 
+def default_top_k(model: HookedModel) -> int:
+    """The function vector's default number of heads: 10 % of the model's heads, at least 2 (Todd et al. 2024
+    use 10 heads of GPT-J's 448)."""
+    return max(2, model.n_layers * model.n_heads // 10)
+
+
 def function_vector(
     model: HookedModel,
     task: Task,
