@@ -188,7 +188,8 @@ def studies_page(m: dict) -> str:
 
     s, o, heads = m["heads"]["zero"].summary(), m["ov"].summary(), m["heads"]["zero"]
     out += ["## Propagation (Yang et al. 2025a): key heads and the OV path on perm-mix", "",
-            "LTV at layer 1, 300 zero-shot test prompts (seed 100); details in [How a vector propagates]"
+            "LTV at layer 1, 300 zero-shot test prompts (seed 100; key heads chosen on 300 other prompts); details in "
+            "[How a vector propagates]"
             "(propagation.md). Asserted in `tests/analysis/test_science.py`.", "",
             *table(["", "accuracy"], [
                 ["zero-shot", pm(s["zero_shot"], s["zero_shot_stderr"])],
@@ -314,7 +315,8 @@ def propagation_blocks(m: dict) -> dict[str, str]:
               "the other heads)."]
     t = m["offset_heads"]
     ts = t.summary()
-    lines += [f"* `token-offset` (LTV for task 0 at layer 2, 300 prompts): the top 10 % of heads "
+    lines += [f"* `token-offset` (LTV for task 0 at layer 2; heads chosen on 300 prompts, scored on 300 others): the "
+              "top 10 % of heads "
               f"({heads_list(t.key_heads)}); ablating them takes the vector from "
               f"{fmt(ts['injected'])} to {fmt(ts['key_ablated'])}, as many random heads to "
               f"{pm(ts['random_ablated'], ts['random_ablated_stderr'])}."]

@@ -177,7 +177,7 @@ def _vector_learn(args: argparse.Namespace) -> int:
                                    progress=not args.quiet, lr=args.lr, epochs=args.epochs, seed=args.seed)
     path = tv.save(args.out)
     print(f"learned task vector of {args.model} (task {args.task_id}) at layer {layer}, position {positions}: "
-          f"validation {result.val.metric} {result.val.mean:.3f} ± {result.val.stderr:.3f}; wrote {path}")
+          f"held-out test {result.test.metric} {result.test.mean:.3f} ± {result.test.stderr:.3f}; wrote {path}")
     return 0
 
 

@@ -144,14 +144,51 @@ def test_key_head_analysis_end_to_end(trained_perm_model):
     assert all(len(draw) == 2 for draw in result.random_heads) and result.random.shape == (20,)
     assert set(result.scans) == {"zero", "mean"}
     # the key-head ablation is an exact rerun: equal to ablating those heads by hand
+    scoring = task.sample(24, seed=2).zero_shot  # the test split of seed 0 (Splits): where heads are scored
     with inject(model, tv), ablate_heads(model, result.key_heads):
-        logits = model(task.sample(24, seed=0).zero_shot.inputs)[:, -1]
-    expected = (logits.argmax(-1) == task.sample(24, seed=0).zero_shot.targets).double()
+        logits = model(scoring.inputs)[:, -1]
+    expected = (logits.argmax(-1) == scoring.targets).double()
     torch.testing.assert_close(result.key_ablated, expected)
     attention = result.first_token_attention
     assert ((attention >= 0) & (attention <= 1)).all()
     summary = result.summary()
     assert summary["random_ablated"] == pytest.approx(result.random.double().mean().item())
+
+
+def test_key_heads_are_chosen_on_other_prompts_than_they_are_scored_on(trained_perm_model, monkeypatch):
+    """Selection (saliency, scans, means) sees only the selection prompts; every ablation score only the scoring
+    prompts; the two sets share no prompt. With protocol='same' they are one set."""
+    import tvlens.analysis.heads as heads
+
+    model, family, _ = trained_perm_model
+    task = family.single(0)
+    tv = TaskVector.single(torch.randn(model.d_model) * 0.5, 0)
+    seen: dict[str, list] = {"select": [], "score": []}
+    saliency, scores = heads.head_saliency, heads.ablated_scores
+
+    def spy_saliency(model, prompts, *args, **kwargs):
+        seen["select"].append(prompts.inputs)
+        return saliency(model, prompts, *args, **kwargs)
+
+    def spy_scores(model, prompts, vector, masks, *args, **kwargs):
+        # the scans (one mask per head plus the intact copy) select; the key/random copies score
+        seen["score" if masks.shape[0] in (22, 1) else "select"].append(prompts.inputs)
+        return scores(model, prompts, vector, masks, *args, **kwargs)
+
+    monkeypatch.setattr(heads, "head_saliency", spy_saliency)
+    monkeypatch.setattr(heads, "ablated_scores", spy_scores)
+    result = key_head_analysis(model, task, tv, n_prompts=24, n_random=20, fraction=0.25, seed=3)
+    assert (result.selection, result.scoring) == ("dev split (seed 4)", "test split (seed 5)")
+    dev, test = task.sample(24, seed=4), task.sample(24, seed=5)
+    assert all(torch.equal(inputs, dev.zero_shot.inputs) for inputs in seen["select"]) and seen["select"]
+    assert all(torch.equal(inputs, test.zero_shot.inputs) for inputs in seen["score"]) and seen["score"]
+    # the prompts themselves (demonstrations included) are different prompts
+    assert not {tuple(r.tolist()) for r in dev.inputs} & {tuple(r.tolist()) for r in test.inputs}
+    for key in seen:
+        seen[key].clear()
+    same = key_head_analysis(model, task, tv, n_prompts=24, n_random=20, fraction=0.25, seed=3, protocol="same")
+    assert same.selection == same.scoring == "test split (seed 5)"
+    assert all(torch.equal(inputs, test.zero_shot.inputs) for inputs in seen["select"] + seen["score"])
 
 
 def test_errors(setup):

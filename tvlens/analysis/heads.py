@@ -39,6 +39,7 @@ from tvlens.models.engine import QueryEngine
 from tvlens.models.hooked import HookedModel
 from tvlens.positions import PositionSpec, check_position_spec, resolve_positions
 from tvlens.tasks.base import ICLBatch, Task
+from tvlens.tasks.splits import Splits
 from tvlens.vectors.task_vector import TaskVector
 
 AblationMode = Literal["zero", "mean"]
@@ -392,8 +393,11 @@ class KeyHeadResult(Records):
         random_heads: the heads of each draw.
         layer_histogram: ``[n_layers]`` number of key heads per layer.
         first_token_attention: ``[n_layers, n_heads]`` the query's attention to the first real token
-            (injected run; NaN before ``layer``).
+            (injected run on the scoring prompts; NaN before ``layer``).
         mode, fraction, n_prompts, seed: the settings.
+        selection, scoring: which prompts did what: the key heads (saliency, scans, mean ``z``) are chosen
+            on ``selection`` and every ablation score is measured on ``scoring`` — each a short description
+            of the prompt set (split and seed, or the half of a given batch).
     """
 
     layer: int
@@ -412,6 +416,8 @@ class KeyHeadResult(Records):
     fraction: float
     n_prompts: int
     seed: int
+    selection: str = ""
+    scoring: str = ""
 
     @property
     def random_mean(self) -> float:
@@ -463,8 +469,14 @@ def key_head_analysis(
     seed: int = 0,
     base: Literal["zero_shot", "icl"] = "zero_shot",
     batch: ICLBatch | None = None,
+    protocol: Literal["disjoint", "same"] = "disjoint",
 ) -> KeyHeadResult:
     """Saliency and exact scans of every head after the vector's layer; key heads vs random heads.
+
+    Heads are chosen on one prompt set and scored on another: a head picked for its effect on some
+    prompts and then measured on the same prompts has its effect counted twice (selection bias), which
+    can make key heads look special where they are not. ``protocol="same"`` selects and scores on the
+    same prompts, as a comparison.
 
     Args:
         model: the model.
@@ -474,25 +486,43 @@ def key_head_analysis(
         n_random: random draws of as many heads (from the same layers) for the control (≥ 20).
         mode: ablation of the key/random heads: ``"zero"`` or ``"mean"`` (the mean ``z`` at the
             query over these prompts, vector injected). Both scans are always reported.
-        n_prompts: prompts from ``task.sample``.
+        n_prompts: prompts of each set (selection and scoring).
         n_shots: demonstrations per prompt.
-        seed: seed of the prompts and of the random draws.
-        batch: these prompts instead of sampled ones.
+        seed: the user seed (:class:`~tvlens.tasks.Splits`): heads are selected on its ``dev`` split and
+            scored on its ``test`` split; it also seeds the random draws.
+        batch: these prompts instead of sampled ones: the first half selects, the second half scores.
         base: inject into the zero-shot queries (TVP mode, default) or the n-shot prompts.
+        protocol: ``"disjoint"`` (default) or ``"same"`` (select and score on the scoring prompts).
     """
     _, site = single_site(model, vector, "key_head_analysis")
     if not isinstance(n_random, int) or n_random < 20:
         raise ValueError(f"n_random={n_random!r}: expected an int >= 20 (the control needs many draws)")
-    batch = task.sample(n_prompts, n_shots, seed=seed) if batch is None else batch
     if base not in ("zero_shot", "icl"):
         raise ValueError(f"base={base!r}: expected 'zero_shot' or 'icl'")
-    prompts = batch.zero_shot if base == "zero_shot" and batch.zero_shot is not None else batch
+    if protocol not in ("disjoint", "same"):
+        raise ValueError(f"protocol={protocol!r}: expected 'disjoint' or 'same'")
+    splits = Splits(seed)
+    if batch is None:
+        chosen_on = splits.sample(task, "dev", n_prompts, n_shots)
+        batch = splits.sample(task, "test", n_prompts, n_shots)
+        selection, scoring = f"dev split (seed {splits.dev})", f"test split (seed {splits.test})"
+    else:
+        if len(batch) < 2:
+            raise ValueError(f"batch has {len(batch)} prompt(s); expected at least 2 (half select, half score)")
+        half = len(batch) // 2
+        chosen_on, batch = batch.select(slice(0, half)), batch.select(slice(half, len(batch)))
+        selection, scoring = f"the given batch's first {half} prompts", f"its last {len(batch)}"
+    if protocol == "same":
+        chosen_on, selection = batch, scoring
+    view = (lambda b: b.zero_shot) if base == "zero_shot" and batch.zero_shot is not None else (lambda b: b)
+    prompts, selecting = view(batch), view(chosen_on)
     layers = list(range(site.layer, model.n_layers))
     inputs, attention = prompts.inputs.to(model.device), prompts.attention_mask
 
-    means = mean_head_activations(model, inputs, attention_mask=attention, vector=vector)
-    saliency = head_saliency(model, prompts, vector, layers=layers)
-    scans = {m: ablation_scan(model, prompts, vector, layers=layers, mode=m, means=means) for m in ("zero", "mean")}
+    means = mean_head_activations(model, selecting.inputs.to(model.device), attention_mask=selecting.attention_mask,
+                                  vector=vector)
+    saliency = head_saliency(model, selecting, vector, layers=layers)
+    scans = {m: ablation_scan(model, selecting, vector, layers=layers, mode=m, means=means) for m in ("zero", "mean")}
     key = top_heads(saliency, fraction)
 
     gen = torch.Generator().manual_seed(seed)
@@ -524,7 +554,7 @@ def key_head_analysis(
     return KeyHeadResult(layer=site.layer, saliency=saliency, scans=scans, key_heads=key, metric_name=metric_name,
                          zero_shot=zero_shot[0], injected=metric[0], key_ablated=metric[1], random=metric[2:].mean(1),
                          random_heads=draws, layer_histogram=histogram, first_token_attention=sink, mode=mode,
-                         fraction=fraction, n_prompts=len(prompts), seed=seed)
+                         fraction=fraction, n_prompts=len(prompts), seed=seed, selection=selection, scoring=scoring)
 
 
 __all__ = [

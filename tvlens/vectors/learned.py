@@ -83,12 +83,21 @@ class LearnConfig:
 
 @dataclass
 class LearnResult(Records):
-    """What :func:`learn_task_vector` did: per-epoch history, best epoch, validation score, and the
-    query engine's path (``"cached"`` or ``"full"``)."""
+    """What :func:`learn_task_vector` did.
+
+    Attributes:
+        history: per-epoch losses.
+        best_epoch: the epoch whose vector is kept (chosen on the ``dev`` split).
+        val: the kept vector's score on the ``dev`` prompts — the ones early stopping chose it on, so an
+            optimistic number.
+        test: its score on the ``test`` split's prompts, which neither trained nor chose it.
+        path: the query engine's path, ``"cached"`` or ``"full"``.
+    """
 
     history: list[dict[str, Any]]
     best_epoch: int
     val: EvalResult
+    test: EvalResult
     path: str
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -238,4 +247,7 @@ def learn_task_vector(
                                      "sites": [s.to_dict() for s in sites], "path": engines["train"].path},
                     history=history)
     val_eval = evaluate(model, task, "injected", tv, batch=val_full, base=base, progress=False)
-    return tv, LearnResult(history=history, best_epoch=best_epoch, val=val_eval, path=engines["train"].path)
+    test_eval = evaluate(model, task, "injected", tv, batch=splits.sample(task, "test", config.n_val, n_shots),
+                         base=base, progress=False)
+    return tv, LearnResult(history=history, best_epoch=best_epoch, val=val_eval, test=test_eval,
+                           path=engines["train"].path)
