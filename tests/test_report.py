@@ -47,23 +47,25 @@ def test_html_is_self_contained(quick_report, tmp_path):
 
 
 def test_a_declared_stage_is_all_a_new_figure_takes(quick_report, monkeypatch):
-    """Adding a stage to MODEL_STAGES adds its figure, its summary entry and its progress weight; nothing else
+    """Adding a stage to STAGES adds its figure, its summary entry and its progress weight; nothing else
     changes (the progress total and the summary come from the list)."""
     import tvlens.report as report_module
-    from tvlens.report import MODEL_STAGES, Section, Stage
+    from tvlens.report import STAGES, Section, Stage
 
     _, config = quick_report
     extra = Stage("norms", "stream norms", lambda run: run.tokens, weight=2,
                   compute=lambda run: float(run.model.W_E.norm()),
                   draw=lambda run, value: [Section("Embedding norm", report_module.go.Figure(), f"‖W_E‖ = {value:.2f}")],
                   summary=lambda run, value: {"‖W_E‖": value})
-    monkeypatch.setattr(report_module, "MODEL_STAGES", (*MODEL_STAGES, extra))
+    monkeypatch.setattr(report_module, "STAGES", (*STAGES, extra))
     totals = []
     monkeypatch.setattr(report_module, "tqdm", lambda total, **kwargs: totals.append(total) or _Bar())
     report = build_report(ReportConfig(models=["perm-mix"], quick=True, cache_dir=config.cache_dir, studies=False))
     assert totals == [6 + 2]
     assert report.sections[0][1][-1].title == "Embedding norm"
     assert report.summary[0]["‖W_E‖"] == pytest.approx(float(report_module.zoo.load("perm-mix").W_E.norm()))
+    with pytest.raises(ValueError, match=r"Stage.scope='global': expected 'model' or 'studies'"):
+        Stage("x", "x", lambda run: True, draw=lambda run, value: [], scope="global")
 
 
 class _Bar:

@@ -7,9 +7,9 @@ lens, and where the vector forms (by layer and over training). Across models: th
 comparison, depth vs complexity, and — for regression models — fidelity by prompt length. Each
 figure has a short explanation under it; a summary table is on top.
 
-The report is a list of declared stages (:data:`MODEL_STAGES` per model, :data:`STUDY_STAGES` once):
-each names its cache key, progress weight, computation, figures and summary entries, so adding a
-figure touches that list only; the progress total and the summary table come from it.
+The report is one list of declared stages, :data:`STAGES` (each runs per model or once across
+models): each names its cache key, progress weight, computation, figures and summary entries, so
+adding a figure touches that list only; the progress total and the summary table come from it.
 
 The file embeds plotly.js once and works offline. Every stage's result is cached on disk, keyed by
 the model's fingerprint, the stage, its parameters and the tvlens version, so a second run only
@@ -267,6 +267,7 @@ class Stage:
         summary: its entries in the summary table.
         owner: the model whose fingerprint keys the cache entry (default: the group's model).
         weight: its share of the progress bar (its cost, roughly).
+        scope: ``"model"`` (runs for every model it applies to) or ``"studies"`` (runs once, across models).
     """
 
     name: str
@@ -279,6 +280,11 @@ class Stage:
     summary: Callable[[Run, Any], dict[str, Any]] = lambda run, result: {}
     owner: Callable[[Run], HookedModel | None] = lambda run: run.model
     weight: int = 1
+    scope: str = "model"
+
+    def __post_init__(self) -> None:
+        if self.scope not in ("model", "studies"):
+            raise ValueError(f"Stage.scope={self.scope!r}: expected 'model' or 'studies'")
 
     def run(self, run: Run, cache: _Cache) -> Any:
         if self.compute is None:
@@ -399,8 +405,7 @@ def _fidelity_summary(run: Run, table: StudyTable) -> dict[str, Any]:
             "head-weighted LTV": row["head_weighted"]}
 
 
-#: The stages of one model, in order: adding a stage touches this list only.
-MODEL_STAGES: tuple[Stage, ...] = (
+_MODEL_STAGES: tuple[Stage, ...] = (
     Stage("compare", "methods by layer", _tokens, weight=1, expect=Comparison,
           params=lambda run: run.key(ltv=asdict(LTV_CONFIG)),
           compute=lambda run: compare(run.model, run.task, ["vanilla", "function", "learned"], seed=run.config.seed,
@@ -482,19 +487,18 @@ def _table_models(run: Run) -> list[str]:
     return ["perm-mix"] if run.config.quick else ["perm-mix", "token-offset"]
 
 
-#: The studies across models, in order (one group, after the models').
-STUDY_STAGES: tuple[Stage, ...] = (
-    Stage("tvp-loss", "TVP-loss", lambda run: True, expect=TVPLossComparison,
+_STUDY_STAGES: tuple[Stage, ...] = (
+    Stage("tvp-loss", "TVP-loss", lambda run: True, scope="studies", expect=TVPLossComparison,
           params=lambda run: {"n": run.config.n_prompts, "seed": run.config.seed},
           owner=lambda run: zoo.load("perm-mix-tvp"),
           compute=lambda run: tvp_loss_comparison(n_prompts=run.config.n_prompts, seed=run.config.seed),
           draw=_tvp_loss_sections),
-    Stage("depth", "depth vs complexity", lambda run: True, expect=ComplexityResult,
+    Stage("depth", "depth vs complexity", lambda run: True, scope="studies", expect=ComplexityResult,
           params=lambda run: {"n": run.config.n_prompts, "seed": run.config.seed},
           owner=lambda run: zoo.load("perm-mix-32"),
           compute=lambda run: depth_vs_complexity(n_prompts=run.config.n_prompts, seed=run.config.seed),
           draw=_depth_sections),
-    Stage("method-table", "Yang et al. 2025a table", lambda run: True, expect=StudyTable,
+    Stage("method-table", "Yang et al. 2025a table", lambda run: True, scope="studies", expect=StudyTable,
           params=lambda run: {"n": run.config.n_prompts, "seed": run.config.seed, "models": _table_models(run)},
           owner=lambda run: zoo.load("perm-mix"),
           compute=lambda run: method_table(_table_models(run), n_test=run.config.n_prompts, seed=run.config.seed,
@@ -505,6 +509,9 @@ STUDY_STAGES: tuple[Stage, ...] = (
               "position (the query token, where extracted vectors collapse to zero-shot) and added to "
               "a 2-shot prompt.")]),
 )
+
+#: Every stage of the report, in order: adding a figure touches this list only.
+STAGES: tuple[Stage, ...] = (*_MODEL_STAGES, *_STUDY_STAGES)
 
 
 def _model_run(name: str, config: ReportConfig) -> Run:
@@ -536,8 +543,8 @@ def _run_stages(run: Run, stages: Sequence[Stage], cache: _Cache, bar: tqdm) -> 
 def build_report(config: ReportConfig | None = None, progress: bool = True) -> Report:
     """Run every stage (or read it from the cache) and collect the figures.
 
-    The stages are :data:`MODEL_STAGES` for every model and :data:`STUDY_STAGES` once; the progress
-    total and the summary table come from them."""
+    The stages are :data:`STAGES`: those of scope ``"model"`` for every model, those of scope
+    ``"studies"`` once; the progress total and the summary table come from them."""
     config = config or ReportConfig()
     start = time.perf_counter()
     cache = _Cache(config.cache_dir)
@@ -546,15 +553,17 @@ def build_report(config: ReportConfig | None = None, progress: bool = True) -> R
     studies = Run("Studies across models", config) if config.studies else None
     for run in [*runs, *([studies] if studies else [])]:
         run.progress = progress
-    total = sum(stage.weight for run in runs for stage in MODEL_STAGES if stage.applies(run))
-    total += sum(stage.weight for stage in STUDY_STAGES) if studies is not None else 0
+    per_model = [stage for stage in STAGES if stage.scope == "model"]
+    across = [stage for stage in STAGES if stage.scope == "studies"]
+    total = sum(stage.weight for run in runs for stage in per_model if stage.applies(run))
+    total += sum(stage.weight for stage in across if stage.applies(studies)) if studies is not None else 0
     with tqdm(total=total, desc="report", disable=not progress, dynamic_ncols=True) as bar:
         for run in runs:
-            sections, summary = _run_stages(run, MODEL_STAGES, cache, bar)
+            sections, summary = _run_stages(run, per_model, cache, bar)
             report.sections.append((run.group, sections))
             report.summary.append(summary)
         if studies is not None:
-            report.sections.append((studies.group, _run_stages(studies, STUDY_STAGES, cache, bar)[0]))
+            report.sections.append((studies.group, _run_stages(studies, across, cache, bar)[0]))
     report.seconds, report.cache_hits = time.perf_counter() - start, cache.hits
     return report
 
