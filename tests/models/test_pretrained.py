@@ -84,9 +84,13 @@ def test_every_method_runs(loaded):
     hw, _ = head_weighted_task_vector(model, task, n_shots=3, progress=False, epochs=2, n_train=32, n_val=16,
                                       n_head_prompts=8)
     assert result.path == "cached" and model.capabilities.cached_suffix
+    prompts = task.sample(16, 3, seed=0).zero_shot  # what evaluate(**small) scores
     for tv in (vtv, fv, ltv, hw):
         score = evaluate(model, task, "injected", tv, progress=False, **small)
-        assert 0 <= score.mean <= 1 and score.values.numel() == 16
+        with torch.no_grad(), inject(model, tv):  # the same score by hand: argmax at each query
+            logits = model(prompts.inputs, attention_mask=prompts.attention_mask)
+        correct = logits[torch.arange(16), prompts.query_positions].argmax(-1) == prompts.targets
+        assert score.values.tolist() == correct.float().tolist()
     ov = ov_decomposition(model, task, ltv, **small)
     assert not torch.isnan(ov.contribution_norm[1:]).any() and set(ov.reinjection) >= {"zero_shot", "theta_ov"}
     heads = key_head_analysis(model, task, ltv, n_random=20, **small)

@@ -23,10 +23,12 @@ def test_learned_vectors_beat_extracted_ones_in_every_setting(table):
                                                                                                          method)
 
 
-def test_early_position_extracted_vectors_collapse_to_zero_shot(table):
+def test_a_learned_vector_reaches_icl_at_the_early_position(table):
+    """At the early position the LTV still carries the task. (The extracted vectors' collapse there is not
+    asserted: the prompt's state at position 1 has seen no demonstration — true by construction.)"""
     zero = table.value("accuracy", setting="reference", method="zero_shot")
-    assert abs(table.value("accuracy", setting="early", method="vanilla") - zero) <= 0.05
-    assert table.value("accuracy", setting="early", method="learned") >= 0.9
+    learned = table.select(setting="early", method="learned")[0]
+    assert learned["accuracy"] >= 0.9 and learned["accuracy"] - zero > 10 * learned["stderr"]
 
 
 def test_rows(table):

@@ -36,15 +36,16 @@ def test_learned_beats_vanilla_beats_zero_shot_at_the_last_position(perm):
     assert learned.mean > vanilla.mean + 3 * (learned.stderr + vanilla.stderr)
 
 
-def test_at_an_early_position_vanilla_collapses_and_learned_reaches_icl(perm):
-    """Yang et al. 2025a's P = 4 setting: the state at an early position of the ICL prompt holds no task, a learned vector can."""
+def test_a_learned_vector_at_an_early_position_reaches_icl(perm):
+    """Yang et al. 2025a's early-position setting: a vector learned at position 1 carries the task to the query.
+
+    (That the *vanilla* vector collapses there is not asserted: at position 1 the ICL prompt has seen no
+    demonstration yet, so its state cannot hold the task — true by construction, not a finding.)"""
     model, task, test = perm
     zero = score(model, task, test, mode="zero_shot")
-    vtv, _ = vanilla_task_vector(model, task, 1, position=1, n_shots=16)
     ltv, _ = learn_task_vector(model, task, 1, positions=1, n_shots=16, progress=False, **LTV)
-    vanilla, learned = score(model, task, test, vtv), score(model, task, test, ltv)
-    assert abs(vanilla.mean - zero.mean) <= 0.05
-    assert learned.mean >= 0.9
+    learned = score(model, task, test, ltv)
+    assert learned.mean >= 0.9 and learned.mean - zero.mean > 10 * (learned.stderr + zero.stderr)
 
 
 def test_learned_vectors_compose_on_token_offsets():
