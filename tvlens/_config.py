@@ -1,4 +1,5 @@
-"""One strict ``from_dict`` for every tvlens config: unknown keys are an error that names them.
+"""The base of every tvlens config: ``to_dict`` and one strict ``from_dict`` (unknown keys are an error
+that names them).
 
 A config read back from a file (a saved vector's hyper-parameters, a zoo card, a report's settings)
 must not silently drop a misspelt or obsolete key, nor fail deep inside ``__init__`` with a bare
@@ -11,6 +12,7 @@ import dataclasses
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+C = TypeVar("C", bound="Config")
 
 
 def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
@@ -29,4 +31,17 @@ def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
     return cls(**data)
 
 
-__all__ = ["config_from_dict"]
+class Config:
+    """Mixin for a dataclass config: its plain-dict form and the strict inverse."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (round-trips through :meth:`from_dict`)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any]) -> C:
+        """Inverse of :meth:`to_dict`; unknown keys raise a ``ValueError`` naming them."""
+        return config_from_dict(cls, data)
+
+
+__all__ = ["Config", "config_from_dict"]

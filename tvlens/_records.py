@@ -12,7 +12,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-import torch
 from torch import Tensor
 
 
@@ -36,11 +35,6 @@ class Records(ABC):
         return pd.DataFrame(self.to_records())
 
 
-def scalar(value: Any) -> Any:
-    """A plain Python number for a 0-d tensor (or a tensor entry), the value itself otherwise."""
-    return value.item() if isinstance(value, Tensor) and value.numel() == 1 else value
-
-
 def head_records(tables: dict[str, Tensor], **fixed: Any) -> list[dict[str, Any]]:
     """One row per ``(layer, head)`` of ``[n_layers, n_heads]`` tensors, with ``fixed`` columns first."""
     first = next(iter(tables.values()))
@@ -49,12 +43,4 @@ def head_records(tables: dict[str, Tensor], **fixed: Any) -> list[dict[str, Any]
             for layer in range(first.shape[0]) for head in range(first.shape[1])]
 
 
-def layer_records(tables: dict[str, Tensor | list[float]], **fixed: Any) -> list[dict[str, Any]]:
-    """One row per layer of 1-D tensors or lists, with ``fixed`` columns first."""
-    columns = {name: torch.as_tensor(values, dtype=torch.float64) for name, values in tables.items()}
-    n = len(next(iter(columns.values())))
-    return [{**fixed, "layer": layer, **{name: float(values[layer]) for name, values in columns.items()}}
-            for layer in range(n)]
-
-
-__all__ = ["Records", "head_records", "layer_records", "scalar"]
+__all__ = ["Records", "head_records"]

@@ -36,7 +36,7 @@ from plotly.offline import get_plotlyjs
 from tqdm.auto import tqdm
 
 from tvlens import zoo
-from tvlens._config import config_from_dict
+from tvlens._config import Config
 from tvlens._io import atomic_write, atomic_write_text, first_line
 from tvlens._version import __version__
 from tvlens.analysis import key_head_analysis, linear_dynamics, ov_decomposition
@@ -79,7 +79,7 @@ LTV_CONFIG = LearnConfig(lr=0.05, epochs=15)
 
 
 @dataclass
-class ReportConfig:
+class ReportConfig(Config):
     """What ``tvlens report`` runs.
 
     Attributes:
@@ -105,14 +105,6 @@ class ReportConfig:
     @property
     def n_prompts(self) -> int:
         return 64 if self.quick else 200
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ReportConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise a ``ValueError`` naming them."""
-        return config_from_dict(cls, data)
 
 
 @dataclass

@@ -157,7 +157,7 @@ def _objective(logits: Float[Tensor, "rows d_vocab"], prompts: ICLBatch, copies:
     """Per-row objective ``J`` (log p(y), or −(ŷ−y)²) and metric (accuracy, or squared error / D)."""
     targets = prompts.targets.to(logits.device).repeat(copies)
     metric = prompts.metric
-    return metric.objective(logits, targets), metric.scores(logits, targets, prompts.d_input)[metric.name].double()
+    return metric.objective(logits, targets), metric.value(logits, targets, prompts.d_input).double()
 
 
 def ablated_scores(

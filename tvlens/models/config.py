@@ -11,18 +11,17 @@ injection) is the ordinary hooked transformer.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from tvlens._config import config_from_dict
+from tvlens._config import Config
 
 _ACT_FNS = ("gelu", "gelu_new", "relu", "silu")
 _NORMS = ("LN", "LNPre", "RMS", "RMSPre", None)
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Config):
     """Shape of a decoder-only transformer built from scratch.
 
     Attributes:
@@ -98,12 +97,3 @@ class ModelConfig:
             "seed": self.seed,
             "positional_embedding_type": "standard",
         }
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form (round-trips through :meth:`from_dict`)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise a ``ValueError`` naming them."""
-        return config_from_dict(cls, data)

@@ -45,11 +45,17 @@ class Metric(ABC):
     robust_loss: ClassVar[str]
 
     @abstractmethod
+    def value(
+        self, query: Float[Tensor, "batch d_vocab"], targets: Tensor, d_input: int | None,
+    ) -> Float[Tensor, " batch"]:
+        """Per-prompt values of the metric alone (what :meth:`scores` reports under :attr:`name`)."""
+
     def scores(
         self, query: Float[Tensor, "batch d_vocab"], targets: Tensor, d_input: int | None,
         label_set: Tensor | None = None,
     ) -> dict[str, Float[Tensor, " batch"]]:
         """Per-prompt values: the metric under :attr:`name`, and extra scores where the kind has them."""
+        return {self.name: self.value(query, targets, d_input)}
 
     @abstractmethod
     def objective(self, query: Float[Tensor, "batch d_vocab"], targets: Tensor) -> Float[Tensor, " batch"]:
@@ -111,9 +117,12 @@ class Accuracy(Metric):
 
     name, label, higher_is_better, loss, robust_loss = "accuracy", "accuracy", True, "ce", "ce"
 
+    def value(self, query, targets, d_input):
+        return (query.argmax(-1) == targets).float()
+
     def scores(self, query, targets, d_input, label_set=None):
         rows = torch.arange(query.shape[0], device=query.device)
-        out = {"accuracy": (query.argmax(-1) == targets).float(), "nll": -query.log_softmax(-1)[rows, targets]}
+        out = {"accuracy": self.value(query, targets, d_input), "nll": -query.log_softmax(-1)[rows, targets]}
         if label_set is not None:
             labels = label_set.to(query.device)
             out["label_accuracy"] = (labels[query[:, labels].argmax(-1)] == targets).float()
@@ -143,10 +152,10 @@ class SquaredError(Metric):
 
     name, label, higher_is_better, loss, robust_loss = "mse_per_dim", "squared error / D", False, "mse", "huber"
 
-    def scores(self, query, targets, d_input, label_set=None):
+    def value(self, query, targets, d_input):
         if d_input is None:
-            raise ValueError("SquaredError.scores: d_input is needed (the error is divided by the input dimension)")
-        return {"mse_per_dim": (query[:, 0] - targets) ** 2 / d_input}
+            raise ValueError("SquaredError: d_input is needed (the error is divided by the input dimension)")
+        return (query[:, 0] - targets) ** 2 / d_input
 
     def objective(self, query, targets):
         return -((query[:, 0].double() - targets.double()) ** 2)

@@ -24,7 +24,6 @@ the one hook path of ``inject``) and below :mod:`tvlens.zoo`.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import math
@@ -39,7 +38,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from tvlens._config import config_from_dict
+from tvlens._config import Config
 from tvlens._io import atomic_write
 from tvlens._records import Records
 from tvlens.evaluate import mean_and_stderr, score_batch
@@ -51,7 +50,7 @@ from tvlens.tasks.splits import Splits
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Config):
     """Hyper-parameters of a meta-ICL training run.
 
     Attributes:
@@ -105,14 +104,6 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.tvp_weight={self.tvp_weight!r}: expected >= 0")
         if self.tvp_weight > 0 and self.tvp_layer is None:
             raise ValueError("TrainConfig.tvp_weight > 0 needs tvp_layer (the layer the vector is pinned to)")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise a ``ValueError`` naming them."""
-        return config_from_dict(cls, data)
 
 
 @dataclass

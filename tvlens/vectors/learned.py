@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from tvlens._config import config_from_dict
+from tvlens._config import Config
 from tvlens._records import Records
 from tvlens.evaluate import EvalResult, evaluate
 from tvlens.models.engine import QueryEngine, StreamEdit
@@ -35,7 +35,7 @@ from tvlens.vectors.task_vector import Site, TaskVector
 
 
 @dataclass
-class LearnConfig:
+class LearnConfig(Config):
     """Hyper-parameters of LTV training (defaults: the settings of Yang et al. 2025a, scaled to the zoo).
 
     Attributes:
@@ -71,14 +71,6 @@ class LearnConfig:
             raise ValueError(f"LearnConfig.lr={self.lr!r}: expected a positive number")
         if self.loss not in ("auto", "ce", "mse", "huber"):
             raise ValueError(f"LearnConfig.loss={self.loss!r}: expected 'auto', 'ce', 'mse' or 'huber'")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LearnConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise a ``ValueError`` naming them."""
-        return config_from_dict(cls, data)
 
 
 @dataclass
