@@ -2,15 +2,18 @@
 
 * :mod:`~tvlens.analysis.ov` — what each later head's OV circuit makes of θ; the θ_OV re-injection test.
 * :mod:`~tvlens.analysis.heads` — saliency and exact ablation of heads, key heads vs random heads.
-* :mod:`~tvlens.analysis.dynamics` — the linear maps that carry θ forward, split into rotation and scaling.
+* :mod:`~tvlens.analysis.dynamics` — the linear maps that carry θ forward, split into rotation and scaling;
+  the early-vs-late contrast of vectors injected at each layer.
 """
 
 from tvlens.analysis.dynamics import (
     DynamicsResult,
+    InjectionLayerMaps,
     LinearFit,
     MapReport,
     collect_changes,
     fit_linear_map,
+    injection_layer_maps,
     linear_dynamics,
     logit_lens,
     polar_decomposition,
@@ -50,6 +53,8 @@ __all__ = [
     "MapReport",
     "collect_changes",
     "fit_linear_map",
+    "InjectionLayerMaps",
+    "injection_layer_maps",
     "linear_dynamics",
     "logit_lens",
     "polar_decomposition",

@@ -16,6 +16,18 @@ linearly: the change it causes in the query's stream at a later layer is ``Δh �
 4. **checks** the fit: adding ``W θ`` directly to the final stream should score like injecting ``θ``
    at layer ``l``.
 
+Two readings of "rotation vs scaling". :func:`linear_dynamics` follows *one* vector block by block
+(the chain of layer-to-layer maps). Yang et al. 2025a's contrast is between vectors *injected* at
+early and at late layers: :func:`injection_layer_maps` learns an LTV at every injection layer ``l``
+and splits the direct map ``W_{l→L}`` of each — early injections are rotated more (lower
+``cos(θ, Qθ)``, larger principal angles), late ones mostly scaled.
+
+Alignment with the task subspace is only informative against its baseline: a random vector's share
+of a ``k``-dimensional label span in ``d`` dimensions is ``k/d`` on average (½ when 32 labels live
+in 64 dimensions), so every :class:`MapReport` carries the share of ``Q r`` for random ``r`` beside
+that of ``Qθ``, and the **answer-margin gain**: how much the rotation raises the true answer's
+logit-lens margin (``Metric.answer_effect`` of ``ln_final(Qθ)`` minus that of ``ln_final(θ)``).
+
 Layer ``L`` (``n_layers``) denotes the final stream, the input of ``ln_final``.
 """
 
@@ -37,6 +49,7 @@ from tvlens.models.engine import QueryEngine, StreamEdit
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
 from tvlens.tasks.splits import Splits
+from tvlens.vectors.learned import learn_task_vector
 from tvlens.vectors.task_vector import TaskVector
 
 
@@ -147,23 +160,34 @@ class MapReport(Records):
     share_qv: Float[Tensor, " prompts"]
     lens_v: list[tuple[int, float]]
     lens_qv: list[tuple[int, float]]
+    share_random: Float[Tensor, " prompts"] | None = None
+    margin_gain: Float[Tensor, " prompts"] | None = None
 
     def summary(self) -> dict[str, Any]:
-        """Means over prompts."""
+        """Means over prompts (``share_random``: the baseline of ``share_qv``; NaN where not measured)."""
         scaling = self.scaling.mean(0)
+
+        def mean(values: Tensor | None) -> float:
+            return float("nan") if values is None else float(values.mean())
+
         return {"source": self.source, "target": self.target, "r2": float(self.r2.mean()),
                 "relative_error": float(self.relative_error.mean()), "cos_rotation": float(self.cos_rotation.mean()),
                 "max_angle": float(self.angles[:, 0].mean()), "scaling_max": float(scaling[0]),
                 "scaling_min": float(scaling[-1]), "anisotropy": float(scaling[0] / scaling.mean()),
-                "share_v": float(self.share_v.mean()), "share_qv": float(self.share_qv.mean())}
+                "share_v": float(self.share_v.mean()), "share_qv": float(self.share_qv.mean()),
+                "share_random": mean(self.share_random), "margin_gain": mean(self.margin_gain)}
 
     def to_records(self) -> list[dict[str, Any]]:
         """One row per prompt: the fit, the rotation and the scaling of its map."""
+        def at(values: Tensor | None, p: int) -> float:
+            return float("nan") if values is None else float(values[p])
+
         return [{"source": self.source, "target": self.target, "prompt": p, "r2": float(self.r2[p]),
                  "relative_error": float(self.relative_error[p]), "cos_rotation": float(self.cos_rotation[p]),
                  "max_angle": float(self.angles[p, 0]), "scaling_max": float(self.scaling[p, 0]),
                  "scaling_min": float(self.scaling[p, -1]), "share_v": float(self.share_v[p]),
-                 "share_qv": float(self.share_qv[p])} for p in range(self.r2.shape[0])]
+                 "share_qv": float(self.share_qv[p]), "share_random": at(self.share_random, p),
+                 "margin_gain": at(self.margin_gain, p)} for p in range(self.r2.shape[0])]
 
 
 @dataclass
@@ -252,11 +276,16 @@ def logit_lens(model: HookedModel, v: Float[Tensor, " d_model"], top: int = 5) -
 
 def _fit_maps(
     model: HookedModel, source: int, target: int, inputs: Tensor, outputs: Tensor, carried: Tensor,
-    basis: Tensor | None, seed: int,
+    basis: Tensor | None, seed: int, prompts: ICLBatch | None = None, n_random: int = 64,
 ) -> tuple[MapReport, Tensor]:
-    """Fit ``outputs[:, p] ≈ W_p inputs[:, p]`` for every prompt and split each ``W_p``; returns the maps too."""
+    """Fit ``outputs[:, p] ≈ W_p inputs[:, p]`` for every prompt and split each ``W_p``; returns the maps too.
+
+    With a label ``basis``, the share of ``Q r`` for ``n_random`` random ``r`` is the baseline of ``Qv``'s
+    share; with ``prompts`` (the maps' prompts, in order), the answer-margin gain of ``v → Qv`` is measured.
+    """
     n_prompts = outputs.shape[1]
-    maps, r2, rel, cos, angles, scaling, share_v, share_qv = [], [], [], [], [], [], [], []
+    maps, r2, rel, cos, angles, scaling, share_v, share_qv, share_random, gain = [], [], [], [], [], [], [], [], [], []
+    randoms = torch.randn(n_random, model.d_model, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     qv0 = None
     for p in range(n_prompts):
         x = inputs if inputs.ndim == 2 else inputs[:, p]
@@ -275,6 +304,9 @@ def _fit_maps(
         if basis is not None:
             share_v.append(float(subspace_share(v, basis)))
             share_qv.append(float(subspace_share(qv, basis)))
+            share_random.append(float(subspace_share(randoms @ q.T, basis).mean()))
+        if prompts is not None:
+            gain.append(float(_lens_margin(model, qv, prompts, p) - _lens_margin(model, v, prompts, p)))
     nan = torch.full((n_prompts,), float("nan"))
     v0 = carried if carried.ndim == 1 else carried[0]
     report = MapReport(
@@ -283,8 +315,17 @@ def _fit_maps(
         angles=torch.stack(angles), scaling=torch.stack(scaling),
         share_v=torch.tensor(share_v) if share_v else nan, share_qv=torch.tensor(share_qv) if share_qv else nan,
         lens_v=logit_lens(model, v0.double()), lens_qv=logit_lens(model, qv0),
+        share_random=torch.tensor(share_random) if share_random else None,
+        margin_gain=torch.tensor(gain) if gain else None,
     )
     return report, torch.stack(maps)  # [prompts, d, d]
+
+
+def _lens_margin(model: HookedModel, v: Float[Tensor, " d_model"], prompts: ICLBatch, row: int) -> float:
+    """The true answer's logit-lens margin of ``v`` for prompt ``row``: :meth:`Metric.answer_effect` of
+    ``ln_final(v)`` (the target's logit minus the label set's mean; regression: the read-out)."""
+    read = model.ln_final(v.to(model.dtype))[None]
+    return float(prompts.metric.answer_effect(read, model.W_U, prompts.targets[row : row + 1], prompts.label_set)[0])
 
 
 def linear_dynamics(
@@ -318,10 +359,10 @@ def linear_dynamics(
                                       scales=scales, seed=seed)
     bar.update(1)
 
-    label_set = getattr(task, "label_set", None)
-    basis = torch.linalg.qr(model.W_U[:, label_set].double()).Q if isinstance(label_set, Tensor) else None
+    basis = _label_basis(model, task)
 
-    direct, direct_maps = _fit_maps(model, layer, final, thetas.double(), changes[final].double(), theta, basis, seed)
+    direct, direct_maps = _fit_maps(model, layer, final, thetas.double(), changes[final].double(), theta, basis, seed,
+                                    prompts)
     bar.update(1)
     steps, chain = [], torch.eye(model.d_model, dtype=torch.float64).expand(n_prompts, -1, -1)
     inputs, carried = thetas.double(), theta.double()
@@ -360,3 +401,99 @@ def linear_dynamics(
     return DynamicsResult(layer=layer, direct=direct, steps=steps, chain_mismatch=mismatch, chain_r2=chain_r2,
                           r2_by_scale=r2_by_scale, injected=injected, final_direct=final_direct, zero_shot=zero,
                           scales=list(scales))
+
+
+def _label_basis(model: HookedModel, task: Task) -> Tensor | None:
+    """An orthonormal basis of the label tokens' unembedding columns (``None`` without a label set)."""
+    label_set = getattr(task, "label_set", None)
+    return torch.linalg.qr(model.W_U[:, label_set].double()).Q if isinstance(label_set, Tensor) else None
+
+
+@dataclass
+class InjectionLayerMaps(Records):
+    """Yang et al. 2025a's early-vs-late contrast: a vector learned at each injection layer and its direct map.
+
+    Attributes:
+        layers: the injection layers ``l``.
+        maps: for each, the per-prompt maps ``W_{l→L}`` of the vector learned there, split by the polar
+            decomposition (``cos_rotation``, ``angles``, ``scaling``, ``r2``, label shares with their
+            random baseline, answer-margin gain).
+        injected: each vector's score injected at its layer (same prompts); ``zero_shot``: without.
+        n_prompts: prompts the maps were fitted on; ``seed``: their seed (and the vectors').
+    """
+
+    layers: list[int]
+    maps: list[MapReport]
+    injected: list[EvalResult]
+    zero_shot: EvalResult
+    n_prompts: int
+    seed: int
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One row per injection layer: the direct map's split (means over prompts) and the vector's score."""
+        return [{"layer": layer, **{k: v for k, v in m.summary().items() if k not in ("source", "target")},
+                 "injected": r.mean, "injected_stderr": r.stderr}
+                for layer, m, r in zip(self.layers, self.maps, self.injected)]
+
+    def trend(self, key: str) -> float:
+        """The last injection layer's mean ``key`` minus the first's (e.g. ``"cos_rotation"``: > 0 when
+        late injections are rotated less)."""
+        rows = self.to_records()
+        return float(rows[-1][key] - rows[0][key])
+
+
+def injection_layer_maps(
+    model: HookedModel,
+    task: Task,
+    *,
+    layers: list[int] | None = None,
+    vectors: dict[int, TaskVector] | None = None,
+    n_prompts: int = 16,
+    n_copies: int = 256,
+    scales: tuple[float, ...] = (0.05, 0.1, 0.2),
+    n_shots: int | None = None,
+    seed: int = 0,
+    learn: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> InjectionLayerMaps:
+    """Learn an LTV at every injection layer and split the direct map that carries it to the final stream.
+
+    Args:
+        model: the model.
+        task: the task (one task of a family: the maps carry its vector).
+        layers: injection layers (default: every block, ``0 … n_layers − 1``).
+        vectors: these last-position ``add`` vectors, one per layer, instead of learning them.
+        n_prompts: zero-shot prompts, a map fitted for each (seed ``seed``).
+        n_copies: perturbed copies per map (≥ 2·d_model).
+        scales: perturbation scales ``λ``.
+        n_shots: demonstrations of the prompts the vectors learn from.
+        seed: seed of the prompts, the copies and the vectors.
+        learn: keyword arguments of :func:`~tvlens.vectors.learn_task_vector` (they override ``n_shots`` and ``seed``).
+        progress: a tqdm bar over the layers.
+    """
+    layers = list(range(model.n_layers)) if layers is None else [model.check_layer(k) for k in layers]
+    if not layers:
+        raise ValueError("layers=[]: expected at least one injection layer")
+    vectors = dict(vectors or {})
+    missing = [k for k in vectors if k not in layers]
+    if missing:
+        raise ValueError(f"vectors has layers {missing} that are not in layers={layers}")
+    batch = task.sample(n_prompts, n_shots, seed=seed)
+    basis, final = _label_basis(model, task), model.n_layers
+    maps, injected = [], []
+    for layer in tqdm(layers, desc="maps by injection layer", disable=not progress, leave=False, delay=0.5):
+        if layer not in vectors:
+            options = {"n_shots": n_shots, "seed": seed, "progress": False, **(learn or {})}
+            vectors[layer], _ = learn_task_vector(model, task, layer, **options)
+        theta, site = single_site(model, vectors[layer], "injection_layer_maps")
+        if site.layer != layer:
+            raise ValueError(f"vectors[{layer}] sits at layer {site.layer}; expected layer {layer}")
+        thetas, changes = collect_changes(model, batch.zero_shot, theta, layer, positions=site.positions,
+                                          n_copies=n_copies, scales=scales, seed=seed)
+        report, _ = _fit_maps(model, layer, final, thetas.double(), changes[final].double(), theta, basis, seed,
+                              batch.zero_shot)
+        maps.append(report)
+        injected.append(evaluate(model, task, "injected", vectors[layer], batch=batch, progress=False))
+    zero = evaluate(model, task, "zero_shot", batch=batch, progress=False)
+    return InjectionLayerMaps(layers=layers, maps=maps, injected=injected, zero_shot=zero, n_prompts=n_prompts,
+                              seed=seed)
