@@ -138,12 +138,48 @@ def test_reinjection_reports_all_paths(trained_perm_model):
     tv = TaskVector.single(torch.randn(model.d_model) * 0.5, 1)
     result = ov_decomposition(model, task, tv, n_prompts=32)
     assert result.reinjection["vector"].mean != result.reinjection["zero_shot"].mean  # a share to compute
-    assert set(result.reinjection) == {"zero_shot", "vector", "theta_ov", "theta_mlp"}
+    assert set(result.reinjection) == {"zero_shot", "vector", "theta_ov", "theta_attention", "theta_mlp",
+                                       "attention_per_prompt", "mlp_per_prompt"}
     assert all(r.values.numel() == 32 for r in result.reinjection.values())
     torch.testing.assert_close(result.theta_ov, theta_ov(model, tv.vector(), 1))
-    summary = result.summary()
-    expected = (summary["theta_ov"] - summary["zero_shot"]) / (summary["vector"] - summary["zero_shot"])
-    assert summary["ov_share"] == pytest.approx(expected, nan_ok=True)
+    assert set(result.reinjection_shares()) == set(result.reinjection) - {"zero_shot", "vector"}
+
+
+def test_paths_sum_to_the_final_change(trained_perm_model):
+    """The per-prompt attention / MLP / direct split adds up to the answer effect of the final stream's change,
+    computed here from the final residual stream of a clean and an injected run."""
+    model, family, _ = trained_perm_model
+    task = family.single(0)
+    tv = TaskVector.single(torch.randn(model.d_model), 1)
+    batch = task.sample(16, 4, seed=3)
+    result = ov_decomposition(model, task, tv, batch=batch, reinject=False)
+    prompts = batch.zero_shot
+    final = model.hook_name(model.n_layers - 1, "resid_post")
+    with torch.no_grad():
+        _, clean = model.run_with_cache(prompts.inputs, [final], attention_mask=prompts.attention_mask)
+        with tv.inject(model):
+            _, moved = model.run_with_cache(prompts.inputs, [final, "ln_final.hook_scale"],
+                                            attention_mask=prompts.attention_mask)
+    q = prompts.query_positions
+    rows = torch.arange(len(prompts))
+    delta = (moved[final] - clean[final])[rows, q]
+    delta = (delta - delta.mean(-1, keepdim=True)) / moved["ln_final.hook_scale"][rows, q] * model.norm_parameters(
+        "ln_final")[0]
+    logits = delta @ model.W_U
+    expected = logits[rows, prompts.targets] - logits[:, prompts.label_set].mean(-1)
+    torch.testing.assert_close(result.paths["total"], expected.double(), rtol=1e-4, atol=1e-5)
+    parts = result.paths["direct"] + result.paths["attention"] + result.paths["mlp"]
+    torch.testing.assert_close(parts, result.paths["total"])
+    shares = result.path_shares()
+    assert sum(shares.values()) == pytest.approx(1.0)
+    # θ_MLP: the prompt-averaged change of each later MLP's output at the query, one row per layer
+    mlps = [model.hook_name(k, "mlp_out") for k in range(1, model.n_layers)]
+    with torch.no_grad():
+        _, c = model.run_with_cache(prompts.inputs, mlps, attention_mask=prompts.attention_mask)
+        with tv.inject(model):
+            _, m = model.run_with_cache(prompts.inputs, mlps, attention_mask=prompts.attention_mask)
+    expected_mlp = torch.stack([(m[n] - c[n])[rows, q].mean(0) for n in mlps])
+    torch.testing.assert_close(result.theta_mlp, expected_mlp)
 
 
 def test_errors(tiny_model, small_task):

@@ -17,8 +17,18 @@ prediction). It also reports how much each later MLP's output at the query chang
 
 Yang et al. 2025a's **re-injection test** keeps the simplest form: ``θ_OV = Σ_{l' ≥ l, k} θ W_V[l',k] W_O[l',k]``
 (no LayerNorm, no attention weights) is injected *in place of* θ, and its accuracy is set next to
-θ's and zero-shot's (Yang et al. 2025a: 52 % vs 83 % vs ~0). The MLP counterpart ``θ_MLP`` is the summed change of
-the later MLP outputs at the query, averaged over prompts.
+θ's and zero-shot's (Yang et al. 2025a: 52 % vs 83 % vs ~0).
+
+**Where the effect goes, exactly.** The stream is a sum of what the blocks write, so at the query
+the change θ causes in the final stream splits with no approximation into θ itself (when it sits at
+the query), the later attention outputs' changes ``Δattn_out[l']`` and the later MLP outputs' changes
+``Δmlp_out[l']`` (injected minus clean run). Read through ``ln_final`` with the injected run's scale
+frozen and ``W_U`` (a linear map), the three **paths** add up to the total answer effect of the
+final change, prompt by prompt (:attr:`OVResult.paths`). The re-injection test is run on the same
+terms *where they are written*: each prompt's own attention (or MLP) terms added to ``attn_out``
+(``mlp_out``) of their layers at its query, and the prompt-averaged terms — ``θ_MLP`` is the
+averaged MLP terms, each added at its own layer (not summed into one vector at θ's layer, which
+would put what the last blocks wrote into the first block's input).
 
 Indexing: θ at ``resid_pre`` of block ``l`` is first read by block ``l``'s heads, so "later heads" are
 ``l' ≥ l`` here; Yang et al. 2025a writes ``l' > l`` for a θ added to the *output* of layer ``l``. Same heads.
@@ -98,9 +108,14 @@ class OVResult(Records):
             (regression: the change of the prediction).
         mlp_change: ``‖Δ mlp_out‖`` at the query, injected minus clean run.
         theta_ov: Yang et al. 2025a's ``θ_OV`` (see module docstring).
-        theta_mlp: ``Σ_{l'} Δ mlp_out`` at the query, averaged over prompts (``None`` for attention-only models).
-        reinjection: accuracy (or error) of ``"zero_shot"``, ``"vector"`` (θ), ``"theta_ov"`` and
-            ``"theta_mlp"`` injected in θ's place, on the same prompts.
+        theta_mlp: ``Δ mlp_out[l']`` at the query for ``l' ≥ layer``, averaged over prompts, one row per
+            layer (``None`` for attention-only models); re-injected at each row's own ``mlp_out``.
+        paths: the exact split of the answer effect of the final stream's change at the query, per
+            prompt: ``"direct"`` (θ itself when it sits at the query), ``"attention"`` (``Σ Δattn_out``),
+            ``"mlp"`` (``Σ Δmlp_out``) and their sum ``"total"``.
+        reinjection: score (accuracy or error) on the same prompts of ``"zero_shot"``, ``"vector"`` (θ),
+            and in θ's place: ``"theta_ov"``; ``"theta_attention"`` / ``"theta_mlp"`` (prompt-averaged
+            terms where written); ``"attention_per_prompt"`` / ``"mlp_per_prompt"`` (each prompt's own terms).
         n_prompts: prompts averaged over; ``seed``: their seed.
     """
 
@@ -111,10 +126,11 @@ class OVResult(Records):
     logit_effect: Float[Tensor, "n_layers n_heads"]
     mlp_change: Float[Tensor, " n_layers"]
     theta_ov: Float[Tensor, " d_model"]
-    theta_mlp: Float[Tensor, " d_model"] | None
+    theta_mlp: Float[Tensor, "layers d_model"] | None
     reinjection: dict[str, EvalResult]
     n_prompts: int
     seed: int
+    paths: dict[str, Float[Tensor, " batch"]]
 
     @property
     def ov_share(self) -> float:
@@ -126,12 +142,26 @@ class OVResult(Records):
         """The same share for ``θ_MLP`` (NaN for attention-only models)."""
         return _share(self.reinjection, "theta_mlp") if "theta_mlp" in self.reinjection else float("nan")
 
+    def reinjection_shares(self) -> dict[str, float]:
+        """Share of θ's gain over zero-shot that each re-injected stand-in recovers."""
+        return {key: _share(self.reinjection, key) for key in self.reinjection if key not in ("zero_shot", "vector")}
+
+    def path_shares(self) -> dict[str, float]:
+        """Share of the answer effect carried by each path: the per-prompt effects averaged over prompts,
+        then divided by the averaged total (they sum to 1). A ratio per prompt is not averaged: it
+        explodes on prompts where θ's total effect is near zero."""
+        total = float(self.paths["total"].mean())
+        return {key: float(self.paths[key].mean()) / total if total != 0 else float("nan")
+                for key in ("direct", "attention", "mlp")}
+
     def summary(self) -> dict[str, float]:
-        """Re-injection scores (mean ± stderr) and the shares, as plain numbers."""
+        """Re-injection scores (mean ± stderr), their shares of θ's gain, and the path shares, as plain numbers."""
         out: dict[str, float] = {}
         for key, result in self.reinjection.items():
             out[key], out[f"{key}_stderr"] = result.mean, result.stderr
+        out.update({f"{key}_share": value for key, value in self.reinjection_shares().items()})
         out["ov_share"], out["mlp_share"] = self.ov_share, self.mlp_share
+        out.update({f"path_{key}": value for key, value in self.path_shares().items()})
         return out
 
     def to_records(self) -> list[dict[str, Any]]:
@@ -169,7 +199,7 @@ def ov_decomposition(
         seed: seed of the prompts.
         batch: these prompts instead of sampled ones.
         base: inject into the zero-shot queries (TVP mode, default) or the n-shot prompts.
-        reinject: also run the re-injection test (three extra evaluations).
+        reinject: also run the re-injection test (seven extra evaluations).
     """
     theta, site = single_site(model, vector, "ov_decomposition")
     if base not in ("zero_shot", "icl"):
@@ -185,10 +215,11 @@ def ov_decomposition(
     if norm is not None:
         names += [model.hook_name(k, "ln1.hook_scale") for k in layers] + ["ln_final.hook_scale"]
     mlp_names = [] if attn_only else [model.hook_name(k, "mlp_out") for k in layers]
+    attn_names = [model.hook_name(k, "attn_out") for k in layers]
     with torch.no_grad():
-        _, clean = model.run_with_cache(inputs, mlp_names, attention_mask=mask)
+        _, clean = model.run_with_cache(inputs, mlp_names + attn_names, attention_mask=mask)
         with inject(model, vector):
-            _, cache = model.run_with_cache(inputs, names + mlp_names, attention_mask=mask)
+            _, cache = model.run_with_cache(inputs, names + mlp_names + attn_names, attention_mask=mask)
         rows = torch.arange(len(prompts), device=model.device)
         p = _one_position(model, site.positions, prompts)
         q = prompts.query_positions.to(model.device)
@@ -210,11 +241,22 @@ def ov_decomposition(
             contribution_norm[k] = contribution.norm(dim=-1).double().mean(0).cpu()
             logit_effect[k] = _answer_effect(read, model.W_U, prompts).double().mean(0).cpu()
         mlp_change = torch.full((n_layers,), float("nan"), dtype=torch.float64)
-        theta_mlp = None
+        terms = {"attention": torch.stack([(cache[n] - clean[n])[rows, q] for n in attn_names], 1)}  # [batch, layers, d]
         if not attn_only:
-            deltas = torch.stack([(cache[n] - clean[n])[rows, q] for n in mlp_names], 1)  # [batch, layers, d]
-            mlp_change[layer:] = deltas.norm(dim=-1).double().mean(0).cpu()
-            theta_mlp = deltas.sum(1).mean(0)
+            terms["mlp"] = torch.stack([(cache[n] - clean[n])[rows, q] for n in mlp_names], 1)
+            mlp_change[layer:] = terms["mlp"].norm(dim=-1).double().mean(0).cpu()
+        theta_mlp = terms["mlp"].mean(0) if "mlp" in terms else None
+
+        # the exact split of the final change at the query, read by ln_final (injected scale) and W_U
+        def effect(delta: Tensor) -> Tensor:
+            read = frozen_norm(delta, final_scale, norm, final_weight)
+            return prompts.metric.answer_effect(read, model.W_U, prompts.targets, prompts.label_set).double().cpu()
+
+        at_query = (p == q).to(theta.dtype)[:, None]
+        paths = {"direct": effect(at_query * theta.expand(len(prompts), -1)),
+                 "attention": effect(terms["attention"].sum(1)),
+                 "mlp": effect(terms["mlp"].sum(1)) if "mlp" in terms else torch.zeros(len(prompts), dtype=torch.float64)}
+        paths["total"] = paths["direct"] + paths["attention"] + paths["mlp"]
         ov_vector = theta_ov(model, theta, layer)
 
     reinjection: dict[str, EvalResult] = {}
@@ -225,13 +267,23 @@ def ov_decomposition(
             iv = Intervention(v.detach().to(model.dtype), layer, positions=site.positions)
             return evaluate(model, task, "injected", iv, batch=batch, base=base, progress=False)
 
+        def written(kind: str, per_prompt: bool) -> EvalResult:
+            # each term goes back where its block wrote it: attn_out / mlp_out of its layer, at the query
+            hook = "attn_out" if kind == "attention" else "mlp_out"
+            stack = terms[kind] if per_prompt else terms[kind].mean(0)
+            ivs = [Intervention((stack[:, i] if per_prompt else stack[i]).to(model.dtype), k, hook=hook)
+                   for i, k in enumerate(layers)]
+            return evaluate(model, task, "injected", ivs, batch=batch, base=base, progress=False)
+
         reinjection = {"zero_shot": score(None), "vector": score(theta), "theta_ov": score(ov_vector)}
-        if theta_mlp is not None:
-            reinjection["theta_mlp"] = score(theta_mlp)
+        for kind in terms:
+            reinjection[f"theta_{kind}"] = written(kind, per_prompt=False)
+        for kind in terms:
+            reinjection[f"{kind}_per_prompt"] = written(kind, per_prompt=True)
     return OVResult(layer=layer, ov_norm=ov_norm, attention=attention, contribution_norm=contribution_norm,
                     logit_effect=logit_effect, mlp_change=mlp_change, theta_ov=ov_vector.detach(),
                     theta_mlp=None if theta_mlp is None else theta_mlp.detach(), reinjection=reinjection,
-                    n_prompts=len(prompts), seed=seed)
+                    n_prompts=len(prompts), seed=seed, paths=paths)
 
 
 def _answer_effect(

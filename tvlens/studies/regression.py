@@ -104,28 +104,9 @@ def regression_fidelity(
              for n in lengths if n > max_shots]
     lengths = [n for n in lengths if n <= max_shots]
 
-    # vectors and layers, chosen once on unshifted prompts of the training length
     splits = Splits(seed)
-    dev_seed = splits.dev
-    made: dict[str, Any] = {}
-    if "vanilla" in methods or "learned" in methods:
-        profile = tvp_by_layer(model, task, n_prompts=n_prompts, n_shots=train_shots, seed=dev_seed)
-        made["vanilla_layer"] = profile.best_layer
-    if "function" in methods:
-        _, fv = function_vector(model, task, 0, top_k=default_top_k(model),
-                                n_shots=train_shots, seed=seed)
-        dev = task.sample(n_prompts, train_shots, seed=dev_seed)
-        heads = _heads(model, dev, fv.top_heads)
-        scores = [evaluate(model, task, "injected", Intervention(heads, layer), batch=dev, progress=False).mean
-                  for layer in range(model.n_layers)]
-        made["fv_heads"], made["fv_layer"] = fv.top_heads, int(torch.tensor(scores).argmin())
-    if "learned" in methods:
-        made["ltv"], _ = learn_task_vector(model, task, made["vanilla_layer"], n_shots=train_shots, progress=progress,
-                                           seed=seed)
-    if "head_weighted" in methods:
-        _, made["hw"] = head_weighted_task_vector(model, task, n_shots=train_shots, head_source="prompt",
-                                                  progress=progress, seed=seed)
-
+    made = fidelity_vectors(model, task, methods, train_shots=train_shots, n_prompts=n_prompts, seed=seed,
+                            progress=progress)
     records: list[dict[str, Any]] = []
     for shift in shifts:
         variant = shifted(task, shift)
@@ -135,7 +116,7 @@ def regression_fidelity(
                 continue
             test = splits.sample(variant, "shared", n_prompts, n)
             for method in methods:
-                result = _score(model, variant, test, method, made)
+                result = fidelity_score(model, variant, test, method, made)
                 records.append({"shift": shift, "n_shots": n, "beyond_training": n > train_shots, "method": method,
                                 "mse_per_dim": result.mean, "stderr": result.stderr, "n": result.values.numel()})
     settings = {"model": label, "task": task.to_dict(), "train_shots": train_shots, "max_shots": max_shots,
@@ -150,7 +131,40 @@ def _heads(model: HookedModel, batch: ICLBatch, heads: list[tuple[int, int]]) ->
     return sum(outputs[:, layer, head] for layer, head in heads)
 
 
-def _score(model: HookedModel, task: RegressionTask, test: ICLBatch, method: str, made: dict[str, Any]) -> EvalResult:
+def fidelity_vectors(
+    model: HookedModel, task: RegressionTask, methods: Sequence[str], *, train_shots: int, n_prompts: int = 200,
+    seed: int = 0, progress: bool = False,
+) -> dict[str, Any]:
+    """Each method's vector (or layer and heads), made once on unshifted prompts of the training length.
+
+    Layers and FV heads are chosen on the ``dev`` split of ``seed``; the LTV and the head weights ``ω``
+    learn on their own splits. Pass the result to :func:`fidelity_score`.
+    """
+    dev_seed = Splits(seed).dev
+    made: dict[str, Any] = {}
+    if "vanilla" in methods or "learned" in methods:
+        profile = tvp_by_layer(model, task, n_prompts=n_prompts, n_shots=train_shots, seed=dev_seed)
+        made["vanilla_layer"] = profile.best_layer
+    if "function" in methods:
+        _, fv = function_vector(model, task, 0, top_k=default_top_k(model), n_shots=train_shots, seed=seed)
+        dev = task.sample(n_prompts, train_shots, seed=dev_seed)
+        heads = _heads(model, dev, fv.top_heads)
+        scores = [evaluate(model, task, "injected", Intervention(heads, layer), batch=dev, progress=False).mean
+                  for layer in range(model.n_layers)]
+        made["fv_heads"], made["fv_layer"] = fv.top_heads, int(torch.tensor(scores).argmin())
+    if "learned" in methods:
+        made["ltv"], _ = learn_task_vector(model, task, made["vanilla_layer"], n_shots=train_shots, progress=progress,
+                                           seed=seed)
+    if "head_weighted" in methods:
+        _, made["hw"] = head_weighted_task_vector(model, task, n_shots=train_shots, head_source="prompt",
+                                                  progress=progress, seed=seed)
+    return made
+
+
+def fidelity_score(model: HookedModel, task: RegressionTask, test: ICLBatch, method: str,
+                   made: dict[str, Any]) -> EvalResult:
+    """One method's score on ``test`` (vectors from :func:`fidelity_vectors`; ``vanilla``, ``function`` and
+    ``head_weighted`` are read from each test prompt itself)."""
     if method in ("icl", "zero_shot"):
         return evaluate(model, task, method, batch=test, progress=False)
     if method == "vanilla":
@@ -167,4 +181,4 @@ def _score(model: HookedModel, task: RegressionTask, test: ICLBatch, method: str
     return evaluate(model, task, "injected", vector, batch=test, progress=False)
 
 
-__all__ = ["FIDELITY_METHODS", "SHIFTS", "regression_fidelity", "shifted"]
+__all__ = ["FIDELITY_METHODS", "SHIFTS", "fidelity_score", "fidelity_vectors", "regression_fidelity", "shifted"]
