@@ -22,8 +22,9 @@ def quick_report(tmp_path_factory):
 def test_sections_and_summary(quick_report):
     report, _ = quick_report
     groups = [group for group, _ in report.sections]
-    assert groups == ["perm-mix", "linear-regression", "Studies across models"]
-    assert len(report.sections[0][1]) == 14 and len(report.sections[1][1]) == 2 and len(report.sections[2][1]) == 3
+    assert groups == ["Paper claims on the zoo", "perm-mix", "linear-regression", "Studies across models"]
+    assert [len(sections) for _, sections in report.sections] == [1, 16, 2, 3]
+    assert report.sections[0][1][0].title == "Claims ledger"  # the report opens with the ledger
     assert all(s.explanation for _, sections in report.sections for s in sections)
     perm = report.summary[0]
     assert perm["model"] == "perm-mix" and perm["ICL"] > 0.9 and perm["learned TV (best layer)"] > perm["zero-shot"]
@@ -32,7 +33,7 @@ def test_sections_and_summary(quick_report):
 def test_second_run_reads_every_stage_from_the_cache(quick_report):
     report, config = quick_report
     again = build_report(config, progress=False)
-    assert report.cache_hits == 0 and again.cache_hits == 6 + 2 + 3  # perm-mix, linear-regression, studies
+    assert report.cache_hits == 0 and again.cache_hits == 1 + 7 + 2 + 3  # ledger, perm-mix, linear-regression, studies
     assert again.summary == report.summary
 
 
@@ -40,7 +41,7 @@ def test_html_is_self_contained(quick_report, tmp_path):
     report, _ = quick_report
     text = render_html(report)
     assert "https://" not in re.sub(r"<script type=\"text/javascript\">.*?</script>", "", text, flags=re.S)
-    assert text.count("<section class=\"figure\">") == 19
+    assert text.count("<section class=\"figure\">") == 22
     path = write_report(report, tmp_path / "r.html")
     assert path.read_text() == text
     assert [p.name for p in tmp_path.iterdir()] == ["r.html"]  # no temporary file left
@@ -61,10 +62,10 @@ def test_a_declared_stage_is_all_a_new_figure_takes(quick_report, monkeypatch):
     totals = []
     monkeypatch.setattr(report_module, "tqdm", lambda total, **kwargs: totals.append(total) or _Bar())
     report = build_report(ReportConfig(models=["perm-mix"], quick=True, cache_dir=config.cache_dir, studies=False))
-    assert totals == [6 + 2]
+    assert totals == [7 + 2]
     assert report.sections[0][1][-1].title == "Embedding norm"
     assert report.summary[0]["‖W_E‖"] == pytest.approx(float(report_module.zoo.load("perm-mix").W_E.norm()))
-    with pytest.raises(ValueError, match=r"Stage.scope='global': expected 'model' or 'studies'"):
+    with pytest.raises(ValueError, match=r"Stage.scope='global': expected one of \('ledger', 'model', 'studies'\)"):
         Stage("x", "x", lambda run: True, draw=lambda run, value: [], scope="global")
 
 
@@ -105,7 +106,7 @@ def test_report_renders_in_a_headless_browser(quick_report, tmp_path):
                           "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120).stdout
     figures = re.search(r'data-figures="(\d+)"', dom)
     assert figures is not None, "the page's load handler did not run"
-    assert int(figures.group(1)) == 19
+    assert int(figures.group(1)) == 22
     assert 'data-missing=""' in dom
     assert '<div id="tvlens-js-errors" hidden="">[]</div>' in dom
     assert ">new text<" not in dom  # plotly's drawn placeholder for an empty annotation
@@ -118,7 +119,7 @@ def test_report_on_a_hugging_face_model(tmp_path):
     directory = build("gpt2", tmp_path / "tiny", train_tokenizer(), d_model=32)
     report = build_report(ReportConfig(models=[str(directory)], quick=True, studies=False), progress=False)
     (group, sections), = report.sections
-    assert group == str(directory) and len(sections) == 13
+    assert group == str(directory) and len(sections) == 15
     assert "Formation over training" not in [s.title for s in sections]
     assert report.summary[0]["model"] == str(directory)
     with pytest.raises(KeyError, match="not a zoo model"):

@@ -1,11 +1,13 @@
 """``tvlens report``: the whole pipeline on zoo models, written as one self-contained HTML file.
 
-For every token model: task vectors by layer (vanilla, function, learned), the OV decomposition of
-a learned vector and Yang et al. 2025a's re-injection test, saliency and exact ablation of every head with key
-heads vs random heads, the attention pattern of the top key head, linear dynamics with the logit
-lens, and where the vector forms (by layer and over training). Across models: the TVP-loss
-comparison, depth vs complexity, and — for regression models — fidelity by prompt length. Each
-figure has a short explanation under it; a summary table is on top.
+It opens with the claims ledger: every paper claim measured over tasks × seeds, with its interval and
+verdict. Then, for every token model: task vectors by layer (vanilla, function, learned), the OV
+decomposition of a learned vector, its attention and MLP paths and Yang et al. 2025a's re-injection
+test, saliency and exact ablation of every head with key heads vs random heads, the attention
+pattern of the top key head, linear dynamics with the logit lens, rotation vs scaling of vectors
+injected at each layer, and where the vector forms (by layer and over training). Across models: the
+TVP-loss comparison, depth vs complexity, and — for regression models — fidelity by prompt length.
+Each figure has a short explanation under it; a summary table is on top.
 
 The report is one list of declared stages, :data:`STAGES` (each runs per model or once across
 models): each names its cache key, progress weight, computation, figures and summary entries, so
@@ -39,8 +41,8 @@ from tvlens import zoo
 from tvlens._config import Config
 from tvlens._io import atomic_write, atomic_write_text, first_line
 from tvlens._version import __version__
-from tvlens.analysis import key_head_analysis, linear_dynamics, ov_decomposition
-from tvlens.analysis.dynamics import DynamicsResult
+from tvlens.analysis import injection_layer_maps, key_head_analysis, linear_dynamics, ov_decomposition
+from tvlens.analysis.dynamics import DynamicsResult, InjectionLayerMaps
 from tvlens.analysis.heads import KeyHeadResult
 from tvlens.analysis.ov import OVResult
 from tvlens.models.hooked import HookedModel
@@ -49,16 +51,22 @@ from tvlens.plot import (
     dynamics_figure,
     formation_heatmap,
     head_heatmap,
+    injection_layers_figure,
     key_vs_random_figure,
     layer_histogram_figure,
+    ledger_figure,
     logit_lens_figure,
     method_layers_figure,
     method_table_figure,
+    paths_figure,
     profile_figure,
     regression_figure,
     reinjection_figure,
 )
 from tvlens.studies import (
+    ClaimsLedger,
+    LedgerConfig,
+    claims_ledger,
     depth_vs_complexity,
     formation_over_training,
     method_table,
@@ -88,7 +96,8 @@ class ReportConfig(Config):
         quick: fewer prompts and copies (for tests and previews).
         seed: seed of every stage's prompts.
         cache_dir: where stage results are cached (``None``: no cache).
-        studies: also run the cross-model studies (TVP-loss, depth vs complexity, the Yang et al. 2025a table).
+        studies: also run the claims ledger (first) and the cross-model studies (TVP-loss, depth vs complexity,
+            the Yang et al. 2025a table).
     """
 
     models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
@@ -244,6 +253,10 @@ class Run:
         return {"name": self.group, "n": self.config.n_prompts, "seed": self.config.seed, **params}
 
 
+#: The report's parts, in order: the claims ledger, one group per model, the cross-model studies.
+SCOPES = ("ledger", "model", "studies")
+
+
 @dataclass(frozen=True)
 class Stage:
     """One step of the report: a result computed (or read from the cache) and the figures drawn from it.
@@ -259,7 +272,8 @@ class Stage:
         summary: its entries in the summary table.
         owner: the model whose fingerprint keys the cache entry (default: the group's model).
         weight: its share of the progress bar (its cost, roughly).
-        scope: ``"model"`` (runs for every model it applies to) or ``"studies"`` (runs once, across models).
+        scope: ``"ledger"`` (runs once, first: the claims ledger), ``"model"`` (runs for every model it
+            applies to) or ``"studies"`` (runs once, across models, last).
     """
 
     name: str
@@ -275,8 +289,8 @@ class Stage:
     scope: str = "model"
 
     def __post_init__(self) -> None:
-        if self.scope not in ("model", "studies"):
-            raise ValueError(f"Stage.scope={self.scope!r}: expected 'model' or 'studies'")
+        if self.scope not in SCOPES:
+            raise ValueError(f"Stage.scope={self.scope!r}: expected one of {SCOPES}")
 
     def run(self, run: Run, cache: _Cache) -> Any:
         if self.compute is None:
@@ -327,12 +341,18 @@ def _ov_sections(run: Run, ov: OVResult) -> list[Section]:
                 "That θ-term read through ln_final and the unembedding: the target label's logit minus the mean label "
                 "logit. Positive heads push the answer directly."),
         Section("Re-injection of the OV and MLP paths", reinjection_figure(ov),
-                "Yang et al. 2025a's test: θ_OV = Σ θ W_V W_O over every later head, injected in place of θ (and "
-                "θ_MLP, the summed change of the later MLP outputs). Yang et al. 2025a recover 52 % of 83 %. The "
-                "θ_OV share is (θ_OV − zero-shot) / "
+                "Yang et al. 2025a's test: θ_OV = Σ θ W_V W_O over every later head, injected in place of θ. Beside "
+                "it, what the later blocks actually wrote at the query (injected minus clean run), put back where "
+                "it was written: the attention terms and the MLP terms, averaged over prompts (θ_MLP) or each "
+                "prompt's own. Yang et al. 2025a recover 52 % of 83 %. The θ_OV share is (θ_OV − zero-shot) / "
                 f"(θ − zero-shot); here {ov.ov_share:.0%}"
                 + (": negative, because θ_OV alone does worse than the zero-shot query — the OV path by itself does "
                    "not carry the task, it moves the stream away from the answer." if ov.ov_share < 0 else ".")),
+        Section("Attention path vs MLP path", paths_figure(ov),
+                "The change θ causes in the final stream at the query is exactly θ itself (at the query) plus the "
+                "later attention outputs' changes plus the later MLP outputs' changes. Read through ln_final (its "
+                "scale frozen) and the unembedding, each part's effect on the answer margin, per prompt; the "
+                "legend gives each path's share of the mean effect."),
     ]
 
 
@@ -444,6 +464,22 @@ _MODEL_STAGES: tuple[Stage, ...] = (
                                               seed=run.config.seed, progress=run.progress),
           draw=_dynamics_sections,
           summary=lambda run, dynamics: {"dynamics R² (direct)": float(dynamics.direct.r2.mean())}),
+    Stage("injection-layers", "maps by injection layer", _tokens, expect=InjectionLayerMaps,
+          params=lambda run: run.key(quick=run.config.quick, ltv=asdict(LTV_CONFIG)),
+          compute=lambda run: injection_layer_maps(
+              run.model, run.task, vectors={k: run.results["compare"].vectors[("learned", k)]
+                                            for k in range(run.model.n_layers)},
+              n_prompts=4 if run.config.quick else 8, n_shots=run.shots, n_copies=2 * run.model.d_model + 64,
+              seed=run.config.seed),
+          draw=lambda run, maps: [Section(
+              "Rotation vs scaling by injection layer", injection_layers_figure(maps, f"{run.group}: direct maps of "
+                                                                                   "the vector learned at each layer"),
+              "Yang et al. 2025a's contrast: the learned vector of each layer, its direct map to the final stream "
+              "(one per prompt) split into a rotation Q and a scaling Σ. Early injections are rotated more (lower "
+              "cos(θ, Qθ), larger principal angles), late ones mostly scaled. The label share of Qθ is drawn with a "
+              "random vector's share (the baseline: about labels / d_model); the answer-margin gain is how much "
+              "the rotation raises the true answer's logit-lens margin.")],
+          summary=lambda run, maps: {"cos(θ, Qθ) late − early": maps.trend("cos_rotation")}),
     Stage("fidelity", "regression fidelity", _vectors, expect=StudyTable,
           params=lambda run: run.key(shifts=_fidelity_shifts(run)),
           compute=lambda run: regression_fidelity(run.group, shifts=_fidelity_shifts(run),
@@ -475,6 +511,35 @@ def _depth_sections(run: Run, depth: ComplexityResult) -> list[Section]:
                     f"{formed}.")]
 
 
+def _ledger_config(run: Run) -> LedgerConfig:
+    if run.config.quick:  # a preview: two tasks, one seed, the cheap claims (intervals too wide for verdicts)
+        return LedgerConfig(n_tasks=2, seeds=(run.config.seed,), n_prompts=run.config.n_prompts, epochs=5,
+                            claims=("ltv_beats_vanilla", "vanilla_beats_zero_shot", "key_heads", "theta_ov"))
+    return LedgerConfig(seeds=tuple(run.config.seed + k for k in range(3)), n_prompts=run.config.n_prompts)
+
+
+def _ledger_sections(run: Run, ledger: ClaimsLedger) -> list[Section]:
+    counts = {v: sum(r.verdict == v for r in ledger.rows) for v in ("holds", "mixed", "does not hold")}
+    c = ledger.config
+    return [Section("Claims ledger", ledger_figure(ledger),
+                    f"Every paper claim tvlens tests, on each zoo model where it applies: {c.n_tasks} tasks × "
+                    f"{len(c.seeds)} seeds, {c.n_prompts} test prompts each. The effect is positive when the claim "
+                    "holds; the bar is its 95 % interval over the tasks (seeds averaged within a task), the black "
+                    "tick what the claim needs. Verdict: holds (interval above the tick), does not hold (at or "
+                    f"below), mixed (straddles). Here: {counts['holds']} hold, {counts['mixed']} mixed, "
+                    f"{counts['does not hold']} do not hold. Hover a point for the claim and how its effect is "
+                    "measured; docs/studies.md has the table.")]
+
+
+_LEDGER_STAGES: tuple[Stage, ...] = (
+    Stage("ledger", "claims ledger", lambda run: True, scope="ledger", expect=ClaimsLedger, weight=8,
+          params=lambda run: _ledger_config(run).to_dict(), owner=lambda run: zoo.load("perm-mix"),
+          compute=lambda run: claims_ledger(_ledger_config(run), progress=run.progress),
+          draw=_ledger_sections,
+          summary=lambda run, ledger: {}),
+)
+
+
 def _table_models(run: Run) -> list[str]:
     return ["perm-mix"] if run.config.quick else ["perm-mix", "token-offset"]
 
@@ -503,7 +568,7 @@ _STUDY_STAGES: tuple[Stage, ...] = (
 )
 
 #: Every stage of the report, in order: adding a figure touches this list only.
-STAGES: tuple[Stage, ...] = (*_MODEL_STAGES, *_STUDY_STAGES)
+STAGES: tuple[Stage, ...] = (*_LEDGER_STAGES, *_MODEL_STAGES, *_STUDY_STAGES)
 
 
 def _model_run(name: str, config: ReportConfig) -> Run:
@@ -543,19 +608,22 @@ def build_report(config: ReportConfig | None = None, progress: bool = True) -> R
     report = Report(config=config)
     runs = [_model_run(name, config) for name in config.models]
     studies = Run("Studies across models", config) if config.studies else None
-    for run in [*runs, *([studies] if studies else [])]:
+    ledger = Run("Paper claims on the zoo", config) if config.studies else None
+    for run in [*runs, *([studies, ledger] if studies else [])]:
         run.progress = progress
-    per_model = [stage for stage in STAGES if stage.scope == "model"]
-    across = [stage for stage in STAGES if stage.scope == "studies"]
-    total = sum(stage.weight for run in runs for stage in per_model if stage.applies(run))
-    total += sum(stage.weight for stage in across if stage.applies(studies)) if studies is not None else 0
+    scoped = {scope: [stage for stage in STAGES if stage.scope == scope] for scope in SCOPES}
+    total = sum(stage.weight for run in runs for stage in scoped["model"] if stage.applies(run))
+    for once, scope in ((ledger, "ledger"), (studies, "studies")):
+        total += sum(stage.weight for stage in scoped[scope] if stage.applies(once)) if once is not None else 0
     with tqdm(total=total, desc="report", disable=not progress, dynamic_ncols=True) as bar:
+        if ledger is not None:
+            report.sections.append((ledger.group, _run_stages(ledger, scoped["ledger"], cache, bar)[0]))
         for run in runs:
-            sections, summary = _run_stages(run, per_model, cache, bar)
+            sections, summary = _run_stages(run, scoped["model"], cache, bar)
             report.sections.append((run.group, sections))
             report.summary.append(summary)
         if studies is not None:
-            report.sections.append((studies.group, _run_stages(studies, across, cache, bar)[0]))
+            report.sections.append((studies.group, _run_stages(studies, scoped["studies"], cache, bar)[0]))
     report.seconds, report.cache_hits = time.perf_counter() - start, cache.hits
     return report
 

@@ -241,7 +241,8 @@ def ov_decomposition(
             contribution_norm[k] = contribution.norm(dim=-1).double().mean(0).cpu()
             logit_effect[k] = _answer_effect(read, model.W_U, prompts).double().mean(0).cpu()
         mlp_change = torch.full((n_layers,), float("nan"), dtype=torch.float64)
-        terms = {"attention": torch.stack([(cache[n] - clean[n])[rows, q] for n in attn_names], 1)}  # [batch, layers, d]
+        # each later block's change at the query, [batch, layers, d]
+        terms = {"attention": torch.stack([(cache[n] - clean[n])[rows, q] for n in attn_names], 1)}
         if not attn_only:
             terms["mlp"] = torch.stack([(cache[n] - clean[n])[rows, q] for n in mlp_names], 1)
             mlp_change[layer:] = terms["mlp"].norm(dim=-1).double().mean(0).cpu()
@@ -255,7 +256,8 @@ def ov_decomposition(
         at_query = (p == q).to(theta.dtype)[:, None]
         paths = {"direct": effect(at_query * theta.expand(len(prompts), -1)),
                  "attention": effect(terms["attention"].sum(1)),
-                 "mlp": effect(terms["mlp"].sum(1)) if "mlp" in terms else torch.zeros(len(prompts), dtype=torch.float64)}
+                 "mlp": effect(terms["mlp"].sum(1)) if "mlp" in terms else torch.zeros(len(prompts),
+                                                                                       dtype=torch.float64)}
         paths["total"] = paths["direct"] + paths["attention"] + paths["mlp"]
         ov_vector = theta_ov(model, theta, layer)
 

@@ -1,4 +1,5 @@
-"""Figures of the propagation analyses: OV re-injection, linear dynamics by layer, the logit lens."""
+"""Figures of the propagation analyses: OV re-injection, the attention/MLP paths, linear dynamics by layer and by
+injection layer, the logit lens."""
 
 from __future__ import annotations
 
@@ -7,20 +8,57 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from tvlens.analysis.dynamics import DynamicsResult
+from tvlens.analysis.dynamics import DynamicsResult, InjectionLayerMaps
 from tvlens.analysis.ov import OVResult
 from tvlens.plot.style import color, layout, name
 
 
 def reinjection_figure(result: OVResult, title: str = "Re-injecting the OV and MLP paths in place of θ") -> go.Figure:
-    """Bars: zero-shot, θ, θ_OV and θ_MLP injected in θ's place (mean ± standard error)."""
-    keys = [k for k in ("zero_shot", "vector", "theta_ov", "theta_mlp") if k in result.reinjection]
+    """Bars: zero-shot, θ, and each stand-in injected in θ's place — θ_OV, the prompt-averaged attention and MLP
+    terms where they are written, each prompt's own terms (mean ± standard error)."""
+    order = ("zero_shot", "vector", "theta_ov", "theta_attention", "theta_mlp", "attention_per_prompt",
+             "mlp_per_prompt")
+    keys = [k for k in order if k in result.reinjection]
     values = [result.reinjection[k] for k in keys]
     fig = go.Figure(go.Bar(x=[name(k) for k in keys], y=[v.mean for v in values],
                            error_y={"type": "data", "array": [v.stderr for v in values]},
                            marker_color=[color(k) for k in keys], hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
     metric = values[0].metric.replace("mse_per_dim", "squared error / D")
     return layout(fig, f"{title} (θ_OV recovers {result.ov_share:.0%} of θ's gain)", "", metric)
+
+
+def paths_figure(result: OVResult, title: str = "Where the vector's effect goes") -> go.Figure:
+    """Per prompt, the answer effect of the final stream's change split into θ's direct path, the later attention
+    outputs and the later MLP outputs (box per path; the three add up to the total of each prompt)."""
+    fig = go.Figure()
+    shares = result.path_shares()
+    for i, key in enumerate(("direct", "attention", "mlp", "total")):
+        label = key if key == "total" else f"{key} ({shares[key]:.0%})"
+        fig.add_trace(go.Box(y=result.paths[key].tolist(), name=label, marker_color=color(key, i), boxmean=True,
+                             hovertemplate=f"{key}: %{{y:.3f}}<extra></extra>"))
+    return layout(fig, f"{title} (share of the mean effect per path)", "", "answer effect (logit margin)")
+
+
+def injection_layers_figure(result: InjectionLayerMaps,
+                            title: str = "Direct maps of vectors injected at each layer") -> go.Figure:
+    """Per injection layer, the direct map of the vector learned there: rotation (cos(θ, Qθ), largest principal
+    angle), scaling (anisotropy of Σ), fit (R²), label share of Qθ against a random vector's, answer-margin gain."""
+    rows = result.to_records()
+    x = [r["layer"] for r in rows]
+    fig = make_subplots(rows=2, cols=3, subplot_titles=("rotation: cos(θ, Qθ)", "largest principal angle (rad)",
+                                                        "anisotropy of Σ (max / mean)", "fit R²",
+                                                        "label share: Qθ vs random", "answer-margin gain θ → Qθ"))
+    panels = [("cos_rotation", 1, 1), ("max_angle", 1, 2), ("anisotropy", 1, 3), ("r2", 2, 1), ("share_qv", 2, 2),
+              ("margin_gain", 2, 3)]
+    for key, row, col in panels:
+        fig.add_trace(go.Scatter(x=x, y=[r[key] for r in rows], mode="lines+markers", name=key, showlegend=False,
+                                 line={"color": color("learned")},
+                                 hovertemplate=f"layer %{{x}}<br>{key} %{{y:.3f}}<extra></extra>"), row, col)
+    fig.add_trace(go.Scatter(x=x, y=[r["share_random"] for r in rows], mode="lines", name="random vector",
+                             line={"color": "#999", "dash": "dot"},
+                             hovertemplate="layer %{x}<br>random %{y:.3f}<extra></extra>"), 2, 2)
+    fig.update_xaxes(title_text="injection layer", dtick=1)
+    return layout(fig, title, "", "", height=620)
 
 
 def dynamics_figure(result: DynamicsResult, title: str = "Linear dynamics of the injected vector") -> go.Figure:
@@ -69,4 +107,4 @@ def logit_lens_figure(result: DynamicsResult, token_names: Sequence[str] | None 
     return fig
 
 
-__all__ = ["dynamics_figure", "logit_lens_figure", "reinjection_figure"]
+__all__ = ["dynamics_figure", "injection_layers_figure", "logit_lens_figure", "paths_figure", "reinjection_figure"]

@@ -1,4 +1,5 @@
-"""Figures of tidy study tables: regression error vs prompt length, the Yang et al. 2025a method table."""
+"""Figures of tidy study tables: regression error vs prompt length, the Yang et al. 2025a method table, the claims
+ledger."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from tvlens.plot.style import color, layout, name, rgba
+from tvlens.studies.claims import ClaimsLedger
 from tvlens.studies.table import StudyTable
+
+#: Colour of each verdict of the claims ledger.
+VERDICT_COLORS = {"holds": "#1b9e77", "mixed": "#e6ab02", "does not hold": "#d95f02"}
 
 
 def regression_figure(table: StudyTable, title: str = "Regression fidelity: error vs prompt length") -> go.Figure:
@@ -69,4 +74,37 @@ def method_table_figure(table: StudyTable, title: str = "Learned vs vanilla vs f
     return layout(fig, title, "setting", "accuracy")
 
 
-__all__ = ["method_table_figure", "regression_figure"]
+def ledger_figure(ledger: ClaimsLedger, title: str = "Paper claims on the zoo") -> go.Figure:
+    """A forest plot: one row per claim and model, the effect's mean and 95 % interval coloured by verdict,
+    the margin the claim needs marked (every effect is positive when its claim holds)."""
+    rows = ledger.rows
+    fig = go.Figure()
+    labels = [f"{r.claim} · {r.model}" for r in rows]
+    for verdict, hue in VERDICT_COLORS.items():
+        chosen = [i for i, r in enumerate(rows) if r.verdict == verdict]
+        if not chosen:
+            continue
+        # an interval from fewer than two tasks is unbounded: draw the point alone
+        def bar(i: int, side: str) -> float:
+            r = rows[i]
+            width = r.high - r.mean if side == "high" else r.mean - r.low
+            return width if width != float("inf") else 0.0
+
+        fig.add_trace(go.Scatter(
+            x=[rows[i].mean for i in chosen], y=[labels[i] for i in chosen], mode="markers", name=verdict,
+            marker={"color": hue, "size": 10},
+            error_x={"type": "data", "symmetric": False, "array": [bar(i, "high") for i in chosen],
+                     "arrayminus": [bar(i, "low") for i in chosen], "color": hue},
+            customdata=[[rows[i].statement, rows[i].effect, rows[i].low, rows[i].high, rows[i].margin,
+                         f"{rows[i].n_tasks} × {rows[i].n_seeds}"] for i in chosen],
+            hovertemplate="%{customdata[0]}<br>%{customdata[1]}<br>effect %{x:.3f} [%{customdata[2]:.3f}, "
+                          "%{customdata[3]:.3f}], needs > %{customdata[4]}<br>tasks × seeds: %{customdata[5]}"
+                          "<extra>%{fullData.name}</extra>"))
+    fig.add_trace(go.Scatter(x=[r.margin for r in rows], y=labels, mode="markers", name="needs (margin)",
+                             marker={"symbol": "line-ns-open", "size": 14, "color": "black"},
+                             hovertemplate="needs > %{x}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=labels)
+    return layout(fig, title, "effect (positive when the claim holds)", "", height=max(400, 26 * len(rows) + 160))
+
+
+__all__ = ["VERDICT_COLORS", "ledger_figure", "method_table_figure", "regression_figure"]

@@ -3,12 +3,14 @@
 Each study is one function returning a result object (tensors or a tidy :class:`StudyTable`,
 with the labels and seeds of its prompts) that the plotting layer draws and a user can rerun:
 
+* :mod:`~tvlens.studies.claims` — the claims ledger: every paper claim over tasks × seeds, with a verdict.
 * :mod:`~tvlens.studies.formation` — where task vectors form (Yang et al. 2025b): TVP by layer, over
   training, with the TVP-loss, against task complexity.
 * :mod:`~tvlens.studies.regression` — regression fidelity by prompt length and shift (Saglam et al. 2025).
 * :mod:`~tvlens.studies.methods` — Yang et al. 2025a's learned vs vanilla vs function vectors table.
 """
 
+from tvlens.studies.claims import CLAIMS, Claim, ClaimsLedger, LedgerConfig, claims_ledger
 from tvlens.studies.formation import (
     COMPLEXITY_LADDER,
     ComplexityResult,
@@ -26,6 +28,11 @@ from tvlens.studies.regression import FIDELITY_METHODS, SHIFTS, regression_fidel
 from tvlens.studies.table import StudyTable
 
 __all__ = [
+    "CLAIMS",
+    "Claim",
+    "ClaimsLedger",
+    "LedgerConfig",
+    "claims_ledger",
     "COMPLEXITY_LADDER",
     "FIDELITY_METHODS",
     "SETTINGS",

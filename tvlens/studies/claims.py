@@ -25,7 +25,7 @@ groups of test prompts (independent functions) and their seeds re-learn the vect
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -203,9 +203,10 @@ class Claim:
         paper: who makes it.
         effect: what is measured per task and seed (positive when the claim holds).
         margin: the effect the claim needs (``0``: "better than").
-        models: the zoo models it is measured on; for a contrast, ``(harder, easier)``.
+        models: the zoo models it is measured on; for a contrast, the hardest first.
         measure: ``Unit → effect`` (for a contrast: ``Unit → value`` of that unit's model).
-        contrast: the effect is ``mean(models[0]) − mean(models[1])`` over two models' units.
+        contrast: one row per easier model ``m``: the effect is ``mean(models[0]) − mean(m)`` over the two
+            models' task means.
     """
 
     name: str
@@ -331,7 +332,8 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           "(same tasks and prompts)", 0.0, ("perm-mix-tvp",), _tvp_loss),
     Claim("depth_vs_complexity", "The task vector forms deeper for more complex tasks",
           "Yang et al. 2025b", "formation layer (first layer whose TVP mode reaches half of ICL's gain) of the "
-          "32-permutation mixture minus the 2-permutation mixture's (same-shaped models)", 0.0, ("perm-mix-32", "perm-mix-2"), _tv_layer, contrast=True),
+          "32-permutation mixture minus the 8- (or 2-) permutation mixture's (same-shaped models)", 0.0,
+          ("perm-mix-32", "perm-mix", "perm-mix-2"), _tv_layer, contrast=True),
 ]}
 
 
@@ -426,8 +428,9 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = False) ->
         shaped = {m: torch.tensor(values[(c.name, m)], dtype=torch.float64).view(-1, len(config.seeds))
                   for m in c.models}
         if c.contrast:
-            mean, low, high = contrast_interval(shaped[c.models[0]], shaped[c.models[1]])
-            groups = [(" vs ".join(c.models), shaped, mean, low, high)]
+            hard = c.models[0]
+            groups = [(f"{hard} vs {easy}", {hard: shaped[hard], easy: shaped[easy]},
+                       *contrast_interval(shaped[hard], shaped[easy])) for easy in c.models[1:]]
         else:
             groups = [(m, {m: v}, *task_interval(v)) for m, v in shaped.items()]
         for label, vals, mean, low, high in groups:
