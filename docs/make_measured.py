@@ -189,9 +189,10 @@ def studies_page(m: dict) -> str:
            "rises by more than 3 standard errors and ICL stays within 0.02.", "",
            *profile_rows(tvp.profiles, tvp.tvp_layer), "",
            "## Depth vs task complexity (Yang et al. 2025b)", "",
-           "Mixtures of 2, 8 and 32 permutations of 32 symbols on models of one shape (4 layers, d_model 64). "
-           "Asserted: the hardest task's vector does not form shallower than the easiest's (formation layer and "
-           f"best layer). Formation layers {depth.formation_layers}, best layers {depth.best_layers}: with 4 "
+           "Mixtures of 2, 8 and 32 permutations of 32 symbols on models of one shape (4 layers, d_model 64), the "
+           "whole family of each (256 prompts, seed 0); `tests/studies/test_formation.py` pins these layers. Per "
+           "task over tasks and seeds, the claims ledger above gives the verdict. "
+           f"Formation layers {depth.formation_layers}, best layers {depth.best_layers}: with 4 "
            "layers the vectors peak at or near the last layer, so the ladder has little room to show a steady "
            "deepening; the table shows how complete each vector is (TVP against ICL at every layer).", "",
            *profile_rows(depth.profiles), "",
@@ -218,8 +219,9 @@ def studies_page(m: dict) -> str:
             "Squared error / D, 200 test prompts per cell (seed 100). All models were trained on 20-shot prompts; "
             "`linear-regression-long` accepts 40, so its 40-shot rows are beyond the training length. Asserted in "
             "`tests/studies/test_regression.py`: on linear-regression the head-weighted LTV's error is below the "
-            "function vector's by more than 3 standard errors at 10 and 20 demonstrations (unshifted, skewed, "
-            "noisy); on linear-regression-long at 40 demonstrations ICL breaks down while the head-weighted LTV "
+            "function vector's at every length (unshifted, skewed, noisy), by more than 3 standard errors wherever "
+            "the prompt determines the function (10 and 20 demonstrations; 2 cannot pin down a function of R^5); "
+            "on linear-regression-long at 40 demonstrations ICL breaks down while the head-weighted LTV "
             "read from the same prompts keeps the function (below both ICL and the FV).", ""]
     for name, fid in m["regression"].items():
         methods = list(dict.fromkeys(r["method"] for r in fid.records))

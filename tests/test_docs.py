@@ -44,3 +44,26 @@ def test_the_readme_states_its_times_and_the_check_holds_them(tmp_path, capsys):
     assert make_times.main([str(times), "--check"]) == 1
     assert "does not hold" in capsys.readouterr().out
     assert make_times.render("times-tests", 61) == "about 2 min on 2 cores"
+
+
+def _blocks(text: str) -> dict[str, str]:
+    return {m.group(1): m.group(2).strip() for m in re.finditer(r"<!-- ([\w-]+):begin -->(.*?)<!-- \1:end -->", text,
+                                                                 flags=re.S)}
+
+
+def test_generated_numbers_are_current(monkeypatch):
+    """docs/make_measured.py's zoo blocks, re-run here (seconds), reproduce docs/zoo.md exactly: the measured
+    numbers on the page are the code's today, not a stale copy."""
+    import importlib.util
+
+    monkeypatch.syspath_prepend(str(ROOT / "docs"))
+    spec = importlib.util.spec_from_file_location("make_measured", ROOT / "docs" / "make_measured.py")
+    make_measured = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_measured)
+    fresh = make_measured.zoo_blocks(make_measured.measure_zoo())
+    page = _blocks((ROOT / "docs" / "zoo.md").read_text())
+    assert set(fresh) <= set(page)
+    for name, text in fresh.items():
+        assert page[name] == text.strip(), f"docs/zoo.md block {name!r} is stale: run docs/make_measured.py"
+    ledger = _blocks((ROOT / "docs" / "studies.md").read_text())[make_measured.LEDGER_BLOCK]
+    assert ledger.count("\n") + 1 == 2 + sum(len(c.models) - c.contrast for c in make_measured.CLAIMS.values())

@@ -76,13 +76,13 @@ def test_formation_over_training_from_the_zoo_history():
 
 
 def test_depth_vs_complexity_on_the_permutation_ladder():
-    """The layer where the vector forms for the hardest task is not shallower than for the easiest."""
+    """A pinned finding, not Yang et al. 2025b's claim: with 4 layers every mixture's TVP mode peaks at the last
+    layer, and the 32-permutation mixture's vector forms (½ of ICL's gain) no deeper than the 2-permutation one's,
+    so this ladder cannot show the deepening. Across tasks and seeds the claims ledger finds it mixed."""
     result = depth_vs_complexity(n_prompts=256)
     assert list(result.profiles) == ["perm-mix-2", "perm-mix", "perm-mix-32"]
-    formed = result.formation_layers
-    assert None not in formed.values()
-    assert formed["perm-mix-32"] >= formed["perm-mix-2"]
-    assert result.best_layers["perm-mix-32"] >= result.best_layers["perm-mix-2"]
+    assert result.best_layers == {"perm-mix-2": 3, "perm-mix": 3, "perm-mix-32": 3}
+    assert result.formation_layers == {"perm-mix-2": 3, "perm-mix": 2, "perm-mix-32": 3}
 
 
 def test_errors():

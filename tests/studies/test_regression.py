@@ -14,12 +14,19 @@ def table():
 
 
 def test_head_weighted_beats_the_function_vector_at_every_length(table):
-    """Saglam et al. 2025: the head-weighted LTV keeps the function (error ≤ FV's), at and beyond the training length."""
+    """Saglam et al. 2025: the head-weighted LTV keeps the function better than the FV at every length the table
+    scores (2, 10, 20: every length within the context), by more than 3 standard errors wherever the prompt
+    determines the function (n ≥ D = 5 demonstrations; at 2 no vector can: measured 0.60 vs 0.80)."""
+    d_input = table.settings["task"]["d_input"]
+    lengths = sorted({r["n_shots"] for r in table.records})
+    assert lengths == [2, 10, 20]
     for shift in ("none", "skewed", "noisy"):
-        for n in (10, 20):
+        for n in lengths:
             hw = table.select(shift=shift, n_shots=n, method="head_weighted")[0]
             fv = table.select(shift=shift, n_shots=n, method="function")[0]
-            assert hw["mse_per_dim"] < fv["mse_per_dim"] - 3 * (hw["stderr"] + fv["stderr"]), (shift, n)
+            assert hw["mse_per_dim"] < fv["mse_per_dim"], (shift, n)
+            if n >= d_input:
+                assert hw["mse_per_dim"] < fv["mse_per_dim"] - 3 * (hw["stderr"] + fv["stderr"]), (shift, n)
 
 
 def test_table_shape_and_notes(table):

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -145,19 +145,31 @@ class LedgerConfig(Config):
 
 
 class Unit:
-    """One model × task × seed, with everything the claims share computed once (vectors, test prompts)."""
+    """One model × task × seed, with everything the claims share computed once (vectors, test prompts).
 
-    def __init__(self, name: str, task_id: int, seed: int, config: LedgerConfig):
+    ``shared`` is one dict for the whole ledger: what several units of a model and seed share (the
+    regression vectors, learned once per seed and read by every group of prompts) is kept there.
+    """
+
+    def __init__(self, name: str, task_id: int, seed: int, config: LedgerConfig, shared: dict[Any, Any] | None = None):
         self.name, self.task_id, self.seed, self.config = name, task_id, seed, config
         self.model, self.family = zoo.load(name), zoo.task(name)
         self.task = self.family.single(task_id) if self.family.n_tasks else self.family
         self.splits = Splits(seed)
+        self.shared = {} if shared is None else shared
         self._memo: dict[Any, Any] = {}
 
     def memo(self, key: Any, make: Callable[[], Any]) -> Any:
         if key not in self._memo:
             self._memo[key] = make()
         return self._memo[key]
+
+    def memo_shared(self, key: Any, make: Callable[[], Any]) -> Any:
+        """Like :meth:`memo`, kept across the units of this model and seed."""
+        key = (self.name, self.seed, key)
+        if key not in self.shared:
+            self.shared[key] = make()
+        return self.shared[key]
 
     @property
     def test(self) -> Any:
@@ -256,7 +268,7 @@ def _rotation(u: Unit) -> float:
 
 
 def _tvp_at(name: str, u: Unit) -> float:
-    other = Unit(name, u.task_id, u.seed, u.config)
+    other = Unit(name, u.task_id, u.seed, u.config, u.shared)
     profile = tvp_by_layer(other.model, other.task, n_prompts=u.config.n_prompts, n_shots=u.config.n_shots,
                            seed=u.splits.test)
     return float(profile.tvp[PERM_TVP_LAYER])
@@ -278,25 +290,13 @@ def _head_weighted(u: Unit) -> float:
     """``1 − error(head-weighted LTV) / error(FV)`` on this unit's group of test prompts."""
     config = u.config
     shots = zoo.spec(u.name).train.n_shots
-    made = _regression_vectors(u.name, u.seed, config)
-    every = u.splits.sample(u.family, "test", config.n_prompts * config.n_tasks, shots)
+    made = u.memo_shared("regression_vectors", lambda: fidelity_vectors(
+        u.model, u.family, ("function", "head_weighted"), train_shots=shots, n_prompts=config.n_prompts, seed=u.seed))
+    every = u.memo_shared("regression_test", lambda: u.splits.sample(u.family, "test",
+                                                                     config.n_prompts * config.n_tasks, shots))
     group = every.select(slice(u.task_id * config.n_prompts, (u.task_id + 1) * config.n_prompts))
     errors = {m: fidelity_score(u.model, u.family, group, m, made).mean for m in ("function", "head_weighted")}
     return 1 - errors["head_weighted"] / errors["function"]
-
-
-_REGRESSION_VECTORS: dict[tuple[str, int, str], dict[str, Any]] = {}
-
-
-def _regression_vectors(name: str, seed: int, config: LedgerConfig) -> dict[str, Any]:
-    # the vectors are learned once per model and seed and shared by its prompt groups
-    key = (name, seed, repr(asdict(config)))
-    if key not in _REGRESSION_VECTORS:
-        _REGRESSION_VECTORS.clear()
-        _REGRESSION_VECTORS[key] = fidelity_vectors(zoo.load(name), zoo.task(name), ("function", "head_weighted"),
-                                                    train_shots=zoo.spec(name).train.n_shots,
-                                                    n_prompts=config.n_prompts, seed=seed)
-    return _REGRESSION_VECTORS[key]
 
 
 _SYMBOLIC = ("perm-mix", "perm-mix-32", "token-offset")
@@ -409,8 +409,9 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = False) ->
     for c in claims:
         models += [m for m in c.models if m not in models]
     total = sum(len(_units(m, config)) for c in claims for m in c.models)
-    values: dict[tuple[str, str], Tensor] = {}
+    values: dict[tuple[str, str], list[float]] = {}
     units: dict[tuple[str, int, int], Unit] = {}
+    shared: dict[Any, Any] = {}
     with tqdm(total=total, desc="claims ledger", disable=not progress, leave=False, delay=0.5) as bar:
         for model in models:  # model-major: a unit's vectors serve all its claims before it is dropped
             for task_id, seed in _units(model, config):
@@ -419,8 +420,8 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = False) ->
                         continue
                     key = (model, task_id, seed)
                     if key not in units:
-                        units.clear()
-                        units[key] = Unit(model, task_id, seed, config)
+                        units.clear()  # one unit alive at a time: its vectors serve its claims, then go
+                        units[key] = Unit(model, task_id, seed, config, shared)
                     values.setdefault((c.name, model), []).append(c.measure(units[key]))
                     bar.update(1)
     rows = []
