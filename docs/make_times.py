@@ -28,11 +28,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _blocks import replace_blocks  # noqa: E402
 
 README = Path(__file__).parents[1] / "README.md"
-#: block name → (key in ci-times.json, how the README states it)
-BLOCKS = {
-    "times-tests": ("fast-suite", "about {minutes} min on 2 cores"),
-    "times-report": ("report", "about {seconds} s on 2 cores"),
-}
+#: block name → key in ci-times.json
+BLOCKS = {"times-tests": "fast-suite", "times-report": "report"}
 STATED = re.compile(r"about (\d+) (min|s) on 2 cores")
 #: a measured time may exceed the stated one by this factor before --check fails
 TOLERANCE = 2.0
@@ -51,9 +48,13 @@ def stated_seconds(name: str, text: str) -> float:
 
 
 def render(name: str, seconds: float) -> str:
-    key, template = BLOCKS[name]
-    # round up: a stated time is a promise
-    return template.format(minutes=max(1, math.ceil(seconds / 60)), seconds=max(5, 5 * math.ceil(seconds / 5)))
+    """How block ``name`` states ``seconds``: in seconds (a multiple of 5) under two minutes, else in minutes;
+    rounded up, because a stated time is a promise."""
+    if name not in BLOCKS:
+        raise KeyError(f"name={name!r}: expected one of {list(BLOCKS)}")
+    if seconds < 120:
+        return f"about {max(5, 5 * math.ceil(seconds / 5))} s on 2 cores"
+    return f"about {math.ceil(seconds / 60)} min on 2 cores"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,11 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     measured = json.loads(Path(args.times).read_text())
     if not args.check:
-        replace_blocks(README, {name: render(name, measured[key]) for name, (key, _) in BLOCKS.items()
-                                if key in measured})
+        replace_blocks(README, {name: render(name, measured[key]) for name, key in BLOCKS.items() if key in measured})
         return 0
     text, failed = README.read_text(), False
-    for name, (key, _) in BLOCKS.items():
+    for name, key in BLOCKS.items():
         if key not in measured:
             continue
         stated = stated_seconds(name, text)

@@ -104,6 +104,10 @@ def ledger_figure(ledger: ClaimsLedger, title: str = "Paper claims on the zoo") 
                              marker={"symbol": "line-ns-open", "size": 14, "color": "black"},
                              hovertemplate="needs > %{x}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=labels)
+    # effects are shares and accuracy differences (|x| ≲ 1); a contrast over 2 tasks has an interval of several
+    # layers, which would squash every other row: the axis spans the means, the hover keeps the full interval
+    means = [r.mean for r in rows]
+    fig.update_xaxes(range=[min(-1.1, min(means) - 0.1), max(1.1, max(means) + 0.1)])
     return layout(fig, title, "effect (positive when the claim holds)", "", height=max(400, 26 * len(rows) + 160))
 
 

@@ -188,7 +188,7 @@ class Unit:
         return self.memo("vanilla", make)
 
     def learned(self, layer: int, positions: Any = "last") -> TaskVector:
-        """The LTV at ``layer`` (trained on ``train``, early-stopped on ``validation``)."""
+        """The LTV at ``layer`` (trained on the ``train`` split, early-stopped on ``dev``)."""
         return self.memo(("ltv", layer, positions), lambda: learn_task_vector(
             self.model, self.task, layer, positions=positions, n_shots=self.config.n_shots, lr=self.config.lr,
             epochs=self.config.epochs, seed=self.seed, progress=False)[0])
