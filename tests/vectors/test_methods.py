@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tvlens import Intervention, evaluate, inject
+from tvlens.tasks import Splits
 from tvlens.vectors import (
     LearnConfig,
     compare,
@@ -128,6 +129,12 @@ def test_head_weighted_vector_is_weighted_head_sum(tiny_model, small_task):
     with inject(tiny_model, tv):
         pass
     assert result.history[0]["epoch"] == 0
+    # the held-out score: the validation split, which trained nothing, chose nothing and made no head mean
+    held_out = Splits(0).sample(task, "validation", 16, 3)
+    assert Splits(0).validation not in (Splits(0).train, Splits(0).dev, Splits(0).test)
+    manual = evaluate(tiny_model, task, "injected", result.interventions_for(tiny_model, held_out), batch=held_out,
+                      progress=False)
+    assert result.test.mean == manual.mean and result.test.values.numel() == 16
 
 
 def test_compare_rows_share_the_test_prompts(tiny_model, small_task):

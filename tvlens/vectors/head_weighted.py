@@ -56,8 +56,11 @@ class HeadWeightedResult(Records):
         head_means: ``[n_layers, n_heads, d_model]`` the ``ā^l_k`` it weights.
         history: per-epoch losses.
         best_epoch: epoch of the kept weights.
-        val: injected score on the validation prompts.
+        val: injected score on the ``dev`` prompts — the ones early stopping chose ``ω`` on, so an
+            optimistic estimate.
         path: the query engine's path during training, ``"cached"`` or ``"full"``.
+        test: injected score on prompts that neither trained ``ω``, nor chose its epoch, nor made the head
+            means: the ``validation`` split (the ``test`` split already seeds the head means).
     """
 
     weights: Float[Tensor, "n_layers n_heads"]
@@ -69,6 +72,7 @@ class HeadWeightedResult(Records):
     head_source: str = "mean"
     source_shots: int | None = None
     task: Task | None = None
+    test: EvalResult | None = None
 
     def interventions_for(self, model: HookedModel, batch: ICLBatch) -> list[Intervention]:
         """The per-layer vectors for the prompts of ``batch`` (an ICL batch; inject into its zero-shot view).
@@ -187,4 +191,7 @@ def head_weighted_task_vector(
                                 source_shots, task)
     result.val = evaluate(model, task, "injected", result.interventions_for(model, val_full), batch=val_full,
                           progress=False)
+    held_out = splits.sample(task, "validation", config.n_val, n_shots)
+    result.test = evaluate(model, task, "injected", result.interventions_for(model, held_out), batch=held_out,
+                           progress=False)
     return tv, result
