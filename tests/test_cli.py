@@ -91,8 +91,24 @@ def test_report_command_writes_html(tmp_path):
     assert "5 stages from the cache" in proc.stdout
 
 
+def test_claims_prints_the_ledger_and_writes_it(tmp_path):
+    out = tmp_path / "ledger.md"
+    proc = run("claims", "--claims", "vanilla_beats_zero_shot", "--tasks", "2", "--seeds", "0,1", "--prompts", "32",
+               "--quiet", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| The vanilla task vector")]
+    assert [row.split(" | ")[2] for row in rows] == ["perm-mix", "perm-mix-32", "token-offset"]
+    assert all(row.endswith(("**holds** |", "**mixed** |", "**does not hold** |")) for row in rows)
+    assert out.read_text().strip() == proc.stdout.strip()
+    for args, message in ((("--claims", "magic"), "claims: unknown ['magic']"),
+                          (("--seeds", "0,x"), "--seeds='0,x': expected comma-separated integers")):
+        bad = run("claims", *args, "--quiet")
+        assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_every_subcommand_has_help():
-    for args in (["vector", "learn"], ["vector", "extract"], ["evaluate"], ["analyze"], ["report"], ["zoo", "train"]):
+    for args in (["vector", "learn"], ["vector", "extract"], ["evaluate"], ["analyze"], ["report"], ["zoo", "train"],
+                 ["claims"]):
         proc = run(*args, "--help")
         assert proc.returncode == 0 and "usage: tvlens" in proc.stdout, args
 

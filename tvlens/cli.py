@@ -249,6 +249,26 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _claims(args: argparse.Namespace) -> int:
+    from tvlens._io import atomic_write_text
+    from tvlens.studies.claims import LedgerConfig, claims_ledger
+
+    if args.out:
+        check_output_file(args.out, "--out")
+    _set_threads()
+    claims = tuple(c.strip() for c in args.claims.split(",") if c.strip()) if args.claims else None
+    try:
+        seeds = tuple(int(s) for s in args.seeds.split(","))
+    except ValueError:
+        raise ValueError(f"--seeds={args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    config = LedgerConfig(n_tasks=args.tasks, seeds=seeds, n_prompts=args.prompts, claims=claims)
+    table = claims_ledger(config, progress=not args.quiet).to_markdown()
+    print(table)
+    if args.out:
+        atomic_write_text(Path(args.out), table + "\n")
+    return 0
+
+
 def _common(parser: argparse.ArgumentParser, vector: bool | None = False) -> None:
     """The options every model command shares; ``vector``: True (required --vector), None (optional), False."""
     parser.add_argument("--model", default="perm-mix", help="zoo model name (default perm-mix)")
@@ -328,10 +348,21 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--quick", action="store_true", help="fewer prompts (a preview in seconds)")
     report.add_argument("--cache-dir", default=".tvlens-cache", help="stage results cache (default .tvlens-cache)")
     report.add_argument("--no-cache", action="store_true", help="recompute every stage")
-    report.add_argument("--no-studies", action="store_true", help="skip the cross-model studies")
+    report.add_argument("--no-studies", action="store_true", help="skip the claims ledger and the cross-model studies")
     report.add_argument("--seed", type=int, default=0, help="seed of the prompts")
     report.add_argument("--quiet", action="store_true", help="no progress bars")
     report.set_defaults(func=_report)
+
+    claims = sub.add_parser("claims", help="the claims ledger: every paper claim over tasks x seeds, with a verdict")
+    claims.add_argument("--claims", default=None, help="comma-separated claim names (default: all; see "
+                        "tvlens.studies.CLAIMS)")
+    claims.add_argument("--tasks", type=_positive_int, default=5, help="tasks of each family (default 5)")
+    claims.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    claims.add_argument("--prompts", type=_positive_int, default=200, help="test prompts per task and seed "
+                        "(default 200)")
+    claims.add_argument("--out", default=None, help="also write the markdown table to this file")
+    claims.add_argument("--quiet", action="store_true", help="no progress bars")
+    claims.set_defaults(func=_claims)
     return parser
 
 
