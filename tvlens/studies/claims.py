@@ -236,6 +236,10 @@ def _ltv_vs_vtv(u: Unit) -> float:
     return u.score("injected", u.learned(layer)) - u.score("injected", tv)
 
 
+def _ltv_vs_icl(u: Unit) -> float:
+    return u.score("injected", u.learned(u.vanilla()[1])) - u.score("icl")
+
+
 def _vtv_vs_zero(u: Unit) -> float:
     return u.score("injected", u.vanilla()[0]) - u.score("zero_shot")
 
@@ -307,6 +311,9 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
     Claim("ltv_beats_vanilla", "A learned task vector beats the vanilla (extracted) task vector",
           "Yang et al. 2025a", "accuracy of the LTV minus the vanilla TV's, zero-shot queries, at the vanilla TV's "
           "layer (chosen on dev prompts)", 0.0, _SYMBOLIC, _ltv_vs_vtv),
+    Claim("ltv_near_icl", "A learned task vector in the zero-shot query comes within a few points of ICL",
+          "Yang et al. 2025a", "accuracy of the LTV (zero-shot query, the vanilla TV's layer) minus 16-shot ICL "
+          "accuracy on the same prompts", -0.05, _SYMBOLIC, _ltv_vs_icl),
     Claim("vanilla_beats_zero_shot", "The vanilla task vector beats the zero-shot query",
           "Hendel et al. 2023", "accuracy of the vanilla TV minus zero-shot accuracy", 0.0, _SYMBOLIC, _vtv_vs_zero),
     Claim("ltv_early_position", "A learned vector works at an early position (the query token)",
