@@ -64,6 +64,7 @@ from tvlens.plot import (
     reinjection_figure,
 )
 from tvlens.studies import (
+    CLAIMS,
     ClaimsLedger,
     LedgerConfig,
     claims_ledger,
@@ -518,6 +519,13 @@ def _ledger_config(run: Run) -> LedgerConfig:
     return LedgerConfig(seeds=tuple(run.config.seed + k for k in range(3)), n_prompts=run.config.n_prompts)
 
 
+def _ledger_weights(config: LedgerConfig) -> dict[str, str]:
+    """The weights of every zoo model the ledger reads (its cache entry is stale when any of them changes)."""
+    names = sorted({m for name in (config.claims or CLAIMS) for m in CLAIMS[name].models}
+                   | ({"perm-mix"} if "tvp_loss" in (config.claims or CLAIMS) else set()))
+    return {name: zoo.load(name).fingerprint()["weights_sha256"] for name in names}
+
+
 def _ledger_sections(run: Run, ledger: ClaimsLedger) -> list[Section]:
     counts = {v: sum(r.verdict == v for r in ledger.rows) for v in ("holds", "mixed", "does not hold")}
     c = ledger.config
@@ -533,7 +541,8 @@ def _ledger_sections(run: Run, ledger: ClaimsLedger) -> list[Section]:
 
 _LEDGER_STAGES: tuple[Stage, ...] = (
     Stage("ledger", "claims ledger", lambda run: True, scope="ledger", expect=ClaimsLedger, weight=8,
-          params=lambda run: _ledger_config(run).to_dict(), owner=lambda run: zoo.load("perm-mix"),
+          params=lambda run: {**_ledger_config(run).to_dict(), "weights": _ledger_weights(_ledger_config(run))},
+          owner=lambda run: None,
           compute=lambda run: claims_ledger(_ledger_config(run), progress=run.progress),
           draw=_ledger_sections,
           summary=lambda run, ledger: {}),

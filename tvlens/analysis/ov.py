@@ -199,7 +199,7 @@ def ov_decomposition(
         seed: seed of the prompts.
         batch: these prompts instead of sampled ones.
         base: inject into the zero-shot queries (TVP mode, default) or the n-shot prompts.
-        reinject: also run the re-injection test (seven extra evaluations).
+        reinject: also run the re-injection test (up to seven extra evaluations).
     """
     theta, site = single_site(model, vector, "ov_decomposition")
     if base not in ("zero_shot", "icl"):

@@ -189,9 +189,17 @@ class Unit:
 
     def learned(self, layer: int, positions: Any = "last") -> TaskVector:
         """The LTV at ``layer`` (trained on the ``train`` split, early-stopped on ``dev``)."""
+        return self._learn(layer, positions)[0]
+
+    def _learn(self, layer: int, positions: Any = "last") -> tuple[TaskVector, Any]:
         return self.memo(("ltv", layer, positions), lambda: learn_task_vector(
             self.model, self.task, layer, positions=positions, n_shots=self.config.n_shots, lr=self.config.lr,
-            epochs=self.config.epochs, seed=self.seed, progress=False)[0])
+            epochs=self.config.epochs, seed=self.seed, progress=False))
+
+    def learned_layer(self) -> int:
+        """The layer whose LTV scores best on the ``dev`` split (its early-stopping score; scored on ``test``)."""
+        dev = [self._learn(k)[1].val.mean for k in range(self.model.n_layers)]
+        return self.task.metric.best(dev)
 
     def maps(self) -> Any:
         """Direct maps of LTVs injected at the first layer, the vanilla layer and the last layer."""
@@ -237,7 +245,7 @@ def _ltv_vs_vtv(u: Unit) -> float:
 
 
 def _ltv_vs_icl(u: Unit) -> float:
-    return u.score("injected", u.learned(u.vanilla()[1])) - u.score("icl")
+    return u.score("injected", u.learned(u.learned_layer())) - u.score("icl")
 
 
 def _vtv_vs_zero(u: Unit) -> float:
@@ -312,8 +320,8 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           "Yang et al. 2025a", "accuracy of the LTV minus the vanilla TV's, zero-shot queries, at the vanilla TV's "
           "layer (chosen on dev prompts)", 0.0, _SYMBOLIC, _ltv_vs_vtv),
     Claim("ltv_near_icl", "A learned task vector in the zero-shot query comes within a few points of ICL",
-          "Yang et al. 2025a", "accuracy of the LTV (zero-shot query, the vanilla TV's layer) minus 16-shot ICL "
-          "accuracy on the same prompts", -0.05, _SYMBOLIC, _ltv_vs_icl),
+          "Yang et al. 2025a", "accuracy of the LTV (zero-shot query; its layer chosen on dev prompts) minus 16-shot "
+          "ICL accuracy on the same test prompts", -0.05, _SYMBOLIC, _ltv_vs_icl),
     Claim("vanilla_beats_zero_shot", "The vanilla task vector beats the zero-shot query",
           "Hendel et al. 2023", "accuracy of the vanilla TV minus zero-shot accuracy", 0.0, _SYMBOLIC, _vtv_vs_zero),
     Claim("ltv_early_position", "A learned vector works at an early position (the query token)",
