@@ -164,8 +164,9 @@ def ledger_section(ledger) -> list[str]:
             f"{c.n_prompts} test prompts per task and seed. The effect is positive when the claim holds; seeds are "
             "averaged within a task and the interval is Student's t over the task means (Welch's for a contrast of "
             "two models). The verdict compares the interval with what the claim needs: **holds** (all above), "
-            "**does not hold** (all at or below), **mixed** (straddles). Whatever is chosen (the vanilla TV's layer, "
-            "the key heads, the LTV's early stopping) is chosen on other prompts than it is scored on. "
+            "**does not hold** (all at or below), **mixed** (straddles). Whatever is chosen (the vanilla TV's and "
+            "the LTV's layer, the key heads, the LTV's early stopping) is chosen on other prompts than it is scored "
+            "on. "
             "`perm-mix-2` has only 2 tasks. Regression \"tasks\" are groups of prompts with fresh functions. "
             "Asserted in `tests/studies/test_claims.py`.", "",
             f"<!-- {LEDGER_BLOCK}:begin -->", ledger.to_markdown(), f"<!-- {LEDGER_BLOCK}:end -->", "",
