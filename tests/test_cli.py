@@ -88,7 +88,7 @@ def test_report_command_writes_html(tmp_path):
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"tvlens report: warning: ignoring the cache file {str(entry)!r}")
-    assert "5 stages from the cache" in proc.stdout
+    assert "6 stages from the cache" in proc.stdout
 
 
 def test_claims_prints_the_ledger_and_writes_it(tmp_path):
