@@ -153,10 +153,14 @@ class Unit:
 
     def __init__(self, name: str, task_id: int, seed: int, config: LedgerConfig, shared: dict[Any, Any] | None = None):
         self.name, self.task_id, self.seed, self.config = name, task_id, seed, config
-        self.model, self.family = zoo.load(name), zoo.task(name)
+        self.shared = {} if shared is None else shared
+        # one load per zoo model for the whole ledger, not one per unit
+        if ("model", name) not in self.shared:
+            self.shared[("model", name)] = zoo.load(name)
+        self.model = self.shared[("model", name)]
+        self.family = zoo.task(name)
         self.task = self.family.single(task_id) if self.family.n_tasks else self.family
         self.splits = Splits(seed)
-        self.shared = {} if shared is None else shared
         self._memo: dict[Any, Any] = {}
 
     def memo(self, key: Any, make: Callable[[], Any]) -> Any:
