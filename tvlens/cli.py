@@ -43,7 +43,7 @@ def _set_threads(threads: int | None = None) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from tvlens.evaluate import evaluate
     from tvlens.models import HookedModel, ModelConfig
-    from tvlens.models.io import save_model
+    from tvlens.models.io import save_model_or_keep
     from tvlens.tasks import PermutationMixture
     from tvlens.training import TrainConfig, train
 
@@ -80,15 +80,8 @@ def _demo(args: argparse.Namespace) -> int:
           + ", ".join(f"L{layer}: {acc:.1%}" for layer, acc in enumerate(tvp)))
     if args.out:
         extra = {"task": task.to_dict(), "history": result.history}
-        try:
-            path = save_model(model, args.out, extra)
-        except (OSError, ValueError) as error:
-            # the destination went away during training: keep the trained model rather than lose it
-            fallback = Path.cwd() / f"tvlens-demo-{os.getpid()}.safetensors"
-            path = save_model(model, fallback, extra)
-            print(f"could not write --out={args.out!r} ({error}); saved the model to {path} instead", file=sys.stderr)
-        else:
-            print(f"saved the model to {path}")
+        path = save_model_or_keep(model, args.out, extra, "--out")  # an OSError says where the model is kept
+        print(f"saved the model to {path}")
     return 0
 
 
@@ -256,7 +249,12 @@ def _claims(args: argparse.Namespace) -> int:
     if args.out:
         check_output_file(args.out, "--out")
     _set_threads()
-    claims = tuple(c.strip() for c in args.claims.split(",") if c.strip()) if args.claims else None
+    claims = None
+    if args.claims is not None:
+        claims = tuple(c.strip() for c in args.claims.split(",") if c.strip())
+        if not claims:
+            raise ValueError(f"--claims={args.claims!r}: expected comma-separated claim names "
+                             "(see tvlens.studies.CLAIMS; leave it out to measure every claim)")
     try:
         seeds = tuple(int(s) for s in args.seeds.split(","))
     except ValueError:

@@ -27,7 +27,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from tvlens._records import Records
-from tvlens.inject import Intervention, as_hooked, flatten_interventions, inject
+from tvlens.inject import Intervention, as_hooked, check_provenance, flatten_interventions, inject
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
 
@@ -189,6 +189,8 @@ def evaluate(
         raise ValueError(f"batch_size={batch_size!r}: expected an int >= 1")
     hooked = as_hooked(model)
     interventions = flatten_interventions([vector]) if vector is not None else []
+    if vector is not None:
+        check_provenance(hooked, [vector], task)
     if batch is None:
         batch = task.sample(n_prompts, n_shots, seed=seed)
     if mode == "zero_shot" or (mode == "injected" and base == "zero_shot"):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -148,6 +149,22 @@ def flatten_interventions(items: Iterable[Any]) -> list[Intervention]:
     return out
 
 
+def check_provenance(model: HookedModel, items: Iterable[Any], task: Any = None) -> None:
+    """Warn when a task vector among ``items`` was made on another model (its fingerprint differs) or,
+    given ``task``, for another task (its recorded ``task`` differs from ``task.to_dict()``).
+
+    Plain :class:`Intervention` objects carry no provenance and pass silently."""
+    for item in items:
+        if hasattr(item, "check_model") and hasattr(item, "interventions"):
+            item.check_model(model, strict=False)
+            made_for = getattr(item, "task", None)
+            if task is not None and made_for is not None and hasattr(task, "to_dict") and made_for != task.to_dict():
+                warnings.warn(f"this task vector was made for the task {made_for} but is scored on {task.to_dict()}",
+                              stacklevel=3)
+        elif isinstance(item, Iterable) and not isinstance(item, (Tensor, str, Intervention)):
+            check_provenance(model, item, task)
+
+
 def position_resolver(model: HookedModel, positions: PositionSpec) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
     """``resolve(act) → (batch_index, position_index)`` for the forward now running (its attention mask).
 
@@ -212,6 +229,7 @@ def inject(
     """
     hooked = as_hooked(model)
     flat = flatten_interventions(interventions)
+    check_provenance(hooked, interventions)
     for intervention in flat:
         intervention.validate_for(hooked)
     fwd_hooks = [(hooked.hook_name(iv.layer, iv.hook), _make_hook(hooked, iv)) for iv in flat]
@@ -257,5 +275,5 @@ def injected_forward(
         return model(inputs, attention_mask=attention_mask)
 
 
-__all__ = ["Intervention", "as_hooked", "engine_edits", "flatten_interventions", "inject", "injected_forward",
-           "position_resolver"]
+__all__ = ["Intervention", "as_hooked", "check_provenance", "engine_edits", "flatten_interventions", "inject",
+           "injected_forward", "position_resolver"]

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from tvlens import zoo
 from tvlens._config import Config
-from tvlens._io import atomic_write, atomic_write_text, first_line
+from tvlens._io import atomic_write, atomic_write_text, first_line, safe_torch_load
 from tvlens._version import __version__
 from tvlens.analysis import injection_layer_maps, key_head_analysis, linear_dynamics, ov_decomposition
 from tvlens.analysis.dynamics import DynamicsResult, InjectionLayerMaps
@@ -141,12 +141,32 @@ class CacheWarning(UserWarning):
     """A cached stage result could not be used (unreadable, damaged, or made for other inputs)."""
 
 
+def cacheable_types() -> list[type]:
+    """The allow-list of classes a cache entry may hold: tvlens' own plain-data result classes (the
+    dataclasses of every loaded ``tvlens`` module). Nothing else in an entry is ever constructed or called
+    (see :func:`tvlens._io.safe_torch_load`)."""
+    import dataclasses
+    import sys
+
+    types = []
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name == "tvlens" or name.startswith("tvlens.")):
+            continue
+        for obj in vars(module).values():
+            if isinstance(obj, type) and obj.__module__ == name and dataclasses.is_dataclass(obj):
+                types.append(obj)
+    return types
+
+
 class _Cache:
     """Stage results on disk, keyed by content: (stage, parameters, model fingerprint, tvlens version).
 
-    Each file stores its full key next to the value. A file that cannot be read, holds another key
-    (another model's result under the same name) or a value of the wrong type is not trusted: the
-    stage is recomputed with a one-line :class:`CacheWarning` naming the file, and the file replaced.
+    Each file stores its full key next to the value and is read with ``weights_only=True`` and the
+    allow-list :func:`cacheable_types`: a planted file that would run code is refused, never executed. A
+    file that cannot be read, holds another key (another model's result under the same name) or a value
+    of the wrong type is not trusted: the stage is recomputed with a one-line :class:`CacheWarning` naming
+    the file, and the file replaced. Something that is not a regular file under an entry's name (a
+    directory) is moved aside with a warning; if it cannot be, the result is used without being cached.
     """
 
     def __init__(self, directory: str | None) -> None:
@@ -167,8 +187,8 @@ class _Cache:
     def _read(path: Path, key: str, expect: type) -> Any:
         """The cached value, or ``None`` (with a warning naming the file) when it cannot be trusted."""
         try:
-            entry = torch.load(path, map_location="cpu", weights_only=False)  # tvlens' own cache files
-        except Exception as error:  # truncated, empty, random bytes, a directory: all recomputed
+            entry = safe_torch_load(path, cacheable_types())
+        except Exception as error:  # truncated, empty, random bytes, a planted pickle: all recomputed
             reason = f"unreadable: {first_line(error, 120)}"
         else:
             if not isinstance(entry, dict) or set(entry) != {"key", "value"}:
@@ -182,6 +202,20 @@ class _Cache:
         warnings.warn(f"ignoring the cache file {str(path)!r} ({reason}); recomputing it", CacheWarning, stacklevel=4)
         return None
 
+    @staticmethod
+    def _move_aside(path: Path) -> bool:
+        """Rename a non-file under an entry's name out of the way; whether the name is free now."""
+        aside = path.with_name(f"{path.name}.not-a-cache-entry-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        try:
+            path.rename(aside)
+        except OSError as error:
+            warnings.warn(f"the cache entry {str(path)!r} is not a regular file and cannot be moved aside "
+                          f"({error.strerror or error}); the stage is not cached", CacheWarning, stacklevel=4)
+            return False
+        warnings.warn(f"the cache entry {str(path)!r} is not a regular file; moved it to {str(aside)!r}",
+                      CacheWarning, stacklevel=4)
+        return True
+
     def get(self, stage: str, params: dict[str, Any], model: HookedModel | None, compute: Callable[[], Any],
             expect: type = object) -> Any:
         """``compute()``, or its cached value for the same key (checked to be a ``expect``)."""
@@ -190,15 +224,23 @@ class _Cache:
         key = json.dumps({"stage": stage, "params": params, "version": __version__,
                           "model": None if model is None else self._fingerprint(model)}, sort_keys=True, default=str)
         path = self.directory / f"{stage}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
-        if path.exists():
+        writable = True
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            writable = self._move_aside(path)
+        elif path.exists():
             value = self._read(path, key, expect)
             if value is not None:
                 self.hits += 1
                 return value
         value = compute()
-        buffer = io.BytesIO()
-        torch.save({"key": key, "value": value}, buffer)
-        atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
+        if writable:
+            buffer = io.BytesIO()
+            torch.save({"key": key, "value": value}, buffer)
+            try:
+                atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getvalue()), "cache entry")
+            except (OSError, ValueError) as error:  # a full disk loses the cache entry, not the report
+                warnings.warn(f"could not cache the stage {stage!r} ({first_line(error, 200)})", CacheWarning,
+                              stacklevel=3)
         return value
 
 

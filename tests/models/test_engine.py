@@ -254,3 +254,30 @@ def test_half_precision_runs_and_agrees_with_float32(tokenizer, prompts, dtype, 
         out[precision] = engine.run([StreamEdit(1, theta)]).float().log_softmax(-1)
     assert torch.isfinite(out[dtype]).all()
     torch.testing.assert_close(out[dtype], out[torch.float32], atol=tolerance, rtol=0)
+
+
+def test_family_one_token_prompts_with_copies_equal_the_full_forward(family):
+    """The query alone — an empty cached prefix — run as several copies, each with its own vector (the
+    zero-shot view of a regression prompt is one token): cached and full agree, no reshape of 0 elements."""
+    _, model = family
+    gen = torch.Generator().manual_seed(7)
+    inputs = torch.randint(model.d_vocab, (4, 1), generator=gen)
+    theta = torch.randn(3 * 4, model.d_model, dtype=torch.float64, generator=gen)
+    out = {}
+    for path in ("cached", "full"):
+        engine = QueryEngine(model, inputs, start=0, path=path)
+        streams = []
+        out[path] = (engine.run([StreamEdit(1, theta)], copies=3, streams=streams), streams)
+    assert out["cached"][0].shape == (12, model.d_vocab)
+    torch.testing.assert_close(out["cached"][0], out["full"][0], atol=1e-5, rtol=0)
+    for x, y in zip(out["cached"][1], out["full"][1], strict=True):
+        torch.testing.assert_close(x, y, atol=1e-5, rtol=0)
+
+
+def test_one_token_prompts_with_copies_on_a_zoo_model(tiny_model64):
+    model = tiny_model64
+    inputs = torch.randint(model.d_vocab, (5, 1), generator=torch.Generator().manual_seed(8))
+    theta = torch.randn(2 * 5, model.d_model, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    cached = QueryEngine(model, inputs, start=1).run([StreamEdit(1, theta)], copies=2)
+    full = QueryEngine(model, inputs, start=1, path="full").run([StreamEdit(1, theta)], copies=2)
+    torch.testing.assert_close(cached, full, atol=1e-5, rtol=0)

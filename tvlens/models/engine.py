@@ -368,7 +368,7 @@ class _Suffix:
             prefix = (q[..., None] * keys).sum(-2)  # [rows, h, T]
         else:
             prefix = torch.einsum("cphk,phkt->cpht", q.view(copies, n_prompts, heads, d_head), keys)
-            prefix = prefix.reshape(-1, heads, n_prefix)
+            prefix = prefix.reshape(copies * n_prompts, heads, n_prefix)  # explicit: T may be 0
         scores = torch.cat([prefix, (q * k).sum(-1, keepdim=True)], -1) / caps.attn_scale
         if caps.attn_soft_cap is not None:
             scores = caps.attn_soft_cap * torch.tanh(scores / caps.attn_soft_cap)
@@ -381,7 +381,7 @@ class _Suffix:
             z = (pattern[..., :-1, None] * values).sum(-2)
         else:
             z = torch.einsum("cpht,phtk->cphk", pattern[..., :-1].reshape(copies, n_prompts, heads, n_prefix), values)
-            z = z.reshape(-1, heads, d_head)
+            z = z.reshape(copies * n_prompts, heads, d_head)
         return z + pattern[..., -1:] * v
 
     def _attend(self, layer: int, x: Tensor, position: Tensor, index: Tensor | slice, copies: int) -> Tensor:

@@ -399,7 +399,20 @@ class HookedModel(nn.Module):
                 raise ValueError(f"load_tl_state_dict: missing {missing}, unexpected {unexpected}")
 
     def fingerprint(self) -> dict[str, Any]:
-        """Architecture facts plus a SHA-256 of the weights: identifies the model a result was made on."""
+        """Architecture facts plus a SHA-256 of the weights: identifies the model a result was made on.
+
+        Hashed once and reused until a weight changes (each tensor's in-place version counter is part
+        of the memo's key), so checking a vector's provenance before every injection costs nothing."""
+        state = self.model.state_dict()
+        key = tuple((name, t.data_ptr(), t._version) for name, t in state.items())
+        memo = self.__dict__.get("_fingerprint_memo")
+        if memo is not None and memo[0] == key:
+            return dict(memo[1])
+        value = self._compute_fingerprint()
+        self.__dict__["_fingerprint_memo"] = (key, value)
+        return dict(value)
+
+    def _compute_fingerprint(self) -> dict[str, Any]:
         return {
             "n_layers": self.n_layers,
             "n_heads": self.n_heads,

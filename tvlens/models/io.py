@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from tvlens.models.config import ModelConfig
 from tvlens.models.hooked import HookedModel
 
 
-def save_model(model: HookedModel, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> Path:
+def save_model(model: HookedModel, path: str | os.PathLike, metadata: dict[str, Any] | None = None,
+               argument: str = "path") -> Path:
     """Write ``model`` to ``path`` atomically.
 
     Args:
@@ -35,7 +37,32 @@ def save_model(model: HookedModel, path: str | os.PathLike, metadata: dict[str, 
     meta = {"config": model.config.to_dict(), "tvlens_version": __version__, **(metadata or {})}
     header = {"tvlens": json.dumps(meta, sort_keys=True)}
     state = model.tl_state_dict()
-    return atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=header))
+    return atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=header), argument)
+
+
+def save_model_or_keep(model: HookedModel, path: str | os.PathLike, metadata: dict[str, Any] | None = None,
+                       argument: str = "path") -> Path:
+    """:func:`save_model`, and if ``path`` cannot be written (a full disk, a vanished directory), keep the
+    model anyway: it is written to ``tvlens-<stem>-<pid>.safetensors`` in the working directory or, failing
+    that, the temporary directory, and an ``OSError`` says why ``path`` failed and where the model is.
+
+    Raises:
+        OSError: one line naming ``path``, the cause, and the file that holds the model (or that no
+            fallback could be written either).
+    """
+    try:
+        return save_model(model, path, metadata, argument)
+    except OSError as error:
+        cause = first_line(error, 300)
+    name = f"tvlens-{Path(path).stem}-{os.getpid()}.safetensors"
+    for directory in (Path.cwd(), Path(tempfile.gettempdir())):
+        try:
+            kept = save_model(model, directory / name, metadata)
+        except (OSError, ValueError):
+            continue
+        raise OSError(f"{cause}; the trained model is kept at {str(kept)!r}")
+    raise OSError(f"{cause}; the trained model could not be written anywhere (nor to the working or temporary "
+                  "directory)")
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:

@@ -138,7 +138,9 @@ class LedgerConfig(Config):
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds={self.seeds!r}: expected distinct seeds, at least one")
         if self.claims is not None:
-            self.claims = tuple(self.claims)
+            self.claims = (self.claims,) if isinstance(self.claims, str) else tuple(self.claims)
+            if not self.claims:
+                raise ValueError("claims=(): expected at least one claim name (None measures every claim)")
             unknown = [c for c in self.claims if c not in CLAIMS]
             if unknown:
                 raise ValueError(f"claims: unknown {unknown}; expected names from {list(CLAIMS)}")

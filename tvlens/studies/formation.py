@@ -37,6 +37,7 @@ from tvlens.tasks.base import Task
 from tvlens.tasks.metric import metric_named
 from tvlens.tasks.splits import Splits
 from tvlens.training import tvp_by_layer as _tvp_scores
+from tvlens.training.train import read_checkpoint
 from tvlens.vectors.vanilla import query_states
 
 Source = Literal["prompt", "task_mean"]
@@ -245,9 +246,7 @@ def formation_from_checkpoints(
     rows = []
     try:
         for path in checkpoints:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-            if "weights" not in state or "step" not in state:
-                raise ValueError(f"checkpoints: {str(path)!r} is not a Trainer checkpoint (no weights/step)")
+            state = read_checkpoint(path)
             model.load_tl_state_dict(state["weights"])
             rows.append((int(state["step"]), tvp_by_layer(model, task, n_prompts=n_prompts, n_shots=n_shots,
                                                           seed=seed)))

@@ -11,8 +11,10 @@ from tvlens.training.train import (
     TrainResult,
     answer_loss,
     evaluate_training,
+    read_checkpoint,
     train,
     tvp_by_layer,
 )
 
-__all__ = ["TrainConfig", "TrainResult", "Trainer", "answer_loss", "evaluate_training", "train", "tvp_by_layer"]
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "answer_loss", "evaluate_training", "read_checkpoint", "train",
+           "tvp_by_layer"]

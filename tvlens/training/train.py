@@ -39,7 +39,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from tvlens._config import Config
-from tvlens._io import atomic_write
+from tvlens._io import atomic_write, first_line, safe_torch_load
 from tvlens._records import Records
 from tvlens.evaluate import mean_and_stderr, score_batch
 from tvlens.inject import Intervention, inject
@@ -98,8 +98,8 @@ class TrainConfig(Config):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"TrainConfig.{name}={value!r}: expected an int >= 0")
-        if not self.lr > 0:
-            raise ValueError(f"TrainConfig.lr={self.lr!r}: expected a positive number")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < math.inf:
+            raise ValueError(f"TrainConfig.lr={self.lr!r}: expected a finite positive number")
         if self.tvp_weight < 0:
             raise ValueError(f"TrainConfig.tvp_weight={self.tvp_weight!r}: expected >= 0")
         if self.tvp_weight > 0 and self.tvp_layer is None:
@@ -235,6 +235,9 @@ class Trainer:
         self.model.train()
         batch = self.task.sample(cfg.batch_size, cfg.n_shots, generator=self.generator)
         loss, parts = self.loss(batch)
+        if not torch.isfinite(loss.detach()).all():
+            raise ValueError(f"training: the loss is {loss.item()} at step {self.step + 1} (lr={cfg.lr}); training "
+                             "stopped — lower the learning rate")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -316,7 +319,7 @@ class Trainer:
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         """Resume from a checkpoint written by :meth:`save_checkpoint` (same task and config)."""
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = read_checkpoint(path)
         if state["task"] != self.task.to_dict():
             raise ValueError(f"checkpoint {str(path)!r} was made for task {state['task']}, not {self.task.to_dict()}")
         saved_cfg = {k: v for k, v in state["config"].items() if k != "steps"}
@@ -330,6 +333,27 @@ class Trainer:
         self.step = state["step"]
         self.history = list(state["history"])
         self.losses = list(state["losses"])
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint written by :meth:`Trainer.save_checkpoint`, read without running code from it.
+
+    Checkpoints hold tensors, numbers, strings and plain containers only, so they are read with
+    ``weights_only=True`` and no allow-listed class: a planted pickle that would call a function is refused.
+
+    Raises:
+        ValueError: the file is not a readable Trainer checkpoint (names the file and the cause).
+    """
+    try:
+        state = safe_torch_load(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint {str(path)!r}: no such file") from None
+    except Exception as error:
+        raise ValueError(f"checkpoint {str(path)!r}: not a readable Trainer checkpoint ({first_line(error, 160)})") \
+            from None
+    if not isinstance(state, dict) or "weights" not in state or "step" not in state:
+        raise ValueError(f"checkpoint {str(path)!r}: not a Trainer checkpoint (no weights/step)")
+    return state
 
 
 def train(

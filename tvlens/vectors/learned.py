@@ -16,6 +16,7 @@ and gradient as the full forward, a fraction of the work.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,8 +68,8 @@ class LearnConfig(Config):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"LearnConfig.{name}={value!r}: expected an int >= 1")
-        if not self.lr > 0:
-            raise ValueError(f"LearnConfig.lr={self.lr!r}: expected a positive number")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < math.inf:
+            raise ValueError(f"LearnConfig.lr={self.lr!r}: expected a finite positive number")
         if self.loss not in ("auto", "ce", "mse", "huber"):
             raise ValueError(f"LearnConfig.loss={self.loss!r}: expected 'auto', 'ce', 'mse' or 'huber'")
 
@@ -149,11 +150,17 @@ def fit_early_stopping(
         losses = []
         for start in range(0, n_train, config.batch_size):
             loss = batch_loss(order[start : start + config.batch_size])
+            if not torch.isfinite(loss.detach()).all():
+                raise ValueError(f"{desc}: the training loss is {loss.item()} at epoch {epoch}, step "
+                                 f"{len(losses) + 1} (lr={config.lr}); training stopped — lower the learning rate")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
         current = val_loss()
+        if not math.isfinite(current):
+            raise ValueError(f"{desc}: the validation loss is {current} after epoch {epoch} (lr={config.lr}); "
+                             "training stopped — lower the learning rate")
         history.append({"epoch": epoch, "train_loss": sum(losses) / len(losses), "val_loss": current})
         bar.set_postfix(val_loss=f"{current:.4f}")
         if current < best_loss - 1e-6:

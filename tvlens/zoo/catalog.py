@@ -12,7 +12,7 @@ from typing import Any
 from tvlens._io import atomic_write_text
 from tvlens._version import __version__
 from tvlens.models.hooked import HookedModel
-from tvlens.models.io import load_model, save_model
+from tvlens.models.io import load_model, save_model_or_keep
 from tvlens.tasks import Task
 from tvlens.training import TrainResult, train
 from tvlens.zoo.specs import SPECS, ZooSpec
@@ -116,7 +116,7 @@ def train_model(
         "transformer_lens_line": model.line,
     }
     path = weights_path(name, directory)
-    save_model(model, path, {k: v for k, v in card.items() if k != "config"})
+    save_model_or_keep(model, path, {k: v for k, v in card.items() if k != "config"})  # kept if path fails
     atomic_write_text(path.with_suffix(".json"), json.dumps(card, indent=1, sort_keys=False) + "\n")
     return model, result
 
