@@ -323,3 +323,145 @@ def test_a_model_whose_vocabulary_is_smaller_than_its_tokenizers_is_one_line(tmp
                "--quiet", "--out", str(tmp_path / "r.html"))
     one_line_error(proc, "token id", "d_vocab=64")
     assert not (tmp_path / "r.html").exists()
+
+
+# ----------------------------------------------------------------------------- fault trial, second round
+def test_out_through_a_symlink_updates_the_target_and_keeps_the_link(cli, tmp_path):
+    from tvlens import TaskVector
+
+    target = tmp_path / "store" / "v.safetensors"
+    target.parent.mkdir()
+    target.write_bytes(b"old")
+    link = tmp_path / "link.safetensors"
+    link.symlink_to(target)
+    proc = cli("vector", "learn", "--epochs", "1", "--shots", "2", "--out", str(link), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert link.is_symlink() and TaskVector.load(target).layers == [1]
+
+
+def test_out_to_a_device_or_fifo_is_refused_before_any_work(cli, tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for args, fragment in (
+        (["vector", "learn", "--out", "/dev/full"], "--out='/dev/full': is a character device"),
+        (["claims", "--claims", "key_heads", "--out", str(fifo)], "is a FIFO"),
+        (["report", "--out", "/dev/null"], "is a character device"),
+        (["demo", "--out", str(fifo)], "is a FIFO"),
+    ):
+        proc = cli(*args)
+        one_line_error(proc, fragment)
+        assert proc.stdout == "", args
+    assert fifo.exists() and not fifo.is_file()
+
+
+@pytest.mark.parametrize("lr", ["inf", "nan", "0", "-1"])
+def test_a_learning_rate_that_cannot_train_is_one_line(cli, tmp_path, lr):
+    out = tmp_path / "v.safetensors"
+    one_line_error(cli("vector", "learn", "--lr", lr, "--out", str(out), "--quiet"), "LearnConfig.lr=",
+                   "expected a finite positive number")
+    assert not out.exists()
+
+
+def test_claims_and_seed_arguments_are_checked(cli):
+    one_line_error(cli("claims", "--claims", ",", "--quiet"), "--claims=','", "expected comma-separated claim names")
+    proc = run("evaluate", "--seed", "99999999999999999999999", "--quiet")
+    assert proc.returncode == 2 and "--seed" in proc.stderr and "expected an integer in [0, 4294967295]" in proc.stderr
+
+
+def test_one_prompt_has_no_standard_error(cli):
+    proc = cli("evaluate", "--prompts", "1", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    rows = proc.stdout.splitlines()[1:]
+    assert len(rows) == 2 and all("± n/a (one prompt) (n=1)" in row for row in rows), rows
+
+
+def test_a_vector_for_another_task_is_warned_about(cli, tmp_path):
+    vector = tmp_path / "v.safetensors"
+    assert cli("vector", "learn", "--epochs", "1", "--shots", "2", "--out", str(vector), "--quiet").returncode == 0
+    proc = run("evaluate", "--vector", str(vector), "--task-id", "3", "--prompts", "8", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    (line,) = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert line.startswith("tvlens evaluate: warning: this task vector was made for the task") and "'fixed': 0" in line
+    proc = run("evaluate", "--vector", str(vector), "--task-id", "0", "--prompts", "8", "--quiet")
+    assert proc.returncode == 0 and proc.stderr.strip() == ""
+
+
+def test_misleading_inputs_get_messages_that_name_them(cli, tmp_path):
+    (tmp_path / "dir.safetensors").mkdir()
+    one_line_error(cli("evaluate", "--vector", str(tmp_path / "dir.safetensors"), "--quiet"), "is a directory")
+    proc = cli("demo", "--symbols", "2", "--perms", "2", "--shots", "1", "--steps", "2", "--layers", "1",
+               "--d-model", "16")
+    assert proc.returncode == 0, proc.stderr
+
+
+def _last_error_line(proc: subprocess.CompletedProcess, *fragments: str) -> str:
+    """A command with a progress bar (training) failed: its error is the one line after the bar."""
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"tvlens {proc.args[0]}: error: ") and all(f in line for f in fragments), line
+    return line
+
+
+def test_a_full_disk_keeps_the_trained_model_and_says_where(cli, tmp_path, monkeypatch):
+    """The write at --out fails as a full disk does (safetensors' own error type): one line that names the
+    path and the cause, and the trained model kept in the working directory."""
+    from safetensors import SafetensorError
+
+    from tvlens import zoo
+    from tvlens.models import io as model_io
+    from tvlens.models.io import load_model
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out" / "m.safetensors"
+    real_save_file = model_io.save_file
+
+    def full_at_out(state, filename, metadata=None):
+        if "out" in filename:
+            raise SafetensorError("Error while serializing: IoError(No space left on device)")
+        return real_save_file(state, filename, metadata=metadata)
+
+    monkeypatch.setattr(model_io, "save_file", full_at_out)
+    proc = cli("demo", "--steps", "2", "--layers", "1", "--d-model", "16", "--symbols", "8", "--perms", "2",
+               "--shots", "2", "--out", str(out))
+    line = _last_error_line(proc, f"--out={str(out)!r}: cannot write it", "No space left on device",
+                            "the trained model is kept at")
+    kept = line.split("kept at ")[1].strip("'")
+    assert load_model(kept).n_layers == 1 and not out.exists()
+    proc = cli("zoo", "train", "perm-mix", "--steps", "1", "--out", str(tmp_path / "out"))
+    line = _last_error_line(proc, "No space left on device", "the trained model is kept at")
+    kept = line.split("kept at ")[1].strip("'")
+    assert load_model(kept).n_layers == zoo.spec("perm-mix").model.n_layers
+
+
+def test_hf_directories_with_missing_pieces_are_named(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from tvlens.models.pretrained import boot_pretrained
+
+    from .hf_models import train_tokenizer
+
+    config = GPT2Config(n_layer=1, n_embd=16, n_head=2, n_positions=64, vocab_size=300)
+    cases = {}
+    cases["config only"] = tmp_path / "config-only"
+    config.save_pretrained(cases["config only"])
+    cases["bad json"] = tmp_path / "bad-json"
+    cases["bad json"].mkdir()
+    (cases["bad json"] / "config.json").write_text("{not json")
+    cases["no tokenizer"] = tmp_path / "no-tokenizer"
+    GPT2LMHeadModel(config).save_pretrained(cases["no tokenizer"])
+    cases["unknown architecture"] = tmp_path / "unknown"
+    GPT2LMHeadModel(config).save_pretrained(cases["unknown architecture"])
+    train_tokenizer().save_pretrained(cases["unknown architecture"])
+    text = (cases["unknown architecture"] / "config.json").read_text()
+    (cases["unknown architecture"] / "config.json").write_text(
+        text.replace('"GPT2LMHeadModel"', '"FrobnicatorForCausalLM"').replace('"gpt2"', '"frobnicator"'))
+    expected = {"config only": "no weights", "bad json": "config.json is not readable JSON",
+                "no tokenizer": "no tokenizer files", "unknown architecture": "cannot load it"}
+    for label, directory in cases.items():
+        with pytest.raises((OSError, ValueError)) as info:
+            boot_pretrained(directory)
+        message = str(info.value)
+        assert "\n" not in message and expected[label] in message and "huggingface-cli" not in message, (label, message)
+        assert str(directory) in message, label

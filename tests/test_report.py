@@ -173,3 +173,63 @@ def test_report_html_has_no_placeholder_or_stray_box(quick_report):
         for section in sections:
             texts = [a.text for a in section.figure.layout.annotations]
             assert all(isinstance(t, str) and t.strip() for t in texts), (section.title, texts)
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def _entry_path(cache, stage, params):
+    """Where the cache keeps (stage, params) for no model: computed once through the cache itself."""
+    cache.get(stage, params, None, lambda: {"v": 0}, expect=dict)
+    (path,) = [p for p in cache.directory.iterdir() if p.name.startswith(stage)]
+    return path
+
+
+def test_a_planted_pickle_in_the_cache_runs_nothing(tmp_path):
+    import torch
+
+    from tvlens.report import CacheWarning, _Cache
+
+    cache = _Cache(str(tmp_path / "cache"))
+    path = _entry_path(cache, "profile", {"a": 1})
+    key = torch.load(path, weights_only=True)["key"]
+    marker = tmp_path / "ran"
+    torch.save({"key": key, "value": _Payload(marker)}, path)  # the right name and key, a payload inside
+    with pytest.warns(CacheWarning, match="unreadable"):
+        assert cache.get("profile", {"a": 1}, None, lambda: {"v": 1}, expect=dict) == {"v": 1}
+    assert not marker.exists()
+
+
+def test_a_directory_under_an_entry_name_is_moved_aside_and_the_report_written(tmp_path):
+    from tvlens.report import CacheWarning, _Cache
+
+    cache = _Cache(str(tmp_path / "cache"))
+    path = _entry_path(cache, "stage", {"a": 1})
+    path.unlink()
+    path.mkdir()
+    (path / "inside").write_text("kept")
+    with pytest.warns(CacheWarning, match="not a regular file; moved it to"):
+        assert cache.get("stage", {"a": 1}, None, lambda: {"v": 2}, expect=dict) == {"v": 2}
+    (aside,) = [p for p in path.parent.iterdir() if ".not-a-cache-entry-" in p.name]
+    assert (aside / "inside").read_text() == "kept"  # nothing of the user's is deleted
+    assert cache.get("stage", {"a": 1}, None, lambda: {"v": 3}, expect=dict) == {"v": 2}  # cached again
+
+
+def test_a_cache_write_that_fails_loses_the_entry_not_the_result(tmp_path, monkeypatch):
+    from tvlens import report as report_module
+    from tvlens.report import CacheWarning, _Cache
+
+    def full(path, write, argument="path"):
+        raise OSError(f"{argument}={str(path)!r}: cannot write it (No space left on device)")
+
+    monkeypatch.setattr(report_module, "atomic_write", full)
+    cache = _Cache(str(tmp_path / "cache"))
+    with pytest.warns(CacheWarning, match="could not cache the stage 'stage'.*No space left"):
+        assert cache.get("stage", {"a": 1}, None, lambda: {"v": 4}, expect=dict) == {"v": 4}

@@ -48,7 +48,7 @@ def _kind(mode: int) -> str | None:
 def _check_destination(dest: Path, argument: str, shown: str | os.PathLike) -> None:
     try:
         mode = os.stat(dest).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing there yet (the parent check names a file parent)
         return
     except OSError as error:
         raise OSError(f"{argument}={str(shown)!r}: cannot inspect it ({error.strerror or error})") from None

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tvlens._io import check_output_dir, check_output_file
+from tvlens._io import check_output_dir, check_output_file, is_stdout
 
 # Heavy libraries (torch, TransformerLens, plotly) are imported inside the commands, so that
 # `tvlens --help` and argument errors answer at once.
@@ -32,6 +32,25 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+#: The seeds every command takes: what numpy's and torch's generators accept after tvlens adds its offsets.
+_SEED_MAX = 2**32 - 1
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, {_SEED_MAX}], got {text!r}") from None
+    if not 0 <= value <= _SEED_MAX:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, {_SEED_MAX}], got {text}")
+    return value
+
+
+def _plus_minus(mean: float, stderr: float, n: int) -> str:
+    """``mean ± stderr``, with ``n/a`` for the standard error of fewer than two prompts."""
+    return f"{mean:.4f} ± {stderr:.4f}" if n >= 2 else f"{mean:.4f} ± n/a (one prompt)"
 
 
 def _set_threads(threads: int | None = None) -> None:
@@ -60,7 +79,8 @@ def _demo(args: argparse.Namespace) -> int:
     print(
         f"tvlens demo: training a {config.n_layers}-layer transformer (d_model={config.d_model}, "
         f"TransformerLens {model.line}.x) on '{task.name}' — {task.n_perms} permutations of "
-        f"{task.n_symbols} symbols, {n_shots}-shot prompts like: {task.decode(task.sample(1, 2, seed=1).inputs[0])}"
+        f"{task.n_symbols} symbols, {n_shots}-shot prompts like: "
+        f"{task.decode(task.sample(1, min(2, n_shots), seed=1).inputs[0])}"
     )
     result = train(
         model, task,
@@ -150,7 +170,7 @@ def _vector_extract(args: argparse.Namespace) -> int:
     else:
         tv, _ = function_vector(model, task, args.layer, n_shots=args.shots, seed=args.seed, progress=progress)
     layer = tv.layers[0]
-    path = tv.save(args.out)
+    path = tv.save(args.out, "--out")
     print(f"{args.method} task vector of {args.model} (task {args.task_id}, {args.shots}-shot prompts) at layer "
           f"{layer}: wrote {path}")
     return 0
@@ -168,15 +188,19 @@ def _vector_learn(args: argparse.Namespace) -> int:
         raise ValueError(f"--position={args.position!r}: expected 'last' or an integer position") from None
     tv, result = learn_task_vector(model, task, args.layer, positions, base=args.base, n_shots=args.shots,
                                    progress=not args.quiet, lr=args.lr, epochs=args.epochs, seed=args.seed)
-    path = tv.save(args.out)
+    path = tv.save(args.out, "--out")
     print(f"learned task vector of {args.model} (task {args.task_id}) at layer {layer}, position {positions}: "
-          f"held-out test {result.test.metric} {result.test.mean:.3f} ± {result.test.stderr:.3f}; wrote {path}")
+          f"held-out test {result.test.metric} "
+          f"{_plus_minus(result.test.mean, result.test.stderr, result.test.values.numel())}; "
+          f"wrote {path}")
     return 0
 
 
 def _read_vector(args: argparse.Namespace, model: Any) -> Any:
     from tvlens.vectors import TaskVector
 
+    if Path(args.vector).is_dir():
+        raise ValueError(f"--vector={args.vector!r}: is a directory; expected a task-vector .safetensors file")
     if not Path(args.vector).is_file():
         raise FileNotFoundError(f"--vector={args.vector!r}: no such file (make one with `tvlens vector learn`)")
     with warnings.catch_warnings():
@@ -194,7 +218,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     for mode in modes:
         result = evaluate(model, task, mode, vector if mode == "injected" else None, n_prompts=args.prompts,
                           n_shots=args.shots, seed=args.seed, progress=not args.quiet)
-        print(f"{mode:<10} {result.metric} {result.mean:.4f} ± {result.stderr:.4f} (n={result.values.numel()})")
+        n = result.values.numel()
+        print(f"{mode:<10} {result.metric} {_plus_minus(result.mean, result.stderr, n)} (n={n})")
     return 0
 
 
@@ -227,7 +252,7 @@ def _analyze(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from tvlens.report import ReportConfig, build_report, write_report
 
-    check_output_file(args.out, "--out")
+    check_output_file(args.out, "--out", stdout=True)
     if not args.no_cache:
         check_output_dir(args.cache_dir, "--cache-dir")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -237,8 +262,9 @@ def _report(args: argparse.Namespace) -> int:
                           studies=not args.no_studies, seed=args.seed)
     report = build_report(config, progress=not args.quiet)
     path = write_report(report, args.out)
-    print(f"wrote {path} ({sum(len(s) for _, s in report.sections)} figures, {report.seconds:.0f} s, "
-          f"{report.cache_hits} stages from the cache)")
+    where = "the report to standard output" if is_stdout(args.out) else path
+    print(f"wrote {where} ({sum(len(s) for _, s in report.sections)} figures, {report.seconds:.0f} s, "
+          f"{report.cache_hits} stages from the cache)", file=sys.stderr if is_stdout(args.out) else sys.stdout)
     return 0
 
 
@@ -247,7 +273,7 @@ def _claims(args: argparse.Namespace) -> int:
     from tvlens.studies.claims import LedgerConfig, claims_ledger
 
     if args.out:
-        check_output_file(args.out, "--out")
+        check_output_file(args.out, "--out", stdout=True)
     _set_threads()
     claims = None
     if args.claims is not None:
@@ -261,9 +287,10 @@ def _claims(args: argparse.Namespace) -> int:
         raise ValueError(f"--seeds={args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
     config = LedgerConfig(n_tasks=args.tasks, seeds=seeds, n_prompts=args.prompts, claims=claims)
     table = claims_ledger(config, progress=not args.quiet).to_markdown()
-    print(table)
+    if not is_stdout(args.out):  # `--out -` prints it once
+        print(table)
     if args.out:
-        atomic_write_text(Path(args.out), table + "\n")
+        atomic_write_text(args.out, table + "\n", "--out")
     return 0
 
 
@@ -273,7 +300,7 @@ def _common(parser: argparse.ArgumentParser, vector: bool | None = False) -> Non
     parser.add_argument("--task-id", type=int, default=0, help="which task of the family (default 0)")
     parser.add_argument("--shots", type=_positive_int, default=None,
                         help="demonstrations per prompt (default: the model's training prompts)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the prompts")
+    parser.add_argument("--seed", type=_seed, default=0, help="seed of the prompts")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     if vector:
         parser.add_argument("--vector", required=True, help="a task vector .safetensors file")
@@ -293,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--symbols", type=_positive_int, default=32, help="symbols in the vocabulary (default 32)")
     demo.add_argument("--perms", type=_positive_int, default=8, help="permutations = tasks (default 8)")
     demo.add_argument("--shots", type=_positive_int, default=8, help="demonstrations per prompt (default 8)")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the task family, weights and prompts")
+    demo.add_argument("--seed", type=_seed, default=0, help="seed of the task family, weights and prompts")
     demo.add_argument("--out", default=None, help="save the trained model to this .safetensors file")
     demo.set_defaults(func=_demo)
 
@@ -342,12 +369,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--models", default="perm-mix,token-offset,linear-regression-long",
                         help="comma-separated zoo models or HF model directories (default perm-mix,token-offset,"
                              "linear-regression-long)")
-    report.add_argument("--out", default="report.html", help="output HTML file (default report.html)")
+    report.add_argument("--out", default="report.html", help="output HTML file (default report.html; - for standard "
+                        "output)")
     report.add_argument("--quick", action="store_true", help="fewer prompts (a preview in seconds)")
     report.add_argument("--cache-dir", default=".tvlens-cache", help="stage results cache (default .tvlens-cache)")
     report.add_argument("--no-cache", action="store_true", help="recompute every stage")
     report.add_argument("--no-studies", action="store_true", help="skip the claims ledger and the cross-model studies")
-    report.add_argument("--seed", type=int, default=0, help="seed of the prompts")
+    report.add_argument("--seed", type=_seed, default=0, help="seed of the prompts")
     report.add_argument("--quiet", action="store_true", help="no progress bars")
     report.set_defaults(func=_report)
 
@@ -358,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     claims.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     claims.add_argument("--prompts", type=_positive_int, default=200, help="test prompts per task and seed "
                         "(default 200)")
-    claims.add_argument("--out", default=None, help="also write the markdown table to this file")
+    claims.add_argument("--out", default=None, help="also write the markdown table to this "
+                        "file (- for standard output alone)")
     claims.add_argument("--quiet", action="store_true", help="no progress bars")
     claims.set_defaults(func=_claims)
     return parser
@@ -378,8 +407,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("tvlens: interrupted", file=sys.stderr)
         return 130
     except (ValueError, TypeError, KeyError, FileNotFoundError, OSError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"tvlens {args.command}: error: {message}", file=sys.stderr)
+        message = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
+        message = " ".join(line.strip() for line in message.splitlines() if line.strip())  # always one line
+        print(f"tvlens {args.command}: error: {message or type(error).__name__}", file=sys.stderr)
         return 2
     finally:
         if quiet:

@@ -737,7 +737,7 @@ Accuracy for token models; squared error / D for regression models (lower is bet
 
 
 def write_report(report: Report, path: str | os.PathLike) -> Path:
-    """Write :func:`render_html` to ``path`` atomically."""
+    """Write :func:`render_html` to ``path`` atomically (``-``: standard output)."""
     return atomic_write_text(path, render_html(report))
 
 

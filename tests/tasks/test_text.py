@@ -216,3 +216,10 @@ def test_slow_tokenizers_are_refused(tokenizer):
 
     with pytest.raises(ValueError, match="expected a fast Hugging Face tokenizer"):
         TextTasks(("antonyms",), tokenizer=Slow())
+
+
+def test_a_template_with_an_unknown_field_is_refused_at_construction(tokenizer):
+    with pytest.raises(ValueError, match=r"template='\{x\} \{z\} -> \{y\}': has the fields \['x', 'z', 'y'\]"):
+        TextTasks(("antonyms",), tokenizer=tokenizer, template="{x} {z} -> {y}")
+    with pytest.raises(ValueError, match=r"template='\{x -> \{y\}'"):
+        TextTasks(("antonyms",), tokenizer=tokenizer, template="{x -> {y}")

@@ -143,3 +143,51 @@ def test_tvp_loss_uses_the_zero_shot_padding_mask(backend):
             logits = model(single)[:, -1]
         losses.append(F.cross_entropy(logits, batch.targets[b : b + 1]))
     assert parts["tvp_loss"] == pytest.approx(torch.stack(losses).mean().item(), abs=1e-8)
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_planted_checkpoint_runs_nothing(backend, small_task, tmp_path):
+    """A checkpoint with a payload where the history should be: refused by the trainer and by the formation
+    study alike, and the payload never runs."""
+    from tvlens.studies.formation import formation_from_checkpoints
+
+    cfg = TrainConfig(steps=2, batch_size=4, n_shots=2, eval_every=0, eval_prompts=8, checkpoint_every=2)
+    train(fresh(backend), small_task, cfg, progress=False, checkpoint_dir=tmp_path)
+    good = tmp_path / "step000002.pt"
+    state = torch.load(good, weights_only=True)
+    marker = tmp_path / "ran"
+    planted = tmp_path / "planted.pt"
+    torch.save({**state, "history": _Payload(marker)}, planted)
+    with pytest.raises(ValueError, match=r"checkpoint '.*planted\.pt': not a readable Trainer checkpoint"):
+        Trainer(fresh(backend), small_task, cfg, checkpoint_dir=tmp_path / "again").load_checkpoint(planted)
+    model = fresh(backend)
+    with pytest.raises(ValueError, match="not a readable Trainer checkpoint"):
+        formation_from_checkpoints(model, small_task, [good, planted], n_prompts=8)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("lr", [float("inf"), float("nan"), 0.0, -1.0, True])
+def test_a_learning_rate_that_is_not_finite_and_positive_is_refused(lr):
+    from tvlens.vectors import LearnConfig
+
+    with pytest.raises(ValueError, match=r"TrainConfig.lr=.*: expected a finite positive number"):
+        TrainConfig(lr=lr)
+    with pytest.raises(ValueError, match=r"LearnConfig.lr=.*: expected a finite positive number"):
+        LearnConfig(lr=lr)
+
+
+def test_a_non_finite_loss_stops_training_naming_the_step(backend, small_task):
+    model = fresh(backend)
+    with torch.no_grad():
+        model.model.embed.W_E.fill_(float("inf"))  # every loss is NaN from the first step
+    with pytest.raises(ValueError, match=r"^training: the loss is nan at step 1 \(lr="):
+        train(model, small_task, TrainConfig(steps=3, batch_size=4, n_shots=2, eval_every=0), progress=False)

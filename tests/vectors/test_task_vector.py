@@ -95,3 +95,41 @@ def test_errors(tiny_model, tmp_path):
         TaskVector.load(tmp_path / "none.safetensors")
     with pytest.raises(ValueError, match=r"vector\(layer=None\): 2 sites match"):
         (tv(tiny_model, 1) + tv(tiny_model, 2, layer=2)).vector()
+
+
+def test_sites_and_widths_are_checked_where_they_are_made():
+    import pytest
+
+    with pytest.raises(ValueError, match=r"Site.hook='bogus': expected one of \['resid_pre'"):
+        TaskVector.single(torch.zeros(4), 1, hook="bogus")
+    with pytest.raises(ValueError, match=r"Site.layer='1': expected an int >= 0"):
+        TaskVector.single(torch.zeros(4), "1")
+    with pytest.raises(ValueError, match=r"cannot combine task vectors of different widths: d_model 4 and 6"):
+        TaskVector.single(torch.zeros(4), 1) + TaskVector.single(torch.zeros(6), 1)
+
+
+def test_evaluate_and_inject_warn_about_a_vector_of_another_model_or_task():
+    import warnings
+
+    import pytest
+
+    from tvlens import evaluate, inject, zoo
+    from tvlens.vectors import task_vector as tv_module
+
+    model, other = zoo.load("perm-mix"), zoo.load("perm-mix-2")
+    family = zoo.task("perm-mix")
+    vector = TaskVector.single(torch.randn(other.d_model), 1, fingerprint=other.fingerprint(),
+                               task=family.single(0).to_dict())
+    tv_module._WARNED_PAIRS.clear()
+    with pytest.warns(UserWarning, match="made on another model"):
+        evaluate(model, family.single(0), "injected", vector, n_prompts=4, progress=False)
+    tv_module._WARNED_PAIRS.clear()
+    with pytest.warns(UserWarning, match="made on another model"), inject(model, vector):
+        pass
+    mine = TaskVector.single(torch.randn(model.d_model), 1, fingerprint=model.fingerprint(),
+                             task=family.single(0).to_dict())
+    with pytest.warns(UserWarning, match=r"made for the task .*'fixed': 0.* but is scored on .*'fixed': 2"):
+        evaluate(model, family.single(2), "injected", mine, n_prompts=4, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # its own model and task: silent
+        evaluate(model, family.single(0), "injected", mine, n_prompts=4, progress=False)

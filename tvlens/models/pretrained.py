@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy as copying
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -54,6 +55,45 @@ def _looks_like_path(name: str) -> bool:
     if name.startswith((".", "~", os.sep)) or path.is_absolute() or "\\" in name or name.count("/") > 1:
         return True
     return "/" in name and path.parent.is_dir()  # "models/foo" where ./models exists
+
+
+#: Files ``save_pretrained`` writes: the weights (one of) and the tokenizer (one of).
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                 "pytorch_model.bin.index.json")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "vocab.txt")
+
+
+def check_model_dir(name: str | os.PathLike, argument: str = "name_or_path") -> dict[str, Any]:
+    """Check a local model directory before anything loads it, and return its ``config.json``.
+
+    A directory written by ``model.save_pretrained(DIR)`` and ``tokenizer.save_pretrained(DIR)`` has a
+    readable ``config.json`` naming its architecture, a weights file and tokenizer files. Each missing
+    piece is a one-line error naming the directory and the piece (never a suggestion to download).
+
+    Raises:
+        FileNotFoundError: ``config.json``, the weights or the tokenizer files are missing.
+        ValueError: ``config.json`` is not a JSON object naming ``model_type`` or ``architectures``.
+    """
+    directory = Path(name)
+    shown = f"{argument}={str(name)!r}"
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{shown}: a directory without config.json; expected a directory written by "
+                                "save_pretrained (model and tokenizer)")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{shown}: config.json is not readable JSON ({str(error).splitlines()[0]})") from None
+    if not isinstance(config, dict) or not (config.get("model_type") or config.get("architectures")):
+        raise ValueError(f"{shown}: config.json names no model_type or architectures; expected the config "
+                         "save_pretrained writes")
+    if not any((directory / f).is_file() for f in _WEIGHT_FILES):
+        raise FileNotFoundError(f"{shown}: no weights ({', '.join(_WEIGHT_FILES[::2])}); run "
+                                "model.save_pretrained(DIR) there")
+    if not any((directory / f).is_file() for f in _TOKENIZER_FILES):
+        raise FileNotFoundError(f"{shown}: no tokenizer files ({', '.join(_TOKENIZER_FILES[:2])}, …); run "
+                                "tokenizer.save_pretrained(DIR) there")
+    return config
 
 
 def _offline() -> bool:
@@ -117,9 +157,8 @@ def boot_pretrained(
         # a path that is not there: say so, instead of trying (and failing on) the Hugging Face Hub
         raise FileNotFoundError(f"name_or_path={name!r}: no such directory; expected a directory written by "
                                 "save_pretrained (model and tokenizer) or a Hugging Face model name")
-    if local and not (Path(name) / "config.json").is_file():
-        raise FileNotFoundError(f"name_or_path={name!r} is a directory without config.json; expected a directory "
-                                "written by save_pretrained (model and tokenizer)")
+    if local:
+        check_model_dir(name)
     if not local and _offline() and not _in_cache(name):
         # without this check transformers retries the network for a long while before failing
         raise _missing(name, "not a local directory, not in the Hugging Face cache, and HF_HUB_OFFLINE is set")
@@ -145,7 +184,13 @@ def boot_pretrained(
                 model = HookedTransformer.from_pretrained_no_processing(name, device=device, dtype=dtype,
                                                                         n_devices=n_devices or 1, **kwargs)
     except OSError as error:
+        if local:  # the directory was checked: a read error there, not a missing download
+            raise OSError(f"name_or_path={name!r}: cannot load it ({str(error).splitlines()[0][:160]})") from None
         raise _missing(name, f"{type(error).__name__}: {str(error).splitlines()[0][:160]}") from error
+    except (ValueError, KeyError, NotImplementedError) as error:  # e.g. an architecture nobody converts
+        text = str(error.args[0] if isinstance(error, KeyError) and error.args else error).strip()
+        raise ValueError(f"name_or_path={name!r}: TransformerLens cannot load it "
+                         f"({' '.join(text.split())[:200] or type(error).__name__})") from None
     return model, getattr(model, "tokenizer", None)
 
 
@@ -219,4 +264,4 @@ def _loadable(tokenizer: Any) -> Iterator[Any]:
         yield AutoTokenizer.from_pretrained(directory)
 
 
-__all__ = ["boot_hf", "boot_pretrained", "default_device"]
+__all__ = ["boot_hf", "boot_pretrained", "check_model_dir", "default_device"]

@@ -41,6 +41,7 @@ import csv
 import dataclasses
 import json
 import os
+import string
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -166,6 +167,13 @@ class TextTasks(Task):
             raise ValueError("tasks: expected at least one task")
         object.__setattr__(self, "tasks", tuple(resolved))
         template = TEMPLATES.get(self.template, self.template)
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        except ValueError as error:  # an unmatched brace
+            raise ValueError(f"template={self.template!r}: {error}; expected one {{x}} followed by one {{y}}") from None
+        if sorted(fields) != ["x", "y"]:
+            raise ValueError(f"template={self.template!r}: has the fields {fields}; expected exactly one {{x}} "
+                             "followed by one {y} (write a literal brace as {{ or }})")
         if template.count("{x}") != 1 or template.count("{y}") != 1 or template.index("{x}") > template.index("{y}"):
             raise ValueError(f"template={self.template!r}: expected one of {sorted(TEMPLATES)} or a string with one "
                              "{x} followed by one {y}")

@@ -83,6 +83,7 @@ def compare(
         learn_config: settings of the learned vectors.
         top_k: heads of the function vector (default: 10 % of the heads, at least 2).
     """
+    methods = (methods,) if isinstance(methods, str) else tuple(methods)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"methods={list(methods)!r}: unknown {unknown}; expected a subset of {list(METHODS)}")

@@ -35,7 +35,7 @@ from torch import Tensor
 from tvlens._io import atomic_write, first_line
 from tvlens._version import __version__
 from tvlens.inject import Intervention, inject
-from tvlens.models.hooked import HookedModel
+from tvlens.models.hooked import BLOCK_HOOKS, HookedModel
 from tvlens.models.weights import state_hash
 from tvlens.positions import PositionSpec, check_position_spec
 
@@ -65,6 +65,10 @@ def _position_from_key(key: Any) -> PositionSpec:
     return key
 
 
+#: (weights the vector was made on, weights it is used on) pairs already warned about in this process.
+_WARNED_PAIRS: set[tuple[Any, Any]] = set()
+
+
 @dataclass(frozen=True)
 class Site:
     """Where a vector goes: block ``layer``, hook point ``hook``, token ``positions``."""
@@ -74,6 +78,10 @@ class Site:
     positions: PositionSpec = "last"
 
     def __post_init__(self) -> None:
+        if isinstance(self.layer, bool) or not isinstance(self.layer, int) or self.layer < 0:
+            raise ValueError(f"Site.layer={self.layer!r}: expected an int >= 0")
+        if self.hook not in BLOCK_HOOKS:
+            raise ValueError(f"Site.hook={self.hook!r}: expected one of {list(BLOCK_HOOKS)}")
         object.__setattr__(self, "positions", check_position_spec(self.positions))
         _position_key(self.positions)
 
@@ -183,6 +191,9 @@ class TaskVector:
             raise ValueError(f"cannot combine a {self.mode!r} vector with a {other.mode!r} vector")
         if self.fingerprint and other.fingerprint and self.fingerprint != other.fingerprint:
             raise ValueError("cannot combine task vectors made on different models (fingerprints differ)")
+        if self.d_model != other.d_model:
+            raise ValueError(f"cannot combine task vectors of different widths: d_model {self.d_model} and "
+                             f"{other.d_model}")
         out = {s: v * self.scale for s, v in self.vectors.items()}
         for s, v in other.vectors.items():
             out[s] = out.get(s, torch.zeros_like(v)) + sign * other.scale * v
@@ -220,7 +231,7 @@ class TaskVector:
             "tvlens_version": __version__,
         }
 
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike, argument: str = "path") -> Path:
         """Write the tensors (safetensors) with the metadata as JSON in the header, atomically.
 
         The header also holds a SHA-256 of each tensor's bytes, so :meth:`load` notices a file whose
@@ -229,7 +240,7 @@ class TaskVector:
         tensors = {f"site_{i}": v.detach().to("cpu").contiguous() for i, v in enumerate(self.vectors.values())}
         meta = {**self.metadata(), "checksums": {k: _checksum(t) for k, t in tensors.items()}}
         header = {"tvlens_task_vector": json.dumps(meta, default=str)}
-        return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+        return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header), argument)
 
     @classmethod
     def load(cls, path: str | os.PathLike, model: HookedModel | None = None, strict: bool = True) -> TaskVector:
@@ -285,7 +296,10 @@ class TaskVector:
                        f"model: {[theirs.get(k) for k in differ]})")
             if strict:
                 raise ValueError(f"{message}; to use it anyway pass strict=False (command line: --allow-other-model)")
-            warnings.warn(f"{message}; using it anyway", stacklevel=3)
+            pair = (self.fingerprint.get("weights_sha256"), theirs["weights_sha256"])
+            if pair not in _WARNED_PAIRS:  # once per (made-on, used-on) pair of models, not on every call
+                _WARNED_PAIRS.add(pair)
+                warnings.warn(f"{message}; using it anyway", stacklevel=3)
 
     def __repr__(self) -> str:
         sites = ", ".join(f"L{s.layer}/{s.hook}@{s.positions}" for s in self.vectors)
