@@ -1,6 +1,6 @@
 """ICL task families and the prompts they produce (:class:`ICLBatch`)."""
 
-from tvlens.tasks.base import TASK_REGISTRY, ICLBatch, Task, register_task, task_from_dict
+from tvlens.tasks.base import TASK_REGISTRY, ContentBlock, ICLBatch, Task, register_task, task_from_dict
 from tvlens.tasks.formal import HMMMixture, RegularLanguages, SequenceTask
 from tvlens.tasks.metric import Accuracy, Metric, SquaredError, metric_for, metric_named
 from tvlens.tasks.regression import (
@@ -26,6 +26,7 @@ __all__ = [
     "HMMMixture",
     "RegularLanguages",
     "SequenceTask",
+    "ContentBlock",
     "ICLBatch",
     "LinearRegression",
     "ModularAffine",

@@ -130,6 +130,48 @@ class ICLBatch:
         return dataclasses.replace(self, **changes)
 
 
+@dataclass(frozen=True)
+class ContentBlock:
+    """One block of a seeded partition of a family's finite content (its query symbols, its word pairs).
+
+    The content's ``n`` items are shuffled by ``seed`` and cut at the cumulative ``fractions`` into
+    ``len(fractions)`` disjoint blocks; a prompt drawn with this block takes its held-out content from
+    block ``index`` only. Blocks of one ``(fractions, seed)`` never share an item, whatever ``index``:
+    that is what makes a split's scored queries disjoint from the ones another split trained or chose on.
+
+    Attributes:
+        index: which block.
+        fractions: the blocks' shares of the content (positive, summing to 1).
+        seed: fixes the shuffle (the same for every block of one partition).
+    """
+
+    index: int
+    fractions: tuple[float, ...]
+    seed: int
+
+    def __post_init__(self) -> None:
+        if not self.fractions or any(f <= 0 for f in self.fractions) or abs(sum(self.fractions) - 1) > 1e-9:
+            raise ValueError(f"fractions={self.fractions!r}: expected positive shares summing to 1")
+        if not 0 <= self.index < len(self.fractions):
+            raise ValueError(f"index={self.index!r}: expected 0 <= index < {len(self.fractions)}")
+
+    def items(self, n: int, salt: int = 0) -> Int[Tensor, " k"]:
+        """The indices (into ``0 … n-1``) of this block; ``salt`` gives each task of a family its own shuffle.
+
+        Raises:
+            ValueError: ``n`` is too small for every block to hold at least one item.
+        """
+        if n < len(self.fractions):
+            raise ValueError(f"{n} items cannot be split into {len(self.fractions)} disjoint blocks; expected at "
+                             f"least {len(self.fractions)}")
+        order = torch.randperm(n, generator=torch.Generator().manual_seed((self.seed + 7_777_777 * salt) % 2**63))
+        cuts = [0]
+        for share in self.fractions[:-1]:
+            cuts.append(cuts[-1] + share)
+        bounds = [min(n - (len(self.fractions) - i), max(i, round(c * n))) for i, c in enumerate(cuts)] + [n]
+        return order[bounds[self.index] : bounds[self.index + 1]].sort().values
+
+
 def make_generator(seed: int | None = None, generator: torch.Generator | None = None) -> torch.Generator:
     """The generator to sample with: the given one, or a fresh CPU generator seeded with ``seed`` (default 0)."""
     if generator is not None:
@@ -154,6 +196,11 @@ class Task(ABC):
     #: Default number of demonstrations per prompt.
     default_n_shots: int = 8
 
+    #: What a :class:`ContentBlock` holds out in this family (``"queries"``, ``"word pairs"``), or ``None``
+    #: when every prompt is a fresh draw from a continuous or astronomically large space (regression
+    #: functions, formal-language strings): there a block is ignored and the random stream separates splits.
+    held_out_content: ClassVar[str | None] = None
+
     def sample(
         self,
         n_prompts: int,
@@ -162,6 +209,7 @@ class Task(ABC):
         seed: int | None = None,
         generator: torch.Generator | None = None,
         task_ids: Tensor | None = None,
+        block: ContentBlock | None = None,
     ) -> ICLBatch:
         """Draw ``n_prompts`` prompts with ``n_shots`` demonstrations each, plus their zero-shot view.
 
@@ -171,6 +219,9 @@ class Task(ABC):
             seed: seeds a fresh generator (default 0) — same seed, same prompts.
             generator: sample from this generator instead (advances it).
             task_ids: for discrete families, force the task of each prompt ``[n_prompts]``.
+            block: hold out content — draw the :attr:`held_out_content` from this block only
+                (:class:`~tvlens.tasks.Splits` passes one per split). Ignored by families that draw
+                fresh content for every prompt.
         """
         if not isinstance(n_prompts, int) or isinstance(n_prompts, bool) or n_prompts < 1:
             raise ValueError(f"n_prompts={n_prompts!r}: expected an int >= 1")
@@ -189,6 +240,8 @@ class Task(ABC):
                 raise ValueError(f"task_ids given but {type(self).__name__} is a continuous family")
             if task_ids.min() < 0 or task_ids.max() >= n_tasks:
                 raise ValueError(f"task_ids must lie in [0, {n_tasks}); got {task_ids.tolist()}")
+        if block is not None and self.held_out_content is not None:
+            return self._sample(n_prompts, n_shots, make_generator(seed, generator), task_ids, block=block)
         return self._sample(n_prompts, n_shots, make_generator(seed, generator), task_ids)
 
     @abstractmethod

@@ -2,98 +2,140 @@
 
 A method extracts or trains on some prompts, chooses something (a layer, an epoch, heads) on
 others and is scored on yet others. :class:`Splits` is the one rule that names them; every method,
-study, the report and training take a ``seed`` and draw their prompts through it, so equal seeds give
-equal prompts everywhere and different splits never share a seed:
+study, the report and training take a ``seed`` and draw their prompts through it.
 
-| split | seed | what it is for |
+**Held out means held out.** Two prompt sets drawn with different random streams are not disjoint
+when the content is small: a zero-shot query ``BOS x →`` of a 32-symbol family has 32 possible inputs,
+so every stream holds all of them. A split therefore draws its *content* from its own block of a
+seeded partition (:class:`~tvlens.tasks.ContentBlock`): symbolic families partition their query
+symbols (demonstrations may use any symbol; a ``test`` query was never a ``train`` or ``dev`` query),
+text tasks partition each task's word pairs (a prompt's demonstrations and query all come from its
+split's pairs, as Todd et al.'s datasets are split). Regression and formal-language families draw a
+fresh function or string for every prompt from a continuous or astronomically large space: there the
+random streams alone separate the splits (:attr:`Task.held_out_content` is ``None``).
+
+| split | content block | what it is for |
 |---|---|---|
-| ``train`` | ``seed`` | extraction prompts (vanilla TV, function vector), LTV training |
-| ``dev`` | ``seed + 1`` | choices: the vanilla TV's layer, early stopping, task-mean states |
-| ``test`` | ``seed + 2`` | a method's own held-out score; head-weighted LTV's head means |
-| ``validation`` | ``seed + 3`` | Todd et al. 2024's validation prompts (function-vector means) |
-| ``aside`` | ``seed + 7`` | set aside: the dynamics check's held-out perturbations, the report's example |
-| ``shared`` | ``seed + 100`` | test prompts all methods are compared on (``compare``, studies, the report) |
-| ``training`` | ``seed + 7919`` | the prompt stream of meta-ICL training (never an evaluation seed) |
+| ``train`` | train (50 %) | extraction prompts (vanilla TV, function vector), LTV training |
+| ``dev`` | dev (20 %) | choices: the vanilla TV's layer, early stopping, key heads, task-mean states |
+| ``test`` | test (20 %) | a method's own held-out score; head-weighted LTV's head means |
+| ``shared`` | test (20 %) | test prompts all methods are compared on (``compare``, studies, the report) |
+| ``validation`` | validation (10 %) | Todd et al. 2024's validation prompts; head-weighted LTV's held-out score |
+| ``aside`` | all content | the dynamics check's held-out perturbations, the report's example |
+| ``training`` | all content | the prompt stream of meta-ICL training (the model learns the whole family) |
 
-(``test`` also seeds the head-weighted LTV's head means: no procedure both scores on ``test`` and
-takes head means, so the two uses never meet.)
+(``test`` and ``shared`` both only score, so they share a block; the head-weighted LTV takes its head
+means on ``test`` and is scored on ``validation``, a block of its own.)
+
+**Streams.** Each split's random stream is seeded by ``numpy.random.SeedSequence((seed, split))``:
+streams of different user seeds never coincide (a ``seed + offset`` rule gives seed 2's ``train`` the
+stream of seed 0's ``test``). The one exception is ``training``, ``seed + 7919``, kept so that the
+shipped zoo weights stay reproducible by ``tvlens zoo train``; no evaluation split uses a small offset.
+The partition of the content is seeded by the user seed too, so another seed gives other blocks.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-OFFSETS: dict[str, int] = {"train": 0, "dev": 1, "test": 2, "validation": 3, "aside": 7, "shared": 100,
-                           "training": 7919}
+import numpy as np
+
+from tvlens.tasks.base import ContentBlock
+
+#: The content blocks of a partition, their shares, and the block each split draws from (None: all content).
+BLOCK_FRACTIONS: tuple[float, ...] = (0.5, 0.2, 0.2, 0.1)
+BLOCKS: dict[str, int | None] = {"train": 0, "dev": 1, "test": 2, "shared": 2, "validation": 3, "aside": None,
+                                 "training": None}
+#: The legacy offset of the meta-ICL training stream (the zoo's recipes were trained on it).
+TRAINING_OFFSET = 7919
+
+
+def _stream_seed(seed: int, name: str) -> int:
+    """A 63-bit seed for ``(seed, name)`` from numpy's ``SeedSequence`` (distinct pairs, distinct streams)."""
+    state = np.random.SeedSequence([seed & 0xFFFFFFFF, seed >> 32, zlib.crc32(name.encode())]).generate_state(
+        2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
 
 
 @dataclass(frozen=True)
 class Splits:
-    """The seeds of every named prompt split for one user ``seed``.
+    """The prompt streams and content blocks of every named split for one user ``seed``.
 
     Example::
 
         splits = Splits(seed)
-        dev = task.sample(200, n_shots, seed=splits.dev)
-        same = splits.sample(task, "dev", 200, n_shots)
+        dev = splits.sample(task, "dev", 200, n_shots)      # dev stream, dev queries only
     """
 
     seed: int = 0
-    names: ClassVar[tuple[str, ...]] = tuple(OFFSETS)
+    names: ClassVar[tuple[str, ...]] = tuple(BLOCKS)
 
     def __post_init__(self) -> None:
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise TypeError(f"seed={self.seed!r}: expected an int")
+        if not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed={self.seed!r}: expected an int in [0, 2**63)")
 
     @property
     def train(self) -> int:
-        """Seed of the ``train`` split: extraction and training prompts."""
+        """Seed of the ``train`` split's stream: extraction and training prompts."""
         return self.of("train")
 
     @property
     def dev(self) -> int:
-        """Seed of the ``dev`` split: prompts that choose (layer, epoch, states)."""
+        """Seed of the ``dev`` split's stream: prompts that choose (layer, epoch, heads, states)."""
         return self.of("dev")
 
     @property
     def test(self) -> int:
-        """Seed of the ``test`` split: a method's own held-out prompts; head-weighted head means."""
+        """Seed of the ``test`` split's stream: a method's own held-out prompts; head-weighted head means."""
         return self.of("test")
 
     @property
     def validation(self) -> int:
-        """Seed of the ``validation`` split: Todd et al. 2024's validation prompts."""
+        """Seed of the ``validation`` split's stream: Todd et al. 2024's validation prompts."""
         return self.of("validation")
 
     @property
     def aside(self) -> int:
-        """Seed of the ``aside`` split: the dynamics check's held-out perturbations, the report's example prompt."""
+        """Seed of the ``aside`` split's stream: the dynamics check's perturbations, the report's example prompt."""
         return self.of("aside")
 
     @property
     def shared(self) -> int:
-        """Seed of the ``shared`` split: the test prompts all methods are compared on."""
+        """Seed of the ``shared`` split's stream: the test prompts all methods are compared on."""
         return self.of("shared")
 
     @property
     def training(self) -> int:
-        """Seed of the ``training`` split: meta-ICL training's prompt stream."""
+        """Seed of the ``training`` split's stream: meta-ICL training's prompt stream."""
         return self.of("training")
 
     def of(self, split: str) -> int:
-        """The seed of ``split`` (one of :attr:`names`)."""
-        if split not in OFFSETS:
-            raise ValueError(f"split={split!r}: expected one of {list(OFFSETS)}")
-        return self.seed + OFFSETS[split]
+        """The seed of ``split``'s random stream (one of :attr:`names`)."""
+        self._check(split)
+        return self.seed + TRAINING_OFFSET if split == "training" else _stream_seed(self.seed, split)
+
+    def block(self, split: str) -> ContentBlock | None:
+        """The content block ``split`` draws from (``None``: all content)."""
+        self._check(split)
+        index = BLOCKS[split]
+        return None if index is None else ContentBlock(index, BLOCK_FRACTIONS, _stream_seed(self.seed, "partition"))
 
     def sample(self, task: Any, split: str, n_prompts: int, n_shots: int | None = None) -> Any:
-        """``task.sample(n_prompts, n_shots)`` on ``split``'s seed."""
-        return task.sample(n_prompts, n_shots, seed=self.of(split))
+        """``task.sample(n_prompts, n_shots)`` on ``split``'s stream and content block."""
+        return task.sample(n_prompts, n_shots, seed=self.of(split), block=self.block(split))
 
     def to_dict(self) -> dict[str, int]:
-        """Every split's seed."""
-        return {name: self.of(name) for name in OFFSETS}
+        """Every split's stream seed."""
+        return {name: self.of(name) for name in BLOCKS}
+
+    @staticmethod
+    def _check(split: str) -> None:
+        if split not in BLOCKS:
+            raise ValueError(f"split={split!r}: expected one of {list(BLOCKS)}")
 
 
-__all__ = ["OFFSETS", "Splits"]
+__all__ = ["BLOCKS", "BLOCK_FRACTIONS", "Splits"]

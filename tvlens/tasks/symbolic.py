@@ -25,7 +25,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from tvlens.tasks.base import ICLBatch, Task, register_task
+from tvlens.tasks.base import ContentBlock, ICLBatch, Task, register_task
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class SymbolicTask(Task):
 
     kind: ClassVar[str] = "symbolic"
     query_tokens: ClassVar[int] = 2
+    held_out_content: ClassVar[str | None] = "queries"
 
     n_symbols: int = 32
     seed: int = 0
@@ -89,10 +90,21 @@ class SymbolicTask(Task):
     def apply(self, task_ids: Int[Tensor, " batch"], x: Int[Tensor, "batch m"]) -> Int[Tensor, "batch m"]:
         """The answers ``y = f_task(x)`` of each prompt's task."""
 
-    def _sample(self, n_prompts: int, n_shots: int, generator: torch.Generator, task_ids: Tensor | None) -> ICLBatch:
+    def _sample(self, n_prompts: int, n_shots: int, generator: torch.Generator, task_ids: Tensor | None,
+                block: ContentBlock | None = None) -> ICLBatch:
         task_ids = self._task_ids(n_prompts, generator, task_ids)
         m = n_shots + 1
-        if self.distinct_inputs:
+        if block is not None:  # the query from the block; demonstrations from any other symbol
+            queries = block.items(self.n_symbols)
+            query = queries[torch.randint(len(queries), (n_prompts,), generator=generator)]
+            if self.distinct_inputs:
+                keys = torch.rand(n_prompts, self.n_symbols, generator=generator)
+                keys[torch.arange(n_prompts), query] = 2.0  # sorts last: never a demonstration
+                demos = keys.argsort(-1)[:, :n_shots]
+            else:
+                demos = torch.randint(self.n_symbols, (n_prompts, n_shots), generator=generator)
+            x = torch.cat([demos, query[:, None]], 1)
+        elif self.distinct_inputs:
             x = torch.rand(n_prompts, self.n_symbols, generator=generator).argsort(-1)[:, :m]
         else:
             x = torch.randint(self.n_symbols, (n_prompts, m), generator=generator)

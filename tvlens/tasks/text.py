@@ -51,7 +51,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from tvlens.tasks.base import ICLBatch, Task
+from tvlens.tasks.base import ContentBlock, ICLBatch, Task
 
 DATA_DIR = Path(__file__).parents[1] / "data" / "word_pairs"
 #: Built-in templates: the papers' exact formats under their names, tvlens' own under neutral names.
@@ -137,6 +137,7 @@ class TextTasks(Task):
     kind: ClassVar[str] = "symbolic"
     name: ClassVar[str] = "text"
     default_n_shots: ClassVar[int] = 5
+    held_out_content: ClassVar[str | None] = "word pairs"
 
     tasks: tuple[Any, ...] = ("antonyms",)
     tokenizer: Any = field(default=None, repr=False)
@@ -289,11 +290,18 @@ class TextTasks(Task):
         bos = getattr(self.tokenizer, "bos_token_id", None)
         return [bos] if self.prepend_bos and bos is not None else []
 
-    def _sample(self, n_prompts: int, n_shots: int, generator: torch.Generator, task_ids: Tensor | None) -> ICLBatch:
+    def _sample(self, n_prompts: int, n_shots: int, generator: torch.Generator, task_ids: Tensor | None,
+                block: ContentBlock | None = None) -> ICLBatch:
         ids = self._task_ids(n_prompts, generator, task_ids)
         examples = []
         for t in ids.tolist():
             pairs = self.tasks[t].pairs
+            if block is not None:  # demonstrations and query from this block's word pairs only
+                kept = block.items(len(pairs), salt=t).tolist()
+                if len(kept) < n_shots + 1:
+                    raise ValueError(f"n_shots={n_shots}: the held-out block {block.index} of {self.tasks[t].name!r} "
+                                     f"has {len(kept)} word pairs; expected at least {n_shots + 1}")
+                pairs = [pairs[i] for i in kept]
             chosen = torch.randperm(len(pairs), generator=generator)[: n_shots + 1].tolist()
             examples.append(tuple(pairs[i] for i in chosen))
         return self.build(examples, ids, n_shots)

@@ -207,13 +207,14 @@ def learn_task_vector(
     config = dataclasses.replace(config or LearnConfig(), **overrides)
     sites = _site_list(model, layer, positions)
 
-    def prompts(n: int, seed: int) -> tuple[ICLBatch, ICLBatch]:
-        batch = task.sample(n, n_shots, seed=seed)
+    splits = Splits(config.seed)
+
+    def prompts(n: int, split: str) -> tuple[ICLBatch, ICLBatch]:
+        batch = splits.sample(task, split, n, n_shots)
         return batch, (batch.zero_shot if base == "zero_shot" else batch)
 
-    splits = Splits(config.seed)
-    train_full, train = prompts(config.n_train, splits.train)
-    val_full, val = prompts(config.n_val, splits.dev)
+    train_full, train = prompts(config.n_train, "train")
+    val_full, val = prompts(config.n_val, "dev")
     gen = torch.Generator().manual_seed(config.seed)
     theta = {s: ((torch.rand(model.d_model, generator=gen) * 2 - 1) * config.init_scale).to(model.dtype)
              .to(model.device).requires_grad_(True) for s in sites}

@@ -104,8 +104,9 @@ def sweep_layers(
     metric = results[0].metric
     means = torch.tensor([r.mean for r in results])
     best = metric_named(metric).best(means)
-    test = evaluate(model, task, "injected", vectors[layers[best]], n_prompts=test_prompts, n_shots=n_shots,
-                    seed=splits.test, base=base, progress=False)
+    test = evaluate(model, task, "injected", vectors[layers[best]], batch=splits.sample(task, "test", test_prompts,
+                                                                                        n_shots),
+                    base=base, progress=False)
     return LayerSweep(layers, means, torch.tensor([r.stderr for r in results]), layers[best], test, metric)
 
 
