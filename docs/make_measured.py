@@ -159,14 +159,19 @@ def ledger_section(ledger) -> list[str]:
     """The claims ledger: every claim's effect over tasks × seeds and its verdict, between its block markers."""
     c = ledger.config
     return ["## Claims ledger", "",
-            f"Every paper claim tvlens tests, measured by `tvlens.studies.claims_ledger` on each zoo model where it "
-            f"applies: {c.n_tasks} tasks of the family × {len(c.seeds)} seeds ({', '.join(map(str, c.seeds))}), "
-            f"{c.n_prompts} test prompts per task and seed. The effect is positive when the claim holds; seeds are "
-            "averaged within a task and the interval is Student's t over the task means (Welch's for a contrast of "
-            "two models). The verdict compares the interval with what the claim needs: **holds** (all above), "
-            "**does not hold** (all at or below), **mixed** (straddles). Whatever is chosen (the vanilla TV's and "
-            "the LTV's layer, the key heads, the LTV's early stopping) is chosen on other prompts than it is scored "
-            "on. "
+            f"The paper claims tvlens tests, measured by `tvlens.studies.claims_ledger` on each zoo model where they "
+            f"apply: {c.n_tasks} tasks of the family × {len(c.seeds)} seeds ({', '.join(map(str, c.seeds))}), "
+            f"{c.n_prompts} test prompts per task and seed, whose queries trained nothing and chose nothing (the "
+            "splits hold out query symbols). The effect is positive when the claim holds, and each row shows its "
+            "control (a random vector of the same norm at the same site, random non-key heads, the same maps for "
+            "random vectors, the answer-free reading of the state). Seeds are averaged within a task; the interval "
+            "is Student's t over the task means (Welch's for a contrast), Holm-adjusted over the rows. The verdict "
+            "compares the interval with what the claim needs: **holds** (above, and the control does not clear the "
+            "margin too), **does not hold** (below), **inconclusive** (with the reason: the interval straddles the "
+            "margin, fewer than 3 tasks, zero width, the control shows it too, or the claim is true by construction "
+            "as the zoo measures it). Whatever is chosen (the vanilla TV's and the LTV's layer, the key heads, the "
+            "LTV's early stopping) is chosen on other queries than it is scored on; learned vectors train until "
+            "their dev loss stops improving. "
             "`perm-mix-2` has only 2 tasks. Regression \"tasks\" are groups of prompts with fresh functions. "
             "Asserted in `tests/studies/test_claims.py`.", "",
             f"<!-- {LEDGER_BLOCK}:begin -->", ledger.to_markdown(), f"<!-- {LEDGER_BLOCK}:end -->", "",

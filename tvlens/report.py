@@ -569,16 +569,18 @@ def _ledger_weights(config: LedgerConfig) -> dict[str, str]:
 
 
 def _ledger_sections(run: Run, ledger: ClaimsLedger) -> list[Section]:
-    counts = {v: sum(r.verdict == v for r in ledger.rows) for v in ("holds", "mixed", "does not hold")}
+    counts = {v: sum(r.verdict == v for r in ledger.rows) for v in ("holds", "inconclusive", "does not hold")}
     c = ledger.config
     return [Section("Claims ledger", ledger_figure(ledger),
-                    f"Every paper claim tvlens tests, on each zoo model where it applies: {c.n_tasks} tasks × "
-                    f"{len(c.seeds)} seeds, {c.n_prompts} test prompts each. The effect is positive when the claim "
-                    "holds; the bar is its 95 % interval over the tasks (seeds averaged within a task), the black "
-                    "tick what the claim needs. Verdict: holds (interval above the tick), does not hold (at or "
-                    f"below), mixed (straddles). Here: {counts['holds']} hold, {counts['mixed']} mixed, "
-                    f"{counts['does not hold']} do not hold. Hover a point for the claim and how its effect is "
-                    "measured; docs/studies.md has the table.")]
+                    f"The paper claims tvlens tests, on each zoo model where they apply: {c.n_tasks} tasks × "
+                    f"{len(c.seeds)} seeds, {c.n_prompts} held-out test prompts each. The effect is positive when the "
+                    "claim holds; the bar is its interval over the tasks (seeds averaged within a task), adjusted "
+                    "for the number of rows (Holm), the hollow circle its control (e.g. a random vector of the same "
+                    "norm), the black tick what the claim needs. Verdict: holds (interval above the tick and the "
+                    "control not), does not hold (below), inconclusive (straddles, fewer than 3 tasks, zero width, "
+                    f"the control shows it too, or true by construction; hover for the reason). Here: "
+                    f"{counts['holds']} hold, {counts['inconclusive']} inconclusive, {counts['does not hold']} do not "
+                    "hold. docs/studies.md has the table.")]
 
 
 _LEDGER_STAGES: tuple[Stage, ...] = (

@@ -11,6 +11,7 @@ import torch
 
 from tvlens import Intervention, inject
 from tvlens.models import HookedModel
+from tvlens.tasks import Splits
 from tvlens.tasks.text import TextTasks
 from tvlens.vectors import function_vector, vanilla_task_vector
 from tvlens.vectors.function import average_indirect_effect, mean_head_outputs
@@ -74,10 +75,10 @@ def test_hendel_per_prompt_vectors_and_layer_sweep(models, tokenizer):
                                      test_prompts=5, seed=0)
     assert result.extra["procedure"] == "hendel" and "output of block L" in result.extra["layer_convention"]
     assert tv.sites[0].hook == "resid_post" and tv.mode == "replace"
-    dev = task.sample(5, 3, seed=1)  # the dev split of seed 0
+    dev = Splits(0).sample(task, "dev", 5, 3)  # the dev split of seed 0: its stream and its word pairs
     layers = list(range(model.n_layers))
-    states = hendel_states(model, task, dev, layers, seed=1)
-    dummies = hendel_dummy_examples(task, dev, seed=1)
+    states = hendel_states(model, task, dev, layers, seed=Splits(0).dev)
+    dummies = hendel_dummy_examples(task, dev, seed=Splits(0).dev)
     accuracy = torch.zeros(len(layers))
     for row, pairs in enumerate(dev.examples):
         mine = dummies[2 * row: 2 * row + 2]
@@ -101,7 +102,7 @@ def test_hendel_per_prompt_vectors_and_layer_sweep(models, tokenizer):
 def test_todd_mean_activations_aie_and_function_vector(models, tokenizer):
     hf, model = models
     task = TextTasks(("country_capital",), tokenizer=tokenizer, template="todd")
-    clean = task.sample(8, 3, seed=0)
+    clean = Splits(0).sample(task, "train", 8, 3)  # function_vector(seed=0)'s clean prompts: the train split
     expected_z = torch.stack([ref.head_inputs(hf, ref.encode(tokenizer, ref.prompt_text("todd", pairs)))
                               for pairs in clean.examples]).mean(0)
     z_mean, _ = mean_head_outputs(model, clean)

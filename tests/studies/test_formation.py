@@ -18,9 +18,9 @@ from tvlens.studies import (
     tvp_by_layer,
     tvp_loss_comparison,
 )
-from tvlens.tasks import PermutationMixture
+from tvlens.tasks import PermutationMixture, Splits
 from tvlens.training import TrainConfig, Trainer
-from tvlens.vectors import vanilla_task_vector
+from tvlens.vectors import TaskVector
 
 from ..conftest import BACKENDS
 
@@ -46,7 +46,11 @@ def test_checkpoints_reproduce_the_training_history(tmp_path):
 def test_task_mean_source_is_the_vanilla_task_vector():
     model, task = zoo.load("perm-mix"), zoo.task("perm-mix").single(0)
     profile = tvp_by_layer(model, task, n_prompts=64, seed=5, source="task_mean")
-    tv, _ = vanilla_task_vector(model, task, 2, mode="replace", n_prompts=64, seed=6)
+    # by hand: the mean query state at layer 2 of the dev split's ICL prompts replaces the zero-shot query's
+    extraction = Splits(5).sample(task, "dev", 64, None)
+    name = model.hook_name(2)
+    states = model.run_with_cache(extraction.inputs, [name])[1][name][:, -1]
+    tv = TaskVector.single(states.mean(0), 2, mode="replace")
     expected = evaluate(model, task, "injected", tv, n_prompts=64, seed=5, progress=False)
     assert profile.tvp[2].item() == pytest.approx(expected.mean)
     with pytest.raises(ValueError, match="fresh function per prompt"):

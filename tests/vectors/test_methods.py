@@ -9,6 +9,7 @@ from tvlens import Intervention, evaluate, inject
 from tvlens.tasks import Splits
 from tvlens.vectors import (
     LearnConfig,
+    TaskVector,
     compare,
     function_vector,
     head_weighted_task_vector,
@@ -22,7 +23,7 @@ from tvlens.vectors.function import average_indirect_effect, mean_head_outputs
 def test_vanilla_vector_is_mean_query_state(tiny_model, small_task, mode):
     task = small_task.single(1)
     tv, result = vanilla_task_vector(tiny_model, task, 2, mode=mode, n_prompts=20, n_shots=3, seed=4)
-    batch = task.sample(20, 3, seed=4)
+    batch = Splits(4).sample(task, "train", 20, 3)  # extraction: the train split (its query block)
     name = tiny_model.hook_name(2)
     icl = torch.stack([tiny_model.run_with_cache(batch.inputs[i : i + 1], [name])[1][name][0, -1] for i in range(20)])
     expected = icl.mean(0)
@@ -162,16 +163,16 @@ def test_todd_procedure_averages_the_correct_validation_prompts_with_the_output_
     from tvlens import zoo
 
     model, task = zoo.load("perm-mix"), zoo.task("perm-mix").single(0)
-    tv, result = function_vector(model, task, 1, procedure="todd", n_prompts=40, n_corrupted=8, n_shots=4, seed=3)
-    validation = task.sample(40, 4, seed=6)  # Todd's validation prompts for seed 3: not the dev (4) or test (5) split
+    tv, result = function_vector(model, task, 1, procedure="todd", n_prompts=40, n_corrupted=8, n_shots=2, seed=3)
+    validation = Splits(3).sample(task, "validation", 40, 2)  # Todd's validation prompts: a block of their own
     correct = evaluate(model, task, "icl", batch=validation, progress=False).values.bool()
     assert 0 < int(correct.sum()) < 40 and tv.hyperparameters["n_mean_prompts"] == int(correct.sum())
     _, means = mean_head_outputs(model, validation.select(correct.nonzero().flatten()))
     torch.testing.assert_close(result.head_means, means + model.b_O[:, None, :], atol=1e-6, rtol=0)
     assert tv.hyperparameters["procedure"] == "todd" and tv.hyperparameters["output_bias"] is True
     # an untrained model answers too few validation prompts (seed 0 + 3) to corrupt n_corrupted of them
-    right = int(evaluate(tiny_model, small_task.single(0), "icl", n_prompts=10, n_shots=2, seed=3,
-                         progress=False).values.sum())
+    right = int(evaluate(tiny_model, small_task.single(0), "icl", batch=Splits(0).sample(small_task.single(0),
+                         "validation", 10, 2), progress=False).values.sum())
     with pytest.raises(ValueError, match=f"answers {right} of 10 validation prompts correctly; expected at least "
                                          f"n_corrupted={right + 1}"):
         function_vector(tiny_model, small_task.single(0), 1, procedure="todd", n_prompts=10, n_corrupted=right + 1,
@@ -214,7 +215,11 @@ def test_compare_honours_its_seed_for_the_learned_row(tiny_model64, small_task):
     (a, va), (a2, va2), (b, vb) = learned_row(0), learned_row(0), learned_row(5)
     assert a == a2 and torch.equal(va, va2)
     assert not torch.allclose(va, vb), "a different seed trains on different prompts"
-    assert a["accuracy"] != b["accuracy"] or a["stderr"] != b["stderr"]
+    # and they behave differently on the same held-out prompts (the answer's log-likelihood)
+    test = Splits(0).sample(small_task, "shared", 24, 3)
+    nll = [evaluate(tiny_model64, small_task, "injected", TaskVector.single(v, 1), batch=test, progress=False).nll
+           for v in (va, vb)]
+    assert nll[0] != pytest.approx(nll[1])
 
 
 def test_compare_takes_one_method_name_as_a_string(tiny_model, small_task):

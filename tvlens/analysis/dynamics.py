@@ -478,7 +478,8 @@ def injection_layer_maps(
     missing = [k for k in vectors if k not in layers]
     if missing:
         raise ValueError(f"vectors has layers {missing} that are not in layers={layers}")
-    batch = task.sample(n_prompts, n_shots, seed=seed)
+    # held-out prompts: the vectors learn on the train split's queries, the maps are fitted and scored on others
+    batch = Splits(seed).sample(task, "shared", n_prompts, n_shots)
     basis, final = _label_basis(model, task), model.n_layers
     maps, injected = [], []
     for layer in tqdm(layers, desc="maps by injection layer", disable=not progress, leave=False, delay=0.5):

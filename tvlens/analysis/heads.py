@@ -526,7 +526,8 @@ def key_head_analysis(
     key = top_heads(saliency, fraction)
 
     gen = torch.Generator().manual_seed(seed)
-    candidates = [(layer, h) for layer in layers for h in range(model.n_heads)]
+    # the control: random heads that are not key heads (a draw holding a key head would measure the key heads)
+    candidates = [(layer, h) for layer in layers for h in range(model.n_heads) if (layer, h) not in key]
     draws = [[candidates[int(i)] for i in torch.randperm(len(candidates), generator=gen)[:len(key)]]
              for _ in range(n_random)]
     masks = torch.zeros(n_random + 2, model.n_layers, model.n_heads, dtype=torch.bool)

@@ -11,7 +11,7 @@ from tvlens.studies.claims import ClaimsLedger
 from tvlens.studies.table import StudyTable
 
 #: Colour of each verdict of the claims ledger.
-VERDICT_COLORS = {"holds": "#1b9e77", "mixed": "#e6ab02", "does not hold": "#d95f02"}
+VERDICT_COLORS = {"holds": "#1b9e77", "inconclusive": "#e6ab02", "does not hold": "#d95f02"}
 
 
 def regression_figure(table: StudyTable, title: str = "Regression fidelity: error vs prompt length") -> go.Figure:
@@ -75,8 +75,9 @@ def method_table_figure(table: StudyTable, title: str = "Learned vs vanilla vs f
 
 
 def ledger_figure(ledger: ClaimsLedger, title: str = "Paper claims on the zoo") -> go.Figure:
-    """A forest plot: one row per claim and model, the effect's mean and 95 % interval coloured by verdict,
-    the margin the claim needs marked (every effect is positive when its claim holds)."""
+    """A forest plot: one row per claim and model, the effect's mean and Holm-adjusted interval coloured by
+    verdict, its control (hollow) and the margin the claim needs marked (every effect is positive when its
+    claim holds)."""
     rows = ledger.rows
     fig = go.Figure()
     labels = [f"{r.claim} · {r.model}" for r in rows]
@@ -96,17 +97,21 @@ def ledger_figure(ledger: ClaimsLedger, title: str = "Paper claims on the zoo") 
             error_x={"type": "data", "symmetric": False, "array": [bar(i, "high") for i in chosen],
                      "arrayminus": [bar(i, "low") for i in chosen], "color": hue},
             customdata=[[rows[i].statement, rows[i].effect, rows[i].low, rows[i].high, rows[i].margin,
-                         f"{rows[i].n_tasks} × {rows[i].n_seeds}"] for i in chosen],
+                         f"{rows[i].n_tasks} × {rows[i].n_seeds}", rows[i].reason or "—", rows[i].control]
+                        for i in chosen],
             hovertemplate="%{customdata[0]}<br>%{customdata[1]}<br>effect %{x:.3f} [%{customdata[2]:.3f}, "
-                          "%{customdata[3]:.3f}], needs > %{customdata[4]}<br>tasks × seeds: %{customdata[5]}"
-                          "<extra>%{fullData.name}</extra>"))
+                          "%{customdata[3]:.3f}], needs > %{customdata[4]}; control %{customdata[7]:.3f}<br>"
+                          "tasks × seeds: %{customdata[5]}<br>%{customdata[6]}<extra>%{fullData.name}</extra>"))
+    fig.add_trace(go.Scatter(x=[r.control for r in rows], y=labels, mode="markers", name="control",
+                             marker={"symbol": "circle-open", "size": 9, "color": "#666666"},
+                             hovertemplate="control %{x:.3f}<extra></extra>"))
     fig.add_trace(go.Scatter(x=[r.margin for r in rows], y=labels, mode="markers", name="needs (margin)",
                              marker={"symbol": "line-ns-open", "size": 14, "color": "black"},
                              hovertemplate="needs > %{x}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=labels)
     # effects are shares and accuracy differences (|x| ≲ 1); a contrast over 2 tasks has an interval of several
     # layers, which would squash every other row: the axis spans the means, the hover keeps the full interval
-    means = [r.mean for r in rows]
+    means = [r.mean for r in rows] + [r.control for r in rows]
     fig.update_xaxes(range=[min(-1.1, min(means) - 0.1), max(1.1, max(means) + 0.1)])
     return layout(fig, title, "effect (positive when the claim holds)", "", height=max(400, 26 * len(rows) + 160))
 

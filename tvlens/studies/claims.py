@@ -1,22 +1,30 @@
-"""The claims ledger: every paper claim tvlens can test, measured across tasks and seeds, with a verdict.
+"""The claims ledger: the papers' claims tvlens can test, measured across tasks and seeds, each beside its
+control, with a verdict a referee would accept.
 
 A finding measured on one task of one family with one seed says little about the claim behind it.
 The ledger measures each claim's **effect** — a number that is positive when the claim holds, e.g.
 "accuracy of the LTV minus accuracy of the vanilla TV" — on every zoo model where the claim applies,
-for ``n_tasks`` tasks of the model's family × ``len(seeds)`` seeds (the seed draws every prompt split
-and every learned vector; :class:`~tvlens.tasks.Splits`). Wherever something is chosen and then
-measured (the vanilla TV's layer, key heads, early stopping), the choosing and the measuring use
-disjoint splits.
+for ``n_tasks`` tasks of the model's family × ``len(seeds)`` seeds (the seed draws every prompt stream
+and every learned vector; :class:`~tvlens.tasks.Splits`).
 
-**Interval.** Seeds of one task share the task, so they are not independent draws: the seeds are
-averaged per task and the 95 % interval is Student's t over the task means,
-``m ± t_{0.975, T−1} · s/√T``. A contrast of two models (e.g. hard vs easy tasks) uses Welch's
-interval over the two models' task means.
+**Held out.** Every score is on prompts whose queries trained nothing and chose nothing: the splits hold
+out query symbols (:class:`~tvlens.tasks.Splits`), so an LTV is scored on queries it never saw and a
+layer or head set is chosen on queries it is not scored on.
 
-**Verdict.** Each claim states the effect it needs (its ``margin``: ``0`` for "better than", more for
-"much better" or "most of"). The verdict is read off the interval: **holds** when the whole
-interval lies above the margin, **does not hold** when it lies at or below it, **mixed** when it
-straddles it (tasks or seeds disagree, or too few to tell).
+**Controls.** Each claim has a control measured on the same prompts — a random vector of the same norm
+at the same site, random heads that exclude the key heads, the same maps for random vectors, the
+answer-free reading of the state. How it enters the verdict is the claim's ``control_rule``:
+``"subtract"`` (the verdict is on effect − control: the claim *is* a comparison with the control),
+``"must_fail"`` (the verdict can only be ``holds`` if the control's mean does not itself clear the margin;
+if it does, the row is ``inconclusive``: the effect follows from the norm or the architecture, not the
+vector) or ``"shown"`` (the effect already is a difference against the control).
+
+**Intervals and verdicts** (:mod:`tvlens.studies.verdicts`): Student's t over the task means (seeds
+averaged within a task), Welch for a contrast of two models, Holm's adjustment over the rows of the
+table, and ``holds`` / ``does not hold`` / ``inconclusive`` with the reason. A claim that is true by
+construction on the zoo as measured (one trained model per arm, heads read at the scored query) carries
+that ``caveat`` and is ``inconclusive`` whatever its numbers. A learned vector whose ``dev`` loss was still
+improving when its epoch budget ran out is counted in the row's ``unconverged``.
 
 Regression families draw a fresh function for every prompt, so their "tasks" are ``n_tasks`` disjoint
 groups of test prompts (independent functions) and their seeds re-learn the vectors.
@@ -43,69 +51,34 @@ from tvlens.analysis.ov import ov_decomposition
 from tvlens.evaluate import evaluate
 from tvlens.studies.formation import tvp_by_layer
 from tvlens.studies.regression import fidelity_score, fidelity_vectors
+from tvlens.studies.verdicts import (
+    ALPHA,
+    Estimate,
+    contrast_estimate,
+    holm_levels,
+    t_quantile,
+    task_estimate,
+    verdict,
+)
 from tvlens.tasks.splits import Splits
+from tvlens.vectors.function import default_top_k, function_vector
 from tvlens.vectors.learned import learn_task_vector
 from tvlens.vectors.task_vector import TaskVector
 from tvlens.vectors.vanilla import vanilla_task_vector
 from tvlens.zoo.specs import PERM_TVP_LAYER
 
-# Student's t 0.975-quantiles for 1–30 degrees of freedom (beyond: the Cornish–Fisher expansion).
-_T975 = (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157, 2.228139,
-         2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905, 2.109816, 2.100922, 2.093024, 2.085963,
-         2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831, 2.048407, 2.045230, 2.042272)
+
+def task_interval(values: Float[Tensor, "tasks seeds"], alpha: float = ALPHA) -> tuple[float, float, float]:
+    """``(mean, low, high)``: the ``1 − alpha`` t-interval over the per-task means (seeds averaged within a task)."""
+    estimate = task_estimate(values)
+    return (estimate.mean, *estimate.interval(alpha))
 
 
-def t_quantile(df: float) -> float:
-    """Student's t 0.975-quantile for ``df ≥ 1`` degrees of freedom (linear between tabulated integers;
-    for ``df > 30`` the Cornish–Fisher expansion around the normal quantile, exact to 1e-4)."""
-    if not df >= 1:
-        raise ValueError(f"df={df!r}: expected at least 1 degree of freedom")
-    if df <= 30:
-        low = int(math.floor(df))
-        if low == df or low == 30:
-            return _T975[low - 1]
-        frac = df - low
-        return (1 - frac) * _T975[low - 1] + frac * _T975[low]
-    z = 1.959964
-    return (z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3))
-
-
-def task_interval(values: Float[Tensor, "tasks seeds"]) -> tuple[float, float, float]:
-    """``(mean, low, high)``: the 95 % t-interval over the per-task means (seeds averaged within a task)."""
-    means = values.double().mean(1)
-    n = means.numel()
-    mean = float(means.mean())
-    if n < 2:
-        return mean, float("-inf"), float("inf")
-    half = t_quantile(n - 1) * float(means.std()) / math.sqrt(n)
-    return mean, mean - half, mean + half
-
-
-def contrast_interval(
-    high: Float[Tensor, "tasks_a seeds"], low: Float[Tensor, "tasks_b seeds"]
-) -> tuple[float, float, float]:
-    """``(difference, low, high)``: Welch's 95 % interval for ``mean(high) − mean(low)`` over task means."""
-    a, b = high.double().mean(1), low.double().mean(1)
-    if a.numel() < 2 or b.numel() < 2:
-        diff = float(a.mean() - b.mean())
-        return diff, float("-inf"), float("inf")
-    va, vb = float(a.var()) / a.numel(), float(b.var()) / b.numel()
-    diff, se = float(a.mean() - b.mean()), math.sqrt(va + vb)
-    if se == 0:
-        return diff, diff, diff
-    df = (va + vb) ** 2 / (va**2 / (a.numel() - 1) + vb**2 / (b.numel() - 1))
-    half = t_quantile(max(1.0, df)) * se
-    return diff, diff - half, diff + half
-
-
-def verdict(low: float, high: float, margin: float) -> str:
-    """``"holds"`` (interval above ``margin``), ``"does not hold"`` (at or below it) or ``"mixed"``."""
-    if low > margin:
-        return "holds"
-    if high <= margin:
-        return "does not hold"
-    return "mixed"
+def contrast_interval(high: Float[Tensor, "tasks_a seeds"], low: Float[Tensor, "tasks_b seeds"],
+                      alpha: float = ALPHA) -> tuple[float, float, float]:
+    """``(difference, low, high)``: Welch's ``1 − alpha`` interval for ``mean(high) − mean(low)`` over task means."""
+    estimate = contrast_estimate(high, low)
+    return (estimate.mean, *estimate.interval(alpha))
 
 
 @dataclass
@@ -117,9 +90,11 @@ class LedgerConfig(Config):
         seeds: user seeds (:class:`~tvlens.tasks.Splits`): every split and learned vector.
         n_prompts: test prompts per task and seed (and selection prompts where something is chosen).
         n_shots: demonstrations of the prompts vectors are made from.
-        lr: learning rate of the learned vectors; ``epochs``: their epochs.
+        lr: learning rate of the learned vectors; ``epochs``: their budget; ``patience``: epochs without a
+            better ``dev`` loss before they stop (converged).
         dynamics_prompts: prompts the linear maps are fitted on (one map each).
         claims: the claims to measure (names of :data:`CLAIMS`; default all).
+        alpha: the family-wise error rate of the table (Holm).
     """
 
     n_tasks: int = 5
@@ -127,16 +102,22 @@ class LedgerConfig(Config):
     n_prompts: int = 200
     n_shots: int = 16
     lr: float = 0.05
-    epochs: int = 15
+    epochs: int = 60
+    patience: int = 3
     dynamics_prompts: int = 8
     claims: tuple[str, ...] | None = None
+    alpha: float = ALPHA
 
     def __post_init__(self) -> None:
-        if not isinstance(self.n_tasks, int) or self.n_tasks < 1:
-            raise ValueError(f"n_tasks={self.n_tasks!r}: expected an int >= 1")
+        for name in ("n_tasks", "n_prompts", "n_shots", "epochs", "patience", "dynamics_prompts"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r}: expected an int >= 1")
         self.seeds = tuple(self.seeds)
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds={self.seeds!r}: expected distinct seeds, at least one")
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha={self.alpha!r}: expected a probability in (0, 1)")
         if self.claims is not None:
             self.claims = (self.claims,) if isinstance(self.claims, str) else tuple(self.claims)
             if not self.claims:
@@ -164,6 +145,11 @@ class Unit:
         self.task = self.family.single(task_id) if self.family.n_tasks else self.family
         self.splits = Splits(seed)
         self._memo: dict[Any, Any] = {}
+        #: the learned vectors (memo keys) the claim being measured used: their convergence is its row's
+        self.touched: set[Any] = set()
+
+    def __repr__(self) -> str:
+        return f"{self.name}, task {self.task_id}, seed {self.seed}"
 
     def memo(self, key: Any, make: Callable[[], Any]) -> Any:
         if key not in self._memo:
@@ -179,44 +165,79 @@ class Unit:
 
     @property
     def test(self) -> Any:
-        """The scoring prompts (the ``test`` split): nothing was chosen or learned on them."""
+        """The scoring prompts (the ``test`` split): their queries trained nothing and chose nothing."""
         return self.memo("test", lambda: self.splits.sample(self.task, "test", self.config.n_prompts,
                                                               self.config.n_shots))
 
-    def score(self, mode: str, vector: Any = None) -> float:
-        return evaluate(self.model, self.task, mode, vector, batch=self.test, progress=False).mean
+    def score(self, mode: str, vector: Any = None, batch: Any = None, base: str = "zero_shot") -> float:
+        return evaluate(self.model, self.task, mode, vector, batch=self.test if batch is None else batch, base=base,
+                        progress=False).mean
 
-    def vanilla(self) -> tuple[TaskVector, int]:
+    def random_like(self, tv: TaskVector, salt: int = 0) -> TaskVector:
+        """The control vector: at each of ``tv``'s sites a random direction with the norm of ``tv``'s tensor there
+        (seeded by the unit and the site, so every claim sees the same control)."""
+        vectors = {}
+        for site, v in tv.vectors.items():
+            key = abs(hash((self.name, self.task_id, self.seed, site.layer, str(site.positions), salt))) % 2**62
+            direction = torch.randn(v.shape, generator=torch.Generator().manual_seed(key), dtype=torch.float64)
+            vectors[site] = (direction / direction.norm() * v.double().norm()).to(v.dtype)
+        return TaskVector(vectors, mode=tv.mode, scale=tv.scale, method="random control")
+
+    def vanilla(self, mode: str = "add") -> tuple[TaskVector, int]:
         """The vanilla TV, its layer chosen on the ``dev`` split."""
         def make() -> tuple[TaskVector, int]:
-            tv, result = vanilla_task_vector(self.model, self.task, n_shots=self.config.n_shots, seed=self.seed)
+            tv, result = vanilla_task_vector(self.model, self.task, mode=mode, n_shots=self.config.n_shots,
+                                             seed=self.seed)
             return tv, result.sweep.best_layer
-        return self.memo("vanilla", make)
+        return self.memo(("vanilla", mode), make)
 
-    def learned(self, layer: int, positions: Any = "last") -> TaskVector:
+    def function(self, layer: int) -> TaskVector:
+        """The function vector (Todd et al.; heads from the ``train`` split) at ``layer``."""
+        return self.memo(("fv", layer), lambda: function_vector(
+            self.model, self.task, layer, top_k=default_top_k(self.model), n_shots=self.config.n_shots,
+            seed=self.seed)[0])
+
+    def learned(self, layer: int, positions: Any = "last", base: str = "zero_shot") -> TaskVector:
         """The LTV at ``layer`` (trained on the ``train`` split, early-stopped on ``dev``)."""
-        return self._learn(layer, positions)[0]
+        return self._learn(layer, positions, base)[0]
 
-    def _learn(self, layer: int, positions: Any = "last") -> tuple[TaskVector, Any]:
-        return self.memo(("ltv", layer, positions), lambda: learn_task_vector(
-            self.model, self.task, layer, positions=positions, n_shots=self.config.n_shots, lr=self.config.lr,
-            epochs=self.config.epochs, seed=self.seed, progress=False))
+    def _learn(self, layer: int, positions: Any = "last", base: str = "zero_shot") -> tuple[TaskVector, Any]:
+        key = ("ltv", layer, positions, base)
+        self.touched.add(key)
+        shots = self.config.n_shots if base == "zero_shot" else FEW_SHOTS
+        return self.memo(key, lambda: learn_task_vector(
+            self.model, self.task, layer, positions=positions, base=base, n_shots=shots, lr=self.config.lr,
+            epochs=self.config.epochs, patience=self.config.patience, seed=self.seed, progress=False))
+
+    def unconverged(self) -> int:
+        """How many of the learned vectors the current claim used stopped for lack of budget."""
+        return sum(not self._memo[key][1].converged for key in self.touched if key in self._memo)
 
     def learned_layer(self) -> int:
         """The layer whose LTV scores best on the ``dev`` split (its early-stopping score; scored on ``test``)."""
         dev = [self._learn(k)[1].val.mean for k in range(self.model.n_layers)]
         return self.task.metric.best(dev)
 
-    def maps(self) -> Any:
-        """Direct maps of LTVs injected at the first layer, the vanilla layer and the last layer."""
+    def maps(self, control: bool = False) -> Any:
+        """Direct maps of LTVs injected at the first layer, the vanilla layer and the last layer — or, with
+        ``control``, of random vectors of the same norms at the same layers through the same maps."""
         def make() -> Any:
             layer = self.vanilla()[1]
             layers = sorted({0, layer, self.model.n_layers - 1})
-            return injection_layer_maps(self.model, self.task, layers=layers,
-                                        vectors={k: self.learned(k) for k in layers},
+            vectors = {k: self.learned(k) for k in layers}
+            if control:
+                vectors = {k: self.random_like(v) for k, v in vectors.items()}
+            return injection_layer_maps(self.model, self.task, layers=layers, vectors=vectors,
                                         n_prompts=self.config.dynamics_prompts, n_copies=2 * self.model.d_model + 64,
                                         seed=self.seed)
-        return self.memo("maps", make)
+        if not control:
+            for k in sorted({0, self.vanilla()[1], self.model.n_layers - 1}):
+                self.touched.add(("ltv", k, "last", "zero_shot"))
+        return self.memo(("maps", control), make)
+
+
+#: Demonstrations of the short ICL prompts an LTV is added to (Yang et al. 2025a's few-shot setting).
+FEW_SHOTS = 2
 
 
 @dataclass(frozen=True)
@@ -227,12 +248,16 @@ class Claim:
         name: its key in :data:`CLAIMS`.
         statement: the claim, as the paper makes it.
         paper: who makes it.
-        effect: what is measured per task and seed (positive when the claim holds).
+        effect: what is measured per task and seed (positive beyond ``margin`` when the claim holds).
         margin: the effect the claim needs (``0``: "better than").
         models: the zoo models it is measured on; for a contrast, the hardest first.
-        measure: ``Unit → effect`` (for a contrast: ``Unit → value`` of that unit's model).
+        measure: ``Unit → (effect, control)`` (for a contrast: that unit's model's value and control).
+        control: what the control is.
+        control_rule: ``"subtract"``, ``"must_fail"`` or ``"shown"`` (see the module docstring).
         contrast: one row per easier model ``m``: the effect is ``mean(models[0]) − mean(m)`` over the two
             models' task means.
+        caveat: why the claim, as the zoo can measure it, cannot be decided (true by construction, one model
+            per arm); the row is then ``inconclusive`` with this reason.
     """
 
     name: str
@@ -241,71 +266,140 @@ class Claim:
     effect: str
     margin: float
     models: tuple[str, ...]
-    measure: Callable[[Unit], float]
+    measure: Callable[[Unit], tuple[float, float]]
+    control: str
+    control_rule: str = "must_fail"
     contrast: bool = False
+    caveat: str = ""
+
+    def __post_init__(self) -> None:
+        if self.control_rule not in ("subtract", "must_fail", "shown"):
+            raise ValueError(f"Claim.control_rule={self.control_rule!r}: expected 'subtract', 'must_fail' or 'shown'")
 
 
-def _ltv_vs_vtv(u: Unit) -> float:
+def _ltv_vs_vtv(u: Unit) -> tuple[float, float]:
     tv, layer = u.vanilla()
-    return u.score("injected", u.learned(layer)) - u.score("injected", tv)
+    ltv, vanilla = u.learned(layer), u.score("injected", tv)
+    return u.score("injected", ltv) - vanilla, u.score("injected", u.random_like(ltv)) - vanilla
 
 
-def _ltv_vs_icl(u: Unit) -> float:
-    return u.score("injected", u.learned(u.learned_layer())) - u.score("icl")
+def _ltv_vs_icl(u: Unit) -> tuple[float, float]:
+    ltv, icl = u.learned(u.learned_layer()), u.score("icl")
+    return u.score("injected", ltv) - icl, u.score("injected", u.random_like(ltv)) - icl
 
 
-def _vtv_vs_zero(u: Unit) -> float:
-    return u.score("injected", u.vanilla()[0]) - u.score("zero_shot")
+def _vtv_vs_zero(u: Unit) -> tuple[float, float]:
+    tv, zero = u.vanilla()[0], u.score("zero_shot")
+    return u.score("injected", tv) - zero, u.score("injected", u.random_like(tv)) - zero
 
 
-def _early_share(u: Unit) -> float:
+def _most_of_icl(u: Unit, tv: TaskVector) -> tuple[float, float]:
+    """Accuracy gained over zero-shot by ``tv`` minus half of ICL's gain (> 0: most of ICL's gain), and the same
+    for a random vector of ``tv``'s norm."""
     zero, icl = u.score("zero_shot"), u.score("icl")
-    early = u.score("injected", u.learned(1, positions=1))
-    return (early - zero) / (icl - zero) if icl != zero else float("nan")
+    half = 0.5 * (icl - zero)
+    return u.score("injected", tv) - zero - half, u.score("injected", u.random_like(tv)) - zero - half
 
 
-def _key_heads(u: Unit) -> float:
+def _early(u: Unit) -> tuple[float, float]:
+    return _most_of_icl(u, u.learned(1, positions=1))
+
+
+def _hendel(u: Unit) -> tuple[float, float]:
+    return _most_of_icl(u, u.vanilla(mode="replace")[0])
+
+
+def _fv_vs_zero(u: Unit) -> tuple[float, float]:
+    fv, zero = u.function(u.vanilla()[1]), u.score("zero_shot")
+    return u.score("injected", fv) - zero, u.score("injected", u.random_like(fv)) - zero
+
+
+def _ltv_vs_fv(u: Unit) -> tuple[float, float]:
+    layer = u.vanilla()[1]
+    ltv, fv = u.learned(layer), u.score("injected", u.function(layer))
+    return u.score("injected", ltv) - fv, u.score("injected", u.random_like(ltv)) - fv
+
+
+def _ltv_on_icl(u: Unit) -> tuple[float, float]:
+    """An LTV trained on short ICL prompts, added to them: its gain over those prompts alone."""
+    few = u.memo("few", lambda: u.splits.sample(u.task, "test", u.config.n_prompts, FEW_SHOTS))
+    ltv, icl = u.learned(u.vanilla()[1], base="icl"), u.score("icl", batch=few)
+    return (u.score("injected", ltv, batch=few, base="icl") - icl,
+            u.score("injected", u.random_like(ltv), batch=few, base="icl") - icl)
+
+
+def _key_heads(u: Unit) -> tuple[float, float]:
     layer = u.vanilla()[1]
     s = key_head_analysis(u.model, u.task, u.learned(layer), n_prompts=u.config.n_prompts, n_shots=u.config.n_shots,
                           seed=u.seed).summary()
-    return s["random_ablated"] - s["key_ablated"]
+    return s["random_ablated"] - s["key_ablated"], s["injected"] - s["random_ablated"]
 
 
-def _theta_ov(u: Unit) -> float:
+def _theta_ov(u: Unit) -> tuple[float, float]:
+    """θ_OV in θ's place: accuracy gained over zero-shot minus half of θ's own gain (> 0: most of θ's effect);
+    the control puts a random vector of ‖θ_OV‖ there instead."""
+    ltv = u.learned(u.vanilla()[1])
+    ov = ov_decomposition(u.model, u.task, ltv, batch=u.test)
+    s = ov.summary()
+    half = 0.5 * (s["vector"] - s["zero_shot"])
+    (site,) = ltv.sites
+    stand_in = TaskVector({site: ov.theta_ov.to(ltv.vectors[site].dtype)}, mode=ltv.mode, scale=ltv.scale)
+    return s["theta_ov"] - s["zero_shot"] - half, u.score("injected", u.random_like(stand_in)) - s["zero_shot"] - half
+
+
+def _map_row(maps: Any, layer: int) -> dict[str, Any]:
+    return maps.to_records()[maps.layers.index(layer)]
+
+
+def _linear_r2(u: Unit) -> tuple[float, float]:
     layer = u.vanilla()[1]
-    return ov_decomposition(u.model, u.task, u.learned(layer), batch=u.test).ov_share
+    return _map_row(u.maps(), layer)["r2"], _map_row(u.maps(control=True), layer)["r2"]
 
 
-def _linear_r2(u: Unit) -> float:
-    maps = u.maps()
-    return float(maps.maps[maps.layers.index(u.vanilla()[1])].r2.mean())
+def _rotation(u: Unit) -> tuple[float, float]:
+    return u.maps().trend("cos_rotation"), u.maps(control=True).trend("cos_rotation")
 
 
-def _rotation(u: Unit) -> float:
-    return u.maps().trend("cos_rotation")
+def _toward_labels(u: Unit) -> tuple[float, float]:
+    """The answer-margin gain of the direct map of a vector injected at layer 0 (> 0: rotated toward the labels)."""
+    return _map_row(u.maps(), 0)["margin_gain"], _map_row(u.maps(control=True), 0)["margin_gain"]
 
 
-def _tvp_at(name: str, u: Unit) -> float:
+def _tvp_profile(u: Unit, name: str, source: str = "prompt") -> Any:
     other = Unit(name, u.task_id, u.seed, u.config, u.shared)
-    profile = tvp_by_layer(other.model, other.task, n_prompts=u.config.n_prompts, n_shots=u.config.n_shots,
-                           seed=u.splits.test)
-    return float(profile.tvp[PERM_TVP_LAYER])
+    return u.memo_shared(("tvp", name, u.task_id, source), lambda: tvp_by_layer(
+        other.model, other.task, n_prompts=u.config.n_prompts, n_shots=u.config.n_shots, seed=u.splits.test,
+        source=source))
 
 
-def _tvp_loss(u: Unit) -> float:
-    return _tvp_at("perm-mix-tvp", u) - _tvp_at("perm-mix", u)
+def _tvp_loss(u: Unit) -> tuple[float, float]:
+    """TVP at the pinned layer (read from another query's prompt) of perm-mix-tvp minus perm-mix; the control is
+    the same difference with the answer-carrying same-prompt reading."""
+    with_loss, without = _tvp_profile(u, "perm-mix-tvp", "other_query"), _tvp_profile(u, "perm-mix", "other_query")
+    same = _tvp_profile(u, "perm-mix-tvp"), _tvp_profile(u, "perm-mix")
+    return (float(with_loss.tvp[PERM_TVP_LAYER] - without.tvp[PERM_TVP_LAYER]),
+            float(same[0].tvp[PERM_TVP_LAYER] - same[1].tvp[PERM_TVP_LAYER]))
 
 
-def _tv_layer(u: Unit) -> float:
-    """Where the vector forms: the first layer whose TVP mode reaches half of ICL's gain (``n_layers`` if none)."""
-    profile = tvp_by_layer(u.model, u.task, n_prompts=u.config.n_prompts, n_shots=u.config.n_shots,
-                           seed=u.splits.test)
-    formed = profile.formation_layer()
-    return float(u.model.n_layers if formed is None else formed)
+def _tvp_keeps_icl(u: Unit) -> tuple[float, float]:
+    """ICL accuracy of perm-mix-tvp minus perm-mix on the same prompts; the control is zero-shot's difference."""
+    a, b = _tvp_profile(u, "perm-mix-tvp"), _tvp_profile(u, "perm-mix")
+    return float(a.icl - b.icl), float(a.zero_shot - b.zero_shot)
 
 
-def _head_weighted(u: Unit) -> float:
-    """``1 − error(head-weighted LTV) / error(FV)`` on this unit's group of test prompts."""
+def _tv_layer(u: Unit) -> tuple[float, float]:
+    """Where the vector forms: the first layer whose TVP mode (read from the same demonstrations with another
+    query) reaches half of ICL's gain (``n_layers`` if none); the control reads each prompt's own state."""
+    def formed(source: str) -> float:
+        layer = tvp_by_layer(u.model, u.task, n_prompts=u.config.n_prompts, n_shots=u.config.n_shots,
+                             seed=u.splits.test, source=source).formation_layer()
+        return float(u.model.n_layers if layer is None else layer)
+    return formed("other_query"), formed("prompt")
+
+
+def _head_weighted(u: Unit) -> tuple[float, float]:
+    """``1 − error(head-weighted LTV) / error(FV)`` on this unit's group of test prompts; the control is
+    ``1 − error(zero-shot) / error(FV)`` (how far the FV itself is from zero-shot)."""
     config = u.config
     shots = zoo.spec(u.name).train.n_shots
     made = u.memo_shared("regression_vectors", lambda: fidelity_vectors(
@@ -313,54 +407,98 @@ def _head_weighted(u: Unit) -> float:
     every = u.memo_shared("regression_test", lambda: u.splits.sample(u.family, "test",
                                                                      config.n_prompts * config.n_tasks, shots))
     group = every.select(slice(u.task_id * config.n_prompts, (u.task_id + 1) * config.n_prompts))
-    errors = {m: fidelity_score(u.model, u.family, group, m, made).mean for m in ("function", "head_weighted")}
-    return 1 - errors["head_weighted"] / errors["function"]
+    errors = {m: fidelity_score(u.model, u.family, group, m, made).mean
+              for m in ("function", "head_weighted", "zero_shot")}
+    return 1 - errors["head_weighted"] / errors["function"], 1 - errors["zero_shot"] / errors["function"]
 
 
 _SYMBOLIC = ("perm-mix", "perm-mix-32", "token-offset")
 _REGRESSION = ("linear-regression", "sparse-linear-regression", "sinusoid-regression")
+_RANDOM = "a random vector of the same norm at the same site"
+_ONE_MODEL = ("one trained model per arm (the arms also differ in training steps): a training claim needs at least "
+              "3 independently trained models per arm")
 
 #: Every claim the ledger measures, in the order of its table.
 CLAIMS: dict[str, Claim] = {c.name: c for c in [
     Claim("ltv_beats_vanilla", "A learned task vector beats the vanilla (extracted) task vector",
-          "Yang et al. 2025a", "accuracy of the LTV minus the vanilla TV's, zero-shot queries, at the vanilla TV's "
-          "layer (chosen on dev prompts)", 0.0, _SYMBOLIC, _ltv_vs_vtv),
+          "Yang et al. 2025a", "accuracy of the LTV minus the vanilla TV's, held-out zero-shot queries, at the vanilla "
+          "TV's layer (chosen on dev prompts)", 0.0, _SYMBOLIC, _ltv_vs_vtv, f"{_RANDOM} (of the LTV's norm)"),
     Claim("ltv_near_icl", "A learned task vector in the zero-shot query comes within a few points of ICL",
           "Yang et al. 2025a", "accuracy of the LTV (zero-shot query; its layer chosen on dev prompts) minus 16-shot "
-          "ICL accuracy on the same test prompts", -0.05, _SYMBOLIC, _ltv_vs_icl),
+          "ICL accuracy on the same held-out prompts", -0.05, _SYMBOLIC, _ltv_vs_icl, f"{_RANDOM} (of the LTV's norm)"),
+    Claim("ltv_beats_fv", "A learned task vector beats the function vector", "Yang et al. 2025a",
+          "accuracy of the LTV minus the FV's (Todd et al.'s heads, 10 % of the heads), at the vanilla TV's layer",
+          0.0, _SYMBOLIC, _ltv_vs_fv, f"{_RANDOM} (of the LTV's norm)"),
     Claim("vanilla_beats_zero_shot", "The vanilla task vector beats the zero-shot query",
-          "Hendel et al. 2023", "accuracy of the vanilla TV minus zero-shot accuracy", 0.0, _SYMBOLIC, _vtv_vs_zero),
+          "Hendel et al. 2023", "accuracy of the vanilla TV minus zero-shot accuracy", 0.0, _SYMBOLIC, _vtv_vs_zero,
+          f"{_RANDOM} (of the vanilla TV's norm)"),
+    Claim("hendel_most_of_icl", "The task vector, patched in place of the query's state, recovers most of ICL",
+          "Hendel et al. 2023", "accuracy gained over zero-shot by the vanilla TV in replace mode minus half of ICL's "
+          "gain", 0.0, _SYMBOLIC, _hendel, f"{_RANDOM} (of the TV's norm), replacing the state"),
+    Claim("fv_beats_zero_shot", "The function vector added to the zero-shot query beats it", "Todd et al. 2024",
+          "accuracy of the FV (at the vanilla TV's layer) minus zero-shot accuracy", 0.0, _SYMBOLIC, _fv_vs_zero,
+          f"{_RANDOM} (of the FV's norm)"),
     Claim("ltv_early_position", "A learned vector works at an early position (the query token)",
-          "Yang et al. 2025a", "share of ICL's gain over zero-shot recovered by an LTV at layer 1, position 1", 0.5,
-          _SYMBOLIC, _early_share),
+          "Yang et al. 2025a", "accuracy gained over zero-shot by an LTV at layer 1, position 1, minus half of ICL's "
+          "gain (> 0: most of ICL's gain)", 0.0, _SYMBOLIC, _early, f"{_RANDOM} (of the LTV's norm)"),
+    Claim("ltv_on_icl_prompts", "A learned vector added to short ICL prompts improves them", "Yang et al. 2025a",
+          f"accuracy of {FEW_SHOTS}-shot prompts with an LTV trained on such prompts added minus without",
+          0.0, _SYMBOLIC, _ltv_on_icl, f"{_RANDOM} (of the LTV's norm) added to the same prompts"),
     Claim("key_heads", "Ablating a few key heads hurts the injected vector far more than ablating random heads",
-          "Yang et al. 2025a", "accuracy with 10 % random heads ablated minus with the key heads ablated (heads "
-          "chosen on dev prompts, scored on test prompts)", 0.05, _SYMBOLIC, _key_heads),
+          "Yang et al. 2025a", "accuracy with as many random non-key heads ablated minus with the key heads ablated "
+          "(10 % of the heads, chosen on dev prompts, scored on held-out prompts)", 0.05, _SYMBOLIC, _key_heads,
+          "the accuracy the random heads' ablation itself costs", control_rule="shown"),
     Claim("theta_ov", "θ_OV = Σ θ W_V W_O re-injected in place of θ recovers most of its effect",
-          "Yang et al. 2025a", "share of the LTV's gain over zero-shot that θ_OV recovers", 0.5, _SYMBOLIC,
-          _theta_ov),
+          "Yang et al. 2025a", "accuracy gained over zero-shot by θ_OV in θ's place minus half of θ's own gain",
+          0.0, _SYMBOLIC, _theta_ov, f"{_RANDOM} (of θ_OV's norm)"),
     Claim("linear_propagation", "An injected vector propagates almost linearly to the final stream",
           "Yang et al. 2025a", "held-out R² of the per-prompt linear map from the LTV's layer to the final stream",
-          0.9, _SYMBOLIC, _linear_r2),
+          0.9, _SYMBOLIC, _linear_r2, "the same map's R² for a random vector of the LTV's norm"),
     Claim("rotation_then_scaling", "Vectors injected early are rotated, vectors injected late mostly scaled",
-          "Yang et al. 2025a", "cos(θ, Qθ) of the direct map of an LTV injected at the last layer minus one injected "
-          "at layer 0", 0.0, _SYMBOLIC, _rotation),
+          "Yang et al. 2025a", "rise of cos(θ, Qθ) of the direct map from an LTV injected at layer 0 to one at the "
+          "last layer, minus the same rise for random vectors of the same norms", 0.0, _SYMBOLIC, _rotation,
+          "random vectors of the LTVs' norms through the same maps (a late map crosses fewer blocks)",
+          control_rule="subtract"),
+    Claim("rotation_toward_labels", "Early vectors are rotated toward the labels", "Yang et al. 2025a",
+          "answer-margin gain from θ to Qθ of the direct map of an LTV injected at layer 0, minus a random vector's",
+          0.0, _SYMBOLIC, _toward_labels, "a random vector of the LTV's norm through the same map",
+          control_rule="subtract"),
     Claim("head_weighted_beats_fv", "The head-weighted learned vector carries regression functions far better "
           "than the function vector", "Saglam et al. 2025", "1 − error(head-weighted LTV) / error(FV), unshifted "
-          "prompts of the training length (groups of fresh functions)", 0.5, _REGRESSION, _head_weighted),
+          "prompts of the training length (groups of fresh functions)", 0.5, _REGRESSION, _head_weighted,
+          "1 − error(zero-shot) / error(FV)", control_rule="shown",
+          caveat="the heads are read at the scored prompt's own query, so the vector can carry ICL's answer: true by "
+                 "construction until they are read from another prompt of the same function"),
     Claim("tvp_loss", "Training with the TVP-loss raises TVP-mode accuracy at its layer",
-          "Yang et al. 2025b", f"TVP-mode accuracy at layer {PERM_TVP_LAYER} of perm-mix-tvp minus perm-mix "
-          "(same tasks and prompts)", 0.0, ("perm-mix-tvp",), _tvp_loss),
+          "Yang et al. 2025b", f"TVP-mode accuracy at layer {PERM_TVP_LAYER} (state read from the same demonstrations "
+          "with another query) of perm-mix-tvp minus perm-mix", 0.0, ("perm-mix-tvp",), _tvp_loss,
+          "the same difference with each prompt's own (answer-carrying) state", control_rule="shown",
+          caveat=_ONE_MODEL),
+    Claim("tvp_loss_keeps_icl", "Training with the TVP-loss keeps ICL accuracy", "Yang et al. 2025b",
+          "ICL accuracy of perm-mix-tvp minus perm-mix on the same prompts", -0.02, ("perm-mix-tvp",), _tvp_keeps_icl,
+          "the same difference in zero-shot accuracy", control_rule="shown", caveat=_ONE_MODEL),
     Claim("depth_vs_complexity", "The task vector forms deeper for more complex tasks",
-          "Yang et al. 2025b", "formation layer (first layer whose TVP mode reaches half of ICL's gain) of the "
-          "32-permutation mixture minus the 8- (or 2-) permutation mixture's (same-shaped models)", 0.0,
-          ("perm-mix-32", "perm-mix", "perm-mix-2"), _tv_layer, contrast=True),
+          "Yang et al. 2025b", "formation layer (first layer whose TVP mode, read from another query's prompt, reaches "
+          "half of ICL's gain) of the 32-permutation mixture minus the 8- (or 2-) permutation mixture's", 0.0,
+          ("perm-mix-32", "perm-mix", "perm-mix-2"), _tv_layer,
+          "the same contrast read from each prompt's own state", control_rule="shown", contrast=True),
 ]}
 
 
 @dataclass(frozen=True, eq=False)
 class LedgerRow:
-    """One claim on one model (or one contrast of two): the effect's interval and the verdict."""
+    """One claim on one model (or one contrast of two): the effect's interval, its control and the verdict.
+
+    Attributes:
+        mean, low, high: the effect (``control_rule="subtract"``: effect − control) and its Holm-adjusted
+            interval.
+        control: the control's mean (over task means).
+        level: the row's Holm test level (its interval is at ``1 − level``).
+        p_value: two-sided p-value of "effect = margin".
+        verdict: ``holds``, ``does not hold`` or ``inconclusive``; ``reason`` says why it is inconclusive.
+        unconverged: learned vectors behind the row whose ``dev`` loss was still improving at the budget.
+        values: per model ``[tasks, seeds]`` effects; ``controls``: the controls alike.
+    """
 
     claim: str
     statement: str
@@ -371,15 +509,22 @@ class LedgerRow:
     mean: float
     low: float
     high: float
+    control: float
     verdict: str
+    reason: str
+    level: float
+    p_value: float
     n_tasks: int
     n_seeds: int
+    unconverged: int
     values: dict[str, Float[Tensor, "tasks seeds"]] = field(repr=False)
+    controls: dict[str, Float[Tensor, "tasks seeds"]] = field(repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The row without its per-unit values."""
         return {k: getattr(self, k) for k in ("claim", "statement", "paper", "model", "effect", "margin", "mean",
-                                              "low", "high", "verdict", "n_tasks", "n_seeds")}
+                                              "low", "high", "control", "verdict", "reason", "level", "p_value",
+                                              "n_tasks", "n_seeds", "unconverged")}
 
 
 @dataclass(frozen=True, eq=False)
@@ -401,13 +546,25 @@ class ClaimsLedger(Records):
                            f"{[(r.claim, r.model) for r in self.rows]}")
         return found[0]
 
+    def caption(self) -> str:
+        """How to read the table: the intervals' adjustment and what a verdict means."""
+        return (f"Effects on held-out queries over tasks × seeds (seeds averaged within a task); intervals are "
+                f"Student-t (Welch for contrasts), Holm-adjusted over the {len(self.rows)} rows for a family-wise "
+                f"error rate of {self.config.alpha:g} (each row's interval at its own Holm level). A claim holds "
+                "when its interval clears the margin and its control does not; a row whose learned vectors did not "
+                "converge says so.")
+
     def to_markdown(self) -> str:
-        """The ledger as a markdown table."""
-        lines = ["| claim | paper | model | effect: mean [95 % interval] | needs | tasks × seeds | verdict |",
-                 "|---|---|---|---|---|---|---|"]
+        """The ledger as a markdown table, its caption first."""
+        lines = [self.caption(), "",
+                 "| claim | paper | model | effect: mean [adjusted interval] | control | needs | tasks × seeds | "
+                 "verdict |", "|---|---|---|---|---|---|---|---|"]
         for r in self.rows:
+            why = f" ({r.reason})" if r.reason else ""
+            note = f"; {r.unconverged} vectors not converged" if r.unconverged else ""
             lines.append(f"| {r.statement} | {r.paper} | {r.model} | {r.mean:+.3f} [{r.low:+.3f}, {r.high:+.3f}] | "
-                         f"> {r.margin:g} | {r.n_tasks} × {r.n_seeds} | **{r.verdict}** |")
+                         f"{r.control:+.3f} | > {r.margin:g} | {r.n_tasks} × {r.n_seeds} | "
+                         f"**{r.verdict}**{why}{note} |")
         return "\n".join(lines)
 
 
@@ -422,6 +579,9 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = False) ->
 
     Claims are measured model by model, unit by unit, so the vectors a unit learns (its vanilla TV,
     its LTVs) are shared by every claim that needs them.
+
+    Raises:
+        ValueError: a unit's effect or control is not a finite number (the message names the claim and unit).
     """
     config = config or LedgerConfig()
     names = config.claims or tuple(CLAIMS)
@@ -430,7 +590,8 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = False) ->
     for c in claims:
         models += [m for m in c.models if m not in models]
     total = sum(len(_units(m, config)) for c in claims for m in c.models)
-    values: dict[tuple[str, str], list[float]] = {}
+    values: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    unconverged: dict[tuple[str, str], int] = {}
     units: dict[tuple[str, int, int], Unit] = {}
     shared: dict[Any, Any] = {}
     with tqdm(total=total, desc="claims ledger", disable=not progress, leave=False, delay=0.5) as bar:
@@ -443,25 +604,54 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = False) ->
                     if key not in units:
                         units.clear()  # one unit alive at a time: its vectors serve its claims, then go
                         units[key] = Unit(model, task_id, seed, config, shared)
-                    values.setdefault((c.name, model), []).append(c.measure(units[key]))
+                    unit = units[key]
+                    unit.touched.clear()
+                    effect, control = (float(x) for x in c.measure(unit))
+                    if not (math.isfinite(effect) and math.isfinite(control)):
+                        raise ValueError(f"claim {c.name!r} on {unit}: the effect is {effect} and the control "
+                                         f"{control}; expected finite numbers")
+                    values.setdefault((c.name, model), []).append((effect, control))
+                    unconverged[(c.name, model)] = unconverged.get((c.name, model), 0) + unit.unconverged()
                     bar.update(1)
-    rows = []
+    groups = []  # (claim, label, values, controls, estimate, control mean, unconverged)
     for c in claims:
-        shaped = {m: torch.tensor(values[(c.name, m)], dtype=torch.float64).view(-1, len(config.seeds))
+        shaped = {m: torch.tensor(values[(c.name, m)], dtype=torch.float64).view(-1, len(config.seeds), 2)
                   for m in c.models}
+        effect = {m: v[..., 0] - (v[..., 1] if c.control_rule == "subtract" else 0) for m, v in shaped.items()}
+        control = {m: v[..., 1] for m, v in shaped.items()}
         if c.contrast:
             hard = c.models[0]
-            groups = [(f"{hard} vs {easy}", {hard: shaped[hard], easy: shaped[easy]},
-                       *contrast_interval(shaped[hard], shaped[easy])) for easy in c.models[1:]]
+            for easy in c.models[1:]:
+                groups.append((c, f"{hard} vs {easy}", {hard: effect[hard], easy: effect[easy]},
+                               {hard: control[hard], easy: control[easy]},
+                               contrast_estimate(effect[hard], effect[easy]),
+                               contrast_estimate(control[hard], control[easy]).mean,
+                               unconverged[(c.name, hard)] + unconverged[(c.name, easy)]))
         else:
-            groups = [(m, {m: v}, *task_interval(v)) for m, v in shaped.items()]
-        for label, vals, mean, low, high in groups:
-            n_tasks = min(v.shape[0] for v in vals.values())
-            rows.append(LedgerRow(claim=c.name, statement=c.statement, paper=c.paper, model=label, effect=c.effect,
-                                  margin=c.margin, mean=mean, low=low, high=high,
-                                  verdict=verdict(low, high, c.margin), n_tasks=n_tasks, n_seeds=len(config.seeds),
-                                  values=vals))
+            groups += [(c, m, {m: effect[m]}, {m: control[m]}, task_estimate(effect[m]), task_estimate(control[m]).mean,
+                        unconverged[(c.name, m)]) for m in c.models]
+    p_values = [estimate.p_value(c.margin) for c, _, _, _, estimate, _, _ in groups]
+    levels = holm_levels(p_values, config.alpha)
+    rows = []
+    for (c, label, vals, ctrls, estimate, control_mean, n_unconverged), p, level in zip(groups, p_values, levels):
+        low, high = estimate.interval(level)
+        decided, reason = _verdict(c, estimate, low, high, control_mean)
+        rows.append(LedgerRow(claim=c.name, statement=c.statement, paper=c.paper, model=label, effect=c.effect,
+                              margin=c.margin, mean=estimate.mean, low=low, high=high, control=control_mean,
+                              verdict=decided, reason=reason, level=level, p_value=p, n_tasks=estimate.n_tasks,
+                              n_seeds=len(config.seeds), unconverged=n_unconverged, values=vals, controls=ctrls))
     return ClaimsLedger(rows=rows, config=config)
+
+
+def _verdict(claim: Claim, estimate: Estimate, low: float, high: float, control_mean: float) -> tuple[str, str]:
+    """The row's verdict: the interval against the margin, then the caveat and the control."""
+    decided, reason = verdict(low, high, claim.margin, estimate.n_tasks, zero_width=estimate.se == 0)
+    if claim.caveat:
+        return "inconclusive", claim.caveat
+    if decided == "holds" and claim.control_rule == "must_fail" and control_mean > claim.margin:
+        return "inconclusive", (f"the control shows it too ({control_mean:+.3f} > {claim.margin:g}): it follows from "
+                                "the norm or the architecture, not the vector")
+    return decided, reason
 
 
 __all__ = ["CLAIMS", "Claim", "ClaimsLedger", "LedgerConfig", "LedgerRow", "Unit", "claims_ledger",

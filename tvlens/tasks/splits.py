@@ -27,11 +27,14 @@ random streams alone separate the splits (:attr:`Task.held_out_content` is ``Non
 (``test`` and ``shared`` both only score, so they share a block; the head-weighted LTV takes its head
 means on ``test`` and is scored on ``validation``, a block of its own.)
 
+**One partition for every seed.** The blocks are a fixed partition of each task's content (seeded by
+:data:`PARTITION_SEED`, not by the user seed): a vector learned with seed 0 and analysed with seed 100
+is still scored on queries it never saw. User seeds vary the prompts drawn within each block.
+
 **Streams.** Each split's random stream is seeded by ``numpy.random.SeedSequence((seed, split))``:
 streams of different user seeds never coincide (a ``seed + offset`` rule gives seed 2's ``train`` the
 stream of seed 0's ``test``). The one exception is ``training``, ``seed + 7919``, kept so that the
 shipped zoo weights stay reproducible by ``tvlens zoo train``; no evaluation split uses a small offset.
-The partition of the content is seeded by the user seed too, so another seed gives other blocks.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ BLOCKS: dict[str, int | None] = {"train": 0, "dev": 1, "test": 2, "shared": 2, "
                                  "training": None}
 #: The legacy offset of the meta-ICL training stream (the zoo's recipes were trained on it).
 TRAINING_OFFSET = 7919
+#: Seeds the one partition of every task's content into blocks (the same for every user seed).
+PARTITION_SEED = 20_251_201
 
 
 def _stream_seed(seed: int, name: str) -> int:
@@ -122,7 +127,7 @@ class Splits:
         """The content block ``split`` draws from (``None``: all content)."""
         self._check(split)
         index = BLOCKS[split]
-        return None if index is None else ContentBlock(index, BLOCK_FRACTIONS, _stream_seed(self.seed, "partition"))
+        return None if index is None else ContentBlock(index, BLOCK_FRACTIONS, PARTITION_SEED)
 
     def sample(self, task: Any, split: str, n_prompts: int, n_shots: int | None = None) -> Any:
         """``task.sample(n_prompts, n_shots)`` on ``split``'s stream and content block."""
@@ -138,4 +143,4 @@ class Splits:
             raise ValueError(f"split={split!r}: expected one of {list(BLOCKS)}")
 
 
-__all__ = ["BLOCKS", "BLOCK_FRACTIONS", "Splits"]
+__all__ = ["BLOCKS", "BLOCK_FRACTIONS", "PARTITION_SEED", "Splits"]

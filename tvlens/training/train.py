@@ -139,20 +139,28 @@ def answer_loss(
     return batch.metric.training_loss(at_answers, targets.to(logits.device))
 
 
-def tvp_by_layer(model: HookedModel, batch: ICLBatch) -> list[dict[str, Tensor]]:
-    """Per-prompt TVP-mode scores at every layer: each prompt's own ``h^l_N`` replaces the zero-shot query's.
+def tvp_by_layer(model: HookedModel, batch: ICLBatch, source: ICLBatch | None = None) -> list[dict[str, Tensor]]:
+    """Per-prompt TVP-mode scores at every layer: the state ``h^l_N`` at the last position of each prompt of
+    ``source`` (default: the prompt itself) replaces the zero-shot query's.
+
+    Read from the prompt itself, the state at the last layers already holds that query's answer, so TVP
+    mode equals ICL there by construction; a ``source`` whose prompts show the same demonstrations with
+    another query (Hendel et al.'s dummy query) carries the task without the answer.
 
     Returns:
         Per layer, the per-prompt scores of :func:`tvlens.evaluate.score_batch`.
     """
     if batch.zero_shot is None:
         raise ValueError("tvp_by_layer: the batch has no zero-shot view (pass an n-shot batch from task.sample)")
+    source = batch if source is None else source
+    if len(source) != len(batch):
+        raise ValueError(f"source has {len(source)} prompts; expected one per prompt of the batch ({len(batch)})")
     names = [model.hook_name(layer, "resid_pre") for layer in range(model.n_layers)]
     with torch.no_grad():
-        _, cache = model.run_with_cache(batch.inputs, names, attention_mask=batch.attention_mask)
+        _, cache = model.run_with_cache(source.inputs, names, attention_mask=source.attention_mask)
     scores = []
     for layer, name in enumerate(names):
-        vector = cache[name][torch.arange(len(batch)), batch.query_positions]
+        vector = cache[name][torch.arange(len(source)), source.query_positions]
         scores.append(score_batch(model, batch.zero_shot, [Intervention(vector, layer=layer, mode="replace")]))
     return scores
 

@@ -37,11 +37,15 @@ from tvlens.vectors.task_vector import Site, TaskVector
 
 @dataclass
 class LearnConfig(Config):
-    """Hyper-parameters of LTV training (defaults: the settings of Yang et al. 2025a, scaled to the zoo).
+    """Hyper-parameters of LTV training.
+
+    The defaults train until the ``dev`` loss stops improving (``patience`` epochs without a new best), with
+    ``epochs`` only a safety budget: on the zoo the kept epoch comes before the budget runs out, and a result
+    whose budget did run out says so (:attr:`LearnResult.converged`).
 
     Attributes:
         lr, weight_decay: AdamW settings.
-        epochs: most passes over the training prompts.
+        epochs: most passes over the training prompts (a budget, not a schedule).
         batch_size: prompts per step.
         n_train, n_val: training / validation prompts (the ``train`` and ``dev`` splits of
             :class:`~tvlens.tasks.Splits`).
@@ -52,13 +56,13 @@ class LearnConfig(Config):
         seed: seeds the prompts, the initialisation and the minibatch order.
     """
 
-    lr: float = 5e-3
+    lr: float = 0.05
     weight_decay: float = 0.01
-    epochs: int = 10
+    epochs: int = 60
     batch_size: int = 32
     n_train: int = 600
     n_val: int = 400
-    patience: int = 2
+    patience: int = 3
     init_scale: float = 0.1
     loss: str = "auto"
     seed: int = 0
@@ -85,6 +89,8 @@ class LearnResult(Records):
             optimistic number.
         test: its score on the ``test`` split's prompts, which neither trained nor chose it.
         path: the query engine's path, ``"cached"`` or ``"full"``.
+        converged: whether training stopped because the ``dev`` loss stopped improving (``patience`` epochs
+            after the kept one), not because the epoch budget ran out.
     """
 
     history: list[dict[str, Any]]
@@ -93,6 +99,7 @@ class LearnResult(Records):
     test: EvalResult
     path: str
     extra: dict[str, Any] = field(default_factory=dict)
+    converged: bool = True
 
     def to_records(self) -> list[dict[str, Any]]:
         """One row per epoch (``epoch``, ``train_loss``, ``val_loss``), marking the kept one."""
@@ -173,6 +180,12 @@ def fit_early_stopping(
     return history, best_epoch, best
 
 
+def converged(history: list[dict[str, Any]], best_epoch: int, config: LearnConfig) -> bool:
+    """Whether a run of :func:`fit_early_stopping` converged: ``patience`` epochs ran after the kept one
+    without a better ``dev`` loss (training stopped for that reason, or the budget ended right then)."""
+    return (len(history) - 1) - best_epoch >= config.patience
+
+
 def learn_task_vector(
     model: HookedModel,
     task: Task,
@@ -250,4 +263,4 @@ def learn_task_vector(
     test_eval = evaluate(model, task, "injected", tv, batch=splits.sample(task, "test", config.n_val, n_shots),
                          base=base, progress=False)
     return tv, LearnResult(history=history, best_epoch=best_epoch, val=val_eval, test=test_eval,
-                           path=engines["train"].path)
+                           path=engines["train"].path, converged=converged(history, best_epoch, config))
