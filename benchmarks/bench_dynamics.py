@@ -61,7 +61,7 @@ def compare_collection(name: str, label: str, model, prompts, theta, n_copies: i
 def main() -> None:
     torch.set_num_threads(2)
     model, task = zoo.load("perm-mix"), zoo.task("perm-mix").single(0)
-    ltv, _ = learn_task_vector(model, task, 1, progress=False, lr=0.05, epochs=15)
+    ltv, _ = learn_task_vector(model, task, 1, progress=False)
     print(f"TransformerLens {transformer_lens_line()}.x, 2 CPU threads, vectors at layer 1")
     compare_collection("dynamics_permmix_zeroshot", "perm-mix, zero-shot prompts (3 tokens)", model,
                        task.sample(64, 16, seed=0).zero_shot, ltv.vector(), 256)

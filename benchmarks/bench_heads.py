@@ -45,7 +45,7 @@ def scan(name: str, label: str, model, prompts, vector) -> None:
 def main() -> None:
     torch.set_num_threads(2)
     model, task = zoo.load("perm-mix"), zoo.task("perm-mix").single(0)
-    ltv, _ = learn_task_vector(model, task, 1, progress=False, lr=0.05, epochs=15)
+    ltv, _ = learn_task_vector(model, task, 1, progress=False)
     print(f"TransformerLens {transformer_lens_line()}.x, {torch.get_num_threads()} threads, "
           f"{model.n_heads * (model.n_layers - 1)} heads scanned (layers 1-{model.n_layers - 1})")
     scan("heads_permmix_16shot", "perm-mix, 16-shot ICL prompts (67 tokens), 64 prompts", model,

@@ -98,8 +98,13 @@ def test_claims_prints_the_ledger_and_writes_it(tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| The vanilla task vector")]
     assert [row.split(" | ")[2] for row in rows] == ["perm-mix", "perm-mix-32", "token-offset"]
-    assert all(row.endswith(("**holds** |", "**mixed** |", "**does not hold** |")) for row in rows)
+    # two tasks cannot decide: every row is inconclusive and says why
+    assert all(row.endswith("**inconclusive** (fewer than 3 tasks (2)) |") for row in rows), rows
+    assert proc.stdout.startswith("Effects on held-out queries") and "Holm-adjusted over the 3 rows" in proc.stdout
     assert out.read_text().strip() == proc.stdout.strip()
+    to_stdout = run("claims", "--claims", "vanilla_beats_zero_shot", "--tasks", "2", "--seeds", "0,1", "--prompts",
+                    "32", "--quiet", "--out", "-")
+    assert to_stdout.returncode == 0 and to_stdout.stdout.strip() == proc.stdout.strip()  # printed once
     for args, message in ((("--claims", "magic"), "claims: unknown ['magic']"),
                           (("--seeds", "0,x"), "--seeds='0,x': expected comma-separated integers")):
         bad = run("claims", *args, "--quiet")

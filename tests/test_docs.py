@@ -67,4 +67,34 @@ def test_generated_numbers_are_current(monkeypatch):
     for name, text in fresh.items():
         assert page[name] == text.strip(), f"docs/zoo.md block {name!r} is stale: run docs/make_measured.py"
     ledger = _blocks((ROOT / "docs" / "studies.md").read_text())[make_measured.LEDGER_BLOCK]
-    assert ledger.count("\n") + 1 == 2 + sum(len(c.models) - c.contrast for c in make_measured.CLAIMS.values())
+    # the caption, a blank line, the header, the rule, then one row per claim and model (a contrast: one fewer)
+    assert ledger.count("\n") + 1 == 4 + sum(len(c.models) - c.contrast for c in make_measured.CLAIMS.values())
+
+
+def test_every_verdict_in_the_prose_is_the_ledgers():
+    """Numbers move prose: wherever a page states a claim's verdict (``claim `NAME` — model: verdict, …``, written
+    by docs/make_measured.py), it is the verdict of that claim's row in the ledger table of docs/studies.md, and no
+    page speaks of a verdict word the ledger does not use."""
+    import re
+
+    from tvlens.studies import CLAIMS
+
+    ledger = _blocks((ROOT / "docs" / "studies.md").read_text())["claims-ledger"]
+    table = {}
+    for line in ledger.splitlines():
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        if len(cells) == 8 and cells[0] in {c.statement for c in CLAIMS.values()}:
+            verdict = re.match(r"\*\*(holds|does not hold|inconclusive)\*\*", cells[7])
+            assert verdict, line
+            table[(cells[0], cells[2])] = verdict.group(1)
+    assert table, "the ledger block holds no rows"
+    found = 0
+    for page in sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]:
+        text = page.read_text()
+        assert "**mixed**" not in text, f"{page.name}: 'mixed' is no longer a verdict (inconclusive, with a reason)"
+        for claim, listing in re.findall(r"claim `(\w+)` — ((?:[\w-]+(?: vs [\w-]+)?: (?:holds|does not hold|"
+                                         r"inconclusive)(?:, )?)+)", text):
+            for model, verdict in re.findall(r"([\w-]+(?: vs [\w-]+)?): (holds|does not hold|inconclusive)", listing):
+                assert table[(CLAIMS[claim].statement, model)] == verdict, (page.name, claim, model, verdict)
+                found += 1
+    assert found >= 6, "the pages cite the ledger's verdicts"

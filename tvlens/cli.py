@@ -379,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--quiet", action="store_true", help="no progress bars")
     report.set_defaults(func=_report)
 
-    claims = sub.add_parser("claims", help="the claims ledger: every paper claim over tasks x seeds, with a verdict")
+    claims = sub.add_parser("claims", help="the claims ledger: the papers' claims beside their controls, with verdicts")
     claims.add_argument("--claims", default=None, help="comma-separated claim names (default: all; see "
                         "tvlens.studies.CLAIMS)")
     claims.add_argument("--tasks", type=_positive_int, default=5, help="tasks of each family (default 5)")

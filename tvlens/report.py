@@ -1,6 +1,7 @@
 """``tvlens report``: the whole pipeline on zoo models, written as one self-contained HTML file.
 
-It opens with the claims ledger: every paper claim measured over tasks × seeds, with its interval and
+It opens with the claims ledger: the papers' testable claims measured over tasks × seeds beside their
+controls, with a Holm-adjusted interval and
 verdict. Then, for every token model: task vectors by layer (vanilla, function, learned), the OV
 decomposition of a learned vector, its attention and MLP paths and Yang et al. 2025a's re-injection
 test, saliency and exact ablation of every head with key heads vs random heads, the attention
@@ -84,7 +85,7 @@ from tvlens.vectors.function import FunctionVectorResult, default_top_k
 
 DEFAULT_MODELS = ("perm-mix", "token-offset", "linear-regression-long")
 #: The learned vectors of the report: the settings of the science tests (Yang et al. 2025a on the zoo).
-LTV_CONFIG = LearnConfig(lr=0.05, epochs=15)
+LTV_CONFIG = LearnConfig()  # trained until the dev loss stops improving
 
 
 @dataclass
@@ -490,12 +491,12 @@ _MODEL_STAGES: tuple[Stage, ...] = (
     Stage("ov", "OV decomposition", _tokens, expect=OVResult,
           params=lambda run: run.key(layer=run.layer, ltv=asdict(LTV_CONFIG)),
           compute=lambda run: ov_decomposition(run.model, run.task, run.ltv, n_prompts=run.config.n_prompts,
-                                               seed=Splits(run.config.seed).shared),
+                                               seed=run.config.seed),
           draw=_ov_sections, summary=lambda run, ov: {"θ_OV share": ov.ov_share}),
     Stage("heads", "key heads", _tokens, expect=KeyHeadResult,
           params=lambda run: run.key(layer=run.layer, ltv=asdict(LTV_CONFIG)),
           compute=lambda run: key_head_analysis(run.model, run.task, run.ltv, n_prompts=run.config.n_prompts,
-                                                seed=Splits(run.config.seed).shared),
+                                                seed=run.config.seed),
           draw=_heads_sections,
           summary=lambda run, heads: {"key heads ablated": heads.summary()["key_ablated"],
                                       "random heads ablated": heads.summary()["random_ablated"]}),
@@ -564,7 +565,7 @@ def _ledger_config(run: Run) -> LedgerConfig:
 def _ledger_weights(config: LedgerConfig) -> dict[str, str]:
     """The weights of every zoo model the ledger reads (its cache entry is stale when any of them changes)."""
     names = sorted({m for name in (config.claims or CLAIMS) for m in CLAIMS[name].models}
-                   | ({"perm-mix"} if "tvp_loss" in (config.claims or CLAIMS) else set()))
+                   | ({"perm-mix"} if {"tvp_loss", "tvp_loss_keeps_icl"} & set(config.claims or CLAIMS) else set()))
     return {name: zoo.load(name).fingerprint()["weights_sha256"] for name in names}
 
 

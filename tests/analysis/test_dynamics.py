@@ -18,6 +18,7 @@ from tvlens.analysis import (
     principal_angles,
     subspace_share,
 )
+from tvlens.tasks import Splits
 from tvlens.vectors import learn_task_vector
 
 
@@ -133,8 +134,10 @@ def test_errors(tiny_model, small_task):
 
 @pytest.fixture(scope="module")
 def perm_dynamics():
-    model, task = zoo.load("perm-mix"), zoo.task("perm-mix").single(0)
-    ltv, _ = learn_task_vector(model, task, 1, progress=False, lr=0.05, epochs=15)
+    """token-offset task 0's LTV at layer 1: it carries the task to held-out queries (perm-mix's last-position LTV
+    does not), so its dynamics carry a working vector."""
+    model, task = zoo.load("token-offset"), zoo.task("token-offset").single(0)
+    ltv, _ = learn_task_vector(model, task, 1, progress=False)
     return linear_dynamics(model, task, ltv)
 
 
@@ -157,7 +160,7 @@ def test_w_theta_at_the_final_layer_reproduces_the_vector(perm_dynamics):
 def test_dynamics_of_a_vector_at_an_early_position():
     """Yang et al. 2025a's P = 4 setting: a learned vector at the query token (P = 1), carried to the answer position."""
     model, task = zoo.load("perm-mix"), zoo.task("perm-mix").single(0)
-    ltv, _ = learn_task_vector(model, task, 1, positions=1, progress=False, lr=0.05, epochs=15)
+    ltv, _ = learn_task_vector(model, task, 1, positions=1, progress=False)
     r = linear_dynamics(model, task, ltv)
     assert all(value >= 0.8 for value in r.r2_by_scale.values())
     gain = r.injected.mean - r.zero_shot.mean
@@ -178,7 +181,7 @@ def test_maps_by_injection_layer_use_the_given_vectors(trained_perm_model):
     vectors = {k: TaskVector.single(torch.randn(model.d_model, generator=gen), k) for k in range(model.n_layers)}
     result = injection_layer_maps(model, task, vectors=vectors, n_prompts=4, n_copies=96, n_shots=4, seed=3)
     assert result.layers == [0, 1] and [m.source for m in result.maps] == [0, 1]
-    batch = task.sample(4, 4, seed=3)
+    batch = Splits(3).sample(task, "shared", 4, 4)  # held-out queries: the vectors' train split never sees them
     for layer, score in zip(result.layers, result.injected):
         assert score.mean == evaluate(model, task, "injected", vectors[layer], batch=batch, progress=False).mean
     rows = result.to_records()
@@ -191,14 +194,20 @@ def test_maps_by_injection_layer_use_the_given_vectors(trained_perm_model):
         injection_layer_maps(model, task, layers=[0], vectors={0: vectors[1]}, n_prompts=2, n_copies=96)
 
 
-def test_late_injections_are_rotated_less_on_the_zoo():
-    """Yang et al. 2025a's contrast on perm-mix task 0: the direct map of an LTV injected at the last layer rotates
-    it less than the map of one injected at layer 0 (measured: cos 0.34 → 0.92; docs/dynamics.md)."""
+def test_late_injections_are_rotated_less_by_any_vector():
+    """Yang et al. 2025a's contrast on perm-mix task 0, beside its control: the direct map of a vector injected at
+    the last layer crosses one block, one injected at layer 0 crosses them all, so the map rotates late vectors
+    less — learned or random vectors of the same norms alike. The trend follows from the architecture; the
+    claims ledger scores the learned vectors' trend *minus* the random ones' (docs/dynamics.md)."""
     from tvlens.analysis import injection_layer_maps
+    from tvlens.vectors import TaskVector
 
     model, task = zoo.load("perm-mix"), zoo.task("perm-mix").single(0)
-    result = injection_layer_maps(model, task, layers=[0, 3], n_prompts=8,
-                                  learn={"lr": 0.05, "epochs": 15, "n_shots": 16})
-    first, last = result.to_records()
-    assert last["cos_rotation"] > first["cos_rotation"] + 0.3
-    assert last["max_angle"] < first["max_angle"] and last["anisotropy"] < first["anisotropy"]
+    learned = injection_layer_maps(model, task, layers=[0, 3], n_prompts=8, learn={"n_shots": 16})
+    gen = torch.Generator().manual_seed(0)
+    vectors = {k: TaskVector.single(torch.randn(model.d_model, generator=gen), k) for k in (0, 3)}
+    random = injection_layer_maps(model, task, layers=[0, 3], n_prompts=8, vectors=vectors)
+    for result in (learned, random):
+        first, last = result.to_records()
+        assert last["cos_rotation"] > first["cos_rotation"] + 0.2
+        assert last["max_angle"] < first["max_angle"]

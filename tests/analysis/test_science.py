@@ -1,8 +1,10 @@
-"""Yang et al. 2025a's propagation claims on the shipped perm-mix model.
+"""Yang et al. 2025a's propagation claims on the shipped token-offset model.
 
-The measured numbers (key heads vs random heads, θ_OV and θ_MLP re-injection, the attention and MLP paths)
-are written into docs/propagation.md by docs/make_measured.py with the same seeds. These tests pin what task 0
-of perm-mix shows; whether a claim holds across tasks and seeds is the claims ledger's (tests/studies/test_claims.py).
+The vector is token-offset task 0's LTV at layer 1, which carries the task to queries it never saw (perm-mix's
+last-position LTV does not: docs/vectors.md). Heads are chosen on the dev split's queries and every score is on
+held-out queries. The measured numbers are written into docs/propagation.md by docs/make_measured.py with the same
+settings. These tests pin what this vector shows; whether a claim holds across tasks and seeds is the claims
+ledger's (tests/studies/test_claims.py).
 """
 
 from __future__ import annotations
@@ -11,39 +13,40 @@ import pytest
 
 from tvlens import zoo
 from tvlens.analysis import key_head_analysis, ov_decomposition
+from tvlens.tasks import Splits
 from tvlens.vectors import learn_task_vector
 
 
 @pytest.fixture(scope="module")
-def perm_ltv():
-    model, task = zoo.load("perm-mix"), zoo.task("perm-mix").single(0)
-    ltv, _ = learn_task_vector(model, task, 1, n_shots=16, progress=False, lr=0.05, epochs=15)
+def offset_ltv():
+    model, task = zoo.load("token-offset"), zoo.task("token-offset").single(0)
+    ltv, _ = learn_task_vector(model, task, 1, n_shots=16, progress=False)
     return model, task, ltv
 
 
-def test_key_heads_matter_more_than_random_heads(perm_ltv):
-    model, task, ltv = perm_ltv
+def test_key_heads_hurt_the_vector_but_no_more_than_random_heads(offset_ltv):
+    """Measured, not Yang et al. 2025a's: ablating the key heads costs the vector accuracy, but as many random
+    non-key heads cost about as much — the key-head claim does not show on this vector."""
+    model, task, ltv = offset_ltv
     result = key_head_analysis(model, task, ltv, n_prompts=300, seed=100, n_random=20)
     s = result.summary()
     assert s["injected"] >= 0.95
     assert s["key_ablated"] <= s["injected"] - 0.1
+    assert not set(result.key_heads) & {h for draw in result.random_heads for h in draw}  # the control excludes them
     gap = s["random_ablated"] - s["key_ablated"]
-    assert gap > 2 * (s["random_ablated_stderr"] + s["key_ablated_stderr"])
+    assert gap < 2 * (s["random_ablated_stderr"] + s["key_ablated_stderr"]) + 0.05
     # saliency ranks heads like their exact ablation effect (positively, if loosely)
     assert result.saliency_agreement > 0.2
 
 
-def test_ov_reinjection_on_the_zoo(perm_ltv):
-    """Measured, not Yang et al. 2025a's: on perm-mix task 0 the OV path of θ alone carries none of the task; the
-    later MLPs carry most of θ's effect (measured: 91 % of the answer effect), and only each prompt's own MLP terms,
-    put back where they were written, recover much of θ's gain (measured: 69 %; prompt-averaged: −20 %)."""
-    model, task, ltv = perm_ltv
-    result = ov_decomposition(model, task, ltv, n_prompts=300, seed=100)
+def test_ov_reinjection_on_the_zoo(offset_ltv):
+    """Measured, not Yang et al. 2025a's: the OV path of θ alone carries none of the task (θ_OV scores below
+    zero-shot); the later MLPs carry the answer effect (the exact per-prompt path split)."""
+    model, task, ltv = offset_ltv
+    result = ov_decomposition(model, task, ltv, batch=Splits(0).sample(task, "shared", 300, 16))
     s = result.summary()
     assert s["vector"] >= 0.95
     assert s["theta_ov"] < s["zero_shot"]  # θ_OV moves answers away from the task's
-    assert result.ov_share < 0.1 and result.mlp_share < 0.1
-    paths, shares = result.path_shares(), result.reinjection_shares()
+    assert result.ov_share < 0.1
+    paths = result.path_shares()
     assert paths["mlp"] > 0.75 and paths["attention"] < 0.2
-    assert shares["mlp_per_prompt"] > 0.5 > shares["theta_mlp"]
-    assert shares["mlp_per_prompt"] > shares["attention_per_prompt"] + 0.3

@@ -14,28 +14,35 @@ from tvlens.studies.claims import (
     LedgerConfig,
     claims_ledger,
     contrast_interval,
-    t_quantile,
     task_interval,
-    verdict,
 )
+from tvlens.studies.verdicts import contrast_estimate, holm_levels, t_quantile, task_estimate, verdict
 from tvlens.tasks import Splits
 from tvlens.vectors import vanilla_task_vector
 
 
-def test_t_quantile_matches_the_table_and_its_expansion():
-    assert t_quantile(1) == pytest.approx(12.7062, abs=1e-4)
-    assert t_quantile(4) == pytest.approx(2.7764, abs=1e-4)
-    # the expansion used beyond 30 degrees of freedom agrees with the tabulated value at 30 and 40
-    z = 1.959964
-    expansion = (z + (z**3 + z) / 120 + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * 900)
-                 + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * 27000))
-    assert expansion == pytest.approx(t_quantile(30), abs=2e-4)
-    assert t_quantile(40) == pytest.approx(2.0211, abs=2e-4)
-    assert t_quantile(1e9) == pytest.approx(1.959964, abs=1e-6)
-    values = [t_quantile(df) for df in (1, 1.5, 2, 7, 29.5, 31, 100)]
-    assert values == sorted(values, reverse=True)
-    with pytest.raises(ValueError, match="df=0.5"):
-        t_quantile(0.5)
+def _t_cdf(x: float, df: float) -> float:
+    """Student's t CDF by Simpson's rule on the density (pure Python: independent of scipy)."""
+    c = math.gamma((df + 1) / 2) / (math.sqrt(df * math.pi) * math.gamma(df / 2))
+    n, h = 20_000, x / 20_000
+    total = sum((1 if i in (0, n) else 4 if i % 2 else 2) * (1 + (i * h) ** 2 / df) ** (-(df + 1) / 2)
+                for i in range(n + 1))
+    return 0.5 + c * h / 3 * total
+
+
+@pytest.mark.parametrize(("df", "table"), [(1, 12.7062), (2, 4.3027), (4, 2.7764), (30, 2.0423)])
+def test_t_quantile_matches_printed_tables(df, table):
+    assert t_quantile(df) == pytest.approx(table, abs=1e-4)
+
+
+def test_t_quantile_at_fractional_df_is_exact():
+    """Welch's df are fractional: the quantile is the t distribution's own at that df (here checked by integrating
+    its density), not a table entry rounded or interpolated (at 1.5 df linear interpolation is 40 % too wide)."""
+    q = t_quantile(1.5)
+    assert _t_cdf(q, 1.5) == pytest.approx(0.975, abs=1e-6)
+    assert 4.3027 < q < 12.7062 and q < 0.7 * (12.7062 + 4.3027) / 2
+    with pytest.raises(ValueError, match="df=0"):
+        t_quantile(0)
 
 
 def test_task_interval_averages_seeds_within_a_task():
@@ -43,7 +50,7 @@ def test_task_interval_averages_seeds_within_a_task():
     mean, low, high = task_interval(values)
     half = 4.302653 * math.sqrt(3.0) / math.sqrt(3)  # t(2) · sd / √n, sd of (2, 2, 5) is √3
     assert mean == pytest.approx(3.0)
-    assert (low, high) == (pytest.approx(3.0 - half), pytest.approx(3.0 + half))
+    assert (low, high) == (pytest.approx(3.0 - half, abs=1e-5), pytest.approx(3.0 + half, abs=1e-5))
     assert task_interval(torch.tensor([[1.0, 2.0]]))[1:] == (float("-inf"), float("inf"))
 
 
@@ -52,17 +59,58 @@ def test_contrast_interval_is_welch():
     b = torch.tensor([[0.0], [0.0], [0.0], [2.0]])  # mean 0.5, var 1
     diff, low, high = contrast_interval(a, b)
     va, vb = 1 / 3, 1 / 4
-    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 3)
-    half = t_quantile(df) * math.sqrt(va + vb)
-    assert diff == pytest.approx(1.5) and (low, high) == (pytest.approx(1.5 - half), pytest.approx(1.5 + half))
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 3)  # Welch–Satterthwaite: 4.87…, used as it is
+    assert 4.8 < df < 4.9
+    estimate = contrast_estimate(a, b)
+    assert estimate.df == pytest.approx(df) and estimate.se == pytest.approx(math.sqrt(va + vb))
+    assert _t_cdf((high - diff) / math.sqrt(va + vb), df) == pytest.approx(0.975, abs=1e-6)
+    assert diff == pytest.approx(1.5) and low == pytest.approx(2 * diff - high)
     assert contrast_interval(torch.ones(3, 2), torch.ones(2, 2)) == (0.0, 0.0, 0.0)
 
 
-def test_verdict_compares_the_interval_with_the_margin():
-    assert verdict(0.1, 0.3, 0.0) == "holds"
-    assert verdict(-0.1, 0.3, 0.0) == "mixed"
-    assert verdict(-0.3, 0.0, 0.0) == "does not hold"
-    assert verdict(0.2, 0.4, 0.5) == "does not hold"
+def test_holm_levels_are_the_textbook_step_down():
+    # sorted: .005 (α/4, rejected), .01 (α/3, rejected), .03 (α/2 = .025: not rejected, stop), .04 keeps α/2
+    assert holm_levels([0.01, 0.04, 0.03, 0.005], 0.05) == pytest.approx([0.05 / 3, 0.025, 0.025, 0.0125])
+    assert holm_levels([0.001, 0.002], 0.05) == pytest.approx([0.025, 0.05])
+    assert holm_levels([], 0.05) == []
+
+
+def test_p_value_and_interval_agree():
+    """A row's interval at its Holm level excludes the margin exactly when its p-value is below that level."""
+    estimate = task_estimate(torch.tensor([[0.30], [0.10], [0.25], [0.20], [0.15]]))
+    for margin in (0.0, 0.05, 0.1, 0.3):
+        for level in (0.05, 0.01, 0.05 / 17):
+            low, high = estimate.interval(level)
+            assert (not low <= margin <= high) == (estimate.p_value(margin) < level), (margin, level)
+
+
+def test_verdicts_say_why_they_are_inconclusive():
+    assert verdict(0.1, 0.3, 0.0) == ("holds", "")
+    assert verdict(-0.3, -0.1, 0.0) == ("does not hold", "")
+    assert verdict(0.2, 0.4, 0.5) == ("does not hold", "")
+    assert verdict(-0.1, 0.3, 0.0) == ("inconclusive", "the interval straddles the margin")
+    assert verdict(0.2, 0.2, 0.0)[0] == "inconclusive" and "zero-width" in verdict(0.2, 0.2, 0.0)[1]
+    assert verdict(0.2, 0.9, 0.0, n_tasks=2) == ("inconclusive", "fewer than 3 tasks (2)")
+    with pytest.raises(ValueError, match="NaN"):
+        verdict(float("nan"), 1.0, 0.0)
+
+
+def test_a_nan_effect_is_an_error_naming_the_unit(monkeypatch):
+    import dataclasses
+
+    from tvlens.studies import claims as module
+
+    nan = dataclasses.replace(CLAIMS["vanilla_beats_zero_shot"], models=("perm-mix",),
+                              measure=lambda unit: (float("nan"), 0.0))
+    monkeypatch.setitem(module.CLAIMS, "vanilla_beats_zero_shot", nan)
+    with pytest.raises(ValueError, match=r"claim 'vanilla_beats_zero_shot' on perm-mix, task 0, seed 0: the effect "
+                                         r"is nan"):
+        claims_ledger(LedgerConfig(n_tasks=1, seeds=(0,), n_prompts=8, claims=("vanilla_beats_zero_shot",)))
+
+
+def test_every_claim_has_a_control_and_the_ledger_has_at_least_sixteen():
+    assert len(CLAIMS) >= 16
+    assert all(c.control and c.control_rule in ("subtract", "must_fail", "shown") for c in CLAIMS.values())
 
 
 def test_config_errors():
@@ -93,11 +141,12 @@ def test_a_row_is_its_units_rerun_by_hand():
             expected[t, j] = (evaluate(model, task, "injected", tv, batch=test, progress=False).mean
                               - evaluate(model, task, "zero_shot", batch=test, progress=False).mean)
     torch.testing.assert_close(row.values["perm-mix"], expected)
-    assert (row.mean, row.low, row.high) == pytest.approx(task_interval(expected))
-    assert row.verdict == verdict(row.low, row.high, 0.0)
+    assert (row.mean, row.low, row.high) == pytest.approx(task_interval(expected, row.level))
+    assert row.level == pytest.approx(holm_levels([r.p_value for r in ledger.rows])[ledger.rows.index(row)])
+    assert (row.verdict, row.reason) == ("inconclusive", "fewer than 3 tasks (2)")
     assert (row.n_tasks, row.n_seeds) == (2, 2)
     records = ledger.to_records()
-    assert len(records) == 3 and "values" not in records[0]
+    assert len(records) == 3 and "values" not in records[0] and "control" in records[0]
     assert "| The vanilla task vector beats the zero-shot query | Hendel et al. 2023 | perm-mix |" in ledger.to_markdown()
     with pytest.raises(KeyError, match="claim='key_heads'"):
         ledger.row("key_heads")

@@ -10,7 +10,6 @@ from tvlens.tasks import (
     Accuracy,
     LinearRegression,
     PermutationMixture,
-    Splits,
     SquaredError,
     metric_for,
     metric_named,
@@ -56,19 +55,6 @@ def test_a_task_and_its_batches_carry_their_metric():
     assert task.metric is batch.metric is metric_named("mse_per_dim") and batch.d_input == 3
     with pytest.raises(ValueError, match=r"metric='error': expected one of \['accuracy', 'mse_per_dim'\]"):
         metric_named("error")
-
-
-def test_splits_rule():
-    splits = Splits(5)
-    assert (splits.train, splits.dev, splits.test, splits.validation, splits.aside, splits.shared,
-            splits.training) == (5, 6, 7, 8, 12, 105, 7924)
-    assert len(set(splits.to_dict().values())) == len(Splits.names), "no two splits share a seed"
-    task = PermutationMixture(n_symbols=8, n_perms=2)
-    assert torch.equal(splits.sample(task, "dev", 3, 2).inputs, task.sample(3, 2, seed=6).inputs)
-    with pytest.raises(ValueError, match=r"split='val': expected one of \['train', 'dev'"):
-        splits.of("val")
-    with pytest.raises(TypeError, match=r"seed='1': expected an int"):
-        Splits("1")
 
 
 def test_register_task_refuses_a_taken_name():

@@ -212,7 +212,7 @@ def test_compare_honours_its_seed_for_the_learned_row(tiny_model64, small_task):
                     learn_config=cfg, seed=seed, progress=False)
         return c.records[-1], c.vectors[("learned", 1)].vector()
 
-    (a, va), (a2, va2), (b, vb) = learned_row(0), learned_row(0), learned_row(5)
+    (a, va), (a2, va2), (_, vb) = learned_row(0), learned_row(0), learned_row(5)
     assert a == a2 and torch.equal(va, va2)
     assert not torch.allclose(va, vb), "a different seed trains on different prompts"
     # and they behave differently on the same held-out prompts (the answer's log-likelihood)

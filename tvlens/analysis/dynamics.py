@@ -345,7 +345,8 @@ def linear_dynamics(
     Args:
         vector: a task vector with one ``resid_pre`` site at one position (``"last"`` or an int, e.g. an
             early position), e.g. an LTV.
-        n_prompts: zero-shot prompts (seed ``seed``); a map is fitted for each.
+        n_prompts: zero-shot prompts (the ``shared`` split of :class:`~tvlens.tasks.Splits` ``(seed)``: queries
+            no vector made with a seed trained or chose on); a map is fitted for each.
         n_copies: perturbed copies (≥ 2·d_model for a well-posed d×d fit).
         scales: perturbation scales ``λ`` relative to ``‖θ‖/√d``.
         progress: a tqdm bar over the stages (collect, one fit per map, held-out check, scores).
@@ -353,7 +354,7 @@ def linear_dynamics(
     theta, site = single_site(model, vector, "linear_dynamics")
     layer, final = site.layer, model.n_layers
     bar = tqdm(total=4 + final - layer, desc="linear dynamics", disable=not progress, leave=False, delay=0.5)
-    batch = task.sample(n_prompts, n_shots, seed=seed)
+    batch = Splits(seed).sample(task, "shared", n_prompts, n_shots)
     prompts = batch.zero_shot
     thetas, changes = collect_changes(model, prompts, theta, layer, positions=site.positions, n_copies=n_copies,
                                       scales=scales, seed=seed)

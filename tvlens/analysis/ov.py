@@ -50,6 +50,7 @@ from tvlens.inject import Intervention, inject
 from tvlens.models.hooked import HookedModel
 from tvlens.positions import PositionSpec, resolve_positions
 from tvlens.tasks.base import ICLBatch, Task
+from tvlens.tasks.splits import Splits
 from tvlens.vectors.task_vector import TaskVector
 
 
@@ -194,9 +195,10 @@ def ov_decomposition(
         model: the model.
         task: the task the vector was made for (its prompts and label set).
         vector: a single-site ``add`` task vector at ``resid_pre`` (one position per prompt).
-        n_prompts: prompts (``task.sample``).
+        n_prompts: prompts: the ``shared`` split of :class:`~tvlens.tasks.Splits` ``(seed)``, whose queries no
+            vector made with a seed trained or chose on.
         n_shots: demonstrations per prompt.
-        seed: seed of the prompts.
+        seed: the user seed.
         batch: these prompts instead of sampled ones.
         base: inject into the zero-shot queries (TVP mode, default) or the n-shot prompts.
         reinject: also run the re-injection test (up to seven extra evaluations).
@@ -205,7 +207,7 @@ def ov_decomposition(
     if base not in ("zero_shot", "icl"):
         raise ValueError(f"base={base!r}: expected 'zero_shot' or 'icl'")
     layer, n_layers, n_heads = site.layer, model.n_layers, model.n_heads
-    batch = task.sample(n_prompts, n_shots, seed=seed) if batch is None else batch
+    batch = Splits(seed).sample(task, "shared", n_prompts, n_shots) if batch is None else batch
     prompts = batch.zero_shot if base == "zero_shot" and batch.zero_shot is not None else batch
     inputs, mask = prompts.inputs.to(model.device), prompts.attention_mask
     norm = model.capabilities.norm

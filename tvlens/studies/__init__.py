@@ -3,7 +3,8 @@
 Each study is one function returning a result object (tensors or a tidy :class:`StudyTable`,
 with the labels and seeds of its prompts) that the plotting layer draws and a user can rerun:
 
-* :mod:`~tvlens.studies.claims` — the claims ledger: every paper claim over tasks × seeds, with a verdict.
+* :mod:`~tvlens.studies.claims` — the claims ledger: the papers' testable claims over tasks × seeds, each
+  beside its control, with a verdict.
 * :mod:`~tvlens.studies.formation` — where task vectors form (Yang et al. 2025b): TVP by layer, over
   training, with the TVP-loss, against task complexity.
 * :mod:`~tvlens.studies.regression` — regression fidelity by prompt length and shift (Saglam et al. 2025).

@@ -29,7 +29,7 @@ from tvlens.studies.table import StudyTable
 from tvlens.tasks.base import Task
 from tvlens.tasks.splits import Splits
 from tvlens.vectors.function import default_top_k, function_vector
-from tvlens.vectors.learned import learn_task_vector
+from tvlens.vectors.learned import LearnConfig, learn_task_vector
 from tvlens.vectors.task_vector import TaskVector
 from tvlens.vectors.vanilla import vanilla_task_vector
 
@@ -48,8 +48,8 @@ def method_table(
     early_layer: int = 1,
     n_test: int = 300,
     seed: int = 0,
-    lr: float = 0.05,
-    epochs: int = 15,
+    lr: float = LearnConfig.lr,
+    epochs: int = LearnConfig.epochs,
     top_k: int | None = None,
     progress: bool = False,
 ) -> StudyTable:

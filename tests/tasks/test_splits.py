@@ -1,0 +1,83 @@
+"""``Splits``: held out means held out — the scored views of different splits share no query (symbolic families)
+and no word pair (text tasks), streams of different seeds never coincide, and every split draws through one rule."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tvlens import zoo
+from tvlens.tasks import ContentBlock, LinearRegression, PermutationMixture, Splits, TextTasks
+from tvlens.tasks.splits import BLOCKS
+
+from ..hf_models import train_tokenizer
+
+
+def _queries(batch) -> set[int]:
+    return set(batch.zero_shot.inputs[:, 1].tolist())
+
+
+def test_scored_views_of_the_splits_share_no_query():
+    """perm-mix task 1, seed 0: the zero-shot views that are scored (and the ICL prompts' queries) of train, dev,
+    test and validation are disjoint; test and shared score only, so they share their block."""
+    task = zoo.task("perm-mix").single(1)
+    splits = Splits(0)
+    views = {name: splits.sample(task, name, 400, 16) for name in ("train", "dev", "test", "shared", "validation")}
+    queries = {name: _queries(batch) for name, batch in views.items()}
+    for a in ("train", "dev", "test", "validation"):
+        for b in ("train", "dev", "test", "validation"):
+            if a < b:
+                assert not queries[a] & queries[b], (a, b)
+    assert queries["test"] == queries["shared"] and len(queries["train"]) == 16
+    for name, batch in views.items():  # the ICL prompt's query is the zero-shot view's, never a demonstration
+        assert torch.equal(batch.inputs[:, -2], batch.zero_shot.inputs[:, 1])
+        demos = batch.inputs[:, 1:-2:4]
+        assert not (demos == batch.inputs[:, -2:-1]).any(), name
+    # another user seed draws other prompts from the same blocks: held out whatever the seeds
+    assert _queries(Splits(7).sample(task, "test", 400, 16)) == queries["test"]
+    assert not torch.equal(Splits(7).sample(task, "test", 50, 16).inputs, views["test"].select(slice(0, 50)).inputs)
+
+
+def test_text_splits_share_no_word_pair():
+    task = TextTasks(("antonyms",), tokenizer=train_tokenizer()).single(0)
+    splits = Splits(0)
+    pairs = {name: {pair for prompt in splits.sample(task, name, 60, 3).examples for pair in prompt}
+             for name in ("train", "dev", "test", "validation")}
+    for a in pairs:
+        for b in pairs:
+            if a < b:
+                assert not pairs[a] & pairs[b], (a, b)
+    everything = set(task.tasks[0].pairs)
+    assert all(p <= everything for p in pairs.values())
+
+
+def test_split_streams_are_distinct_over_seeds_and_names():
+    seeds = {(s, name): Splits(s).of(name) for s in range(100) for name in Splits.names}
+    assert len(set(seeds.values())) == len(seeds)
+    assert Splits(0).test != Splits(2).train and Splits(1).dev != Splits(0).test  # the old seed + offset collisions
+    assert Splits(3).training == 3 + 7919  # the zoo's training stream is unchanged (its recipes reproduce)
+
+
+def test_a_split_draws_through_one_rule():
+    task = PermutationMixture(n_symbols=8, n_perms=2)
+    splits = Splits(5)
+    assert torch.equal(splits.sample(task, "dev", 3, 2).inputs,
+                       task.sample(3, 2, seed=splits.dev, block=splits.block("dev")).inputs)
+    assert splits.block("aside") is None and splits.block("training") is None
+    assert set(BLOCKS) == set(Splits.names)
+    regression = LinearRegression(d_input=3)  # fresh functions: the stream alone separates the splits
+    assert torch.equal(splits.sample(regression, "test", 4, 2).inputs, regression.sample(4, 2, seed=splits.test).inputs)
+    with pytest.raises(ValueError, match=r"split='val': expected one of \['train', 'dev'"):
+        splits.of("val")
+    with pytest.raises(TypeError, match=r"seed='1': expected an int"):
+        Splits("1")
+
+
+def test_content_blocks_partition_the_items():
+    blocks = [ContentBlock(i, (0.5, 0.2, 0.2, 0.1), seed=3).items(32) for i in range(4)]
+    assert sorted(torch.cat(blocks).tolist()) == list(range(32)) and [len(b) for b in blocks] == [16, 6, 7, 3]
+    assert [len(ContentBlock(i, (0.5, 0.2, 0.2, 0.1), seed=3).items(4)) for i in range(4)] == [1, 1, 1, 1]
+    with pytest.raises(ValueError, match="3 items cannot be split into 4 disjoint blocks"):
+        ContentBlock(0, (0.5, 0.2, 0.2, 0.1), seed=3).items(3)
+    with pytest.raises(ValueError, match="fractions="):
+        ContentBlock(0, (0.5, 0.6), seed=0)
