@@ -251,7 +251,8 @@ def studies_page(m: dict) -> str:
         rows = []
         for shift, n in dict.fromkeys((r["shift"], r["n_shots"]) for r in fid.records):
             values = {r["method"]: r for r in fid.select(shift=shift, n_shots=n)}
-            rows.append([shift, str(n), *(pm(values[k]["mse_per_dim"], values[k]["stderr"]) for k in methods)])
+            rows.append([shift, str(n), *(pm(values[k]["mse_per_dim"], values[k]["stderr"]) if k in values else "—"
+                                          for k in methods)])
         out += [f"### {name} (vanilla TV at layer {fid.settings['vanilla_layer']}, FV at layer "
                 f"{fid.settings['fv_layer']})", "", *table(["shift", "shots", *methods], rows), "",
                 *[f"* {note}" for note in fid.notes], ""]

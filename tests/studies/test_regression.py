@@ -13,20 +13,21 @@ def table():
     return regression_fidelity("linear-regression", lengths=[2, 10, 20, 40], n_prompts=200)
 
 
-def test_head_weighted_beats_the_function_vector_at_every_length(table):
-    """Saglam et al. 2025: the head-weighted LTV keeps the function better than the FV at every length the table
-    scores (2, 10, 20: every length within the context), by more than 3 standard errors wherever the prompt
-    determines the function (n ≥ D = 5 demonstrations; at 2 no vector can: measured 0.60 vs 0.80)."""
+def test_per_prompt_vectors_read_from_another_query_carry_no_function(table):
+    """Measured, not Saglam et al. 2025's: read from another prompt of each test prompt's function (its last
+    demonstration as the query, so the state cannot hold the scored query's answer), the head-weighted LTV does
+    worse than zero-shot wherever the prompt determines the function (n ≥ D = 5; measured 1.57 vs 0.82 at 10
+    demonstrations, 1.85 vs 1.07 at 20), and the FV adds nothing to zero-shot — while ICL on the same prompts is
+    near exact. Read at the scored query itself the head-weighted vector beats the FV by construction
+    (tests/vectors/test_science.py)."""
     d_input = table.settings["task"]["d_input"]
     lengths = sorted({r["n_shots"] for r in table.records})
     assert lengths == [2, 10, 20]
     for shift in ("none", "skewed", "noisy"):
-        for n in lengths:
-            hw = table.select(shift=shift, n_shots=n, method="head_weighted")[0]
-            fv = table.select(shift=shift, n_shots=n, method="function")[0]
-            assert hw["mse_per_dim"] < fv["mse_per_dim"], (shift, n)
-            if n >= d_input:
-                assert hw["mse_per_dim"] < fv["mse_per_dim"] - 3 * (hw["stderr"] + fv["stderr"]), (shift, n)
+        for n in (n for n in lengths if n >= d_input):
+            cell = {r["method"]: r for r in table.select(shift=shift, n_shots=n)}
+            hw, fv, zero, icl = (cell[k]["mse_per_dim"] for k in ("head_weighted", "function", "zero_shot", "icl"))
+            assert hw > zero and abs(fv - zero) < 0.1 * zero and icl < 0.15 * zero, (shift, n)
 
 
 def test_table_shape_and_notes(table):
@@ -71,16 +72,16 @@ def test_errors():
         shifted(zoo.task("linear-regression"), "rotated")
 
 
-def test_beyond_the_training_length_the_head_weighted_vector_keeps_the_function():
+def test_beyond_the_training_length_icl_degrades_and_no_vector_restores_it():
     """linear-regression-long (trained on 20-shot prompts, context 40): at 40 demonstrations ICL itself breaks
-    down (measured 0.78, zero-shot 1.02) while the head-weighted LTV read from the same 40-shot prompts keeps
-    the function (0.19) — Saglam et al. 2025's fidelity claim, beyond the training context."""
+    down (measured 0.79 against 0.019 at 20); the head-weighted LTV, read from another prompt of the function,
+    does not keep the function either (measured 2.30, zero-shot 1.30) — Saglam et al. 2025's fidelity claim beyond
+    the training context does not show once the vector cannot read the scored query's answer."""
     table = regression_fidelity("linear-regression-long", lengths=[20, 40], shifts=["none"], n_prompts=200,
                                 methods=["icl", "zero_shot", "function", "head_weighted"])
     beyond = {r["method"]: r for r in table.select(n_shots=40)}
     assert all(r["beyond_training"] for r in beyond.values())
-    hw, icl, fv = beyond["head_weighted"], beyond["icl"], beyond["function"]
-    assert hw["mse_per_dim"] < icl["mse_per_dim"] - 3 * (hw["stderr"] + icl["stderr"])
-    assert hw["mse_per_dim"] < fv["mse_per_dim"] - 3 * (hw["stderr"] + fv["stderr"])
+    hw, icl = beyond["head_weighted"], beyond["icl"]
+    assert hw["mse_per_dim"] > icl["mse_per_dim"] + 3 * (hw["stderr"] + icl["stderr"])
     trained = table.value("mse_per_dim", n_shots=20, method="icl")
     assert icl["mse_per_dim"] > 5 * trained  # ICL degrades beyond the length it was trained on

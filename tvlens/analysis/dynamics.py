@@ -63,6 +63,7 @@ class LinearFit(Records):
     r2: float
     relative_error: float
     alphas: list[float] = field(default_factory=list)
+    #: each ``α``'s R² on the validation fold (where ``α`` was chosen; ``r2`` is the test fold's)
     held_out_r2: list[float] = field(default_factory=list)
 
     def to_records(self) -> list[dict[str, Any]]:
@@ -85,20 +86,24 @@ def fit_linear_map(
     held_out: float = 0.2,
     seed: int = 0,
 ) -> LinearFit:
-    """Ridge regression ``y ≈ W x`` through the origin, ``α`` chosen by R² on held-out rows.
+    """Ridge regression ``y ≈ W x`` through the origin, ``α`` chosen on one held-out fold and the fit scored on
+    another.
 
-    The penalty is relative: ``α · tr(XᵀX)/d_in`` so one grid fits streams of any scale. The chosen
-    ``α`` is refit on all rows; the reported R² and relative error ``‖Y − XWᵀ‖/‖Y‖`` are the held-out ones.
+    The rows are split three ways: ``train`` fits every ``α`` of the grid, ``validation`` (a ``held_out``
+    share) chooses it, ``test`` (another ``held_out`` share) scores the chosen fit — so the reported R² and
+    relative error ``‖Y − XWᵀ‖/‖Y‖`` come from rows that neither fitted nor chose anything. The penalty is
+    relative: ``α · tr(XᵀX)/d_in`` so one grid fits streams of any scale. The returned ``W`` is the chosen
+    ``α`` refit on all rows.
     """
     if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
         raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)}: expected [n, d_in] and [n, d_out]")
     n = x.shape[0]
     n_out = max(1, int(round(held_out * n)))
-    if n - n_out < 2:
-        raise ValueError(f"{n} samples are too few to fit and hold out {n_out}")
+    if n - 2 * n_out < 2:
+        raise ValueError(f"{n} samples are too few to fit and hold out {n_out} + {n_out}")
     x, y = x.double(), y.double()
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    test, train = order[:n_out], order[n_out:]
+    test, validation, train = order[:n_out], order[n_out : 2 * n_out], order[2 * n_out :]
 
     def solve(rows: Tensor, alpha: float) -> Tensor:
         xr, yr = x[rows], y[rows]
@@ -110,12 +115,13 @@ def fit_linear_map(
     scores = []
     for alpha in alphas:
         w = solve(train, alpha)
-        scores.append(r_squared(y[test], x[test] @ w.T))
+        scores.append(r_squared(y[validation], x[validation] @ w.T))
     best = max(range(len(alphas)), key=lambda i: scores[i])
     w_test = solve(train, alphas[best])
     rel = float((y[test] - x[test] @ w_test.T).norm() / y[test].norm().clamp_min(1e-30))
-    return LinearFit(W=solve(torch.arange(n), alphas[best]), alpha=alphas[best], r2=scores[best],
-                     relative_error=rel, alphas=list(alphas), held_out_r2=scores)
+    return LinearFit(W=solve(torch.arange(n), alphas[best]), alpha=alphas[best],
+                     r2=r_squared(y[test], x[test] @ w_test.T), relative_error=rel, alphas=list(alphas),
+                     held_out_r2=scores)
 
 
 def polar_decomposition(w: Float[Tensor, "d d"]) -> tuple[Float[Tensor, "d d"], Float[Tensor, "d d"]]:

@@ -19,7 +19,6 @@ holds the task in one vector: the vector has *formed* there.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from tvlens._records import Records
 from tvlens.evaluate import mean_and_stderr, score_batch
 from tvlens.inject import Intervention
 from tvlens.models.hooked import HookedModel
-from tvlens.tasks.base import ICLBatch, Task
+from tvlens.tasks.base import Task
 from tvlens.tasks.metric import metric_named
 from tvlens.tasks.splits import Splits
 from tvlens.training import tvp_by_layer as _tvp_scores
@@ -99,19 +98,6 @@ class LayerProfile(Records):
                 for layer in range(self.tvp.shape[0])]
 
 
-def other_query(task: Task, batch: ICLBatch, seed: int = 0) -> ICLBatch:
-    """``batch`` with each prompt's query symbol replaced by another symbol (uniform over the others): the
-    same demonstrations, a query whose answer is not the scored one (Hendel et al.'s dummy query)."""
-    n_symbols = getattr(task, "n_symbols", None)
-    if n_symbols is None or batch.inputs.is_floating_point() or batch.examples is not None:
-        raise ValueError(f"source='other_query' needs a symbolic family (BOS x → y ; … ; xq →); got {task.name!r}")
-    query = batch.inputs[:, -2]
-    shift = torch.randint(1, n_symbols, query.shape, generator=torch.Generator().manual_seed(seed))
-    inputs = batch.inputs.clone()
-    inputs[:, -2] = (query + shift) % n_symbols
-    return dataclasses.replace(batch, inputs=inputs)
-
-
 def tvp_by_layer(
     model: HookedModel,
     task: Task,
@@ -131,8 +117,8 @@ def tvp_by_layer(
         n_shots: demonstrations per prompt.
         seed: seed of the prompts.
         source: ``"prompt"`` (each prompt's own ICL state: at the last layers it holds the query's answer, so
-            TVP equals ICL there by construction), ``"other_query"`` (the state of the same prompt with another
-            query symbol, Hendel et al.'s dummy query: the task without the answer; symbolic families) or
+            TVP equals ICL there by construction), ``"other_query"`` (the state of the same prompt asking about another
+            input, :meth:`Task.with_other_query`, Hendel et al.'s dummy query: the task without the answer) or
             ``"task_mean"`` (the mean state of its task over ``n_prompts`` other prompts, the ``dev`` split;
             needs a family of discrete tasks).
     """
@@ -143,7 +129,7 @@ def tvp_by_layer(
     if source == "prompt":
         per_layer = [scores[metric] for scores in _tvp_scores(model, batch)]
     elif source == "other_query":
-        per_layer = [scores[metric] for scores in _tvp_scores(model, batch, other_query(task, batch, seed))]
+        per_layer = [scores[metric] for scores in _tvp_scores(model, batch, task.with_other_query(batch, seed))]
     else:
         if bool((batch.task_ids < 0).any()):
             raise ValueError("source='task_mean' needs a family of discrete tasks; this task draws a fresh "

@@ -43,6 +43,8 @@ from tvlens.vectors.vanilla import query_states
 
 SHIFTS = ("none", "skewed", "noisy", "orthogonal")
 FIDELITY_METHODS = ("icl", "zero_shot", "vanilla", "function", "learned", "head_weighted")
+#: Methods whose vector is read per test prompt (from another prompt of its function).
+PER_PROMPT = ("vanilla", "function", "head_weighted")
 
 
 def shifted(task: RegressionTask, shift: str, noise_std: float = 0.5) -> RegressionTask:
@@ -116,6 +118,10 @@ def regression_fidelity(
                 continue
             test = splits.sample(variant, "shared", n_prompts, n)
             for method in methods:
+                if n < 2 and method in PER_PROMPT:
+                    notes.append(f"n_shots={n}, {method}: a per-prompt vector is read from another prompt of the "
+                                 "function, which needs at least 2 demonstrations")
+                    continue
                 result = fidelity_score(model, variant, test, method, made)
                 records.append({"shift": shift, "n_shots": n, "beyond_training": n > train_shots, "method": method,
                                 "mse_per_dim": result.mean, "stderr": result.stderr, "n": result.values.numel()})
@@ -125,7 +131,7 @@ def regression_fidelity(
     return StudyTable(records=records, name="regression fidelity", settings=settings, notes=notes)
 
 
-def _heads(model: HookedModel, batch: ICLBatch, heads: list[tuple[int, int]]) -> torch.Tensor:
+def head_sum(model: HookedModel, batch: ICLBatch, heads: list[tuple[int, int]]) -> torch.Tensor:
     """Each prompt's summed outputs of ``heads`` at its query ``[batch, d_model]``."""
     outputs = project_heads(model, prompt_head_z(model, batch))  # [batch, layers, heads, d]
     return sum(outputs[:, layer, head] for layer, head in heads)
@@ -148,7 +154,7 @@ def fidelity_vectors(
     if "function" in methods:
         _, fv = function_vector(model, task, 0, top_k=default_top_k(model), n_shots=train_shots, seed=seed)
         dev = task.sample(n_prompts, train_shots, seed=dev_seed)
-        heads = _heads(model, dev, fv.top_heads)
+        heads = head_sum(model, dev, fv.top_heads)
         scores = [evaluate(model, task, "injected", Intervention(heads, layer), batch=dev, progress=False).mean
                   for layer in range(model.n_layers)]
         made["fv_heads"], made["fv_layer"] = fv.top_heads, int(torch.tensor(scores).argmin())
@@ -163,22 +169,28 @@ def fidelity_vectors(
 
 def fidelity_score(model: HookedModel, task: RegressionTask, test: ICLBatch, method: str,
                    made: dict[str, Any]) -> EvalResult:
-    """One method's score on ``test`` (vectors from :func:`fidelity_vectors`; ``vanilla``, ``function`` and
-    ``head_weighted`` are read from each test prompt itself)."""
+    """One method's score on ``test`` (vectors from :func:`fidelity_vectors`).
+
+    ``vanilla``, ``function`` and ``head_weighted`` are per-prompt vectors read from *another* prompt of each test
+    prompt's function — the same demonstrations but the last, whose input becomes the query
+    (:meth:`~tvlens.tasks.RegressionTask.with_other_query`). Read at the scored prompt's own query, the state could
+    hold ICL's own answer to it, and the vector would score ICL by construction."""
     if method in ("icl", "zero_shot"):
         return evaluate(model, task, method, batch=test, progress=False)
+    source = task.with_other_query(test) if method != "learned" else test
     if method == "vanilla":
         layer = made["vanilla_layer"]
-        state = query_states(model, test, [layer])[0]
+        state = query_states(model, source, [layer])[0]
         vector: Any = Intervention(state, layer, mode="replace")
     elif method == "function":
-        vector = Intervention(_heads(model, test, made["fv_heads"]), made["fv_layer"])
+        vector = Intervention(head_sum(model, source, made["fv_heads"]), made["fv_layer"])
     elif method == "learned":
         vector = made["ltv"]
-    else:  # head_weighted: ω once, the heads from each test prompt itself
-        hw = dataclasses.replace(made["hw"], source_shots=test.n_shots)
-        vector = hw.interventions_for(model, test)
+    else:  # head_weighted: ω once, the heads from the other prompt of each test prompt's function
+        hw = dataclasses.replace(made["hw"], source_shots=source.n_shots)
+        vector = hw.interventions_for(model, source)
     return evaluate(model, task, "injected", vector, batch=test, progress=False)
 
 
-__all__ = ["FIDELITY_METHODS", "SHIFTS", "fidelity_score", "fidelity_vectors", "regression_fidelity", "shifted"]
+__all__ = ["FIDELITY_METHODS", "SHIFTS", "fidelity_score", "fidelity_vectors", "head_sum", "regression_fidelity",
+           "shifted"]

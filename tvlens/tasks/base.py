@@ -294,6 +294,13 @@ class Task(ABC):
         permute whole answers and tokenize again."""
         return batch.with_shuffled_labels(generator)
 
+    def with_other_query(self, batch: ICLBatch, seed: int = 0) -> ICLBatch:
+        """The same prompts, each asking about another input than its own query — the same task (the same
+        demonstrations or the same function) without the scored query's answer in the prompt. What a state is
+        read from when it must carry the task but not the answer (Hendel et al.'s dummy query). Families that
+        can build one override this."""
+        raise ValueError(f"{type(self).__name__} cannot build a prompt with another query")
+
     def single(self, which: int) -> Task:
         """The same family restricted to one task: task ``which`` of a discrete family, or, for a
         continuous family (regression), the one function drawn from seed ``which``.

@@ -19,6 +19,7 @@ Distribution shifts of Saglam et al. 2025's fidelity benchmark are options of ev
 
 from __future__ import annotations
 
+import dataclasses
 from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -90,6 +91,23 @@ class RegressionTask(Task):
             proj = proj * (query.norm(dim=-1, keepdim=True) / proj.norm(dim=-1, keepdim=True).clamp_min(1e-12))
             x = torch.cat([demos, proj[:, None]], 1)
         return x
+
+    def with_other_query(self, batch: ICLBatch, seed: int = 0) -> ICLBatch:
+        """The same function asked about another input: the last demonstration becomes the query (its ``y`` and
+        the original query are dropped), so the prompt has ``n_shots − 1`` demonstrations and never shows the
+        scored query. ``seed`` is unused (the other query is the last demonstration's input)."""
+        if batch.n_shots < 2 or batch.inputs.shape[1] != self.prompt_length(batch.n_shots):
+            raise ValueError(f"with_other_query: expected a batch of this family's prompts with at least 2 "
+                             f"demonstrations; got n_shots={batch.n_shots}")
+        n = batch.n_shots
+        query = batch.inputs[:, -3:-2]
+        zero_shot = ICLBatch(inputs=query.clone(), targets=batch.answer_targets[:, n - 1],
+                             answer_positions=torch.zeros(len(batch), 1, dtype=torch.long),
+                             answer_targets=batch.answer_targets[:, n - 1 : n], task_ids=batch.task_ids, n_shots=0,
+                             kind="regression")
+        return dataclasses.replace(batch, inputs=batch.inputs[:, :-2], targets=batch.answer_targets[:, n - 1],
+                                   answer_positions=batch.answer_positions[:, :n],
+                                   answer_targets=batch.answer_targets[:, :n], n_shots=n - 1, zero_shot=zero_shot)
 
     def _sample(self, n_prompts: int, n_shots: int, generator: torch.Generator, task_ids: Tensor | None) -> ICLBatch:
         m = n_shots + 1

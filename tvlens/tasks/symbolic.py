@@ -17,6 +17,7 @@ Families:
 
 from __future__ import annotations
 
+import dataclasses
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -85,6 +86,21 @@ class SymbolicTask(Task):
 
     def prompt_length(self, n_shots: int) -> int:
         return 4 * n_shots + 3
+
+    def with_other_query(self, batch: ICLBatch, seed: int = 0) -> ICLBatch:
+        """The same demonstrations with the query symbol replaced by another symbol (uniform over the others,
+        seeded by ``seed``); targets follow the new query."""
+        if batch.inputs.is_floating_point() or batch.inputs.shape[1] != self.prompt_length(batch.n_shots):
+            raise ValueError("with_other_query: expected a batch of this family's prompts (BOS x → y ; … ; xq →)")
+        query = batch.inputs[:, -2]
+        shift = torch.randint(1, self.n_symbols, query.shape, generator=torch.Generator().manual_seed(seed))
+        inputs = batch.inputs.clone()
+        inputs[:, -2] = (query + shift) % self.n_symbols
+        targets = self.apply(batch.task_ids, inputs[:, -2:-1])[:, 0]
+        answer_targets = batch.answer_targets.clone()
+        answer_targets[:, -1] = targets
+        return dataclasses.replace(batch, inputs=inputs, targets=targets, answer_targets=answer_targets,
+                                   zero_shot=None)
 
     @abstractmethod
     def apply(self, task_ids: Int[Tensor, " batch"], x: Int[Tensor, "batch m"]) -> Int[Tensor, "batch m"]:
