@@ -25,6 +25,7 @@ import hashlib
 import html
 import io
 import json
+import math
 import os
 import time
 import warnings
@@ -492,7 +493,9 @@ _MODEL_STAGES: tuple[Stage, ...] = (
           params=lambda run: run.key(layer=run.layer, ltv=asdict(LTV_CONFIG)),
           compute=lambda run: ov_decomposition(run.model, run.task, run.ltv, n_prompts=run.config.n_prompts,
                                                seed=run.config.seed),
-          draw=_ov_sections, summary=lambda run, ov: {"θ_OV share": ov.ov_share}),
+          # no share where the vector gains nothing over zero-shot (it is 0/0 there)
+          draw=_ov_sections, summary=lambda run, ov: {"θ_OV share": ov.ov_share if math.isfinite(ov.ov_share)
+                                                      else "n/a (no gain)"}),
     Stage("heads", "key heads", _tokens, expect=KeyHeadResult,
           params=lambda run: run.key(layer=run.layer, ltv=asdict(LTV_CONFIG)),
           compute=lambda run: key_head_analysis(run.model, run.task, run.ltv, n_prompts=run.config.n_prompts,

@@ -136,11 +136,12 @@ def test_reinjection_reports_all_paths(trained_perm_model):
     model, family, _ = trained_perm_model
     task = family.single(0)
     tv = TaskVector.single(torch.randn(model.d_model) * 0.5, 1)
-    result = ov_decomposition(model, task, tv, n_prompts=32)
+    result = ov_decomposition(model, task, tv, batch=task.sample(32, seed=0))  # every query: a vector that moves some
     assert result.reinjection["vector"].mean != result.reinjection["zero_shot"].mean  # a share to compute
     assert set(result.reinjection) == {"zero_shot", "vector", "theta_ov", "theta_attention", "theta_mlp",
                                        "attention_per_prompt", "mlp_per_prompt"}
     assert all(r.values.numel() == 32 for r in result.reinjection.values())
+    assert ov_decomposition(model, task, tv, n_prompts=8).reinjection["vector"].values.numel() == 8  # held-out default
     torch.testing.assert_close(result.theta_ov, theta_ov(model, tv.vector(), 1))
     assert set(result.reinjection_shares()) == set(result.reinjection) - {"zero_shot", "vector"}
 

@@ -40,7 +40,7 @@ def test_t_quantile_at_fractional_df_is_exact():
     its density), not a table entry rounded or interpolated (at 1.5 df linear interpolation is 40 % too wide)."""
     q = t_quantile(1.5)
     assert _t_cdf(q, 1.5) == pytest.approx(0.975, abs=1e-6)
-    assert 4.3027 < q < 12.7062 and q < 0.7 * (12.7062 + 4.3027) / 2
+    assert 4.3027 < q < 12.7062 and (12.7062 + 4.3027) / 2 > 1.4 * q  # interpolation: 41 % too wide
     with pytest.raises(ValueError, match="df=0"):
         t_quantile(0)
 
@@ -59,8 +59,8 @@ def test_contrast_interval_is_welch():
     b = torch.tensor([[0.0], [0.0], [0.0], [2.0]])  # mean 0.5, var 1
     diff, low, high = contrast_interval(a, b)
     va, vb = 1 / 3, 1 / 4
-    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 3)  # Welch–Satterthwaite: 4.87…, used as it is
-    assert 4.8 < df < 4.9
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 3)  # Welch–Satterthwaite: 4.45…, used as it is
+    assert 4.4 < df < 4.5
     estimate = contrast_estimate(a, b)
     assert estimate.df == pytest.approx(df) and estimate.se == pytest.approx(math.sqrt(va + vb))
     assert _t_cdf((high - diff) / math.sqrt(va + vb), df) == pytest.approx(0.975, abs=1e-6)

@@ -55,7 +55,7 @@ def test_a_learned_vector_at_the_query_token_carries_the_task_to_held_out_querie
     zero = score(model, task, test, mode="zero_shot")
     ltv, _ = learn_task_vector(model, task, 1, positions=1, n_shots=16, progress=False)
     learned = score(model, task, test, ltv)
-    assert learned.mean >= 0.6 and learned.mean - zero.mean > 10 * (learned.stderr + zero.stderr)
+    assert learned.mean >= 0.6 and learned.mean - zero.mean > 5 * (learned.stderr + zero.stderr)
 
 
 def test_save_load_inject_bit_identical_and_refused_elsewhere(perm, tmp_path):

@@ -33,6 +33,7 @@ groups of test prompts (independent functions) and their seeds re-learn the vect
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -178,7 +179,8 @@ class Unit:
         (seeded by the unit and the site, so every claim sees the same control)."""
         vectors = {}
         for site, v in tv.vectors.items():
-            key = abs(hash((self.name, self.task_id, self.seed, site.layer, str(site.positions), salt))) % 2**62
+            # a stable seed (Python's str hash changes per process)
+            key = zlib.crc32(repr((self.name, self.task_id, self.seed, site.layer, str(site.positions), salt)).encode())
             direction = torch.randn(v.shape, generator=torch.Generator().manual_seed(key), dtype=torch.float64)
             vectors[site] = (direction / direction.norm() * v.double().norm()).to(v.dtype)
         return TaskVector(vectors, mode=tv.mode, scale=tv.scale, method="random control")
