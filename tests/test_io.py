@@ -13,6 +13,8 @@ from safetensors.torch import save_file
 
 from tvlens._io import atomic_write, atomic_write_text, check_output_file, safe_torch_load
 
+from .planted import Payload
+
 
 def test_a_symlink_is_followed_and_kept(tmp_path):
     target = tmp_path / "real" / "table.md"
@@ -99,20 +101,10 @@ def test_a_full_disk_is_an_os_error_naming_the_path(tmp_path):
     assert path.read_bytes() == b"old"
 
 
-class _Payload:
-    """Unpickling this calls ``os.system`` (what a planted cache file would do)."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
 def test_a_planted_pickle_runs_nothing(tmp_path):
     marker = tmp_path / "ran"
     path = tmp_path / "entry.pt"
-    torch.save({"key": "k", "value": _Payload(marker)}, path)
+    torch.save({"key": "k", "value": Payload(marker)}, path)
     with pytest.raises(pickle.UnpicklingError):
         safe_torch_load(path)
     assert not marker.exists()

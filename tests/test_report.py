@@ -11,6 +11,8 @@ import pytest
 
 from tvlens.report import ReportConfig, build_report, render_html, write_report
 
+from .planted import Payload
+
 
 @pytest.fixture(scope="module")
 def quick_report(tmp_path_factory):
@@ -178,16 +180,6 @@ def test_report_html_has_no_placeholder_or_stray_box(quick_report):
             assert all(isinstance(t, str) and t.strip() for t in texts), (section.title, texts)
 
 
-class _Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        import os
-
-        return os.system, (f"touch {self.marker}",)
-
-
 def _entry_path(cache, stage, params):
     """Where the cache keeps (stage, params) for no model: computed once through the cache itself."""
     cache.get(stage, params, None, lambda: {"v": 0}, expect=dict)
@@ -204,7 +196,7 @@ def test_a_planted_pickle_in_the_cache_runs_nothing(tmp_path):
     path = _entry_path(cache, "profile", {"a": 1})
     key = torch.load(path, weights_only=True)["key"]
     marker = tmp_path / "ran"
-    torch.save({"key": key, "value": _Payload(marker)}, path)  # the right name and key, a payload inside
+    torch.save({"key": key, "value": Payload(marker)}, path)  # the right name and key, a payload inside
     with pytest.warns(CacheWarning, match="unreadable"):
         assert cache.get("profile", {"a": 1}, None, lambda: {"v": 1}, expect=dict) == {"v": 1}
     assert not marker.exists()

@@ -11,6 +11,8 @@ from tvlens import Intervention, inject
 from tvlens.models import HookedModel
 from tvlens.training import TrainConfig, Trainer, answer_loss, train
 
+from ..planted import Payload
+
 
 def fresh(backend, **overrides):
     return HookedModel.from_config(tiny_config(**overrides), backend=backend)
@@ -145,16 +147,6 @@ def test_tvp_loss_uses_the_zero_shot_padding_mask(backend):
     assert parts["tvp_loss"] == pytest.approx(torch.stack(losses).mean().item(), abs=1e-8)
 
 
-class _Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        import os
-
-        return os.system, (f"touch {self.marker}",)
-
-
 def test_a_planted_checkpoint_runs_nothing(backend, small_task, tmp_path):
     """A checkpoint with a payload where the history should be: refused by the trainer and by the formation
     study alike, and the payload never runs."""
@@ -166,7 +158,7 @@ def test_a_planted_checkpoint_runs_nothing(backend, small_task, tmp_path):
     state = torch.load(good, weights_only=True)
     marker = tmp_path / "ran"
     planted = tmp_path / "planted.pt"
-    torch.save({**state, "history": _Payload(marker)}, planted)
+    torch.save({**state, "history": Payload(marker)}, planted)
     with pytest.raises(ValueError, match=r"checkpoint '.*planted\.pt': not a readable Trainer checkpoint"):
         Trainer(fresh(backend), small_task, cfg, checkpoint_dir=tmp_path / "again").load_checkpoint(planted)
     model = fresh(backend)

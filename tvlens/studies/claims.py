@@ -56,9 +56,11 @@ from tvlens.studies.verdicts import (
     ALPHA,
     Estimate,
     contrast_estimate,
+    contrast_interval,
     holm_levels,
     t_quantile,
     task_estimate,
+    task_interval,
     verdict,
 )
 from tvlens.tasks.splits import Splits
@@ -67,19 +69,6 @@ from tvlens.vectors.learned import learn_task_vector
 from tvlens.vectors.task_vector import TaskVector
 from tvlens.vectors.vanilla import vanilla_task_vector
 from tvlens.zoo.specs import PERM_TVP_LAYER
-
-
-def task_interval(values: Float[Tensor, "tasks seeds"], alpha: float = ALPHA) -> tuple[float, float, float]:
-    """``(mean, low, high)``: the ``1 − alpha`` t-interval over the per-task means (seeds averaged within a task)."""
-    estimate = task_estimate(values)
-    return (estimate.mean, *estimate.interval(alpha))
-
-
-def contrast_interval(high: Float[Tensor, "tasks_a seeds"], low: Float[Tensor, "tasks_b seeds"],
-                      alpha: float = ALPHA) -> tuple[float, float, float]:
-    """``(difference, low, high)``: Welch's ``1 − alpha`` interval for ``mean(high) − mean(low)`` over task means."""
-    estimate = contrast_estimate(high, low)
-    return (estimate.mean, *estimate.interval(alpha))
 
 
 @dataclass

@@ -101,6 +101,19 @@ def contrast_estimate(high: Float[Tensor, "tasks_a seeds"], low: Float[Tensor, "
     return Estimate(diff, math.sqrt(va + vb), df, n)
 
 
+def task_interval(values: Float[Tensor, "tasks seeds"], alpha: float = ALPHA) -> tuple[float, float, float]:
+    """``(mean, low, high)``: the ``1 − alpha`` t-interval over the per-task means (seeds averaged within a task)."""
+    estimate = task_estimate(values)
+    return (estimate.mean, *estimate.interval(alpha))
+
+
+def contrast_interval(high: Float[Tensor, "tasks_a seeds"], low: Float[Tensor, "tasks_b seeds"],
+                      alpha: float = ALPHA) -> tuple[float, float, float]:
+    """``(difference, low, high)``: Welch's ``1 − alpha`` interval for ``mean(high) − mean(low)`` over task means."""
+    estimate = contrast_estimate(high, low)
+    return (estimate.mean, *estimate.interval(alpha))
+
+
 def holm_levels(p_values: Sequence[float], alpha: float = ALPHA) -> list[float]:
     """Each row's test level under Holm's step-down procedure over all ``len(p_values)`` rows.
 
@@ -139,5 +152,5 @@ def verdict(low: float, high: float, margin: float, n_tasks: int = MIN_TASKS,
     return "inconclusive", "the interval straddles the margin"
 
 
-__all__ = ["ALPHA", "MIN_TASKS", "Estimate", "contrast_estimate", "holm_levels", "t_quantile", "task_estimate",
-           "verdict"]
+__all__ = ["ALPHA", "MIN_TASKS", "Estimate", "contrast_estimate", "contrast_interval", "holm_levels", "t_quantile",
+           "task_estimate", "task_interval", "verdict"]
