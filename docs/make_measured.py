@@ -1,6 +1,6 @@
 """Regenerate every measured number in the docs from the shipped zoo models (the seeds of the tests).
 
-    .venv/bin/python docs/make_measured.py      # about 6 minutes on 2 cores (most of it the claims ledger)
+    .venv/bin/python docs/make_measured.py      # about 10 minutes on 2 cores (half of it the claims ledger)
 
 It writes docs/studies.md whole and the generated blocks (``<!-- NAME:begin -->`` … ``<!-- NAME:end -->``)
 of docs/vectors.md, propagation.md, dynamics.md and zoo.md, whose prose stays hand-written. Verdicts on
