@@ -40,7 +40,7 @@ def test_vanilla_sweep_picks_best_dev_layer_and_reports_test_separately(tiny_mod
     sweep = result.sweep
     assert sweep.best_layer == int(sweep.dev_mean.argmax()) and tv.layers == [sweep.best_layer]
     assert sweep.test.values.numel() == 40
-    manual = evaluate(tiny_model, task, "injected", tv, n_prompts=40, n_shots=3, seed=2)
+    manual = evaluate(tiny_model, task, "injected", tv, batch=Splits(0).sample(task, "test", 40, 3))
     assert torch.equal(manual.values, sweep.test.values)
 
 
@@ -145,7 +145,7 @@ def test_compare_rows_share_the_test_prompts(tiny_model, small_task):
     methods = [(r["method"], r["layer"]) for r in c.records]
     assert methods == [("zero_shot", None), ("icl", None), ("vanilla", 1), ("vanilla", 2), ("function", 1),
                        ("function", 2)]
-    test = small_task.single(0).sample(30, 3, seed=100)
+    test = Splits(0).sample(small_task.single(0), "shared", 30, 3)
     manual = evaluate(tiny_model, small_task.single(0), "injected", c.vectors[("vanilla", 2)], batch=test)
     assert c.records[3]["accuracy"] == pytest.approx(manual.mean)
     assert all(r["n"] == 30 for r in c.records)
