@@ -216,3 +216,13 @@ def test_errors(setup):
     with pytest.raises(ValueError, match="method='fast'"):
         ablation_scan(model, prompts, tv, method="fast")
     assert model.attached_hooks() == 0
+
+
+def test_the_random_control_never_draws_a_key_head(trained_perm_model):
+    model, family, _ = trained_perm_model
+    task = family.single(0)
+    tv = TaskVector.single(torch.randn(model.d_model) * 0.5, 0)
+    result = key_head_analysis(model, task, tv, n_prompts=16, n_random=20, fraction=0.25)
+    assert result.random_heads and not {h for draw in result.random_heads for h in draw} & set(result.key_heads)
+    with pytest.raises(ValueError, match="fraction=1.0: .* key heads leave 0 other heads"):
+        key_head_analysis(model, task, tv, n_prompts=16, n_random=20, fraction=1.0)

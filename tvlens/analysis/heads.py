@@ -10,7 +10,8 @@ of the answer (regression: ``−(ŷ − y)²``). Then:
 * **exact ablation**: the change of ``J`` (and of accuracy) when the head's ``z`` at the query is
   set to zero or to its mean over the prompts — what the saliency approximates.
 * **key heads**: the top fraction (default 10 %) by saliency. Ablating them is compared with
-  ablating as many random heads, over ≥ 20 draws (Yang et al. 2025a: 83 → 51 % for key heads vs 78 % for random),
+  ablating as many random heads that are not key heads (the control: a draw holding a key head would partly
+  measure the key heads themselves), over ≥ 20 draws (Yang et al. 2025a: 83 → 51 % for key heads vs 78 % for random),
   with the key heads' layer histogram and their attention to the first token (an attention sink).
 
 :func:`ablate_heads` is a context manager on the same hook path as :func:`tvlens.inject`
@@ -528,6 +529,9 @@ def key_head_analysis(
     gen = torch.Generator().manual_seed(seed)
     # the control: random heads that are not key heads (a draw holding a key head would measure the key heads)
     candidates = [(layer, h) for layer in layers for h in range(model.n_heads) if (layer, h) not in key]
+    if len(candidates) < len(key):
+        raise ValueError(f"fraction={fraction!r}: {len(key)} key heads leave {len(candidates)} other heads; expected "
+                         "at least as many others to draw the random control from (use a smaller fraction)")
     draws = [[candidates[int(i)] for i in torch.randperm(len(candidates), generator=gen)[:len(key)]]
              for _ in range(n_random)]
     masks = torch.zeros(n_random + 2, model.n_layers, model.n_heads, dtype=torch.bool)
