@@ -5,6 +5,8 @@ with the labels and seeds of its prompts) that the plotting layer draws and a us
 
 * :mod:`~tvlens.studies.claims` — the claims ledger: the papers' testable claims over tasks × seeds, each
   beside its control, with a verdict.
+* :mod:`~tvlens.studies.verdicts` — from effects to a verdict: Student/Welch intervals over task means, Holm's
+  adjustment over a table's rows, ``holds`` / ``does not hold`` / ``inconclusive`` with the reason.
 * :mod:`~tvlens.studies.formation` — where task vectors form (Yang et al. 2025b): TVP by layer, over
   training, with the TVP-loss, against task complexity.
 * :mod:`~tvlens.studies.regression` — regression fidelity by prompt length and shift (Saglam et al. 2025).
