@@ -228,3 +228,17 @@ def test_compare_takes_one_method_name_as_a_string(tiny_model, small_task):
     listed = compare(tiny_model, small_task, methods=["vanilla"], layers=[1], n_test=8, n_shots=3, seed=0)
     assert {r["method"] for r in one.records} == {"vanilla", "icl", "zero_shot"}  # the method and its baselines
     assert one.records == listed.records
+
+
+def test_converged_means_patience_epochs_passed_after_the_kept_one(tiny_model, small_task):
+    """A run converged when its dev loss did not improve for `patience` epochs after the kept epoch — stopped
+    early, or the budget ended right then; a run whose best epoch is its last ran out of budget."""
+    from tvlens.vectors.learned import converged
+
+    cfg = LearnConfig(patience=2)
+    history = [{"epoch": e} for e in range(6)]  # epochs 0 … 5 ran
+    assert converged(history, 3, cfg) and not converged(history, 4, cfg) and not converged(history, 5, cfg)
+    budget = LearnConfig(epochs=1, n_train=16, n_val=8, batch_size=8, patience=3)
+    _, learned = learn_task_vector(tiny_model, small_task.single(0), 1, n_shots=2, config=budget, progress=False)
+    _, weighted = head_weighted_task_vector(tiny_model, small_task.single(0), n_shots=2, config=budget, progress=False)
+    assert learned.converged is False and weighted.converged is False  # one epoch cannot show a stop

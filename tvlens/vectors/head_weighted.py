@@ -40,7 +40,7 @@ from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
 from tvlens.tasks.splits import Splits
 from tvlens.vectors.function import mean_head_outputs, project_heads, prompt_head_z
-from tvlens.vectors.learned import LearnConfig, fit_early_stopping, query_loss
+from tvlens.vectors.learned import LearnConfig, converged, fit_early_stopping, query_loss
 from tvlens.vectors.task_vector import Site, TaskVector
 
 #: Saglam et al. 2025's setting adapted to the small zoo models: Adam on ω, Huber for regression, patience 7.
@@ -61,6 +61,8 @@ class HeadWeightedResult(Records):
         path: the query engine's path during training, ``"cached"`` or ``"full"``.
         test: injected score on prompts that neither trained ``ω``, nor chose its epoch, nor made the head
             means: the ``validation`` split (the ``test`` split already seeds the head means).
+        converged: whether training stopped because the ``dev`` loss stopped improving, not because the
+            epoch budget ran out (:func:`~tvlens.vectors.learned.converged`).
     """
 
     weights: Float[Tensor, "n_layers n_heads"]
@@ -73,6 +75,7 @@ class HeadWeightedResult(Records):
     source_shots: int | None = None
     task: Task | None = None
     test: EvalResult | None = None
+    converged: bool = True
 
     def interventions_for(self, model: HookedModel, batch: ICLBatch) -> list[Intervention]:
         """The per-layer vectors for the prompts of ``batch`` (an ICL batch; inject into its zero-shot view).
@@ -188,7 +191,7 @@ def head_weighted_task_vector(
     tv = task_vector(best_omega)
     tv.history.extend(history)
     result = HeadWeightedResult(best_omega, head_means, history, best_epoch, None, engines["train"].path, head_source,
-                                source_shots, task)
+                                source_shots, task, converged=converged(history, best_epoch, config))
     result.val = evaluate(model, task, "injected", result.interventions_for(model, val_full), batch=val_full,
                           progress=False)
     held_out = splits.sample(task, "validation", config.n_val, n_shots)
