@@ -4,6 +4,7 @@ token, the query engine's empty-prefix case, which once raised instead of answer
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -32,7 +33,9 @@ def test_every_family_through_ov_heads_and_dynamics(name):
     heads = key_head_analysis(model, task, vector, n_prompts=6, seed=0)
     assert heads.key_heads and all(0 <= layer < model.n_layers for layer, _ in heads.key_heads)
     dynamics = linear_dynamics(model, task, vector, n_prompts=6, seed=0, progress=False)
-    assert dynamics.to_records() and all(0.0 <= row["r2"] <= 1.0 + 1e-9 for row in dynamics.to_records())
+    # held-out R² is at most 1 (it can fall below 0 on rows that neither fitted nor chose the map)
+    assert dynamics.to_records() and all(math.isfinite(row["r2"]) and row["r2"] <= 1.0 + 1e-9
+                                         for row in dynamics.to_records())
 
 
 @pytest.mark.slow
