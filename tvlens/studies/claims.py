@@ -212,19 +212,14 @@ class Unit:
     def maps(self, control: bool = False) -> Any:
         """Direct maps of LTVs injected at the first layer, the vanilla layer and the last layer — or, with
         ``control``, of random vectors of the same norms at the same layers through the same maps."""
-        def make() -> Any:
-            layer = self.vanilla()[1]
-            layers = sorted({0, layer, self.model.n_layers - 1})
-            vectors = {k: self.learned(k) for k in layers}
-            if control:
-                vectors = {k: self.random_like(v) for k, v in vectors.items()}
-            return injection_layer_maps(self.model, self.task, layers=layers, vectors=vectors,
-                                        n_prompts=self.config.dynamics_prompts, n_copies=2 * self.model.d_model + 64,
-                                        scales=MAP_SCALES, seed=self.seed)
-        if not control:
-            for k in sorted({0, self.vanilla()[1], self.model.n_layers - 1}):
-                self.touched.add(("ltv", k, "last", "zero_shot"))
-        return self.memo(("maps", control), make)
+        layers = sorted({0, self.vanilla()[1], self.model.n_layers - 1})
+        # memoised lookups, also on a cached map: they mark the vectors as used by the claim being measured
+        vectors = {k: self.learned(k) for k in layers}
+        if control:
+            vectors = {k: self.random_like(v) for k, v in vectors.items()}
+        return self.memo(("maps", control), lambda: injection_layer_maps(
+            self.model, self.task, layers=layers, vectors=vectors, n_prompts=self.config.dynamics_prompts,
+            n_copies=2 * self.model.d_model + 64, scales=MAP_SCALES, seed=self.seed))
 
 
 #: Demonstrations of the short ICL prompts an LTV is added to (Yang et al. 2025a's few-shot setting).

@@ -131,7 +131,7 @@ def regression_fidelity(
     return StudyTable(records=records, name="regression fidelity", settings=settings, notes=notes)
 
 
-def head_sum(model: HookedModel, batch: ICLBatch, heads: list[tuple[int, int]]) -> torch.Tensor:
+def _heads(model: HookedModel, batch: ICLBatch, heads: list[tuple[int, int]]) -> torch.Tensor:
     """Each prompt's summed outputs of ``heads`` at its query ``[batch, d_model]``."""
     outputs = project_heads(model, prompt_head_z(model, batch))  # [batch, layers, heads, d]
     return sum(outputs[:, layer, head] for layer, head in heads)
@@ -154,7 +154,7 @@ def fidelity_vectors(
     if "function" in methods:
         _, fv = function_vector(model, task, 0, top_k=default_top_k(model), n_shots=train_shots, seed=seed)
         dev = task.sample(n_prompts, train_shots, seed=dev_seed)
-        heads = head_sum(model, dev, fv.top_heads)
+        heads = _heads(model, dev, fv.top_heads)
         scores = [evaluate(model, task, "injected", Intervention(heads, layer), batch=dev, progress=False).mean
                   for layer in range(model.n_layers)]
         made["fv_heads"], made["fv_layer"] = fv.top_heads, int(torch.tensor(scores).argmin())
@@ -183,7 +183,7 @@ def fidelity_score(model: HookedModel, task: RegressionTask, test: ICLBatch, met
         state = query_states(model, source, [layer])[0]
         vector: Any = Intervention(state, layer, mode="replace")
     elif method == "function":
-        vector = Intervention(head_sum(model, source, made["fv_heads"]), made["fv_layer"])
+        vector = Intervention(_heads(model, source, made["fv_heads"]), made["fv_layer"])
     elif method == "learned":
         vector = made["ltv"]
     else:  # head_weighted: ω once, the heads from the other prompt of each test prompt's function
@@ -192,5 +192,4 @@ def fidelity_score(model: HookedModel, task: RegressionTask, test: ICLBatch, met
     return evaluate(model, task, "injected", vector, batch=test, progress=False)
 
 
-__all__ = ["FIDELITY_METHODS", "SHIFTS", "fidelity_score", "fidelity_vectors", "head_sum", "regression_fidelity",
-           "shifted"]
+__all__ = ["FIDELITY_METHODS", "SHIFTS", "fidelity_score", "fidelity_vectors", "regression_fidelity", "shifted"]
