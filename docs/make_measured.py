@@ -39,7 +39,7 @@ from tvlens.studies import (
 from tvlens.tasks import Splits
 from tvlens.training import evaluate_training
 from tvlens.vectors import learn_task_vector
-from tvlens.zoo.specs import PERM_TVP_LAYER
+from tvlens.zoo.specs import ARM_REPLICATES, PERM_TVP_LAYER, arm_names
 
 DOCS = Path(__file__).parent
 # the zoo's setting of Yang et al. 2025a's learned vectors, as in the tests
@@ -90,7 +90,10 @@ def held_out(task, n: int = 300, shots: object = 16):
 def measure() -> dict:
     """Everything the pages show, computed once (pages share results rather than recompute them)."""
     torch.set_num_threads(2)
-    m: dict = {"tvp": tvp_loss_comparison(n_prompts=256), "depth": depth_vs_complexity(n_prompts=256)}
+    m: dict = {"tvp": tvp_loss_comparison(n_prompts=256), "depth": depth_vs_complexity(n_prompts=256),
+               "depth_own": depth_vs_complexity(n_prompts=256, source="prompt")}
+    m["arms"] = [tvp_loss_comparison({name: zoo.load(name) for name in arm_names(i)}, zoo.task("perm-mix"),
+                                     PERM_TVP_LAYER, n_prompts=256) for i in range(ARM_REPLICATES)]
     m["formation"] = {name: formation_over_training(name)
                       for name in ("perm-mix-2", "perm-mix", "perm-mix-32", "perm-mix-tvp")}
     m["methods"] = method_table(["perm-mix", "perm-mix-2", "perm-mix-32", "token-offset"], n_test=300)
@@ -180,8 +183,10 @@ def ledger_section(ledger) -> list[str]:
             "is Student's t over the task means (Welch's for a contrast), Holm-adjusted over the rows. The verdict "
             "compares the interval with what the claim needs: **holds** (above, and the control does not clear the "
             "margin too), **does not hold** (below), **inconclusive** (with the reason: the interval straddles the "
-            "margin, fewer than 3 tasks, zero width, the control shows it too, or the claim is true by construction "
-            "as the zoo measures it). Whatever is chosen (the vanilla TV's and the LTV's layer, the key heads, the "
+            "margin, fewer than 3 tasks, zero width, or the control shows it too). Training claims (the TVP-loss) "
+            "are measured on independently trained pairs of models, the same steps, initial weights and prompts in "
+            "both arms, and their interval is over the pairs (each pair's mean over tasks × seeds). Whatever is "
+            "chosen (the vanilla TV's and the LTV's layer, the key heads, the "
             "LTV's early stopping) is chosen on other queries than it is scored on; learned vectors train until "
             "their dev loss stops improving. "
             "`perm-mix-2` has only 2 tasks. Regression \"tasks\" are groups of prompts with fresh functions. "
@@ -195,6 +200,21 @@ def _claims(ledger):
     return [CLAIMS[name] for name in dict.fromkeys(row.claim for row in ledger.rows)]
 
 
+def arm_rows(arms: list, layer: int) -> list[str]:
+    """One row per step-matched pair: TVP at ``layer`` under both readings and ICL, with and without the loss."""
+    rows = []
+    for i, comparison in enumerate(arms):
+        with_loss, without = arm_names(i)
+        p = comparison.profiles
+        rows.append([str(i), *(pm(float(p[f"{name} · {reading}"].tvp[layer]),
+                                  float(p[f"{name} · {reading}"].tvp_stderr[layer]))
+                               for reading in ("other query", "own prompt") for name in (with_loss, without)),
+                     *(pm(p[f"{name} · own prompt"].icl, p[f"{name} · own prompt"].icl_stderr)
+                       for name in (with_loss, without))])
+    return table(["pair", "other query: with loss", "without", "own prompt: with loss", "without", "ICL with loss",
+                  "without"], rows)
+
+
 def studies_page(m: dict) -> str:
     tvp, depth = m["tvp"], m["depth"]
     out = ["# Studies on the zoo: measured numbers", "",
@@ -203,17 +223,27 @@ def studies_page(m: dict) -> str:
            *ledger_section(m["ledger"]),
            "## TVP-loss (Yang et al. 2025b)", "",
            f"TVP-mode accuracy per layer (256 prompts, seed 0); `perm-mix-tvp` was trained with the TVP-loss at "
-           f"layer {tvp.tvp_layer}. Asserted in `tests/studies/test_formation.py`: TVP accuracy at the pinned layer "
-           "rises by more than 3 standard errors and ICL stays within 0.02.", "",
+           f"layer {tvp.tvp_layer}. Two readings of the state put in: the prompt's own (`own prompt`, the loss's "
+           "objective) and the same demonstrations asking about another input (`other query`, answer-free). "
+           "Asserted in `tests/studies/test_formation.py`: read from the own prompt, TVP accuracy at the pinned "
+           "layer rises by more than 3 standard errors and ICL stays within 0.02; read from another query, layers "
+           "2 and 3 of both models fall below zero-shot — the state there holds the other query's answer, not a "
+           "task vector.", "",
            *profile_rows(tvp.profiles, tvp.tvp_layer), "",
+           f"The claims ledger's training claims use {len(m['arms'])} step-matched pairs instead (each pair: the "
+           "same initial weights, prompts and steps, the TVP-loss on in one arm from step 400). TVP-mode accuracy "
+           f"at layer {tvp.tvp_layer} and ICL, per pair (256 prompts, seed 0):", "",
+           *arm_rows(m["arms"], tvp.tvp_layer), "",
            "## Depth vs task complexity (Yang et al. 2025b)", "",
            "Mixtures of 2, 8 and 32 permutations of 32 symbols on models of one shape (4 layers, d_model 64), the "
            "whole family of each (256 prompts, seed 0); `tests/studies/test_formation.py` pins these layers. Per "
-           "task over tasks and seeds, the claims ledger above gives the verdict. "
-           f"Formation layers {depth.formation_layers}, best layers {depth.best_layers}: with 4 "
-           "layers the vectors peak at or near the last layer, so the ladder has little room to show a steady "
-           "deepening; the table shows how complete each vector is (TVP against ICL at every layer).", "",
-           *profile_rows(depth.profiles), "",
+           "task over tasks and seeds, the claims ledger above gives the verdict. Read answer-free (another "
+           f"query's state), the formation layers are {depth.formation_layers} (None: never half of ICL's gain). "
+           "Read from each prompt's own state, they are "
+           f"{m['depth_own'].formation_layers} and the best layers {m['depth_own'].best_layers}: with 4 layers "
+           "the vectors peak at or near the last layer, so the ladder has little room to show a steady deepening.",
+           "", "Answer-free (other query):", "", *profile_rows(depth.profiles), "",
+           "Own prompt:", "", *profile_rows(m["depth_own"].profiles), "",
            "## Formation over training", "",
            "From the training histories shipped with the models: the first evaluation step at which each layer's "
            "TVP gain reaches half of ICL's gain, counting only steps where ICL has reached half of its final gain "
@@ -242,10 +272,9 @@ def studies_page(m: dict) -> str:
             "function vector's at every length (unshifted, skewed, noisy), by more than 3 standard errors wherever "
             "the prompt determines the function (10 and 20 demonstrations; 2 cannot pin down a function of R^5); "
             "on linear-regression-long at 40 demonstrations ICL breaks down while the head-weighted LTV "
-            "read from the same prompts keeps the function (below both ICL and the FV). The head-weighted LTV and the "
-            "FV read their heads at each scored prompt's own query, where the state can hold ICL's own answer: the "
-            "claims ledger marks the comparison as true by construction until the heads are read from another "
-            "prompt of the same function.", ""]
+            "keeps the function (below both ICL and the FV). The per-prompt vectors (vanilla TV, FV, head-weighted "
+            "LTV) are read from another prompt of the same function, its last demonstration as the query, never at "
+            "the scored query (where the state could hold ICL's own answer).", ""]
     for name, fid in m["regression"].items():
         methods = list(dict.fromkeys(r["method"] for r in fid.records))
         rows = []
@@ -288,9 +317,10 @@ def dynamics_table(dyn) -> list[str]:
         return f"layer {r['source']} → {'final' if r['target'] == final else r['target']}"
 
     rows = [[name(r) + (" (direct)" if i == len(dyn.steps) else ""),
-             *(fmt(r[k]) for k in ("r2", "cos_rotation", "max_angle", "anisotropy", "share_v", "share_qv"))]
+             *(fmt(r[k]) for k in ("r2", "r2_affine", "cos_rotation", "max_angle", "anisotropy", "share_v",
+                                   "share_qv"))]
             for i, r in enumerate(dyn.to_records())]
-    return table(["map", "held-out R²", "cos(v, Qv)", "largest principal angle", "anisotropy of Σ",
+    return table(["map", "held-out R²", "R² with an offset", "cos(v, Qv)", "largest principal angle", "anisotropy of Σ",
                   "label share of v", "label share of Qv"], rows)
 
 
@@ -428,10 +458,11 @@ def ledger_verdicts(ledger, claim: str) -> str:
 
 
 def injection_rows(maps) -> list[str]:
-    header = ["injected at", "LTV accuracy", "R²", "cos(θ, Qθ)", "largest angle (rad)", "anisotropy",
-              "label share of Qθ (random)", "margin gain θ → Qθ"]
-    rows = [[str(r["layer"]), fmt(r["injected"]), fmt(r["r2"]), fmt(r["cos_rotation"]), f"{r['max_angle']:.2f}",
-             f"{r['anisotropy']:.2f}", f"{r['share_qv']:.3f} ({r['share_random']:.3f})", f"{r['margin_gain']:+.2f}"]
+    header = ["injected at", "LTV accuracy", "R²", "R² with an offset", "cos(θ, Qθ)", "largest angle (rad)",
+              "anisotropy", "label share of Qθ (random)", "margin gain θ → Qθ"]
+    rows = [[str(r["layer"]), fmt(r["injected"]), fmt(r["r2"]), fmt(r["r2_affine"]), fmt(r["cos_rotation"]),
+             f"{r['max_angle']:.2f}", f"{r['anisotropy']:.2f}", f"{r['share_qv']:.3f} ({r['share_random']:.3f})",
+             f"{r['margin_gain']:+.2f}"]
             for r in maps.to_records()]
     return table(header, rows)
 
@@ -475,7 +506,9 @@ def dynamics_blocks(m: dict) -> dict[str, str]:
         lines += [f"`{name}`, task 0:", "", *injection_rows(maps), ""]
     lines += [f"Across tasks and seeds (the claims ledger): late injections are rotated less — "
               f"{ledger_verdicts(ledger, 'rotation_then_scaling')}; propagation is near-linear (R² > 0.9) — "
-              f"{ledger_verdicts(ledger, 'linear_propagation')}; early vectors rotated toward the labels — "
+              f"{ledger_verdicts(ledger, 'linear_propagation')}; linear in θ, not only around it (no better with "
+              f"an offset) — {ledger_verdicts(ledger, 'linear_through_origin')}; early vectors rotated toward the "
+              "labels — "
               f"{ledger_verdicts(ledger, 'rotation_toward_labels')}. The label share of Qθ is "
               f"{'above' if above_random else 'at or below'} a random vector's at {above_random or 'no'} "
               "injection layer(s) of these two tasks (the label span holds half the dimensions, so the share is a "
@@ -509,7 +542,16 @@ def zoo_blocks(m: dict) -> dict[str, str]:
            f"{cards['perm-mix-tvp']['icl']:.0%} (plain: {cards['perm-mix']['icl']:.0%}). `tests/zoo/test_zoo.py` "
            f"re-measures layer {layer} on fresh prompts (seed {EVAL_SEED}, 512 prompts): "
            f"{fmt(fresh['perm-mix-tvp']['tvp'][layer])} with the TVP-loss vs {fmt(fresh['perm-mix']['tvp'][layer])} "
-           "without."]
+           "without.", "",
+           f"One model per arm measures one training run, and `perm-mix-tvp` also trained longer than `perm-mix`. "
+           f"The claims ledger therefore uses {ARM_REPLICATES} step-matched pairs, `perm-mix-tvp-arm-s<i>` and "
+           "`perm-mix-arm-s<i>` (`tvlens zoo train`, under 3 minutes each): the same initial weights, prompts and "
+           f"{zoo.spec(arm_names(0)[0]).train.steps} steps, the TVP-loss on in one arm from step "
+           f"{zoo.spec(arm_names(0)[0]).train.tvp_start}. Their cards (layer {layer}, own prompt; ICL): "
+           + "; ".join(f"pair {i}: {zoo.info(a)['final_metrics']['tvp'][layer]:.0%} with the loss vs "
+                       f"{zoo.info(b)['final_metrics']['tvp'][layer]:.0%} without, ICL "
+                       f"{zoo.info(a)['final_metrics']['icl']:.0%} vs {zoo.info(b)['final_metrics']['icl']:.0%}"
+                       for i, (a, b) in enumerate(arm_names(i) for i in range(ARM_REPLICATES))) + "."]
     formal = m["formal"]
     n_positions = min(ce["model"].shape[0] for ce in formal.values())
     positions = list(range(0, n_positions, 6))

@@ -228,3 +228,25 @@ def test_a_cache_write_that_fails_loses_the_entry_not_the_result(tmp_path, monke
     cache = _Cache(str(tmp_path / "cache"))
     with pytest.warns(CacheWarning, match="could not cache the stage 'stage'.*No space left"):
         assert cache.get("stage", {"a": 1}, None, lambda: {"v": 4}, expect=dict) == {"v": 4}
+
+
+def test_the_ov_and_key_head_sections_of_one_model_score_the_same_prompts():
+    """One user seed, one meaning: the report's OV section and its key-head section score the vector on the same
+    held-out prompts (the ``shared`` split), so their zero-shot and injected per-prompt scores agree."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from tvlens import zoo
+    from tvlens.report import STAGES, Run
+    from tvlens.vectors import TaskVector
+
+    config = ReportConfig(models=["perm-mix"], quick=True, seed=5)
+    run = Run("perm-mix", config, model=zoo.load("perm-mix"), family=zoo.task("perm-mix"))
+    theta = torch.randn(run.model.d_model, generator=torch.Generator().manual_seed(0)) * 2
+    run.results["compare"] = SimpleNamespace(vectors={("learned", run.layer): TaskVector.single(theta, run.layer)})
+    stages = {stage.name: stage for stage in STAGES}
+    ov, heads = stages["ov"].compute(run), stages["heads"].compute(run)
+    torch.testing.assert_close(ov.reinjection["zero_shot"].values.double(), heads.zero_shot.double())
+    torch.testing.assert_close(ov.reinjection["vector"].values.double(), heads.injected.double())
+    assert heads.scoring.startswith("shared split")

@@ -26,10 +26,11 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from tvlens._checks import check_int
 from tvlens._records import Records
 from tvlens.inject import Intervention, as_hooked, check_provenance, flatten_interventions, inject
 from tvlens.models.hooked import HookedModel
-from tvlens.tasks.base import ICLBatch, Task
+from tvlens.tasks.base import ICLBatch, Task, check_base
 
 EvalMode = Literal["icl", "zero_shot", "injected"]
 _MODES = ("icl", "zero_shot", "injected")
@@ -130,8 +131,7 @@ def score_batch(
     """
     with torch.no_grad(), inject(model, *interventions):
         logits = model(batch.inputs.to(model.device), attention_mask=batch.attention_mask)
-    rows = torch.arange(len(batch), device=logits.device)
-    query = logits[rows, batch.query_positions.to(logits.device)].float()  # [batch, d_vocab]
+    query = batch.at_query(logits).float()  # [batch, d_vocab]
     bad = ~torch.isfinite(query).all(-1)
     if bool(bad.any()):  # an argmax over NaN would score these prompts as plain wrong answers, silently
         raise ValueError(f"the logits at the query are NaN or inf for {int(bad.sum())} of {len(batch)} prompts "
@@ -179,26 +179,19 @@ def evaluate(
     """
     if mode not in _MODES:
         raise ValueError(f"mode={mode!r}: expected one of {_MODES}")
-    if base not in ("zero_shot", "icl"):
-        raise ValueError(f"base={base!r}: expected 'zero_shot' or 'icl'")
+    check_base(base)
     if mode == "injected" and vector is None:
         raise ValueError("mode='injected' needs a vector (an Intervention, a list of them, or a TaskVector)")
     if mode != "injected" and vector is not None:
         raise ValueError(f"vector is given but mode={mode!r}; use mode='injected' to inject it")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r}: expected an int >= 1")
+    check_int("batch_size", batch_size, 1)
     hooked = as_hooked(model)
     interventions = flatten_interventions([vector]) if vector is not None else []
     if vector is not None:
         check_provenance(hooked, [vector], task)
     if batch is None:
         batch = task.sample(n_prompts, n_shots, seed=seed)
-    if mode == "zero_shot" or (mode == "injected" and base == "zero_shot"):
-        if batch.zero_shot is None:
-            raise ValueError("batch has no zero-shot view (it is a zero-shot batch already)")
-        scored = batch.zero_shot
-    else:
-        scored = batch
+    scored = batch.view("zero_shot" if mode == "zero_shot" else "icl" if mode == "icl" else base)
     per_example = [iv for iv in interventions if iv.per_example or isinstance(iv.positions, Tensor)]
     for iv in per_example:
         rows = iv.vector.shape[0] if iv.per_example else iv.positions.shape[0]

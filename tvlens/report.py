@@ -507,7 +507,7 @@ _MODEL_STAGES: tuple[Stage, ...] = (
     Stage("dynamics", "linear dynamics", _tokens, expect=DynamicsResult,
           params=lambda run: run.key(layer=run.layer, quick=run.config.quick, ltv=asdict(LTV_CONFIG)),
           compute=lambda run: linear_dynamics(run.model, run.task, run.ltv, n_prompts=8 if run.config.quick else 32,
-                                              n_shots=run.shots, n_copies=2 * run.model.d_model + 64,
+                                              n_shots=run.shots,
                                               seed=run.config.seed, progress=run.progress),
           draw=_dynamics_sections,
           summary=lambda run, dynamics: {"dynamics R² (direct)": float(dynamics.direct.r2.mean())}),
@@ -516,7 +516,7 @@ _MODEL_STAGES: tuple[Stage, ...] = (
           compute=lambda run: injection_layer_maps(
               run.model, run.task, vectors={k: run.results["compare"].vectors[("learned", k)]
                                             for k in range(run.model.n_layers)},
-              n_prompts=4 if run.config.quick else 8, n_shots=run.shots, n_copies=2 * run.model.d_model + 64,
+              n_prompts=4 if run.config.quick else 8, n_shots=run.shots,
               seed=run.config.seed),
           draw=lambda run, maps: [Section(
               "Rotation vs scaling by injection layer", injection_layers_figure(maps, f"{run.group}: direct maps of "
@@ -547,15 +547,19 @@ def _tvp_loss_sections(run: Run, tvp: TVPLossComparison) -> list[Section]:
     return [Section("TVP-loss", profile_figure(tvp.profiles, "perm-mix vs perm-mix-tvp: TVP mode by layer",
                                                mark_layer=tvp.tvp_layer),
                     f"Yang et al. 2025b's TVP-loss trains the model so that its own ICL state at layer {tvp.tvp_layer} "
-                    "(marked) works as a task vector; ICL stays intact.")]
+                    "(marked) works as a task vector. Two readings: the prompt's own state (the loss's objective, met "
+                    "by construction, and where a late state may hold the query's answer) and the state of the same "
+                    "demonstrations asking about another input (answer-free: below zero-shot when the state holds the "
+                    "other query's answer). The claims ledger compares step-matched pairs of models.")]
 
 
 def _depth_sections(run: Run, depth: ComplexityResult) -> list[Section]:
-    formed = ", ".join(f"{label}: layer {layer}" for label, layer in depth.formation_layers.items())
+    formed = ", ".join(f"{label}: {'never' if layer is None else f'layer {layer}'}"
+                       for label, layer in depth.formation_layers.items())
     return [Section("Depth vs task complexity", profile_figure(depth.profiles, "Mixtures of 2, 8 and 32 permutations: "
                                                                                "TVP mode by layer"),
-                    f"Same-shaped models on tasks of rising complexity. Where the vector forms (half of ICL's gain): "
-                    f"{formed}.")]
+                    "Same-shaped models on tasks of rising complexity, TVP read from the same demonstrations asking "
+                    f"about another input (answer-free). Where the vector forms (half of ICL's gain): {formed}.")]
 
 
 def _ledger_config(run: Run) -> LedgerConfig:
@@ -567,8 +571,7 @@ def _ledger_config(run: Run) -> LedgerConfig:
 
 def _ledger_weights(config: LedgerConfig) -> dict[str, str]:
     """The weights of every zoo model the ledger reads (its cache entry is stale when any of them changes)."""
-    names = sorted({m for name in (config.claims or CLAIMS) for m in CLAIMS[name].models}
-                   | ({"perm-mix"} if {"tvp_loss", "tvp_loss_keeps_icl"} & set(config.claims or CLAIMS) else set()))
+    names = sorted({m for name in (config.claims or CLAIMS) for m in CLAIMS[name].zoo_models})
     return {name: zoo.load(name).fingerprint()["weights_sha256"] for name in names}
 
 
@@ -582,7 +585,8 @@ def _ledger_sections(run: Run, ledger: ClaimsLedger) -> list[Section]:
                     "for the number of rows (Holm), the hollow circle its control (e.g. a random vector of the same "
                     "norm), the black tick what the claim needs. Verdict: holds (interval above the tick and the "
                     "control not), does not hold (below), inconclusive (straddles, fewer than 3 tasks, zero width, "
-                    f"the control shows it too, or true by construction; hover for the reason). Here: "
+                    "or the control shows it too; hover for the reason). Training claims are measured on "
+                    "independently trained pairs of models, their interval over the pairs. Here: "
                     f"{counts['holds']} hold, {counts['inconclusive']} inconclusive, {counts['does not hold']} do not "
                     "hold. docs/studies.md has the table.")]
 

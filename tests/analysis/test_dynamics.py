@@ -31,6 +31,24 @@ def test_fit_recovers_an_exact_linear_map():
     assert fit.r2 == pytest.approx(1.0, abs=1e-12) and fit.relative_error < 1e-9
 
 
+def test_affine_fit_recovers_the_offset_that_a_linear_fit_misses():
+    """``y = W x + b`` around a point far from the origin (as the ledger's perturbations of θ are): the affine fit
+    recovers ``W`` and ``b`` exactly; the fit through the origin cannot, and its test-fold R² is lower."""
+    gen = torch.Generator().manual_seed(3)
+    w, b = torch.randn(4, 5, generator=gen, dtype=torch.float64), 3 * torch.randn(4, generator=gen, dtype=torch.float64)
+    x = 2.0 + 0.3 * torch.randn(300, 5, generator=gen, dtype=torch.float64)
+    y = x @ w.T + b
+    affine, linear = fit_linear_map(x, y, intercept=True), fit_linear_map(x, y)
+    torch.testing.assert_close(affine.W, w, atol=1e-8, rtol=0)
+    torch.testing.assert_close(affine.b, b, atol=1e-8, rtol=0)
+    assert affine.r2 == pytest.approx(1.0, abs=1e-10) and linear.b is None
+    assert linear.r2 < affine.r2 - 0.01
+    # with no offset the two fits agree on the same test rows (the same seed draws the same folds)
+    exact = fit_linear_map(x, x @ w.T, intercept=True)
+    assert exact.r2 == pytest.approx(fit_linear_map(x, x @ w.T).r2, abs=1e-9)
+    torch.testing.assert_close(exact.b, torch.zeros(4, dtype=torch.float64), atol=1e-7, rtol=0)
+
+
 def test_chain_of_fitted_maps_matches_the_direct_fit_on_a_linear_toy():
     gen = torch.Generator().manual_seed(1)
     maps = [torch.randn(8, 8, generator=gen, dtype=torch.float64) / 8**0.5 for _ in range(3)]

@@ -145,13 +145,18 @@ def test_key_head_analysis_end_to_end(trained_perm_model):
     assert all(len(draw) == 2 for draw in result.random_heads) and result.random.shape == (20,)
     assert set(result.scans) == {"zero", "mean"}
     # the key-head ablation is an exact rerun: equal to ablating those heads by hand
-    scoring = Splits(0).sample(task, "test", 24).zero_shot  # the test split of seed 0: where heads are scored
+    scoring = Splits(0).sample(task, "shared", 24).zero_shot  # the shared split of seed 0: where heads are scored
     with inject(model, tv), ablate_heads(model, result.key_heads):
         logits = model(scoring.inputs)[:, -1]
     expected = (logits.argmax(-1) == scoring.targets).double()
     torch.testing.assert_close(result.key_ablated, expected)
-    attention = result.first_token_attention
-    assert ((attention >= 0) & (attention <= 1)).all()
+    # the attention sink: each head's weight from the query to the first token, recomputed from the patterns
+    names = [model.hook_name(layer, "attn.hook_pattern") for layer in range(model.n_layers)]
+    with inject(model, tv):
+        _, cache = model.run_with_cache(scoring.inputs, names)
+    for layer, name in enumerate(names):
+        expected_sink = cache[name][:, :, -1, 0].double().mean(0)
+        torch.testing.assert_close(result.first_token_attention[layer], expected_sink, atol=1e-6, rtol=0)
     # a random draw's score is an exact rerun too
     with inject(model, tv), ablate_heads(model, result.random_heads[0]):
         logits = model(scoring.inputs)[:, -1]
@@ -182,8 +187,9 @@ def test_key_heads_are_chosen_on_other_prompts_than_they_are_scored_on(trained_p
     monkeypatch.setattr(heads, "ablated_scores", spy_scores)
     result = key_head_analysis(model, task, tv, n_prompts=24, n_random=20, fraction=0.25, seed=3)
     splits = Splits(3)
-    assert (result.selection, result.scoring) == (f"dev split (seed {splits.dev})", f"test split (seed {splits.test})")
-    dev, test = splits.sample(task, "dev", 24), splits.sample(task, "test", 24)
+    assert (result.selection, result.scoring) == (f"dev split (seed {splits.dev})",
+                                                  f"shared split (seed {splits.shared})")
+    dev, test = splits.sample(task, "dev", 24), splits.sample(task, "shared", 24)
     assert all(torch.equal(inputs, dev.zero_shot.inputs) for inputs in seen["select"]) and seen["select"]
     assert all(torch.equal(inputs, test.zero_shot.inputs) for inputs in seen["score"]) and seen["score"]
     # the views that are scored share no query: the heads are scored on queries they were never chosen on
@@ -191,7 +197,7 @@ def test_key_heads_are_chosen_on_other_prompts_than_they_are_scored_on(trained_p
     for key in seen:
         seen[key].clear()
     same = key_head_analysis(model, task, tv, n_prompts=24, n_random=20, fraction=0.25, seed=3, protocol="same")
-    assert same.selection == same.scoring == f"test split (seed {splits.test})"
+    assert same.selection == same.scoring == f"shared split (seed {splits.shared})"
     assert all(torch.equal(inputs, test.zero_shot.inputs) for inputs in seen["select"] + seen["score"])
 
 

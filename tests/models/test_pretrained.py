@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from tvlens import TaskVector, evaluate, inject
-from tvlens.analysis import key_head_analysis, linear_dynamics, ov_decomposition
+from tvlens.analysis import ablate_heads, key_head_analysis, linear_dynamics, ov_decomposition
 from tvlens.models import HookedModel
 from tvlens.models.engine import QueryEngine, StreamEdit
+from tvlens.tasks import Splits
 from tvlens.tasks.text import TextTasks
 from tvlens.training import TrainConfig, train
 from tvlens.vectors import function_vector, head_weighted_task_vector, learn_task_vector, vanilla_task_vector
@@ -91,12 +92,23 @@ def test_every_method_runs(loaded):
             logits = model(prompts.inputs, attention_mask=prompts.attention_mask)
         correct = logits[torch.arange(16), prompts.query_positions].argmax(-1) == prompts.targets
         assert score.values.tolist() == correct.float().tolist()
+    # the analyses score one prompt set per seed (the shared split); each score is an exact rerun by hand
+    shared = Splits(0).sample(task, "shared", 16, 3)
+    by_hand = evaluate(model, task, "injected", ltv, batch=shared, progress=False).values
     ov = ov_decomposition(model, task, ltv, **small)
-    assert not torch.isnan(ov.contribution_norm[1:]).any() and set(ov.reinjection) >= {"zero_shot", "theta_ov"}
+    assert not torch.isnan(ov.contribution_norm[1:]).any()
+    assert ov.reinjection["vector"].values.tolist() == by_hand.tolist()
     heads = key_head_analysis(model, task, ltv, n_random=20, **small)
-    assert len(heads.key_heads) == 1 and heads.scans["zero"].delta.shape == (2, 4)
+    assert len(heads.key_heads) == 1 and heads.injected.tolist() == by_hand.tolist()
+    prompts = shared.zero_shot
+    with torch.no_grad(), inject(model, ltv), ablate_heads(model, heads.key_heads):
+        logits = prompts.at_query(model(prompts.inputs, attention_mask=prompts.attention_mask))
+    assert heads.key_ablated.tolist() == (logits.argmax(-1) == prompts.targets).double().tolist()
     dynamics = linear_dynamics(model, task, ltv, n_prompts=2, n_copies=80, n_shots=3)
-    assert dynamics.direct.r2.shape == (2,)
+    few = Splits(0).sample(task, "shared", 2, 3)
+    assert dynamics.injected.values.tolist() == evaluate(model, task, "injected", ltv, batch=few,
+                                                         progress=False).values.tolist()
+    assert dynamics.direct.r2.shape == (2,) and bool((dynamics.direct.r2 <= 1).all())
 
 
 def test_cached_path_equals_full_forward_on_padded_text(saved):

@@ -113,7 +113,40 @@ def test_every_claim_has_a_control_and_the_ledger_has_at_least_sixteen():
     assert all(c.control and c.control_rule in ("subtract", "must_fail", "shown") for c in CLAIMS.values())
 
 
+def test_a_training_claim_is_measured_over_independently_trained_pairs():
+    """The TVP-loss row: per step-matched pair, TVP (another query's state) at the pinned layer of the model trained
+    with the loss minus its partner's, recomputed by hand; the interval is Student's t over the pairs (not over
+    prompts of one training run), checked with scipy's t directly."""
+    from scipy import stats
+
+    from tvlens.studies import tvp_by_layer
+    from tvlens.zoo.specs import ARM_REPLICATES, PERM_TVP_LAYER, arm_names
+
+    config = LedgerConfig(n_tasks=1, seeds=(0,), n_prompts=32, claims=("tvp_loss",))
+    (row,) = claims_ledger(config).rows
+    assert row.n_models == ARM_REPLICATES >= 3 and (row.n_tasks, row.n_seeds) == (1, 1)
+    assert row.sample == f"{ARM_REPLICATES} models × 1 × 1"
+    task = zoo.task("perm-mix").single(0)
+    per_pair = []
+    for i in range(ARM_REPLICATES):
+        with_loss, without = (tvp_by_layer(zoo.load(name), task, n_prompts=32, n_shots=16, seed=Splits(0).test,
+                                           source="other_query").tvp[PERM_TVP_LAYER] for name in arm_names(i))
+        per_pair.append(float(with_loss - without))
+        assert row.values[arm_names(i)[0]].item() == pytest.approx(per_pair[-1])
+    values = torch.tensor(per_pair, dtype=torch.float64)
+    assert row.mean == pytest.approx(float(values.mean()))
+    if float(values.std()) > 0:
+        half = stats.t.ppf(1 - row.level / 2, len(per_pair) - 1) * float(values.std()) / math.sqrt(len(per_pair))
+        assert (row.low, row.high) == pytest.approx((row.mean - half, row.mean + half))
+    else:
+        assert row.verdict == "inconclusive" and row.reason == "zero-width interval: every model gave the same value"
+
+
 def test_config_errors():
+    import dataclasses
+
+    with pytest.raises(ValueError, match="contrast and replicated are exclusive"):
+        dataclasses.replace(CLAIMS["tvp_loss"], contrast=True)
     with pytest.raises(ValueError, match=r"claims: unknown \['magic'\]"):
         LedgerConfig(claims=("magic",))
     with pytest.raises(ValueError, match="seeds=\\(1, 1\\)"):

@@ -1,7 +1,8 @@
 """Formation studies: exact agreement with the trainer's own evaluation; Yang et al. 2025b's claims on the zoo.
 
-Measured on the shipped models (256 prompts, seed 0; docs/studies.md): TVP accuracy at layer 2 is
-0.80 for perm-mix and 1.00 for perm-mix-tvp, ICL 0.98 vs 1.00.
+Measured on the shipped models (256 prompts, seed 0; docs/studies.md): TVP accuracy at layer 2, read from each
+prompt's own state, is 0.80 for perm-mix and 1.00 for perm-mix-tvp, ICL 0.98 vs 1.00; read from the same
+demonstrations asking about another input it is 0.00 for both (the state holds the other query's answer).
 """
 
 from __future__ import annotations
@@ -57,16 +58,28 @@ def test_task_mean_source_is_the_vanilla_task_vector():
         tvp_by_layer(zoo.load("linear-regression"), zoo.task("linear-regression"), n_prompts=8, source="task_mean")
 
 
-def test_tvp_loss_raises_tvp_accuracy_at_its_layer_and_keeps_icl():
-    """Yang et al. 2025b: the TVP-loss pins the vector to its layer without costing ICL."""
+def test_tvp_loss_meets_its_objective_but_the_answer_free_reading_shows_no_task_vector():
+    """Yang et al. 2025b's TVP-loss raises TVP accuracy at its layer as its own objective reads it (each prompt's
+    own state), without costing ICL. Read from the same demonstrations asking about another input, layers 2 and 3
+    of both models fall below zero-shot: the state holds the other query's answer, not a task vector."""
     result = tvp_loss_comparison(n_prompts=256)
     assert result.tvp_layer == 2
-    plain, pinned = result.profiles["perm-mix"], result.profiles["perm-mix-tvp"]
+    assert list(result.profiles) == ["perm-mix · other query", "perm-mix-tvp · other query",
+                                     "perm-mix · own prompt", "perm-mix-tvp · own prompt"]
+    plain, pinned = result.profiles["perm-mix · own prompt"], result.profiles["perm-mix-tvp · own prompt"]
     at = result.tvp_layer
     margin = 3 * (plain.tvp_stderr[at] + pinned.tvp_stderr[at])
     assert pinned.tvp[at] > plain.tvp[at] + margin
     assert pinned.icl >= plain.icl - 0.02
-    assert len(result.to_records()) == 8
+    for name in ("perm-mix", "perm-mix-tvp"):
+        other = result.profiles[f"{name} · other query"]
+        assert other.source == "other_query" and other.icl == result.profiles[f"{name} · own prompt"].icl
+        assert bool((other.tvp[2:] + 3 * other.tvp_stderr[2:] < other.zero_shot).all()), other.tvp
+    assert len(result.to_records()) == 16
+    single = tvp_loss_comparison(n_prompts=16, sources="prompt")
+    assert list(single.profiles) == ["perm-mix", "perm-mix-tvp"]
+    with pytest.raises(ValueError, match="sources=\\('answer',\\)"):
+        tvp_loss_comparison(n_prompts=16, sources=("answer",))
 
 
 def test_formation_over_training_from_the_zoo_history():
@@ -80,13 +93,17 @@ def test_formation_over_training_from_the_zoo_history():
 
 
 def test_depth_vs_complexity_on_the_permutation_ladder():
-    """A pinned finding, not Yang et al. 2025b's claim: with 4 layers every mixture's TVP mode peaks at the last
-    layer, and the 32-permutation mixture's vector forms (½ of ICL's gain) no deeper than the 2-permutation one's,
-    so this ladder cannot show the deepening. Across tasks and seeds the claims ledger finds it mixed."""
+    """A pinned finding, not Yang et al. 2025b's claim. Read answer-free (another query's state, the default), no
+    mixture forms a vector at any layer (½ of ICL's gain is never reached). Read from each prompt's own state, every
+    mixture peaks at the last layer and the 32-permutation mixture forms no deeper than the 2-permutation one, so
+    this ladder cannot show the deepening."""
     result = depth_vs_complexity(n_prompts=256)
     assert list(result.profiles) == ["perm-mix-2", "perm-mix", "perm-mix-32"]
-    assert result.best_layers == {"perm-mix-2": 3, "perm-mix": 3, "perm-mix-32": 3}
-    assert result.formation_layers == {"perm-mix-2": 3, "perm-mix": 2, "perm-mix-32": 3}
+    assert all(p.source == "other_query" for p in result.profiles.values())
+    assert result.formation_layers == {"perm-mix-2": None, "perm-mix": None, "perm-mix-32": None}
+    own = depth_vs_complexity(n_prompts=256, source="prompt")
+    assert own.best_layers == {"perm-mix-2": 3, "perm-mix": 3, "perm-mix-32": 3}
+    assert own.formation_layers == {"perm-mix-2": 3, "perm-mix": 2, "perm-mix-32": 3}
 
 
 def test_errors():

@@ -114,9 +114,14 @@ def test_learned_several_positions_and_layers(tiny_model, small_task):
 
 def test_learned_regression(regression_model, regression_task):
     cfg = LearnConfig(epochs=2, n_train=32, n_val=16, batch_size=16, loss="huber")
-    tv, result = learn_task_vector(regression_model, regression_task.single(3), 1, n_shots=3, config=cfg,
-                                   progress=False)
+    task = regression_task.single(3)
+    tv, result = learn_task_vector(regression_model, task, 1, n_shots=3, config=cfg, progress=False)
     assert result.val.metric == "mse_per_dim" and result.path == "cached"
+    # the reported dev score is the kept vector's, injected into the dev split's zero-shot queries
+    dev = Splits(0).sample(task, "dev", 16, 3)
+    manual = evaluate(regression_model, task, "injected", tv, batch=dev, progress=False)
+    assert result.val.mean == pytest.approx(manual.mean, rel=1e-5)
+    assert result.history[-1]["train_loss"] < result.history[1]["train_loss"], "the Huber loss trains the vector"
 
 
 def test_head_weighted_vector_is_weighted_head_sum(tiny_model, small_task):
@@ -128,8 +133,14 @@ def test_head_weighted_vector_is_weighted_head_sum(tiny_model, small_task):
         assert site.hook == "resid_post" and site.positions == "last"
         torch.testing.assert_close(vector, expected[site.layer])
     assert len(tv.sites) == tiny_model.n_layers
+    # injected, layer 0's output stream at the query moves by exactly its vector (nothing before it changed)
+    prompts = task.sample(4, 3, seed=1).zero_shot
+    name = tiny_model.hook_name(0, "resid_post")
+    clean = tiny_model.run_with_cache(prompts.inputs, [name])[1][name]
     with inject(tiny_model, tv):
-        pass
+        moved = tiny_model.run_with_cache(prompts.inputs, [name])[1][name]
+    torch.testing.assert_close(prompts.at_query(moved - clean), expected[0].expand(4, -1), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close((moved - clean)[:, 0], torch.zeros_like(moved[:, 0]), atol=1e-6, rtol=0)
     assert result.history[0]["epoch"] == 0
     # the held-out score: the validation split, which trained nothing, chose nothing and made no head mean
     held_out = Splits(0).sample(task, "validation", 16, 3)

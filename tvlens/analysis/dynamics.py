@@ -5,9 +5,11 @@ linearly: the change it causes in the query's stream at a later layer is ``Δh �
 
 1. **collects** the changes for perturbed copies ``θ_i = θ + λ_i ε_i`` (``ε_i ~ N(0, I)`` scaled to
    ``‖θ‖/√d``, a range of ``λ``), all copies in one batched pass of the query engine;
-2. **fits** ``W`` by ridge regression ``min_W Σ_i ‖Δ_i − W θ_i‖² + α ‖W‖²`` with ``α`` chosen by
-   held-out R² (:func:`fit_linear_map`), from ``l`` to the final stream and layer by layer, so the
-   path is a chain ``W_{l→L} ≈ W_{L-1→L} ⋯ W_{l→l+1}`` whose agreement with the direct fit is reported;
+2. **fits** ``W`` by ridge regression ``min_W Σ_i ‖Δ_i − W θ_i‖² + α ‖W‖²`` with ``α`` chosen on one
+   held-out fold and R² reported on another (:func:`fit_linear_map`), beside an affine fit ``W θ + b`` on
+   the same rows (linear, not only linear around θ, when the two agree), from ``l`` to the final stream
+   and layer by layer, so the path is a chain ``W_{l→L} ≈ W_{L-1→L} ⋯ W_{l→l+1}`` whose agreement with
+   the direct fit is reported;
 3. **splits** every map by the polar decomposition ``W = Q Σ`` (:func:`polar_decomposition`):
    ``W = U S Vᵀ → Q = U Vᵀ`` (orthogonal: the rotation) and ``Σ = V S Vᵀ`` (symmetric PSD: the
    scaling), and reports ``cos(v, Qv)``, the principal angles of ``Q``, the spectrum of ``Σ``, the
@@ -41,6 +43,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from tvlens._checks import check_int
 from tvlens._records import Records
 from tvlens.analysis.site import single_site
 from tvlens.evaluate import EvalResult, evaluate
@@ -56,7 +59,8 @@ from tvlens.vectors.task_vector import TaskVector
 # ----------------------------------------------------------------------------- linear algebra
 @dataclass
 class LinearFit(Records):
-    """A fitted map ``y ≈ W x`` (column-vector convention: ``W`` is ``[d_out, d_in]``)."""
+    """A fitted map ``y ≈ W x`` (or ``W x + b`` with an intercept; column-vector convention: ``W`` is
+    ``[d_out, d_in]``)."""
 
     W: Float[Tensor, "d_out d_in"]
     alpha: float
@@ -65,11 +69,13 @@ class LinearFit(Records):
     alphas: list[float] = field(default_factory=list)
     #: each ``α``'s R² on the validation fold (where ``α`` was chosen; ``r2`` is the test fold's)
     held_out_r2: list[float] = field(default_factory=list)
+    #: the intercept ``b`` of an affine fit (``None``: through the origin)
+    b: Float[Tensor, " d_out"] | None = None
 
     def to_records(self) -> list[dict[str, Any]]:
         """One row: the fit's penalty and accuracy."""
         return [{"alpha": self.alpha, "r2": self.r2, "relative_error": self.relative_error,
-                 "held_out_r2": self.held_out_r2}]
+                 "held_out_r2": self.held_out_r2, "affine": self.b is not None}]
 
 
 def r_squared(y: Tensor, prediction: Tensor) -> float:
@@ -85,32 +91,39 @@ def fit_linear_map(
     alphas: tuple[float, ...] = (0.0, 1e-6, 1e-4, 1e-2, 1e-1, 1.0, 10.0),
     held_out: float = 0.2,
     seed: int = 0,
+    intercept: bool = False,
 ) -> LinearFit:
-    """Ridge regression ``y ≈ W x`` through the origin, ``α`` chosen on one held-out fold and the fit scored on
-    another.
+    """Ridge regression ``y ≈ W x`` through the origin (``intercept``: ``y ≈ W x + b``, ``b`` unpenalised),
+    ``α`` chosen on one held-out fold and the fit scored on another.
 
     The rows are split three ways: ``train`` fits every ``α`` of the grid, ``validation`` (a ``held_out``
     share) chooses it, ``test`` (another ``held_out`` share) scores the chosen fit — so the reported R² and
     relative error ``‖Y − XWᵀ‖/‖Y‖`` come from rows that neither fitted nor chose anything. The penalty is
     relative: ``α · tr(XᵀX)/d_in`` so one grid fits streams of any scale. The returned ``W`` is the chosen
-    ``α`` refit on all rows.
+    ``α`` refit on all rows. The same ``seed`` gives the same folds with and without ``intercept``, so the
+    two R² compare on the same test rows: a linear map that fits as well as the affine one needs no offset
+    (the vector propagates linearly, not only linearly *around* θ).
     """
     if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
         raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)}: expected [n, d_in] and [n, d_out]")
-    n = x.shape[0]
+    n, d_in = x.shape
     n_out = max(1, int(round(held_out * n)))
     if n - 2 * n_out < 2:
         raise ValueError(f"{n} samples are too few to fit and hold out {n_out} + {n_out}")
     x, y = x.double(), y.double()
+    if intercept:
+        x = torch.cat([x, torch.ones(n, 1, dtype=x.dtype)], dim=1)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     test, validation, train = order[:n_out], order[n_out : 2 * n_out], order[2 * n_out :]
 
     def solve(rows: Tensor, alpha: float) -> Tensor:
         xr, yr = x[rows], y[rows]
         gram = xr.T @ xr
-        penalty = alpha * gram.trace() / gram.shape[0]
-        w_t = torch.linalg.lstsq(gram + penalty * torch.eye(gram.shape[0], dtype=gram.dtype), xr.T @ yr).solution
-        return w_t.T  # [d_out, d_in]
+        penalty = alpha * gram[:d_in, :d_in].trace() / d_in * torch.eye(gram.shape[0], dtype=gram.dtype)
+        if intercept:
+            penalty[d_in, d_in] = 0.0
+        w_t = torch.linalg.lstsq(gram + penalty, xr.T @ yr).solution
+        return w_t.T  # [d_out, d_in (+ 1)]
 
     scores = []
     for alpha in alphas:
@@ -119,9 +132,10 @@ def fit_linear_map(
     best = max(range(len(alphas)), key=lambda i: scores[i])
     w_test = solve(train, alphas[best])
     rel = float((y[test] - x[test] @ w_test.T).norm() / y[test].norm().clamp_min(1e-30))
-    return LinearFit(W=solve(torch.arange(n), alphas[best]), alpha=alphas[best],
-                     r2=r_squared(y[test], x[test] @ w_test.T), relative_error=rel, alphas=list(alphas),
-                     held_out_r2=scores)
+    w_all = solve(torch.arange(n), alphas[best])
+    return LinearFit(W=w_all[:, :d_in], alpha=alphas[best], r2=r_squared(y[test], x[test] @ w_test.T),
+                     relative_error=rel, alphas=list(alphas), held_out_r2=scores,
+                     b=w_all[:, d_in] if intercept else None)
 
 
 def polar_decomposition(w: Float[Tensor, "d d"]) -> tuple[Float[Tensor, "d d"], Float[Tensor, "d d"]]:
@@ -168,6 +182,8 @@ class MapReport(Records):
     lens_qv: list[tuple[int, float]]
     share_random: Float[Tensor, " prompts"] | None = None
     margin_gain: Float[Tensor, " prompts"] | None = None
+    #: R² of the affine fit ``W x + b`` on the same test rows (``r2`` is the linear fit's, through the origin)
+    r2_affine: Float[Tensor, " prompts"] | None = None
 
     def summary(self) -> dict[str, Any]:
         """Means over prompts (``share_random``: the baseline of ``share_qv``; NaN where not measured)."""
@@ -177,7 +193,8 @@ class MapReport(Records):
             return float("nan") if values is None else float(values.mean())
 
         return {"source": self.source, "target": self.target, "r2": float(self.r2.mean()),
-                "relative_error": float(self.relative_error.mean()), "cos_rotation": float(self.cos_rotation.mean()),
+                "r2_affine": mean(self.r2_affine), "relative_error": float(self.relative_error.mean()),
+                "cos_rotation": float(self.cos_rotation.mean()),
                 "max_angle": float(self.angles[:, 0].mean()), "scaling_max": float(scaling[0]),
                 "scaling_min": float(scaling[-1]), "anisotropy": float(scaling[0] / scaling.mean()),
                 "share_v": float(self.share_v.mean()), "share_qv": float(self.share_qv.mean()),
@@ -189,7 +206,8 @@ class MapReport(Records):
             return float("nan") if values is None else float(values[p])
 
         return [{"source": self.source, "target": self.target, "prompt": p, "r2": float(self.r2[p]),
-                 "relative_error": float(self.relative_error[p]), "cos_rotation": float(self.cos_rotation[p]),
+                 "r2_affine": at(self.r2_affine, p), "relative_error": float(self.relative_error[p]),
+                 "cos_rotation": float(self.cos_rotation[p]),
                  "max_angle": float(self.angles[p, 0]), "scaling_max": float(self.scaling[p, 0]),
                  "scaling_min": float(self.scaling[p, -1]), "share_v": float(self.share_v[p]),
                  "share_qv": float(self.share_qv[p]), "share_random": at(self.share_random, p),
@@ -229,6 +247,13 @@ class DynamicsResult(Records):
         return [m.summary() for m in [*self.steps, self.direct]]
 
 
+def default_copies(model: HookedModel) -> int:
+    """Perturbed copies per map: ``max(256, 2·d_model + 64)``. A ``d × d`` map has ``d`` unknowns per output
+    coordinate and :func:`fit_linear_map` fits on 60 % of the rows (the rest choose ``α`` and score), so the
+    fit is well posed from ``2·d + 64`` copies on; small models get 256."""
+    return max(256, 2 * model.d_model + 64)
+
+
 def collect_changes(
     model: HookedModel,
     prompts: ICLBatch,
@@ -236,7 +261,7 @@ def collect_changes(
     layer: int,
     *,
     positions: Any = "last",
-    n_copies: int = 256,
+    n_copies: int | None = None,
     scales: tuple[float, ...] = (0.05, 0.1, 0.2),
     seed: int = 0,
     chunk: int = 8192,
@@ -246,11 +271,13 @@ def collect_changes(
 
     All copies × prompts run as rows of one :class:`~tvlens.models.engine.QueryEngine` (its cached
     path shares the prompts' prefix among the copies), ``chunk`` rows at a time; ``positions`` is
-    ``"last"`` or one int (e.g. Yang et al. 2025a's ``P = 4``).
+    ``"last"`` or one int (e.g. Yang et al. 2025a's ``P = 4``); ``n_copies`` defaults to
+    :func:`default_copies`.
     """
     layer = model.check_layer(layer)
     if not (positions == "last" or (isinstance(positions, int) and not isinstance(positions, bool))):
         raise ValueError(f"positions={positions!r}: expected 'last' or one int (one position per prompt)")
+    n_copies = default_copies(model) if n_copies is None else check_int("n_copies", n_copies, 1)
     gen = torch.Generator().manual_seed(seed)
     d = model.d_model
     noise = torch.randn(n_copies, d, generator=gen, dtype=torch.float64)
@@ -291,6 +318,7 @@ def _fit_maps(
     """
     n_prompts = outputs.shape[1]
     maps, r2, rel, cos, angles, scaling, share_v, share_qv, share_random, gain = [], [], [], [], [], [], [], [], [], []
+    r2_affine = []
     randoms = torch.randn(n_random, model.d_model, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     qv0 = None
     for p in range(n_prompts):
@@ -303,6 +331,7 @@ def _fit_maps(
         qv0 = qv if qv0 is None else qv0
         maps.append(fit.W)
         r2.append(fit.r2)
+        r2_affine.append(fit_linear_map(x, outputs[:, p], seed=seed, intercept=True).r2)
         rel.append(fit.relative_error)
         cos.append(float(torch.nn.functional.cosine_similarity(v, qv, dim=0)))
         angles.append(principal_angles(q))
@@ -322,7 +351,7 @@ def _fit_maps(
         share_v=torch.tensor(share_v) if share_v else nan, share_qv=torch.tensor(share_qv) if share_qv else nan,
         lens_v=logit_lens(model, v0.double()), lens_qv=logit_lens(model, qv0),
         share_random=torch.tensor(share_random) if share_random else None,
-        margin_gain=torch.tensor(gain) if gain else None,
+        margin_gain=torch.tensor(gain) if gain else None, r2_affine=torch.tensor(r2_affine),
     )
     return report, torch.stack(maps)  # [prompts, d, d]
 
@@ -340,7 +369,7 @@ def linear_dynamics(
     vector: TaskVector,
     *,
     n_prompts: int = 64,
-    n_copies: int = 256,
+    n_copies: int | None = None,
     scales: tuple[float, ...] = (0.05, 0.1, 0.2),
     n_shots: int | None = None,
     seed: int = 0,
@@ -353,7 +382,7 @@ def linear_dynamics(
             early position), e.g. an LTV.
         n_prompts: zero-shot prompts (the ``shared`` split of :class:`~tvlens.tasks.Splits` ``(seed)``: queries
             no vector made with a seed trained or chose on); a map is fitted for each.
-        n_copies: perturbed copies (≥ 2·d_model for a well-posed d×d fit).
+        n_copies: perturbed copies (default :func:`default_copies`; ≥ 2·d_model for a well-posed d×d fit).
         scales: perturbation scales ``λ`` relative to ``‖θ‖/√d``.
         progress: a tqdm bar over the stages (collect, one fit per map, held-out check, scores).
     """
@@ -362,6 +391,7 @@ def linear_dynamics(
     bar = tqdm(total=4 + final - layer, desc="linear dynamics", disable=not progress, leave=False, delay=0.5)
     batch = Splits(seed).sample(task, "shared", n_prompts, n_shots)
     prompts = batch.zero_shot
+    n_copies = default_copies(model) if n_copies is None else n_copies
     thetas, changes = collect_changes(model, prompts, theta, layer, positions=site.positions, n_copies=n_copies,
                                       scales=scales, seed=seed)
     bar.update(1)
@@ -456,7 +486,7 @@ def injection_layer_maps(
     layers: list[int] | None = None,
     vectors: dict[int, TaskVector] | None = None,
     n_prompts: int = 16,
-    n_copies: int = 256,
+    n_copies: int | None = None,
     scales: tuple[float, ...] = (0.05, 0.1, 0.2),
     n_shots: int | None = None,
     seed: int = 0,
@@ -471,7 +501,7 @@ def injection_layer_maps(
         layers: injection layers (default: every block, ``0 … n_layers − 1``).
         vectors: these last-position ``add`` vectors, one per layer, instead of learning them.
         n_prompts: zero-shot prompts, a map fitted for each (seed ``seed``).
-        n_copies: perturbed copies per map (≥ 2·d_model).
+        n_copies: perturbed copies per map (default :func:`default_copies`; ≥ 2·d_model).
         scales: perturbation scales ``λ``.
         n_shots: demonstrations of the prompts the vectors learn from.
         seed: seed of the prompts, the copies and the vectors.

@@ -32,6 +32,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from tvlens._checks import check_int
 from tvlens._records import Records, head_records
 from tvlens.analysis.site import single_site
 from tvlens.evaluate import mean_and_stderr
@@ -39,7 +40,7 @@ from tvlens.inject import as_hooked, engine_edits, inject, position_resolver
 from tvlens.models.engine import QueryEngine
 from tvlens.models.hooked import HookedModel
 from tvlens.positions import PositionSpec, check_position_spec, resolve_positions
-from tvlens.tasks.base import ICLBatch, Task
+from tvlens.tasks.base import ICLBatch, Task, check_base
 from tvlens.tasks.splits import Splits
 from tvlens.vectors.task_vector import TaskVector
 
@@ -289,12 +290,10 @@ def ablation_scan(
     else:
         j_rows, m_rows = [], []
         inputs = prompts.inputs.to(model.device)
-        query = prompts.query_positions.to(model.device)
-        rows = torch.arange(len(prompts), device=model.device)
         for head in [None, *heads]:  # one full forward per head (and one intact)
             with torch.no_grad(), inject(model, *([] if vector is None else [vector])), \
                     ablate_heads(model, [] if head is None else [head], mode, means=means):
-                logits = model(inputs, attention_mask=prompts.attention_mask)[rows, query]
+                logits = prompts.at_query(model(inputs, attention_mask=prompts.attention_mask))
             j1, m1 = _objective(logits, prompts, 1)
             j_rows.append(j1.cpu())
             m_rows.append(m1.cpu())
@@ -342,13 +341,11 @@ def head_saliency(
         hooks = [(model.hook_name(layer, "attn.hook_z"), make_tap(layer)) for layer in layers]
         with torch.enable_grad(), inject(model, *([] if vector is None else [vector])), model.hooks(hooks):
             logits = model(chunk.inputs.to(model.device), attention_mask=chunk.attention_mask)
-            query = chunk.query_positions.to(model.device)
-            j, _ = _objective(logits[torch.arange(len(chunk), device=logits.device), query], chunk, 1)
+            j, _ = _objective(chunk.at_query(logits), chunk, 1)
             grads = torch.autograd.grad(j.sum(), [taps[layer][1] for layer in layers])
         for layer, grad in zip(layers, grads):
             head_z = taps[layer][0]
-            rows = torch.arange(len(chunk), device=head_z.device)
-            product = (head_z[rows, query] * grad[rows, query]).sum(-1).abs()  # [batch, heads]
+            product = (chunk.at_query(head_z) * chunk.at_query(grad)).sum(-1).abs()  # [batch, heads]
             total[layer] += product.double().sum(0).cpu()
     saliency = total / len(prompts)
     saliency[[k for k in range(model.n_layers) if k not in layers]] = float("nan")
@@ -490,23 +487,23 @@ def key_head_analysis(
         n_prompts: prompts of each set (selection and scoring).
         n_shots: demonstrations per prompt.
         seed: the user seed (:class:`~tvlens.tasks.Splits`): heads are selected on its ``dev`` split and
-            scored on its ``test`` split; it also seeds the random draws.
+            scored on its ``shared`` split (the prompts every analysis of the vector scores, e.g.
+            :func:`~tvlens.analysis.ov_decomposition` with the same seed, ``n_prompts`` and ``n_shots``); it
+            also seeds the random draws.
         batch: these prompts instead of sampled ones: the first half selects, the second half scores.
         base: inject into the zero-shot queries (TVP mode, default) or the n-shot prompts.
         protocol: ``"disjoint"`` (default) or ``"same"`` (select and score on the scoring prompts).
     """
     _, site = single_site(model, vector, "key_head_analysis")
-    if not isinstance(n_random, int) or n_random < 20:
-        raise ValueError(f"n_random={n_random!r}: expected an int >= 20 (the control needs many draws)")
-    if base not in ("zero_shot", "icl"):
-        raise ValueError(f"base={base!r}: expected 'zero_shot' or 'icl'")
+    check_int("n_random", n_random, 20, "the control needs many draws")
+    check_base(base)
     if protocol not in ("disjoint", "same"):
         raise ValueError(f"protocol={protocol!r}: expected 'disjoint' or 'same'")
     splits = Splits(seed)
     if batch is None:
         chosen_on = splits.sample(task, "dev", n_prompts, n_shots)
-        batch = splits.sample(task, "test", n_prompts, n_shots)
-        selection, scoring = f"dev split (seed {splits.dev})", f"test split (seed {splits.test})"
+        batch = splits.sample(task, "shared", n_prompts, n_shots)
+        selection, scoring = f"dev split (seed {splits.dev})", f"shared split (seed {splits.shared})"
     else:
         if len(batch) < 2:
             raise ValueError(f"batch has {len(batch)} prompt(s); expected at least 2 (half select, half score)")
@@ -515,8 +512,7 @@ def key_head_analysis(
         selection, scoring = f"the given batch's first {half} prompts", f"its last {len(batch)}"
     if protocol == "same":
         chosen_on, selection = batch, scoring
-    view = (lambda b: b.zero_shot) if base == "zero_shot" and batch.zero_shot is not None else (lambda b: b)
-    prompts, selecting = view(batch), view(chosen_on)
+    prompts, selecting = batch.view(base), chosen_on.view(base)
     layers = list(range(site.layer, model.n_layers))
     inputs, attention = prompts.inputs.to(model.device), prompts.attention_mask
 
@@ -547,11 +543,10 @@ def key_head_analysis(
     with torch.no_grad(), inject(model, vector):
         _, cache = model.run_with_cache(inputs, names, attention_mask=attention)
     rows = torch.arange(len(prompts), device=model.device)
-    query = prompts.query_positions.to(model.device)
     _, first = resolve_positions(0, len(prompts), prompts.n_positions, attention, model.device)
     sink = torch.full((model.n_layers, model.n_heads), float("nan"), dtype=torch.float64)
     for layer, name in zip(layers, names):
-        sink[layer] = cache[name][rows, :, query, first].double().mean(0).cpu()
+        sink[layer] = prompts.at_query(cache[name], dim=2)[rows, :, first].double().mean(0).cpu()
     histogram = torch.zeros(model.n_layers)
     for layer, _ in key:
         histogram[layer] += 1

@@ -49,7 +49,7 @@ from tvlens.evaluate import EvalResult, evaluate
 from tvlens.inject import Intervention, inject
 from tvlens.models.hooked import HookedModel
 from tvlens.positions import PositionSpec, resolve_positions
-from tvlens.tasks.base import ICLBatch, Task
+from tvlens.tasks.base import ICLBatch, Task, check_base
 from tvlens.tasks.splits import Splits
 from tvlens.vectors.task_vector import TaskVector
 
@@ -204,11 +204,10 @@ def ov_decomposition(
         reinject: also run the re-injection test (up to seven extra evaluations).
     """
     theta, site = single_site(model, vector, "ov_decomposition")
-    if base not in ("zero_shot", "icl"):
-        raise ValueError(f"base={base!r}: expected 'zero_shot' or 'icl'")
+    check_base(base)
     layer, n_layers, n_heads = site.layer, model.n_layers, model.n_heads
     batch = Splits(seed).sample(task, "shared", n_prompts, n_shots) if batch is None else batch
-    prompts = batch.zero_shot if base == "zero_shot" and batch.zero_shot is not None else batch
+    prompts = batch.view(base)
     inputs, mask = prompts.inputs.to(model.device), prompts.attention_mask
     norm = model.capabilities.norm
     attn_only = model.capabilities.attn_only
@@ -227,14 +226,15 @@ def ov_decomposition(
         q = prompts.query_positions.to(model.device)
         nan = torch.full((n_layers, n_heads), float("nan"), dtype=torch.float64)
         ov_norm, attention, contribution_norm, logit_effect = nan.clone(), nan.clone(), nan.clone(), nan.clone()
-        final_scale = cache["ln_final.hook_scale"][rows, q] if norm is not None else None
+        final_scale = prompts.at_query(cache["ln_final.hook_scale"]) if norm is not None else None
         final_weight = model.norm_parameters("ln_final")[0]
         for k in layers:
             scale = cache[model.hook_name(k, "ln1.hook_scale")][rows, p] if norm is not None else None
             ln1_weight = model.norm_parameters(f"blocks.{k}.ln1")[0]
             theta_hat = frozen_norm(theta.expand(len(prompts), -1), scale, norm, ln1_weight)
             transport = (theta_hat[:, None, None, :] @ model.OV(k)).AB.squeeze(-2)  # [batch, heads, d]
-            weight = cache[model.hook_name(k, "attn.hook_pattern")][rows, :, q, p]  # [batch, heads]
+            pattern = cache[model.hook_name(k, "attn.hook_pattern")]
+            weight = prompts.at_query(pattern, dim=2)[rows, :, p]  # [batch, heads]: the query's weight on θ
             contribution = weight[..., None] * transport
             read = frozen_norm(contribution, None if final_scale is None else final_scale[:, None], norm,
                                final_weight)  # [batch, heads, d]: what ln_final passes on to W_U
@@ -244,9 +244,9 @@ def ov_decomposition(
             logit_effect[k] = _answer_effect(read, model.W_U, prompts).double().mean(0).cpu()
         mlp_change = torch.full((n_layers,), float("nan"), dtype=torch.float64)
         # each later block's change at the query, [batch, layers, d]
-        terms = {"attention": torch.stack([(cache[n] - clean[n])[rows, q] for n in attn_names], 1)}
+        terms = {"attention": torch.stack([prompts.at_query(cache[n] - clean[n]) for n in attn_names], 1)}
         if not attn_only:
-            terms["mlp"] = torch.stack([(cache[n] - clean[n])[rows, q] for n in mlp_names], 1)
+            terms["mlp"] = torch.stack([prompts.at_query(cache[n] - clean[n]) for n in mlp_names], 1)
             mlp_change[layer:] = terms["mlp"].norm(dim=-1).double().mean(0).cpu()
         theta_mlp = terms["mlp"].mean(0) if "mlp" in terms else None
 

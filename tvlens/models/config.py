@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tvlens._checks import check_int
 from tvlens._config import Config
 
 _ACT_FNS = ("gelu", "gelu_new", "relu", "silu")
@@ -55,9 +56,7 @@ class ModelConfig(Config):
 
     def __post_init__(self) -> None:
         for name in ("n_layers", "d_model", "n_heads", "d_vocab", "n_ctx"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"ModelConfig.{name}={value!r}: expected a positive int")
+            check_int(f"ModelConfig.{name}", getattr(self, name), 1)
         if self.d_head is None:
             if self.d_model % self.n_heads:
                 raise ValueError(
@@ -73,8 +72,8 @@ class ModelConfig(Config):
             raise ValueError(
                 f"ModelConfig.normalization_type={self.normalization_type!r}: expected one of {_NORMS}"
             )
-        if self.d_input is not None and (not isinstance(self.d_input, int) or self.d_input < 1):
-            raise ValueError(f"ModelConfig.d_input={self.d_input!r}: expected a positive int or None")
+        if self.d_input is not None:
+            check_int("ModelConfig.d_input", self.d_input, 1, "or None: token inputs")
 
     @property
     def is_regression(self) -> bool:

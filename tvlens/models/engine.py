@@ -59,6 +59,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from tvlens._checks import check_int
 from tvlens.models.hooked import HookedModel
 from tvlens.models.norm import apply_norm
 from tvlens.positions import resolve_positions
@@ -215,8 +216,8 @@ class QueryEngine:
         """
         if copies is not None and rows is not None:
             raise ValueError("pass either rows or copies, not both")
-        if copies is not None and (not isinstance(copies, int) or copies < 1):
-            raise ValueError(f"copies={copies!r}: expected a positive int")
+        if copies is not None:
+            check_int("copies", copies, 1)
         for edit in edits:
             if not self.start <= edit.layer <= self.model.n_layers:
                 raise ValueError(f"StreamEdit.layer={edit.layer} is outside this engine's range "

@@ -97,11 +97,12 @@ def ledger_figure(ledger: ClaimsLedger, title: str = "Paper claims on the zoo") 
             error_x={"type": "data", "symmetric": False, "array": [bar(i, "high") for i in chosen],
                      "arrayminus": [bar(i, "low") for i in chosen], "color": hue},
             customdata=[[rows[i].statement, rows[i].effect, rows[i].low, rows[i].high, rows[i].margin,
-                         f"{rows[i].n_tasks} × {rows[i].n_seeds}", rows[i].reason or "—", rows[i].control]
+                         rows[i].sample, rows[i].reason or "—", rows[i].control]
                         for i in chosen],
             hovertemplate="%{customdata[0]}<br>%{customdata[1]}<br>effect %{x:.3f} [%{customdata[2]:.3f}, "
                           "%{customdata[3]:.3f}], needs > %{customdata[4]}; control %{customdata[7]:.3f}<br>"
-                          "tasks × seeds: %{customdata[5]}<br>%{customdata[6]}<extra>%{fullData.name}</extra>"))
+                          "(models ×) tasks × seeds: %{customdata[5]}<br>%{customdata[6]}"
+                          "<extra>%{fullData.name}</extra>"))
     fig.add_trace(go.Scatter(x=[r.control for r in rows], y=labels, mode="markers", name="control",
                              marker={"symbol": "circle-open", "size": 9, "color": "#666666"},
                              hovertemplate="control %{x:.3f}<extra></extra>"))

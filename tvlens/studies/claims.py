@@ -21,10 +21,14 @@ vector) or ``"shown"`` (the effect already is a difference against the control).
 
 **Intervals and verdicts** (:mod:`tvlens.studies.verdicts`): Student's t over the task means (seeds
 averaged within a task), Welch for a contrast of two models, Holm's adjustment over the rows of the
-table, and ``holds`` / ``does not hold`` / ``inconclusive`` with the reason. A claim that is true by
-construction on the zoo as measured (one trained model per arm, heads read at the scored query) carries
-that ``caveat`` and is ``inconclusive`` whatever its numbers. A learned vector whose ``dev`` loss was still
-improving when its epoch budget ran out is counted in the row's ``unconverged``.
+table, and ``holds`` / ``does not hold`` / ``inconclusive`` with the reason. A learned vector whose
+``dev`` loss was still improving when its epoch budget ran out is counted in the row's ``unconverged``.
+
+**Training claims** ("the TVP-loss raises …") compare models trained two ways. One model per arm would
+measure one training run, so these claims are measured on ``ARM_REPLICATES`` independently trained pairs
+(``perm-mix-tvp-arm-s{i}`` against ``perm-mix-arm-s{i}``: the same steps, initial weights and prompt
+stream, only the loss differs), and their interval is over the pairs (each pair's mean over tasks ×
+seeds): the variance of training counts, not only that of the prompts.
 
 Regression families draw a fresh function for every prompt, so their "tasks" are ``n_tasks`` disjoint
 groups of test prompts (independent functions) and their seeds re-learn the vectors.
@@ -44,6 +48,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from tvlens import zoo
+from tvlens._checks import check_int
 from tvlens._config import Config
 from tvlens._records import Records
 from tvlens.analysis.dynamics import injection_layer_maps
@@ -68,7 +73,7 @@ from tvlens.vectors.function import default_top_k, function_vector
 from tvlens.vectors.learned import learn_task_vector
 from tvlens.vectors.task_vector import TaskVector
 from tvlens.vectors.vanilla import vanilla_task_vector
-from tvlens.zoo.specs import PERM_TVP_LAYER
+from tvlens.zoo.specs import ARM_REPLICATES, PERM_TVP_LAYER, arm_names
 
 
 @dataclass
@@ -100,9 +105,7 @@ class LedgerConfig(Config):
 
     def __post_init__(self) -> None:
         for name in ("n_tasks", "n_prompts", "n_shots", "epochs", "patience", "dynamics_prompts"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r}: expected an int >= 1")
+            check_int(name, getattr(self, name), 1)
         self.seeds = tuple(self.seeds)
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds={self.seeds!r}: expected distinct seeds, at least one")
@@ -219,7 +222,7 @@ class Unit:
             vectors = {k: self.random_like(v) for k, v in vectors.items()}
         return self.memo(("maps", control), lambda: injection_layer_maps(
             self.model, self.task, layers=layers, vectors=vectors, n_prompts=self.config.dynamics_prompts,
-            n_copies=2 * self.model.d_model + 64, scales=MAP_SCALES, seed=self.seed))
+            scales=MAP_SCALES, seed=self.seed))
 
 
 #: Demonstrations of the short ICL prompts an LTV is added to (Yang et al. 2025a's few-shot setting).
@@ -245,8 +248,10 @@ class Claim:
         control_rule: ``"subtract"``, ``"must_fail"`` or ``"shown"`` (see the module docstring).
         contrast: one row per easier model ``m``: the effect is ``mean(models[0]) − mean(m)`` over the two
             models' task means.
-        caveat: why the claim, as the zoo can measure it, cannot be decided (true by construction, one model
-            per arm); the row is then ``inconclusive`` with this reason.
+        replicated: ``models`` are independently trained replicates of one recipe (each measured against its
+            paired partner by ``measure``): one row, its interval over the models (each model's mean over
+            tasks × seeds); ``label`` names the row.
+        partners: zoo models ``measure`` reads besides ``models`` (a replicate's partner).
     """
 
     name: str
@@ -259,11 +264,21 @@ class Claim:
     control: str
     control_rule: str = "must_fail"
     contrast: bool = False
-    caveat: str = ""
+    replicated: bool = False
+    label: str = ""
+    partners: tuple[str, ...] = ()
+
+    @property
+    def zoo_models(self) -> tuple[str, ...]:
+        """Every zoo model the claim reads."""
+        return (*self.models, *self.partners)
 
     def __post_init__(self) -> None:
         if self.control_rule not in ("subtract", "must_fail", "shown"):
             raise ValueError(f"Claim.control_rule={self.control_rule!r}: expected 'subtract', 'must_fail' or 'shown'")
+        if self.contrast and self.replicated:
+            raise ValueError(f"Claim {self.name!r}: contrast and replicated are exclusive (one row per pair of "
+                             "models, or one row over replicates)")
 
 
 def _ltv_vs_vtv(u: Unit) -> tuple[float, float]:
@@ -345,6 +360,14 @@ def _linear_r2(u: Unit) -> tuple[float, float]:
     return _map_row(u.maps(), layer)["r2"], _map_row(u.maps(control=True), layer)["r2"]
 
 
+def _through_origin(u: Unit) -> tuple[float, float]:
+    """R² of the linear map minus R² of the affine map ``W θ + b`` (same rows): ≈ 0 when the change is linear in θ,
+    not only linear around it."""
+    layer = u.vanilla()[1]
+    rows = [_map_row(u.maps(control), layer) for control in (False, True)]
+    return rows[0]["r2"] - rows[0]["r2_affine"], rows[1]["r2"] - rows[1]["r2_affine"]
+
+
 def _rotation(u: Unit) -> tuple[float, float]:
     return u.maps().trend("cos_rotation"), u.maps(control=True).trend("cos_rotation")
 
@@ -361,18 +384,23 @@ def _tvp_profile(u: Unit, name: str, source: str = "prompt") -> Any:
         source=source))
 
 
+#: The TVP-loss arms: each model trained with the TVP-loss → its step-matched partner trained without.
+_ARMS = dict(arm_names(i) for i in range(ARM_REPLICATES))
+
+
 def _tvp_loss(u: Unit) -> tuple[float, float]:
-    """TVP at the pinned layer (read from another query's prompt) of perm-mix-tvp minus perm-mix; the control is
-    the same difference with the answer-carrying same-prompt reading."""
-    with_loss, without = _tvp_profile(u, "perm-mix-tvp", "other_query"), _tvp_profile(u, "perm-mix", "other_query")
-    same = _tvp_profile(u, "perm-mix-tvp"), _tvp_profile(u, "perm-mix")
+    """TVP at the pinned layer (read from another query's prompt) of this TVP-loss arm model minus its plain
+    partner's; the control is the same difference with the answer-carrying same-prompt reading."""
+    with_loss, without = _tvp_profile(u, u.name, "other_query"), _tvp_profile(u, _ARMS[u.name], "other_query")
+    same = _tvp_profile(u, u.name), _tvp_profile(u, _ARMS[u.name])
     return (float(with_loss.tvp[PERM_TVP_LAYER] - without.tvp[PERM_TVP_LAYER]),
             float(same[0].tvp[PERM_TVP_LAYER] - same[1].tvp[PERM_TVP_LAYER]))
 
 
 def _tvp_keeps_icl(u: Unit) -> tuple[float, float]:
-    """ICL accuracy of perm-mix-tvp minus perm-mix on the same prompts; the control is zero-shot's difference."""
-    a, b = _tvp_profile(u, "perm-mix-tvp"), _tvp_profile(u, "perm-mix")
+    """ICL accuracy of this TVP-loss arm model minus its plain partner's on the same prompts; the control is
+    zero-shot's difference."""
+    a, b = _tvp_profile(u, u.name), _tvp_profile(u, _ARMS[u.name])
     return float(a.icl - b.icl), float(a.zero_shot - b.zero_shot)
 
 
@@ -405,8 +433,7 @@ def _head_weighted(u: Unit) -> tuple[float, float]:
 _SYMBOLIC = ("perm-mix", "perm-mix-32", "token-offset")
 _REGRESSION = ("linear-regression", "sparse-linear-regression", "sinusoid-regression")
 _RANDOM = "a random vector of the same norm at the same site"
-_ONE_MODEL = ("one trained model per arm (the arms also differ in training steps): a training claim needs at least "
-              "3 independently trained models per arm")
+_ARM_LABEL = f"perm-mix-tvp-arm-s0…s{ARM_REPLICATES - 1} vs perm-mix-arm-s0…s{ARM_REPLICATES - 1}"
 
 #: Every claim the ledger measures, in the order of its table.
 CLAIMS: dict[str, Claim] = {c.name: c for c in [
@@ -445,6 +472,10 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           "Yang et al. 2025a", "R² of the per-prompt linear map from the LTV's layer to the final stream, on "
           "perturbations of 25–100 % of ‖θ‖ that neither fitted the map nor chose its ridge penalty",
           0.9, _SYMBOLIC, _linear_r2, "the same map's R² for a random vector of the LTV's norm"),
+    Claim("linear_through_origin", "The propagation is linear in θ, not only linear around it", "Yang et al. 2025a",
+          "R² of the linear map through the origin minus R² of an affine map W θ + b, on the same held-out "
+          "perturbations of the LTV (> −0.02: the offset a local linearisation needs is not needed)", -0.02,
+          _SYMBOLIC, _through_origin, "the same difference for a random vector of the LTV's norm"),
     Claim("rotation_then_scaling", "Vectors injected early are rotated, vectors injected late mostly scaled",
           "Yang et al. 2025a", "rise of cos(θ, Qθ) of the direct map from an LTV injected at layer 0 to one at the "
           "last layer, minus the same rise for random vectors of the same norms", 0.0, _SYMBOLIC, _rotation,
@@ -461,12 +492,15 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           "1 − error(zero-shot) / error(FV)", control_rule="shown"),
     Claim("tvp_loss", "Training with the TVP-loss raises TVP-mode accuracy at its layer",
           "Yang et al. 2025b", f"TVP-mode accuracy at layer {PERM_TVP_LAYER} (state read from the same demonstrations "
-          "with another query) of perm-mix-tvp minus perm-mix", 0.0, ("perm-mix-tvp",), _tvp_loss,
+          f"with another query) of a model trained with the TVP-loss minus its step-matched partner trained without "
+          f"(same initial weights and prompts; interval over {ARM_REPLICATES} pairs)", 0.0, tuple(_ARMS), _tvp_loss,
           "the same difference with each prompt's own (answer-carrying) state", control_rule="shown",
-          caveat=_ONE_MODEL),
+          replicated=True, label=_ARM_LABEL, partners=tuple(_ARMS.values())),
     Claim("tvp_loss_keeps_icl", "Training with the TVP-loss keeps ICL accuracy", "Yang et al. 2025b",
-          "ICL accuracy of perm-mix-tvp minus perm-mix on the same prompts", -0.02, ("perm-mix-tvp",), _tvp_keeps_icl,
-          "the same difference in zero-shot accuracy", control_rule="shown", caveat=_ONE_MODEL),
+          f"ICL accuracy of a model trained with the TVP-loss minus its step-matched partner's, on the same prompts "
+          f"(interval over {ARM_REPLICATES} pairs)", -0.02, tuple(_ARMS), _tvp_keeps_icl,
+          "the same difference in zero-shot accuracy", control_rule="shown", replicated=True, label=_ARM_LABEL,
+          partners=tuple(_ARMS.values())),
     Claim("depth_vs_complexity", "The task vector forms deeper for more complex tasks",
           "Yang et al. 2025b", "formation layer (first layer whose TVP mode, read from another query's prompt, reaches "
           "half of ICL's gain) of the 32-permutation mixture minus the 8- (or 2-) permutation mixture's", 0.0,
@@ -487,6 +521,7 @@ class LedgerRow:
         p_value: two-sided p-value of "effect = margin".
         verdict: ``holds``, ``does not hold`` or ``inconclusive``; ``reason`` says why it is inconclusive.
         unconverged: learned vectors behind the row whose ``dev`` loss was still improving at the budget.
+        n_models: trained models the interval is over (a replicated training claim), else 1.
         values: per model ``[tasks, seeds]`` effects; ``controls``: the controls alike.
     """
 
@@ -509,12 +544,19 @@ class LedgerRow:
     unconverged: int
     values: dict[str, Float[Tensor, "tasks seeds"]] = field(repr=False)
     controls: dict[str, Float[Tensor, "tasks seeds"]] = field(repr=False)
+    n_models: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """The row without its per-unit values."""
         return {k: getattr(self, k) for k in ("claim", "statement", "paper", "model", "effect", "margin", "mean",
                                               "low", "high", "control", "verdict", "reason", "level", "p_value",
-                                              "n_tasks", "n_seeds", "unconverged")}
+                                              "n_tasks", "n_seeds", "n_models", "unconverged")}
+
+    @property
+    def sample(self) -> str:
+        """What the interval is over: ``tasks × seeds`` (``models × tasks × seeds`` for a training claim)."""
+        models = f"{self.n_models} models × " if self.n_models > 1 else ""
+        return f"{models}{self.n_tasks} × {self.n_seeds}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -547,13 +589,13 @@ class ClaimsLedger(Records):
     def to_markdown(self) -> str:
         """The ledger as a markdown table, its caption first."""
         lines = [self.caption(), "",
-                 "| claim | paper | model | effect: mean [adjusted interval] | control | needs | tasks × seeds | "
-                 "verdict |", "|---|---|---|---|---|---|---|---|"]
+                 "| claim | paper | model | effect: mean [adjusted interval] | control | needs | "
+                 "(models ×) tasks × seeds | verdict |", "|---|---|---|---|---|---|---|---|"]
         for r in self.rows:
             why = f" ({r.reason})" if r.reason else ""
             note = f"; {r.unconverged} vectors not converged" if r.unconverged else ""
             lines.append(f"| {r.statement} | {r.paper} | {r.model} | {r.mean:+.3f} [{r.low:+.3f}, {r.high:+.3f}] | "
-                         f"{r.control:+.3f} | > {r.margin:g} | {r.n_tasks} × {r.n_seeds} | "
+                         f"{r.control:+.3f} | > {r.margin:g} | {r.sample} | "
                          f"**{r.verdict}**{why}{note} |")
         return "\n".join(lines)
 
@@ -603,41 +645,63 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = False) ->
                     values.setdefault((c.name, model), []).append((effect, control))
                     unconverged[(c.name, model)] = unconverged.get((c.name, model), 0) + unit.unconverged()
                     bar.update(1)
-    groups = []  # (claim, label, values, controls, estimate, control mean, unconverged)
+    groups: list[_Group] = []
     for c in claims:
         shaped = {m: torch.tensor(values[(c.name, m)], dtype=torch.float64).view(-1, len(config.seeds), 2)
                   for m in c.models}
         effect = {m: v[..., 0] - (v[..., 1] if c.control_rule == "subtract" else 0) for m, v in shaped.items()}
         control = {m: v[..., 1] for m, v in shaped.items()}
+        n_tasks = {m: v.shape[0] for m, v in shaped.items()}
         if c.contrast:
             hard = c.models[0]
             for easy in c.models[1:]:
-                groups.append((c, f"{hard} vs {easy}", {hard: effect[hard], easy: effect[easy]},
-                               {hard: control[hard], easy: control[easy]},
-                               contrast_estimate(effect[hard], effect[easy]),
-                               contrast_estimate(control[hard], control[easy]).mean,
-                               unconverged[(c.name, hard)] + unconverged[(c.name, easy)]))
+                pair = (hard, easy)
+                groups.append(_Group(c, f"{hard} vs {easy}", {m: effect[m] for m in pair},
+                                     {m: control[m] for m in pair}, contrast_estimate(effect[hard], effect[easy]),
+                                     contrast_estimate(control[hard], control[easy]).mean,
+                                     sum(unconverged[(c.name, m)] for m in pair), min(n_tasks[hard], n_tasks[easy])))
+        elif c.replicated:  # the interval over the trained models, each averaged over its tasks × seeds
+            stacked = [torch.stack([by_model[m].reshape(-1) for m in c.models]) for by_model in (effect, control)]
+            groups.append(_Group(c, c.label or " + ".join(c.models), effect, control, task_estimate(stacked[0]),
+                                 task_estimate(stacked[1]).mean, sum(unconverged[(c.name, m)] for m in c.models),
+                                 n_tasks[c.models[0]], len(c.models)))
         else:
-            groups += [(c, m, {m: effect[m]}, {m: control[m]}, task_estimate(effect[m]), task_estimate(control[m]).mean,
-                        unconverged[(c.name, m)]) for m in c.models]
-    p_values = [estimate.p_value(c.margin) for c, _, _, _, estimate, _, _ in groups]
+            groups += [_Group(c, m, {m: effect[m]}, {m: control[m]}, task_estimate(effect[m]),
+                              task_estimate(control[m]).mean, unconverged[(c.name, m)], n_tasks[m]) for m in c.models]
+    p_values = [g.estimate.p_value(g.claim.margin) for g in groups]
     levels = holm_levels(p_values, config.alpha)
     rows = []
-    for (c, label, vals, ctrls, estimate, control_mean, n_unconverged), p, level in zip(groups, p_values, levels):
+    for g, p, level in zip(groups, p_values, levels):
+        c, estimate = g.claim, g.estimate
         low, high = estimate.interval(level)
-        decided, reason = _verdict(c, estimate, low, high, control_mean)
-        rows.append(LedgerRow(claim=c.name, statement=c.statement, paper=c.paper, model=label, effect=c.effect,
-                              margin=c.margin, mean=estimate.mean, low=low, high=high, control=control_mean,
-                              verdict=decided, reason=reason, level=level, p_value=p, n_tasks=estimate.n_tasks,
-                              n_seeds=len(config.seeds), unconverged=n_unconverged, values=vals, controls=ctrls))
+        decided, reason = _verdict(c, estimate, low, high, g.control_mean, "model" if c.replicated else "task")
+        rows.append(LedgerRow(claim=c.name, statement=c.statement, paper=c.paper, model=g.label, effect=c.effect,
+                              margin=c.margin, mean=estimate.mean, low=low, high=high, control=g.control_mean,
+                              verdict=decided, reason=reason, level=level, p_value=p, n_tasks=g.n_tasks,
+                              n_seeds=len(config.seeds), unconverged=g.unconverged, values=g.values,
+                              controls=g.controls, n_models=g.n_models))
     return ClaimsLedger(rows=rows, config=config)
 
 
-def _verdict(claim: Claim, estimate: Estimate, low: float, high: float, control_mean: float) -> tuple[str, str]:
-    """The row's verdict: the interval against the margin, then the caveat and the control."""
-    decided, reason = verdict(low, high, claim.margin, estimate.n_tasks, zero_width=estimate.se == 0)
-    if claim.caveat:
-        return "inconclusive", claim.caveat
+@dataclass(frozen=True)
+class _Group:
+    """One row before the Holm adjustment: its effects, their estimate and what the row reports."""
+
+    claim: Claim
+    label: str
+    values: dict[str, Tensor]
+    controls: dict[str, Tensor]
+    estimate: Estimate
+    control_mean: float
+    unconverged: int
+    n_tasks: int
+    n_models: int = 1
+
+
+def _verdict(claim: Claim, estimate: Estimate, low: float, high: float, control_mean: float,
+             unit: str) -> tuple[str, str]:
+    """The row's verdict: the interval (over ``unit``: tasks, or models) against the margin, then the control."""
+    decided, reason = verdict(low, high, claim.margin, estimate.n_tasks, zero_width=estimate.se == 0, unit=unit)
     if decided == "holds" and claim.control_rule == "must_fail" and control_mean > claim.margin:
         return "inconclusive", (f"the control shows it too ({control_mean:+.3f} > {claim.margin:g}): it follows from "
                                 "the norm or the architecture, not the vector")

@@ -3,9 +3,15 @@ against task complexity.
 
 **TVP mode** (task-vector prompting): the zero-shot query, with the stream at its last position
 at layer ``l`` *replaced* by a task vector from an ICL prompt — each prompt's own state ``h^l_N``
-(``source="prompt"``, Yang et al. 2025b) or the mean state of its task over other prompts
-(``source="task_mean"``, Hendel's vanilla task vector). A layer where TVP mode reaches ICL's score
-holds the task in one vector: the vector has *formed* there.
+(``source="prompt"``, Yang et al. 2025b), the state of the same demonstrations asking about another
+input (``source="other_query"``, Hendel et al.'s dummy query) or the mean state of its task over other
+prompts (``source="task_mean"``, Hendel's vanilla task vector). A layer where TVP mode reaches ICL's
+score holds the task in one vector: the vector has *formed* there.
+
+The readings differ where it matters. A prompt's own state at a late layer may already hold *its query's
+answer*, so ``"prompt"`` reaches ICL there by construction; ``"other_query"`` carries the task without the
+answer (if the state holds the other query's answer, TVP mode falls *below* zero-shot). The studies
+(:func:`tvp_loss_comparison`, :func:`depth_vs_complexity`) measure both (``sources``), answer-free first.
 
 * :func:`tvp_by_layer` — the profile ``[n_layers]`` with ICL and zero-shot as reference lines.
 * :func:`formation_over_training` — the same profile at every evaluation of training, read from
@@ -41,6 +47,24 @@ from tvlens.training.train import read_checkpoint
 from tvlens.vectors.vanilla import query_states
 
 Source = Literal["prompt", "other_query", "task_mean"]
+#: How the studies name each reading in their profiles' labels (``"perm-mix · other query"``).
+READINGS: dict[str, str] = {"other_query": "other query", "prompt": "own prompt", "task_mean": "task mean"}
+#: The studies' readings: answer-free first, then the prompt's own (answer-carrying) state.
+STUDY_SOURCES: tuple[Source, ...] = ("other_query", "prompt")
+
+
+def _profiles(models: Mapping[str, tuple[HookedModel, Task]], sources: Sequence[str], **options: Any
+              ) -> dict[str, LayerProfile]:
+    """``{label: profile}`` of every model under every reading; with one reading the labels are the models'."""
+    sources = (sources,) if isinstance(sources, str) else tuple(sources)
+    unknown = [x for x in sources if x not in READINGS]
+    if not sources or unknown:
+        raise ValueError(f"sources={sources!r}: expected one or more of {list(READINGS)}")
+
+    def label(name: str, source: str) -> str:
+        return name if len(sources) == 1 else f"{name} · {READINGS[source]}"
+    return {label(name, source): tvp_by_layer(model, task, source=source, label=label(name, source), **options)
+            for source in sources for name, (model, task) in models.items()}
 
 
 def _formation_layer(tvp: Tensor, icl: float, zero: float, metric: str, share: float) -> int | None:
@@ -273,7 +297,8 @@ class TVPLossComparison(Records):
     """Per-layer TVP profiles of models trained without and with the TVP-loss.
 
     Attributes:
-        profiles: ``{label: LayerProfile}`` (same prompts for every model).
+        profiles: ``{label: LayerProfile}`` (same prompts for every model; ``"model · reading"`` labels when
+            several readings are measured).
         tvp_layer: the layer the TVP-loss pins the vector to (``None`` if unknown).
     """
 
@@ -292,16 +317,19 @@ def tvp_loss_comparison(
     n_prompts: int = 256,
     n_shots: int | None = None,
     seed: int = 0,
+    sources: Source | Sequence[Source] = STUDY_SOURCES,
 ) -> TVPLossComparison:
-    """TVP accuracy and ICL accuracy per layer for each model (default: zoo ``perm-mix`` vs ``perm-mix-tvp``)."""
+    """TVP accuracy and ICL accuracy per layer for each model (default: zoo ``perm-mix`` vs ``perm-mix-tvp``),
+    under each reading of ``sources`` (default: another query's state, then the prompt's own — the TVP-loss's
+    training objective, which its model meets by construction)."""
     if models is None:
         models = {name: zoo.load(name) for name in ("perm-mix", "perm-mix-tvp")}
         task = task or zoo.task("perm-mix")
         tvp_layer = zoo.spec("perm-mix-tvp").train.tvp_layer if tvp_layer is None else tvp_layer
     if task is None:
         raise ValueError("task: give the task the models were trained on")
-    profiles = {label: tvp_by_layer(model, task, n_prompts=n_prompts, n_shots=n_shots, seed=seed, label=label)
-                for label, model in models.items()}
+    profiles = _profiles({label: (model, task) for label, model in models.items()}, sources, n_prompts=n_prompts,
+                         n_shots=n_shots, seed=seed)
     return TVPLossComparison(profiles=profiles, tvp_layer=tvp_layer)
 
 
@@ -345,6 +373,7 @@ def depth_vs_complexity(
     n_shots: int | None = None,
     seed: int = 0,
     share: float = 0.5,
+    source: Source = "other_query",
 ) -> ComplexityResult:
     """Where the vector forms, per task of rising complexity (default: the zoo's permutation ladder).
 
@@ -352,6 +381,7 @@ def depth_vs_complexity(
         models: ``{label: (model, task)}``, same-shaped models, easiest task first.
         complexity: ``{label: number}`` ordering the tasks (default: their position in ``models``).
         share: a layer has *formed* the vector when its TVP gain reaches this share of ICL's.
+        source: the TVP reading (default: another query's state, answer-free; ``"prompt"``: the prompt's own).
     """
     if models is None:
         models = {name: (zoo.load(name), zoo.task(name)) for name in COMPLEXITY_LADDER}
@@ -364,8 +394,7 @@ def depth_vs_complexity(
     missing = [label for label in models if label not in complexity]
     if missing:
         raise ValueError(f"complexity: no value for {missing}")
-    profiles = {label: tvp_by_layer(model, task, n_prompts=n_prompts, n_shots=n_shots, seed=seed, label=label)
-                for label, (model, task) in models.items()}
+    profiles = _profiles(models, (source,), n_prompts=n_prompts, n_shots=n_shots, seed=seed)
     return ComplexityResult(profiles=profiles, complexity=complexity, share=share)
 
 

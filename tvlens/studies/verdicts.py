@@ -133,18 +133,19 @@ def holm_levels(p_values: Sequence[float], alpha: float = ALPHA) -> list[float]:
 
 
 def verdict(low: float, high: float, margin: float, n_tasks: int = MIN_TASKS,
-            zero_width: bool = False) -> tuple[str, str]:
+            zero_width: bool = False, unit: str = "task") -> tuple[str, str]:
     """``(verdict, reason)`` for an interval against the claim's ``margin``.
 
     ``holds`` when the whole interval lies above the margin, ``does not hold`` when it lies below it, else
-    ``inconclusive`` — also, whatever the interval, with fewer than :data:`MIN_TASKS` tasks or a zero-width
-    interval. The reason is empty for a decided verdict."""
+    ``inconclusive`` — also, whatever the interval, with fewer than :data:`MIN_TASKS` of the ``unit``
+    the interval is over (``n_tasks`` tasks, or trained models) or a zero-width interval. The reason is empty for
+    a decided verdict."""
     if any(math.isnan(x) for x in (low, high, margin)):
         raise ValueError(f"verdict: NaN in the interval [{low}, {high}] or the margin {margin}")
     if n_tasks < MIN_TASKS:
-        return "inconclusive", f"fewer than {MIN_TASKS} tasks ({n_tasks})"
+        return "inconclusive", f"fewer than {MIN_TASKS} {unit}s ({n_tasks})"
     if zero_width or low == high:
-        return "inconclusive", "zero-width interval: every task gave the same value"
+        return "inconclusive", f"zero-width interval: every {unit} gave the same value"
     if low > margin:
         return "holds", ""
     if high < margin:

@@ -25,9 +25,21 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from tvlens._checks import check_int
 from tvlens.tasks.metric import Metric, metric_for
 
 TaskKind = Literal["symbolic", "regression"]
+
+
+#: Where a vector is injected: the zero-shot query (TVP mode) or the ICL prompt itself.
+BASES: tuple[str, ...] = ("zero_shot", "icl")
+
+
+def check_base(base: object) -> str:
+    """``base`` if it is one of :data:`BASES`, else a one-line ``ValueError``."""
+    if base not in BASES:
+        raise ValueError(f"base={base!r}: expected 'zero_shot' or 'icl'")
+    return base  # type: ignore[return-value]
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,6 +96,40 @@ class ICLBatch:
     def query_positions(self) -> Int[Tensor, " batch"]:
         """Position of each prompt's query answer (its last answer position)."""
         return self.answer_positions[:, -1]
+
+    def at_query(self, x: Tensor, *, copies: int = 1, dim: int = 1) -> Tensor:
+        """Each row of ``x`` at its prompt's query: ``x[i, …, query_positions[i], …]`` with the position axis
+        ``dim`` removed (``1`` for streams and logits ``[batch, pos, …]``; ``2`` for attention patterns
+        ``[batch, heads, query_pos, key_pos]``).
+
+        ``x`` may hold the batch ``copies`` times along its first axis, copy-major (as ``Tensor.repeat`` tiles
+        it): row ``c · len(self) + i`` is read at prompt ``i``'s query. This is the one place tvlens reads a
+        tensor at the queries.
+        """
+        query = self.query_positions.to(x.device).repeat(copies)
+        if x.shape[0] != query.shape[0]:
+            raise ValueError(f"x has {x.shape[0]} rows; expected {len(self)} prompts × {copies} copies")
+        if not 1 <= dim < x.ndim:
+            raise ValueError(f"dim={dim!r}: expected a position axis of x (1 … {x.ndim - 1})")
+        return x.movedim(dim, 1)[torch.arange(query.shape[0], device=x.device), query]
+
+    def view(self, base: str) -> ICLBatch:
+        """The prompts a vector is injected into: ``base="zero_shot"`` their zero-shot view (the batch itself
+        when it is a zero-shot batch), ``"icl"`` the prompts themselves.
+
+        Raises:
+            ValueError: ``base`` is neither, or the batch has demonstrations but no zero-shot view (e.g. one
+                with shuffled labels).
+        """
+        check_base(base)
+        if base == "icl":
+            return self
+        if self.zero_shot is not None:
+            return self.zero_shot
+        if self.n_shots == 0:
+            return self
+        raise ValueError(f"base='zero_shot': this {self.n_shots}-shot batch has no zero-shot view (a batch with "
+                         "shuffled labels has none); pass the batch task.sample made, or base='icl'")
 
     def select(self, rows: slice | Tensor) -> ICLBatch:
         """The sub-batch of the given rows (and the same rows of its zero-shot view)."""
@@ -223,11 +269,9 @@ class Task(ABC):
                 (:class:`~tvlens.tasks.Splits` passes one per split). Ignored by families that draw
                 fresh content for every prompt.
         """
-        if not isinstance(n_prompts, int) or isinstance(n_prompts, bool) or n_prompts < 1:
-            raise ValueError(f"n_prompts={n_prompts!r}: expected an int >= 1")
+        check_int("n_prompts", n_prompts, 1)
         n_shots = self.default_n_shots if n_shots is None else n_shots
-        if not isinstance(n_shots, int) or isinstance(n_shots, bool) or n_shots < 0:
-            raise ValueError(f"n_shots={n_shots!r}: expected an int >= 0")
+        check_int("n_shots", n_shots, 0)
         max_shots = self.max_shots()
         if max_shots is not None and n_shots > max_shots:
             raise ValueError(f"n_shots={n_shots} is too many for {self!r}; expected n_shots <= {max_shots}")
@@ -309,8 +353,7 @@ class Task(ABC):
         """
         if not dataclasses.is_dataclass(self) or "fixed" not in {f.name for f in dataclasses.fields(self)}:
             raise TypeError(f"{type(self).__name__} cannot be restricted to a single task")
-        if not isinstance(which, int) or isinstance(which, bool) or which < 0:
-            raise ValueError(f"which={which!r}: expected an int >= 0")
+        check_int("which", which, 0)
         if self.n_tasks is not None and which >= self.n_tasks:
             n = self.n_tasks
             raise ValueError(f"which={which}: the family has {n} tasks; expected 0 <= which < {n}")

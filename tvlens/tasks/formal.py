@@ -32,6 +32,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from tvlens._checks import check_int
 from tvlens.tasks.base import ICLBatch, Task, register_task
 
 
@@ -48,10 +49,8 @@ class SequenceTask(Task):
     fixed: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.n_symbols, int) or self.n_symbols < 2:
-            raise ValueError(f"n_symbols={self.n_symbols!r}: expected an int >= 2")
-        if not isinstance(self.n_processes, int) or self.n_processes < 1:
-            raise ValueError(f"n_processes={self.n_processes!r}: expected an int >= 1")
+        check_int("n_symbols", self.n_symbols, 2)
+        check_int("n_processes", self.n_processes, 1)
 
     @property
     def bos(self) -> int:

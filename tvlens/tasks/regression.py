@@ -28,6 +28,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from tvlens._checks import check_int
 from tvlens.tasks.base import ICLBatch, Task, register_task
 
 _X_DISTRIBUTIONS = ("gaussian", "skewed")
@@ -55,8 +56,7 @@ class RegressionTask(Task):
     fixed: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.d_input, int) or self.d_input < 1:
-            raise ValueError(f"d_input={self.d_input!r}: expected an int >= 1")
+        check_int("d_input", self.d_input, 1)
         if self.x_distribution not in _X_DISTRIBUTIONS:
             raise ValueError(f"x_distribution={self.x_distribution!r}: expected one of {_X_DISTRIBUTIONS}")
         if not self.noise_std >= 0:

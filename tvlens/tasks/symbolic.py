@@ -26,6 +26,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from tvlens._checks import check_int
 from tvlens.tasks.base import ContentBlock, ICLBatch, Task, register_task
 
 
@@ -50,8 +51,7 @@ class SymbolicTask(Task):
     fixed: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.n_symbols, int) or self.n_symbols < 2:
-            raise ValueError(f"n_symbols={self.n_symbols!r}: expected an int >= 2")
+        check_int("n_symbols", self.n_symbols, 2)
 
     # -- vocabulary -------------------------------------------------------------
     @property
@@ -179,8 +179,7 @@ class PermutationMixture(SymbolicTask):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.n_perms, int) or self.n_perms < 1:
-            raise ValueError(f"n_perms={self.n_perms!r}: expected an int >= 1")
+        check_int("n_perms", self.n_perms, 1)
         gen = torch.Generator().manual_seed(self.seed)
         perms = torch.stack([torch.randperm(self.n_symbols, generator=gen) for _ in range(self.n_perms)])
         object.__setattr__(self, "_perms", perms)
@@ -235,8 +234,7 @@ class ModularAffine(SymbolicTask):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.n_maps, int) or self.n_maps < 1:
-            raise ValueError(f"n_maps={self.n_maps!r}: expected an int >= 1")
+        check_int("n_maps", self.n_maps, 1)
         gen = torch.Generator().manual_seed(self.seed)
         a = torch.randint(1, self.n_symbols, (self.n_maps,), generator=gen)
         b = torch.randint(0, self.n_symbols, (self.n_maps,), generator=gen)

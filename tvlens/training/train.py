@@ -38,6 +38,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from tvlens._checks import check_int
 from tvlens._config import Config
 from tvlens._io import atomic_write, first_line, safe_torch_load
 from tvlens._records import Records
@@ -91,13 +92,9 @@ class TrainConfig(Config):
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"TrainConfig.{name}={value!r}: expected an int >= 1")
+            check_int(f"TrainConfig.{name}", getattr(self, name), 1)
         for name in ("eval_every", "checkpoint_every", "warmup_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"TrainConfig.{name}={value!r}: expected an int >= 0")
+            check_int(f"TrainConfig.{name}", getattr(self, name), 0)
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < math.inf:
             raise ValueError(f"TrainConfig.lr={self.lr!r}: expected a finite positive number")
         if self.tvp_weight < 0:
@@ -160,7 +157,7 @@ def tvp_by_layer(model: HookedModel, batch: ICLBatch, source: ICLBatch | None = 
         _, cache = model.run_with_cache(source.inputs, names, attention_mask=source.attention_mask)
     scores = []
     for layer, name in enumerate(names):
-        vector = cache[name][torch.arange(len(source)), source.query_positions]
+        vector = source.at_query(cache[name])
         scores.append(score_batch(model, batch.zero_shot, [Intervention(vector, layer=layer, mode="replace")]))
     return scores
 
@@ -226,7 +223,7 @@ class Trainer:
         name = model.hook_name(cfg.tvp_layer, "resid_pre")
         logits, cache = model.run_with_cache(batch.inputs, [name], attention_mask=batch.attention_mask)
         icl = answer_loss(model, logits, batch)
-        vector = cache[name][torch.arange(len(batch)), batch.query_positions]
+        vector = batch.at_query(cache[name])
         if cfg.tvp_detach:
             vector = vector.detach()
         if batch.zero_shot is None:

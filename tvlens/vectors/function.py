@@ -63,8 +63,7 @@ def mean_head_outputs(
 def _answer_score(model: HookedModel, logits: Tensor, batch: ICLBatch, repeat: int) -> Tensor:
     """Per-row score of the query answer (:meth:`tvlens.tasks.Metric.answer_score`: the answer's probability,
     or −squared error for regression)."""
-    rows = torch.arange(logits.shape[0])
-    query = logits[rows, batch.query_positions.repeat(repeat)]
+    query = batch.at_query(logits, copies=repeat)
     return batch.metric.answer_score(query, batch.targets.repeat(repeat))
 
 

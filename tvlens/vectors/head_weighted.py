@@ -170,7 +170,7 @@ def head_weighted_task_vector(
     if align_weight > 0:
         for split, full in (("train", train_full), ("val", val_full)):
             _, resid = model.final_residual(full.inputs, attention_mask=full.attention_mask)
-            icl_final[split] = resid[torch.arange(len(full)), full.query_positions].detach()
+            icl_final[split] = full.at_query(resid).detach()
 
     def loss_of(split: str, rows: Tensor) -> Tensor:
         batch = train if split == "train" else val

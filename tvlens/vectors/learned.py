@@ -25,12 +25,13 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from tvlens._checks import check_int
 from tvlens._config import Config
 from tvlens._records import Records
 from tvlens.evaluate import EvalResult, evaluate
 from tvlens.models.engine import QueryEngine, StreamEdit
 from tvlens.models.hooked import HookedModel
-from tvlens.tasks.base import ICLBatch, Task
+from tvlens.tasks.base import ICLBatch, Task, check_base
 from tvlens.tasks.splits import Splits
 from tvlens.vectors.task_vector import Site, TaskVector
 
@@ -69,9 +70,7 @@ class LearnConfig(Config):
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "n_train", "n_val", "patience"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"LearnConfig.{name}={value!r}: expected an int >= 1")
+            check_int(f"LearnConfig.{name}", getattr(self, name), 1)
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < math.inf:
             raise ValueError(f"LearnConfig.lr={self.lr!r}: expected a finite positive number")
         if self.loss not in ("auto", "ce", "mse", "huber"):
@@ -215,8 +214,7 @@ def learn_task_vector(
     Returns:
         The vector (``mode="add"``) and a :class:`LearnResult`.
     """
-    if base not in ("zero_shot", "icl"):
-        raise ValueError(f"base={base!r}: expected 'zero_shot' or 'icl'")
+    check_base(base)
     config = dataclasses.replace(config or LearnConfig(), **overrides)
     sites = _site_list(model, layer, positions)
 
@@ -224,7 +222,7 @@ def learn_task_vector(
 
     def prompts(n: int, split: str) -> tuple[ICLBatch, ICLBatch]:
         batch = splits.sample(task, split, n, n_shots)
-        return batch, (batch.zero_shot if base == "zero_shot" else batch)
+        return batch, batch.view(base)
 
     train_full, train = prompts(config.n_train, "train")
     val_full, val = prompts(config.n_val, "dev")

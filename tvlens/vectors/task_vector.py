@@ -32,6 +32,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from tvlens._checks import check_int
 from tvlens._io import atomic_write, first_line
 from tvlens._version import __version__
 from tvlens.inject import Intervention, inject
@@ -78,8 +79,7 @@ class Site:
     positions: PositionSpec = "last"
 
     def __post_init__(self) -> None:
-        if isinstance(self.layer, bool) or not isinstance(self.layer, int) or self.layer < 0:
-            raise ValueError(f"Site.layer={self.layer!r}: expected an int >= 0")
+        check_int("Site.layer", self.layer, 0)
         if self.hook not in BLOCK_HOOKS:
             raise ValueError(f"Site.hook={self.hook!r}: expected one of {list(BLOCK_HOOKS)}")
         object.__setattr__(self, "positions", check_position_spec(self.positions))

@@ -29,6 +29,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from tvlens._checks import check_int
 from tvlens._records import Records
 from tvlens.evaluate import EvalResult, evaluate
 from tvlens.inject import Intervention
@@ -56,9 +57,8 @@ def query_states(
         chunk = batch.select(slice(start, start + batch_size))
         with torch.no_grad():
             _, cache = model.run_with_cache(chunk.inputs, names, attention_mask=chunk.attention_mask)
-        rows = torch.arange(len(chunk))
-        at = chunk.query_positions if position == "last" else torch.full((len(chunk),), int(position))
-        out.append(torch.stack([cache[n][rows, at] for n in names]))
+        out.append(torch.stack([chunk.at_query(cache[n]) if position == "last" else cache[n][:, int(position)]
+                                for n in names]))
     return torch.cat(out, 1)
 
 
@@ -174,8 +174,7 @@ def hendel_states(
     if not isinstance(task, TextTasks) or batch.examples is None:
         raise ValueError("procedure='hendel' needs text tasks (TextTasks) whose prompts remember their word pairs; "
                          f"got {type(task).__name__}")
-    if not isinstance(n_dummy, int) or n_dummy < 1:
-        raise ValueError(f"n_dummy={n_dummy!r}: expected an int >= 1")
+    check_int("n_dummy", n_dummy, 1)
     examples = hendel_dummy_examples(task, batch, n_dummy=n_dummy, seed=seed)
     dummy = task.build(examples, batch.task_ids.repeat_interleave(n_dummy), batch.n_shots)
     states = query_states(model, dummy, layers, hook="resid_post")  # [n_layers, batch · n_dummy, d]
