@@ -182,8 +182,7 @@ class SparseLinearRegression(RegressionTask):
         mask = torch.zeros(n, self.d_input).scatter_(1, keep, 1.0)
         return {"w": w * mask}
 
-    def apply(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
-        return torch.einsum("bmd,bd->bm", x, params["w"])
+    apply = LinearRegression.apply  # the same map; only the draw of w differs
 
 
 @register_task
