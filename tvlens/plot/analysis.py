@@ -11,6 +11,7 @@ from plotly.subplots import make_subplots
 from tvlens.analysis.dynamics import DynamicsResult, InjectionLayerMaps
 from tvlens.analysis.ov import OVResult
 from tvlens.plot.style import color, layout, name
+from tvlens.tasks.metric import metric_named
 
 
 def reinjection_figure(result: OVResult, title: str = "Re-injecting the OV and MLP paths in place of θ") -> go.Figure:
@@ -23,7 +24,7 @@ def reinjection_figure(result: OVResult, title: str = "Re-injecting the OV and M
     fig = go.Figure(go.Bar(x=[name(k) for k in keys], y=[v.mean for v in values],
                            error_y={"type": "data", "array": [v.stderr for v in values]},
                            marker_color=[color(k) for k in keys], hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
-    metric = values[0].metric.replace("mse_per_dim", "squared error / D")
+    metric = metric_named(values[0].metric).label
     return layout(fig, f"{title} (θ_OV recovers {result.ov_share:.0%} of θ's gain)", "", metric)
 
 

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from tvlens.analysis.heads import KeyHeadResult
 from tvlens.plot.style import color, layout
+from tvlens.tasks.metric import metric_named
 
 
 def head_heatmap(values: Float[Tensor, "n_layers n_heads"], title: str, value_name: str = "value",
@@ -40,7 +41,7 @@ def head_heatmap(values: Float[Tensor, "n_layers n_heads"], title: str, value_na
 def key_vs_random_figure(result: KeyHeadResult, title: str = "Ablating key heads vs random heads") -> go.Figure:
     """Bars: injected, key heads ablated, random heads ablated (mean ± standard error), zero-shot; dots:
     every random draw (hover lists its heads)."""
-    metric = "accuracy" if result.metric_name == "accuracy" else "squared error / D"
+    metric = metric_named(result.metric_name).label
     s = result.summary()
     bars = [("zero-shot", s["zero_shot"], s["zero_shot_stderr"], color("zero_shot")),
             ("vector injected", s["injected"], s["injected_stderr"], color("vector")),

@@ -9,10 +9,11 @@ import plotly.graph_objects as go
 
 from tvlens.plot.style import color, layout, name, rgba
 from tvlens.studies.formation import FormationTable, LayerProfile
+from tvlens.tasks.metric import metric_named
 
 
 def _metric_label(metric: str) -> str:
-    return "accuracy" if metric == "accuracy" else "squared error / D"
+    return metric_named(metric).label
 
 
 def _band(fig: go.Figure, x: Sequence[Any], mean: Sequence[float], stderr: Sequence[float], label: str, hue: str,
@@ -88,7 +89,7 @@ def formation_heatmap(table: FormationTable, title: str | None = None) -> go.Fig
             for layer in range(table.tvp.shape[1])]
     fig = go.Figure(go.Heatmap(z=z, x=[str(s) for s in steps], y=list(range(table.tvp.shape[1])), text=text,
                                hoverinfo="text", colorscale="Viridis",
-                               reversescale=table.metric != "accuracy",
+                               reversescale=not metric_named(table.metric).higher_is_better,
                                colorbar={"title": "TVP " + _metric_label(table.metric)}))
     fig.update_yaxes(tickmode="linear", tick0=0, dtick=1)  # layers are integers (no ticks at ±0.5)
     suffix = f" — {table.label}" if table.label else ""

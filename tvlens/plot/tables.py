@@ -9,6 +9,7 @@ from plotly.subplots import make_subplots
 from tvlens.plot.style import color, layout, name, rgba
 from tvlens.studies.claims import ClaimsLedger
 from tvlens.studies.table import StudyTable
+from tvlens.tasks.metric import Accuracy, SquaredError
 
 #: Colour of each verdict of the claims ledger.
 VERDICT_COLORS = {"holds": "#1b9e77", "inconclusive": "#e6ab02", "does not hold": "#d95f02"}
@@ -29,7 +30,7 @@ def regression_figure(table: StudyTable, title: str = "Regression fidelity: erro
             if not rows:
                 continue
             x = [r["n_shots"] for r in rows]
-            y = [r["mse_per_dim"] for r in rows]
+            y = [r[SquaredError.name] for r in rows]
             e = [r["stderr"] for r in rows]
             hue = color(method, i)
             fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=name(method), legendgroup=method,
@@ -45,7 +46,7 @@ def regression_figure(table: StudyTable, title: str = "Regression fidelity: erro
             fig.add_vline(x=train, line={"dash": "dot", "color": "black"}, row=1, col=col, **label)
     fig.update_yaxes(type="log")
     model = table.settings.get("model") or ""
-    return layout(fig, f"{title}{f' — {model}' if model else ''}", "demonstrations", "squared error / D")
+    return layout(fig, f"{title}{f' — {model}' if model else ''}", "demonstrations", SquaredError.label)
 
 
 def method_table_figure(table: StudyTable, title: str = "Learned vs vanilla vs function vectors") -> go.Figure:
@@ -58,7 +59,7 @@ def method_table_figure(table: StudyTable, title: str = "Learned vs vanilla vs f
         settings = list(dict.fromkeys(r["setting"] for r in rows))
         for method in ("vanilla", "function", "learned"):
             sel = [next(r for r in rows if r["setting"] == s and r["method"] == method) for s in settings]
-            fig.add_trace(go.Bar(x=settings, y=[r["accuracy"] for r in sel], name=name(method), legendgroup=method,
+            fig.add_trace(go.Bar(x=settings, y=[r[Accuracy.name] for r in sel], name=name(method), legendgroup=method,
                                  showlegend=col == 1, marker_color=color(method),
                                  error_y={"type": "data", "array": [r["stderr"] for r in sel]},
                                  hovertemplate=f"{model}, %{{x}}<br>{name(method)}: %{{y:.3f}}<extra></extra>"),
@@ -68,10 +69,10 @@ def method_table_figure(table: StudyTable, title: str = "Learned vs vanilla vs f
                    and r["method"] == key]
             if ref:
                 label = {"annotation_text": name(key)} if col == 1 else {}
-                fig.add_hline(y=ref[0]["accuracy"], line={"dash": "dot", "color": color(key)}, row=1, col=col,
+                fig.add_hline(y=ref[0][Accuracy.name], line={"dash": "dot", "color": color(key)}, row=1, col=col,
                               **label)
     fig.update_layout(barmode="group")
-    return layout(fig, title, "setting", "accuracy")
+    return layout(fig, title, "setting", Accuracy.label)
 
 
 def ledger_figure(ledger: ClaimsLedger, title: str = "Paper claims on the zoo") -> go.Figure:
