@@ -66,6 +66,14 @@ class EvalResult(Records):
     label_values: Float[Tensor, " n_prompts"] | None = None
     nll_values: Float[Tensor, " n_prompts"] | None = None
 
+    @classmethod
+    def from_scores(cls, mode: str, scored: ICLBatch, scores: dict[str, Tensor]) -> EvalResult:
+        """The result of ``mode`` from the per-prompt ``scores`` of the ``scored`` prompts (their metric's
+        value, and the label accuracy and NLL where the metric has them)."""
+        metric = scored.metric.name
+        return cls(mode=mode, metric=metric, values=scores[metric], n_shots=scored.n_shots,
+                   label_values=scores.get("label_accuracy"), nll_values=scores.get("nll"))
+
     @property
     def mean(self) -> float:
         return mean_and_stderr(self.values)[0]
@@ -131,14 +139,25 @@ def score_batch(
     """
     with torch.no_grad(), inject(model, *interventions):
         logits = model(batch.inputs.to(model.device), attention_mask=batch.attention_mask)
-    query = batch.at_query(logits).float()  # [batch, d_vocab]
+    return scores_at_query(batch, batch.at_query(logits), len(interventions))
+
+
+def scores_at_query(batch: ICLBatch, query: Float[Tensor, "batch d_vocab"], n_vectors: int = 0
+                    ) -> dict[str, Float[Tensor, " batch"]]:
+    """Per-prompt scores of ``batch`` from the logits at its queries (:meth:`tvlens.tasks.Metric.scores`).
+
+    Raises:
+        ValueError: a query's logits are not finite (``n_vectors``: how many vectors were injected, for the
+            message).
+    """
+    query = query.float()
     bad = ~torch.isfinite(query).all(-1)
     if bool(bad.any()):  # an argmax over NaN would score these prompts as plain wrong answers, silently
         raise ValueError(f"the logits at the query are NaN or inf for {int(bad.sum())} of {len(batch)} prompts "
-                         f"(model dtype {model.dtype}"
-                         + (f"; with {len(interventions)} injected vector(s): is a vector or its scale too large?)"
-                            if interventions else ")"))
-    scores = batch.metric.scores(query, batch.targets.to(logits.device), batch.d_input, batch.label_set)
+                         f"(dtype {query.dtype}"
+                         + (f"; with {n_vectors} injected vector(s): is a vector or its scale too large?)"
+                            if n_vectors else ")"))
+    scores = batch.metric.scores(query, batch.targets.to(query.device), batch.d_input, batch.label_set)
     return {key: value.cpu() for key, value in scores.items()}
 
 
@@ -205,12 +224,4 @@ def evaluate(
         chunk_interventions = [iv.select(rows) for iv in interventions]
         chunks.append(score_batch(hooked, scored.select(rows), chunk_interventions))
     scores = {key: torch.cat([c[key] for c in chunks]) for key in chunks[0]}
-    metric = scored.metric.name
-    return EvalResult(
-        mode=mode,
-        metric=metric,
-        values=scores[metric],
-        n_shots=scored.n_shots,
-        label_values=scores.get("label_accuracy"),
-        nll_values=scores.get("nll"),
-    )
+    return EvalResult.from_scores(mode, scored, scores)

@@ -253,3 +253,32 @@ def test_converged_means_patience_epochs_passed_after_the_kept_one(tiny_model, s
     _, learned = learn_task_vector(tiny_model, small_task.single(0), 1, n_shots=2, config=budget, progress=False)
     _, weighted = head_weighted_task_vector(tiny_model, small_task.single(0), n_shots=2, config=budget, progress=False)
     assert learned.converged is False and weighted.converged is False  # one epoch cannot show a stop
+
+
+def test_learn_task_vectors_equal_separate_runs(tiny_model64, small_task):
+    """Vectors of several layers trained side by side (one prefix, one batched forward per step, each with its
+    own early stopping) equal the lone runs, and their dev/test scores are the lone runs' evaluate() scores."""
+    from tvlens.vectors import learn_task_vectors
+
+    task = small_task.single(0)
+    cfg = LearnConfig(epochs=4, n_train=48, n_val=32, batch_size=16, lr=0.05, patience=1)
+    together = learn_task_vectors(tiny_model64, task, [0, 2, 1], n_shots=3, config=cfg, progress=False)
+    assert list(together) == [0, 2, 1]
+    stops = set()
+    for layer, (tv, result) in together.items():
+        alone_tv, alone = learn_task_vector(tiny_model64, task, layer, n_shots=3, config=cfg, progress=False)
+        torch.testing.assert_close(tv.vector(), alone_tv.vector(), atol=1e-6, rtol=1e-5)
+        assert result.best_epoch == alone.best_epoch and len(result.history) == len(alone.history)
+        for a, b in zip(result.history, alone.history):
+            assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5, abs=1e-7)
+        assert result.converged == alone.converged and tv.sites == alone_tv.sites
+        # the scores the engines gave are evaluate()'s on the dev and test splits
+        dev, test = Splits(0).sample(task, "dev", 32, 3), Splits(0).sample(task, "test", 32, 3)
+        for got, batch in ((result.val, dev), (result.test, test)):
+            expected = evaluate(tiny_model64, task, "injected", tv, batch=batch, progress=False)
+            torch.testing.assert_close(got.values, expected.values)
+            torch.testing.assert_close(got.nll_values, expected.nll_values, atol=1e-4, rtol=1e-4)
+        stops.add(len(result.history))
+    assert len(stops) > 1, "the copies stopped at different epochs (each copy leaves the batch on its own)"
+    with pytest.raises(ValueError, match=r"layers=\[1, 1\]: expected distinct layers"):
+        learn_task_vectors(tiny_model64, task, [1, 1], config=cfg, progress=False)

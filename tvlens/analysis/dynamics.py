@@ -52,7 +52,7 @@ from tvlens.models.engine import QueryEngine, StreamEdit
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
 from tvlens.tasks.splits import Splits
-from tvlens.vectors.learned import learn_task_vector
+from tvlens.vectors.learned import learn_task_vectors
 from tvlens.vectors.task_vector import TaskVector
 
 
@@ -519,10 +519,11 @@ def injection_layer_maps(
     batch = Splits(seed).sample(task, "shared", n_prompts, n_shots)
     basis, final = _label_basis(model, task), model.n_layers
     maps, injected = [], []
+    missing = [k for k in layers if k not in vectors]
+    if missing:  # learned side by side: one prefix per split for all of them
+        options = {"n_shots": n_shots, "seed": seed, "progress": False, **(learn or {})}
+        vectors.update({k: tv for k, (tv, _) in learn_task_vectors(model, task, missing, **options).items()})
     for layer in tqdm(layers, desc="maps by injection layer", disable=not progress, leave=False, delay=0.5):
-        if layer not in vectors:
-            options = {"n_shots": n_shots, "seed": seed, "progress": False, **(learn or {})}
-            vectors[layer], _ = learn_task_vector(model, task, layer, **options)
         theta, site = single_site(model, vectors[layer], "injection_layer_maps")
         if site.layer != layer:
             raise ValueError(f"vectors[{layer}] sits at layer {site.layer}; expected layer {layer}")

@@ -70,7 +70,7 @@ from tvlens.studies.verdicts import (
 )
 from tvlens.tasks.splits import Splits
 from tvlens.vectors.function import default_top_k, function_vector
-from tvlens.vectors.learned import learn_task_vector
+from tvlens.vectors.learned import learn_task_vectors
 from tvlens.vectors.task_vector import TaskVector
 from tvlens.vectors.vanilla import vanilla_task_vector
 from tvlens.zoo.specs import ARM_REPLICATES, PERM_TVP_LAYER, arm_names
@@ -196,12 +196,26 @@ class Unit:
         return self._learn(layer, positions, base)[0]
 
     def _learn(self, layer: int, positions: Any = "last", base: str = "zero_shot") -> tuple[TaskVector, Any]:
-        key = ("ltv", layer, positions, base)
-        self.touched.add(key)
-        shots = self.config.n_shots if base == "zero_shot" else FEW_SHOTS
-        return self.memo(key, lambda: learn_task_vector(
-            self.model, self.task, layer, positions=positions, base=base, n_shots=shots, lr=self.config.lr,
-            epochs=self.config.epochs, patience=self.config.patience, seed=self.seed, progress=False))
+        return self._learn_layers([layer], positions, base)[layer]
+
+    def _learn_layers(self, layers: list[int], positions: Any = "last", base: str = "zero_shot"
+                      ) -> dict[int, tuple[TaskVector, Any]]:
+        """The LTVs of ``layers`` (marked as used by the claim being measured). The claims read the last-position
+        zero-shot LTV of every layer (the layer sweep, the maps), so the first time one is asked for, all layers'
+        are trained side by side (one prefix per split); other settings train the layers asked for."""
+        def key(k: int) -> tuple[Any, ...]:
+            return ("ltv", k, positions, base)
+
+        self.touched.update(key(k) for k in layers)
+        every = positions == "last" and base == "zero_shot"
+        missing = [k for k in (range(self.model.n_layers) if every else layers) if key(k) not in self._memo]
+        if missing:
+            shots = self.config.n_shots if base == "zero_shot" else FEW_SHOTS
+            made = learn_task_vectors(self.model, self.task, missing, positions=positions, base=base, n_shots=shots,
+                                      lr=self.config.lr, epochs=self.config.epochs, patience=self.config.patience,
+                                      seed=self.seed, progress=False)
+            self._memo.update({key(k): made[k] for k in missing})
+        return {k: self._memo[key(k)] for k in layers}
 
     def unconverged(self) -> int:
         """How many of the learned vectors the current claim used stopped for lack of budget."""
@@ -209,7 +223,8 @@ class Unit:
 
     def learned_layer(self) -> int:
         """The layer whose LTV scores best on the ``dev`` split (its early-stopping score; scored on ``test``)."""
-        dev = [self._learn(k)[1].val.mean for k in range(self.model.n_layers)]
+        learned = self._learn_layers(list(range(self.model.n_layers)))
+        dev = [learned[k][1].val.mean for k in range(self.model.n_layers)]
         return self.task.metric.best(dev)
 
     def maps(self, control: bool = False) -> Any:
@@ -217,7 +232,7 @@ class Unit:
         ``control``, of random vectors of the same norms at the same layers through the same maps."""
         layers = sorted({0, self.vanilla()[1], self.model.n_layers - 1})
         # memoised lookups, also on a cached map: they mark the vectors as used by the claim being measured
-        vectors = {k: self.learned(k) for k in layers}
+        vectors = {k: tv for k, (tv, _) in self._learn_layers(layers).items()}
         if control:
             vectors = {k: self.random_like(v) for k, v in vectors.items()}
         return self.memo(("maps", control), lambda: injection_layer_maps(

@@ -3,7 +3,7 @@
 from tvlens.vectors.compare import METHODS, Comparison, compare
 from tvlens.vectors.function import FunctionVectorResult, function_vector
 from tvlens.vectors.head_weighted import HeadWeightedResult, head_weighted_task_vector
-from tvlens.vectors.learned import LearnConfig, LearnResult, learn_task_vector
+from tvlens.vectors.learned import LearnConfig, LearnResult, learn_task_vector, learn_task_vectors
 from tvlens.vectors.task_vector import Site, TaskVector
 from tvlens.vectors.vanilla import LayerSweep, VanillaResult, query_states, vanilla_task_vector
 
@@ -22,6 +22,7 @@ __all__ = [
     "function_vector",
     "head_weighted_task_vector",
     "learn_task_vector",
+    "learn_task_vectors",
     "query_states",
     "vanilla_task_vector",
 ]

@@ -21,7 +21,7 @@ from tvlens.tasks.metric import metric_named
 from tvlens.tasks.splits import Splits
 from tvlens.vectors.function import default_top_k, function_vector
 from tvlens.vectors.head_weighted import head_weighted_task_vector
-from tvlens.vectors.learned import LearnConfig, learn_task_vector
+from tvlens.vectors.learned import LearnConfig, learn_task_vectors
 from tvlens.vectors.task_vector import TaskVector
 from tvlens.vectors.vanilla import vanilla_task_vector
 
@@ -95,7 +95,7 @@ def compare(
                _row("icl", None, evaluate(model, task, "icl", batch=test, progress=False))]
     vectors: dict[tuple[str, int | None], TaskVector] = {}
     k = top_k or default_top_k(model)
-    fv_cache: dict[str, Any] = {}
+    fv_cache: dict[str, Any] = {}  # what several layers share: the FV's heads, the learned vectors
     for method in methods:
         if method == "head_weighted":
             tv, _ = head_weighted_task_vector(model, task, n_shots=n_shots, progress=progress, seed=seed)
@@ -113,9 +113,11 @@ def compare(
                 tv = TaskVector.single(result.vector, layer, method="function", task=task.to_dict(),
                                        fingerprint=fv_cache["tv"].fingerprint,
                                        hyperparameters={**fv_cache["tv"].hyperparameters, "layer": layer})
-            else:
-                tv, _ = learn_task_vector(model, task, layer, n_shots=n_shots, config=learn_config, progress=progress,
-                                          seed=seed)
+            else:  # every layer's vector trained side by side, the first time one is needed
+                if "learned" not in fv_cache:
+                    fv_cache["learned"] = learn_task_vectors(model, task, list(dict.fromkeys(layers)), n_shots=n_shots,
+                                                             config=learn_config, progress=progress, seed=seed)
+                tv = fv_cache["learned"][layer][0]
             vectors[(method, layer)] = tv
             records.append(_row(method, layer, evaluate(model, task, "injected", tv, batch=test, progress=False)))
     return Comparison(records=records, metric=task.metric.name, task=task.to_dict(), vectors=vectors)

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from tvlens._checks import check_int
 from tvlens._config import Config
 from tvlens._records import Records
-from tvlens.evaluate import EvalResult, evaluate
+from tvlens.evaluate import EvalResult, scores_at_query
 from tvlens.models.engine import QueryEngine, StreamEdit
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task, check_base
@@ -125,6 +125,73 @@ def _site_list(model: HookedModel, layer: int | list[int], positions: Any) -> li
     return [Site(model.check_layer(lay), "resid_pre", p) for lay in layers for p in pos_list]
 
 
+def fit_early_stopping_many(
+    groups: list[list[Tensor]],
+    optimizers: list[torch.optim.Optimizer],
+    batch_losses: Callable[[Tensor, list[int]], list[Tensor]],
+    val_losses: Callable[[list[int]], list[float]],
+    n_train: int,
+    config: LearnConfig,
+    generator: torch.Generator,
+    progress: bool = True,
+    desc: str = "learn",
+) -> list[tuple[list[dict[str, Any]], int, list[Tensor]]]:
+    """Train independent parameter groups side by side, each with its own optimizer and its own early stopping.
+
+    Each epoch visits the rows in one fresh order (from ``generator``; the same for every group) in batches of
+    ``config.batch_size``. ``batch_losses(rows, active)`` returns one loss per active group (one forward for
+    all of them); their sum is back-propagated once, and since the groups share no parameter each group's
+    gradient is that of its own loss, so each group trains exactly as it would alone. After the epoch,
+    ``val_losses(active)`` is compared with each group's best so far; a group stops after ``config.patience``
+    epochs without improvement and drops out of the later forwards.
+
+    Returns:
+        Per group: the history (``{"epoch", "train_loss", "val_loss"}`` per epoch, epoch 0 = before
+        training), the best epoch, and detached copies of its parameters at that epoch.
+    """
+    n = len(groups)
+    if len(optimizers) != n or n == 0:
+        raise ValueError(f"{len(optimizers)} optimizers for {n} groups; expected one per group, at least one")
+    first = val_losses(list(range(n)))
+    histories: list[list[dict[str, Any]]] = [[{"epoch": 0, "val_loss": v}] for v in first]
+    best_loss, best_epoch, bad = list(first), [0] * n, [0] * n
+    best = [[p.detach().clone() for p in group] for group in groups]
+    active = list(range(n))
+    bar = tqdm(range(1, config.epochs + 1), desc=desc, disable=not progress, leave=False)
+    for epoch in bar:
+        order = torch.randperm(n_train, generator=generator)
+        losses: list[list[float]] = [[] for _ in active]
+        for start in range(0, n_train, config.batch_size):
+            step = batch_losses(order[start : start + config.batch_size], active)
+            for j, g in enumerate(active):
+                if not torch.isfinite(step[j].detach()).all():
+                    raise ValueError(f"{desc}: the training loss is {step[j].item()} at epoch {epoch}, step "
+                                     f"{len(losses[j]) + 1} (lr={config.lr}); training stopped — lower the "
+                                     "learning rate")
+                optimizers[g].zero_grad(set_to_none=True)
+            torch.stack(step).sum().backward()
+            for j, g in enumerate(active):
+                optimizers[g].step()
+                losses[j].append(step[j].item())
+        current = val_losses(active)
+        for j, g in enumerate(active):
+            if not math.isfinite(current[j]):
+                raise ValueError(f"{desc}: the validation loss is {current[j]} after epoch {epoch} (lr={config.lr}); "
+                                 "training stopped — lower the learning rate")
+            histories[g].append({"epoch": epoch, "train_loss": sum(losses[j]) / len(losses[j]),
+                                 "val_loss": current[j]})
+            if current[j] < best_loss[g] - 1e-6:
+                best_loss[g], best_epoch[g], bad[g] = current[j], epoch, 0
+                best[g] = [p.detach().clone() for p in groups[g]]
+            else:
+                bad[g] += 1
+        bar.set_postfix(val_loss=f"{min(current):.4f}")
+        active = [g for g in active if bad[g] < config.patience]
+        if not active:
+            break
+    return [(histories[g], best_epoch[g], best[g]) for g in range(n)]
+
+
 def fit_early_stopping(
     parameters: list[Tensor],
     optimizer: torch.optim.Optimizer,
@@ -136,47 +203,10 @@ def fit_early_stopping(
     progress: bool = True,
     desc: str = "learn",
 ) -> tuple[list[dict[str, Any]], int, list[Tensor]]:
-    """Minibatch epochs over ``n_train`` rows with early stopping on a validation loss.
-
-    Each epoch visits the rows in a fresh order (from ``generator``) in batches of
-    ``config.batch_size``; after it, ``val_loss()`` is compared with the best so far and training
-    stops after ``config.patience`` epochs without improvement.
-
-    Returns:
-        The history (``{"epoch", "train_loss", "val_loss"}`` per epoch, epoch 0 = before training),
-        the best epoch, and detached copies of ``parameters`` at that epoch.
-    """
-    history: list[dict[str, Any]] = [{"epoch": 0, "val_loss": val_loss()}]
-    best_loss, best_epoch = history[0]["val_loss"], 0
-    best = [p.detach().clone() for p in parameters]
-    bad_epochs = 0
-    bar = tqdm(range(1, config.epochs + 1), desc=desc, disable=not progress, leave=False)
-    for epoch in bar:
-        order = torch.randperm(n_train, generator=generator)
-        losses = []
-        for start in range(0, n_train, config.batch_size):
-            loss = batch_loss(order[start : start + config.batch_size])
-            if not torch.isfinite(loss.detach()).all():
-                raise ValueError(f"{desc}: the training loss is {loss.item()} at epoch {epoch}, step "
-                                 f"{len(losses) + 1} (lr={config.lr}); training stopped — lower the learning rate")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-        current = val_loss()
-        if not math.isfinite(current):
-            raise ValueError(f"{desc}: the validation loss is {current} after epoch {epoch} (lr={config.lr}); "
-                             "training stopped — lower the learning rate")
-        history.append({"epoch": epoch, "train_loss": sum(losses) / len(losses), "val_loss": current})
-        bar.set_postfix(val_loss=f"{current:.4f}")
-        if current < best_loss - 1e-6:
-            best_loss, best_epoch, bad_epochs = current, epoch, 0
-            best = [p.detach().clone() for p in parameters]
-        else:
-            bad_epochs += 1
-            if bad_epochs >= config.patience:
-                break
-    return history, best_epoch, best
+    """:func:`fit_early_stopping_many` for one group of parameters."""
+    (out,) = fit_early_stopping_many([parameters], [optimizer], lambda rows, _: [batch_loss(rows)],
+                                     lambda _: [val_loss()], n_train, config, generator, progress, desc)
+    return out
 
 
 def converged(history: list[dict[str, Any]], best_epoch: int, config: LearnConfig) -> bool:
@@ -203,7 +233,8 @@ def learn_task_vector(
     Args:
         model: the frozen model.
         task: the task.
-        layer: one layer or a list (one vector per layer and position).
+        layer: one layer or a list: one vector over all these sites, trained jointly (one vector per layer and
+            position). For *independent* vectors, one per layer, use :func:`learn_task_vectors`.
         positions: ``"last"``, an int (negative counts from the end) or a list of ints.
         base: ``"zero_shot"`` (Yang et al. 2025a's main setting) or ``"icl"`` (added to n-shot prompts).
         n_shots: demonstrations of the ICL prompts.
@@ -216,49 +247,126 @@ def learn_task_vector(
     """
     check_base(base)
     config = dataclasses.replace(config or LearnConfig(), **overrides)
-    sites = _site_list(model, layer, positions)
+    (out,) = _learn_groups(model, task, [_site_list(model, layer, positions)], base, n_shots, config, path, progress)
+    return out
 
+
+def learn_task_vectors(
+    model: HookedModel,
+    task: Task,
+    layers: list[int] | None = None,
+    positions: int | str | list[int] = "last",
+    *,
+    base: str = "zero_shot",
+    n_shots: int | None = None,
+    config: LearnConfig | None = None,
+    path: str = "auto",
+    progress: bool = True,
+    **overrides: Any,
+) -> dict[int, tuple[TaskVector, LearnResult]]:
+    """Independent learned task vectors, one per layer of ``layers`` (default: every block), trained side by side.
+
+    Each result equals ``learn_task_vector(model, task, layer, positions, …)`` with the same arguments, to float
+    tolerance: the same prompts, initial vector, minibatch order and early stopping, its own optimizer. The
+    work is shared: every split's prompts are run up to the lowest layer once (the query engine's prefix), the
+    vectors train as copies of each minibatch in one batched forward, each copy leaves the batch when its
+    ``dev`` loss stops improving, and the kept vectors are scored on ``dev`` and ``test`` by the same engines.
+
+    Returns:
+        ``{layer: (vector, result)}`` in the order of ``layers``.
+    """
+    check_base(base)
+    config = dataclasses.replace(config or LearnConfig(), **overrides)
+    layers = list(range(model.n_layers)) if layers is None else list(layers)
+    if not layers or len(set(layers)) != len(layers):
+        raise ValueError(f"layers={layers!r}: expected distinct layers, at least one")
+    groups = [_site_list(model, layer, positions) for layer in layers]
+    return dict(zip(layers, _learn_groups(model, task, groups, base, n_shots, config, path, progress)))
+
+
+def _learn_groups(
+    model: HookedModel, task: Task, groups: list[list[Site]], base: str, n_shots: int | None, config: LearnConfig,
+    path: str, progress: bool,
+) -> list[tuple[TaskVector, LearnResult]]:
+    """The one fitting routine of learned vectors: each group of sites is one vector, the groups independent.
+
+    All groups have the same number of sites, so each group starts from the same initial values a lone run
+    draws (``U(−init_scale, init_scale)`` from ``Generator(seed)``, site by site) and the minibatch order that
+    follows those draws is the same for all of them.
+    """
+    if len({len(g) for g in groups}) != 1:
+        raise ValueError("every independent vector needs the same number of sites")
     splits = Splits(config.seed)
-
-    def prompts(n: int, split: str) -> tuple[ICLBatch, ICLBatch]:
-        batch = splits.sample(task, split, n, n_shots)
-        return batch, batch.view(base)
-
-    train_full, train = prompts(config.n_train, "train")
-    val_full, val = prompts(config.n_val, "dev")
+    full = {split: splits.sample(task, name, n, n_shots) for split, name, n in
+            (("train", "train", config.n_train), ("val", "dev", config.n_val), ("test", "test", config.n_val))}
+    prompts = {split: batch.view(base) for split, batch in full.items()}
     gen = torch.Generator().manual_seed(config.seed)
-    theta = {s: ((torch.rand(model.d_model, generator=gen) * 2 - 1) * config.init_scale).to(model.dtype)
-             .to(model.device).requires_grad_(True) for s in sites}
-    optimizer = torch.optim.AdamW(list(theta.values()), lr=config.lr, weight_decay=config.weight_decay)
-    start, where = min(s.layer for s in sites), list(dict.fromkeys(s.positions for s in sites))
+    init = [((torch.rand(model.d_model, generator=gen) * 2 - 1) * config.init_scale).to(model.dtype)
+            for _ in groups[0]]
+    thetas = [{site: value.clone().to(model.device).requires_grad_(True) for site, value in zip(group, init)}
+              for group in groups]
+    optimizers = [torch.optim.AdamW(list(theta.values()), lr=config.lr, weight_decay=config.weight_decay)
+                  for theta in thetas]
+    every = [site for group in groups for site in group]
+    start, where = min(s.layer for s in every), list(dict.fromkeys(s.positions for s in every))
     engines = {split: QueryEngine(model, batch.inputs, batch.attention_mask, start=start, positions=where, path=path)
-               for split, batch in (("train", train), ("val", val))}
+               for split, batch in prompts.items()}
 
-    def forward(split: str, rows: Tensor) -> Tensor:
-        return engines[split].run([StreamEdit(s.layer, v, s.positions) for s, v in theta.items()], rows=rows)
+    def forward(split: str, rows: Tensor, active: list[int], vectors: list[dict[Site, Tensor]]) -> Tensor:
+        """Query logits ``[len(active), len(rows), d_vocab]``: copy ``j`` of the minibatch carries group
+        ``active[j]``'s vector (zeros at the sites it does not have)."""
+        if len(active) == 1:  # one vector: edits of one row, as a lone run makes them
+            edits = [StreamEdit(site.layer, v, site.positions) for site, v in vectors[active[0]].items()]
+            return engines[split].run(edits, rows=rows)[None]
+        n, edits = len(rows), []
+        for layer, position in dict.fromkeys((s.layer, s.positions) for g in active for s in vectors[g]):
+            site = Site(layer, "resid_pre", position)
+            blocks = [vectors[g][site].expand(n, -1) if site in vectors[g]
+                      else torch.zeros(n, model.d_model, dtype=model.dtype, device=model.device) for g in active]
+            edits.append(StreamEdit(layer, torch.cat(blocks), position))
+        return engines[split].run(edits, rows=rows.repeat(len(active))).view(len(active), n, -1)
 
-    def val_loss() -> float:
+    def val_losses(active: list[int]) -> list[float]:
+        totals = [0.0] * len(active)
         with torch.no_grad():
-            total = 0.0
-            for first in range(0, len(val), 256):
-                rows = torch.arange(first, min(len(val), first + 256))
-                loss = query_loss(forward("val", rows), val, rows, config.loss)
-                total += loss.item() * len(rows)
-        return total / len(val)
+            for first in range(0, len(prompts["val"]), 256):
+                rows = torch.arange(first, min(len(prompts["val"]), first + 256))
+                logits = forward("val", rows, active, thetas)
+                for j in range(len(active)):
+                    totals[j] += query_loss(logits[j], prompts["val"], rows, config.loss).item() * len(rows)
+        return [t / len(prompts["val"]) for t in totals]
 
-    sites_order = list(theta)
-    history, best_epoch, best = fit_early_stopping(
-        [theta[s] for s in sites_order], optimizer,
-        lambda rows: query_loss(forward("train", rows), train, rows, config.loss),
-        val_loss, len(train), config, gen, progress, "learn task vector",
-    )
-    best_vectors = dict(zip(sites_order, best))
-    tv = TaskVector(best_vectors, mode="add", method="learned", task=task.to_dict(), fingerprint=model.fingerprint(),
-                    hyperparameters={**config.to_dict(), "base": base, "n_shots": train_full.n_shots,
-                                     "sites": [s.to_dict() for s in sites], "path": engines["train"].path},
-                    history=history)
-    val_eval = evaluate(model, task, "injected", tv, batch=val_full, base=base, progress=False)
-    test_eval = evaluate(model, task, "injected", tv, batch=splits.sample(task, "test", config.n_val, n_shots),
-                         base=base, progress=False)
-    return tv, LearnResult(history=history, best_epoch=best_epoch, val=val_eval, test=test_eval,
-                           path=engines["train"].path, converged=converged(history, best_epoch, config))
+    def batch_losses(rows: Tensor, active: list[int]) -> list[Tensor]:
+        logits = forward("train", rows, active, thetas)
+        return [query_loss(logits[j], prompts["train"], rows, config.loss) for j in range(len(active))]
+
+    fitted = fit_early_stopping_many([list(theta.values()) for theta in thetas], optimizers, batch_losses, val_losses,
+                                     len(prompts["train"]), config, gen, progress, "learn task vector")
+    kept = [dict(zip(group, best)) for group, (_, _, best) in zip(groups, fitted)]
+    with torch.no_grad():  # the kept vectors scored by the same engines: no prompt runs through the model again
+        scores = {split: _injected_scores(prompts[split], len(groups),
+                                          lambda rows, s=split: forward(s, rows, list(range(len(groups))), kept))
+                  for split in ("val", "test")}
+    out = []
+    for g, (group, (history, best_epoch, _)) in enumerate(zip(groups, fitted)):
+        tv = TaskVector(kept[g], mode="add", method="learned", task=task.to_dict(), fingerprint=model.fingerprint(),
+                        hyperparameters={**config.to_dict(), "base": base, "n_shots": full["train"].n_shots,
+                                         "sites": [s.to_dict() for s in group], "path": engines["train"].path},
+                        history=history)
+        result = LearnResult(history=history, best_epoch=best_epoch, val=scores["val"][g], test=scores["test"][g],
+                             path=engines["train"].path, converged=converged(history, best_epoch, config))
+        out.append((tv, result))
+    return out
+
+
+def _injected_scores(batch: ICLBatch, n_groups: int, run: Callable[[Tensor], Tensor]) -> list[EvalResult]:
+    """Per group, the ``"injected"`` :class:`~tvlens.evaluate.EvalResult` of ``batch`` from ``run(rows)``, the query
+    logits ``[n_groups, rows, d_vocab]`` of 256 prompts at a time."""
+    chunks: list[list[dict[str, Tensor]]] = [[] for _ in range(n_groups)]
+    for first in range(0, len(batch), 256):
+        rows = torch.arange(first, min(len(batch), first + 256))
+        logits, part = run(rows), batch.select(rows)
+        for g in range(n_groups):
+            chunks[g].append(scores_at_query(part, logits[g]))
+    return [EvalResult.from_scores("injected", batch, {k: torch.cat([c[k] for c in parts]) for k in parts[0]})
+            for parts in chunks]
