@@ -5,8 +5,9 @@
 2. **Average indirect effect (AIE).** Corrupt prompts by shuffling their labels. For each head,
    patch its query-position output with ``ā^l_k`` and measure how much the answer improves:
    ``AIE(l,k) = mean_i [ p(y_q | patched_i) − p(y_q | corrupted_i) ]`` (for regression the drop
-   of the squared error). All heads of a layer are patched in **one** batched forward: the
-   corrupted prompts are tiled ``H`` times and row group ``k`` patches head ``k``.
+   of the squared error). The patch touches the query column only, so the corrupted prompts'
+   other columns run once (the query engine's prefix) and each layer's ``H`` patches run as ``H``
+   copies of the query column alone: copy ``k`` patches head ``k``.
 3. **Function vector.** ``FV = Σ_{(l,k) ∈ top-k by AIE} ā^l_k``, added at one layer (≈ L/3 in
    Todd; or swept on a dev split) at the last position.
 
@@ -30,6 +31,7 @@ from tqdm.auto import tqdm
 
 from tvlens._records import Records, head_records
 from tvlens.evaluate import evaluate
+from tvlens.models.engine import QueryEngine
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
 from tvlens.tasks.splits import Splits
@@ -60,37 +62,38 @@ def mean_head_outputs(
     return z_mean, project_heads(model, z_mean)
 
 
-def _answer_score(model: HookedModel, logits: Tensor, batch: ICLBatch, repeat: int) -> Tensor:
-    """Per-row score of the query answer (:meth:`tvlens.tasks.Metric.answer_score`: the answer's probability,
-    or −squared error for regression)."""
-    query = batch.at_query(logits, copies=repeat)
-    return batch.metric.answer_score(query, batch.targets.repeat(repeat))
+def _answer_score(query: Tensor, batch: ICLBatch, repeat: int) -> Tensor:
+    """Per-row score of the query answer from the logits at the queries ``[rows, d_vocab]``
+    (:meth:`tvlens.tasks.Metric.answer_score`: the answer's probability, or −squared error for regression)."""
+    return batch.metric.answer_score(query, batch.targets.to(query.device).repeat(repeat))
 
 
 def average_indirect_effect(
-    model: HookedModel, corrupted: ICLBatch, z_mean: Float[Tensor, "n_layers n_heads d_head"], progress: bool = False
+    model: HookedModel, corrupted: ICLBatch, z_mean: Float[Tensor, "n_layers n_heads d_head"], progress: bool = False,
+    path: str = "auto",
 ) -> Float[Tensor, "n_layers n_heads"]:
     """AIE of every head: the rise of the answer's score when its query-position ``z`` is set to ``z̄``.
 
-    One forward per layer: the corrupted prompts are tiled ``n_heads`` times, row group ``k`` patches head ``k``.
+    The patch changes the query column only, so everything before it is the same for every head: the
+    corrupted prompts' columns before the query are run once (the query engine's prefix, ``path``), and each
+    layer's ``n_heads`` patches run as copies of the query column alone — copy ``k`` patches head ``k``.
     """
     n, heads = len(corrupted), model.n_heads
-    tiled = corrupted.inputs.repeat(heads, *([1] * (corrupted.inputs.ndim - 1)))
-    mask = None if corrupted.attention_mask is None else corrupted.attention_mask.repeat(heads, 1)
-    query_pos = corrupted.query_positions.repeat(heads)
-    group = torch.arange(heads).repeat_interleave(n)  # head patched in each row
+    group = torch.arange(heads).repeat_interleave(n)  # the head patched in each row (copy-major)
     rows = torch.arange(heads * n)
+    engine = QueryEngine(model, corrupted.inputs, corrupted.attention_mask, start=0, path=path)
     with torch.no_grad():
-        base = _answer_score(model, model(corrupted.inputs, attention_mask=corrupted.attention_mask), corrupted, 1)
+        base = _answer_score(engine.run([]), corrupted, 1)
         aie = torch.zeros(model.n_layers, heads, dtype=base.dtype)
         for layer in tqdm(range(model.n_layers), desc="AIE per layer", disable=not progress, leave=False, delay=0.5):
-            def patch(z: Tensor, hook: Any, layer: int = layer) -> Tensor:
+            def patch(at: int, z: Tensor, layer: int = layer) -> Tensor:  # z: the query's [rows, heads, d_head]
+                if at != layer:
+                    return z
                 z = z.clone()
-                z[rows, query_pos, group] = z_mean[layer, group].to(z.dtype)
+                z[rows, group] = z_mean[layer, group].to(z.device, z.dtype)
                 return z
 
-            logits = model(tiled, attention_mask=mask, hooks=[(model.hook_name(layer, "attn.hook_z"), patch)])
-            patched = _answer_score(model, logits, corrupted, heads)
+            patched = _answer_score(engine.run([], copies=heads, z_edit=patch), corrupted, heads)
             aie[layer] = (patched - base.repeat(heads)).reshape(heads, n).mean(1)
     return aie
 
