@@ -131,6 +131,23 @@ def test_an_unverified_architecture_runs_the_full_path_and_says_why(tiny_model):
     assert tiny_model.capabilities.cached_suffix and tiny_model.capabilities.reason == ""
 
 
+def test_the_family_table_is_the_one_home_of_family_facts():
+    """Every family the engine is checked on is one Family entry, found by model type and by architecture; a
+    duplicate is refused; a family's refused config flag sends the model to the full path with the reason."""
+    from tvlens.models.capabilities import FAMILIES, VERIFIED_ARCHITECTURES, Family, family_of, register_family
+
+    assert {name for name in FAMILIES} == {"gpt2", "gpt_neox", "llama", "mistral", "qwen2", "gemma", "gemma2",
+                                           "gptj", "phi"}
+    assert VERIFIED_ARCHITECTURES == {name: f.architecture for name, f in FAMILIES.items()}
+    assert family_of("GPTJForCausalLM") is FAMILIES["gptj"] and family_of("BloomForCausalLM") is None
+    with pytest.raises(ValueError, match=r"family 'gptj' \(GPTJForCausalLM\): already registered as 'gptj'"):
+        register_family(Family("gptj", "GPTJForCausalLM"))
+    with pytest.raises(ValueError, match="Family.parallel_norm='both'"):
+        Family("x", "XForCausalLM", parallel_norm="both")
+    assert (FAMILIES["gptj"].parallel_norm, FAMILIES["phi"].parallel_norm, FAMILIES["gpt_neox"].parallel_norm) == \
+        ("shared", "shared", "own")
+
+
 # ----------------------------------------------------------------------------- every architecture family
 @pytest.fixture(scope="module")
 def tokenizer():
@@ -169,6 +186,10 @@ def test_family_is_cached_and_reads_its_architecture(family):
     assert caps.positional == ("standard" if name == "gpt2" else "rotary")
     if name in ("neox", "gptj", "phi"):  # partial rotary: a quarter (NeoX), rotary_dim (GPT-J), half (Phi)
         assert caps.rotary_dim == {"neox": 4, "gptj": 8, "phi": 8}[name]
+        assert caps.parallel_norm == ("own" if name == "neox" else "shared")
+    assert caps.rotary_interleaved == (name == "gptj") and caps.norm_offset == (1.0 if "gemma" in name else 0.0)
+    assert caps.sandwich_norms == (("post_attention_layernorm", "post_feedforward_layernorm") if name == "gemma2"
+                                   else None)
 
 
 @pytest.mark.parametrize("position", ["last", 1])

@@ -12,8 +12,14 @@ TransformerLens config. :class:`Capabilities` is the one place that does this: n
 ``cached_suffix`` says whether :class:`tvlens.models.engine.QueryEngine` may run prompts on its
 cached path for this model; ``reason`` says why not when it may not. The cached path is allowed
 for the architecture families whose equality with the full forward the test-suite checks
-(:data:`VERIFIED_ARCHITECTURES`) and for tvlens' own from-scratch models; anything else runs the
-full forward — correct, only slower.
+(:data:`FAMILIES`) and for tvlens' own from-scratch models; anything else runs the full forward —
+correct, only slower.
+
+**One table of families.** What an architecture family needs beyond TransformerLens' config — rotary
+pairing, a norm offset, sandwich norms, an attention scale or soft caps read from the Hugging Face
+config, which norm a parallel block's MLP reads, the config flags the cached block does not implement
+— is one :class:`Family` entry in :data:`FAMILIES`. Adding a family is that entry plus one test
+fixture (docs/architectures.md).
 """
 
 from __future__ import annotations
@@ -21,18 +27,80 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-#: Hugging Face architectures whose cached suffix is checked against the full forward in the tests.
-VERIFIED_ARCHITECTURES = {
-    "gpt2": "GPT2LMHeadModel",
-    "gpt_neox": "GPTNeoXForCausalLM",
-    "llama": "LlamaForCausalLM",
-    "mistral": "MistralForCausalLM",
-    "qwen2": "Qwen2ForCausalLM",
-    "gemma": "GemmaForCausalLM",
-    "gemma2": "Gemma2ForCausalLM",
-    "gptj": "GPTJForCausalLM",
-    "phi": "PhiForCausalLM",
-}
+
+@dataclass(frozen=True)
+class Family:
+    """One Hugging Face architecture family whose cached path the tests check against the full forward.
+
+    Attributes:
+        model_type: the Hugging Face ``config.model_type`` (``"gpt_neox"``).
+        architecture: its ``*ForCausalLM`` class name (TransformerLens' ``original_architecture``).
+        rotary_interleaved: rotary turns adjacent pairs (GPT-J) instead of the two halves of a head.
+        norm_offset: added to every norm weight before use (Gemma's RMSNorm scales by ``1 + w``).
+        sandwich_norms: the Hugging Face module names of the norms after attention and after the MLP
+            (Gemma-2), read there when a 4.x bridge keeps them in the Hugging Face modules.
+        attn_scale_key: the Hugging Face config key whose square root divides the attention scores.
+        soft_cap_keys: the Hugging Face config keys of the attention-score and the output-logit soft caps.
+        parallel_norm: in a parallel block, the norm the MLP reads: ``"own"`` (its own, GPT-NeoX) or
+            ``"shared"`` (the attention's, GPT-J and Phi).
+        refuse: ``(config flag, reason)``: a Hugging Face config flag that, when set, the cached block does
+            not implement (the model then runs the full forward and says why).
+    """
+
+    model_type: str
+    architecture: str
+    rotary_interleaved: bool = False
+    norm_offset: float = 0.0
+    sandwich_norms: tuple[str, str] | None = None
+    attn_scale_key: str | None = None
+    soft_cap_keys: tuple[str | None, str | None] = (None, None)
+    parallel_norm: str = "own"
+    refuse: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.parallel_norm not in ("own", "shared"):
+            raise ValueError(f"Family.parallel_norm={self.parallel_norm!r}: expected 'own' or 'shared'")
+
+
+#: Every family whose cached path the tests check, by ``model_type`` (:func:`register_family` adds one).
+FAMILIES: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> Family:
+    """Add ``family`` to :data:`FAMILIES`; a second family with the same model type or architecture is refused."""
+    clash = [f for f in FAMILIES.values()
+             if f.model_type == family.model_type or f.architecture == family.architecture]
+    if clash:
+        raise ValueError(f"family {family.model_type!r} ({family.architecture}): already registered as "
+                         f"{clash[0].model_type!r} ({clash[0].architecture})")
+    FAMILIES[family.model_type] = family
+    return family
+
+
+for _family in (
+    Family("gpt2", "GPT2LMHeadModel"),
+    Family("gpt_neox", "GPTNeoXForCausalLM"),
+    Family("llama", "LlamaForCausalLM"),
+    Family("mistral", "MistralForCausalLM"),
+    Family("qwen2", "Qwen2ForCausalLM"),
+    Family("gemma", "GemmaForCausalLM", norm_offset=1.0),
+    Family("gemma2", "Gemma2ForCausalLM", norm_offset=1.0,
+           sandwich_norms=("post_attention_layernorm", "post_feedforward_layernorm"),
+           attn_scale_key="query_pre_attn_scalar",
+           soft_cap_keys=("attn_logit_softcapping", "final_logit_softcapping")),
+    Family("gptj", "GPTJForCausalLM", rotary_interleaved=True, parallel_norm="shared"),
+    Family("phi", "PhiForCausalLM", parallel_norm="shared", refuse=(("qk_layernorm", "Phi with qk_layernorm"),)),
+):
+    register_family(_family)
+
+#: Hugging Face architectures whose cached suffix is checked against the full forward in the tests
+#: (``model_type`` → class name; read from :data:`FAMILIES`).
+VERIFIED_ARCHITECTURES = {name: family.architecture for name, family in FAMILIES.items()}
+
+
+def family_of(architecture: str | None) -> Family | None:
+    """The :class:`Family` of a ``*ForCausalLM`` class name (``None`` for a from-scratch or unknown model)."""
+    return next((f for f in FAMILIES.values() if f.architecture == architecture), None)
 
 #: MLP non-linearities of the cached block (names as TransformerLens and Hugging Face spell them).
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "relu", "silu", "swish")
@@ -50,6 +118,7 @@ class Capabilities:
         eps: the normalisations' ε.
         norm_offset: added to every norm weight before use (Gemma's RMSNorm scales by ``1 + w``).
         post_norms: sandwich norms after attention and after the MLP (Gemma-2).
+        sandwich_norms: their Hugging Face module names, where a 4.x bridge keeps them (``None`` without).
         positional: ``"standard"`` (learned absolute), ``"rotary"`` or another TransformerLens kind.
         rotary_dim: dimensions of each head that rotary rotates (``None`` without rotary).
         rotary_base: rotary's θ base.
@@ -57,6 +126,7 @@ class Capabilities:
         n_key_value_heads: key/value heads (fewer than ``n_heads`` under grouped-query attention).
         gated_mlp: ``act(x W_gate) · (x W_in)`` MLPs (Llama, Gemma).
         parallel_attn_mlp: attention and MLP read the same block input (GPT-NeoX, GPT-J, Phi).
+        parallel_norm: the norm a parallel block's MLP reads: ``"own"`` (``ln2``) or ``"shared"`` (``ln1``).
         act_fn: the MLP non-linearity.
         attn_only: blocks without MLPs.
         attn_scale: the divisor of the attention scores (``√d_head`` unless the model says otherwise).
@@ -91,6 +161,8 @@ class Capabilities:
     architecture: str | None
     cached_suffix: bool
     reason: str
+    sandwich_norms: tuple[str, str] | None = None
+    parallel_norm: str = "own"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,6 +210,9 @@ def read_capabilities(tl_model: Any) -> Capabilities:
     problems = []
     if hf is not None:
         problems += _from_hf(hf, facts, d_head, n_layers)
+    family = family_of(facts["architecture"])
+    if family is not None:  # on both lines: which norm a parallel MLP reads, where sandwich norms live
+        facts["parallel_norm"], facts["sandwich_norms"] = family.parallel_norm, family.sandwich_norms
     problems += _unsupported(cfg, facts)
     return Capabilities(**facts, cached_suffix=not problems, reason="; ".join(problems))
 
@@ -150,14 +225,16 @@ def _tl_windows(cfg: Any, n_layers: int) -> tuple[int | None, ...]:
 
 
 def _from_hf(hf: Any, facts: dict[str, Any], d_head: int, n_layers: int) -> list[str]:
-    """Overwrite the facts a bridge reports only approximately with the Hugging Face config's own."""
+    """Overwrite the facts a bridge reports only approximately with the Hugging Face config's own, and its
+    family's (:data:`FAMILIES`)."""
     model_type = getattr(hf, "model_type", "")
-    facts["architecture"] = VERIFIED_ARCHITECTURES.get(model_type) or (list(getattr(hf, "architectures", None)
-                                                                           or [model_type]))[0]
+    family = FAMILIES.get(model_type)
+    facts["architecture"] = family.architecture if family else (list(getattr(hf, "architectures", None)
+                                                                     or [model_type]))[0]
     problems = []
-    if model_type not in VERIFIED_ARCHITECTURES:
+    if family is None:
         problems.append(f"the Hugging Face architecture {model_type!r} is not among those whose cached path is "
-                        f"checked ({', '.join(sorted(VERIFIED_ARCHITECTURES))})")
+                        f"checked ({', '.join(sorted(FAMILIES))})")
     if facts["positional"] == "rotary":
         rope = dict(getattr(hf, "rope_parameters", None) or {})
         if rope.get("rope_type", "default") != "default":
@@ -168,14 +245,19 @@ def _from_hf(hf: Any, facts: dict[str, Any], d_head: int, n_layers: int) -> list
         elif partial is not None:
             facts["rotary_dim"] = int(d_head * float(partial))
         facts["rotary_base"] = float(rope.get("rope_theta", getattr(hf, "rope_theta", facts["rotary_base"])))
-        facts["rotary_interleaved"] = model_type in ("gptj", "codegen")
-    if model_type in ("gemma", "gemma2"):
-        facts["norm_offset"] = 1.0
-    if model_type == "gemma2":
-        facts["post_norms"] = True
-        facts["attn_scale"] = float(hf.query_pre_attn_scalar) ** 0.5
-        facts["attn_soft_cap"] = _cap(getattr(hf, "attn_logit_softcapping", None))
-        facts["logit_soft_cap"] = _cap(getattr(hf, "final_logit_softcapping", None))
+        facts["rotary_interleaved"] = bool(family and family.rotary_interleaved)
+    if family is not None:
+        facts["norm_offset"] = family.norm_offset
+        if family.sandwich_norms:
+            facts["post_norms"] = True
+        if family.attn_scale_key:
+            facts["attn_scale"] = float(getattr(hf, family.attn_scale_key)) ** 0.5
+        attn_cap, logit_cap = family.soft_cap_keys
+        if attn_cap:
+            facts["attn_soft_cap"] = _cap(getattr(hf, attn_cap, None))
+        if logit_cap:
+            facts["logit_soft_cap"] = _cap(getattr(hf, logit_cap, None))
+        problems += [reason for flag, reason in family.refuse if getattr(hf, flag, False)]
     window = getattr(hf, "sliding_window", None) if getattr(hf, "use_sliding_window", True) else None
     kinds = getattr(hf, "layer_types", None)
     if window:
@@ -183,8 +265,6 @@ def _from_hf(hf: Any, facts: dict[str, Any], d_head: int, n_layers: int) -> list
             int(window) if kinds is None or kinds[k] == "sliding_attention" else None for k in range(n_layers))
     else:
         facts["sliding_windows"] = (None,) * n_layers
-    if model_type == "phi" and getattr(hf, "qk_layernorm", False):
-        problems.append("Phi with qk_layernorm")
     return problems
 
 
@@ -202,9 +282,10 @@ def _unsupported(cfg: Any, facts: dict[str, Any]) -> list[str]:
         problems.append("NTK-by-parts rotary")
     if getattr(cfg, "post_embedding_ln", False):
         problems.append("post-embedding LayerNorm")
-    if facts["architecture"] is not None and facts["architecture"] not in VERIFIED_ARCHITECTURES.values():
+    if facts["architecture"] is not None and family_of(facts["architecture"]) is None:
         problems.append(f"architecture {facts['architecture']!r} is not among those whose cached path is checked")
     return sorted(set(problems), key=problems.index)
 
 
-__all__ = ["ACTIVATIONS", "Capabilities", "VERIFIED_ARCHITECTURES", "read_capabilities"]
+__all__ = ["ACTIVATIONS", "FAMILIES", "VERIFIED_ARCHITECTURES", "Capabilities", "Family", "family_of",
+           "read_capabilities", "register_family"]

@@ -431,8 +431,7 @@ class _Suffix:
         if caps.attn_only:
             return x + out
         if caps.parallel_attn_mlp:
-            ln = f"{p}.ln2" if f"{p}.ln2.w" in self.w or f"{p}.ln2.b" in self.w or caps.norm in ("LNPre", "RMSPre") \
-                else f"{p}.ln1"
+            ln = f"{p}.ln1" if caps.parallel_norm == "shared" else f"{p}.ln2"
             return x + out + self._mlp(layer, self._norm(x, ln))
         x = x + out
         mlp = self._mlp(layer, self._norm(x, f"{p}.ln2"))
@@ -544,10 +543,13 @@ def _block_weights(model: HookedModel) -> dict[str, Any]:
         out[f"blocks.{layer}.o"] = (w[f"{p}.W_O"].reshape(heads * d_head, d),
                                     0 if bias_o is None else bias_o)
         if caps.post_norms:
-            for tl, hf in (("ln1_post", "post_attention_layernorm"), ("ln2_post", "post_feedforward_layernorm")):
+            for i, tl in enumerate(("ln1_post", "ln2_post")):
                 weight = w.get(f"blocks.{layer}.{tl}.w")
-                if weight is None:  # a 4.x bridge keeps Gemma-2's sandwich norms in the Hugging Face modules
-                    weight = model.hf_module(f"model.layers.{layer}.{hf}").weight.detach()
+                if weight is None:  # a 4.x bridge keeps the sandwich norms in the Hugging Face modules
+                    if caps.sandwich_norms is None:
+                        raise ValueError(f"{caps.architecture}: sandwich norms without their module names; add "
+                                         "them to its Family (tvlens.models.capabilities.FAMILIES)")
+                    weight = model.hf_module(f"model.layers.{layer}.{caps.sandwich_norms[i]}").weight.detach()
                 out[f"blocks.{layer}.{tl}.w"] = weight + caps.norm_offset
     return out
 
