@@ -1,7 +1,10 @@
-"""Cost of an injection: forward with ``inject`` vs a bare forward, same model and batch, one run.
+"""Cost of an injection: forward with ``inject`` vs a bare forward, same model and batch, one run; and the cost of
+the wrapper itself: ``HookedModel``'s forward with no edit vs the TransformerLens bridge it wraps and vs the
+Hugging Face model under that bridge.
 
-Goal (issue 4): ratio <= 1.10. Model: 4 layers, d_model 128, 4 heads; batch 64 prompts of 64 tokens;
-one vector added at layer 2, last position (and, second line, at every position of two layers).
+Goal: ratio <= 1.10 for an injection. Model: 4 layers, d_model 128, 4 heads; batch 64 prompts of 64 tokens; one
+vector added at layer 2, last position (and, second line, at every position of two layers). The wrapper: a
+tiny random GPT-2 (6 layers, d_model 384) on 32 prompts of 256 tokens, goal <= 1.05 against the bridge.
 
     python benchmarks/bench_inject.py
 """
@@ -49,6 +52,25 @@ def main() -> None:
           f"ratio {times['inject_all_2layers'] / times['bare']:.3f}")
     print(f"ratio inject_last {times['inject_last'] / times['bare']:.3f}")
     print(f"ratio inject_all_2layers {times['inject_all_2layers'] / times['bare']:.3f}")
+    wrapper()
+
+
+def wrapper() -> None:
+    """HookedModel's own forward (no edit) against the bridge it wraps and the Hugging Face model under it."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.hf_models import hf_model, train_tokenizer
+
+    tokenizer = train_tokenizer()
+    hf = hf_model("gpt2", tokenizer, n_layers=6, d_model=384)
+    model = tvlens.HookedModel.from_hf(hf, tokenizer)
+    tokens = torch.randint(len(tokenizer), (32, 256), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        times = compare({"hf": lambda: hf(tokens, use_cache=False).logits, "bridge": lambda: model.model(tokens),
+                         "tvlens": lambda: model(tokens)}, repeats=10, warmup=2)
+    print(f"GPT-2 (6 layers, d 384), 32 x 256 tokens: Hugging Face {times['hf']:.2f} s, TransformerLens bridge "
+          f"{times['bridge']:.2f} s, HookedModel {times['tvlens']:.2f} s (goal: HookedModel <= 1.05 x the bridge)")
+    print(f"ratio wrapper_vs_bridge {times['tvlens'] / times['bridge']:.3f}")
+    print(f"ratio wrapper_vs_hf {times['tvlens'] / times['hf']:.3f}")
 
 
 if __name__ == "__main__":
