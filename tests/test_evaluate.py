@@ -94,3 +94,11 @@ def test_overflowing_vectors_are_errors_not_zero_accuracy(tiny_model, small_task
     huge = Intervention(ones * 3e38, layer=1)  # finite, but the stream's LayerNorm overflows: NaN logits
     with pytest.raises(ValueError, match=r"logits at the query are NaN or inf for 16 of 16 prompts.*injected vector"):
         evaluate(tiny_model, small_task, "injected", huge, n_prompts=16)
+
+
+def test_a_result_is_one_table_row(tiny_model, small_task):
+    """The row every study table records: the metric's mean under its own name, the standard error, the count."""
+    result = evaluate(tiny_model, small_task, "icl", n_prompts=12, n_shots=2, seed=3, progress=False)
+    values = result.values.double()
+    assert result.row() == {"accuracy": pytest.approx(float(values.mean())),
+                            "stderr": pytest.approx(float(values.std() / 12**0.5)), "n": 12}

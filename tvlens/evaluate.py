@@ -105,6 +105,10 @@ class EvalResult(Records):
             "nll": self.nll,
         }
 
+    def row(self) -> dict[str, Any]:
+        """The result as a table row: ``{<metric>: mean, "stderr", "n"}`` (what every study table records)."""
+        return {self.metric: self.mean, "stderr": self.stderr, "n": self.values.numel()}
+
     def __repr__(self) -> str:
         n = self.values.numel()
         return f"EvalResult(mode={self.mode!r}, {self.metric}={self.mean:.4f} ± {self.stderr:.4f}, n={n})"

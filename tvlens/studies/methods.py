@@ -89,7 +89,7 @@ def method_table(
 
         def row(setting: str, layer: int | None, method: str, result: Any) -> None:
             records.append({"model": label, "setting": setting, "layer": layer, "method": method,  # noqa: B023
-                            "accuracy": result.mean, "stderr": result.stderr, "n": result.values.numel()})
+                            **result.row()})
 
         def score(tv: TaskVector, base: str = "zero_shot", batch: Any = test) -> Any:
             return evaluate(model, task, "injected", tv, batch=batch, base=base, progress=False)  # noqa: B023

@@ -124,7 +124,7 @@ def regression_fidelity(
                     continue
                 result = fidelity_score(model, variant, test, method, made)
                 records.append({"shift": shift, "n_shots": n, "beyond_training": n > train_shots, "method": method,
-                                "mse_per_dim": result.mean, "stderr": result.stderr, "n": result.values.numel()})
+                                **result.row()})
     settings = {"model": label, "task": task.to_dict(), "train_shots": train_shots, "max_shots": max_shots,
                 "n_prompts": n_prompts, "seed": seed, "vanilla_layer": made.get("vanilla_layer"),
                 "fv_layer": made.get("fv_layer"), "fv_heads": made.get("fv_heads")}

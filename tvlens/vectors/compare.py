@@ -52,8 +52,7 @@ class Comparison(Records):
 
 
 def _row(method: str, layer: int | None, result: EvalResult) -> dict[str, Any]:
-    return {"method": method, "layer": layer, result.metric: result.mean, "stderr": result.stderr,
-            "n": result.values.numel()}
+    return {"method": method, "layer": layer, **result.row()}
 
 
 def compare(
