@@ -193,10 +193,7 @@ class Unit:
 
     def learned(self, layer: int, positions: Any = "last", base: str = "zero_shot") -> TaskVector:
         """The LTV at ``layer`` (trained on the ``train`` split, early-stopped on ``dev``)."""
-        return self._learn(layer, positions, base)[0]
-
-    def _learn(self, layer: int, positions: Any = "last", base: str = "zero_shot") -> tuple[TaskVector, Any]:
-        return self._learn_layers([layer], positions, base)[layer]
+        return self._learn_layers([layer], positions, base)[layer][0]
 
     def _learn_layers(self, layers: list[int], positions: Any = "last", base: str = "zero_shot"
                       ) -> dict[int, tuple[TaskVector, Any]]:

@@ -94,7 +94,7 @@ def compare(
                _row("icl", None, evaluate(model, task, "icl", batch=test, progress=False))]
     vectors: dict[tuple[str, int | None], TaskVector] = {}
     k = top_k or default_top_k(model)
-    fv_cache: dict[str, Any] = {}  # what several layers share: the FV's heads, the learned vectors
+    made: dict[str, Any] = {}  # what several layers share: the FV's heads, the learned vectors
     for method in methods:
         if method == "head_weighted":
             tv, _ = head_weighted_task_vector(model, task, n_shots=n_shots, progress=progress, seed=seed)
@@ -105,18 +105,18 @@ def compare(
             if method == "vanilla":
                 tv, _ = vanilla_task_vector(model, task, layer, n_shots=n_shots, seed=seed)
             elif method == "function":
-                if "tv" not in fv_cache:  # the heads and their mean outputs do not depend on the layer
-                    fv_cache["tv"], fv_cache["result"] = function_vector(model, task, 0, top_k=k, n_shots=n_shots,
+                if "tv" not in made:  # the heads and their mean outputs do not depend on the layer
+                    made["tv"], made["result"] = function_vector(model, task, 0, top_k=k, n_shots=n_shots,
                                                                          seed=seed)
-                result = fv_cache["result"]
+                result = made["result"]
                 tv = TaskVector.single(result.vector, layer, method="function", task=task.to_dict(),
-                                       fingerprint=fv_cache["tv"].fingerprint,
-                                       hyperparameters={**fv_cache["tv"].hyperparameters, "layer": layer})
+                                       fingerprint=made["tv"].fingerprint,
+                                       hyperparameters={**made["tv"].hyperparameters, "layer": layer})
             else:  # every layer's vector trained side by side, the first time one is needed
-                if "learned" not in fv_cache:
-                    fv_cache["learned"] = learn_task_vectors(model, task, list(dict.fromkeys(layers)), n_shots=n_shots,
+                if "learned" not in made:
+                    made["learned"] = learn_task_vectors(model, task, list(dict.fromkeys(layers)), n_shots=n_shots,
                                                              config=learn_config, progress=progress, seed=seed)
-                tv = fv_cache["learned"][layer][0]
+                tv = made["learned"][layer][0]
             vectors[(method, layer)] = tv
             records.append(_row(method, layer, evaluate(model, task, "injected", tv, batch=test, progress=False)))
     return Comparison(records=records, metric=task.metric.name, task=task.to_dict(), vectors=vectors)

@@ -319,18 +319,16 @@ def _learn_groups(
             edits = [StreamEdit(site.layer, v, site.positions) for site, v in vectors[active[0]].items()]
             return engines[split].run(edits, rows=rows)[None]
         n, edits = len(rows), []
-        for layer, position in dict.fromkeys((s.layer, s.positions) for g in active for s in vectors[g]):
-            site = Site(layer, "resid_pre", position)
+        for site in dict.fromkeys(s for g in active for s in vectors[g]):
             blocks = [vectors[g][site].expand(n, -1) if site in vectors[g]
                       else torch.zeros(n, model.d_model, dtype=model.dtype, device=model.device) for g in active]
-            edits.append(StreamEdit(layer, torch.cat(blocks), position))
+            edits.append(StreamEdit(site.layer, torch.cat(blocks), site.positions))
         return engines[split].run(edits, rows=rows.repeat(len(active))).view(len(active), n, -1)
 
     def val_losses(active: list[int]) -> list[float]:
         totals = [0.0] * len(active)
         with torch.no_grad():
-            for first in range(0, len(prompts["val"]), 256):
-                rows = torch.arange(first, min(len(prompts["val"]), first + 256))
+            for rows in _row_chunks(len(prompts["val"])):
                 logits = forward("val", rows, active, thetas)
                 for j in range(len(active)):
                     totals[j] += query_loss(logits[j], prompts["val"], rows, config.loss).item() * len(rows)
@@ -359,12 +357,16 @@ def _learn_groups(
     return out
 
 
+def _row_chunks(n: int, size: int = 256) -> list[Tensor]:
+    """The row indices ``0 … n-1`` in chunks of ``size`` (what one no-grad engine call scores)."""
+    return list(torch.arange(n).split(size))
+
+
 def _injected_scores(batch: ICLBatch, n_groups: int, run: Callable[[Tensor], Tensor]) -> list[EvalResult]:
     """Per group, the ``"injected"`` :class:`~tvlens.evaluate.EvalResult` of ``batch`` from ``run(rows)``, the query
     logits ``[n_groups, rows, d_vocab]`` of 256 prompts at a time."""
     chunks: list[list[dict[str, Tensor]]] = [[] for _ in range(n_groups)]
-    for first in range(0, len(batch), 256):
-        rows = torch.arange(first, min(len(batch), first + 256))
+    for rows in _row_chunks(len(batch)):
         logits, part = run(rows), batch.select(rows)
         for g in range(n_groups):
             chunks[g].append(scores_at_query(part, logits[g]))
