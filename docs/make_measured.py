@@ -535,8 +535,10 @@ def zoo_blocks(m: dict) -> dict[str, str]:
     cards = {name: zoo.info(name)["final_metrics"] for name in ("perm-mix", "perm-mix-tvp")}
     fresh = m["zoo_fresh"]
     layer = PERM_TVP_LAYER
-    tvp = [f"`perm-mix` forms its task vector by itself in the late layers: TVP-mode accuracy (the query alone with "
-           f"its own ICL prompt's hidden state put in) is {percent(cards['perm-mix']['tvp'])} at layers "
+    tvp = [f"Read from each prompt's own state, `perm-mix` reaches ICL in the late layers by itself (a state that "
+           "holds that query's answer; read from another query's prompt it carries no task, see the studies page): "
+           "TVP-mode accuracy (the query alone with its own ICL prompt's hidden state put in) is "
+           f"{percent(cards['perm-mix']['tvp'])} at layers "
            f"0–{len(cards['perm-mix']['tvp']) - 1} (model card, final evaluation). `perm-mix-tvp` adds the TVP-loss "
            f"at layer {layer}: {percent(cards['perm-mix-tvp']['tvp'])}, with ICL at "
            f"{cards['perm-mix-tvp']['icl']:.0%} (plain: {cards['perm-mix']['icl']:.0%}). `tests/zoo/test_zoo.py` "
