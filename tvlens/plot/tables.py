@@ -9,6 +9,7 @@ from plotly.subplots import make_subplots
 from tvlens.plot.style import color, layout, name, rgba
 from tvlens.studies.claims import ClaimsLedger
 from tvlens.studies.table import StudyTable
+from tvlens.studies.verdicts import NOT_APPLICABLE
 from tvlens.tasks.metric import Accuracy, SquaredError
 
 #: Colour of each verdict of the claims ledger.
@@ -78,8 +79,11 @@ def method_table_figure(table: StudyTable, title: str = "Learned vs vanilla vs f
 def ledger_figure(ledger: ClaimsLedger, title: str = "Paper claims on the zoo") -> go.Figure:
     """A forest plot: one row per claim and model, the effect's mean and Holm-adjusted interval coloured by
     verdict, its control (hollow) and the margin the claim needs marked (every effect is positive when its
-    claim holds)."""
-    rows = ledger.rows
+    claim holds). Rows not applicable to their model have no effect to draw: the title counts them."""
+    rows = [r for r in ledger.rows if r.verdict != NOT_APPLICABLE]
+    skipped = len(ledger.rows) - len(rows)
+    if skipped:
+        title = f"{title} ({skipped} claim rows not applicable to these models: see the table)"
     fig = go.Figure()
     labels = [f"{r.claim} · {r.model}" for r in rows]
     for verdict, hue in VERDICT_COLORS.items():
@@ -113,7 +117,7 @@ def ledger_figure(ledger: ClaimsLedger, title: str = "Paper claims on the zoo") 
     fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=labels)
     # effects are shares and accuracy differences (|x| ≲ 1); a contrast over 2 tasks has an interval of several
     # layers, which would squash every other row: the axis spans the means, the hover keeps the full interval
-    means = [r.mean for r in rows] + [r.control for r in rows]
+    means = [r.mean for r in rows] + [r.control for r in rows] or [0.0]
     fig.update_xaxes(range=[min(-1.1, min(means) - 0.1), max(1.1, max(means) + 0.1)])
     return layout(fig, title, "effect (positive when the claim holds)", "", height=max(400, 26 * len(rows) + 160))
 

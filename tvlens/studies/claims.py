@@ -37,8 +37,11 @@ groups of test prompts (independent functions) and their seeds re-learn the vect
 from __future__ import annotations
 
 import math
+import os
+import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +50,6 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from tvlens import zoo
 from tvlens._checks import check_int
 from tvlens._config import Config
 from tvlens._records import Records
@@ -55,10 +57,14 @@ from tvlens.analysis.dynamics import injection_layer_maps
 from tvlens.analysis.heads import key_head_analysis
 from tvlens.analysis.ov import ov_decomposition
 from tvlens.evaluate import evaluate
+from tvlens.models import HookedModel
 from tvlens.studies.formation import tvp_by_layer
 from tvlens.studies.regression import fidelity_score, fidelity_vectors
+from tvlens.studies.subjects import NEEDS, OFFERS, Subject, worker_shared
+from tvlens.studies.subjects import subject as as_subject
 from tvlens.studies.verdicts import (
     ALPHA,
+    NOT_APPLICABLE,
     Estimate,
     contrast_estimate,
     contrast_interval,
@@ -84,7 +90,8 @@ class LedgerConfig(Config):
         n_tasks: tasks of each family (regression: groups of test prompts).
         seeds: user seeds (:class:`~tvlens.tasks.Splits`): every split and learned vector.
         n_prompts: test prompts per task and seed (and selection prompts where something is chosen).
-        n_shots: demonstrations of the prompts vectors are made from.
+        n_shots: demonstrations of the prompts vectors are made from (``None``: the shots a zoo model was trained
+            on, else the family's default; :meth:`Subject.n_shots`).
         lr: learning rate of the learned vectors; ``epochs``: their budget; ``patience``: epochs without a
             better ``dev`` loss before they stop (converged).
         dynamics_prompts: prompts the linear maps are fitted on (one map each).
@@ -95,7 +102,7 @@ class LedgerConfig(Config):
     n_tasks: int = 5
     seeds: tuple[int, ...] = (0, 1, 2)
     n_prompts: int = 200
-    n_shots: int = 16
+    n_shots: int | None = None
     lr: float = 0.05
     epochs: int = 60
     patience: int = 3
@@ -104,8 +111,10 @@ class LedgerConfig(Config):
     alpha: float = ALPHA
 
     def __post_init__(self) -> None:
-        for name in ("n_tasks", "n_prompts", "n_shots", "epochs", "patience", "dynamics_prompts"):
+        for name in ("n_tasks", "n_prompts", "epochs", "patience", "dynamics_prompts"):
             check_int(name, getattr(self, name), 1)
+        if self.n_shots is not None:
+            check_int("n_shots", self.n_shots, 1)
         self.seeds = tuple(self.seeds)
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds={self.seeds!r}: expected distinct seeds, at least one")
@@ -123,19 +132,23 @@ class LedgerConfig(Config):
 class Unit:
     """One model × task × seed, with everything the claims share computed once (vectors, test prompts).
 
-    ``shared`` is one dict for the whole ledger: what several units of a model and seed share (the
-    regression vectors, learned once per seed and read by every group of prompts) is kept there.
+    ``shared`` is one dict for the whole ledger (or for what one executor worker runs of it): each model is
+    loaded once, and what several units of a model and seed share (the regression vectors, learned once per
+    seed and read by every group of prompts) is kept there.
     """
 
-    def __init__(self, name: str, task_id: int, seed: int, config: LedgerConfig, shared: dict[Any, Any] | None = None):
-        self.name, self.task_id, self.seed, self.config = name, task_id, seed, config
+    def __init__(self, subject: Subject | str, task_id: int, seed: int, config: LedgerConfig,
+                 shared: dict[Any, Any] | None = None):
+        subject = as_subject(subject) if isinstance(subject, str) else subject
+        self.subject, self.name, self.task_id, self.seed, self.config = subject, subject.name, task_id, seed, config
         self.shared = {} if shared is None else shared
-        # one load per zoo model for the whole ledger, not one per unit
-        if ("model", name) not in self.shared:
-            self.shared[("model", name)] = zoo.load(name)
-        self.model = self.shared[("model", name)]
-        self.family = zoo.task(name)
+        if ("model", subject.key) not in self.shared:  # one load per model for the whole ledger, not one per unit
+            model = subject.load()
+            self.shared[("model", subject.key)] = model, subject.family(model)
+        self.model, self.family = self.shared[("model", subject.key)]
         self.task = self.family.single(task_id) if self.family.n_tasks else self.family
+        #: demonstrations of the prompts vectors are made from and scored on
+        self.n_shots = subject.n_shots(self.family, config.n_shots)
         self.splits = Splits(seed)
         self._memo: dict[Any, Any] = {}
         #: the learned vectors (memo keys) the claim being measured used: their convergence is its row's
@@ -159,8 +172,7 @@ class Unit:
     @property
     def test(self) -> Any:
         """The scoring prompts (the ``test`` split): their queries trained nothing and chose nothing."""
-        return self.memo("test", lambda: self.splits.sample(self.task, "test", self.config.n_prompts,
-                                                              self.config.n_shots))
+        return self.memo("test", lambda: self.splits.sample(self.task, "test", self.config.n_prompts, self.n_shots))
 
     def score(self, mode: str, vector: Any = None, batch: Any = None, base: str = "zero_shot") -> float:
         return evaluate(self.model, self.task, mode, vector, batch=self.test if batch is None else batch, base=base,
@@ -180,16 +192,14 @@ class Unit:
     def vanilla(self, mode: str = "add") -> tuple[TaskVector, int]:
         """The vanilla TV, its layer chosen on the ``dev`` split."""
         def make() -> tuple[TaskVector, int]:
-            tv, result = vanilla_task_vector(self.model, self.task, mode=mode, n_shots=self.config.n_shots,
-                                             seed=self.seed)
+            tv, result = vanilla_task_vector(self.model, self.task, mode=mode, n_shots=self.n_shots, seed=self.seed)
             return tv, result.sweep.best_layer
         return self.memo(("vanilla", mode), make)
 
     def function(self, layer: int) -> TaskVector:
         """The function vector (Todd et al.; heads from the ``train`` split) at ``layer``."""
         return self.memo(("fv", layer), lambda: function_vector(
-            self.model, self.task, layer, top_k=default_top_k(self.model), n_shots=self.config.n_shots,
-            seed=self.seed)[0])
+            self.model, self.task, layer, top_k=default_top_k(self.model), n_shots=self.n_shots, seed=self.seed)[0])
 
     def learned(self, layer: int, positions: Any = "last", base: str = "zero_shot") -> TaskVector:
         """The LTV at ``layer`` (trained on the ``train`` split, early-stopped on ``dev``)."""
@@ -207,7 +217,7 @@ class Unit:
         every = positions == "last" and base == "zero_shot"
         missing = [k for k in (range(self.model.n_layers) if every else layers) if key(k) not in self._memo]
         if missing:
-            shots = self.config.n_shots if base == "zero_shot" else FEW_SHOTS
+            shots = self.n_shots if base == "zero_shot" else FEW_SHOTS
             made = learn_task_vectors(self.model, self.task, missing, positions=positions, base=base, n_shots=shots,
                                       lr=self.config.lr, epochs=self.config.epochs, patience=self.config.patience,
                                       seed=self.seed, progress=False)
@@ -264,6 +274,9 @@ class Claim:
             paired partner by ``measure``): one row, its interval over the models (each model's mean over
             tasks × seeds); ``label`` names the row.
         partners: zoo models ``measure`` reads besides ``models`` (a replicate's partner).
+        needs: what the model it is measured on must offer (a key of :data:`~tvlens.studies.subjects.NEEDS`): a
+            ledger on a researcher's models measures the claim on each model that offers it and gives the others
+            a ``not applicable`` row that says why.
     """
 
     name: str
@@ -279,6 +292,7 @@ class Claim:
     replicated: bool = False
     label: str = ""
     partners: tuple[str, ...] = ()
+    needs: str = "labels"
 
     @property
     def zoo_models(self) -> tuple[str, ...]:
@@ -288,6 +302,11 @@ class Claim:
     def __post_init__(self) -> None:
         if self.control_rule not in ("subtract", "must_fail", "shown"):
             raise ValueError(f"Claim.control_rule={self.control_rule!r}: expected 'subtract', 'must_fail' or 'shown'")
+        if self.needs not in NEEDS:
+            raise ValueError(f"Claim {self.name!r}: needs={self.needs!r}; expected one of {list(NEEDS)}")
+        if (self.contrast or self.replicated) == (self.needs in OFFERS):
+            raise ValueError(f"Claim {self.name!r}: a claim over several trained models needs one of "
+                             f"{[n for n in NEEDS if n not in OFFERS]}, a claim on one model one of {list(OFFERS)}")
         if self.contrast and self.replicated:
             raise ValueError(f"Claim {self.name!r}: contrast and replicated are exclusive (one row per pair of "
                              "models, or one row over replicates)")
@@ -346,7 +365,7 @@ def _ltv_on_icl(u: Unit) -> tuple[float, float]:
 
 def _key_heads(u: Unit) -> tuple[float, float]:
     layer = u.vanilla()[1]
-    s = key_head_analysis(u.model, u.task, u.learned(layer), n_prompts=u.config.n_prompts, n_shots=u.config.n_shots,
+    s = key_head_analysis(u.model, u.task, u.learned(layer), n_prompts=u.config.n_prompts, n_shots=u.n_shots,
                           seed=u.seed).summary()
     return s["random_ablated"] - s["key_ablated"], s["injected"] - s["random_ablated"]
 
@@ -392,7 +411,7 @@ def _toward_labels(u: Unit) -> tuple[float, float]:
 def _tvp_profile(u: Unit, name: str, source: str = "prompt") -> Any:
     other = Unit(name, u.task_id, u.seed, u.config, u.shared)
     return u.memo_shared(("tvp", name, u.task_id, source), lambda: tvp_by_layer(
-        other.model, other.task, n_prompts=u.config.n_prompts, n_shots=u.config.n_shots, seed=u.splits.test,
+        other.model, other.task, n_prompts=u.config.n_prompts, n_shots=other.n_shots, seed=u.splits.test,
         source=source))
 
 
@@ -420,7 +439,7 @@ def _tv_layer(u: Unit) -> tuple[float, float]:
     """Where the vector forms: the first layer whose TVP mode (read from the same demonstrations with another
     query) reaches half of ICL's gain (``n_layers`` if none); the control reads each prompt's own state."""
     def formed(source: str) -> float:
-        layer = tvp_by_layer(u.model, u.task, n_prompts=u.config.n_prompts, n_shots=u.config.n_shots,
+        layer = tvp_by_layer(u.model, u.task, n_prompts=u.config.n_prompts, n_shots=u.n_shots,
                              seed=u.splits.test, source=source).formation_layer()
         return float(u.model.n_layers if layer is None else layer)
     return formed("other_query"), formed("prompt")
@@ -430,8 +449,7 @@ def _head_weighted(u: Unit) -> tuple[float, float]:
     """``1 − error(head-weighted LTV) / error(FV)`` on this unit's group of test prompts, both reading their heads
     from another prompt of the same function (its last demonstration as the query: never the scored query, so
     the vectors cannot carry ICL's own answer); the control is ``1 − error(zero-shot) / error(FV)``."""
-    config = u.config
-    shots = zoo.spec(u.name).train.n_shots
+    config, shots = u.config, u.n_shots
     made = u.memo_shared("regression_vectors", lambda: fidelity_vectors(
         u.model, u.family, ("function", "head_weighted"), train_shots=shots, n_prompts=config.n_prompts, seed=u.seed))
     every = u.memo_shared("regression_test", lambda: u.splits.sample(u.family, "test",
@@ -501,23 +519,24 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           "than the function vector", "Saglam et al. 2025", "1 − error(head-weighted LTV) / error(FV), both "
           "reading their heads from another prompt of the same function (its last demonstration as the query), "
           "unshifted prompts of the training length (groups of fresh functions)", 0.5, _REGRESSION, _head_weighted,
-          "1 − error(zero-shot) / error(FV)", control_rule="shown"),
+          "1 − error(zero-shot) / error(FV)", control_rule="shown", needs="regression"),
     Claim("tvp_loss", "Training with the TVP-loss raises TVP-mode accuracy at its layer",
           "Yang et al. 2025b", f"TVP-mode accuracy at layer {PERM_TVP_LAYER} (state read from the same demonstrations "
           f"with another query) of a model trained with the TVP-loss minus its step-matched partner trained without "
           f"(same initial weights and prompts; interval over {ARM_REPLICATES} pairs)", 0.0, tuple(_ARMS), _tvp_loss,
           "the same difference with each prompt's own (answer-carrying) state", control_rule="shown",
-          replicated=True, label=_ARM_LABEL, partners=tuple(_ARMS.values())),
+          replicated=True, label=_ARM_LABEL, partners=tuple(_ARMS.values()), needs="tvp_arms"),
     Claim("tvp_loss_keeps_icl", "Training with the TVP-loss keeps ICL accuracy", "Yang et al. 2025b",
           f"ICL accuracy of a model trained with the TVP-loss minus its step-matched partner's, on the same prompts "
           f"(interval over {ARM_REPLICATES} pairs)", -0.02, tuple(_ARMS), _tvp_keeps_icl,
           "the same difference in zero-shot accuracy", control_rule="shown", replicated=True, label=_ARM_LABEL,
-          partners=tuple(_ARMS.values())),
+          partners=tuple(_ARMS.values()), needs="tvp_arms"),
     Claim("depth_vs_complexity", "The task vector forms deeper for more complex tasks",
           "Yang et al. 2025b", "formation layer (first layer whose TVP mode, read from another query's prompt, reaches "
           "half of ICL's gain) of the 32-permutation mixture minus the 8- (or 2-) permutation mixture's", 0.0,
           ("perm-mix-32", "perm-mix", "perm-mix-2"), _tv_layer,
-          "the same contrast read from each prompt's own state", control_rule="shown", contrast=True),
+          "the same contrast read from each prompt's own state", control_rule="shown", contrast=True,
+          needs="complexity_series"),
 ]}
 
 
@@ -531,7 +550,8 @@ class LedgerRow:
         control: the control's mean (over task means).
         level: the row's Holm test level (its interval is at ``1 − level``).
         p_value: two-sided p-value of "effect = margin".
-        verdict: ``holds``, ``does not hold`` or ``inconclusive``; ``reason`` says why it is inconclusive.
+        verdict: ``holds``, ``does not hold``, ``inconclusive`` or ``not applicable``; ``reason`` says why it is
+            inconclusive, or what the model lacks (a row not measured has NaN numbers and no values).
         unconverged: learned vectors behind the row whose ``dev`` loss was still improving at the budget.
         n_models: trained models the interval is over (a replicated training claim), else 1.
         values: per model ``[tasks, seeds]`` effects; ``controls``: the controls alike.
@@ -592,11 +612,15 @@ class ClaimsLedger(Records):
 
     def caption(self) -> str:
         """How to read the table: the intervals' adjustment and what a verdict means."""
+        measured = [r for r in self.rows if r.verdict != NOT_APPLICABLE]
+        skipped = len(self.rows) - len(measured)
+        na = (f" {skipped} rows are not applicable: the model lacks what the claim needs (the row says what)."
+              if skipped else "")
         return (f"Effects on held-out queries over tasks × seeds (seeds averaged within a task); intervals are "
-                f"Student-t (Welch for contrasts), Holm-adjusted over the {len(self.rows)} rows for a family-wise "
-                f"error rate of {self.config.alpha:g} (each row's interval at its own Holm level). A claim holds "
-                "when its interval clears the margin and its control does not; a row whose learned vectors did not "
-                "converge says so.")
+                f"Student-t (Welch for contrasts), Holm-adjusted over the {len(measured)} measured rows for a "
+                f"family-wise error rate of {self.config.alpha:g} (each row's interval at its own Holm level). A claim "
+                "holds when its interval clears the margin and its control does not; a row whose learned vectors did "
+                f"not converge says so.{na}")
 
     def to_markdown(self) -> str:
         """The ledger as a markdown table, its caption first."""
@@ -605,6 +629,10 @@ class ClaimsLedger(Records):
                  "(models ×) tasks × seeds | verdict |", "|---|---|---|---|---|---|---|---|"]
         for r in self.rows:
             why = f" ({r.reason})" if r.reason else ""
+            if r.verdict == NOT_APPLICABLE:
+                lines.append(f"| {r.statement} | {r.paper} | {r.model} | — | — | > {r.margin:g} | — | "
+                             f"**{r.verdict}**{why} |")
+                continue
             note = f"; {r.unconverged} vectors not converged" if r.unconverged else ""
             lines.append(f"| {r.statement} | {r.paper} | {r.model} | {r.mean:+.3f} [{r.low:+.3f}, {r.high:+.3f}] | "
                          f"{r.control:+.3f} | > {r.margin:g} | {r.sample} | "
@@ -612,55 +640,133 @@ class ClaimsLedger(Records):
         return "\n".join(lines)
 
 
-def _units(name: str, config: LedgerConfig) -> list[tuple[int, int]]:
-    family = zoo.task(name)
-    n_tasks = min(config.n_tasks, family.n_tasks) if family.n_tasks else config.n_tasks
-    return [(t, s) for t in range(n_tasks) for s in config.seeds]
+@dataclass(frozen=True)
+class _Job:
+    """One unit (model × task × seed) and the claims it measures: all an executor's worker needs (picklable)."""
+
+    subject: Subject
+    task_id: int
+    seed: int
+    config: LedgerConfig
+    claims: tuple[str, ...]
+    ledger: str
 
 
-def claims_ledger(config: LedgerConfig | None = None, progress: bool = False) -> ClaimsLedger:
-    """Measure every claim of :data:`CLAIMS` (or ``config.claims``) on its zoo models.
+def _measure(job: _Job, shared: dict[Any, Any] | None = None) -> list[tuple[float, float, int]]:
+    """``(effect, control, unconverged)`` of each of ``job.claims`` on its unit. In a worker, ``shared`` is the
+    worker's own (each model loaded once per worker); in-process, the ledger's."""
+    unit = Unit(job.subject, job.task_id, job.seed, job.config, worker_shared(job.ledger) if shared is None else shared)
+    out = []
+    for name in job.claims:
+        unit.touched.clear()
+        effect, control = (float(x) for x in CLAIMS[name].measure(unit))
+        if not (math.isfinite(effect) and math.isfinite(control)):
+            raise ValueError(f"claim {name!r} on {unit}: the effect is {effect} and the control {control}; expected "
+                             "finite numbers")
+        out.append((effect, control, unit.unconverged()))
+    return out
 
-    Claims are measured model by model, unit by unit, so the vectors a unit learns (its vanilla TV,
-    its LTVs) are shared by every claim that needs them.
+
+def _plan(claims: list[Claim], models: Sequence[Any] | None, tasks: Any, template: str
+          ) -> tuple[dict[str, Subject], dict[str, tuple[str, ...]], list[tuple[Claim, str, str]]]:
+    """The subjects (by row label), the labels each claim is measured on, and the (claim, label, reason) of each
+    claim that does not apply to a given model. Without ``models``: every claim on its zoo models."""
+    if models is None:
+        if tasks is not None:
+            raise ValueError("tasks: the zoo ledger measures each zoo model on its own family; pass models to "
+                             "measure word-pair tasks on your model")
+        labels = list(dict.fromkeys(m for c in claims for m in c.models))
+        return {m: as_subject(m) for m in labels}, {c.name: c.models for c in claims}, []
+    if isinstance(models, (str, os.PathLike)) or not isinstance(models, Sequence):
+        models = [models]
+    if not models:
+        raise ValueError("models=[]: expected at least one model (None measures every claim on the zoo)")
+    subjects: dict[str, Subject] = {}
+    for i, m in enumerate(models):
+        s = as_subject(m, tasks, template=template, name=None if not isinstance(m, HookedModel) else f"model {i}",
+                       argument=f"models[{i}]")
+        if s.name in subjects:
+            raise ValueError(f"models[{i}]={s.name!r}: given twice; expected each model once")
+        subjects[s.name] = s
+    on: dict[str, tuple[str, ...]] = {}
+    skipped: list[tuple[Claim, str, str]] = []
+    for c in claims:
+        on[c.name] = tuple(label for label, s in subjects.items() if s.offers == c.needs)
+        for label, s in subjects.items():
+            if s.offers != c.needs:
+                has = "" if c.needs not in OFFERS else f"; this model is measured on {OFFERS[s.offers]}"
+                skipped.append((c, label, f"needs {NEEDS[c.needs]}{has}"))
+    return subjects, on, skipped
+
+
+def claims_ledger(config: LedgerConfig | None = None, progress: bool = False, *, models: Sequence[Any] | None = None,
+                  tasks: Any = None, template: str = "arrow", executor: Executor | None = None) -> ClaimsLedger:
+    """Measure every claim of :data:`CLAIMS` (or ``config.claims``) on the zoo, or on your models.
+
+    Args:
+        config: how to measure (:class:`LedgerConfig`).
+        progress: a progress bar over the units.
+        models: ``None`` (each claim on its zoo models), or the models to ask: zoo names, Hugging Face model
+            directories, tvlens ``.safetensors`` files or loaded :class:`~tvlens.models.HookedModel` objects
+            (:func:`~tvlens.studies.subjects.subject`). Each claim is measured on every model that offers what it
+            needs; the others get a ``not applicable`` row saying why.
+        tasks: what the non-zoo models are measured on: word-pair tasks (built-in names, ``.csv`` files,
+            :class:`~tvlens.tasks.WordPairs`; one task per dataset) or a :class:`~tvlens.tasks.Task` family.
+        template: the word-pair prompt template (``"arrow"``, ``"hendel"``, ``"todd"``, ``"qa"`` or a string).
+        executor: a :class:`concurrent.futures.Executor` to run the units (model × task × seed) on — a
+            ``ProcessPoolExecutor``, ``dask.distributed.Client(...).get_executor()``, Ray's executor. ``None``: one
+            after the other in this process. Each worker loads a model once and keeps it for the units it runs; the
+            table is the same either way. Loaded models cannot be sent to workers (pass their directories).
+
+    Units run model by model, so the vectors a unit learns (its vanilla TV, its LTVs) serve every claim that
+    needs them.
 
     Raises:
-        ValueError: a unit's effect or control is not a finite number (the message names the claim and unit).
+        ValueError: a unit's effect or control is not a finite number (the message names the claim and unit); bad
+            ``models`` / ``tasks`` (one line, before any work).
     """
     config = config or LedgerConfig()
     names = config.claims or tuple(CLAIMS)
     claims = [CLAIMS[n] for n in names]
-    models: list[str] = []
-    for c in claims:
-        models += [m for m in c.models if m not in models]
-    total = sum(len(_units(m, config)) for c in claims for m in c.models)
+    subjects, on, skipped = _plan(claims, models, tasks, template)
+    if executor is not None and not isinstance(executor, Executor):
+        raise TypeError(f"executor: expected a concurrent.futures.Executor (or None), got {type(executor).__name__}")
+    if executor is not None:
+        loaded = [label for label, s in subjects.items() if not s.picklable]
+        if loaded:
+            raise ValueError(f"models: {loaded} are loaded models, which an executor's workers cannot load; pass "
+                             "their directories (or run without executor)")
+    ledger_id = uuid.uuid4().hex
+    jobs = [_Job(s, t, seed, config, tuple(c.name for c in claims if label in on[c.name]), ledger_id)
+            for label, s in subjects.items() if any(label in on[c.name] for c in claims)
+            for t in range(s.n_tasks(config.n_tasks)) for seed in config.seeds]
+    total = sum(len(job.claims) for job in jobs)
+    results: list[list[tuple[float, float, int]]] = []
+    with tqdm(total=total, desc="claims ledger", disable=not progress, leave=False, delay=0.5) as bar:
+        if executor is None:
+            shared: dict[Any, Any] = {}
+            for job in jobs:
+                results.append(_measure(job, shared))
+                bar.update(len(job.claims))
+        else:
+            futures = [executor.submit(_measure, job) for job in jobs]
+            sizes = {future: len(job.claims) for future, job in zip(futures, jobs)}
+            for future in as_completed(futures):
+                bar.update(sizes[future])
+            results = [f.result() for f in futures]
     values: dict[tuple[str, str], list[tuple[float, float]]] = {}
     unconverged: dict[tuple[str, str], int] = {}
-    units: dict[tuple[str, int, int], Unit] = {}
-    shared: dict[Any, Any] = {}
-    with tqdm(total=total, desc="claims ledger", disable=not progress, leave=False, delay=0.5) as bar:
-        for model in models:  # model-major: a unit's vectors serve all its claims before it is dropped
-            for task_id, seed in _units(model, config):
-                for c in claims:
-                    if model not in c.models:
-                        continue
-                    key = (model, task_id, seed)
-                    if key not in units:
-                        units.clear()  # one unit alive at a time: its vectors serve its claims, then go
-                        units[key] = Unit(model, task_id, seed, config, shared)
-                    unit = units[key]
-                    unit.touched.clear()
-                    effect, control = (float(x) for x in c.measure(unit))
-                    if not (math.isfinite(effect) and math.isfinite(control)):
-                        raise ValueError(f"claim {c.name!r} on {unit}: the effect is {effect} and the control "
-                                         f"{control}; expected finite numbers")
-                    values.setdefault((c.name, model), []).append((effect, control))
-                    unconverged[(c.name, model)] = unconverged.get((c.name, model), 0) + unit.unconverged()
-                    bar.update(1)
+    for job, measured in zip(jobs, results):
+        for name, (effect, control, n) in zip(job.claims, measured):
+            values.setdefault((name, job.subject.name), []).append((effect, control))
+            unconverged[(name, job.subject.name)] = unconverged.get((name, job.subject.name), 0) + n
     groups: list[_Group] = []
     for c in claims:
+        measured_on = on[c.name]
+        if not measured_on:
+            continue
         shaped = {m: torch.tensor(values[(c.name, m)], dtype=torch.float64).view(-1, len(config.seeds), 2)
-                  for m in c.models}
+                  for m in measured_on}
         effect = {m: v[..., 0] - (v[..., 1] if c.control_rule == "subtract" else 0) for m, v in shaped.items()}
         control = {m: v[..., 1] for m, v in shaped.items()}
         n_tasks = {m: v.shape[0] for m, v in shaped.items()}
@@ -679,7 +785,8 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = False) ->
                                  n_tasks[c.models[0]], len(c.models)))
         else:
             groups += [_Group(c, m, {m: effect[m]}, {m: control[m]}, task_estimate(effect[m]),
-                              task_estimate(control[m]).mean, unconverged[(c.name, m)], n_tasks[m]) for m in c.models]
+                              task_estimate(control[m]).mean, unconverged[(c.name, m)], n_tasks[m])
+                       for m in measured_on]
     p_values = [g.estimate.p_value(g.claim.margin) for g in groups]
     levels = holm_levels(p_values, config.alpha)
     rows = []
@@ -692,6 +799,14 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = False) ->
                               verdict=decided, reason=reason, level=level, p_value=p, n_tasks=g.n_tasks,
                               n_seeds=len(config.seeds), unconverged=g.unconverged, values=g.values,
                               controls=g.controls, n_models=g.n_models))
+    nan = math.nan
+    rows += [LedgerRow(claim=c.name, statement=c.statement, paper=c.paper, model=label, effect=c.effect,
+                       margin=c.margin, mean=nan, low=nan, high=nan, control=nan, verdict=NOT_APPLICABLE, reason=why,
+                       level=nan, p_value=nan, n_tasks=0, n_seeds=len(config.seeds), unconverged=0, values={},
+                       controls={}) for c, label, why in skipped]
+    if skipped:  # in claim order, each claim's rows in the order the models were given
+        order, labels = {name: i for i, name in enumerate(names)}, {label: i for i, label in enumerate(subjects)}
+        rows.sort(key=lambda r: (order[r.claim], labels[r.model]))
     return ClaimsLedger(rows=rows, config=config)
 
 
@@ -720,5 +835,5 @@ def _verdict(claim: Claim, estimate: Estimate, low: float, high: float, control_
     return decided, reason
 
 
-__all__ = ["CLAIMS", "Claim", "ClaimsLedger", "LedgerConfig", "LedgerRow", "Unit", "claims_ledger",
+__all__ = ["CLAIMS", "NOT_APPLICABLE", "Claim", "ClaimsLedger", "LedgerConfig", "LedgerRow", "Unit", "claims_ledger",
            "contrast_interval", "t_quantile", "task_interval", "verdict"]

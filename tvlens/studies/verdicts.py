@@ -132,6 +132,12 @@ def holm_levels(p_values: Sequence[float], alpha: float = ALPHA) -> list[float]:
     return levels
 
 
+#: The verdict of a claim that was not measured because the model lacks what it needs (its row says what).
+NOT_APPLICABLE = "not applicable"
+#: Every verdict a ledger row can have.
+VERDICTS = ("holds", "does not hold", "inconclusive", NOT_APPLICABLE)
+
+
 def verdict(low: float, high: float, margin: float, n_tasks: int = MIN_TASKS,
             zero_width: bool = False, unit: str = "task") -> tuple[str, str]:
     """``(verdict, reason)`` for an interval against the claim's ``margin``.
@@ -153,5 +159,5 @@ def verdict(low: float, high: float, margin: float, n_tasks: int = MIN_TASKS,
     return "inconclusive", "the interval straddles the margin"
 
 
-__all__ = ["ALPHA", "MIN_TASKS", "Estimate", "contrast_estimate", "contrast_interval", "holm_levels", "t_quantile",
-           "task_estimate", "task_interval", "verdict"]
+__all__ = ["ALPHA", "MIN_TASKS", "NOT_APPLICABLE", "VERDICTS", "Estimate", "contrast_estimate", "contrast_interval",
+           "holm_levels", "t_quantile", "task_estimate", "task_interval", "verdict"]

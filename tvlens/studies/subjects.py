@@ -1,0 +1,250 @@
+"""What the claims ledger measures on: a model, the task family it is measured on, and what it offers.
+
+The ledger asks the papers' questions of a **subject**: a zoo model on its own task family, a
+Hugging Face causal LM (a ``save_pretrained`` directory, or a loaded :class:`~tvlens.models.HookedModel`)
+on word-pair tasks, or a tvlens model file (``tvlens demo --out``) on the family it was trained on.
+
+    >>> from tvlens.studies.subjects import subject
+    >>> subject("perm-mix")                                         # a zoo model: its own family
+    >>> subject("models/gpt2", tasks=("antonyms", "country_capital"), template="todd")
+    >>> subject(my_hooked_model, tasks=("antonyms", "pairs.csv"), name="my-gpt2")
+
+**What a claim needs.** Each claim names one entry of :data:`NEEDS`; a subject *offers* ``labels``
+(a symbolic or word-pair family: accuracy over discrete answers) or ``regression`` (real-valued
+inputs and targets). The two training needs — pairs of models trained with and without the TVP-loss,
+and a series of models trained on tasks of rising complexity — are met only by the zoo's own recipes
+(they are claims about training, not about one model): the ledger measures them on the zoo, and on a
+researcher's model it gives a row saying what the claim needs instead of a silent gap.
+
+**Across processes.** A subject made from a zoo name or a path is a small picklable record: an
+executor's worker loads the model once (:func:`worker_shared`) and every unit it runs reuses it. A
+subject wrapping an already loaded model is used in the process that holds it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tvlens import zoo
+from tvlens.models import HookedModel
+from tvlens.tasks.base import Task
+from tvlens.tasks.text import TEMPLATES, TextTasks, WordPairs, builtin_tasks, word_pairs_from_csv
+
+#: What a claim can need of the model(s) it is measured on (the reason a row gives when a model lacks it).
+NEEDS: dict[str, str] = {
+    "labels": "a task family with discrete answers (a symbolic zoo family or word-pair tasks)",
+    "regression": "a regression task family (a model that reads real-valued inputs, e.g. the zoo's "
+                  "linear-regression)",
+    "tvp_arms": "pairs of models trained with and without the TVP-loss from the same initial weights and prompts "
+                "(the zoo's perm-mix-tvp-arm-s* and perm-mix-arm-s*: run the ledger without models)",
+    "complexity_series": "same-shaped models trained on task mixtures of rising complexity (the zoo's perm-mix-2, "
+                         "perm-mix and perm-mix-32: run the ledger without models)",
+}
+
+#: The kinds of task family a subject can offer, in words (the other needs are met only by the zoo's recipes).
+OFFERS: dict[str, str] = {"labels": "tasks with discrete answers", "regression": "regression tasks"}
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One model the ledger measures and the task family it is measured on.
+
+    Attributes:
+        name: its label in the table (the zoo name, the path as given, or the name passed).
+        source: a zoo name, a Hugging Face model directory or a tvlens ``.safetensors`` file; ``None`` when
+            ``model`` is given.
+        words: the word-pair tasks of a text model (built-in names, :class:`WordPairs`); ``None`` otherwise.
+        template: the prompt template of the word-pair tasks (:data:`~tvlens.tasks.text.TEMPLATES` or a string).
+        family_: the task family of a token or regression model that is not from the zoo.
+        offers: ``"labels"`` or ``"regression"``.
+        model: an already loaded model (used in this process only; not sent to executor workers).
+    """
+
+    name: str
+    source: str | None
+    offers: str
+    words: tuple[WordPairs, ...] | None = None
+    template: str = "arrow"
+    family_: Task | None = field(default=None, repr=False)
+    model: HookedModel | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def zoo_name(self) -> str | None:
+        """The zoo name, for a zoo model."""
+        return self.source if self.source is not None and self.source in zoo.SPECS else None
+
+    @property
+    def key(self) -> Any:
+        """What identifies the loaded model within one process (a loaded model: the object itself)."""
+        return ("object", id(self.model)) if self.model is not None else ("source", self.source)
+
+    @property
+    def picklable(self) -> bool:
+        """Whether an executor's worker can load it by itself (made from a name or a path)."""
+        return self.model is None
+
+    def load(self) -> HookedModel:
+        """The model (loaded from its source, or the one given)."""
+        if self.model is not None:
+            return self.model
+        assert self.source is not None
+        if self.zoo_name is not None:
+            return zoo.load(self.zoo_name)
+        if Path(self.source).is_dir():
+            return HookedModel.from_pretrained(self.source)
+        from tvlens.models.io import load_model
+
+        return load_model(self.source)
+
+    def family(self, model: HookedModel) -> Task:
+        """The task family it is measured on (word-pair tasks on ``model``'s tokenizer)."""
+        if self.zoo_name is not None:
+            return zoo.task(self.zoo_name)
+        if self.words is not None:
+            return TextTasks(self.words, tokenizer=model.tokenizer, template=self.template)
+        assert self.family_ is not None
+        return self.family_
+
+    def n_tasks(self, requested: int) -> int:
+        """How many tasks (units per seed) it is measured on: a text model's word-pair tasks, else
+        ``requested`` capped by the family's own count (regression: ``requested`` groups of test prompts)."""
+        if self.words is not None:
+            return len(self.words)
+        family = zoo.task(self.zoo_name) if self.zoo_name is not None else self.family_
+        return min(requested, family.n_tasks) if family.n_tasks else requested
+
+    def n_shots(self, family: Task, requested: int | None) -> int:
+        """The demonstrations of its prompts: ``requested``, else the shots a zoo model was trained on, else
+        the family's default (word-pair tasks: 5, Hendel et al.'s setting)."""
+        if requested is not None:
+            return requested
+        if self.zoo_name is not None:
+            return zoo.spec(self.zoo_name).train.n_shots
+        return family.default_n_shots
+
+
+def _word_pairs(tasks: Any, argument: str) -> tuple[WordPairs, ...]:
+    """Word-pair tasks from built-in names, CSV paths and :class:`WordPairs` (one-line errors naming ``argument``)."""
+    items = [tasks] if isinstance(tasks, (str, os.PathLike, WordPairs)) else list(tasks)
+    if not items:
+        raise ValueError(f"{argument}=[]: expected word-pair tasks (built-in names, CSV files or WordPairs)")
+    available = builtin_tasks()
+    out: list[WordPairs] = []
+    for item in items:
+        if isinstance(item, WordPairs):
+            out.append(item)
+        elif isinstance(item, (str, os.PathLike)) and str(item) in available:
+            out.append(available[str(item)])
+        elif isinstance(item, (str, os.PathLike)) and str(item).lower().endswith(".csv"):
+            if not Path(item).is_file():
+                raise FileNotFoundError(f"{argument}: {str(item)!r}: no such CSV file (two columns: input,answer)")
+            out.append(word_pairs_from_csv(item))
+        else:
+            raise ValueError(f"{argument}: {str(item)!r} is not a built-in word-pair task nor a .csv file; expected "
+                             f"one of {sorted(available)} or a path to input,answer pairs")
+    names = [w.name for w in out]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"{argument}: {repeated} named twice; expected each task once")
+    return tuple(out)
+
+
+def subject(model: Any, tasks: Any = None, *, template: str = "arrow", name: str | None = None,
+            argument: str = "models") -> Subject:
+    """The :class:`Subject` of ``model`` (checked before anything loads).
+
+    Args:
+        model: a zoo name, a Hugging Face model directory (``save_pretrained``), a tvlens ``.safetensors`` model
+            file, or a loaded :class:`HookedModel`.
+        tasks: what a non-zoo model is measured on: word-pair tasks (built-in names, ``.csv`` paths,
+            :class:`WordPairs`) for a text model, or a task family (:class:`Task`) for a token or regression
+            model. A zoo model has its own family (``tasks`` must be ``None``); a tvlens model file its
+            trained one (its metadata) unless ``tasks`` is given.
+        template: the word-pair prompt template (``"arrow"``, ``"hendel"``, ``"todd"``, ``"qa"`` or a string).
+        name: the row label (default: the zoo name or the path as given).
+        argument: the argument named in errors.
+
+    Raises:
+        ValueError, FileNotFoundError, TypeError: one line naming ``argument`` and the value.
+    """
+    if template not in TEMPLATES and ("{x}" not in template or "{y}" not in template):
+        raise ValueError(f"template={template!r}: expected one of {sorted(TEMPLATES)} or a string with {{x}} and {{y}}")
+    family = tasks if isinstance(tasks, Task) else None
+    if isinstance(model, HookedModel):
+        label = name or "model"
+        if family is not None:
+            return Subject(label, None, _offers(family), family_=family, model=model)
+        if tasks is None:
+            raise ValueError(f"{argument}: a loaded model needs tasks (word-pair task names for a language model, or a "
+                             "Task family)")
+        if getattr(model, "tokenizer", None) is None:
+            raise ValueError(f"{argument}: word-pair tasks need a model with a tokenizer (a Hugging Face model); this "
+                             "model has none: pass its Task family as tasks")
+        return Subject(label, None, "labels", words=_word_pairs(tasks, "tasks"), template=template, model=model)
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"{argument}: expected zoo names, model directories, .safetensors files or HookedModels; got "
+                        f"{type(model).__name__}")
+    source = str(model)
+    label = name or source
+    if source in zoo.SPECS:
+        if tasks is not None:
+            raise ValueError(f"tasks={_shown(tasks)}: zoo model {source!r} has its own task family "
+                             f"({type(zoo.task(source)).__name__}); leave tasks out for zoo models")
+        return Subject(label, source, _offers(zoo.task(source)))
+    path = Path(source).expanduser()
+    if path.is_dir():
+        from tvlens.models.pretrained import check_model_dir
+
+        check_model_dir(path, argument)
+        if family is not None:
+            raise ValueError(f"tasks: a Hugging Face model ({source!r}) is measured on word-pair tasks; expected "
+                             "task names, CSV files or WordPairs, not a Task family")
+        if tasks is None:
+            raise ValueError(f"tasks: a Hugging Face model ({source!r}) needs word-pair tasks, e.g. "
+                             f"antonyms,country_capital (built-in: {sorted(builtin_tasks())})")
+        return Subject(label, str(path), "labels", words=_word_pairs(tasks, "tasks"), template=template)
+    if path.is_file() and path.suffix == ".safetensors":
+        from tvlens.models.io import read_metadata
+        from tvlens.tasks.base import task_from_dict
+
+        if family is None:
+            if tasks is not None:
+                raise ValueError(f"tasks={_shown(tasks)}: a tvlens model file is measured on a Task family; word-pair "
+                                 "tasks need a Hugging Face model")
+            meta = read_metadata(path)
+            if "task" not in meta:
+                raise ValueError(f"{argument}: {source!r} does not record the task it was trained on; pass its Task "
+                                 "family as tasks")
+            family = task_from_dict(meta["task"])
+        return Subject(label, str(path), _offers(family), family_=family)
+    raise FileNotFoundError(f"{argument}: {source!r} is not a zoo model ({', '.join(zoo.list())}), a model directory "
+                            "(with config.json) nor a tvlens .safetensors file")
+
+
+def _offers(family: Task) -> str:
+    return "regression" if family.kind == "regression" else "labels"
+
+
+def _shown(tasks: Any) -> str:
+    return repr(tasks if isinstance(tasks, (str, Task)) else [str(t) if not isinstance(t, WordPairs) else t.name
+                                                             for t in tasks])
+
+
+#: What a worker (process or thread) keeps for the ledger it serves: its loaded models and shared vectors.
+_WORKER = threading.local()
+
+
+def worker_shared(ledger: str) -> dict[Any, Any]:
+    """The dict an executor's worker keeps for the ledger ``ledger``: each model loaded once, the vectors several
+    units share computed once. A new ledger starts a new dict; a thread has its own (hooks on one model must not
+    be shared by concurrent units)."""
+    if getattr(_WORKER, "ledger", None) != ledger:
+        _WORKER.ledger, _WORKER.shared = ledger, {}
+    return _WORKER.shared
+
+
+__all__ = ["NEEDS", "OFFERS", "Subject", "subject", "worker_shared"]
