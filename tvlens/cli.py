@@ -268,13 +268,30 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _claims_tasks(text: str | None) -> tuple[int | None, tuple[str, ...] | None]:
+    """``--tasks``: a count of tasks of each zoo family, or comma-separated word-pair task names / CSV files."""
+    if text is None:
+        return None, None
+    items = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not items:
+        raise ValueError(f"--tasks={text!r}: expected a count (zoo families) or comma-separated word-pair task names")
+    if len(items) == 1 and items[0].lstrip("-").isdigit():
+        count = int(items[0])
+        if count < 1:
+            raise ValueError(f"--tasks={text!r}: expected a positive count of tasks or word-pair task names")
+        return count, None
+    return None, items
+
+
 def _claims(args: argparse.Namespace) -> int:
     from tvlens._io import atomic_write_text
     from tvlens.studies.claims import LedgerConfig, claims_ledger
+    from tvlens.studies.subjects import subject
+    from tvlens.tasks.text import check_template
 
     if args.out:
         check_output_file(args.out, "--out", stdout=True)
-    _set_threads()
+    check_template(args.template, "--template")
     claims = None
     if args.claims is not None:
         claims = tuple(c.strip() for c in args.claims.split(",") if c.strip())
@@ -285,8 +302,30 @@ def _claims(args: argparse.Namespace) -> int:
         seeds = tuple(int(s) for s in args.seeds.split(","))
     except ValueError:
         raise ValueError(f"--seeds={args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
-    config = LedgerConfig(n_tasks=args.tasks, seeds=seeds, n_prompts=args.prompts, claims=claims)
-    table = claims_ledger(config, progress=not args.quiet).to_markdown()
+    count, names = _claims_tasks(args.tasks)
+    if names is not None and not args.model:
+        raise ValueError(f"--tasks={args.tasks!r}: word-pair tasks need --model DIR (a Hugging Face model); the zoo "
+                         "ledger takes a count of tasks of each zoo family")
+    config = LedgerConfig(n_tasks=count or 5, seeds=seeds, n_prompts=args.prompts, n_shots=args.shots, claims=claims)
+    # every model checked (directory, task names, --tasks on a zoo model) before any model loads
+    for model in args.model or []:
+        subject(model, names, template=args.template, argument="--model", tasks_argument="--tasks")
+    executor = None
+    if args.workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        executor = ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_set_threads, initargs=(1,))
+    else:
+        _set_threads()
+    try:
+        ledger = claims_ledger(config, progress=not args.quiet, models=args.model, tasks=names,
+                               template=args.template, executor=executor)
+    finally:
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
+    table = ledger.to_markdown()
     if not is_stdout(args.out):  # `--out -` prints it once
         print(table)
     if args.out:
@@ -382,10 +421,21 @@ def build_parser() -> argparse.ArgumentParser:
     claims = sub.add_parser("claims", help="the claims ledger: the papers' claims beside their controls, with verdicts")
     claims.add_argument("--claims", default=None, help="comma-separated claim names (default: all; see "
                         "tvlens.studies.CLAIMS)")
-    claims.add_argument("--tasks", type=_positive_int, default=5, help="tasks of each family (default 5)")
+    claims.add_argument("--model", action="append", default=None,
+                        help="a model to measure, repeatable: a Hugging Face model directory (save_pretrained), a "
+                        "tvlens .safetensors model or a zoo name (default: every claim on its zoo models)")
+    claims.add_argument("--tasks", default=None, help="zoo families: how many tasks of each (default 5); a Hugging "
+                        "Face model: comma-separated word-pair tasks (built-in names or .csv files of input,answer)")
+    claims.add_argument("--template", default="arrow",
+                        help="prompt template of word-pair tasks: arrow (default), hendel, todd (the papers' formats), "
+                        "qa, or a string with {x} and {y}")
     claims.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     claims.add_argument("--prompts", type=_positive_int, default=200, help="test prompts per task and seed "
                         "(default 200)")
+    claims.add_argument("--shots", type=_positive_int, default=None, help="demonstrations per prompt (default: a zoo "
+                        "model's training prompts, 5 for word-pair tasks)")
+    claims.add_argument("--workers", type=_positive_int, default=1, help="processes to run the units on (default 1: "
+                        "in this process); each loads a model once")
     claims.add_argument("--out", default=None, help="also write the markdown table to this "
                         "file (- for standard output alone)")
     claims.add_argument("--quiet", action="store_true", help="no progress bars")

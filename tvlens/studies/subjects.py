@@ -32,7 +32,7 @@ from typing import Any
 from tvlens import zoo
 from tvlens.models import HookedModel
 from tvlens.tasks.base import Task
-from tvlens.tasks.text import TEMPLATES, TextTasks, WordPairs, builtin_tasks, word_pairs_from_csv
+from tvlens.tasks.text import TextTasks, WordPairs, builtin_tasks, check_template, word_pairs_from_csv
 
 #: What a claim can need of the model(s) it is measured on (the reason a row gives when a model lacks it).
 NEEDS: dict[str, str] = {
@@ -154,7 +154,7 @@ def _word_pairs(tasks: Any, argument: str) -> tuple[WordPairs, ...]:
 
 
 def subject(model: Any, tasks: Any = None, *, template: str = "arrow", name: str | None = None,
-            argument: str = "models") -> Subject:
+            argument: str = "models", tasks_argument: str = "tasks") -> Subject:
     """The :class:`Subject` of ``model`` (checked before anything loads).
 
     Args:
@@ -166,25 +166,24 @@ def subject(model: Any, tasks: Any = None, *, template: str = "arrow", name: str
             trained one (its metadata) unless ``tasks`` is given.
         template: the word-pair prompt template (``"arrow"``, ``"hendel"``, ``"todd"``, ``"qa"`` or a string).
         name: the row label (default: the zoo name or the path as given).
-        argument: the argument named in errors.
+        argument, tasks_argument: the arguments named in errors (``model``'s and ``tasks``').
 
     Raises:
         ValueError, FileNotFoundError, TypeError: one line naming ``argument`` and the value.
     """
-    if template not in TEMPLATES and ("{x}" not in template or "{y}" not in template):
-        raise ValueError(f"template={template!r}: expected one of {sorted(TEMPLATES)} or a string with {{x}} and {{y}}")
+    check_template(template)
     family = tasks if isinstance(tasks, Task) else None
     if isinstance(model, HookedModel):
         label = name or "model"
         if family is not None:
             return Subject(label, None, _offers(family), family_=family, model=model)
         if tasks is None:
-            raise ValueError(f"{argument}: a loaded model needs tasks (word-pair task names for a language model, or a "
-                             "Task family)")
+            raise ValueError(f"{tasks_argument}: a loaded model needs tasks (word-pair task names for a language "
+                             "model, or a Task family)")
         if getattr(model, "tokenizer", None) is None:
             raise ValueError(f"{argument}: word-pair tasks need a model with a tokenizer (a Hugging Face model); this "
-                             "model has none: pass its Task family as tasks")
-        return Subject(label, None, "labels", words=_word_pairs(tasks, "tasks"), template=template, model=model)
+                             f"model has none: pass its Task family as {tasks_argument}")
+        return Subject(label, None, "labels", words=_word_pairs(tasks, tasks_argument), template=template, model=model)
     if not isinstance(model, (str, os.PathLike)):
         raise TypeError(f"{argument}: expected zoo names, model directories, .safetensors files or HookedModels; got "
                         f"{type(model).__name__}")
@@ -192,8 +191,8 @@ def subject(model: Any, tasks: Any = None, *, template: str = "arrow", name: str
     label = name or source
     if source in zoo.SPECS:
         if tasks is not None:
-            raise ValueError(f"tasks={_shown(tasks)}: zoo model {source!r} has its own task family "
-                             f"({type(zoo.task(source)).__name__}); leave tasks out for zoo models")
+            raise ValueError(f"{tasks_argument}={_shown(tasks)}: zoo model {source!r} has its own task family "
+                             f"({type(zoo.task(source)).__name__}); leave {tasks_argument} out for zoo models")
         return Subject(label, source, _offers(zoo.task(source)))
     path = Path(source).expanduser()
     if path.is_dir():
@@ -201,24 +200,24 @@ def subject(model: Any, tasks: Any = None, *, template: str = "arrow", name: str
 
         check_model_dir(path, argument)
         if family is not None:
-            raise ValueError(f"tasks: a Hugging Face model ({source!r}) is measured on word-pair tasks; expected "
-                             "task names, CSV files or WordPairs, not a Task family")
+            raise ValueError(f"{tasks_argument}: a Hugging Face model ({source!r}) is measured on word-pair tasks; "
+                             "expected task names, CSV files or WordPairs, not a Task family")
         if tasks is None:
-            raise ValueError(f"tasks: a Hugging Face model ({source!r}) needs word-pair tasks, e.g. "
+            raise ValueError(f"{tasks_argument}: a Hugging Face model ({source!r}) needs word-pair tasks, e.g. "
                              f"antonyms,country_capital (built-in: {sorted(builtin_tasks())})")
-        return Subject(label, str(path), "labels", words=_word_pairs(tasks, "tasks"), template=template)
+        return Subject(label, str(path), "labels", words=_word_pairs(tasks, tasks_argument), template=template)
     if path.is_file() and path.suffix == ".safetensors":
         from tvlens.models.io import read_metadata
         from tvlens.tasks.base import task_from_dict
 
         if family is None:
             if tasks is not None:
-                raise ValueError(f"tasks={_shown(tasks)}: a tvlens model file is measured on a Task family; word-pair "
-                                 "tasks need a Hugging Face model")
+                raise ValueError(f"{tasks_argument}={_shown(tasks)}: a tvlens model file is measured on a Task "
+                                 "family; word-pair tasks need a Hugging Face model")
             meta = read_metadata(path)
             if "task" not in meta:
                 raise ValueError(f"{argument}: {source!r} does not record the task it was trained on; pass its Task "
-                                 "family as tasks")
+                                 f"family as {tasks_argument}")
             family = task_from_dict(meta["task"])
         return Subject(label, str(path), _offers(family), family_=family)
     raise FileNotFoundError(f"{argument}: {source!r} is not a zoo model ({', '.join(zoo.list())}), a model directory "

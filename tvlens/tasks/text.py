@@ -63,6 +63,28 @@ TEMPLATES = {
 }
 
 
+def check_template(template: str, argument: str = "template") -> str:
+    """``template`` as its text: a name of :data:`TEMPLATES` or a string with one ``{x}`` followed by one ``{y}``.
+
+    Raises:
+        ValueError: one line naming ``argument``, the value and what was expected.
+    """
+    if not isinstance(template, str):
+        raise TypeError(f"{argument}: expected a template name or string, got {type(template).__name__}")
+    text = TEMPLATES.get(template, template)
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+    except ValueError as error:  # an unmatched brace
+        raise ValueError(f"{argument}={template!r}: {error}; expected one {{x}} followed by one {{y}}") from None
+    if sorted(fields) != ["x", "y"]:
+        raise ValueError(f"{argument}={template!r}: has the fields {fields}; expected one of {sorted(TEMPLATES)} or "
+                         "exactly one {x} followed by one {y} (write a literal brace as {{ or }})")
+    if text.count("{x}") != 1 or text.count("{y}") != 1 or text.index("{x}") > text.index("{y}"):
+        raise ValueError(f"{argument}={template!r}: expected one of {sorted(TEMPLATES)} or a string with one "
+                         "{x} followed by one {y}")
+    return text
+
+
 @dataclass(frozen=True)
 class WordPairs:
     """One word-pair task: a name and its ``(input, answer)`` pairs."""
@@ -167,17 +189,7 @@ class TextTasks(Task):
         if not resolved:
             raise ValueError("tasks: expected at least one task")
         object.__setattr__(self, "tasks", tuple(resolved))
-        template = TEMPLATES.get(self.template, self.template)
-        try:
-            fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
-        except ValueError as error:  # an unmatched brace
-            raise ValueError(f"template={self.template!r}: {error}; expected one {{x}} followed by one {{y}}") from None
-        if sorted(fields) != ["x", "y"]:
-            raise ValueError(f"template={self.template!r}: has the fields {fields}; expected exactly one {{x}} "
-                             "followed by one {y} (write a literal brace as {{ or }})")
-        if template.count("{x}") != 1 or template.count("{y}") != 1 or template.index("{x}") > template.index("{y}"):
-            raise ValueError(f"template={self.template!r}: expected one of {sorted(TEMPLATES)} or a string with one "
-                             "{x} followed by one {y}")
+        check_template(self.template)
 
     # -- template and tokenization ---------------------------------------------------
     @property
@@ -360,4 +372,4 @@ class TextTasks(Task):
                         attention_mask=None if bool(mask.all()) else mask, examples=examples)
 
 
-__all__ = ["DATA_DIR", "TEMPLATES", "TextTasks", "WordPairs", "builtin_tasks", "word_pairs_from_csv"]
+__all__ = ["DATA_DIR", "TEMPLATES", "TextTasks", "check_template", "WordPairs", "builtin_tasks", "word_pairs_from_csv"]
