@@ -100,7 +100,7 @@ def test_claims_prints_the_ledger_and_writes_it(tmp_path):
     assert [row.split(" | ")[2] for row in rows] == ["perm-mix", "perm-mix-32", "token-offset"]
     # two tasks cannot decide: every row is inconclusive and says why
     assert all(row.endswith("**inconclusive** (fewer than 3 tasks (2)) |") for row in rows), rows
-    assert proc.stdout.startswith("Effects on held-out queries") and "Holm-adjusted over the 3 rows" in proc.stdout
+    assert proc.stdout.startswith("Effects on held-out queries") and "Holm-adjusted over the 3 measured rows" in proc.stdout
     assert out.read_text().strip() == proc.stdout.strip()
     to_stdout = run("claims", "--claims", "vanilla_beats_zero_shot", "--tasks", "2", "--seeds", "0,1", "--prompts",
                     "32", "--quiet", "--out", "-")
@@ -109,6 +109,55 @@ def test_claims_prints_the_ledger_and_writes_it(tmp_path):
                           (("--seeds", "0,x"), "--seeds='0,x': expected comma-separated integers")):
         bad = run("claims", *args, "--quiet")
         assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen2(tmp_path_factory):
+    """A tiny Qwen2-style model built offline, with a tokenizer trained on the built-in word pairs."""
+    from tests.hf_models import build, train_tokenizer
+
+    return str(build("qwen2", tmp_path_factory.mktemp("qwen") / "model", train_tokenizer()))
+
+
+@pytest.mark.slow
+def test_claims_on_your_model(tiny_qwen2, tmp_path):
+    """The ledger on a Hugging Face model directory from the command line: a row for every claim, each a verdict or
+    the reason it does not apply, and the same table from two worker processes."""
+    from tvlens.studies.claims import CLAIMS
+
+    args = ("claims", "--model", tiny_qwen2, "--tasks", "antonyms,country_capital", "--seeds", "0", "--prompts", "32",
+            "--quiet")
+    proc = run(*args)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and f" | {tiny_qwen2} | " in line]
+    assert [row.split(" | ")[0][2:] for row in rows] == [c.statement for c in CLAIMS.values()]
+    for row in rows:
+        verdict = row.rsplit(" | ", 1)[1]
+        assert verdict.startswith(("**holds**", "**does not hold**", "**inconclusive** (", "**not applicable** (needs ")), row
+    assert sum("**not applicable**" in row for row in rows) == 4  # regression, the TVP-loss arms, the complexity series
+    pooled = run(*args, "--workers", "2")
+    assert pooled.returncode == 0 and pooled.stdout == proc.stdout
+
+
+def test_claims_model_arguments_are_checked_before_any_work(cli, tiny_qwen2, tmp_path, monkeypatch):
+    from tvlens.models import HookedModel
+
+    monkeypatch.setattr(HookedModel, "from_pretrained", lambda *a, **k: pytest.fail("loaded before the checks"))
+    (tmp_path / "empty").mkdir()
+    one_line_error(cli("claims", "--model", str(tmp_path / "empty"), "--tasks", "antonyms"),
+                   f"--model={str(tmp_path / 'empty')!r}: a directory without config.json")
+    one_line_error(cli("claims", "--model", tiny_qwen2, "--tasks", "antonyms,opposites"),
+                   "--tasks: 'opposites' is not a built-in word-pair task nor a .csv file", "antonyms")
+    one_line_error(cli("claims", "--model", "perm-mix", "--tasks", "antonyms"),
+                   "--tasks=['antonyms']: zoo model 'perm-mix' has its own task family")
+    one_line_error(cli("claims", "--model", tiny_qwen2, "--tasks", "3"), "--tasks: a Hugging Face model",
+                   "needs word-pair tasks")
+    one_line_error(cli("claims", "--tasks", "antonyms"), "--tasks='antonyms': word-pair tasks need --model DIR")
+    one_line_error(cli("claims", "--tasks", "0"), "--tasks='0': expected a positive count")
+    one_line_error(cli("claims", "--model", tiny_qwen2, "--tasks", "antonyms", "--template", "{y}{x}"),
+                   "--template='{y}{x}'")
+    one_line_error(cli("claims", "--model", str(tmp_path / "nowhere"), "--tasks", "antonyms"),
+                   f"--model: {str(tmp_path / 'nowhere')!r} is not a zoo model")
 
 
 def test_every_subcommand_has_help():
