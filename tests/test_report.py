@@ -131,6 +131,32 @@ def test_report_on_a_hugging_face_model(tmp_path):
         ReportConfig(models=[str(tmp_path)])  # a directory without config.json is not a model
 
 
+@pytest.mark.slow
+def test_report_on_a_hugging_face_model_opens_with_the_ledger_on_it(tmp_path):
+    """With a save_pretrained directory among the models, the report's first section is the claims ledger on that
+    model (its word-pair tasks), naming the claims that do not apply and why."""
+    from tvlens.studies.claims import CLAIMS
+    from tvlens.studies.verdicts import NOT_APPLICABLE
+
+    from .hf_models import build, train_tokenizer
+
+    directory = str(build("llama_gqa", tmp_path / "tiny", train_tokenizer(), d_model=32))
+    report = build_report(ReportConfig(models=[directory], quick=True, cache_dir=str(tmp_path / "cache")),
+                          progress=False)
+    group, (section,) = report.sections[0]
+    assert group == "Paper claims on your models" and section.title == "Claims ledger"
+    drawn = {label for trace in section.figure.data[:-2] for label in trace.y}  # the verdict traces
+    assert drawn == {f"{c.name} · {directory}" for c in CLAIMS.values() if c.needs == "labels"}
+    skipped = [c.name for c in CLAIMS.values() if c.needs != "labels"]
+    assert f"Not applicable here (not drawn): {skipped[0]}:" in section.explanation
+    assert all(name in section.explanation for name in skipped)
+    assert "antonyms, country_capital, english_french, present_past × 1 seeds" in section.explanation
+    again = build_report(ReportConfig(models=[directory], quick=True, cache_dir=str(tmp_path / "cache")),
+                         progress=False)
+    assert again.cache_hits >= 1 and again.sections[0][1][0].explanation == section.explanation
+    assert f"({len(skipped)} claim rows {NOT_APPLICABLE} to these models" in section.figure.layout.title.text
+
+
 def test_cache_recomputes_every_entry_it_cannot_trust(tmp_path):
     """Truncated, empty, random, wrong-type and other-key files: one warning naming the file, then a recompute."""
     import io

@@ -78,7 +78,9 @@ from tvlens.studies import (
     tvp_loss_comparison,
 )
 from tvlens.studies.formation import ComplexityResult, LayerProfile, TVPLossComparison
+from tvlens.studies.subjects import subject
 from tvlens.studies.table import StudyTable
+from tvlens.studies.verdicts import NOT_APPLICABLE
 from tvlens.tasks.splits import Splits
 from tvlens.vectors import LearnConfig, compare, function_vector
 from tvlens.vectors.compare import Comparison
@@ -274,6 +276,8 @@ class Run:
     history: Any = None
     results: dict[str, Any] = field(default_factory=dict)
     progress: bool = False  # inner progress bars of the long stages
+    #: the ledger group's: the researcher's models it asks (their directory → loaded model); empty: the zoo's
+    ledger_models: dict[str, HookedModel] = field(default_factory=dict)
 
     @property
     def task(self) -> Any:
@@ -563,24 +567,51 @@ def _depth_sections(run: Run, depth: ComplexityResult) -> list[Section]:
 
 
 def _ledger_config(run: Run) -> LedgerConfig:
+    if run.config.quick and run.ledger_models:  # a preview on your models: one seed, short learning
+        return LedgerConfig(seeds=(run.config.seed,), n_prompts=run.config.n_prompts, epochs=5)
     if run.config.quick:  # a preview: two tasks, one seed, the cheap claims (intervals too wide for verdicts)
         return LedgerConfig(n_tasks=2, seeds=(run.config.seed,), n_prompts=run.config.n_prompts, epochs=5,
                             claims=("ltv_beats_vanilla", "vanilla_beats_zero_shot", "key_heads", "theta_ov"))
     return LedgerConfig(seeds=tuple(run.config.seed + k for k in range(3)), n_prompts=run.config.n_prompts)
 
 
-def _ledger_weights(config: LedgerConfig) -> dict[str, str]:
-    """The weights of every zoo model the ledger reads (its cache entry is stale when any of them changes)."""
+def _ledger_weights(run: Run) -> dict[str, str]:
+    """The weights of every model the ledger reads (its cache entry is stale when any of them changes)."""
+    if run.ledger_models:
+        return {name: model.fingerprint()["weights_sha256"] for name, model in run.ledger_models.items()}
+    config = _ledger_config(run)
     names = sorted({m for name in (config.claims or CLAIMS) for m in CLAIMS[name].zoo_models})
     return {name: zoo.load(name).fingerprint()["weights_sha256"] for name in names}
+
+
+def _ledger(run: Run) -> ClaimsLedger:
+    """The zoo's ledger, or with Hugging Face models in the report the ledger on them (on :data:`HF_TASKS`)."""
+    if not run.ledger_models:
+        return claims_ledger(_ledger_config(run), progress=run.progress)
+    models = [subject(model, HF_TASKS, name=name) for name, model in run.ledger_models.items()]
+    return claims_ledger(_ledger_config(run), progress=run.progress, models=models)
 
 
 def _ledger_sections(run: Run, ledger: ClaimsLedger) -> list[Section]:
     counts = {v: sum(r.verdict == v for r in ledger.rows) for v in ("holds", "inconclusive", "does not hold")}
     c = ledger.config
-    return [Section("Claims ledger", ledger_figure(ledger),
-                    f"The paper claims tvlens tests, on each zoo model where they apply: {c.n_tasks} tasks × "
-                    f"{len(c.seeds)} seeds, {c.n_prompts} held-out test prompts each. The effect is positive when the "
+    if run.ledger_models:
+        reasons: dict[str, list[str]] = {}
+        for r in ledger.rows:
+            if r.verdict == NOT_APPLICABLE and r.claim not in reasons.get(r.reason, []):
+                reasons.setdefault(r.reason, []).append(r.claim)
+        skipped = "; ".join(f"{', '.join(names)}: {why}" for why, names in reasons.items())
+        where = (f"on your models ({', '.join(run.ledger_models)}): the word-pair tasks {', '.join(HF_TASKS)} × "
+                 f"{len(c.seeds)} seeds, {c.n_prompts} prompts of held-out word pairs each")
+        table = (f"Not applicable here (not drawn): {skipped or 'none'}. `tvlens claims --model DIR --tasks "
+                 f"{','.join(HF_TASKS)}` prints the table.")
+    else:
+        where = (f"on each zoo model where they apply: {c.n_tasks} tasks × {len(c.seeds)} seeds, {c.n_prompts} "
+                 "held-out test prompts each")
+        table = "docs/studies.md has the table."
+    title = "Paper claims on your models" if run.ledger_models else "Paper claims on the zoo"
+    return [Section("Claims ledger", ledger_figure(ledger, title),
+                    f"The paper claims tvlens tests, {where}. The effect is positive when the "
                     "claim holds; the bar is its interval over the tasks (seeds averaged within a task), adjusted "
                     "for the number of rows (Holm), the hollow circle its control (e.g. a random vector of the same "
                     "norm), the black tick what the claim needs. Verdict: holds (interval above the tick and the "
@@ -588,14 +619,15 @@ def _ledger_sections(run: Run, ledger: ClaimsLedger) -> list[Section]:
                     "or the control shows it too; hover for the reason). Training claims are measured on "
                     "independently trained pairs of models, their interval over the pairs. Here: "
                     f"{counts['holds']} hold, {counts['inconclusive']} inconclusive, {counts['does not hold']} do not "
-                    "hold. docs/studies.md has the table.")]
+                    f"hold. {table}")]
 
 
 _LEDGER_STAGES: tuple[Stage, ...] = (
     Stage("ledger", "claims ledger", lambda run: True, scope="ledger", expect=ClaimsLedger, weight=8,
-          params=lambda run: {**_ledger_config(run).to_dict(), "weights": _ledger_weights(_ledger_config(run))},
+          params=lambda run: {**_ledger_config(run).to_dict(), "weights": _ledger_weights(run),
+                              "tasks": list(HF_TASKS) if run.ledger_models else None},
           owner=lambda run: None,
-          compute=lambda run: claims_ledger(_ledger_config(run), progress=run.progress),
+          compute=_ledger,
           draw=_ledger_sections,
           summary=lambda run, ledger: {}),
 )
@@ -669,7 +701,10 @@ def build_report(config: ReportConfig | None = None, progress: bool = True) -> R
     report = Report(config=config)
     runs = [_model_run(name, config) for name in config.models]
     studies = Run("Studies across models", config) if config.studies else None
-    ledger = Run("Paper claims on the zoo", config) if config.studies else None
+    # with Hugging Face models in the report, the ledger asks them (the zoo's own claims stay in `tvlens claims`)
+    asked = {run.group: run.model for run in runs if _is_hf_dir(run.group)}
+    ledger = Run("Paper claims on your models" if asked else "Paper claims on the zoo", config,
+                 ledger_models=asked) if config.studies else None
     for run in [*runs, *([studies, ledger] if studies else [])]:
         run.progress = progress
     scoped = {scope: [stage for stage in STAGES if stage.scope == scope] for scope in SCOPES}

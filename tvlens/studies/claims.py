@@ -683,8 +683,9 @@ def _plan(claims: list[Claim], models: Sequence[Any] | None, tasks: Any, templat
         raise ValueError("models=[]: expected at least one model (None measures every claim on the zoo)")
     subjects: dict[str, Subject] = {}
     for i, m in enumerate(models):
-        s = as_subject(m, tasks, template=template, name=None if not isinstance(m, HookedModel) else f"model {i}",
-                       argument=f"models[{i}]")
+        s = m if isinstance(m, Subject) else as_subject(
+            m, tasks, template=template, name=f"model {i}" if isinstance(m, HookedModel) else None,
+            argument=f"models[{i}]")
         if s.name in subjects:
             raise ValueError(f"models[{i}]={s.name!r}: given twice; expected each model once")
         subjects[s.name] = s
@@ -707,8 +708,9 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = False, *,
         config: how to measure (:class:`LedgerConfig`).
         progress: a progress bar over the units.
         models: ``None`` (each claim on its zoo models), or the models to ask: zoo names, Hugging Face model
-            directories, tvlens ``.safetensors`` files or loaded :class:`~tvlens.models.HookedModel` objects
-            (:func:`~tvlens.studies.subjects.subject`). Each claim is measured on every model that offers what it
+            directories, tvlens ``.safetensors`` files, loaded :class:`~tvlens.models.HookedModel` objects (labelled
+            ``model i``) or subjects (:func:`~tvlens.studies.subjects.subject`:
+            each with its own tasks and label). Each claim is measured on every model that offers what it
             needs; the others get a ``not applicable`` row saying why.
         tasks: what the non-zoo models are measured on: word-pair tasks (built-in names, ``.csv`` files,
             :class:`~tvlens.tasks.WordPairs`; one task per dataset) or a :class:`~tvlens.tasks.Task` family.
