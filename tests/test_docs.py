@@ -73,6 +73,17 @@ def test_generated_numbers_are_current(monkeypatch):
                                              for c in make_measured.CLAIMS.values())
 
 
+def test_the_ledger_needs_table_is_the_claims_own():
+    """docs/real-models.md's table of which claim needs which model is rendered from the claims' declared needs."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_ledger_cost", ROOT / "docs" / "make_ledger_cost.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    page = _blocks((ROOT / "docs" / "real-models.md").read_text())
+    assert page["ledger-needs"] == module.needs_table().strip(), "stale: run docs/make_ledger_cost.py --needs"
+
+
 def test_every_verdict_in_the_prose_is_the_ledgers():
     """Numbers move prose: wherever a page states a claim's verdict (``claim `NAME` — model: verdict, …``, written
     by docs/make_measured.py), it is the verdict of that claim's row in the ledger table of docs/studies.md, and no
