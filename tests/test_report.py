@@ -55,23 +55,33 @@ def test_html_is_self_contained(quick_report, tmp_path):
 def test_a_declared_stage_is_all_a_new_figure_takes(quick_report, monkeypatch):
     """Adding a stage to STAGES adds its figure, its summary entry and its progress weight; nothing else
     changes (the progress total and the summary come from the list)."""
-    import tvlens.report as report_module
+    import plotly.graph_objects as go
+
+    import tvlens.report.build as build_module
+    from tvlens import zoo
     from tvlens.report import STAGES, Section, Stage
+    from tvlens.report.stages import check_stages
 
     _, config = quick_report
     extra = Stage("norms", "stream norms", lambda run: run.tokens, weight=2,
                   compute=lambda run: float(run.model.W_E.norm()),
-                  draw=lambda run, value: [Section("Embedding norm", report_module.go.Figure(), f"‖W_E‖ = {value:.2f}")],
+                  draw=lambda run, value: [Section("Embedding norm", go.Figure(), f"‖W_E‖ = {value:.2f}")],
                   summary=lambda run, value: {"‖W_E‖": value})
-    monkeypatch.setattr(report_module, "STAGES", (*STAGES, extra))
+    monkeypatch.setattr(build_module, "STAGES", (*STAGES, extra))
     totals = []
-    monkeypatch.setattr(report_module, "tqdm", lambda total, **kwargs: totals.append(total) or _Bar())
+    monkeypatch.setattr(build_module, "progress_bar", lambda total, **kwargs: totals.append(total) or _Bar())
     report = build_report(ReportConfig(models=["perm-mix"], quick=True, cache_dir=config.cache_dir, studies=False))
     assert totals == [7 + 2]
     assert report.sections[0][1][-1].title == "Embedding norm"
-    assert report.summary[0]["‖W_E‖"] == pytest.approx(float(report_module.zoo.load("perm-mix").W_E.norm()))
+    assert report.summary[0]["‖W_E‖"] == pytest.approx(float(zoo.load("perm-mix").W_E.norm()))
     with pytest.raises(ValueError, match=r"Stage.scope='global': expected one of \('ledger', 'model', 'studies'\)"):
         Stage("x", "x", lambda run: True, draw=lambda run, value: [], scope="global")
+    # a stage reads only the earlier results it declares: a need that runs later, or in another scope, is refused
+    late = Stage("late", "late", lambda run: True, draw=lambda run, value: [], needs=("compare",))
+    with pytest.raises(ValueError, match="stage 'late' needs 'compare'; expected an earlier stage of scope 'model'"):
+        check_stages((late, *STAGES))
+    with pytest.raises(ValueError, match="'compare' twice"):
+        check_stages((*STAGES, STAGES[1]))
 
 
 class _Bar:
@@ -163,9 +173,9 @@ def test_cache_recomputes_every_entry_it_cannot_trust(tmp_path):
 
     import torch
 
-    from tvlens.report import CacheWarning, _Cache
+    from tvlens.report import CacheWarning, StageCache
 
-    cache = _Cache(str(tmp_path))
+    cache = StageCache(str(tmp_path))
     calls = []
 
     def compute(value):
@@ -193,7 +203,7 @@ def test_cache_recomputes_every_entry_it_cannot_trust(tmp_path):
         assert calls == [1], label  # recomputed
         assert cache.get("stage", {"a": 1}, None, compute(1), expect=dict) == {"value": 1} and calls == [1]
     with pytest.raises(ValueError, match="cache_dir=.*is a file"):
-        _Cache(str(path))
+        StageCache(str(path))
 
 
 def test_report_html_has_no_placeholder_or_stray_box(quick_report):
@@ -216,9 +226,9 @@ def _entry_path(cache, stage, params):
 def test_a_planted_pickle_in_the_cache_runs_nothing(tmp_path):
     import torch
 
-    from tvlens.report import CacheWarning, _Cache
+    from tvlens.report import CacheWarning, StageCache
 
-    cache = _Cache(str(tmp_path / "cache"))
+    cache = StageCache(str(tmp_path / "cache"))
     path = _entry_path(cache, "profile", {"a": 1})
     key = torch.load(path, weights_only=True)["key"]
     marker = tmp_path / "ran"
@@ -229,9 +239,9 @@ def test_a_planted_pickle_in_the_cache_runs_nothing(tmp_path):
 
 
 def test_a_directory_under_an_entry_name_is_moved_aside_and_the_report_written(tmp_path):
-    from tvlens.report import CacheWarning, _Cache
+    from tvlens.report import CacheWarning, StageCache
 
-    cache = _Cache(str(tmp_path / "cache"))
+    cache = StageCache(str(tmp_path / "cache"))
     path = _entry_path(cache, "stage", {"a": 1})
     path.unlink()
     path.mkdir()
@@ -244,14 +254,14 @@ def test_a_directory_under_an_entry_name_is_moved_aside_and_the_report_written(t
 
 
 def test_a_cache_write_that_fails_loses_the_entry_not_the_result(tmp_path, monkeypatch):
-    from tvlens import report as report_module
-    from tvlens.report import CacheWarning, _Cache
+    import tvlens.report.cache as cache_module
+    from tvlens.report import CacheWarning, StageCache
 
     def full(path, write, argument="path"):
         raise OSError(f"{argument}={str(path)!r}: cannot write it (No space left on device)")
 
-    monkeypatch.setattr(report_module, "atomic_write", full)
-    cache = _Cache(str(tmp_path / "cache"))
+    monkeypatch.setattr(cache_module, "atomic_write", full)
+    cache = StageCache(str(tmp_path / "cache"))
     with pytest.warns(CacheWarning, match="could not cache the stage 'stage'.*No space left"):
         assert cache.get("stage", {"a": 1}, None, lambda: {"v": 4}, expect=dict) == {"v": 4}
 

@@ -24,9 +24,9 @@ from typing import Any, Literal
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from tvlens._checks import check_int
+from tvlens._progress import progress_bar
 from tvlens._records import Records
 from tvlens.inject import Intervention, as_hooked, check_provenance, flatten_interventions, inject
 from tvlens.models.hooked import HookedModel
@@ -223,7 +223,7 @@ def evaluate(
 
     chunks: list[dict[str, Tensor]] = []
     starts = range(0, len(scored), batch_size)
-    for start in tqdm(starts, desc=f"evaluate {mode}", delay=0.5, disable=not progress or len(starts) < 2, leave=False):
+    for start in progress_bar(starts, desc=f"evaluate {mode}", progress=progress and len(starts) > 1):
         rows = slice(start, start + batch_size)
         chunk_interventions = [iv.select(rows) for iv in interventions]
         chunks.append(score_batch(hooked, scored.select(rows), chunk_interventions))

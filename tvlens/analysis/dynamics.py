@@ -41,9 +41,9 @@ from typing import Any
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from tvlens._checks import check_int
+from tvlens._progress import progress_bar
 from tvlens._records import Records
 from tvlens.analysis.site import single_site
 from tvlens.evaluate import EvalResult, evaluate
@@ -373,7 +373,7 @@ def linear_dynamics(
     scales: tuple[float, ...] = (0.05, 0.1, 0.2),
     n_shots: int | None = None,
     seed: int = 0,
-    progress: bool = False,
+    progress: bool = True,
 ) -> DynamicsResult:
     """Fit and split the maps that carry a single-site, last-position ``add`` vector through the model.
 
@@ -388,7 +388,7 @@ def linear_dynamics(
     """
     theta, site = single_site(model, vector, "linear_dynamics")
     layer, final = site.layer, model.n_layers
-    bar = tqdm(total=4 + final - layer, desc="linear dynamics", disable=not progress, leave=False, delay=0.5)
+    bar = progress_bar(total=4 + final - layer, desc="linear dynamics", progress=progress)
     batch = Splits(seed).sample(task, "shared", n_prompts, n_shots)
     prompts = batch.zero_shot
     n_copies = default_copies(model) if n_copies is None else n_copies
@@ -491,7 +491,7 @@ def injection_layer_maps(
     n_shots: int | None = None,
     seed: int = 0,
     learn: dict[str, Any] | None = None,
-    progress: bool = False,
+    progress: bool = True,
 ) -> InjectionLayerMaps:
     """Learn an LTV at every injection layer and split the direct map that carries it to the final stream.
 
@@ -523,7 +523,7 @@ def injection_layer_maps(
     if missing:  # learned side by side: one prefix per split for all of them
         options = {"n_shots": n_shots, "seed": seed, "progress": False, **(learn or {})}
         vectors.update({k: tv for k, (tv, _) in learn_task_vectors(model, task, missing, **options).items()})
-    for layer in tqdm(layers, desc="maps by injection layer", disable=not progress, leave=False, delay=0.5):
+    for layer in progress_bar(layers, desc="maps by injection layer", progress=progress):
         theta, site = single_site(model, vectors[layer], "injection_layer_maps")
         if site.layer != layer:
             raise ValueError(f"vectors[{layer}] sits at layer {site.layer}; expected layer {layer}")

@@ -48,10 +48,10 @@ from typing import Any
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from tvlens._checks import check_int
 from tvlens._config import Config
+from tvlens._progress import progress_bar
 from tvlens._records import Records
 from tvlens.analysis.dynamics import injection_layer_maps
 from tvlens.analysis.heads import key_head_analysis
@@ -192,14 +192,16 @@ class Unit:
     def vanilla(self, mode: str = "add") -> tuple[TaskVector, int]:
         """The vanilla TV, its layer chosen on the ``dev`` split."""
         def make() -> tuple[TaskVector, int]:
-            tv, result = vanilla_task_vector(self.model, self.task, mode=mode, n_shots=self.n_shots, seed=self.seed)
+            tv, result = vanilla_task_vector(self.model, self.task, mode=mode, n_shots=self.n_shots, seed=self.seed,
+                                             progress=False)
             return tv, result.sweep.best_layer
         return self.memo(("vanilla", mode), make)
 
     def function(self, layer: int) -> TaskVector:
         """The function vector (Todd et al.; heads from the ``train`` split) at ``layer``."""
         return self.memo(("fv", layer), lambda: function_vector(
-            self.model, self.task, layer, top_k=default_top_k(self.model), n_shots=self.n_shots, seed=self.seed)[0])
+            self.model, self.task, layer, top_k=default_top_k(self.model), n_shots=self.n_shots, seed=self.seed,
+            progress=False)[0])
 
     def learned(self, layer: int, positions: Any = "last", base: str = "zero_shot") -> TaskVector:
         """The LTV at ``layer`` (trained on the ``train`` split, early-stopped on ``dev``)."""
@@ -244,7 +246,7 @@ class Unit:
             vectors = {k: self.random_like(v) for k, v in vectors.items()}
         return self.memo(("maps", control), lambda: injection_layer_maps(
             self.model, self.task, layers=layers, vectors=vectors, n_prompts=self.config.dynamics_prompts,
-            scales=MAP_SCALES, seed=self.seed))
+            scales=MAP_SCALES, seed=self.seed, progress=False))
 
 
 #: Demonstrations of the short ICL prompts an LTV is added to (Yang et al. 2025a's few-shot setting).
@@ -451,7 +453,8 @@ def _head_weighted(u: Unit) -> tuple[float, float]:
     the vectors cannot carry ICL's own answer); the control is ``1 − error(zero-shot) / error(FV)``."""
     config, shots = u.config, u.n_shots
     made = u.memo_shared("regression_vectors", lambda: fidelity_vectors(
-        u.model, u.family, ("function", "head_weighted"), train_shots=shots, n_prompts=config.n_prompts, seed=u.seed))
+        u.model, u.family, ("function", "head_weighted"), train_shots=shots, n_prompts=config.n_prompts, seed=u.seed,
+        progress=False))
     every = u.memo_shared("regression_test", lambda: u.splits.sample(u.family, "test",
                                                                      config.n_prompts * config.n_tasks, shots))
     group = every.select(slice(u.task_id * config.n_prompts, (u.task_id + 1) * config.n_prompts))
@@ -700,7 +703,7 @@ def _plan(claims: list[Claim], models: Sequence[Any] | None, tasks: Any, templat
     return subjects, on, skipped
 
 
-def claims_ledger(config: LedgerConfig | None = None, progress: bool = False, *, models: Sequence[Any] | None = None,
+def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, models: Sequence[Any] | None = None,
                   tasks: Any = None, template: str = "arrow", executor: Executor | None = None) -> ClaimsLedger:
     """Measure every claim of :data:`CLAIMS` (or ``config.claims``) on the zoo, or on your models.
 
@@ -744,7 +747,7 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = False, *,
             for t in range(s.n_tasks(config.n_tasks)) for seed in config.seeds]
     total = sum(len(job.claims) for job in jobs)
     results: list[list[tuple[float, float, int]]] = []
-    with tqdm(total=total, desc="claims ledger", disable=not progress, leave=False, delay=0.5) as bar:
+    with progress_bar(total=total, desc="claims ledger", progress=progress) as bar:
         if executor is None:
             shared: dict[Any, Any] = {}
             for job in jobs:

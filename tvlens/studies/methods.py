@@ -20,9 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from tvlens import zoo
+from tvlens._progress import progress_bar
 from tvlens.evaluate import evaluate
 from tvlens.models.hooked import HookedModel
 from tvlens.studies.table import StudyTable
@@ -51,7 +50,7 @@ def method_table(
     lr: float = LearnConfig.lr,
     epochs: int = LearnConfig.epochs,
     top_k: int | None = None,
-    progress: bool = False,
+    progress: bool = True,
 ) -> StudyTable:
     """The Yang et al. 2025a table: rows ``{model, setting, layer, method, accuracy, stderr, n}``.
 
@@ -76,8 +75,7 @@ def method_table(
     else:
         pairs = {name: (zoo.load(name), zoo.task(name)) for name in models}
     records: list[dict[str, Any]] = []
-    bar = tqdm(total=len(pairs) * (1 + len(settings)), desc="learned vs extracted", disable=not progress, leave=False,
-               delay=0.5)
+    bar = progress_bar(total=len(pairs) * (1 + len(settings)), desc="learned vs extracted", progress=progress)
     for label, (model, family) in pairs.items():
         if family.metric.name != "accuracy":
             raise ValueError(f"models: {label!r} is scored by {family.metric.name}; the learned-vs-extracted table "
@@ -98,9 +96,9 @@ def method_table(
         row("reference", None, "icl", evaluate(model, task, "icl", batch=test, progress=False))
         if "few_shot" in settings:
             row("few_shot", None, "icl", evaluate(model, task, "icl", batch=few, progress=False))
-        vtv, vres = vanilla_task_vector(model, task, n_shots=n_shots, seed=seed)
+        vtv, vres = vanilla_task_vector(model, task, n_shots=n_shots, seed=seed, progress=False)
         layer = vres.sweep.best_layer
-        _, fv = function_vector(model, task, layer, top_k=k, n_shots=n_shots, seed=seed)
+        _, fv = function_vector(model, task, layer, top_k=k, n_shots=n_shots, seed=seed, progress=False)
         bar.update(1)
 
         def fv_at(at: int, positions: Any = "last") -> TaskVector:
@@ -115,7 +113,7 @@ def method_table(
                 row(setting, layer, "learned", score(ltv))
             elif setting == "early":
                 early_vtv, _ = vanilla_task_vector(model, task, early_layer, position=early_position, n_shots=n_shots,
-                                                   seed=seed)
+                                                   seed=seed, progress=False)
                 ltv, _ = learn_task_vector(model, task, early_layer, positions=early_position, n_shots=n_shots,
                                            progress=False, lr=lr, epochs=epochs, seed=seed)
                 row(setting, early_layer, "vanilla", score(early_vtv))

@@ -66,7 +66,7 @@ def regression_fidelity(
     methods: Sequence[str] = FIDELITY_METHODS,
     n_prompts: int = 200,
     seed: int = 0,
-    progress: bool = False,
+    progress: bool = True,
 ) -> StudyTable:
     """Squared error / D by prompt length, method and shift, in one tidy table.
 
@@ -139,7 +139,7 @@ def _heads(model: HookedModel, batch: ICLBatch, heads: list[tuple[int, int]]) ->
 
 def fidelity_vectors(
     model: HookedModel, task: RegressionTask, methods: Sequence[str], *, train_shots: int, n_prompts: int = 200,
-    seed: int = 0, progress: bool = False,
+    seed: int = 0, progress: bool = True,
 ) -> dict[str, Any]:
     """Each method's vector (or layer and heads), made once on unshifted prompts of the training length.
 
@@ -152,7 +152,8 @@ def fidelity_vectors(
         profile = tvp_by_layer(model, task, n_prompts=n_prompts, n_shots=train_shots, seed=dev_seed)
         made["vanilla_layer"] = profile.best_layer
     if "function" in methods:
-        _, fv = function_vector(model, task, 0, top_k=default_top_k(model), n_shots=train_shots, seed=seed)
+        _, fv = function_vector(model, task, 0, top_k=default_top_k(model), n_shots=train_shots, seed=seed,
+                                progress=False)
         dev = task.sample(n_prompts, train_shots, seed=dev_seed)
         heads = _heads(model, dev, fv.top_heads)
         scores = [evaluate(model, task, "injected", Intervention(heads, layer), batch=dev, progress=False).mean

@@ -36,11 +36,11 @@ from typing import Any
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from tvlens._checks import check_int
 from tvlens._config import Config
 from tvlens._io import atomic_write, first_line, safe_torch_load
+from tvlens._progress import progress_bar
 from tvlens._records import Records
 from tvlens.evaluate import mean_and_stderr, score_batch
 from tvlens.inject import Intervention, inject
@@ -279,7 +279,7 @@ class Trainer:
         deterministic_before = torch.are_deterministic_algorithms_enabled()
         torch.use_deterministic_algorithms(True, warn_only=True)
         start_time = time.perf_counter()
-        bar = tqdm(total=cfg.steps, initial=self.step, desc="train", disable=not progress, dynamic_ncols=True)
+        bar = progress_bar(total=cfg.steps, initial=self.step, desc="train", progress=progress, keep=True)
         try:
             while self.step < cfg.steps:
                 parts = self.train_step()

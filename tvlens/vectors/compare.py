@@ -103,11 +103,11 @@ def compare(
             continue
         for layer in layers:
             if method == "vanilla":
-                tv, _ = vanilla_task_vector(model, task, layer, n_shots=n_shots, seed=seed)
+                tv, _ = vanilla_task_vector(model, task, layer, n_shots=n_shots, seed=seed, progress=False)
             elif method == "function":
                 if "tv" not in made:  # the heads and their mean outputs do not depend on the layer
                     made["tv"], made["result"] = function_vector(model, task, 0, top_k=k, n_shots=n_shots,
-                                                                         seed=seed)
+                                                                         seed=seed, progress=False)
                 result = made["result"]
                 tv = TaskVector.single(result.vector, layer, method="function", task=task.to_dict(),
                                        fingerprint=made["tv"].fingerprint,

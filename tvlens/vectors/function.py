@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from tvlens._progress import progress_bar
 from tvlens._records import Records, head_records
 from tvlens.evaluate import evaluate
 from tvlens.models.engine import QueryEngine
@@ -69,7 +69,7 @@ def _answer_score(query: Tensor, batch: ICLBatch, repeat: int) -> Tensor:
 
 
 def average_indirect_effect(
-    model: HookedModel, corrupted: ICLBatch, z_mean: Float[Tensor, "n_layers n_heads d_head"], progress: bool = False,
+    model: HookedModel, corrupted: ICLBatch, z_mean: Float[Tensor, "n_layers n_heads d_head"], progress: bool = True,
     path: str = "auto",
 ) -> Float[Tensor, "n_layers n_heads"]:
     """AIE of every head: the rise of the answer's score when its query-position ``z`` is set to ``z̄``.
@@ -85,7 +85,7 @@ def average_indirect_effect(
     with torch.no_grad():
         base = _answer_score(engine.run([]), corrupted, 1)
         aie = torch.zeros(model.n_layers, heads, dtype=base.dtype)
-        for layer in tqdm(range(model.n_layers), desc="AIE per layer", disable=not progress, leave=False, delay=0.5):
+        for layer in progress_bar(range(model.n_layers), desc="AIE per layer", progress=progress):
             def patch(at: int, z: Tensor, layer: int = layer) -> Tensor:  # z: the query's [rows, heads, d_head]
                 if at != layer:
                     return z
@@ -145,7 +145,7 @@ def function_vector(
     seed: int = 0,
     procedure: str = "tvlens",
     output_bias: bool | None = None,
-    progress: bool = False,
+    progress: bool = True,
 ) -> tuple[TaskVector, FunctionVectorResult]:
     """Todd et al.'s function vector of ``task`` (use ``task.single(k)`` for one task of a family).
 

@@ -23,10 +23,10 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from tvlens._checks import check_int
 from tvlens._config import Config
+from tvlens._progress import progress_bar
 from tvlens._records import Records
 from tvlens.evaluate import EvalResult, scores_at_query
 from tvlens.models.engine import QueryEngine, StreamEdit
@@ -157,7 +157,7 @@ def fit_early_stopping_many(
     best_loss, best_epoch, bad = list(first), [0] * n, [0] * n
     best = [[p.detach().clone() for p in group] for group in groups]
     active = list(range(n))
-    bar = tqdm(range(1, config.epochs + 1), desc=desc, disable=not progress, leave=False)
+    bar = progress_bar(range(1, config.epochs + 1), desc=desc, progress=progress)
     for epoch in bar:
         order = torch.randperm(n_train, generator=generator)
         losses: list[list[float]] = [[] for _ in active]

@@ -27,9 +27,9 @@ from typing import Any
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from tvlens._checks import check_int
+from tvlens._progress import progress_bar
 from tvlens._records import Records
 from tvlens.evaluate import EvalResult, evaluate
 from tvlens.inject import Intervention
@@ -94,13 +94,13 @@ def sweep_layers(
     test_prompts: int,
     seed: int,
     base: str = "zero_shot",
-    progress: bool = False,
+    progress: bool = True,
 ) -> LayerSweep:
     """Score each layer's vector on dev prompts, pick the best, report it on separate test prompts."""
     layers, splits = sorted(vectors), Splits(seed)
     dev = splits.sample(task, "dev", dev_prompts, n_shots)
     results = [evaluate(model, task, "injected", vectors[layer], batch=dev, base=base, progress=False)
-               for layer in tqdm(layers, desc="layer sweep (dev)", disable=not progress, leave=False, delay=0.5)]
+               for layer in progress_bar(layers, desc="layer sweep (dev)", progress=progress)]
     metric = results[0].metric
     means = torch.tensor([r.mean for r in results])
     best = metric_named(metric).best(means)
@@ -196,7 +196,7 @@ def _hendel_procedure(
 
     dev = splits.sample(task, "dev", dev_prompts, n_shots)
     dev_states = hendel_states(model, task, dev, layers, seed=splits.dev)
-    sweep_bar = tqdm(range(len(layers)), desc="layer sweep (dev)", disable=not progress, leave=False, delay=0.5)
+    sweep_bar = progress_bar(range(len(layers)), desc="layer sweep (dev)", progress=progress)
     results = [score(dev, dev_states, i) for i in sweep_bar]
     means = torch.tensor([r.mean for r in results])
     best = task.metric.best(means)  # Hendel: the most accurate block output on the dev prompts
@@ -229,7 +229,7 @@ def vanilla_task_vector(
     dev_prompts: int = 100,
     test_prompts: int = 200,
     seed: int = 0,
-    progress: bool = False,
+    progress: bool = True,
 ) -> tuple[TaskVector, VanillaResult]:
     """Extract the vanilla task vector of ``task`` (use ``task.single(k)`` for one task of a family).
 

@@ -1,48 +1,23 @@
-"""``tvlens report``: the whole pipeline on zoo models, written as one self-contained HTML file.
+"""The report's stages: each one result (computed or read from the cache), its figures and summary entries.
 
-It opens with the claims ledger: the papers' testable claims measured over tasks × seeds beside their
-controls, with a Holm-adjusted interval and
-verdict. Then, for every token model: task vectors by layer (vanilla, function, learned), the OV
-decomposition of a learned vector, its attention and MLP paths and Yang et al. 2025a's re-injection
-test, saliency and exact ablation of every head with key heads vs random heads, the attention
-pattern of the top key head, linear dynamics with the logit lens, rotation vs scaling of vectors
-injected at each layer, and where the vector forms (by layer and over training). Across models: the
-TVP-loss comparison, depth vs complexity, and — for regression models — fidelity by prompt length.
-Each figure has a short explanation under it; a summary table is on top.
-
-The report is one list of declared stages, :data:`STAGES` (each runs per model or once across
-models): each names its cache key, progress weight, computation, figures and summary entries, so
-adding a figure touches that list only; the progress total and the summary table come from it.
-
-The file embeds plotly.js once and works offline. Every stage's result is cached on disk, keyed by
-the model's fingerprint, the stage, its parameters and the tvlens version, so a second run only
-redraws. The HTML records JavaScript errors in ``#tvlens-js-errors`` (the browser test reads it).
+:data:`STAGES` is the one list: a stage runs once first (``"ledger"``), for every model it applies to
+(``"model"``) or once across models (``"studies"``). A stage that reads an earlier one's result declares it in
+``needs``; the list is checked at import (a need must be an earlier stage of the same scope), and a group runs
+a stage only after what it needs.
 """
 
 from __future__ import annotations
 
-import hashlib
-import html
-import io
-import json
 import math
-import os
-import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
 import torch
-from plotly.offline import get_plotlyjs
 from tqdm.auto import tqdm
 
 from tvlens import zoo
-from tvlens._config import Config
-from tvlens._io import atomic_write, atomic_write_text, first_line, safe_torch_load
-from tvlens._version import __version__
 from tvlens.analysis import injection_layer_maps, key_head_analysis, linear_dynamics, ov_decomposition
 from tvlens.analysis.dynamics import DynamicsResult, InjectionLayerMaps
 from tvlens.analysis.heads import KeyHeadResult
@@ -65,6 +40,8 @@ from tvlens.plot import (
     regression_figure,
     reinjection_figure,
 )
+from tvlens.report.cache import StageCache
+from tvlens.report.config import HF_TASKS, ReportConfig, is_hf_dir
 from tvlens.studies import (
     CLAIMS,
     ClaimsLedger,
@@ -86,39 +63,8 @@ from tvlens.vectors import LearnConfig, compare, function_vector
 from tvlens.vectors.compare import Comparison
 from tvlens.vectors.function import FunctionVectorResult, default_top_k
 
-DEFAULT_MODELS = ("perm-mix", "token-offset", "linear-regression-long")
 #: The learned vectors of the report: the settings of the science tests (Yang et al. 2025a on the zoo).
 LTV_CONFIG = LearnConfig()  # trained until the dev loss stops improving
-
-
-@dataclass
-class ReportConfig(Config):
-    """What ``tvlens report`` runs.
-
-    Attributes:
-        models: zoo model names (token and regression models), or directories of Hugging Face causal
-            LMs (``save_pretrained``), reported on :data:`HF_TASKS` word-pair tasks.
-        quick: fewer prompts and copies (for tests and previews).
-        seed: seed of every stage's prompts.
-        cache_dir: where stage results are cached (``None``: no cache).
-        studies: also run the claims ledger (first) and the cross-model studies (TVP-loss, depth vs complexity,
-            the Yang et al. 2025a table).
-    """
-
-    models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
-    quick: bool = False
-    seed: int = 0
-    cache_dir: str | None = None
-    studies: bool = True
-
-    def __post_init__(self) -> None:
-        for name in self.models:
-            if not _is_hf_dir(name):
-                zoo.spec(name)  # a clear KeyError for an unknown name before any work
-
-    @property
-    def n_prompts(self) -> int:
-        return 64 if self.quick else 200
 
 
 @dataclass
@@ -128,132 +74,6 @@ class Section:
     title: str
     figure: go.Figure
     explanation: str
-
-
-@dataclass
-class Report:
-    """The sections of a report and its summary rows."""
-
-    config: ReportConfig
-    sections: list[tuple[str, list[Section]]] = field(default_factory=list)
-    summary: list[dict[str, Any]] = field(default_factory=list)
-    seconds: float = 0.0
-    cache_hits: int = 0
-
-
-class CacheWarning(UserWarning):
-    """A cached stage result could not be used (unreadable, damaged, or made for other inputs)."""
-
-
-def cacheable_types() -> list[type]:
-    """The allow-list of classes a cache entry may hold: tvlens' own plain-data result classes (the
-    dataclasses of every loaded ``tvlens`` module). Nothing else in an entry is ever constructed or called
-    (see :func:`tvlens._io.safe_torch_load`)."""
-    import dataclasses
-    import sys
-
-    types = []
-    for name, module in list(sys.modules.items()):
-        if module is None or not (name == "tvlens" or name.startswith("tvlens.")):
-            continue
-        for obj in vars(module).values():
-            if isinstance(obj, type) and obj.__module__ == name and dataclasses.is_dataclass(obj):
-                types.append(obj)
-    return types
-
-
-class _Cache:
-    """Stage results on disk, keyed by content: (stage, parameters, model fingerprint, tvlens version).
-
-    Each file stores its full key next to the value and is read with ``weights_only=True`` and the
-    allow-list :func:`cacheable_types`: a planted file that would run code is refused, never executed. A
-    file that cannot be read, holds another key (another model's result under the same name) or a value
-    of the wrong type is not trusted: the stage is recomputed with a one-line :class:`CacheWarning` naming
-    the file, and the file replaced. Something that is not a regular file under an entry's name (a
-    directory) is moved aside with a warning; if it cannot be, the result is used without being cached.
-    """
-
-    def __init__(self, directory: str | None) -> None:
-        self.directory = Path(directory) if directory else None
-        if self.directory is not None and self.directory.exists() and not self.directory.is_dir():
-            raise ValueError(f"cache_dir={directory!r}: is a file; expected a directory")
-        self.hits = 0
-        # A fingerprint hashes every weight: once per model, not once per stage. The model is kept with
-        # its fingerprint so that its id cannot be reused by another model while the cache lives.
-        self._fingerprints: dict[int, tuple[HookedModel, dict[str, Any]]] = {}
-
-    def _fingerprint(self, model: HookedModel) -> dict[str, Any]:
-        if id(model) not in self._fingerprints:
-            self._fingerprints[id(model)] = (model, model.fingerprint())
-        return self._fingerprints[id(model)][1]
-
-    @staticmethod
-    def _read(path: Path, key: str, expect: type) -> Any:
-        """The cached value, or ``None`` (with a warning naming the file) when it cannot be trusted."""
-        try:
-            entry = safe_torch_load(path, cacheable_types())
-        except Exception as error:  # truncated, empty, random bytes, a planted pickle: all recomputed
-            reason = f"unreadable: {first_line(error, 120)}"
-        else:
-            if not isinstance(entry, dict) or set(entry) != {"key", "value"}:
-                reason = "not a tvlens cache entry"
-            elif entry["key"] != key:
-                reason = "made for another model, setting or tvlens version"
-            elif not isinstance(entry["value"], expect):
-                reason = f"holds a {type(entry['value']).__name__}, expected a {expect.__name__}"
-            else:
-                return entry["value"]
-        warnings.warn(f"ignoring the cache file {str(path)!r} ({reason}); recomputing it", CacheWarning, stacklevel=4)
-        return None
-
-    @staticmethod
-    def _move_aside(path: Path) -> bool:
-        """Rename a non-file under an entry's name out of the way; whether the name is free now."""
-        aside = path.with_name(f"{path.name}.not-a-cache-entry-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
-        try:
-            path.rename(aside)
-        except OSError as error:
-            warnings.warn(f"the cache entry {str(path)!r} is not a regular file and cannot be moved aside "
-                          f"({error.strerror or error}); the stage is not cached", CacheWarning, stacklevel=4)
-            return False
-        warnings.warn(f"the cache entry {str(path)!r} is not a regular file; moved it to {str(aside)!r}",
-                      CacheWarning, stacklevel=4)
-        return True
-
-    def get(self, stage: str, params: dict[str, Any], model: HookedModel | None, compute: Callable[[], Any],
-            expect: type = object) -> Any:
-        """``compute()``, or its cached value for the same key (checked to be a ``expect``)."""
-        if self.directory is None:
-            return compute()
-        key = json.dumps({"stage": stage, "params": params, "version": __version__,
-                          "model": None if model is None else self._fingerprint(model)}, sort_keys=True, default=str)
-        path = self.directory / f"{stage}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
-        writable = True
-        if path.is_symlink() or (path.exists() and not path.is_file()):
-            writable = self._move_aside(path)
-        elif path.exists():
-            value = self._read(path, key, expect)
-            if value is not None:
-                self.hits += 1
-                return value
-        value = compute()
-        if writable:
-            buffer = io.BytesIO()
-            torch.save({"key": key, "value": value}, buffer)
-            try:
-                atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getvalue()), "cache entry")
-            except (OSError, ValueError) as error:  # a full disk loses the cache entry, not the report
-                warnings.warn(f"could not cache the stage {stage!r} ({first_line(error, 200)})", CacheWarning,
-                              stacklevel=3)
-        return value
-
-
-#: The word-pair tasks a Hugging Face model is reported on (task 0 is the one vectors are made for).
-HF_TASKS = ("antonyms", "country_capital", "english_french", "present_past")
-
-
-def _is_hf_dir(name: str) -> bool:
-    return (Path(name) / "config.json").is_file()
 
 
 def _token_names(task: Any, d_vocab: int) -> list[str]:
@@ -278,6 +98,14 @@ class Run:
     progress: bool = False  # inner progress bars of the long stages
     #: the ledger group's: the researcher's models it asks (their directory → loaded model); empty: the zoo's
     ledger_models: dict[str, HookedModel] = field(default_factory=dict)
+    #: zoo models loaded for this report, shared by its groups (each loaded and fingerprinted once)
+    loaded: dict[str, HookedModel] = field(default_factory=dict)
+
+    def zoo_model(self, name: str) -> HookedModel:
+        """The zoo model ``name``, loaded once per report."""
+        if name not in self.loaded:
+            self.loaded[name] = zoo.load(name)
+        return self.loaded[name]
 
     @property
     def task(self) -> Any:
@@ -323,6 +151,7 @@ class Stage:
         weight: its share of the progress bar (its cost, roughly).
         scope: ``"ledger"`` (runs once, first: the claims ledger), ``"model"`` (runs for every model it
             applies to) or ``"studies"`` (runs once, across models, last).
+        needs: the earlier stages (of the same scope) whose results it reads from :attr:`Run.results`.
     """
 
     name: str
@@ -336,12 +165,16 @@ class Stage:
     owner: Callable[[Run], HookedModel | None] = lambda run: run.model
     weight: int = 1
     scope: str = "model"
+    needs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
             raise ValueError(f"Stage.scope={self.scope!r}: expected one of {SCOPES}")
 
-    def run(self, run: Run, cache: _Cache) -> Any:
+    def run(self, run: Run, cache: StageCache) -> Any:
+        missing = [name for name in self.needs if name not in run.results]
+        if missing:
+            raise RuntimeError(f"stage {self.name!r} of {run.group!r} needs {missing}, which did not run before it")
         if self.compute is None:
             return None
         return cache.get(self.name, self.params(run), self.owner(run), lambda: self.compute(run), expect=self.expect)
@@ -485,7 +318,7 @@ _MODEL_STAGES: tuple[Stage, ...] = (
     Stage("aie", "function-vector heads", _tokens, expect=FunctionVectorResult,
           compute=lambda run: function_vector(run.model, run.task, 0,
                                               top_k=default_top_k(run.model),
-                                              n_shots=run.shots, seed=run.config.seed)[1],
+                                              n_shots=run.shots, seed=run.config.seed, progress=False)[1],
           draw=lambda run, fv: [Section(
               "Average indirect effect per head",
               head_heatmap(fv.aie, f"{run.group}: average indirect effect of each head (function-vector heads boxed)",
@@ -493,35 +326,36 @@ _MODEL_STAGES: tuple[Stage, ...] = (
               "Todd et al.'s causal score: the gain in the answer's probability when one head's mean output over "
               "clean prompts is patched into prompts whose labels were shuffled. The boxed heads make the function "
               "vector.")]),
-    Stage("ov", "OV decomposition", _tokens, expect=OVResult,
+    Stage("ov", "OV decomposition", _tokens, expect=OVResult, needs=("compare",),
           params=lambda run: run.key(layer=run.layer, ltv=asdict(LTV_CONFIG)),
           compute=lambda run: ov_decomposition(run.model, run.task, run.ltv, n_prompts=run.config.n_prompts,
                                                seed=run.config.seed),
           # no share where the vector gains nothing over zero-shot (it is 0/0 there)
           draw=_ov_sections, summary=lambda run, ov: {"θ_OV share": ov.ov_share if math.isfinite(ov.ov_share)
                                                       else "n/a (no gain)"}),
-    Stage("heads", "key heads", _tokens, expect=KeyHeadResult,
+    Stage("heads", "key heads", _tokens, expect=KeyHeadResult, needs=("compare",),
           params=lambda run: run.key(layer=run.layer, ltv=asdict(LTV_CONFIG)),
           compute=lambda run: key_head_analysis(run.model, run.task, run.ltv, n_prompts=run.config.n_prompts,
                                                 seed=run.config.seed),
           draw=_heads_sections,
           summary=lambda run, heads: {"key heads ablated": heads.summary()["key_ablated"],
                                       "random heads ablated": heads.summary()["random_ablated"]}),
-    Stage("attention", "attention of the top key head", _tokens, draw=_attention_sections, weight=0),
-    Stage("dynamics", "linear dynamics", _tokens, expect=DynamicsResult,
+    Stage("attention", "attention of the top key head", _tokens, draw=_attention_sections, weight=0,
+          needs=("heads",)),
+    Stage("dynamics", "linear dynamics", _tokens, expect=DynamicsResult, needs=("compare",),
           params=lambda run: run.key(layer=run.layer, quick=run.config.quick, ltv=asdict(LTV_CONFIG)),
           compute=lambda run: linear_dynamics(run.model, run.task, run.ltv, n_prompts=8 if run.config.quick else 32,
                                               n_shots=run.shots,
                                               seed=run.config.seed, progress=run.progress),
           draw=_dynamics_sections,
           summary=lambda run, dynamics: {"dynamics R² (direct)": float(dynamics.direct.r2.mean())}),
-    Stage("injection-layers", "maps by injection layer", _tokens, expect=InjectionLayerMaps,
+    Stage("injection-layers", "maps by injection layer", _tokens, expect=InjectionLayerMaps, needs=("compare",),
           params=lambda run: run.key(quick=run.config.quick, ltv=asdict(LTV_CONFIG)),
           compute=lambda run: injection_layer_maps(
               run.model, run.task, vectors={k: run.results["compare"].vectors[("learned", k)]
                                             for k in range(run.model.n_layers)},
               n_prompts=4 if run.config.quick else 8, n_shots=run.shots,
-              seed=run.config.seed),
+              seed=run.config.seed, progress=False),
           draw=lambda run, maps: [Section(
               "Rotation vs scaling by injection layer", injection_layers_figure(maps, f"{run.group}: direct maps of "
                                                                                    "the vector learned at each layer"),
@@ -534,7 +368,8 @@ _MODEL_STAGES: tuple[Stage, ...] = (
     Stage("fidelity", "regression fidelity", _vectors, expect=StudyTable,
           params=lambda run: run.key(shifts=_fidelity_shifts(run)),
           compute=lambda run: regression_fidelity(run.group, shifts=_fidelity_shifts(run),
-                                                  n_prompts=run.config.n_prompts, seed=run.config.seed),
+                                                  n_prompts=run.config.n_prompts, seed=run.config.seed,
+                                                  progress=False),
           draw=_fidelity_sections, summary=_fidelity_summary),
     Stage("profile", "formation", lambda run: True, expect=LayerProfile,
           compute=lambda run: tvp_by_layer(run.model, run.family, n_prompts=run.config.n_prompts, n_shots=run.shots,
@@ -581,7 +416,7 @@ def _ledger_weights(run: Run) -> dict[str, str]:
         return {name: model.fingerprint()["weights_sha256"] for name, model in run.ledger_models.items()}
     config = _ledger_config(run)
     names = sorted({m for name in (config.claims or CLAIMS) for m in CLAIMS[name].zoo_models})
-    return {name: zoo.load(name).fingerprint()["weights_sha256"] for name in names}
+    return {name: run.zoo_model(name).fingerprint()["weights_sha256"] for name in names}
 
 
 def _ledger(run: Run) -> ClaimsLedger:
@@ -640,17 +475,17 @@ def _table_models(run: Run) -> list[str]:
 _STUDY_STAGES: tuple[Stage, ...] = (
     Stage("tvp-loss", "TVP-loss", lambda run: True, scope="studies", expect=TVPLossComparison,
           params=lambda run: {"n": run.config.n_prompts, "seed": run.config.seed},
-          owner=lambda run: zoo.load("perm-mix-tvp"),
+          owner=lambda run: run.zoo_model("perm-mix-tvp"),
           compute=lambda run: tvp_loss_comparison(n_prompts=run.config.n_prompts, seed=run.config.seed),
           draw=_tvp_loss_sections),
     Stage("depth", "depth vs complexity", lambda run: True, scope="studies", expect=ComplexityResult,
           params=lambda run: {"n": run.config.n_prompts, "seed": run.config.seed},
-          owner=lambda run: zoo.load("perm-mix-32"),
+          owner=lambda run: run.zoo_model("perm-mix-32"),
           compute=lambda run: depth_vs_complexity(n_prompts=run.config.n_prompts, seed=run.config.seed),
           draw=_depth_sections),
     Stage("method-table", "Yang et al. 2025a table", lambda run: True, scope="studies", expect=StudyTable,
           params=lambda run: {"n": run.config.n_prompts, "seed": run.config.seed, "models": _table_models(run)},
-          owner=lambda run: zoo.load("perm-mix"),
+          owner=lambda run: run.zoo_model("perm-mix"),
           compute=lambda run: method_table(_table_models(run), n_test=run.config.n_prompts, seed=run.config.seed,
                                            progress=run.progress),
           draw=lambda run, table: [Section(
@@ -664,19 +499,39 @@ _STUDY_STAGES: tuple[Stage, ...] = (
 STAGES: tuple[Stage, ...] = (*_LEDGER_STAGES, *_MODEL_STAGES, *_STUDY_STAGES)
 
 
-def _model_run(name: str, config: ReportConfig) -> Run:
-    if _is_hf_dir(name):
+def check_stages(stages: Sequence[Stage]) -> None:
+    """Refuse a stage list with a repeated name or a need that is not an earlier stage of the same scope."""
+    seen: dict[str, Stage] = {}
+    for stage in stages:
+        if stage.name in seen:
+            raise ValueError(f"stages: {stage.name!r} twice; expected unique stage names (they key the cache)")
+        for need in stage.needs:
+            if need not in seen or seen[need].scope != stage.scope:
+                raise ValueError(f"stage {stage.name!r} needs {need!r}; expected an earlier stage of scope "
+                                 f"{stage.scope!r}")
+        seen[stage.name] = stage
+
+
+check_stages(STAGES)
+
+
+def model_run(name: str, config: ReportConfig, loaded: dict[str, HookedModel] | None = None) -> Run:
+    """The group of one model: a Hugging Face directory on :data:`HF_TASKS`, or a zoo model on its family (loaded
+    into ``loaded``, the report's shared zoo models)."""
+    loaded = {} if loaded is None else loaded
+    if is_hf_dir(name):
         from tvlens.tasks.text import TextTasks
 
         model = HookedModel.from_pretrained(name)
-        return Run(name, config, model, TextTasks(HF_TASKS, tokenizer=model.tokenizer), shots=5)
-    model = zoo.load(name)
-    tokens = model.d_input is None
-    return Run(name, config, model, zoo.task(name), shots=zoo.spec(name).train.n_shots if tokens else None,
-               history=formation_over_training(name) if tokens else None)
+        return Run(name, config, model, TextTasks(HF_TASKS, tokenizer=model.tokenizer), shots=5, loaded=loaded)
+    run = Run(name, config, family=zoo.task(name), loaded=loaded)
+    run.model = run.zoo_model(name)
+    if run.tokens:
+        run.shots, run.history = zoo.spec(name).train.n_shots, formation_over_training(name)
+    return run
 
 
-def _run_stages(run: Run, stages: Sequence[Stage], cache: _Cache, bar: tqdm) -> tuple[list[Section], dict[str, Any]]:
+def run_stages(run: Run, stages: Sequence[Stage], cache: StageCache, bar: tqdm) -> tuple[list[Section], dict[str, Any]]:
     sections: list[Section] = []
     summary: dict[str, Any] = {"model": run.group}
     for stage in stages:
@@ -690,108 +545,4 @@ def _run_stages(run: Run, stages: Sequence[Stage], cache: _Cache, bar: tqdm) -> 
     return sections, summary
 
 
-def build_report(config: ReportConfig | None = None, progress: bool = True) -> Report:
-    """Run every stage (or read it from the cache) and collect the figures.
-
-    The stages are :data:`STAGES`: those of scope ``"model"`` for every model, those of scope
-    ``"studies"`` once; the progress total and the summary table come from them."""
-    config = config or ReportConfig()
-    start = time.perf_counter()
-    cache = _Cache(config.cache_dir)
-    report = Report(config=config)
-    runs = [_model_run(name, config) for name in config.models]
-    studies = Run("Studies across models", config) if config.studies else None
-    # with Hugging Face models in the report, the ledger asks them (the zoo's own claims stay in `tvlens claims`)
-    asked = {run.group: run.model for run in runs if _is_hf_dir(run.group)}
-    ledger = Run("Paper claims on your models" if asked else "Paper claims on the zoo", config,
-                 ledger_models=asked) if config.studies else None
-    for run in [*runs, *([studies, ledger] if studies else [])]:
-        run.progress = progress
-    scoped = {scope: [stage for stage in STAGES if stage.scope == scope] for scope in SCOPES}
-    total = sum(stage.weight for run in runs for stage in scoped["model"] if stage.applies(run))
-    for once, scope in ((ledger, "ledger"), (studies, "studies")):
-        total += sum(stage.weight for stage in scoped[scope] if stage.applies(once)) if once is not None else 0
-    with tqdm(total=total, desc="report", disable=not progress, dynamic_ncols=True) as bar:
-        if ledger is not None:
-            report.sections.append((ledger.group, _run_stages(ledger, scoped["ledger"], cache, bar)[0]))
-        for run in runs:
-            sections, summary = _run_stages(run, scoped["model"], cache, bar)
-            report.sections.append((run.group, sections))
-            report.summary.append(summary)
-        if studies is not None:
-            report.sections.append((studies.group, _run_stages(studies, scoped["studies"], cache, bar)[0]))
-    report.seconds, report.cache_hits = time.perf_counter() - start, cache.hits
-    return report
-
-
-def _format(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return html.escape(str(value))
-
-
-def render_html(report: Report) -> str:
-    """The report as one HTML document with plotly.js embedded (works offline)."""
-    columns = list(dict.fromkeys(key for row in report.summary for key in row))
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    rows = "".join("<tr>" + "".join(f"<td>{_format(row.get(c, ''))}</td>" for c in columns) + "</tr>"
-                   for row in report.summary)
-    body, toc, index = [], [], 0
-    for group, sections in report.sections:
-        anchor = f"group-{len(toc)}"
-        toc.append(f'<li><a href="#{anchor}">{html.escape(group)}</a></li>')
-        body.append(f'<h2 id="{anchor}">{html.escape(group)}</h2>')
-        for section in sections:
-            div = section.figure.to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{index}",
-                                         config={"displaylogo": False, "responsive": True})
-            body.append(f'<section class="figure"><h3>{html.escape(section.title)}</h3>{div}'
-                        f'<p class="explanation">{html.escape(section.explanation)}</p></section>')
-            index += 1
-    settings = html.escape(json.dumps(report.config.to_dict()))
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>tvlens report</title>
-<script>window.tvlensErrors = [];
-window.addEventListener("error", function (e) {{ window.tvlensErrors.push(String(e.message)); }});</script>
-<script type="text/javascript">{get_plotlyjs()}</script>
-<style>body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }}
-table.summary {{ border-collapse: collapse; font-size: 0.9em; }}
-table.summary td, table.summary th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
-.explanation {{ color: #444; max-width: 900px; }} section.figure {{ margin-bottom: 2.5em; }}</style></head>
-<body>
-<h1>tvlens report</h1>
-<p>Task vectors on the tvlens zoo: {len(report.config.models)} model(s), {sum(len(s) for _, s in report.sections)}
-figures, made in {report.seconds:.0f} s by tvlens {__version__} ({report.cache_hits} stages from the cache).
-Accuracy for token models; squared error / D for regression models (lower is better).</p>
-<table class="summary"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>
-<ul>{"".join(toc)}</ul>
-{"".join(body)}
-<p><small>settings: {settings}</small></p>
-<div id="tvlens-js-errors" hidden></div>
-<script>window.addEventListener("load", function () {{
-  setTimeout(function () {{
-    document.getElementById("tvlens-js-errors").textContent = JSON.stringify(window.tvlensErrors);
-    var figures = document.querySelectorAll("div[id^='figure-']");
-    var missing = [];
-    figures.forEach(function (f) {{ if (!f.querySelector("svg.main-svg")) {{ missing.push(f.id); }} }});
-    document.body.setAttribute("data-figures", String(figures.length));
-    document.body.setAttribute("data-missing", missing.join(","));
-  }}, 500);
-}});</script>
-</body></html>
-"""
-
-
-def write_report(report: Report, path: str | os.PathLike) -> Path:
-    """Write :func:`render_html` to ``path`` atomically (``-``: standard output)."""
-    return atomic_write_text(path, render_html(report))
-
-
-def make_report(models: Sequence[str] = DEFAULT_MODELS, out: str | os.PathLike = "report.html", *, quick: bool = False,
-                cache_dir: str | None = None, studies: bool = True, progress: bool = True) -> Path:
-    """Build the report for ``models`` and write it to ``out``."""
-    config = ReportConfig(models=list(models), quick=quick, cache_dir=cache_dir, studies=studies)
-    return write_report(build_report(config, progress=progress), out)
-
-
-__all__ = ["DEFAULT_MODELS", "Report", "ReportConfig", "Section", "build_report", "make_report", "render_html",
-           "write_report"]
+__all__ = ["LTV_CONFIG", "SCOPES", "STAGES", "Run", "Section", "Stage", "model_run", "run_stages"]

@@ -1,0 +1,53 @@
+"""What ``tvlens report`` runs: the models (zoo names or Hugging Face directories) and its settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tvlens import zoo
+from tvlens._config import Config
+
+#: The word-pair tasks a Hugging Face model is reported on (task 0 is the one vectors are made for).
+HF_TASKS = ("antonyms", "country_capital", "english_french", "present_past")
+
+
+def is_hf_dir(name: str) -> bool:
+    """Whether ``name`` is a Hugging Face model directory (``save_pretrained``) rather than a zoo name."""
+    return (Path(name) / "config.json").is_file()
+
+
+DEFAULT_MODELS = ("perm-mix", "token-offset", "linear-regression-long")
+
+
+@dataclass
+class ReportConfig(Config):
+    """What ``tvlens report`` runs.
+
+    Attributes:
+        models: zoo model names (token and regression models), or directories of Hugging Face causal
+            LMs (``save_pretrained``), reported on :data:`HF_TASKS` word-pair tasks.
+        quick: fewer prompts and copies (for tests and previews).
+        seed: seed of every stage's prompts.
+        cache_dir: where stage results are cached (``None``: no cache).
+        studies: also run the claims ledger (first) and the cross-model studies (TVP-loss, depth vs complexity,
+            the Yang et al. 2025a table).
+    """
+
+    models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
+    quick: bool = False
+    seed: int = 0
+    cache_dir: str | None = None
+    studies: bool = True
+
+    def __post_init__(self) -> None:
+        for name in self.models:
+            if not is_hf_dir(name):
+                zoo.spec(name)  # a clear KeyError for an unknown name before any work
+
+    @property
+    def n_prompts(self) -> int:
+        return 64 if self.quick else 200
+
+
+__all__ = ["DEFAULT_MODELS", "HF_TASKS", "ReportConfig", "is_hf_dir"]
