@@ -190,6 +190,8 @@ def test_family_is_cached_and_reads_its_architecture(family):
     assert caps.rotary_interleaved == (name == "gptj") and caps.norm_offset == (1.0 if "gemma" in name else 0.0)
     assert caps.sandwich_norms == (("post_attention_layernorm", "post_feedforward_layernorm") if name == "gemma2"
                                    else None)
+    # a 3.x HookedTransformer computes its rotary angles in its own dtype, Hugging Face's modules in float32
+    assert caps.rotary_in_model_dtype == (caps.positional == "rotary" and _line() == 3)
 
 
 @pytest.mark.parametrize("position", ["last", 1])

@@ -135,6 +135,8 @@ class Capabilities:
         sliding_windows: per layer, the attention window in positions (``None``: the whole prompt).
         n_ctx: longest prompt the model takes.
         architecture: Hugging Face architecture name, or ``None`` for a from-scratch model.
+        rotary_in_model_dtype: the model computes its rotary angles in its own dtype (a TL 3.x
+            ``HookedTransformer``); otherwise in float32, as Hugging Face's modules do.
         cached_suffix: whether the query engine's cached path reproduces this model.
         reason: why it does not (empty when it does).
     """
@@ -163,6 +165,7 @@ class Capabilities:
     reason: str
     sandwich_norms: tuple[str, str] | None = None
     parallel_norm: str = "own"
+    rotary_in_model_dtype: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -177,6 +180,11 @@ def _hf_config(model: Any) -> Any:
     """The Hugging Face config behind a 4.x bridge over a ``transformers`` model (``None`` otherwise)."""
     original = getattr(model, "original_model", None)
     return getattr(original, "config", None)
+
+
+def is_bridge(tl_model: Any) -> bool:
+    """Whether ``tl_model`` is a TL 4.x ``TransformerBridge`` (else a 3.x ``HookedTransformer``)."""
+    return type(tl_model).__name__ == "TransformerBridge" or hasattr(tl_model, "tl_parameters")
 
 
 def read_capabilities(tl_model: Any) -> Capabilities:
@@ -206,6 +214,7 @@ def read_capabilities(tl_model: Any) -> Capabilities:
         "logit_soft_cap": _cap(getattr(cfg, "output_logits_soft_cap", -1.0)),
         "sliding_windows": _tl_windows(cfg, n_layers), "n_ctx": int(cfg.n_ctx),
         "architecture": getattr(cfg, "original_architecture", None),
+        "rotary_in_model_dtype": positional == "rotary" and not is_bridge(tl_model),
     }
     problems = []
     if hf is not None:

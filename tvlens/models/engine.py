@@ -318,7 +318,7 @@ class _Suffix:
         cache = {name: stream.masked_fill(~real[..., None], 0) for name, stream in cache.items()}
         self.window = cache[names[0]][:, first:].detach()  # [n, S, d]: the stream entering `start`
         self.position = position[:, first:]
-        self.rotary = _Rotary(caps, self.d_head, model.line, dtype) if caps.positional == "rotary" else None
+        self.rotary = _Rotary(caps, self.d_head, dtype) if caps.positional == "rotary" else None
         # Keys [n, h, d_head, T] and values [n, h, T, d_head] of the columns before `first`, per layer.
         self.keys, self.values = {}, {}
         with torch.no_grad():
@@ -490,13 +490,14 @@ class _Suffix:
 class _Rotary:
     """Rotary position embedding of the first ``rotary_dim`` dimensions of each head (halves or adjacent pairs).
 
-    The angles are computed the way the model computes them (float32 in Hugging Face's modules,
-    float64 in a TL 3.x float64 model), so the cached path matches the model to rounding."""
+    The angles are computed the way the model computes them (``Capabilities.rotary_in_model_dtype``: float32
+    in Hugging Face's modules, float64 in a TL 3.x float64 model), so the cached path matches the model to
+    rounding."""
 
-    def __init__(self, caps: Any, d_head: int, line: int, dtype: torch.dtype) -> None:
+    def __init__(self, caps: Any, d_head: int, dtype: torch.dtype) -> None:
         self.dim = int(caps.rotary_dim or d_head)
         self.interleaved = caps.rotary_interleaved
-        precision = torch.float64 if (line == 3 and dtype == torch.float64) else torch.float32
+        precision = torch.float64 if (caps.rotary_in_model_dtype and dtype == torch.float64) else torch.float32
         self.inv_freq = 1.0 / (caps.rotary_base ** (torch.arange(0, self.dim, 2, dtype=torch.int64)
                                                     .to(precision) / self.dim))
         self.dtype = dtype

@@ -31,7 +31,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from tvlens.models.capabilities import Capabilities, read_capabilities
+from tvlens.models.capabilities import Capabilities, is_bridge, read_capabilities
 from tvlens.models.config import ModelConfig
 from tvlens.models.lines import transformer_lens_line
 from tvlens.models.norm import apply_norm
@@ -64,10 +64,6 @@ def _build_tl_model(config: ModelConfig, backend: str, dtype: torch.dtype) -> nn
     raise ValueError(f"backend={backend!r}: expected 'auto', 'bridge' or 'hooked_transformer'")
 
 
-def _is_bridge(model: nn.Module) -> bool:
-    return type(model).__name__ == "TransformerBridge" or hasattr(model, "tl_parameters")
-
-
 class HookedModel(nn.Module):
     """A TransformerLens model seen through one API, whichever TL line is installed.
 
@@ -95,7 +91,7 @@ class HookedModel(nn.Module):
         self.config = config
         self.read_in = read_in
         self.tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
-        self.is_bridge = _is_bridge(model)
+        self.is_bridge = is_bridge(model)
         self._attention_mask: Tensor | None = None
         self._capabilities: Capabilities | None = None
         if freeze:
