@@ -74,7 +74,7 @@ def main() -> None:
         compare_collection(f"dynamics_{name}_16shot", f"{name} (4 layers, d 128), 16-shot word pairs "
                            f"({prompts.inputs.shape[1]} cols)", hf, prompts, theta, 64)
     start = time.perf_counter()
-    result = linear_dynamics(model, task, ltv)
+    result = linear_dynamics(model, task, ltv, progress=False)
     sweep = time.perf_counter() - start
     print(f"full linear_dynamics sweep on perm-mix (direct + {len(result.steps)} layer maps, fresh held-out copies, "
           f"checks): {sweep:.1f} s")
