@@ -309,7 +309,7 @@ def _claims(args: argparse.Namespace) -> int:
     config = LedgerConfig(n_tasks=count or 5, seeds=seeds, n_prompts=args.prompts, n_shots=args.shots, claims=claims)
     # every model checked (directory, task names, --tasks on a zoo model) before any model loads
     for model in args.model or []:
-        subject(model, names, template=args.template, argument="--model", tasks_argument="--tasks")
+        subject(model, names, template=args.template, dtype=args.dtype, argument="--model", tasks_argument="--tasks")
     executor = None
     if args.workers > 1:
         import multiprocessing
@@ -321,7 +321,7 @@ def _claims(args: argparse.Namespace) -> int:
         _set_threads()
     try:
         ledger = claims_ledger(config, progress=not args.quiet, models=args.model, tasks=names,
-                               template=args.template, executor=executor)
+                               template=args.template, dtype=args.dtype, executor=executor)
     finally:
         if executor is not None:
             executor.shutdown(cancel_futures=True)
@@ -434,6 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 200)")
     claims.add_argument("--shots", type=_positive_int, default=None, help="demonstrations per prompt (default: a zoo "
                         "model's training prompts, 5 for word-pair tasks)")
+    claims.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16", "float64"),
+                        help="what a Hugging Face --model is loaded in (default float32)")
     claims.add_argument("--workers", type=_positive_int, default=1, help="processes to run the units on (default 1: "
                         "in this process); each loads a model once")
     claims.add_argument("--out", default=None, help="also write the markdown table to this "

@@ -128,6 +128,27 @@ def test_subject_errors_are_one_line_before_any_load(saved, tmp_path, monkeypatc
         assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
+def test_a_directory_loads_in_the_dtype_asked_for(saved):
+    """``dtype`` reaches the loaded model (a worker loads its own copy in it); the command line offers the same."""
+    import argparse
+
+    from tvlens.cli import build_parser
+    from tvlens.studies.subjects import DTYPES
+
+    s = subject(saved["llama_gqa"], TASKS, dtype="bfloat16")
+    model = s.load()
+    assert s.dtype == "bfloat16" and model.dtype == torch.bfloat16
+    assert all(p.dtype == torch.bfloat16 for p in model.parameters())
+    # the analyses read a bfloat16 model in float32 (the OV decomposition used to mix the two and fail)
+    row = claims_ledger(LedgerConfig(seeds=(0,), n_prompts=8, epochs=2, claims=("theta_ov",)),
+                        models=[saved["llama_gqa"]], tasks=TASKS, dtype="bfloat16").rows[0]
+    assert row.n_tasks == len(TASKS) and math.isfinite(row.mean) and math.isfinite(row.control)
+    with pytest.raises(ValueError, match=r"dtype='half': expected one of \['float32', 'bfloat16'"):
+        subject(saved["llama_gqa"], TASKS, dtype="half")
+    claims = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["claims"]
+    assert tuple(next(a for a in claims._actions if a.dest == "dtype").choices) == DTYPES
+
+
 def test_csv_tasks_and_loaded_models(saved, tmp_path):
     """A CSV is one task named after its file; a loaded model is measured in-process but refused by an executor."""
     pairs = builtin_tasks()["antonyms"].pairs[:60]

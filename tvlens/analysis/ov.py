@@ -42,6 +42,7 @@ from typing import Any, Literal
 import torch
 from jaxtyping import Float
 from torch import Tensor
+from transformer_lens.FactoredMatrix import FactoredMatrix
 
 from tvlens._records import Records, head_records
 from tvlens.analysis.site import single_site
@@ -52,6 +53,10 @@ from tvlens.positions import PositionSpec, resolve_positions
 from tvlens.tasks.base import ICLBatch, Task, check_base
 from tvlens.tasks.splits import Splits
 from tvlens.vectors.task_vector import TaskVector
+
+
+def _cast(weight: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    return None if weight is None else weight.to(dtype)
 
 
 def frozen_norm(
@@ -89,7 +94,19 @@ def theta_ov(model: HookedModel, theta: Float[Tensor, " d_model"], layer: int) -
     of each layer."""
     layer = model.check_layer(layer)
     with torch.no_grad():
-        return sum((theta @ model.OV(k)).sum(0) for k in range(layer, model.n_layers))
+        return sum((theta @ _ov(model, k, theta.dtype)).sum(0) for k in range(layer, model.n_layers))
+
+
+def _ov(model: HookedModel, layer: int, dtype: torch.dtype) -> FactoredMatrix:
+    """``W_V W_O`` of ``layer`` as a factored matrix in ``dtype`` (the analyses compute in at least float32, also
+    on a bfloat16 model)."""
+    ov = model.OV(layer)
+    return FactoredMatrix(ov.A.to(dtype), ov.B.to(dtype))
+
+
+def analysis_dtype(model: HookedModel) -> torch.dtype:
+    """What the analyses compute in: the model's dtype, at least float32 (a bfloat16 model is read in float32)."""
+    return torch.promote_types(model.dtype, torch.float32)
 
 
 @dataclass(frozen=True, eq=False)
@@ -205,6 +222,7 @@ def ov_decomposition(
     """
     theta, site = single_site(model, vector, "ov_decomposition")
     check_base(base)
+    dt = analysis_dtype(model)
     layer, n_layers, n_heads = site.layer, model.n_layers, model.n_heads
     batch = Splits(seed).sample(task, "shared", n_prompts, n_shots) if batch is None else batch
     prompts = batch.view(base)
@@ -226,42 +244,43 @@ def ov_decomposition(
         q = prompts.query_positions.to(model.device)
         nan = torch.full((n_layers, n_heads), float("nan"), dtype=torch.float64)
         ov_norm, attention, contribution_norm, logit_effect = nan.clone(), nan.clone(), nan.clone(), nan.clone()
-        final_scale = prompts.at_query(cache["ln_final.hook_scale"]) if norm is not None else None
-        final_weight = model.norm_parameters("ln_final")[0]
+        final_scale = prompts.at_query(cache["ln_final.hook_scale"]).to(dt) if norm is not None else None
+        final_weight = _cast(model.norm_parameters("ln_final")[0], dt)
+        w_u = model.W_U.to(dt)
         for k in layers:
-            scale = cache[model.hook_name(k, "ln1.hook_scale")][rows, p] if norm is not None else None
-            ln1_weight = model.norm_parameters(f"blocks.{k}.ln1")[0]
-            theta_hat = frozen_norm(theta.expand(len(prompts), -1), scale, norm, ln1_weight)
-            transport = (theta_hat[:, None, None, :] @ model.OV(k)).AB.squeeze(-2)  # [batch, heads, d]
+            scale = cache[model.hook_name(k, "ln1.hook_scale")][rows, p].to(dt) if norm is not None else None
+            ln1_weight = _cast(model.norm_parameters(f"blocks.{k}.ln1")[0], dt)
+            theta_hat = frozen_norm(theta.to(dt).expand(len(prompts), -1), scale, norm, ln1_weight)
+            transport = (theta_hat[:, None, None, :] @ _ov(model, k, dt)).AB.squeeze(-2)  # [batch, heads, d]
             pattern = cache[model.hook_name(k, "attn.hook_pattern")]
-            weight = prompts.at_query(pattern, dim=2)[rows, :, p]  # [batch, heads]: the query's weight on θ
+            weight = prompts.at_query(pattern, dim=2)[rows, :, p].to(dt)  # [batch, heads]: the query's weight on θ
             contribution = weight[..., None] * transport
             read = frozen_norm(contribution, None if final_scale is None else final_scale[:, None], norm,
                                final_weight)  # [batch, heads, d]: what ln_final passes on to W_U
             ov_norm[k] = transport.norm(dim=-1).double().mean(0).cpu()
             attention[k] = weight.double().mean(0).cpu()
             contribution_norm[k] = contribution.norm(dim=-1).double().mean(0).cpu()
-            logit_effect[k] = _answer_effect(read, model.W_U, prompts).double().mean(0).cpu()
+            logit_effect[k] = _answer_effect(read, w_u, prompts).double().mean(0).cpu()
         mlp_change = torch.full((n_layers,), float("nan"), dtype=torch.float64)
         # each later block's change at the query, [batch, layers, d]
-        terms = {"attention": torch.stack([prompts.at_query(cache[n] - clean[n]) for n in attn_names], 1)}
+        terms = {"attention": torch.stack([prompts.at_query(cache[n] - clean[n]).to(dt) for n in attn_names], 1)}
         if not attn_only:
-            terms["mlp"] = torch.stack([prompts.at_query(cache[n] - clean[n]) for n in mlp_names], 1)
+            terms["mlp"] = torch.stack([prompts.at_query(cache[n] - clean[n]).to(dt) for n in mlp_names], 1)
             mlp_change[layer:] = terms["mlp"].norm(dim=-1).double().mean(0).cpu()
         theta_mlp = terms["mlp"].mean(0) if "mlp" in terms else None
 
         # the exact split of the final change at the query, read by ln_final (injected scale) and W_U
         def effect(delta: Tensor) -> Tensor:
             read = frozen_norm(delta, final_scale, norm, final_weight)
-            return prompts.metric.answer_effect(read, model.W_U, prompts.targets, prompts.label_set).double().cpu()
+            return prompts.metric.answer_effect(read, w_u, prompts.targets, prompts.label_set).double().cpu()
 
-        at_query = (p == q).to(theta.dtype)[:, None]
-        paths = {"direct": effect(at_query * theta.expand(len(prompts), -1)),
+        at_query = (p == q).to(dt)[:, None]
+        paths = {"direct": effect(at_query * theta.to(dt).expand(len(prompts), -1)),
                  "attention": effect(terms["attention"].sum(1)),
                  "mlp": effect(terms["mlp"].sum(1)) if "mlp" in terms else torch.zeros(len(prompts),
                                                                                        dtype=torch.float64)}
         paths["total"] = paths["direct"] + paths["attention"] + paths["mlp"]
-        ov_vector = theta_ov(model, theta, layer)
+        ov_vector = theta_ov(model, theta.to(dt), layer)
 
     reinjection: dict[str, EvalResult] = {}
     if reinject:

@@ -670,7 +670,7 @@ def _measure(job: _Job, shared: dict[Any, Any] | None = None) -> list[tuple[floa
     return out
 
 
-def _plan(claims: list[Claim], models: Sequence[Any] | None, tasks: Any, template: str
+def _plan(claims: list[Claim], models: Sequence[Any] | None, tasks: Any, template: str, dtype: str
           ) -> tuple[dict[str, Subject], dict[str, tuple[str, ...]], list[tuple[Claim, str, str]]]:
     """The subjects (by row label), the labels each claim is measured on, and the (claim, label, reason) of each
     claim that does not apply to a given model. Without ``models``: every claim on its zoo models."""
@@ -687,7 +687,7 @@ def _plan(claims: list[Claim], models: Sequence[Any] | None, tasks: Any, templat
     subjects: dict[str, Subject] = {}
     for i, m in enumerate(models):
         s = m if isinstance(m, Subject) else as_subject(
-            m, tasks, template=template, name=f"model {i}" if isinstance(m, HookedModel) else None,
+            m, tasks, template=template, name=f"model {i}" if isinstance(m, HookedModel) else None, dtype=dtype,
             argument=f"models[{i}]")
         if s.name in subjects:
             raise ValueError(f"models[{i}]={s.name!r}: given twice; expected each model once")
@@ -704,7 +704,8 @@ def _plan(claims: list[Claim], models: Sequence[Any] | None, tasks: Any, templat
 
 
 def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, models: Sequence[Any] | None = None,
-                  tasks: Any = None, template: str = "arrow", executor: Executor | None = None) -> ClaimsLedger:
+                  tasks: Any = None, template: str = "arrow", dtype: str = "float32",
+                  executor: Executor | None = None) -> ClaimsLedger:
     """Measure every claim of :data:`CLAIMS` (or ``config.claims``) on the zoo, or on your models.
 
     Args:
@@ -718,6 +719,8 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
         tasks: what the non-zoo models are measured on: word-pair tasks (built-in names, ``.csv`` files,
             :class:`~tvlens.tasks.WordPairs`; one task per dataset) or a :class:`~tvlens.tasks.Task` family.
         template: the word-pair prompt template (``"arrow"``, ``"hendel"``, ``"todd"``, ``"qa"`` or a string).
+        dtype: what Hugging Face directories are loaded in (``"float32"``, ``"bfloat16"``, ``"float16"``,
+            ``"float64"``).
         executor: a :class:`concurrent.futures.Executor` to run the units (model × task × seed) on — a
             ``ProcessPoolExecutor``, ``dask.distributed.Client(...).get_executor()``, Ray's executor. ``None``: one
             after the other in this process. Each worker loads a model once and keeps it for the units it runs; the
@@ -733,7 +736,7 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
     config = config or LedgerConfig()
     names = config.claims or tuple(CLAIMS)
     claims = [CLAIMS[n] for n in names]
-    subjects, on, skipped = _plan(claims, models, tasks, template)
+    subjects, on, skipped = _plan(claims, models, tasks, template, dtype)
     if executor is not None and not isinstance(executor, Executor):
         raise TypeError(f"executor: expected a concurrent.futures.Executor (or None), got {type(executor).__name__}")
     if executor is not None:

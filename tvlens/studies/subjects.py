@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from tvlens import zoo
 from tvlens.models import HookedModel
 from tvlens.tasks.base import Task
@@ -62,6 +64,8 @@ class Subject:
         family_: the task family of a token or regression model that is not from the zoo.
         offers: ``"labels"`` or ``"regression"``.
         model: an already loaded model (used in this process only; not sent to executor workers).
+        dtype: the dtype a Hugging Face directory is loaded in (``"float32"``, ``"bfloat16"``, ``"float16"``,
+            ``"float64"``): a worker loads its own copy in it.
     """
 
     name: str
@@ -71,6 +75,7 @@ class Subject:
     template: str = "arrow"
     family_: Task | None = field(default=None, repr=False)
     model: HookedModel | None = field(default=None, repr=False, compare=False)
+    dtype: str = "float32"
 
     @property
     def zoo_name(self) -> str | None:
@@ -95,7 +100,7 @@ class Subject:
         if self.zoo_name is not None:
             return zoo.load(self.zoo_name)
         if Path(self.source).is_dir():
-            return HookedModel.from_pretrained(self.source)
+            return HookedModel.from_pretrained(self.source, dtype=getattr(torch, self.dtype))
         from tvlens.models.io import load_model
 
         return load_model(self.source)
@@ -153,8 +158,12 @@ def _word_pairs(tasks: Any, argument: str) -> tuple[WordPairs, ...]:
     return tuple(out)
 
 
+#: The dtypes a Hugging Face directory can be loaded in.
+DTYPES = ("float32", "bfloat16", "float16", "float64")
+
+
 def subject(model: Any, tasks: Any = None, *, template: str = "arrow", name: str | None = None,
-            argument: str = "models", tasks_argument: str = "tasks") -> Subject:
+            dtype: str = "float32", argument: str = "models", tasks_argument: str = "tasks") -> Subject:
     """The :class:`Subject` of ``model`` (checked before anything loads).
 
     Args:
@@ -166,12 +175,16 @@ def subject(model: Any, tasks: Any = None, *, template: str = "arrow", name: str
             trained one (its metadata) unless ``tasks`` is given.
         template: the word-pair prompt template (``"arrow"``, ``"hendel"``, ``"todd"``, ``"qa"`` or a string).
         name: the row label (default: the zoo name or the path as given).
+        dtype: what a Hugging Face directory is loaded in (:data:`DTYPES`; e.g. ``"bfloat16"`` for a 7B model on
+            one GPU). Zoo models and tvlens files load as they were saved.
         argument, tasks_argument: the arguments named in errors (``model``'s and ``tasks``').
 
     Raises:
         ValueError, FileNotFoundError, TypeError: one line naming ``argument`` and the value.
     """
     check_template(template)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r}: expected one of {list(DTYPES)}")
     family = tasks if isinstance(tasks, Task) else None
     if isinstance(model, HookedModel):
         label = name or "model"
@@ -205,7 +218,8 @@ def subject(model: Any, tasks: Any = None, *, template: str = "arrow", name: str
         if tasks is None:
             raise ValueError(f"{tasks_argument}: a Hugging Face model ({source!r}) needs word-pair tasks, e.g. "
                              f"antonyms,country_capital (built-in: {sorted(builtin_tasks())})")
-        return Subject(label, str(path), "labels", words=_word_pairs(tasks, tasks_argument), template=template)
+        return Subject(label, str(path), "labels", words=_word_pairs(tasks, tasks_argument), template=template,
+                       dtype=dtype)
     if path.is_file() and path.suffix == ".safetensors":
         from tvlens.models.io import read_metadata
         from tvlens.tasks.base import task_from_dict
@@ -246,4 +260,4 @@ def worker_shared(ledger: str) -> dict[Any, Any]:
     return _WORKER.shared
 
 
-__all__ = ["NEEDS", "OFFERS", "Subject", "subject", "worker_shared"]
+__all__ = ["DTYPES", "NEEDS", "OFFERS", "Subject", "subject", "worker_shared"]
