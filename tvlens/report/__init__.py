@@ -1,8 +1,8 @@
 """``tvlens report``: the whole pipeline on zoo models, written as one self-contained HTML file.
 
 It opens with the claims ledger: the papers' testable claims measured over tasks × seeds beside their
-controls, with a Holm-adjusted interval and
-verdict. Then, for every token model: task vectors by layer (vanilla, function, learned), the OV
+controls, with a Holm-adjusted interval and verdict — on the zoo, or on the Hugging Face models given (on
+word-pair tasks). Then, for every token model: task vectors by layer (vanilla, function, learned), the OV
 decomposition of a learned vector, its attention and MLP paths and Yang et al. 2025a's re-injection
 test, saliency and exact ablation of every head with key heads vs random heads, the attention
 pattern of the top key head, linear dynamics with the logit lens, rotation vs scaling of vectors
@@ -11,7 +11,8 @@ TVP-loss comparison, depth vs complexity, and — for regression models — fide
 Each figure has a short explanation under it; a summary table is on top.
 
 The report is one list of declared stages, :data:`STAGES` (each runs per model or once across
-models): each names its cache key, progress weight, computation, figures and summary entries, so
+models): each names its cache key, progress weight, computation, figures, summary entries and the earlier
+results it needs, so
 adding a figure touches that list only; the progress total and the summary table come from it.
 
 The file embeds plotly.js once and works offline. Every stage's result is cached on disk, keyed by

@@ -59,7 +59,7 @@ class Subject:
         name: its label in the table (the zoo name, the path as given, or the name passed).
         source: a zoo name, a Hugging Face model directory or a tvlens ``.safetensors`` file; ``None`` when
             ``model`` is given.
-        words: the word-pair tasks of a text model (built-in names, :class:`WordPairs`); ``None`` otherwise.
+        words: the word-pair tasks of a text model (resolved to :class:`WordPairs`); ``None`` otherwise.
         template: the prompt template of the word-pair tasks (:data:`~tvlens.tasks.text.TEMPLATES` or a string).
         family_: the task family of a token or regression model that is not from the zoo.
         offers: ``"labels"`` or ``"regression"``.
@@ -85,7 +85,7 @@ class Subject:
     @property
     def key(self) -> Any:
         """What identifies the loaded model within one process (a loaded model: the object itself)."""
-        return ("object", id(self.model)) if self.model is not None else ("source", self.source)
+        return ("object", id(self.model)) if self.model is not None else ("source", self.source, self.dtype)
 
     @property
     def picklable(self) -> bool:
