@@ -722,7 +722,8 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
         dtype: what Hugging Face directories are loaded in (``"float32"``, ``"bfloat16"``, ``"float16"``,
             ``"float64"``).
         executor: a :class:`concurrent.futures.Executor` to run the units (model × task × seed) on — a
-            ``ProcessPoolExecutor``, ``dask.distributed.Client(...).get_executor()``, Ray's executor. ``None``: one
+            ``ProcessPoolExecutor``, ``dask.distributed.Client(...).get_executor()``, a Ray wrapper
+            (``docs/real-models.md``). ``None``: one
             after the other in this process. Each worker loads a model once and keeps it for the units it runs; the
             table is the same either way. Loaded models cannot be sent to workers (pass their directories).
 
