@@ -80,3 +80,12 @@ def trained_perm_model():
     result = train(model, task, TrainConfig(steps=1000, batch_size=64, n_shots=4, lr=3e-3, eval_every=250),
                    progress=False, target=0.97)
     return model, task, result
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """A byte-level BPE tokenizer trained on the built-in word pairs (tests/hf_models.py), shared by every test
+    of the Hugging Face path (none changes it)."""
+    from tests.hf_models import train_tokenizer
+
+    return train_tokenizer()

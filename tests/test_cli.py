@@ -112,11 +112,11 @@ def test_claims_prints_the_ledger_and_writes_it(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_qwen2(tmp_path_factory):
+def tiny_qwen2(tmp_path_factory, tokenizer):
     """A tiny Qwen2-style model built offline, with a tokenizer trained on the built-in word pairs."""
-    from tests.hf_models import build, train_tokenizer
+    from tests.hf_models import build
 
-    return str(build("qwen2", tmp_path_factory.mktemp("qwen") / "model", train_tokenizer()))
+    return str(build("qwen2", tmp_path_factory.mktemp("qwen") / "model", tokenizer))
 
 
 @pytest.mark.slow

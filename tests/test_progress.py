@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 from pathlib import Path
 
@@ -24,13 +25,11 @@ def _functions_with_progress() -> dict[str, list[ast.FunctionDef]]:
 def test_every_function_with_a_progress_argument_defaults_to_a_bar():
     for name, nodes in _functions_with_progress().items():
         for node in nodes:
-            args = node.args.args + node.args.kwonlyargs
-            defaults = dict(zip([a.arg for a in node.args.args][-len(node.args.defaults):] if node.args.defaults else [],
-                                node.args.defaults))
+            positional = node.args.args[len(node.args.args) - len(node.args.defaults):]
+            defaults = {a.arg: d for a, d in zip(positional, node.args.defaults)}
             defaults.update({a.arg: d for a, d in zip(node.args.kwonlyargs, node.args.kw_defaults) if d is not None})
             if "progress" in defaults:  # a required progress (an inner helper) is passed by every caller
                 assert ast.literal_eval(defaults["progress"]) is True, f"{name}: progress defaults to False"
-            assert "progress" in [a.arg for a in args]
 
 
 def test_inner_calls_pass_progress_explicitly():
@@ -58,6 +57,7 @@ def test_inner_calls_pass_progress_explicitly():
     assert not missing, missing
 
 
+@functools.cache
 def _public(name: str) -> list:
     import importlib
     import pkgutil

@@ -142,15 +142,15 @@ def test_report_on_a_hugging_face_model(tmp_path):
 
 
 @pytest.mark.slow
-def test_report_on_a_hugging_face_model_opens_with_the_ledger_on_it(tmp_path):
+def test_report_on_a_hugging_face_model_opens_with_the_ledger_on_it(tmp_path, tokenizer):
     """With a save_pretrained directory among the models, the report's first section is the claims ledger on that
     model (its word-pair tasks), naming the claims that do not apply and why."""
     from tvlens.studies.claims import CLAIMS
     from tvlens.studies.verdicts import NOT_APPLICABLE
 
-    from .hf_models import build, train_tokenizer
+    from .hf_models import build
 
-    directory = str(build("llama_gqa", tmp_path / "tiny", train_tokenizer(), d_model=32))
+    directory = str(build("llama_gqa", tmp_path / "tiny", tokenizer, d_model=32))
     report = build_report(ReportConfig(models=[directory], quick=True, cache_dir=str(tmp_path / "cache")),
                           progress=False)
     group, (section,) = report.sections[0]

@@ -308,8 +308,8 @@ def _claims(args: argparse.Namespace) -> int:
                          "ledger takes a count of tasks of each zoo family")
     config = LedgerConfig(n_tasks=count or 5, seeds=seeds, n_prompts=args.prompts, n_shots=args.shots, claims=claims)
     # every model checked (directory, task names, --tasks on a zoo model) before any model loads
-    for model in args.model or []:
-        subject(model, names, template=args.template, dtype=args.dtype, argument="--model", tasks_argument="--tasks")
+    models = [subject(model, names, template=args.template, dtype=args.dtype, argument="--model",
+                      tasks_argument="--tasks") for model in args.model] if args.model else None
     executor = None
     if args.workers > 1:
         import multiprocessing
@@ -320,8 +320,7 @@ def _claims(args: argparse.Namespace) -> int:
     else:
         _set_threads()
     try:
-        ledger = claims_ledger(config, progress=not args.quiet, models=args.model, tasks=names,
-                               template=args.template, dtype=args.dtype, executor=executor)
+        ledger = claims_ledger(config, progress=not args.quiet, models=models, executor=executor)
     finally:
         if executor is not None:
             executor.shutdown(cancel_futures=True)

@@ -17,7 +17,7 @@ from tvlens.models.capabilities import read_capabilities
 from tvlens.models.engine import QueryEngine, StreamEdit
 from tvlens.tasks.text import TextTasks
 
-from ..hf_models import FAMILIES, hf_model, train_tokenizer
+from ..hf_models import FAMILIES, hf_model
 
 
 def full_loss(model, inputs, mask, vectors, mode, targets):
@@ -149,11 +149,6 @@ def test_the_family_table_is_the_one_home_of_family_facts():
 
 
 # ----------------------------------------------------------------------------- every architecture family
-@pytest.fixture(scope="module")
-def tokenizer():
-    return train_tokenizer()
-
-
 @pytest.fixture(scope="module")
 def prompts(tokenizer):
     return TextTasks(("country_capital", "antonyms"), tokenizer=tokenizer).sample(6, 4, seed=0)

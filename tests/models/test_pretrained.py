@@ -19,12 +19,7 @@ from tvlens.tasks.text import TextTasks
 from tvlens.training import TrainConfig, train
 from tvlens.vectors import function_vector, head_weighted_task_vector, learn_task_vector, vanilla_task_vector
 
-from ..hf_models import ARCHITECTURES, build, train_tokenizer
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return train_tokenizer()
+from ..hf_models import ARCHITECTURES, build
 
 
 @pytest.fixture(scope="module")

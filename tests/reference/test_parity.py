@@ -17,15 +17,9 @@ from tvlens.vectors import function_vector, vanilla_task_vector
 from tvlens.vectors.function import average_indirect_effect, mean_head_outputs
 from tvlens.vectors.vanilla import hendel_dummy_examples, hendel_states
 
-from ..hf_models import train_tokenizer
 from . import procedures as ref
 
 ATOL = 1e-5
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return train_tokenizer()
 
 
 @pytest.fixture(scope="module")

@@ -19,18 +19,13 @@ from tvlens.tasks import Splits
 from tvlens.tasks.text import TextTasks, builtin_tasks
 from tvlens.vectors import vanilla_task_vector
 
-from ..hf_models import build, train_tokenizer
+from ..hf_models import build
 
 #: The offline tiny families the ledger runs on (GPT-2, GPT-NeoX, Llama with grouped K/V heads).
 FAMILIES = ("gpt2", "neox", "llama_gqa")
 TASKS = ("antonyms", "country_capital", "english_french")
 #: A ledger small enough for the fast suite: every claim, one seed, few prompts, a short learning budget.
 SMALL = LedgerConfig(seeds=(0,), n_prompts=8, epochs=2, dynamics_prompts=4)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return train_tokenizer()
 
 
 @pytest.fixture(scope="module")

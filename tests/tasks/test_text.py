@@ -9,12 +9,7 @@ import torch
 
 from tvlens.tasks.text import DATA_DIR, TEMPLATES, TextTasks, WordPairs, builtin_tasks, word_pairs_from_csv
 
-from ..hf_models import train_sentencepiece_tokenizer, train_tokenizer
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return train_tokenizer()
+from ..hf_models import train_sentencepiece_tokenizer
 
 
 def test_builtin_data():
