@@ -7,11 +7,12 @@ import torch
 
 from tvlens import Intervention, evaluate, inject
 from tvlens.evaluate import mean_and_stderr
+from tvlens.tasks import Splits
 
 
 def test_accuracy_equals_manual_argmax(tiny_model, small_task):
     result = evaluate(tiny_model, small_task, "icl", n_prompts=40, n_shots=3, seed=2, batch_size=16)
-    batch = small_task.sample(40, 3, seed=2)
+    batch = Splits(2).sample(small_task, "shared", 40, 3)  # the user seed's held-out split
     logits = tiny_model(batch.inputs)[:, -1]
     assert torch.equal(result.values, (logits.argmax(-1) == batch.targets).float())
     labels = torch.arange(small_task.n_symbols)
@@ -29,14 +30,14 @@ def test_mean_and_stderr():
 
 def test_zero_shot_scores_the_same_queries(tiny_model, small_task):
     zero = evaluate(tiny_model, small_task, "zero_shot", n_prompts=30, n_shots=3, seed=4)
-    batch = small_task.sample(30, 3, seed=4)
+    batch = Splits(4).sample(small_task, "shared", 30, 3)
     manual = tiny_model(batch.zero_shot.inputs)[:, -1].argmax(-1) == batch.targets
     assert torch.equal(zero.values, manual.float()) and zero.n_shots == 0
 
 
 def test_regression_metric_is_squared_error_over_dimension(regression_model, regression_task):
     result = evaluate(regression_model, regression_task, "icl", n_prompts=12, n_shots=4, seed=0)
-    batch = regression_task.sample(12, 4, seed=0)
+    batch = Splits(0).sample(regression_task, "shared", 12, 4)
     pred = regression_model(batch.inputs)[:, -1, 0]
     torch.testing.assert_close(result.values, (pred - batch.targets) ** 2 / 5)
     assert result.metric == "mse_per_dim" and result.label_values is None
@@ -47,7 +48,7 @@ def test_injected_mode_equals_manual_injection(tiny_model, small_task, base):
     v = torch.randn(tiny_model.d_model)
     iv = Intervention(v, layer=1)
     result = evaluate(tiny_model, small_task, "injected", iv, n_prompts=25, n_shots=3, seed=1, base=base)
-    batch = small_task.sample(25, 3, seed=1)
+    batch = Splits(1).sample(small_task, "shared", 25, 3)
     prompts = batch.zero_shot if base == "zero_shot" else batch
     with inject(tiny_model, iv):
         manual = tiny_model(prompts.inputs)[:, -1].argmax(-1) == batch.targets
@@ -64,8 +65,9 @@ def test_per_example_vectors_follow_their_rows_across_chunks(tiny_model, small_t
 def test_trained_model_learns_in_context(trained_perm_model):
     """Meta-ICL training works: n-shot accuracy far above zero-shot, which stays near guessing among 4 maps."""
     model, task, _ = trained_perm_model
-    icl = evaluate(model, task, "icl", n_prompts=400, n_shots=4, seed=77)
-    zero = evaluate(model, task, "zero_shot", n_prompts=400, n_shots=4, seed=77)
+    # a check of the model, not of a vector: every query symbol (the ``aside`` split), not the shared split's 3
+    icl = evaluate(model, task, "icl", n_prompts=400, n_shots=4, seed=77, split="aside")
+    zero = evaluate(model, task, "zero_shot", n_prompts=400, n_shots=4, seed=77, split="aside")
     assert icl.mean >= 0.85
     assert zero.mean <= 0.45
     assert icl.mean - zero.mean > 10 * (icl.stderr + zero.stderr)
@@ -85,6 +87,22 @@ def test_errors(tiny_model, small_task):
         evaluate(tiny_model, small_task, "injected", Intervention(torch.zeros(3, 32), layer=0), n_prompts=10)
     with pytest.raises(ValueError, match=r"batch_size=0"):
         evaluate(tiny_model, small_task, "icl", batch_size=0)
+    with pytest.raises(ValueError, match=r"split='heldout': expected one of \['train', 'dev'"):
+        evaluate(tiny_model, small_task, "icl", split="heldout")
+
+
+def test_the_seed_is_the_user_seed_and_the_split_names_the_prompts(tiny_model, small_task):
+    """One meaning of ``seed``: the user seed of :class:`Splits`. By default evaluate scores the ``shared`` split, whose
+    queries are the test block's (no vector of any seed trained or chose on them); ``split=`` names another."""
+    splits = Splits(6)
+    test_queries = set(splits.block("shared").items(small_task.n_symbols).tolist())
+    for split in ("shared", "dev"):
+        scored = evaluate(tiny_model, small_task, "icl", n_prompts=40, n_shots=3, seed=6, split=split, progress=False)
+        batch = splits.sample(small_task, split, 40, 3)
+        manual = tiny_model(batch.inputs)[:, -1].argmax(-1) == batch.targets
+        assert torch.equal(scored.values, manual.float())
+        queries = set(batch.inputs[:, -small_task.query_tokens].tolist())  # each prompt's query symbol
+        assert (queries <= test_queries) == (split == "shared")
 
 
 def test_overflowing_vectors_are_errors_not_zero_accuracy(tiny_model, small_task):

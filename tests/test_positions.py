@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tvlens.positions import check_position_spec, resolve_positions
+from tvlens.positions import at_columns, check_position_spec, resolve_positions
 
 
 def left_padded_mask(lengths: list[int], seq_len: int) -> torch.Tensor:
@@ -143,3 +143,15 @@ def test_mask_errors():
         resolve_positions("last", 2, 3, torch.ones(1, 3))
     with pytest.raises(ValueError, match=r"tensor of 3 entries; the batch has 2 examples"):
         resolve_positions(torch.tensor([0, 1, 2]), 2, 3)
+
+
+def test_at_columns_reads_each_row_at_its_own_column():
+    """The one gather at one position per row equals indexing row by row, on any position axis."""
+    x = torch.randn(3, 5, 4, 6)
+    cols = torch.tensor([3, 0, 2])
+    assert torch.equal(at_columns(x, cols), torch.stack([x[i, c] for i, c in enumerate(cols.tolist())]))
+    assert torch.equal(at_columns(x, cols, dim=2), torch.stack([x[i, :, c] for i, c in enumerate(cols.tolist())]))
+    with pytest.raises(ValueError, match=r"columns has shape \(2,\); expected \[3\]"):
+        at_columns(x, cols[:2])
+    with pytest.raises(ValueError, match=r"dim=4: expected a position axis of x \(1 … 3\)"):
+        at_columns(x, cols, dim=4)

@@ -63,7 +63,7 @@ def _demo(args: argparse.Namespace) -> int:
     from tvlens.evaluate import evaluate
     from tvlens.models import HookedModel, ModelConfig
     from tvlens.models.io import save_model_or_keep
-    from tvlens.tasks import PermutationMixture
+    from tvlens.tasks import PermutationMixture, Splits
     from tvlens.training import TrainConfig, train
 
     if args.out:
@@ -80,7 +80,7 @@ def _demo(args: argparse.Namespace) -> int:
         f"tvlens demo: training a {config.n_layers}-layer transformer (d_model={config.d_model}, "
         f"TransformerLens {model.line}.x) on '{task.name}' — {task.n_perms} permutations of "
         f"{task.n_symbols} symbols, {n_shots}-shot prompts like: "
-        f"{task.decode(task.sample(1, min(2, n_shots), seed=1).inputs[0])}"
+        f"{task.decode(Splits(args.seed).sample(task, 'aside', 1, min(2, n_shots)).inputs[0])}"
     )
     result = train(
         model, task,
@@ -88,8 +88,10 @@ def _demo(args: argparse.Namespace) -> int:
                     eval_every=max(1, args.steps // 4), eval_prompts=256),
         target=0.99,
     )
-    icl = evaluate(model, task, "icl", n_prompts=512, n_shots=n_shots, seed=12345, progress=False)
-    zero = evaluate(model, task, "zero_shot", n_prompts=512, n_shots=n_shots, seed=12345, progress=False)
+    # the model is scored on every query symbol (the ``aside`` split): no vector is made here to hold out from
+    scores = {mode: evaluate(model, task, mode, n_prompts=512, n_shots=n_shots, seed=args.seed, split="aside",
+                             progress=False) for mode in ("icl", "zero_shot")}
+    icl, zero = scores["icl"], scores["zero_shot"]
     print(f"\ntrained {result.steps_done} steps in {result.seconds:.0f} s")
     print(f"  {f'{n_shots}-shot ICL accuracy':<20}: {icl.mean:6.1%} ± {icl.stderr:.1%}")
     print(f"  {'zero-shot accuracy':<20}: {zero.mean:6.1%} ± {zero.stderr:.1%}   "

@@ -31,6 +31,7 @@ from tvlens._records import Records
 from tvlens.inject import Intervention, as_hooked, check_provenance, flatten_interventions, inject
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task, check_base
+from tvlens.tasks.splits import Splits
 
 EvalMode = Literal["icl", "zero_shot", "injected"]
 _MODES = ("icl", "zero_shot", "injected")
@@ -174,12 +175,13 @@ def evaluate(
     n_prompts: int = 256,
     n_shots: int | None = None,
     seed: int = 0,
+    split: str = "shared",
     batch_size: int = 128,
     base: Literal["zero_shot", "icl"] = "zero_shot",
     batch: ICLBatch | None = None,
     progress: bool = True,
 ) -> EvalResult:
-    """Score ``model`` on fresh prompts of ``task``.
+    """Score ``model`` on held-out prompts of ``task``.
 
     Args:
         model: the model (a :class:`HookedModel` or a raw TransformerLens model).
@@ -189,12 +191,14 @@ def evaluate(
             ``interventions()`` (a task vector).
         n_prompts: number of prompts.
         n_shots: demonstrations per ICL prompt (default: the task's).
-        seed: seed of the prompts — equal seeds give equal prompts across modes, so ICL,
-            zero-shot and injected scores are paired.
+        seed: the user seed (:class:`~tvlens.tasks.Splits`): the prompts are ``split``'s draw for it, whose
+            queries no vector made with any seed trained or chose on. Equal seeds give equal prompts across
+            modes, so ICL, zero-shot and injected scores are paired.
+        split: the named split scored (default ``"shared"``, the prompts every method is compared on).
         batch_size: prompts per forward.
         base: prompts the vector is injected into: the zero-shot queries (TVP mode) or the
             n-shot prompts.
-        batch: score these prompts instead of sampling (``n_prompts``/``n_shots``/``seed`` unused).
+        batch: score these prompts instead of sampling (``n_prompts``/``n_shots``/``seed``/``split`` unused).
         progress: show a tqdm bar when scoring takes more than half a second.
 
     Returns:
@@ -208,12 +212,15 @@ def evaluate(
     if mode != "injected" and vector is not None:
         raise ValueError(f"vector is given but mode={mode!r}; use mode='injected' to inject it")
     check_int("batch_size", batch_size, 1)
+    splits = Splits(seed) if batch is None else None
+    if splits is not None:
+        splits.check_split(split)
     hooked = as_hooked(model)
     interventions = flatten_interventions([vector]) if vector is not None else []
     if vector is not None:
         check_provenance(hooked, [vector], task)
     if batch is None:
-        batch = task.sample(n_prompts, n_shots, seed=seed)
+        batch = splits.sample(task, split, n_prompts, n_shots)
     scored = batch.view("zero_shot" if mode == "zero_shot" else "icl" if mode == "icl" else base)
     per_example = [iv for iv in interventions if iv.per_example or isinstance(iv.positions, Tensor)]
     for iv in per_example:

@@ -176,3 +176,20 @@ def resolve_positions(
             )
     b_idx = rows[:, None].expand_as(absolute_rel).reshape(-1)
     return b_idx, (start[:, None] + absolute_rel).reshape(-1)
+
+
+def at_columns(x: Tensor, columns: Int[Tensor, " rows"], dim: int = 1) -> Tensor:
+    """Each row of ``x`` at its own column: ``x[i, …, columns[i], …]`` with the position axis ``dim`` removed.
+
+    The one gather of a tensor at one position per row (a prompt's query, the last real token):
+    :meth:`~tvlens.tasks.ICLBatch.at_query` and the query engine read through it.
+
+    Raises:
+        ValueError: ``columns`` does not hold one column per row, or ``dim`` is not a position axis of ``x``.
+    """
+    if columns.ndim != 1 or x.shape[0] != columns.shape[0]:
+        raise ValueError(f"columns has shape {tuple(columns.shape)}; expected [{x.shape[0]}] (one column per row of x)")
+    if not 1 <= dim < x.ndim:
+        raise ValueError(f"dim={dim!r}: expected a position axis of x (1 … {x.ndim - 1})")
+    rows = torch.arange(columns.shape[0], device=x.device)
+    return x.movedim(dim, 1)[rows, columns.to(x.device)]

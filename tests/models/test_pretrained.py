@@ -80,7 +80,7 @@ def test_every_method_runs(loaded):
     hw, _ = head_weighted_task_vector(model, task, n_shots=3, progress=False, epochs=2, n_train=32, n_val=16,
                                       n_head_prompts=8)
     assert result.path == "cached" and model.capabilities.cached_suffix
-    prompts = task.sample(16, 3, seed=0).zero_shot  # what evaluate(**small) scores
+    prompts = Splits(0).sample(task, "shared", 16, 3).zero_shot  # what evaluate(**small) scores
     for tv in (vtv, fv, ltv, hw):
         score = evaluate(model, task, "injected", tv, progress=False, **small)
         with torch.no_grad(), inject(model, tv):  # the same score by hand: argmax at each query

@@ -129,7 +129,7 @@ def test_a_training_claim_is_measured_over_independently_trained_pairs():
     task = zoo.task("perm-mix").single(0)
     per_pair = []
     for i in range(ARM_REPLICATES):
-        with_loss, without = (tvp_by_layer(zoo.load(name), task, n_prompts=32, n_shots=16, seed=Splits(0).test,
+        with_loss, without = (tvp_by_layer(zoo.load(name), task, n_prompts=32, n_shots=16, seed=0, split="test",
                                            source="other_query").tvp[PERM_TVP_LAYER] for name in arm_names(i))
         per_pair.append(float(with_loss - without))
         assert row.values[arm_names(i)[0]].item() == pytest.approx(per_pair[-1])

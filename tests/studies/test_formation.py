@@ -37,7 +37,7 @@ def test_checkpoints_reproduce_the_training_history(tmp_path):
     recorded = formation_over_training(result.history)
     before = {k: v.clone() for k, v in model.tl_state_dict().items()}
     recomputed = formation_from_checkpoints(model, task, sorted(tmp_path.glob("step*.pt")), n_prompts=32,
-                                            n_shots=4, seed=10_000)
+                                            n_shots=4, seed=0)  # the training seed: its monitor split
     assert recorded.steps.tolist() == recomputed.steps.tolist() == [3, 6]
     torch.testing.assert_close(recomputed.tvp, recorded.tvp)
     torch.testing.assert_close(recomputed.icl, recorded.icl)

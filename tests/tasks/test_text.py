@@ -74,6 +74,8 @@ def test_user_tasks_from_pairs_and_csv(tokenizer, tmp_path):
     assert pairs.name == "colours" and pairs.pairs[0] == ("sky", "blue")
     task = TextTasks((pairs, WordPairs("echo", (("a", "a"), ("b", "b"), ("c", "c")))), tokenizer=tokenizer)
     assert task.n_tasks == 2 and task.max_shots() == 2
+    by_path = TextTasks((str(path), "antonyms"), tokenizer=tokenizer)  # a CSV path resolves like a name
+    assert by_path.tasks == (pairs, builtin_tasks()["antonyms"])
     (tmp_path / "bad.csv").write_text("a,b,c\n", encoding="utf-8")
     with pytest.raises(ValueError, match="exactly two columns"):
         word_pairs_from_csv(tmp_path / "bad.csv")
@@ -82,7 +84,7 @@ def test_user_tasks_from_pairs_and_csv(tokenizer, tmp_path):
 def test_errors(tokenizer):
     with pytest.raises(ValueError, match="tokenizer"):
         TextTasks(("antonyms",))
-    with pytest.raises(ValueError, match="'synonyms' is not a built-in task"):
+    with pytest.raises(ValueError, match="tasks: 'synonyms' is not a built-in word-pair task nor a .csv file"):
         TextTasks(("synonyms",), tokenizer=tokenizer)
     with pytest.raises(ValueError, match="template='{y} {x}'"):
         TextTasks(("antonyms",), tokenizer=tokenizer, template="{y} {x}")

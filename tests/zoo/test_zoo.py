@@ -107,7 +107,7 @@ def test_tvp_loss_pins_the_task_vector():
     tvp = evaluate_training(model("perm-mix-tvp"), task, 512, n_shots, EVAL_SEED)
     layer = PERM_TVP_LAYER
     margin = 3 * (tvp["tvp_stderr"][layer] + plain["tvp_stderr"][layer])
-    assert tvp["tvp"][layer] > plain["tvp"][layer] + max(margin, 0.05)  # measured: 1.000 vs 0.891
+    assert tvp["tvp"][layer] > plain["tvp"][layer] + max(margin, 0.05)  # measured: 1.000 vs 0.869
     assert tvp["tvp"][layer] >= 0.95
     assert tvp["icl"] >= 0.95 and plain["icl"] >= 0.95
 

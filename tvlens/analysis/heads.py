@@ -39,7 +39,7 @@ from tvlens.evaluate import mean_and_stderr
 from tvlens.inject import as_hooked, engine_edits, inject, position_resolver
 from tvlens.models.engine import QueryEngine
 from tvlens.models.hooked import HookedModel
-from tvlens.positions import PositionSpec, check_position_spec, resolve_positions
+from tvlens.positions import PositionSpec, at_columns, check_position_spec, resolve_positions
 from tvlens.tasks.base import ICLBatch, Task, check_base
 from tvlens.tasks.splits import Splits
 from tvlens.vectors.task_vector import TaskVector
@@ -542,11 +542,10 @@ def key_head_analysis(
     names = [model.hook_name(layer, "attn.hook_pattern") for layer in layers]
     with torch.no_grad(), inject(model, vector):
         _, cache = model.run_with_cache(inputs, names, attention_mask=attention)
-    rows = torch.arange(len(prompts), device=model.device)
     _, first = resolve_positions(0, len(prompts), prompts.n_positions, attention, model.device)
     sink = torch.full((model.n_layers, model.n_heads), float("nan"), dtype=torch.float64)
     for layer, name in zip(layers, names):
-        sink[layer] = prompts.at_query(cache[name], dim=2)[rows, :, first].double().mean(0).cpu()
+        sink[layer] = at_columns(prompts.at_query(cache[name], dim=2), first, dim=2).double().mean(0).cpu()
     histogram = torch.zeros(model.n_layers)
     for layer, _ in key:
         histogram[layer] += 1

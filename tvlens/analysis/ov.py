@@ -49,7 +49,7 @@ from tvlens.analysis.site import single_site
 from tvlens.evaluate import EvalResult, evaluate
 from tvlens.inject import Intervention, inject
 from tvlens.models.hooked import HookedModel
-from tvlens.positions import PositionSpec, resolve_positions
+from tvlens.positions import PositionSpec, at_columns, resolve_positions
 from tvlens.tasks.base import ICLBatch, Task, check_base
 from tvlens.tasks.splits import Splits
 from tvlens.vectors.task_vector import TaskVector
@@ -239,21 +239,19 @@ def ov_decomposition(
         _, clean = model.run_with_cache(inputs, mlp_names + attn_names, attention_mask=mask)
         with inject(model, vector):
             _, cache = model.run_with_cache(inputs, names + mlp_names + attn_names, attention_mask=mask)
-        rows = torch.arange(len(prompts), device=model.device)
         p = _one_position(model, site.positions, prompts)
-        q = prompts.query_positions.to(model.device)
         nan = torch.full((n_layers, n_heads), float("nan"), dtype=torch.float64)
         ov_norm, attention, contribution_norm, logit_effect = nan.clone(), nan.clone(), nan.clone(), nan.clone()
         final_scale = prompts.at_query(cache["ln_final.hook_scale"]).to(dt) if norm is not None else None
         final_weight = _cast(model.norm_parameters("ln_final")[0], dt)
         w_u = model.W_U.to(dt)
         for k in layers:
-            scale = cache[model.hook_name(k, "ln1.hook_scale")][rows, p].to(dt) if norm is not None else None
+            scale = at_columns(cache[model.hook_name(k, "ln1.hook_scale")], p).to(dt) if norm is not None else None
             ln1_weight = _cast(model.norm_parameters(f"blocks.{k}.ln1")[0], dt)
             theta_hat = frozen_norm(theta.to(dt).expand(len(prompts), -1), scale, norm, ln1_weight)
             transport = (theta_hat[:, None, None, :] @ _ov(model, k, dt)).AB.squeeze(-2)  # [batch, heads, d]
             pattern = cache[model.hook_name(k, "attn.hook_pattern")]
-            weight = prompts.at_query(pattern, dim=2)[rows, :, p].to(dt)  # [batch, heads]: the query's weight on θ
+            weight = at_columns(prompts.at_query(pattern, dim=2), p, dim=2).to(dt)  # [batch, heads]: weight on θ
             contribution = weight[..., None] * transport
             read = frozen_norm(contribution, None if final_scale is None else final_scale[:, None], norm,
                                final_weight)  # [batch, heads, d]: what ln_final passes on to W_U
@@ -274,7 +272,7 @@ def ov_decomposition(
             read = frozen_norm(delta, final_scale, norm, final_weight)
             return prompts.metric.answer_effect(read, w_u, prompts.targets, prompts.label_set).double().cpu()
 
-        at_query = (p == q).to(dt)[:, None]
+        at_query = (p == prompts.query_positions.to(p.device)).to(dt)[:, None]
         paths = {"direct": effect(at_query * theta.to(dt).expand(len(prompts), -1)),
                  "attention": effect(terms["attention"].sum(1)),
                  "mlp": effect(terms["mlp"].sum(1)) if "mlp" in terms else torch.zeros(len(prompts),
@@ -378,9 +376,8 @@ def frozen_decomposition(
         rows, cols = resolve_positions(positions, batch, n_pos, attention_mask, model.device)
         delta = torch.zeros(batch, n_pos, model.d_model, dtype=model.dtype, device=model.device)
         delta[rows, cols] += theta.to(model.dtype)
-        query = n_pos - 1 if attention_mask is None else _last_real(attention_mask)
-        b = torch.arange(batch, device=model.device)
-        direct = delta[b, query].clone()
+        query = resolve_positions("last", batch, n_pos, attention_mask, model.device)[1]
+        direct = at_columns(delta, query).clone()
         heads = torch.zeros(batch, model.n_layers, model.n_heads, model.d_model, dtype=model.dtype,
                             device=model.device)
         for k in layers:
@@ -389,15 +386,9 @@ def frozen_decomposition(
             v = torch.einsum("bpd,hdk->bphk", read, model.W_V[k])
             z = torch.einsum("bhqp,bphk->bqhk", cache[model.hook_name(k, "attn.hook_pattern")], v)
             out = model.head_outputs(z, k)  # [batch, pos, heads, d]
-            heads[:, k] = out[b, query]
+            heads[:, k] = at_columns(out, query)
             delta = delta + out.sum(2)
-        return FrozenDecomposition(direct=direct, heads=heads, total=delta[b, query])
-
-
-def _last_real(attention_mask: Tensor) -> Tensor:
-    """Column of each row's last real token (padding on either side)."""
-    cols = torch.arange(attention_mask.shape[1], device=attention_mask.device)
-    return (attention_mask.bool() * cols).max(1).values
+        return FrozenDecomposition(direct=direct, heads=heads, total=at_columns(delta, query))
 
 
 __all__ = ["FrozenDecomposition", "OVResult", "frozen_decomposition", "frozen_norm", "ov_decomposition", "theta_ov"]

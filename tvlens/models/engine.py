@@ -62,7 +62,7 @@ from torch import Tensor
 from tvlens._checks import check_int
 from tvlens.models.hooked import HookedModel
 from tvlens.models.norm import apply_norm
-from tvlens.positions import resolve_positions
+from tvlens.positions import at_columns, resolve_positions
 
 ZEdit = Callable[[int, Tensor], Tensor]
 """``z_edit(layer, z)``: the query's per-head results ``z [rows, n_heads, d_head]`` at ``layer`` → new ``z``."""
@@ -238,7 +238,6 @@ class QueryEngine:
         inputs = self.inputs[index].repeat(copies, *([1] * (self.inputs.ndim - 1)))
         mask = None if self.attention_mask is None else self.attention_mask[index].repeat(copies, 1)
         query = self.query[index].repeat(copies)
-        b = torch.arange(inputs.shape[0], device=model.device)
         recorded: dict[int, Tensor] = {}
 
         def stream_hook(layer: int) -> Callable[[Tensor, Any], Tensor]:
@@ -247,16 +246,17 @@ class QueryEngine:
                     if edit.layer == layer:
                         cols = self.columns[edit.position][index].repeat(copies)
                         act = _edit_columns(act, edit, cols)
-                recorded[layer] = act[b, query]
+                recorded[layer] = at_columns(act, query)
                 return act
 
             return hook
 
         def z_hook(layer: int) -> Callable[[Tensor, Any], Tensor]:
             def hook(z: Tensor, hook: Any) -> Tensor:
-                changed = z_edit(layer, z[b, query])
+                at_query = at_columns(z, query)
+                changed = z_edit(layer, at_query)
                 onehot = F.one_hot(query, z.shape[1]).to(z.dtype)[:, :, None, None]
-                return z + onehot * (changed - z[b, query])[:, None]
+                return z + onehot * (changed - at_query)[:, None]
 
             return hook
 
@@ -264,7 +264,7 @@ class QueryEngine:
         hooks.append((model.hook_name(n_layers - 1, "resid_post"), stream_hook(n_layers)))
         if z_edit is not None:
             hooks += [(model.hook_name(layer, "attn.hook_z"), z_hook(layer)) for layer in range(self.start, n_layers)]
-        logits = model(inputs, attention_mask=mask, hooks=[*self.hooks, *hooks])[b, query]
+        logits = at_columns(model(inputs, attention_mask=mask, hooks=[*self.hooks, *hooks]), query)
         if streams is not None:
             streams.extend(recorded[layer] for layer in range(self.start, n_layers + 1))
         return (logits, recorded[n_layers]) if return_resid else logits

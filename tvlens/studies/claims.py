@@ -413,8 +413,8 @@ def _toward_labels(u: Unit) -> tuple[float, float]:
 def _tvp_profile(u: Unit, name: str, source: str = "prompt") -> Any:
     other = Unit(name, u.task_id, u.seed, u.config, u.shared)
     return u.memo_shared(("tvp", name, u.task_id, source), lambda: tvp_by_layer(
-        other.model, other.task, n_prompts=u.config.n_prompts, n_shots=other.n_shots, seed=u.splits.test,
-        source=source))
+        other.model, other.task, n_prompts=u.config.n_prompts, n_shots=other.n_shots, seed=u.seed,
+        split="test", source=source))
 
 
 #: The TVP-loss arms: each model trained with the TVP-loss → its step-matched partner trained without.
@@ -442,7 +442,7 @@ def _tv_layer(u: Unit) -> tuple[float, float]:
     query) reaches half of ICL's gain (``n_layers`` if none); the control reads each prompt's own state."""
     def formed(source: str) -> float:
         layer = tvp_by_layer(u.model, u.task, n_prompts=u.config.n_prompts, n_shots=u.n_shots,
-                             seed=u.splits.test, source=source).formation_layer()
+                             seed=u.seed, split="test", source=source).formation_layer()
         return float(u.model.n_layers if layer is None else layer)
     return formed("other_query"), formed("prompt")
 

@@ -129,6 +129,7 @@ def tvp_by_layer(
     n_prompts: int = 256,
     n_shots: int | None = None,
     seed: int = 0,
+    split: str = "shared",
     source: Source = "prompt",
     label: str = "",
 ) -> LayerProfile:
@@ -137,9 +138,10 @@ def tvp_by_layer(
     Args:
         model: the model.
         task: the task family it is profiled on.
-        n_prompts: test prompts (``task.sample``).
+        n_prompts: prompts profiled.
         n_shots: demonstrations per prompt.
-        seed: seed of the prompts.
+        seed: the user seed: the prompts are ``split``'s draw of :class:`~tvlens.tasks.Splits` ``(seed)``.
+        split: the named split profiled (default ``"shared"``, held-out queries).
         source: ``"prompt"`` (each prompt's own ICL state: at the last layers it holds the query's answer, so
             TVP equals ICL there by construction), ``"other_query"`` (the state of the same prompt asking about another
             input, :meth:`Task.with_other_query`, Hendel et al.'s dummy query: the task without the answer) or
@@ -148,17 +150,19 @@ def tvp_by_layer(
     """
     if source not in ("prompt", "other_query", "task_mean"):
         raise ValueError(f"source={source!r}: expected 'prompt', 'other_query' or 'task_mean'")
-    batch = task.sample(n_prompts, n_shots, seed=seed)
+    splits = Splits(seed)
+    batch = splits.sample(task, split, n_prompts, n_shots)
     metric = batch.metric.name
     if source == "prompt":
         per_layer = [scores[metric] for scores in _tvp_scores(model, batch)]
     elif source == "other_query":
-        per_layer = [scores[metric] for scores in _tvp_scores(model, batch, task.with_other_query(batch, seed))]
+        other = task.with_other_query(batch, splits.of(split))
+        per_layer = [scores[metric] for scores in _tvp_scores(model, batch, other)]
     else:
         if bool((batch.task_ids < 0).any()):
             raise ValueError("source='task_mean' needs a family of discrete tasks; this task draws a fresh "
                              "function per prompt (use source='prompt')")
-        extraction = Splits(seed).sample(task, "dev", n_prompts, n_shots)
+        extraction = splits.sample(task, "dev", n_prompts, n_shots)
         layers = list(range(model.n_layers))
         states = query_states(model, extraction, layers)  # [layers, prompts, d]
         missing = sorted(set(batch.task_ids.tolist()) - set(extraction.task_ids.tolist()))
@@ -262,12 +266,14 @@ def formation_from_checkpoints(
     n_prompts: int = 256,
     n_shots: int | None = None,
     seed: int = 0,
+    split: str = "monitor",
     label: str = "",
 ) -> FormationTable:
     """Recompute the ``[step, layer]`` table on checkpoints written by ``Trainer.save_checkpoint``.
 
     Each checkpoint's weights are loaded into ``model`` in turn; the model's own weights are put back
-    afterwards (also after an error).
+    afterwards (also after an error). The prompts are ``split``'s draw for the user ``seed``: by default the
+    ``monitor`` split the trainer evaluates on, so the training seed reproduces the recorded history.
     """
     if not checkpoints:
         raise ValueError("checkpoints: expected at least one checkpoint path")
@@ -278,7 +284,7 @@ def formation_from_checkpoints(
             state = read_checkpoint(path)
             model.load_tl_state_dict(state["weights"])
             rows.append((int(state["step"]), tvp_by_layer(model, task, n_prompts=n_prompts, n_shots=n_shots,
-                                                          seed=seed)))
+                                                          seed=seed, split=split)))
     finally:
         model.load_tl_state_dict(original)
     rows.sort(key=lambda r: r[0])

@@ -146,15 +146,14 @@ def fidelity_vectors(
     Layers and FV heads are chosen on the ``dev`` split of ``seed``; the LTV and the head weights ``ω``
     learn on their own splits. Pass the result to :func:`fidelity_score`.
     """
-    dev_seed = Splits(seed).dev
     made: dict[str, Any] = {}
     if "vanilla" in methods or "learned" in methods:
-        profile = tvp_by_layer(model, task, n_prompts=n_prompts, n_shots=train_shots, seed=dev_seed)
+        profile = tvp_by_layer(model, task, n_prompts=n_prompts, n_shots=train_shots, seed=seed, split="dev")
         made["vanilla_layer"] = profile.best_layer
     if "function" in methods:
         _, fv = function_vector(model, task, 0, top_k=default_top_k(model), n_shots=train_shots, seed=seed,
                                 progress=False)
-        dev = task.sample(n_prompts, train_shots, seed=dev_seed)
+        dev = Splits(seed).sample(task, "dev", n_prompts, train_shots)
         heads = _heads(model, dev, fv.top_heads)
         scores = [evaluate(model, task, "injected", Intervention(heads, layer), batch=dev, progress=False).mean
                   for layer in range(model.n_layers)]

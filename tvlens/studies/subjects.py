@@ -34,7 +34,7 @@ import torch
 from tvlens import zoo
 from tvlens.models import HookedModel
 from tvlens.tasks.base import Task
-from tvlens.tasks.text import TextTasks, WordPairs, builtin_tasks, check_template, word_pairs_from_csv
+from tvlens.tasks.text import TextTasks, WordPairs, builtin_tasks, check_template, word_pair_tasks
 
 #: What a claim can need of the model(s) it is measured on (the reason a row gives when a model lacks it).
 NEEDS: dict[str, str] = {
@@ -132,32 +132,6 @@ class Subject:
         return family.default_n_shots
 
 
-def _word_pairs(tasks: Any, argument: str) -> tuple[WordPairs, ...]:
-    """Word-pair tasks from built-in names, CSV paths and :class:`WordPairs` (one-line errors naming ``argument``)."""
-    items = [tasks] if isinstance(tasks, (str, os.PathLike, WordPairs)) else list(tasks)
-    if not items:
-        raise ValueError(f"{argument}=[]: expected word-pair tasks (built-in names, CSV files or WordPairs)")
-    available = builtin_tasks()
-    out: list[WordPairs] = []
-    for item in items:
-        if isinstance(item, WordPairs):
-            out.append(item)
-        elif isinstance(item, (str, os.PathLike)) and str(item) in available:
-            out.append(available[str(item)])
-        elif isinstance(item, (str, os.PathLike)) and str(item).lower().endswith(".csv"):
-            if not Path(item).is_file():
-                raise FileNotFoundError(f"{argument}: {str(item)!r}: no such CSV file (two columns: input,answer)")
-            out.append(word_pairs_from_csv(item))
-        else:
-            raise ValueError(f"{argument}: {str(item)!r} is not a built-in word-pair task nor a .csv file; expected "
-                             f"one of {sorted(available)} or a path to input,answer pairs")
-    names = [w.name for w in out]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise ValueError(f"{argument}: {repeated} named twice; expected each task once")
-    return tuple(out)
-
-
 #: The dtypes a Hugging Face directory can be loaded in.
 DTYPES = ("float32", "bfloat16", "float16", "float64")
 
@@ -196,7 +170,8 @@ def subject(model: Any, tasks: Any = None, *, template: str = "arrow", name: str
         if getattr(model, "tokenizer", None) is None:
             raise ValueError(f"{argument}: word-pair tasks need a model with a tokenizer (a Hugging Face model); this "
                              f"model has none: pass its Task family as {tasks_argument}")
-        return Subject(label, None, "labels", words=_word_pairs(tasks, tasks_argument), template=template, model=model)
+        return Subject(label, None, "labels", words=word_pair_tasks(tasks, tasks_argument), template=template,
+                       model=model)
     if not isinstance(model, (str, os.PathLike)):
         raise TypeError(f"{argument}: expected zoo names, model directories, .safetensors files or HookedModels; got "
                         f"{type(model).__name__}")
@@ -218,7 +193,7 @@ def subject(model: Any, tasks: Any = None, *, template: str = "arrow", name: str
         if tasks is None:
             raise ValueError(f"{tasks_argument}: a Hugging Face model ({source!r}) needs word-pair tasks, e.g. "
                              f"antonyms,country_capital (built-in: {sorted(builtin_tasks())})")
-        return Subject(label, str(path), "labels", words=_word_pairs(tasks, tasks_argument), template=template,
+        return Subject(label, str(path), "labels", words=word_pair_tasks(tasks, tasks_argument), template=template,
                        dtype=dtype)
     if path.is_file() and path.suffix == ".safetensors":
         from tvlens.models.io import read_metadata

@@ -26,6 +26,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from tvlens._checks import check_int
+from tvlens.positions import at_columns
 from tvlens.tasks.metric import Metric, metric_for
 
 TaskKind = Literal["symbolic", "regression"]
@@ -103,15 +104,13 @@ class ICLBatch:
         ``[batch, heads, query_pos, key_pos]``).
 
         ``x`` may hold the batch ``copies`` times along its first axis, copy-major (as ``Tensor.repeat`` tiles
-        it): row ``c · len(self) + i`` is read at prompt ``i``'s query. This is the one place tvlens reads a
-        tensor at the queries.
+        it): row ``c · len(self) + i`` is read at prompt ``i``'s query. Every tensor tvlens reads at the queries
+        of a batch is read here (through :func:`~tvlens.positions.at_columns`).
         """
         query = self.query_positions.to(x.device).repeat(copies)
         if x.shape[0] != query.shape[0]:
             raise ValueError(f"x has {x.shape[0]} rows; expected {len(self)} prompts × {copies} copies")
-        if not 1 <= dim < x.ndim:
-            raise ValueError(f"dim={dim!r}: expected a position axis of x (1 … {x.ndim - 1})")
-        return x.movedim(dim, 1)[torch.arange(query.shape[0], device=x.device), query]
+        return at_columns(x, query, dim)
 
     def view(self, base: str) -> ICLBatch:
         """The prompts a vector is injected into: ``base="zero_shot"`` their zero-shot view (the batch itself

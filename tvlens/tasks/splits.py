@@ -23,6 +23,7 @@ random streams alone separate the splits (:attr:`Task.held_out_content` is ``Non
 | ``validation`` | validation (10 %) | Todd et al. 2024's validation prompts; head-weighted LTV's held-out score |
 | ``aside`` | all content | the dynamics check's held-out perturbations, the report's example |
 | ``training`` | all content | the prompt stream of meta-ICL training (the model learns the whole family) |
+| ``monitor`` | all content | the fixed prompts training is evaluated on at every ``eval_every`` step |
 
 (``test`` and ``shared`` both only score, so they share a block; the head-weighted LTV takes its head
 means on ``test`` and is scored on ``validation``, a block of its own.)
@@ -33,8 +34,9 @@ is still scored on queries it never saw. User seeds vary the prompts drawn withi
 
 **Streams.** Each split's random stream is seeded by ``numpy.random.SeedSequence((seed, split))``:
 streams of different user seeds never coincide (a ``seed + offset`` rule gives seed 2's ``train`` the
-stream of seed 0's ``test``). The one exception is ``training``, ``seed + 7919``, kept so that the
-shipped zoo weights stay reproducible by ``tvlens zoo train``; no evaluation split uses a small offset.
+stream of seed 0's ``test``). The two exceptions are ``training``, ``seed + 7919``, and ``monitor``,
+``seed + 10000``, kept so that the shipped zoo weights and their recorded training histories stay
+reproducible by ``tvlens zoo train``; no split a method or study scores on uses a small offset.
 """
 
 from __future__ import annotations
@@ -50,9 +52,10 @@ from tvlens.tasks.base import ContentBlock
 #: The content blocks of a partition, their shares, and the block each split draws from (None: all content).
 BLOCK_FRACTIONS: tuple[float, ...] = (0.5, 0.2, 0.2, 0.1)
 BLOCKS: dict[str, int | None] = {"train": 0, "dev": 1, "test": 2, "shared": 2, "validation": 3, "aside": None,
-                                 "training": None}
-#: The legacy offset of the meta-ICL training stream (the zoo's recipes were trained on it).
-TRAINING_OFFSET = 7919
+                                 "training": None, "monitor": None}
+#: The legacy offsets of the meta-ICL training stream and of training's evaluation prompts (the zoo's recipes
+#: were trained and monitored on them).
+LEGACY_OFFSETS: dict[str, int] = {"training": 7919, "monitor": 10_000}
 #: Seeds the one partition of every task's content into blocks (the same for every user seed).
 PARTITION_SEED = 20_251_201
 
@@ -118,14 +121,19 @@ class Splits:
         """Seed of the ``training`` split's stream: meta-ICL training's prompt stream."""
         return self.of("training")
 
+    @property
+    def monitor(self) -> int:
+        """Seed of the ``monitor`` split's stream: the prompts training is evaluated on."""
+        return self.of("monitor")
+
     def of(self, split: str) -> int:
         """The seed of ``split``'s random stream (one of :attr:`names`)."""
-        self._check(split)
-        return self.seed + TRAINING_OFFSET if split == "training" else _stream_seed(self.seed, split)
+        self.check_split(split)
+        return self.seed + LEGACY_OFFSETS[split] if split in LEGACY_OFFSETS else _stream_seed(self.seed, split)
 
     def block(self, split: str) -> ContentBlock | None:
         """The content block ``split`` draws from (``None``: all content)."""
-        self._check(split)
+        self.check_split(split)
         index = BLOCKS[split]
         return None if index is None else ContentBlock(index, BLOCK_FRACTIONS, PARTITION_SEED)
 
@@ -138,7 +146,8 @@ class Splits:
         return {name: self.of(name) for name in BLOCKS}
 
     @staticmethod
-    def _check(split: str) -> None:
+    def check_split(split: str) -> None:
+        """Refuse a name that is not one of :attr:`names` (a one-line error naming it)."""
         if split not in BLOCKS:
             raise ValueError(f"split={split!r}: expected one of {list(BLOCKS)}")
 

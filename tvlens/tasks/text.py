@@ -127,6 +127,42 @@ def builtin_tasks() -> dict[str, WordPairs]:
     return out
 
 
+def word_pair_tasks(tasks: Any, argument: str = "tasks") -> tuple[WordPairs, ...]:
+    """Word-pair tasks from built-in names, ``.csv`` paths (:func:`word_pairs_from_csv`) and :class:`WordPairs`,
+    one of them or a sequence; each task once. The one place a task name is resolved (``TextTasks``, the
+    claims ledger's subjects, the CLI).
+
+    Raises:
+        ValueError / FileNotFoundError / TypeError: a one-line error naming ``argument`` and the item.
+    """
+    items = [tasks] if isinstance(tasks, (str, os.PathLike, WordPairs)) else list(tasks)
+    if not items:
+        raise ValueError(f"{argument}=[]: expected word-pair tasks (built-in names, CSV files or WordPairs)")
+    available: dict[str, WordPairs] | None = None
+    out: list[WordPairs] = []
+    for item in items:
+        if isinstance(item, WordPairs):
+            out.append(item)
+            continue
+        if not isinstance(item, (str, os.PathLike)):
+            raise TypeError(f"{argument}: expected names, CSV paths or WordPairs, got {type(item).__name__}")
+        available = available if available is not None else builtin_tasks()
+        if str(item) in available:
+            out.append(available[str(item)])
+        elif str(item).lower().endswith(".csv"):
+            if not Path(item).is_file():
+                raise FileNotFoundError(f"{argument}: {str(item)!r}: no such CSV file (two columns: input,answer)")
+            out.append(word_pairs_from_csv(item))
+        else:
+            raise ValueError(f"{argument}: {str(item)!r} is not a built-in word-pair task nor a .csv file; expected "
+                             f"one of {sorted(available)} or a path to input,answer pairs")
+    names = [w.name for w in out]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"{argument}: {repeated} named twice; expected each task once")
+    return tuple(out)
+
+
 def word_pairs_from_csv(path: str | os.PathLike, name: str | None = None) -> WordPairs:
     """A task from a two-column CSV (``input,answer``; a header row named ``input,answer`` is skipped)."""
     # utf-8-sig: spreadsheet programs start CSV files with a byte-order mark, which must not end up in the header
@@ -174,21 +210,7 @@ class TextTasks(Task):
             raise ValueError(f"tokenizer: expected a fast Hugging Face tokenizer (its offsets place the answers); "
                              f"got {type(self.tokenizer).__name__} — load it with AutoTokenizer.from_pretrained(..., "
                              "use_fast=True)")
-        available = None
-        resolved = []
-        for task in (self.tasks,) if isinstance(self.tasks, (str, WordPairs)) else self.tasks:
-            if isinstance(task, str):
-                available = available or builtin_tasks()
-                if task not in available:
-                    raise ValueError(f"tasks: {task!r} is not a built-in task; expected one of {sorted(available)} "
-                                     "or a WordPairs")
-                task = available[task]
-            if not isinstance(task, WordPairs):
-                raise TypeError(f"tasks: expected names or WordPairs, got {type(task).__name__}")
-            resolved.append(task)
-        if not resolved:
-            raise ValueError("tasks: expected at least one task")
-        object.__setattr__(self, "tasks", tuple(resolved))
+        object.__setattr__(self, "tasks", word_pair_tasks(self.tasks))
         check_template(self.template)
 
     # -- template and tokenization ---------------------------------------------------
@@ -372,4 +394,5 @@ class TextTasks(Task):
                         attention_mask=None if bool(mask.all()) else mask, examples=examples)
 
 
-__all__ = ["DATA_DIR", "TEMPLATES", "TextTasks", "check_template", "WordPairs", "builtin_tasks", "word_pairs_from_csv"]
+__all__ = ["DATA_DIR", "TEMPLATES", "TextTasks", "check_template", "WordPairs", "builtin_tasks", "word_pair_tasks",
+           "word_pairs_from_csv"]

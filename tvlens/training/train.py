@@ -163,8 +163,9 @@ def tvp_by_layer(model: HookedModel, batch: ICLBatch, source: ICLBatch | None = 
 
 
 def evaluate_training(model: HookedModel, task: Task, n_prompts: int, n_shots: int | None, seed: int) -> dict[str, Any]:
-    """ICL, zero-shot and per-layer TVP scores on a fixed evaluation set (mean and standard error)."""
-    batch = task.sample(n_prompts, n_shots, seed=seed)
+    """ICL, zero-shot and per-layer TVP scores on the fixed evaluation prompts of the user ``seed`` (the
+    ``monitor`` split of :class:`~tvlens.tasks.Splits`), mean and standard error."""
+    batch = Splits(seed).sample(task, "monitor", n_prompts, n_shots)
     icl, zero, tvp = score_batch(model, batch), score_batch(model, batch.zero_shot), tvp_by_layer(model, batch)
     record: dict[str, Any] = {"metric": batch.metric.name}
     for key in icl:  # accuracy and nll, or mse_per_dim
@@ -254,10 +255,10 @@ class Trainer:
         return parts
 
     def evaluate(self) -> dict[str, Any]:
-        """Evaluate now (fixed evaluation prompts, seed ``10_000 + seed``) and append to the history."""
+        """Evaluate now (the fixed ``monitor`` prompts of the seed) and append to the history."""
         self.model.eval()
         record = {"step": self.step, **evaluate_training(
-            self.model, self.task, self.config.eval_prompts, self.config.n_shots, 10_000 + self.config.seed
+            self.model, self.task, self.config.eval_prompts, self.config.n_shots, self.config.seed
         )}
         self.history.append(record)
         return record
