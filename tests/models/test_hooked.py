@@ -133,6 +133,24 @@ def test_regression_model_reads_vectors(regression_model):
     torch.testing.assert_close(cache[name], expected, atol=1e-6, rtol=0)
 
 
+def test_activations_stop_after_the_last_one_and_equal_the_full_forward(tiny_model64):
+    """The activations a stopped forward records equal run_with_cache's; nothing after the last one runs (a hook on
+    the last block and on the unembedding never fires); the model's hooks are gone afterwards."""
+    model, toks = tiny_model64, tokens(tiny_model64)
+    names = [model.hook_name(layer, "resid_pre") for layer in range(model.n_layers)] + [model.hook_name(0, "attn.hook_z")]
+    _, full = model.run_with_cache(toks, names)
+    later: list[str] = []
+    watch = [(model.hook_name(model.n_layers - 1, "mlp_out"), lambda act, hook: later.append("mlp")),
+             ("ln_final.hook_normalized", lambda act, hook: later.append("ln_final"))]
+    stopped = model.activations(toks, names, hooks=watch)
+    assert later == [] and set(stopped) == set(names)
+    for name in names:
+        torch.testing.assert_close(stopped[name], full[name], rtol=0, atol=0)
+    assert model.attached_hooks() == 0
+    with pytest.raises(ValueError, match=r"names=\[\]: expected at least one hook name"):
+        model.activations(toks, [])
+
+
 def test_hooks_context_removes_only_its_own(tiny_model):
     name = tiny_model.hook_name(0, "resid_pre")
     point = tiny_model.hook_point(name)

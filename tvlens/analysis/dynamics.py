@@ -48,7 +48,7 @@ from tvlens._records import Records
 from tvlens.analysis.site import single_site
 from tvlens.evaluate import EvalResult, evaluate
 from tvlens.inject import Intervention
-from tvlens.models.engine import QueryEngine, StreamEdit
+from tvlens.models.engine import QueryEngine, StreamEdit, check_path
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
 from tvlens.tasks.splits import Splits
@@ -265,6 +265,7 @@ def collect_changes(
     scales: tuple[float, ...] = (0.05, 0.1, 0.2),
     seed: int = 0,
     chunk: int = 8192,
+    path: str = "auto",
 ) -> tuple[Float[Tensor, "n d_model"], dict[int, Float[Tensor, "n prompts d_model"]]]:
     """Perturbed copies ``θ_i = θ + λ_i ε_i`` (``ε_i ~ N(0, I)·‖θ‖/√d``) and the change ``Δ_k(θ_i)`` each
     causes in every prompt's query stream at every layer ``k = l … L`` (``L`` = final stream).
@@ -272,8 +273,9 @@ def collect_changes(
     All copies × prompts run as rows of one :class:`~tvlens.models.engine.QueryEngine` (its cached
     path shares the prompts' prefix among the copies), ``chunk`` rows at a time; ``positions`` is
     ``"last"`` or one int (e.g. Yang et al. 2025a's ``P = 4``); ``n_copies`` defaults to
-    :func:`default_copies`.
+    :func:`default_copies`; ``path`` is the engine's (``"auto"``, ``"cached"`` or ``"full"``).
     """
+    check_path(path)
     layer = model.check_layer(layer)
     if not (positions == "last" or (isinstance(positions, int) and not isinstance(positions, bool))):
         raise ValueError(f"positions={positions!r}: expected 'last' or one int (one position per prompt)")
@@ -285,7 +287,8 @@ def collect_changes(
     thetas = (theta.double() + lam[:, None] * noise * theta.double().norm() / d**0.5).to(model.dtype)
     n_prompts = len(prompts)
     with torch.no_grad():
-        engine = QueryEngine(model, prompts.inputs, prompts.attention_mask, start=layer, positions=[positions])
+        engine = QueryEngine(model, prompts.inputs, prompts.attention_mask, start=layer, positions=[positions],
+                             path=path)
         base: list[Tensor] = []
         engine.run(streams=base)  # the streams without θ
         changes: dict[int, list[Tensor]] = {k: [] for k in range(layer, model.n_layers + 1)}
@@ -374,6 +377,7 @@ def linear_dynamics(
     n_shots: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    path: str = "auto",
 ) -> DynamicsResult:
     """Fit and split the maps that carry a single-site, last-position ``add`` vector through the model.
 
@@ -385,7 +389,10 @@ def linear_dynamics(
         n_copies: perturbed copies (default :func:`default_copies`; ≥ 2·d_model for a well-posed d×d fit).
         scales: perturbation scales ``λ`` relative to ``‖θ‖/√d``.
         progress: a tqdm bar over the stages (collect, one fit per map, held-out check, scores).
+        path: the query engine's path for the perturbed copies: ``"auto"`` (cached wherever it is exact),
+            ``"cached"`` or ``"full"``.
     """
+    check_path(path)
     theta, site = single_site(model, vector, "linear_dynamics")
     layer, final = site.layer, model.n_layers
     bar = progress_bar(total=4 + final - layer, desc="linear dynamics", progress=progress)
@@ -393,7 +400,7 @@ def linear_dynamics(
     prompts = batch.zero_shot
     n_copies = default_copies(model) if n_copies is None else n_copies
     thetas, changes = collect_changes(model, prompts, theta, layer, positions=site.positions, n_copies=n_copies,
-                                      scales=scales, seed=seed)
+                                      scales=scales, seed=seed, path=path)
     bar.update(1)
 
     basis = _label_basis(model, task)
@@ -418,7 +425,7 @@ def linear_dynamics(
     # held-out R² per scale: fresh copies (another seed) predicted by each prompt's direct map
     fresh_thetas, fresh = collect_changes(model, prompts, theta, layer, positions=site.positions,
                                           n_copies=max(len(scales), n_copies // 2), scales=scales,
-                                          seed=Splits(seed).aside)
+                                          seed=Splits(seed).aside, path=path)
     predicted = torch.einsum("pij,nj->npi", direct_maps, fresh_thetas.double())
     lam = torch.tensor(scales)[torch.arange(fresh_thetas.shape[0]) % len(scales)]
     r2_by_scale = {}
@@ -492,6 +499,7 @@ def injection_layer_maps(
     seed: int = 0,
     learn: dict[str, Any] | None = None,
     progress: bool = True,
+    path: str = "auto",
 ) -> InjectionLayerMaps:
     """Learn an LTV at every injection layer and split the direct map that carries it to the final stream.
 
@@ -507,7 +515,10 @@ def injection_layer_maps(
         seed: seed of the prompts, the copies and the vectors.
         learn: keyword arguments of :func:`~tvlens.vectors.learn_task_vector` (they override ``n_shots`` and ``seed``).
         progress: a tqdm bar over the layers.
+        path: the query engine's path for the vectors and the perturbed copies (``"auto"``, ``"cached"`` or
+            ``"full"``).
     """
+    check_path(path)
     layers = list(range(model.n_layers)) if layers is None else [model.check_layer(k) for k in layers]
     if not layers:
         raise ValueError("layers=[]: expected at least one injection layer")
@@ -521,14 +532,14 @@ def injection_layer_maps(
     maps, injected = [], []
     missing = [k for k in layers if k not in vectors]
     if missing:  # learned side by side: one prefix per split for all of them
-        options = {"n_shots": n_shots, "seed": seed, "progress": False, **(learn or {})}
+        options = {"n_shots": n_shots, "seed": seed, "progress": False, "path": path, **(learn or {})}
         vectors.update({k: tv for k, (tv, _) in learn_task_vectors(model, task, missing, **options).items()})
     for layer in progress_bar(layers, desc="maps by injection layer", progress=progress):
         theta, site = single_site(model, vectors[layer], "injection_layer_maps")
         if site.layer != layer:
             raise ValueError(f"vectors[{layer}] sits at layer {site.layer}; expected layer {layer}")
         thetas, changes = collect_changes(model, batch.zero_shot, theta, layer, positions=site.positions,
-                                          n_copies=n_copies, scales=scales, seed=seed)
+                                          n_copies=n_copies, scales=scales, seed=seed, path=path)
         report, _ = _fit_maps(model, layer, final, thetas.double(), changes[final].double(), theta, basis, seed,
                               batch.zero_shot)
         maps.append(report)

@@ -37,7 +37,7 @@ from tvlens._records import Records, head_records
 from tvlens.analysis.site import single_site
 from tvlens.evaluate import mean_and_stderr
 from tvlens.inject import as_hooked, engine_edits, inject, position_resolver
-from tvlens.models.engine import QueryEngine
+from tvlens.models.engine import QueryEngine, check_path
 from tvlens.models.hooked import HookedModel
 from tvlens.positions import PositionSpec, at_columns, check_position_spec, resolve_positions
 from tvlens.tasks.base import ICLBatch, Task, check_base
@@ -149,7 +149,7 @@ def mean_head_activations(
     """Every head's mean ``z`` at ``positions`` over the prompts (with ``vector`` injected if given)."""
     names = [model.hook_name(layer, "attn.hook_z") for layer in range(model.n_layers)]
     with torch.no_grad(), inject(model, *([] if vector is None else [vector])):
-        _, cache = model.run_with_cache(inputs, names, attention_mask=attention_mask)
+        cache = model.activations(inputs, names, attention_mask=attention_mask)
     rows, cols = resolve_positions(positions, inputs.shape[0], inputs.shape[1], attention_mask, model.device)
     return torch.stack([cache[n][rows, cols].mean(0) for n in names])
 
@@ -171,6 +171,7 @@ def ablated_scores(
     *,
     means: Float[Tensor, "n_layers n_heads d_head"] | None = None,
     max_rows: int = 4096,
+    path: str = "auto",
 ) -> tuple[Float[Tensor, "copies batch"], Float[Tensor, "copies batch"]]:
     """Objective and metric of every prompt under many head ablations, run as rows of a batch.
 
@@ -180,10 +181,13 @@ def ablated_scores(
     each copy starts at its first ablated layer from there (a single-head scan then costs about half
     the layers on average); ``max_rows`` rows (copies × prompts) at a time.
 
+    ``path`` is the engine's (``"auto"``, ``"cached"`` or ``"full"``, :func:`~tvlens.models.engine.choose_path`).
+
     Returns:
         ``(objective, metric)`` ``[copies, batch]``: ``log p(y)`` and accuracy (regression:
         ``−(ŷ−y)²`` and squared error / D).
     """
+    check_path(path)
     _check_mode(mode, means, model)
     means = means if mode == "mean" else None
     if masks.ndim != 3 or tuple(masks.shape[1:]) != (model.n_layers, model.n_heads):
@@ -197,7 +201,7 @@ def ablated_scores(
     positions = list(dict.fromkeys(e.position for e in edits)) or ["last"]
     with torch.no_grad():
         engine = QueryEngine(model, prompts.inputs, prompts.attention_mask, start=start, positions=positions,
-                             hooks=hooks)
+                             hooks=hooks, path=path)
         streams: list[Tensor] = []
         intact_z: dict[int, Tensor] = {}
 
@@ -271,13 +275,15 @@ def ablation_scan(
     means: Float[Tensor, "n_layers n_heads d_head"] | None = None,
     method: Literal["batched", "loop"] = "batched",
     max_rows: int = 4096,
+    path: str = "auto",
 ) -> HeadScan:
     """Ablate every head of ``layers`` (default: from the vector's layer on) alone, at each query.
 
     ``method="batched"`` runs the heads as rows (:func:`ablated_scores`); ``"loop"`` runs one
     forward per head with :func:`ablate_heads` — the way ``transformer_lens.patching`` iterates,
-    kept as the reference the batched scan is checked against.
+    kept as the reference the batched scan is checked against. ``path``: the batched scan's engine path.
     """
+    check_path(path)
     if method not in ("batched", "loop"):
         raise ValueError(f"method={method!r}: expected 'batched' or 'loop'")
     first = min(vector.layers) if vector is not None else 0
@@ -286,7 +292,8 @@ def ablation_scan(
     masks, heads = single_head_masks(model, layers)
     if method == "batched":  # copy 0 is the intact model, copy i + 1 ablates heads[i]
         none = torch.zeros(1, model.n_layers, model.n_heads, dtype=torch.bool)
-        j, m = ablated_scores(model, prompts, vector, torch.cat([none, masks]), mode, means=means, max_rows=max_rows)
+        j, m = ablated_scores(model, prompts, vector, torch.cat([none, masks]), mode, means=means, max_rows=max_rows,
+                              path=path)
     else:
         j_rows, m_rows = [], []
         inputs = prompts.inputs.to(model.device)
@@ -468,6 +475,7 @@ def key_head_analysis(
     base: Literal["zero_shot", "icl"] = "zero_shot",
     batch: ICLBatch | None = None,
     protocol: Literal["disjoint", "same"] = "disjoint",
+    path: str = "auto",
 ) -> KeyHeadResult:
     """Saliency and exact scans of every head after the vector's layer; key heads vs random heads.
 
@@ -493,7 +501,10 @@ def key_head_analysis(
         batch: these prompts instead of sampled ones: the first half selects, the second half scores.
         base: inject into the zero-shot queries (TVP mode, default) or the n-shot prompts.
         protocol: ``"disjoint"`` (default) or ``"same"`` (select and score on the scoring prompts).
+        path: the query engine's path for the scans and ablations: ``"auto"`` (cached wherever it is exact),
+            ``"cached"`` or ``"full"``.
     """
+    check_path(path)
     _, site = single_site(model, vector, "key_head_analysis")
     check_int("n_random", n_random, 20, "the control needs many draws")
     check_base(base)
@@ -519,7 +530,8 @@ def key_head_analysis(
     means = mean_head_activations(model, selecting.inputs.to(model.device), attention_mask=selecting.attention_mask,
                                   vector=vector)
     saliency = head_saliency(model, selecting, vector, layers=layers)
-    scans = {m: ablation_scan(model, selecting, vector, layers=layers, mode=m, means=means) for m in ("zero", "mean")}
+    scans = {m: ablation_scan(model, selecting, vector, layers=layers, mode=m, means=means, path=path)
+             for m in ("zero", "mean")}
     key = top_heads(saliency, fraction)
 
     gen = torch.Generator().manual_seed(seed)
@@ -536,12 +548,12 @@ def key_head_analysis(
     for i, draw in enumerate(draws):
         for layer, h in draw:
             masks[i + 2, layer, h] = True
-    _, metric = ablated_scores(model, prompts, vector, masks, mode, means=means)
-    _, zero_shot = ablated_scores(model, prompts, None, masks[:1], mode, means=means)
+    _, metric = ablated_scores(model, prompts, vector, masks, mode, means=means, path=path)
+    _, zero_shot = ablated_scores(model, prompts, None, masks[:1], mode, means=means, path=path)
 
     names = [model.hook_name(layer, "attn.hook_pattern") for layer in layers]
     with torch.no_grad(), inject(model, vector):
-        _, cache = model.run_with_cache(inputs, names, attention_mask=attention)
+        cache = model.activations(inputs, names, attention_mask=attention)
     _, first = resolve_positions(0, len(prompts), prompts.n_positions, attention, model.device)
     sink = torch.full((model.n_layers, model.n_heads), float("nan"), dtype=torch.float64)
     for layer, name in zip(layers, names):

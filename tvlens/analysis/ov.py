@@ -236,9 +236,9 @@ def ov_decomposition(
     mlp_names = [] if attn_only else [model.hook_name(k, "mlp_out") for k in layers]
     attn_names = [model.hook_name(k, "attn_out") for k in layers]
     with torch.no_grad():
-        _, clean = model.run_with_cache(inputs, mlp_names + attn_names, attention_mask=mask)
+        clean = model.activations(inputs, mlp_names + attn_names, attention_mask=mask)
         with inject(model, vector):
-            _, cache = model.run_with_cache(inputs, names + mlp_names + attn_names, attention_mask=mask)
+            cache = model.activations(inputs, names + mlp_names + attn_names, attention_mask=mask)
         p = _one_position(model, site.positions, prompts)
         nan = torch.full((n_layers, n_heads), float("nan"), dtype=torch.float64)
         ov_norm, attention, contribution_norm, logit_effect = nan.clone(), nan.clone(), nan.clone(), nan.clone()
@@ -372,7 +372,7 @@ def frozen_decomposition(
     if norm is not None:
         names += [model.hook_name(k, "ln1.hook_scale") for k in layers]
     with torch.no_grad():
-        _, cache = model.run_with_cache(inputs, names, attention_mask=attention_mask)
+        cache = model.activations(inputs, names, attention_mask=attention_mask)
         rows, cols = resolve_positions(positions, batch, n_pos, attention_mask, model.device)
         delta = torch.zeros(batch, n_pos, model.d_model, dtype=model.dtype, device=model.device)
         delta[rows, cols] += theta.to(model.dtype)

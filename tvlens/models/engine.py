@@ -103,6 +103,17 @@ class StreamEdit:
             raise ValueError(f"StreamEdit.mode={self.mode!r}: expected 'add' or 'replace'")
 
 
+#: What a ``path`` argument may ask for.
+PATHS = ("auto", "cached", "full")
+
+
+def check_path(path: object) -> str:
+    """Refuse a ``path`` that is not one of :data:`PATHS`, before any work (a one-line error)."""
+    if path not in PATHS:
+        raise ValueError(f"path={path!r}: expected 'auto', 'cached' or 'full'")
+    return path  # type: ignore[return-value]
+
+
 def choose_path(
     model: HookedModel, attention_mask: Tensor | None, requested: str = "auto", hooks: bool = False,
 ) -> tuple[Path, str]:
@@ -114,8 +125,7 @@ def choose_path(
         hooks: whether some edits come as TransformerLens hooks (hook points the cached block has no
             place for).
     """
-    if requested not in ("auto", "cached", "full"):
-        raise ValueError(f"path={requested!r}: expected 'auto', 'cached' or 'full'")
+    check_path(requested)
     if requested == "full":
         return "full", "requested"
     caps = model.capabilities
@@ -309,7 +319,7 @@ class _Suffix:
         layers = range(start, model.n_layers)
         names = [model.hook_name(layer, "resid_pre") for layer in layers]
         with torch.no_grad():
-            _, cache = model.run_with_cache(inputs, names, attention_mask=mask)
+            cache = model.activations(inputs, names, attention_mask=mask)
         dtype = cache[names[0]].dtype
         position = model.position_ids(n, n_pos, mask)
         real = torch.ones(n, n_pos, dtype=torch.bool, device=model.device) if mask is None else mask.bool()
@@ -555,4 +565,4 @@ def _block_weights(model: HookedModel) -> dict[str, Any]:
     return out
 
 
-__all__ = ["QueryEngine", "StreamEdit", "ZEdit", "choose_path"]
+__all__ = ["PATHS", "QueryEngine", "StreamEdit", "ZEdit", "check_path", "choose_path"]

@@ -64,6 +64,10 @@ def _build_tl_model(config: ModelConfig, backend: str, dtype: torch.dtype) -> nn
     raise ValueError(f"backend={backend!r}: expected 'auto', 'bridge' or 'hooked_transformer'")
 
 
+class _Recorded(Exception):
+    """Raised by :meth:`HookedModel.activations` once every requested activation is recorded (stops the forward)."""
+
+
 class HookedModel(nn.Module):
     """A TransformerLens model seen through one API, whichever TL line is installed.
 
@@ -587,6 +591,44 @@ class HookedModel(nn.Module):
             start_at_layer=start_at_layer,
         )
         return logits, cache
+
+    def activations(
+        self,
+        inputs: Tensor,
+        names: Sequence[str],
+        *,
+        attention_mask: Tensor | None = None,
+        hooks: Sequence[tuple[str, HookFn]] = (),
+    ) -> dict[str, Tensor]:
+        """The activations at the named hook points, as :meth:`run_with_cache` records them, from a forward that
+        stops once the last of them is recorded: the blocks after it and the unembedding never run (a
+        prefix cache entering the last block costs ``(L-1)/L`` of a forward and no ``[batch, pos, d_vocab]``
+        logits).
+
+        Args:
+            names: canonical hook names (at least one, each once).
+        """
+        wanted = list(dict.fromkeys(names))
+        if not wanted:
+            raise ValueError("names=[]: expected at least one hook name")
+        cache: dict[str, Tensor] = {}
+
+        def make_store(key: str) -> HookFn:
+            def store(act: Tensor, hook: Any) -> None:
+                cache[key] = act
+                if len(cache) == len(wanted):
+                    raise _Recorded
+
+            return store
+
+        try:
+            self.forward(inputs, attention_mask=attention_mask, hooks=[*hooks, *((n, make_store(n)) for n in wanted)])
+        except _Recorded:
+            pass
+        missing = [n for n in wanted if n not in cache]
+        if missing:
+            raise ValueError(f"names: {missing} never ran in the forward; expected hook points of this model")
+        return cache
 
     def final_residual(
         self,

@@ -201,7 +201,7 @@ def _attention_sections(run: Run, _: Any) -> list[Section]:
     prompt = Splits(run.config.seed).sample(run.task, "aside", 1, 4)
     name_pattern = run.model.hook_name(top_layer, "attn.hook_pattern")
     with torch.no_grad():
-        _, cache_act = run.model.run_with_cache(prompt.inputs, [name_pattern])
+        cache_act = run.model.activations(prompt.inputs, [name_pattern])
     vocab = _token_names(run.task, run.model.d_vocab)
     return [Section("Attention of the top key head",
                     attention_figure(cache_act[name_pattern][0, top_head], [vocab[int(t)] for t in prompt.inputs[0]],

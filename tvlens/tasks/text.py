@@ -225,10 +225,11 @@ class TextTasks(Task):
         space = " " if before.endswith(" ") else ""
         return (before[:-1] if space else before), space, after
 
-    def _tokenize(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
-        """Token ids of the whole ``text`` and each token's character span."""
-        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        return list(encoded["input_ids"]), [tuple(span) for span in encoded["offset_mapping"]]
+    def _tokenize(self, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        """Token ids of each whole text and each token's character span (one batched tokenizer call)."""
+        encoded = self.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+        return [(list(ids), [tuple(span) for span in spans])
+                for ids, spans in zip(encoded["input_ids"], encoded["offset_mapping"])]
 
     @staticmethod
     def _first_overlapping(spans: list[tuple[int, int]], start: int) -> int:
@@ -268,24 +269,33 @@ class TextTasks(Task):
             ``(tokens, positions, targets)``: ``tokens[positions[i]]`` is the token right before
             answer ``i``, whose first token is ``targets[i]``; the last entry is the query's.
         """
-        text, starts, full = self._text(pairs)
-        ids, spans = self._tokenize(text)
+        return self.encode_prompts([pairs])[0]
+
+    def encode_prompts(self, prompts: list[list[tuple[str, str]]]) -> list[tuple[list[int], list[int], list[int]]]:
+        """:meth:`encode_prompt` of every prompt, the texts tokenized in two batched calls."""
+        texts = [self._text(list(pairs)) for pairs in prompts]
+        prompt_tokens = self._tokenize([text for text, _, _ in texts])
+        full_tokens = self._tokenize([full for _, _, full in texts])
         bos = self._bos()
-        positions, targets = [], []
-        for start in starts[:-1]:
-            k = self._first_overlapping(spans, start)
-            if k == 0:
-                raise ValueError(f"template={self.template!r}: an answer starts the prompt; expected text before it")
-            positions.append(len(bos) + k - 1)
-            targets.append(ids[k])
-        full_ids, full_spans = self._tokenize(full)
-        k = self._first_overlapping(full_spans, starts[-1])
-        if full_spans[k][0] < starts[-1]:  # the token straddles the prompt's end: take the answer's own first token
-            _, space, _ = self._parts
-            full_ids, k = self._tokenize(space + pairs[-1][1])[0], 0
-        positions.append(len(bos) + len(ids) - 1)
-        targets.append(full_ids[k])
-        return bos + ids, positions, targets
+        out = []
+        for pairs, (_, starts, _), (ids, spans), (full_ids, full_spans) in zip(prompts, texts, prompt_tokens,
+                                                                               full_tokens):
+            positions, targets = [], []
+            for start in starts[:-1]:
+                k = self._first_overlapping(spans, start)
+                if k == 0:
+                    raise ValueError(f"template={self.template!r}: an answer starts the prompt; expected text before "
+                                     "it")
+                positions.append(len(bos) + k - 1)
+                targets.append(ids[k])
+            k = self._first_overlapping(full_spans, starts[-1])
+            if full_spans[k][0] < starts[-1]:  # the token straddles the prompt's end: the answer's own first token
+                _, space, _ = self._parts
+                full_ids, k = self._tokenize([space + pairs[-1][1]])[0][0], 0
+            positions.append(len(bos) + len(ids) - 1)
+            targets.append(full_ids[k])
+            out.append((bos + ids, positions, targets))
+        return out
 
     def first_token(self, y: str, x: str = "") -> int:
         """The target token of answer ``y``: its first token as tokenized after the template's text."""
@@ -293,7 +303,8 @@ class TextTasks(Task):
 
     @cached_property
     def label_sets(self) -> list[Tensor]:
-        return [torch.tensor(sorted({self.first_token(y, x) for x, y in t.pairs})) for t in self.tasks]
+        return [torch.tensor(sorted({targets[-1] for _, _, targets in self.encode_prompts([[p] for p in t.pairs])}))
+                for t in self.tasks]
 
     @property
     def label_set(self) -> Tensor | None:
@@ -350,8 +361,8 @@ class TextTasks(Task):
         """
         if any(len(pairs) != n_shots + 1 for pairs in examples):
             raise ValueError(f"examples: expected {n_shots} demonstrations and a query per prompt")
-        encoded = [self.encode_prompt(list(pairs)) for pairs in examples]
-        zero = [self.encode_prompt([pairs[-1]]) for pairs in examples]
+        encoded = self.encode_prompts([list(pairs) for pairs in examples])
+        zero = self.encode_prompts([[pairs[-1]] for pairs in examples])
         zero_batch = self._batch([z[0] for z in zero], [z[1] for z in zero], [z[2] for z in zero], ids, 0,
                                  examples=tuple(pairs[-1:] for pairs in examples))
         return self._batch([e[0] for e in encoded], [e[1] for e in encoded], [e[2] for e in encoded], ids, n_shots,

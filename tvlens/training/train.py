@@ -154,7 +154,7 @@ def tvp_by_layer(model: HookedModel, batch: ICLBatch, source: ICLBatch | None = 
         raise ValueError(f"source has {len(source)} prompts; expected one per prompt of the batch ({len(batch)})")
     names = [model.hook_name(layer, "resid_pre") for layer in range(model.n_layers)]
     with torch.no_grad():
-        _, cache = model.run_with_cache(source.inputs, names, attention_mask=source.attention_mask)
+        cache = model.activations(source.inputs, names, attention_mask=source.attention_mask)
     scores = []
     for layer, name in enumerate(names):
         vector = source.at_query(cache[name])

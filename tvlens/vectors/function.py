@@ -31,7 +31,7 @@ from torch import Tensor
 from tvlens._progress import progress_bar
 from tvlens._records import Records, head_records
 from tvlens.evaluate import evaluate
-from tvlens.models.engine import QueryEngine
+from tvlens.models.engine import QueryEngine, check_path
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
 from tvlens.tasks.splits import Splits
@@ -146,6 +146,7 @@ def function_vector(
     procedure: str = "tvlens",
     output_bias: bool | None = None,
     progress: bool = True,
+    path: str = "auto",
 ) -> tuple[TaskVector, FunctionVectorResult]:
     """Todd et al.'s function vector of ``task`` (use ``task.single(k)`` for one task of a family).
 
@@ -161,7 +162,10 @@ def function_vector(
         output_bias: add the attention output bias ``b_O[l]`` once per selected head, as Todd's code
             does (default: off for ``"tvlens"``, on for ``"todd"``).
         progress: tqdm bars over the AIE layers and the layer sweep.
+        path: the query engine's path for the AIE scan: ``"auto"`` (cached wherever it is exact), ``"cached"``
+            or ``"full"``.
     """
+    check_path(path)
     if procedure not in ("tvlens", "todd"):
         raise ValueError(f"procedure={procedure!r}: expected 'tvlens' or 'todd'")
     if output_bias is not None and not isinstance(output_bias, bool):
@@ -188,7 +192,7 @@ def function_vector(
     if with_bias:  # Todd's out_proj(z in head k's slot) = z W_O[l,k] + b_O[l]
         head_means = head_means + model.b_O[:, None, :].to(head_means.dtype)
     corrupted = task.with_shuffled_labels(clean.select(slice(0, n_corrupted)), torch.Generator().manual_seed(seed))
-    aie = average_indirect_effect(model, corrupted, z_mean, progress=progress)
+    aie = average_indirect_effect(model, corrupted, z_mean, progress=progress, path=path)
     order = aie.flatten().argsort(descending=True)[:top_k]
     top = [(int(i) // model.n_heads, int(i) % model.n_heads) for i in order]
     vector = sum(head_means[lh] for lh in top)

@@ -35,7 +35,7 @@ from torch import Tensor
 from tvlens._records import Records, head_records
 from tvlens.evaluate import EvalResult, evaluate
 from tvlens.inject import Intervention
-from tvlens.models.engine import QueryEngine, StreamEdit
+from tvlens.models.engine import QueryEngine, StreamEdit, check_path
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
 from tvlens.tasks.splits import Splits
@@ -110,6 +110,7 @@ def head_weighted_task_vector(
     align_weight: float = 0.0,
     config: LearnConfig | None = None,
     progress: bool = True,
+    path: str = "auto",
     **overrides: Any,
 ) -> tuple[TaskVector, HeadWeightedResult]:
     """Learn head weights ``ω`` for ``task`` (use ``task.single(k)`` for one task of a family).
@@ -120,7 +121,9 @@ def head_weighted_task_vector(
         source_shots: demonstrations of the shorter prompt for ``head_source="prompt"`` (default: half).
         align_weight: weight of the ``1 − cos`` alignment to the ICL final hidden state.
         config: training settings (default :data:`HEAD_WEIGHTED_DEFAULTS`); ``overrides`` replace fields.
+        path: the query engine's path: ``"auto"`` (cached wherever it is exact), ``"cached"`` or ``"full"``.
     """
+    check_path(path)
     if align_weight < 0:
         raise ValueError(f"align_weight={align_weight!r}: expected >= 0")
     if head_source not in ("mean", "prompt"):
@@ -144,8 +147,8 @@ def head_weighted_task_vector(
     n_layers = model.n_layers
 
     # resid_post of layer l is resid_pre of layer l + 1 (the engine's layer n_layers: the final stream)
-    engines = {split: QueryEngine(model, batch.inputs, batch.attention_mask, start=1 if n_layers > 1 else 0)
-               for split, batch in (("train", train), ("val", val))}
+    engines = {split: QueryEngine(model, batch.inputs, batch.attention_mask, start=1 if n_layers > 1 else 0,
+                                  path=path) for split, batch in (("train", train), ("val", val))}
 
     def vectors(weights: Tensor, split: str | None = None, rows: Tensor | None = None) -> Tensor:
         """``v_l`` as ``[n_layers, d]`` (mean heads) or ``[rows, n_layers, d]`` (each prompt's heads)."""

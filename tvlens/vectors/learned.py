@@ -29,7 +29,7 @@ from tvlens._config import Config
 from tvlens._progress import progress_bar
 from tvlens._records import Records
 from tvlens.evaluate import EvalResult, scores_at_query
-from tvlens.models.engine import QueryEngine, StreamEdit
+from tvlens.models.engine import QueryEngine, StreamEdit, check_path
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task, check_base
 from tvlens.tasks.splits import Splits
@@ -246,6 +246,7 @@ def learn_task_vector(
         The vector (``mode="add"``) and a :class:`LearnResult`.
     """
     check_base(base)
+    check_path(path)
     config = dataclasses.replace(config or LearnConfig(), **overrides)
     (out,) = _learn_groups(model, task, [_site_list(model, layer, positions)], base, n_shots, config, path, progress)
     return out
@@ -276,6 +277,7 @@ def learn_task_vectors(
         ``{layer: (vector, result)}`` in the order of ``layers``.
     """
     check_base(base)
+    check_path(path)
     config = dataclasses.replace(config or LearnConfig(), **overrides)
     layers = list(range(model.n_layers)) if layers is None else list(layers)
     if not layers or len(set(layers)) != len(layers):

@@ -56,7 +56,7 @@ def query_states(
     for start in range(0, len(batch), batch_size):
         chunk = batch.select(slice(start, start + batch_size))
         with torch.no_grad():
-            _, cache = model.run_with_cache(chunk.inputs, names, attention_mask=chunk.attention_mask)
+            cache = model.activations(chunk.inputs, names, attention_mask=chunk.attention_mask)
         out.append(torch.stack([chunk.at_query(cache[n]) if position == "last" else cache[n][:, int(position)]
                                 for n in names]))
     return torch.cat(out, 1)
