@@ -9,6 +9,9 @@ side against one call at a time.
   the dev loss stops improving) against ``learn_task_vector`` called once per layer, as the ledger used to.
 * The function vector's AIE scan (Todd et al. 2024) on 25 corrupted 16-shot prompts against the reference
   procedure on the same prompts: one forward per head, that head's query ``z`` patched with its mean.
+* ``head_weighted_task_vector``, ``function_vector`` (at a given layer), ``key_head_analysis`` and
+  ``linear_dynamics`` / ``injection_layer_maps`` at their defaults (16-shot prompts; the dynamics on 16 prompts),
+  each against the same call with ``path="full"``, on the same three models.
 
 Each case runs its candidates interleaved (median of 3 runs) and prints one ``ratio NAME X`` line.
 
@@ -27,8 +30,16 @@ from _families import family  # noqa: E402
 from _timing import compare  # noqa: E402
 
 from tvlens import zoo  # noqa: E402
+from tvlens.analysis import injection_layer_maps, key_head_analysis, linear_dynamics  # noqa: E402
 from tvlens.models import transformer_lens_line  # noqa: E402
-from tvlens.vectors import LearnConfig, learn_task_vector, learn_task_vectors  # noqa: E402
+from tvlens.vectors import (  # noqa: E402
+    LearnConfig,
+    TaskVector,
+    function_vector,
+    head_weighted_task_vector,
+    learn_task_vector,
+    learn_task_vectors,
+)
 from tvlens.vectors.function import average_indirect_effect, mean_head_outputs  # noqa: E402
 
 # Yang et al. 2025a's budget, run in full (patience = epochs: no early stop, the same work on both paths)
@@ -43,6 +54,28 @@ def learn_case(name: str, label: str, model, task) -> None:
     print(f"{label:<52} full {times['full']:6.2f} s  cached {times['cached']:5.2f} s  "
           f"{times['full'] / times['cached']:5.1f}x end to end")
     print(f"ratio {name} {times['full'] / times['cached']:.2f}")
+
+
+def call_cases(key: str, label: str, model, task) -> None:
+    """The other public calls at their defaults (16-shot prompts), cached path vs ``path="full"``, repeats=2."""
+    theta = torch.randn(model.d_model, generator=torch.Generator().manual_seed(0)) * 4
+    vector = TaskVector.single(theta.to(model.dtype), 1)
+    calls = {
+        "head_weighted": lambda path: head_weighted_task_vector(model, task, n_shots=16, progress=False, path=path),
+        "function_vector": lambda path: function_vector(model, task, 1, n_shots=16, progress=False, path=path),
+        "key_heads": lambda path: key_head_analysis(model, task, vector, n_shots=16, path=path),
+        "dynamics": lambda path: linear_dynamics(model, task, vector, n_prompts=16, n_shots=16, progress=False,
+                                                 path=path),
+        "injection_maps": lambda path: injection_layer_maps(model, task, vectors={1: vector}, layers=[1],
+                                                            n_shots=16, progress=False, path=path),
+    }
+    for name, call in calls.items():
+        times = compare({"full": lambda call=call: call("full"), "cached": lambda call=call: call("auto")},
+                        repeats=2, warmup=0)
+        ratio = times["full"] / times["cached"]
+        print(f"{name + ', ' + label:<52} full {times['full']:6.2f} s  cached {times['cached']:5.2f} s  "
+              f"{ratio:5.1f}x end to end")
+        print(f"ratio {name}_e2e_{key} {ratio:.2f}")
 
 
 def side_by_side_case() -> None:
@@ -104,10 +137,12 @@ def main() -> None:
     print(f"TransformerLens {transformer_lens_line()}.x, 2 CPU threads, end to end (one call, everything it does)")
     learn_case("learn_e2e_permmix", "learn_task_vector, perm-mix, 16-shot base, L1", zoo.load("perm-mix"),
                zoo.task("perm-mix").single(0))
+    call_cases("permmix", "perm-mix", zoo.load("perm-mix"), zoo.task("perm-mix").single(0))
     for name in ("llama-gqa", "neox"):
         model, words = family(name)
         learn_case(f"learn_e2e_{name}", f"learn_task_vector, {name}, 16-shot word pairs, L1", model, words.single(0))
         aie_case(f"fv_aie_{name}", f"FV's AIE scan, {name}, 25 corrupted 16-shot prompts", model, words.single(0))
+        call_cases(name, name, model, words.single(0))
     aie_case("fv_aie_permmix", "FV's AIE scan, perm-mix, 25 corrupted 16-shot prompts", zoo.load("perm-mix"),
              zoo.task("perm-mix").single(0))
     side_by_side_case()

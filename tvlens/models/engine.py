@@ -333,8 +333,7 @@ class _Suffix:
         self.keys, self.values = {}, {}
         with torch.no_grad():
             for layer, name in zip(layers, names):
-                prefix = cache[name][:, :first]
-                _, k, v = self._qkv(layer, prefix, position[:, :first])
+                k, v = self._kv(layer, cache[name][:, :first], position[:, :first])
                 self.keys[layer] = k.permute(0, 2, 3, 1).contiguous()
                 self.values[layer] = v.permute(0, 2, 1, 3).contiguous()
         # Additive masks [n, 1, S, T + S] per distinct sliding window: padding, causality, window.
@@ -365,6 +364,14 @@ class _Suffix:
         if self.rotary is not None:
             q, k = self.rotary(q, position), self.rotary(k, position)
         return q, k, v
+
+    def _kv(self, layer: int, x: Tensor, position: Tensor) -> tuple[Tensor, Tensor]:
+        """``k, v [..., n_heads, d_head]`` of streams ``x [..., d]`` (the prefix: its queries are never read)."""
+        weight, bias = self.w[f"blocks.{layer}.qkv"]
+        q_width = self.heads * self.d_head
+        kv = self._norm(x, f"blocks.{layer}.ln1") @ weight[:, q_width:] + bias[q_width:]
+        k, v = kv.unflatten(-1, (2, self.heads, self.d_head)).unbind(-3)
+        return (k if self.rotary is None else self.rotary(k, position)), v
 
     def _attend_one(self, layer: int, x: Tensor, position: Tensor, index: Tensor | slice, copies: int) -> Tensor:
         """The query's ``z [rows, n_heads, d_head]`` when the suffix is the query alone (``x [rows, d]``).

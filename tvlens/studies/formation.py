@@ -42,8 +42,7 @@ from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import Task
 from tvlens.tasks.metric import metric_named
 from tvlens.tasks.splits import Splits
-from tvlens.training import tvp_by_layer as _tvp_scores
-from tvlens.training.train import read_checkpoint
+from tvlens.training.train import read_checkpoint, tvp_and_icl
 from tvlens.vectors.vanilla import query_states
 
 Source = Literal["prompt", "other_query", "task_mean"]
@@ -153,11 +152,11 @@ def tvp_by_layer(
     splits = Splits(seed)
     batch = splits.sample(task, split, n_prompts, n_shots)
     metric = batch.metric.name
-    if source == "prompt":
-        per_layer = [scores[metric] for scores in _tvp_scores(model, batch)]
-    elif source == "other_query":
-        other = task.with_other_query(batch, splits.of(split))
-        per_layer = [scores[metric] for scores in _tvp_scores(model, batch, other)]
+    icl_scores = None
+    if source in ("prompt", "other_query"):
+        other = task.with_other_query(batch, splits.of(split)) if source == "other_query" else None
+        per_layer_scores, icl_scores = tvp_and_icl(model, batch, other)
+        per_layer = [scores[metric] for scores in per_layer_scores]
     else:
         if bool((batch.task_ids < 0).any()):
             raise ValueError("source='task_mean' needs a family of discrete tasks; this task draws a fresh "
@@ -171,7 +170,7 @@ def tvp_by_layer(
         means = torch.stack([states[:, extraction.task_ids == t].mean(1) for t in batch.task_ids.tolist()], 1)
         per_layer = [score_batch(model, batch.zero_shot, [Intervention(means[layer], layer, mode="replace")])[metric]
                      for layer in layers]
-    icl = mean_and_stderr(score_batch(model, batch)[metric])
+    icl = mean_and_stderr((score_batch(model, batch) if icl_scores is None else icl_scores)[metric])
     zero = mean_and_stderr(score_batch(model, batch.zero_shot)[metric])
     stats = [mean_and_stderr(values) for values in per_layer]
     return LayerProfile(tvp=torch.tensor([m for m, _ in stats]), tvp_stderr=torch.tensor([s for _, s in stats]),

@@ -42,7 +42,7 @@ from tvlens._config import Config
 from tvlens._io import atomic_write, first_line, safe_torch_load
 from tvlens._progress import progress_bar
 from tvlens._records import Records
-from tvlens.evaluate import mean_and_stderr, score_batch
+from tvlens.evaluate import mean_and_stderr, score_batch, scores_at_query
 from tvlens.inject import Intervention, inject
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
@@ -147,6 +147,13 @@ def tvp_by_layer(model: HookedModel, batch: ICLBatch, source: ICLBatch | None = 
     Returns:
         Per layer, the per-prompt scores of :func:`tvlens.evaluate.score_batch`.
     """
+    return tvp_and_icl(model, batch, source)[0]
+
+
+def tvp_and_icl(model: HookedModel, batch: ICLBatch, source: ICLBatch | None = None
+                ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
+    """:func:`tvp_by_layer` and the batch's ICL scores (:func:`~tvlens.evaluate.score_batch`); read from the prompt
+    itself, both come from one forward (the states and the logits of the same run)."""
     if batch.zero_shot is None:
         raise ValueError("tvp_by_layer: the batch has no zero-shot view (pass an n-shot batch from task.sample)")
     source = batch if source is None else source
@@ -154,19 +161,25 @@ def tvp_by_layer(model: HookedModel, batch: ICLBatch, source: ICLBatch | None = 
         raise ValueError(f"source has {len(source)} prompts; expected one per prompt of the batch ({len(batch)})")
     names = [model.hook_name(layer, "resid_pre") for layer in range(model.n_layers)]
     with torch.no_grad():
-        cache = model.activations(source.inputs, names, attention_mask=source.attention_mask)
+        if source is batch:
+            logits, cache = model.run_with_cache(source.inputs, names, attention_mask=source.attention_mask)
+            icl = scores_at_query(batch, batch.at_query(logits))
+        else:
+            cache = model.activations(source.inputs, names, attention_mask=source.attention_mask)
+            icl = score_batch(model, batch)
     scores = []
     for layer, name in enumerate(names):
         vector = source.at_query(cache[name])
         scores.append(score_batch(model, batch.zero_shot, [Intervention(vector, layer=layer, mode="replace")]))
-    return scores
+    return scores, icl
 
 
 def evaluate_training(model: HookedModel, task: Task, n_prompts: int, n_shots: int | None, seed: int) -> dict[str, Any]:
     """ICL, zero-shot and per-layer TVP scores on the fixed evaluation prompts of the user ``seed`` (the
     ``monitor`` split of :class:`~tvlens.tasks.Splits`), mean and standard error."""
     batch = Splits(seed).sample(task, "monitor", n_prompts, n_shots)
-    icl, zero, tvp = score_batch(model, batch), score_batch(model, batch.zero_shot), tvp_by_layer(model, batch)
+    tvp, icl = tvp_and_icl(model, batch)
+    zero = score_batch(model, batch.zero_shot)
     record: dict[str, Any] = {"metric": batch.metric.name}
     for key in icl:  # accuracy and nll, or mse_per_dim
         suffix = "" if key == record["metric"] else f"_{key}"
