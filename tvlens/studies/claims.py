@@ -76,7 +76,7 @@ from tvlens.studies.verdicts import (
 )
 from tvlens.tasks.splits import Splits
 from tvlens.vectors.function import default_top_k, function_vector
-from tvlens.vectors.learned import learn_task_vectors
+from tvlens.vectors.learned import LearnConfig, learn_task_vectors, learn_task_vectors_many
 from tvlens.vectors.task_vector import TaskVector
 from tvlens.vectors.vanilla import vanilla_task_vector
 from tvlens.zoo.specs import ARM_REPLICATES, PERM_TVP_LAYER, arm_names
@@ -138,10 +138,13 @@ class Unit:
     """
 
     def __init__(self, subject: Subject | str, task_id: int, seed: int, config: LedgerConfig,
-                 shared: dict[Any, Any] | None = None):
+                 shared: dict[Any, Any] | None = None, together: bool = False):
         subject = as_subject(subject) if isinstance(subject, str) else subject
         self.subject, self.name, self.task_id, self.seed, self.config = subject, subject.name, task_id, seed, config
         self.shared = {} if shared is None else shared
+        #: learn the vectors of this model's other units (tasks × seeds) with this one's, side by side (in-process:
+        #: every unit of the ledger runs here and reads them from ``shared``)
+        self.together = together
         if ("model", subject.key) not in self.shared:  # one load per model for the whole ledger, not one per unit
             model = subject.load()
             self.shared[("model", subject.key)] = model, subject.family(model)
@@ -220,11 +223,37 @@ class Unit:
         missing = [k for k in (range(self.model.n_layers) if every else layers) if key(k) not in self._memo]
         if missing:
             shots = self.n_shots if base == "zero_shot" else FEW_SHOTS
-            made = learn_task_vectors(self.model, self.task, missing, positions=positions, base=base, n_shots=shots,
-                                      lr=self.config.lr, epochs=self.config.epochs, patience=self.config.patience,
-                                      seed=self.seed, progress=False)
+            options = {"positions": positions, "base": base, "n_shots": shots, "lr": self.config.lr,
+                       "epochs": self.config.epochs, "patience": self.config.patience, "progress": False}
+            made = self._learn_with_siblings(missing, options) if self.together else learn_task_vectors(
+                self.model, self.task, missing, seed=self.seed, **options)
             self._memo.update({key(k): made[k] for k in missing})
         return {k: self._memo[key(k)] for k in layers}
+
+    def _learn_with_siblings(self, layers: list[int], options: dict[str, Any]) -> dict[int, tuple[TaskVector, Any]]:
+        """This unit's LTVs of ``layers``, learned side by side with those of the model's other units (every task
+        and seed of the ledger) that do not have them yet (:func:`~tvlens.vectors.learn_task_vectors_many`, as
+        many jobs at a time as keep the prefix caches under :data:`SIDE_BY_SIDE_BYTES`); each equals the unit's
+        own ``learn_task_vectors`` call to float tolerance."""
+        def key(task_id: int, seed: int) -> tuple[Any, ...]:  # a family without discrete tasks: one task for all
+            return ("ltv", self.name, task_id if self.family.n_tasks else 0, seed, tuple(layers),
+                    repr(options["positions"]), options["base"])
+
+        mine = key(self.task_id, self.seed)
+        if mine not in self.shared:
+            units = dict.fromkeys((t if self.family.n_tasks else 0, s) for t in
+                                  range(self.subject.n_tasks(self.config.n_tasks)) for s in self.config.seeds)
+            todo = [(t, s) for t, s in units if key(t, s) not in self.shared]
+            width = self.test.inputs.shape[1]  # the unit's n-shot prompts: no wider than what the vectors learn on
+            per_job = (LearnConfig().n_train + 2 * LearnConfig().n_val) * width * self.model.d_model * \
+                self.model.n_layers * 2 * self.model.W_E.element_size()
+            size = max(1, SIDE_BY_SIDE_BYTES // per_job)
+            for start in range(0, len(todo), size):
+                chunk = todo[start : start + size]
+                jobs = [(self.family.single(t) if self.family.n_tasks else self.family, s) for t, s in chunk]
+                for (t, s), made in zip(chunk, learn_task_vectors_many(self.model, jobs, layers, **options)):
+                    self.shared[key(t, s)] = made
+        return self.shared[mine]
 
     def unconverged(self) -> int:
         """How many of the learned vectors the current claim used stopped for lack of budget."""
@@ -251,6 +280,8 @@ class Unit:
 
 #: Demonstrations of the short ICL prompts an LTV is added to (Yang et al. 2025a's few-shot setting).
 FEW_SHOTS = 2
+#: The most memory the prefix caches of the units learned side by side may take (keys and values, every layer).
+SIDE_BY_SIDE_BYTES = 2**30
 #: Perturbations of the ledger's maps, relative to ‖θ‖: up to the vector's own size (5–20 % would test only
 #: local linearity).
 MAP_SCALES = (0.25, 0.5, 1.0)
@@ -657,8 +688,10 @@ class _Job:
 
 def _measure(job: _Job, shared: dict[Any, Any] | None = None) -> list[tuple[float, float, int]]:
     """``(effect, control, unconverged)`` of each of ``job.claims`` on its unit. In a worker, ``shared`` is the
-    worker's own (each model loaded once per worker); in-process, the ledger's."""
-    unit = Unit(job.subject, job.task_id, job.seed, job.config, worker_shared(job.ledger) if shared is None else shared)
+    worker's own (each model loaded once per worker); in-process, the ledger's, and the units' learned vectors
+    are learned side by side (every unit of the ledger runs in this process and reads them from it)."""
+    unit = Unit(job.subject, job.task_id, job.seed, job.config, worker_shared(job.ledger) if shared is None else shared,
+                together=shared is not None)
     out = []
     for name in job.claims:
         unit.touched.clear()

@@ -3,7 +3,13 @@
 from tvlens.vectors.compare import METHODS, Comparison, compare
 from tvlens.vectors.function import FunctionVectorResult, function_vector
 from tvlens.vectors.head_weighted import HeadWeightedResult, head_weighted_task_vector
-from tvlens.vectors.learned import LearnConfig, LearnResult, learn_task_vector, learn_task_vectors
+from tvlens.vectors.learned import (
+    LearnConfig,
+    LearnResult,
+    learn_task_vector,
+    learn_task_vectors,
+    learn_task_vectors_many,
+)
 from tvlens.vectors.task_vector import Site, TaskVector
 from tvlens.vectors.vanilla import LayerSweep, VanillaResult, query_states, vanilla_task_vector
 
@@ -23,6 +29,7 @@ __all__ = [
     "head_weighted_task_vector",
     "learn_task_vector",
     "learn_task_vectors",
+    "learn_task_vectors_many",
     "query_states",
     "vanilla_task_vector",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,11 +128,11 @@ def _site_list(model: HookedModel, layer: int | list[int], positions: Any) -> li
 def fit_early_stopping_many(
     groups: list[list[Tensor]],
     optimizers: list[torch.optim.Optimizer],
-    batch_losses: Callable[[Tensor, list[int]], list[Tensor]],
+    batch_losses: Callable[[Any, list[int]], list[Tensor]],
     val_losses: Callable[[list[int]], list[float]],
     n_train: int,
     config: LearnConfig,
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator],
     progress: bool = True,
     desc: str = "learn",
 ) -> list[tuple[list[dict[str, Any]], int, list[Tensor]]]:
@@ -145,6 +145,9 @@ def fit_early_stopping_many(
     ``val_losses(active)`` is compared with each group's best so far; a group stops after ``config.patience``
     epochs without improvement and drops out of the later forwards.
 
+    With a sequence of generators (groups trained on several prompt sets, each with its own seed) every
+    generator draws its own order each epoch, and ``batch_losses`` receives the list of each stream's rows.
+
     Returns:
         Per group: the history (``{"epoch", "train_loss", "val_loss"}`` per epoch, epoch 0 = before
         training), the best epoch, and detached copies of its parameters at that epoch.
@@ -152,6 +155,7 @@ def fit_early_stopping_many(
     n = len(groups)
     if len(optimizers) != n or n == 0:
         raise ValueError(f"{len(optimizers)} optimizers for {n} groups; expected one per group, at least one")
+    streams = [generator] if isinstance(generator, torch.Generator) else list(generator)
     first = val_losses(list(range(n)))
     histories: list[list[dict[str, Any]]] = [[{"epoch": 0, "val_loss": v}] for v in first]
     best_loss, best_epoch, bad = list(first), [0] * n, [0] * n
@@ -159,10 +163,11 @@ def fit_early_stopping_many(
     active = list(range(n))
     bar = progress_bar(range(1, config.epochs + 1), desc=desc, progress=progress)
     for epoch in bar:
-        order = torch.randperm(n_train, generator=generator)
+        orders = [torch.randperm(n_train, generator=g) for g in streams]
         losses: list[list[float]] = [[] for _ in active]
         for start in range(0, n_train, config.batch_size):
-            step = batch_losses(order[start : start + config.batch_size], active)
+            rows = [order[start : start + config.batch_size] for order in orders]
+            step = batch_losses(rows[0] if isinstance(generator, torch.Generator) else rows, active)
             for j, g in enumerate(active):
                 if not torch.isfinite(step[j].detach()).all():
                     raise ValueError(f"{desc}: the training loss is {step[j].item()} at epoch {epoch}, step "
@@ -248,7 +253,8 @@ def learn_task_vector(
     check_base(base)
     check_path(path)
     config = dataclasses.replace(config or LearnConfig(), **overrides)
-    (out,) = _learn_groups(model, task, [_site_list(model, layer, positions)], base, n_shots, config, path, progress)
+    ((out,),) = _learn_groups(model, [(task, config)], [_site_list(model, layer, positions)], base, n_shots, path,
+                              progress)
     return out
 
 
@@ -283,79 +289,168 @@ def learn_task_vectors(
     if not layers or len(set(layers)) != len(layers):
         raise ValueError(f"layers={layers!r}: expected distinct layers, at least one")
     groups = [_site_list(model, layer, positions) for layer in layers]
-    return dict(zip(layers, _learn_groups(model, task, groups, base, n_shots, config, path, progress)))
+    (out,) = _learn_groups(model, [(task, config)], groups, base, n_shots, path, progress)
+    return dict(zip(layers, out))
+
+
+def learn_task_vectors_many(
+    model: HookedModel,
+    jobs: Sequence[tuple[Task, int]],
+    layers: list[int] | None = None,
+    positions: int | str | list[int] = "last",
+    *,
+    base: str = "zero_shot",
+    n_shots: int | None = None,
+    config: LearnConfig | None = None,
+    path: str = "auto",
+    progress: bool = True,
+    **overrides: Any,
+) -> list[dict[int, tuple[TaskVector, LearnResult]]]:
+    """:func:`learn_task_vectors` for several ``(task, seed)`` jobs at once (the tasks of a family, several seeds),
+    trained side by side on one model.
+
+    Job ``i``'s result equals ``learn_task_vectors(model, task_i, layers, positions, seed=seed_i, …)`` to float
+    tolerance: its own prompts (the splits of ``seed_i``), initial vector, minibatch order, optimizers and early
+    stopping. The work is shared: each split's prompts of every job form one query engine (one prefix
+    forward), and every step runs all the jobs' minibatches with their vectors in one batched forward, so a
+    ledger of many small units pays the per-step cost once instead of once per unit.
+
+    Returns:
+        Per job, ``{layer: (vector, result)}`` in the order of ``layers``.
+    """
+    check_base(base)
+    check_path(path)
+    config = dataclasses.replace(config or LearnConfig(), **overrides)
+    jobs = list(jobs)
+    if not jobs:
+        raise ValueError("jobs=[]: expected (task, seed) pairs, at least one")
+    for i, job in enumerate(jobs):
+        if not (isinstance(job, tuple) and len(job) == 2 and isinstance(job[1], int) and not isinstance(job[1], bool)):
+            raise TypeError(f"jobs[{i}]={job!r}: expected a (task, seed) pair")
+    layers = list(range(model.n_layers)) if layers is None else list(layers)
+    if not layers or len(set(layers)) != len(layers):
+        raise ValueError(f"layers={layers!r}: expected distinct layers, at least one")
+    groups = [_site_list(model, layer, positions) for layer in layers]
+    configs = [(task, dataclasses.replace(config, seed=seed)) for task, seed in jobs]
+    return [dict(zip(layers, out)) for out in _learn_groups(model, configs, groups, base, n_shots, path, progress)]
+
+
+def _concat(batches: list[ICLBatch]) -> tuple[Tensor, Tensor | None]:
+    """The inputs and attention mask of several prompt sets as one (left-padded to the widest)."""
+    if len(batches) == 1:
+        return batches[0].inputs, batches[0].attention_mask
+    width = max(b.inputs.shape[1] for b in batches)
+    if all(b.inputs.shape[1] == width and b.attention_mask is None for b in batches):
+        return torch.cat([b.inputs for b in batches]), None
+    inputs, masks = [], []
+    for b in batches:
+        pad = width - b.inputs.shape[1]
+        mask = torch.ones(b.inputs.shape[:2], dtype=torch.long) if b.attention_mask is None else b.attention_mask
+        inputs.append(torch.cat([b.inputs.new_zeros((len(b), pad, *b.inputs.shape[2:])), b.inputs], 1))
+        masks.append(torch.cat([mask.new_zeros(len(b), pad), mask], 1))
+    return torch.cat(inputs), torch.cat(masks)
 
 
 def _learn_groups(
-    model: HookedModel, task: Task, groups: list[list[Site]], base: str, n_shots: int | None, config: LearnConfig,
-    path: str, progress: bool,
-) -> list[tuple[TaskVector, LearnResult]]:
-    """The one fitting routine of learned vectors: each group of sites is one vector, the groups independent.
+    model: HookedModel, jobs: list[tuple[Task, LearnConfig]], groups: list[list[Site]], base: str,
+    n_shots: int | None, path: str, progress: bool,
+) -> list[list[tuple[TaskVector, LearnResult]]]:
+    """The one fitting routine of learned vectors: per job (a task and its config, seed included), each group of
+    sites is one vector; all vectors independent, trained side by side.
 
     All groups have the same number of sites, so each group starts from the same initial values a lone run
     draws (``U(−init_scale, init_scale)`` from ``Generator(seed)``, site by site) and the minibatch order that
-    follows those draws is the same for all of them.
+    follows those draws is the same for all the groups of a job. The jobs differ only in task and seed.
     """
     if len({len(g) for g in groups}) != 1:
         raise ValueError("every independent vector needs the same number of sites")
-    splits = Splits(config.seed)
-    full = {split: splits.sample(task, name, n, n_shots) for split, name, n in
-            (("train", "train", config.n_train), ("val", "dev", config.n_val), ("test", "test", config.n_val))}
-    prompts = {split: batch.view(base) for split, batch in full.items()}
-    gen = torch.Generator().manual_seed(config.seed)
-    init = [((torch.rand(model.d_model, generator=gen) * 2 - 1) * config.init_scale).to(model.dtype)
-            for _ in groups[0]]
-    thetas = [{site: value.clone().to(model.device).requires_grad_(True) for site, value in zip(group, init)}
-              for group in groups]
+    config = jobs[0][1]
+    n_jobs, n_groups = len(jobs), len(groups)
+    full, prompts, gens, thetas = [], [], [], []
+    for task, job_config in jobs:
+        splits = Splits(job_config.seed)
+        batches = {split: splits.sample(task, name, n, n_shots) for split, name, n in
+                   (("train", "train", config.n_train), ("val", "dev", config.n_val), ("test", "test", config.n_val))}
+        full.append(batches)
+        prompts.append({split: batch.view(base) for split, batch in batches.items()})
+        gen = torch.Generator().manual_seed(job_config.seed)
+        init = [((torch.rand(model.d_model, generator=gen) * 2 - 1) * config.init_scale).to(model.dtype)
+                for _ in groups[0]]
+        gens.append(gen)
+        thetas += [{site: value.clone().to(model.device).requires_grad_(True) for site, value in zip(group, init)}
+                   for group in groups]
     optimizers = [torch.optim.AdamW(list(theta.values()), lr=config.lr, weight_decay=config.weight_decay)
                   for theta in thetas]
     every = [site for group in groups for site in group]
     start, where = min(s.layer for s in every), list(dict.fromkeys(s.positions for s in every))
-    engines = {split: QueryEngine(model, batch.inputs, batch.attention_mask, start=start, positions=where, path=path)
-               for split, batch in prompts.items()}
+    engines, offsets = {}, {}
+    for split in ("train", "val", "test"):
+        inputs, mask = _concat([p[split] for p in prompts])
+        engines[split] = QueryEngine(model, inputs, mask, start=start, positions=where, path=path)
+        sizes = [len(p[split]) for p in prompts]
+        offsets[split] = [sum(sizes[:j]) for j in range(n_jobs)]
 
-    def forward(split: str, rows: Tensor, active: list[int], vectors: list[dict[Site, Tensor]]) -> Tensor:
-        """Query logits ``[len(active), len(rows), d_vocab]``: copy ``j`` of the minibatch carries group
-        ``active[j]``'s vector (zeros at the sites it does not have)."""
-        if len(active) == 1:  # one vector: edits of one row, as a lone run makes them
+    def forward(split: str, rows: list[Tensor], active: list[int], vectors: list[dict[Site, Tensor]]) -> Tensor:
+        """Query logits ``[len(active), n, d_vocab]``: copy ``j`` runs the minibatch ``rows`` of group
+        ``active[j]``'s job and carries that group's vector (zeros at the sites it does not have)."""
+        if len(active) == 1 and n_jobs == 1:  # one vector: edits of one row, as a lone run makes them
             edits = [StreamEdit(site.layer, v, site.positions) for site, v in vectors[active[0]].items()]
-            return engines[split].run(edits, rows=rows)[None]
-        n, edits = len(rows), []
+            return engines[split].run(edits, rows=rows[0])[None]
+        n, edits = len(rows[0]), []
         for site in dict.fromkeys(s for g in active for s in vectors[g]):
             blocks = [vectors[g][site].expand(n, -1) if site in vectors[g]
                       else torch.zeros(n, model.d_model, dtype=model.dtype, device=model.device) for g in active]
             edits.append(StreamEdit(site.layer, torch.cat(blocks), site.positions))
-        return engines[split].run(edits, rows=rows.repeat(len(active))).view(len(active), n, -1)
+        index = torch.cat([rows[g // n_groups] + offsets[split][g // n_groups] for g in active])
+        return engines[split].run(edits, rows=index).view(len(active), n, -1)
 
     def val_losses(active: list[int]) -> list[float]:
         totals = [0.0] * len(active)
+        n_val = len(prompts[0]["val"])
         with torch.no_grad():
-            for rows in _row_chunks(len(prompts["val"])):
-                logits = forward("val", rows, active, thetas)
-                for j in range(len(active)):
-                    totals[j] += query_loss(logits[j], prompts["val"], rows, config.loss).item() * len(rows)
-        return [t / len(prompts["val"]) for t in totals]
+            for rows in _row_chunks(n_val):
+                logits = forward("val", [rows] * n_jobs, active, thetas)
+                for j, g in enumerate(active):
+                    totals[j] += query_loss(logits[j], prompts[g // n_groups]["val"], rows, config.loss).item() * \
+                        len(rows)
+        return [t / n_val for t in totals]
 
-    def batch_losses(rows: Tensor, active: list[int]) -> list[Tensor]:
+    def batch_losses(rows: list[Tensor], active: list[int]) -> list[Tensor]:
         logits = forward("train", rows, active, thetas)
-        return [query_loss(logits[j], prompts["train"], rows, config.loss) for j in range(len(active))]
+        return [query_loss(logits[j], prompts[g // n_groups]["train"], rows[g // n_groups], config.loss)
+                for j, g in enumerate(active)]
 
     fitted = fit_early_stopping_many([list(theta.values()) for theta in thetas], optimizers, batch_losses, val_losses,
-                                     len(prompts["train"]), config, gen, progress, "learn task vector")
-    kept = [dict(zip(group, best)) for group, (_, _, best) in zip(groups, fitted)]
+                                     len(prompts[0]["train"]), config, gens, progress, "learn task vector")
+    kept = [dict(zip(groups[g % n_groups], best)) for g, (_, _, best) in enumerate(fitted)]
+    everyone = list(range(len(thetas)))
     with torch.no_grad():  # the kept vectors scored by the same engines: no prompt runs through the model again
-        scores = {split: _injected_scores(prompts[split], len(groups),
-                                          lambda rows, s=split: forward(s, rows, list(range(len(groups))), kept))
-                  for split in ("val", "test")}
-    out = []
-    for g, (group, (history, best_epoch, _)) in enumerate(zip(groups, fitted)):
-        tv = TaskVector(kept[g], mode="add", method="learned", task=task.to_dict(), fingerprint=model.fingerprint(),
-                        hyperparameters={**config.to_dict(), "base": base, "n_shots": full["train"].n_shots,
-                                         "sites": [s.to_dict() for s in group], "path": engines["train"].path},
-                        history=history)
-        result = LearnResult(history=history, best_epoch=best_epoch, val=scores["val"][g], test=scores["test"][g],
-                             path=engines["train"].path, converged=converged(history, best_epoch, config))
-        out.append((tv, result))
+        scores = {}
+        for split in ("val", "test"):
+            chunks: list[list[dict[str, Tensor]]] = [[] for _ in everyone]
+            for rows in _row_chunks(len(prompts[0][split])):
+                logits = forward(split, [rows] * n_jobs, everyone, kept)
+                for g in everyone:
+                    chunks[g].append(scores_at_query(prompts[g // n_groups][split].select(rows), logits[g]))
+            scores[split] = [EvalResult.from_scores("injected", prompts[g // n_groups][split],
+                                                    {k: torch.cat([c[k] for c in chunks[g]]) for k in chunks[g][0]})
+                             for g in everyone]
+    out: list[list[tuple[TaskVector, LearnResult]]] = []
+    for j, (task, job_config) in enumerate(jobs):
+        per_job = []
+        for i, group in enumerate(groups):
+            g = j * n_groups + i
+            history, best_epoch, _ = fitted[g]
+            tv = TaskVector(kept[g], mode="add", method="learned", task=task.to_dict(),
+                            fingerprint=model.fingerprint(),
+                            hyperparameters={**job_config.to_dict(), "base": base,
+                                             "n_shots": full[j]["train"].n_shots,
+                                             "sites": [s.to_dict() for s in group], "path": engines["train"].path},
+                            history=history)
+            result = LearnResult(history=history, best_epoch=best_epoch, val=scores["val"][g], test=scores["test"][g],
+                                 path=engines["train"].path, converged=converged(history, best_epoch, job_config))
+            per_job.append((tv, result))
+        out.append(per_job)
     return out
 
 
@@ -364,13 +459,3 @@ def _row_chunks(n: int, size: int = 256) -> list[Tensor]:
     return list(torch.arange(n).split(size))
 
 
-def _injected_scores(batch: ICLBatch, n_groups: int, run: Callable[[Tensor], Tensor]) -> list[EvalResult]:
-    """Per group, the ``"injected"`` :class:`~tvlens.evaluate.EvalResult` of ``batch`` from ``run(rows)``, the query
-    logits ``[n_groups, rows, d_vocab]`` of 256 prompts at a time."""
-    chunks: list[list[dict[str, Tensor]]] = [[] for _ in range(n_groups)]
-    for rows in _row_chunks(len(batch)):
-        logits, part = run(rows), batch.select(rows)
-        for g in range(n_groups):
-            chunks[g].append(scores_at_query(part, logits[g]))
-    return [EvalResult.from_scores("injected", batch, {k: torch.cat([c[k] for c in parts]) for k in parts[0]})
-            for parts in chunks]
