@@ -10,8 +10,8 @@ side against one call at a time.
 * The function vector's AIE scan (Todd et al. 2024) on 25 corrupted 16-shot prompts against the reference
   procedure on the same prompts: one forward per head, that head's query ``z`` patched with its mean.
 * ``head_weighted_task_vector``, ``function_vector`` (at a given layer), ``key_head_analysis`` and
-  ``linear_dynamics`` / ``injection_layer_maps`` at their defaults (16-shot prompts; the dynamics on 16 prompts),
-  each against the same call with ``path="full"``, on the same three models.
+  ``linear_dynamics`` / ``injection_layer_maps`` at their defaults (16-shot perm-mix and 8-shot word-pair prompts;
+  the dynamics on 16 prompts), each against the same call with ``path="full"``, on the same three models.
 
 Each case runs its candidates interleaved (median of 3 runs) and prints one ``ratio NAME X`` line.
 
@@ -56,18 +56,18 @@ def learn_case(name: str, label: str, model, task) -> None:
     print(f"ratio {name} {times['full'] / times['cached']:.2f}")
 
 
-def call_cases(key: str, label: str, model, task) -> None:
-    """The other public calls at their defaults (16-shot prompts), cached path vs ``path="full"``, repeats=2."""
+def call_cases(key: str, label: str, model, task, shots: int) -> None:
+    """The other public calls at their defaults (``shots``-shot prompts), cached path vs ``path="full"``, repeats=2."""
     theta = torch.randn(model.d_model, generator=torch.Generator().manual_seed(0)) * 4
     vector = TaskVector.single(theta.to(model.dtype), 1)
     calls = {
-        "head_weighted": lambda path: head_weighted_task_vector(model, task, n_shots=16, progress=False, path=path),
-        "function_vector": lambda path: function_vector(model, task, 1, n_shots=16, progress=False, path=path),
-        "key_heads": lambda path: key_head_analysis(model, task, vector, n_shots=16, path=path),
-        "dynamics": lambda path: linear_dynamics(model, task, vector, n_prompts=16, n_shots=16, progress=False,
+        "head_weighted": lambda path: head_weighted_task_vector(model, task, n_shots=shots, progress=False, path=path),
+        "function_vector": lambda path: function_vector(model, task, 1, n_shots=shots, progress=False, path=path),
+        "key_heads": lambda path: key_head_analysis(model, task, vector, n_shots=shots, path=path),
+        "dynamics": lambda path: linear_dynamics(model, task, vector, n_prompts=16, n_shots=shots, progress=False,
                                                  path=path),
         "injection_maps": lambda path: injection_layer_maps(model, task, vectors={1: vector}, layers=[1],
-                                                            n_shots=16, progress=False, path=path),
+                                                            n_shots=shots, progress=False, path=path),
     }
     for name, call in calls.items():
         times = compare({"full": lambda call=call: call("full"), "cached": lambda call=call: call("auto")},
@@ -137,12 +137,13 @@ def main() -> None:
     print(f"TransformerLens {transformer_lens_line()}.x, 2 CPU threads, end to end (one call, everything it does)")
     learn_case("learn_e2e_permmix", "learn_task_vector, perm-mix, 16-shot base, L1", zoo.load("perm-mix"),
                zoo.task("perm-mix").single(0))
-    call_cases("permmix", "perm-mix", zoo.load("perm-mix"), zoo.task("perm-mix").single(0))
+    call_cases("permmix", "perm-mix, 16-shot", zoo.load("perm-mix"), zoo.task("perm-mix").single(0), 16)
     for name in ("llama-gqa", "neox"):
         model, words = family(name)
         learn_case(f"learn_e2e_{name}", f"learn_task_vector, {name}, 16-shot word pairs, L1", model, words.single(0))
         aie_case(f"fv_aie_{name}", f"FV's AIE scan, {name}, 25 corrupted 16-shot prompts", model, words.single(0))
-        call_cases(name, name, model, words.single(0))
+        # 8 shots: the head-weighted vector is scored on the validation block (10 % of a task's word pairs)
+        call_cases(name, f"{name}, 8-shot word pairs", model, words.single(0), 8)
     aie_case("fv_aie_permmix", "FV's AIE scan, perm-mix, 25 corrupted 16-shot prompts", zoo.load("perm-mix"),
              zoo.task("perm-mix").single(0))
     side_by_side_case()

@@ -56,8 +56,10 @@ from tvlens._records import Records
 from tvlens.analysis.dynamics import injection_layer_maps
 from tvlens.analysis.heads import key_head_analysis
 from tvlens.analysis.ov import ov_decomposition
-from tvlens.evaluate import evaluate
+from tvlens.evaluate import EvalResult, evaluate, scores_at_query
+from tvlens.inject import engine_edits
 from tvlens.models import HookedModel
+from tvlens.models.engine import QueryEngine
 from tvlens.studies.formation import tvp_by_layer
 from tvlens.studies.regression import fidelity_score, fidelity_vectors
 from tvlens.studies.subjects import NEEDS, OFFERS, Subject, worker_shared
@@ -178,8 +180,20 @@ class Unit:
         return self.memo("test", lambda: self.splits.sample(self.task, "test", self.config.n_prompts, self.n_shots))
 
     def score(self, mode: str, vector: Any = None, batch: Any = None, base: str = "zero_shot") -> float:
-        return evaluate(self.model, self.task, mode, vector, batch=self.test if batch is None else batch, base=base,
-                        progress=False).mean
+        """:func:`~tvlens.evaluate.evaluate`'s mean score of ``mode`` on ``batch`` (default: the test prompts). The
+        prompts are asked many questions (zero-shot, ICL, each vector and its control), so they are run once into a
+        query engine and each vector is a suffix run on it (a vector the engine cannot express runs ``evaluate``)."""
+        batch = self.test if batch is None else batch
+        edits, hooks = ([], []) if vector is None else engine_edits(self.model, vector)
+        if hooks:
+            return evaluate(self.model, self.task, mode, vector, batch=batch, base=base, progress=False).mean
+        prompts = batch.view("zero_shot" if mode == "zero_shot" else "icl" if mode == "icl" else base)
+        positions = tuple(dict.fromkeys(["last", *(e.position for e in edits)]))
+        engine = self.memo(("engine", id(batch), prompts.n_shots, positions), lambda: QueryEngine(
+            self.model, prompts.inputs, prompts.attention_mask, positions=positions))
+        with torch.no_grad():
+            logits = engine.run(edits)
+        return EvalResult.from_scores(mode, prompts, scores_at_query(prompts, logits, len(edits))).mean
 
     def random_like(self, tv: TaskVector, salt: int = 0) -> TaskVector:
         """The control vector: at each of ``tv``'s sites a random direction with the norm of ``tv``'s tensor there
