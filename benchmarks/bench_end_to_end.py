@@ -6,7 +6,8 @@ side against one call at a time.
   models (4 layers, d_model 128, 16-shot word pairs): everything the call does — sampling, the engines'
   prefixes, every step, the dev and test scores — cached vs ``path="full"``.
 * ``learn_task_vectors`` for every layer of ``perm-mix`` (zero-shot base, the claims ledger's setting: until
-  the dev loss stops improving) against ``learn_task_vector`` called once per layer, as the ledger used to.
+  the dev loss stops improving) against ``learn_task_vector`` called once per layer, as the ledger used to; and
+  ``learn_task_vectors_many`` for the ledger's 15 units of ``perm-mix`` against one call per unit.
 * The function vector's AIE scan (Todd et al. 2024) on 25 corrupted 16-shot prompts against the reference
   procedure on the same prompts: one forward per head, that head's query ``z`` patched with its mean.
 * ``head_weighted_task_vector``, ``function_vector`` (at a given layer), ``key_head_analysis`` and
@@ -39,6 +40,7 @@ from tvlens.vectors import (  # noqa: E402
     head_weighted_task_vector,
     learn_task_vector,
     learn_task_vectors,
+    learn_task_vectors_many,
 )
 from tvlens.vectors.function import average_indirect_effect, mean_head_outputs  # noqa: E402
 
@@ -95,6 +97,25 @@ def side_by_side_case() -> None:
     print(f"ratio learn_all_layers_permmix {ratio:.2f}")
 
 
+def many_units_case() -> None:
+    """The ledger's units of one model (5 tasks × 3 seeds, LTVs of all 4 layers each) learned side by side by
+    ``learn_task_vectors_many`` vs one ``learn_task_vectors`` call per unit."""
+    model, family = zoo.load("perm-mix"), zoo.task("perm-mix")
+    jobs = [(family.single(t), seed) for t in range(5) for seed in range(3)]
+
+    def one_call_per_unit() -> None:
+        for task, seed in jobs:
+            learn_task_vectors(model, task, None, n_shots=16, seed=seed, progress=False)
+
+    times = compare({"one call per unit": one_call_per_unit,
+                     "together": lambda: learn_task_vectors_many(model, jobs, None, n_shots=16, progress=False)},
+                    repeats=3, warmup=0)
+    ratio = times["one call per unit"] / times["together"]
+    print(f"{'perm-mix, 15 units x 4 layers (the ledger in-process)':<52} one call per unit "
+          f"{times['one call per unit']:5.2f} s  together {times['together']:5.2f} s  {ratio:4.1f}x")
+    print(f"ratio learn_many_units_permmix {ratio:.2f}")
+
+
 def reference_aie(model, corrupted, z_mean) -> torch.Tensor:
     """Todd et al.'s procedure, batched over prompts: one patched forward per head."""
     rows = torch.arange(len(corrupted))
@@ -147,6 +168,7 @@ def main() -> None:
     aie_case("fv_aie_permmix", "FV's AIE scan, perm-mix, 25 corrupted 16-shot prompts", zoo.load("perm-mix"),
              zoo.task("perm-mix").single(0))
     side_by_side_case()
+    many_units_case()
     print("goal: learn_task_vector >= 8x end to end on Llama-GQA and GPT-NeoX; the AIE scan >= 5x the reference")
 
 

@@ -282,15 +282,10 @@ def learn_task_vectors(
     Returns:
         ``{layer: (vector, result)}`` in the order of ``layers``.
     """
-    check_base(base)
-    check_path(path)
     config = dataclasses.replace(config or LearnConfig(), **overrides)
-    layers = list(range(model.n_layers)) if layers is None else list(layers)
-    if not layers or len(set(layers)) != len(layers):
-        raise ValueError(f"layers={layers!r}: expected distinct layers, at least one")
-    groups = [_site_list(model, layer, positions) for layer in layers]
-    (out,) = _learn_groups(model, [(task, config)], groups, base, n_shots, path, progress)
-    return dict(zip(layers, out))
+    (out,) = learn_task_vectors_many(model, [(task, config.seed)], layers, positions, base=base, n_shots=n_shots,
+                                     config=config, path=path, progress=progress)
+    return out
 
 
 def learn_task_vectors_many(
