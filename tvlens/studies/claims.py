@@ -189,8 +189,11 @@ class Unit:
             return evaluate(self.model, self.task, mode, vector, batch=batch, base=base, progress=False).mean
         prompts = batch.view("zero_shot" if mode == "zero_shot" else "icl" if mode == "icl" else base)
         positions = tuple(dict.fromkeys(["last", *(e.position for e in edits)]))
-        engine = self.memo(("engine", id(batch), prompts.n_shots, positions), lambda: QueryEngine(
-            self.model, prompts.inputs, prompts.attention_mask, positions=positions))
+        key = ("engine", id(batch), prompts.n_shots, positions)
+        if key not in self._memo or self._memo[key][0] is not batch:  # the batch itself, not a later one at its id
+            self._memo[key] = batch, QueryEngine(self.model, prompts.inputs, prompts.attention_mask,
+                                                 positions=positions)
+        engine = self._memo[key][1]
         with torch.no_grad():
             logits = engine.run(edits)
         return EvalResult.from_scores(mode, prompts, scores_at_query(prompts, logits, len(edits))).mean
