@@ -22,6 +22,7 @@ Each case runs its candidates interleaved (median of 3 runs) and prints one ``ra
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -80,6 +81,15 @@ def call_cases(key: str, label: str, model, task, shots: int) -> None:
         print(f"ratio {name}_e2e_{key} {ratio:.2f}")
 
 
+def together_vs_apart(key: str, label: str, apart: tuple[str, Callable[[], object]],
+                      together: tuple[str, Callable[[], object]]) -> None:
+    """One case of vectors trained together against the same vectors trained apart: median of 3 interleaved runs."""
+    times = compare(dict([apart, together]), repeats=3, warmup=0)
+    ratio = times[apart[0]] / times[together[0]]
+    print(f"{label:<52} {apart[0]} {times[apart[0]]:5.2f} s  {together[0]} {times[together[0]]:5.2f} s  {ratio:4.1f}x")
+    print(f"ratio {key} {ratio:.2f}")
+
+
 def side_by_side_case() -> None:
     model, task = zoo.load("perm-mix"), zoo.task("perm-mix").single(0)
     layers = list(range(model.n_layers))
@@ -88,13 +98,9 @@ def side_by_side_case() -> None:
         for layer in layers:
             learn_task_vector(model, task, layer, n_shots=16, progress=False)
 
-    times = compare({"one at a time": one_at_a_time,
-                     "side by side": lambda: learn_task_vectors(model, task, layers, n_shots=16, progress=False)},
-                    repeats=3, warmup=0)
-    ratio = times["one at a time"] / times["side by side"]
-    print(f"{'perm-mix, LTVs of all 4 layers (ledger setting)':<52} one at a time {times['one at a time']:5.2f} s  "
-          f"side by side {times['side by side']:5.2f} s  {ratio:4.1f}x")
-    print(f"ratio learn_all_layers_permmix {ratio:.2f}")
+    together_vs_apart("learn_all_layers_permmix", "perm-mix, LTVs of all 4 layers (ledger setting)",
+                      ("one at a time", one_at_a_time),
+                      ("side by side", lambda: learn_task_vectors(model, task, layers, n_shots=16, progress=False)))
 
 
 def many_units_case() -> None:
@@ -107,13 +113,9 @@ def many_units_case() -> None:
         for task, seed in jobs:
             learn_task_vectors(model, task, None, n_shots=16, seed=seed, progress=False)
 
-    times = compare({"one call per unit": one_call_per_unit,
-                     "together": lambda: learn_task_vectors_many(model, jobs, None, n_shots=16, progress=False)},
-                    repeats=3, warmup=0)
-    ratio = times["one call per unit"] / times["together"]
-    print(f"{'perm-mix, 15 units x 4 layers (the ledger in-process)':<52} one call per unit "
-          f"{times['one call per unit']:5.2f} s  together {times['together']:5.2f} s  {ratio:4.1f}x")
-    print(f"ratio learn_many_units_permmix {ratio:.2f}")
+    together_vs_apart("learn_many_units_permmix", "perm-mix, 15 units x 4 layers (the ledger in-process)",
+                      ("one call per unit", one_call_per_unit),
+                      ("together", lambda: learn_task_vectors_many(model, jobs, None, n_shots=16, progress=False)))
 
 
 def reference_aie(model, corrupted, z_mean) -> torch.Tensor:

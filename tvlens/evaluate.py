@@ -166,6 +166,12 @@ def scores_at_query(batch: ICLBatch, query: Float[Tensor, "batch d_vocab"], n_ve
     return {key: value.cpu() for key, value in scores.items()}
 
 
+def scored_view(batch: ICLBatch, mode: str, base: str = "zero_shot") -> ICLBatch:
+    """The prompts ``mode`` scores: the zero-shot view, the n-shot prompts, or (``"injected"``) the view ``base``
+    the vector goes into."""
+    return batch.view("zero_shot" if mode == "zero_shot" else "icl" if mode == "icl" else base)
+
+
 def evaluate(
     model: HookedModel,
     task: Task,
@@ -221,7 +227,7 @@ def evaluate(
         check_provenance(hooked, [vector], task)
     if batch is None:
         batch = splits.sample(task, split, n_prompts, n_shots)
-    scored = batch.view("zero_shot" if mode == "zero_shot" else "icl" if mode == "icl" else base)
+    scored = scored_view(batch, mode, base)
     per_example = [iv for iv in interventions if iv.per_example or isinstance(iv.positions, Tensor)]
     for iv in per_example:
         rows = iv.vector.shape[0] if iv.per_example else iv.positions.shape[0]

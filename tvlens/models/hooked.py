@@ -576,20 +576,30 @@ class HookedModel(nn.Module):
         Args:
             names: canonical hook names, e.g. ``["blocks.1.hook_resid_pre", "blocks.1.attn.hook_z"]``.
         """
+        return self._recording_forward(inputs, names, attention_mask, hooks, start_at_layer, stop=False)
+
+    def _recording_forward(self, inputs: Tensor, names: Sequence[str], attention_mask: Tensor | None,
+                           hooks: Sequence[tuple[str, HookFn]], start_at_layer: int | None, stop: bool
+                           ) -> tuple[Tensor | None, dict[str, Tensor]]:
+        """A forward that records the activations at ``names`` (after ``hooks`` ran); with ``stop``, it ends once
+        every one is recorded and returns no logits."""
         cache: dict[str, Tensor] = {}
+        wanted = len(set(names))
 
         def make_store(key: str) -> HookFn:
             def store(act: Tensor, hook: Any) -> None:
                 cache[key] = act
+                if stop and len(cache) == wanted:
+                    raise _Recorded
 
             return store
 
-        logits = self.forward(
-            inputs,
-            attention_mask=attention_mask,
-            hooks=[*hooks, *((n, make_store(n)) for n in names)],
-            start_at_layer=start_at_layer,
-        )
+        try:
+            logits = self.forward(inputs, attention_mask=attention_mask,
+                                  hooks=[*hooks, *((n, make_store(n)) for n in dict.fromkeys(names))],
+                                  start_at_layer=start_at_layer)
+        except _Recorded:
+            logits = None
         return logits, cache
 
     def activations(
@@ -608,24 +618,10 @@ class HookedModel(nn.Module):
         Args:
             names: canonical hook names (at least one, each once).
         """
-        wanted = list(dict.fromkeys(names))
-        if not wanted:
+        if not names:
             raise ValueError("names=[]: expected at least one hook name")
-        cache: dict[str, Tensor] = {}
-
-        def make_store(key: str) -> HookFn:
-            def store(act: Tensor, hook: Any) -> None:
-                cache[key] = act
-                if len(cache) == len(wanted):
-                    raise _Recorded
-
-            return store
-
-        try:
-            self.forward(inputs, attention_mask=attention_mask, hooks=[*hooks, *((n, make_store(n)) for n in wanted)])
-        except _Recorded:
-            pass
-        missing = [n for n in wanted if n not in cache]
+        _, cache = self._recording_forward(inputs, names, attention_mask, hooks, None, stop=True)
+        missing = [n for n in dict.fromkeys(names) if n not in cache]
         if missing:
             raise ValueError(f"names: {missing} never ran in the forward; expected hook points of this model")
         return cache

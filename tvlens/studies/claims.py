@@ -56,7 +56,7 @@ from tvlens._records import Records
 from tvlens.analysis.dynamics import injection_layer_maps
 from tvlens.analysis.heads import key_head_analysis
 from tvlens.analysis.ov import ov_decomposition
-from tvlens.evaluate import EvalResult, evaluate, scores_at_query
+from tvlens.evaluate import EvalResult, evaluate, scored_view, scores_at_query
 from tvlens.inject import engine_edits
 from tvlens.models import HookedModel
 from tvlens.models.engine import QueryEngine
@@ -187,7 +187,7 @@ class Unit:
         edits, hooks = ([], []) if vector is None else engine_edits(self.model, vector)
         if hooks:
             return evaluate(self.model, self.task, mode, vector, batch=batch, base=base, progress=False).mean
-        prompts = batch.view("zero_shot" if mode == "zero_shot" else "icl" if mode == "icl" else base)
+        prompts = scored_view(batch, mode, base)
         positions = tuple(dict.fromkeys(["last", *(e.position for e in edits)]))
         key = ("engine", id(batch), prompts.n_shots, positions)
         if key not in self._memo or self._memo[key][0] is not batch:  # the batch itself, not a later one at its id
