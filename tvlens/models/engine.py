@@ -15,10 +15,16 @@ perturbed vectors for the dynamics. :class:`QueryEngine` answers it for a fixed 
 :class:`~tvlens.models.capabilities.Capabilities` and the edit positions:
 
 * *cached*: attention is causal, so the columns before the first edited position ``c₀`` are the
-  same for every edit. The engine runs the model once, keeps each layer's stream there and turns
-  it into keys and values, then runs only columns ``c₀ … N−1`` through blocks ``start … L−1`` —
-  tvlens' own block, attending to the cached keys/values. A vector at the last position (the
-  common case) runs one column; a vector at position 1 runs the rest of the prompt.
+  same for every edit. The engine takes the stream entering block 0 from the model (its
+  embedding: the forward stops there) and runs the prompts once through tvlens' own block,
+  keeping the keys and values of the columns before ``c₀`` at every layer from ``start``; each
+  call then runs only columns ``c₀ … N−1`` through blocks ``start … L−1``, attending to the
+  cached keys/values. A vector at the last position (the common case) runs one column; a vector
+  at position 1 runs the rest of the prompt. The prompts run once in chunks of similar length,
+  each from its earliest real column, with one fused attention kernel (measured on a 4-layer
+  Llama with grouped K/V heads, 600 left-padded 16-shot word-pair prompts of 90–172 tokens, 2
+  CPU threads: 0.8 s, where the forward of the same prompts through the TransformerLens bridge,
+  stopped before the last block, took 1.7–4.3 s).
 * *full*: one forward of the hooked model per call, with the edits as TransformerLens hooks
   (through :meth:`HookedModel.hooks`). Used where the cached block is not verified for the
   architecture, or when the query is not the last column (right padding).
@@ -56,7 +62,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from tvlens._checks import check_int
@@ -105,6 +111,10 @@ class StreamEdit:
 
 #: What a ``path`` argument may ask for.
 PATHS = ("auto", "cached", "full")
+
+#: About how many bytes of attention scores one chunk of the engine's prefix computes at a time (sorted by length,
+#: a chunk of prompts of similar length runs without most of their left padding).
+PREFIX_CHUNK_BYTES = 2**24
 
 
 def check_path(path: object) -> str:
@@ -316,40 +326,70 @@ class _Suffix:
                             self.w.get(f"blocks.{layer}.mlp.W_in"), self.w.get(f"blocks.{layer}.mlp.b_in", 0),
                             self.w.get(f"blocks.{layer}.mlp.W_out"), self.w.get(f"blocks.{layer}.mlp.b_out", 0))
                     for layer in range(model.n_layers)}
-        layers = range(start, model.n_layers)
-        names = [model.hook_name(layer, "resid_pre") for layer in layers]
-        with torch.no_grad():
-            cache = model.activations(inputs, names, attention_mask=mask)
-        dtype = cache[names[0]].dtype
+        name = model.hook_name(0, "resid_pre")
+        with torch.no_grad():  # the model itself runs only its embedding: tvlens' block runs the rest
+            entering = model.activations(inputs, [name], attention_mask=mask)[name]
+        dtype = entering.dtype
         position = model.position_ids(n, n_pos, mask)
         real = torch.ones(n, n_pos, dtype=torch.bool, device=model.device) if mask is None else mask.bool()
-        # Padding columns are masked as keys, but a NaN there (some attention kernels return one for a
-        # query that sees no key) would still turn 0 · NaN into NaN: they are zeroed.
-        cache = {name: stream.masked_fill(~real[..., None], 0) for name, stream in cache.items()}
-        self.window = cache[names[0]][:, first:].detach()  # [n, S, d]: the stream entering `start`
         self.position = position[:, first:]
         self.rotary = _Rotary(caps, self.d_head, dtype) if caps.positional == "rotary" else None
-        # Keys [n, h, d_head, T] and values [n, h, T, d_head] of the columns before `first`, per layer.
-        self.keys, self.values = {}, {}
+        windows = set(caps.sliding_windows)
         with torch.no_grad():
-            for layer, name in zip(layers, names):
-                k, v = self._kv(layer, cache[name][:, :first], position[:, :first])
-                self.keys[layer] = k.permute(0, 2, 3, 1).contiguous()
-                self.values[layer] = v.permute(0, 2, 1, 3).contiguous()
+            self._prefix(entering.masked_fill(~real[..., None], 0), position, real, windows)
         # Additive masks [n, 1, S, T + S] per distinct sliding window: padding, causality, window.
-        cols = torch.arange(n_pos, device=model.device)
-        query_cols = cols[first:]
-        allowed = real[:, None, :] & (cols[None, None, :] <= query_cols[None, :, None])  # [n, S, N]
-        allowed = allowed | (cols[None, None, :] == query_cols[None, :, None])  # padded queries see themselves
-        self.bias: dict[int | None, Tensor] = {}
+        self.bias: dict[int | None, Tensor | None] = {}
         for window in set(caps.sliding_windows[start:]):
-            keep = allowed
-            if window is not None:
-                distance = position[:, first:, None] - position[:, None, :]
-                keep = keep & ((distance < window) | (cols[None, None, :] == query_cols[None, :, None]))
-            bias = torch.zeros(keep.shape, dtype=dtype, device=model.device).masked_fill(~keep, float("-inf"))
+            bias = _bias(real, position, torch.arange(first, n_pos, device=model.device), window, dtype)
             # no mask at all (no padding, no window reached, one column): nothing to add each step
-            self.bias[window] = None if self.width == 1 and bool(keep.all()) else bias[:, None]
+            self.bias[window] = None if self.width == 1 and bool((bias == 0).all()) else bias
+
+    def _prefix(self, x: Float[Tensor, "n N d_model"], position: Int[Tensor, "n N"], real: Bool[Tensor, "n N"],
+                windows: set[int | None]) -> None:
+        """The cache, from the stream entering block 0 ``x`` (padding zeroed): tvlens' block runs every column
+        through the blocks before ``start`` and the prefix columns (before ``first``, causal among themselves)
+        from ``start`` on; :attr:`window` is the suffix columns' stream entering ``start``, :attr:`keys` [n, h,
+        d_head, T] and :attr:`values` [n, h, T, d_head] the prefix columns' keys and values at each layer from
+        ``start`` (what the suffix's own block would compute for them).
+
+        The prompts run in chunks of similar length, longest first, whose attention scores stay near
+        :data:`PREFIX_CHUNK_BYTES`; each chunk runs only from its earliest real column (left padding before it
+        is never computed: its keys and values stay zero, and the mask hides them)."""
+        n, width = x.shape[:2]
+        start, first, n_layers = self.start, self.first, self.model.n_layers
+        heads, d_head = self.heads, self.d_head
+        self.window = x.new_zeros(n, width - first, x.shape[-1])
+        self.keys = {layer: x.new_zeros(n, heads, d_head, first) for layer in range(start, n_layers)}
+        self.values = {layer: x.new_zeros(n, heads, first, d_head) for layer in range(start, n_layers)}
+        first_real = torch.where(real.any(1), real.to(torch.int8).argmax(1), width).clamp(max=first)
+        size = max(1, PREFIX_CHUNK_BYTES // max(1, heads * width * width * x.element_size()))
+        for rows in torch.argsort(first_real, stable=True).split(size):
+            lo = int(first_real[rows].min())
+            chunk, at = x[rows, lo:], position[rows, lo:]
+            bias = {w: _bias(real[rows, lo:], at, torch.arange(width - lo, device=x.device), w, x.dtype)
+                    for w in windows}
+            for layer in range(n_layers):
+                if layer == start:  # from here on only the prefix columns
+                    self.window[rows] = chunk[:, first - lo:].masked_fill(~real[rows, first:, None], 0)
+                    chunk, at = chunk[:, : first - lo], at[:, : first - lo]
+                    bias = {w: b[..., : first - lo, : first - lo] for w, b in bias.items()}
+                    if first == lo:  # no prefix column in these prompts
+                        break
+                q, k, v = self._qkv(layer, chunk, at)
+                if layer >= start:
+                    self.keys[layer][rows, :, :, lo:] = k.permute(0, 2, 3, 1)
+                    self.values[layer][rows, :, lo:] = v.permute(0, 2, 1, 3)
+                if layer == n_layers - 1:
+                    break  # the last block's output is never read
+                mask = bias[self.caps.sliding_windows[layer]]
+                if self.caps.attn_soft_cap is None:  # one fused kernel
+                    z = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                                       attn_mask=mask, scale=1 / self.caps.attn_scale).transpose(1, 2)
+                else:
+                    scores = torch.einsum("bshk,bthk->bhst", q, k) / self.caps.attn_scale
+                    scores = self.caps.attn_soft_cap * torch.tanh(scores / self.caps.attn_soft_cap)
+                    z = torch.einsum("bhst,bthk->bshk", (scores + mask).softmax(-1), v)
+                chunk = self._after_attention(layer, chunk, z)
 
     # ------------------------------------------------------------------ pieces
     def _norm(self, x: Tensor, name: str, kind: str | None = None) -> Tensor:
@@ -430,8 +470,6 @@ class _Suffix:
                z_edit: ZEdit | None, resume_z: Tensor | None) -> Tensor:
         """One block over the suffix: ``x [rows, d]`` (the query alone) or ``[rows, S, d]``
         (``rows = copies × prompts``)."""
-        caps = self.caps
-        p = f"blocks.{layer}"
         one = x.ndim == 2
         if resume_z is not None:  # the intact run's attention at this layer
             z = resume_z
@@ -441,6 +479,12 @@ class _Suffix:
             z = self._attend(layer, x, position, index, copies)
         if z_edit is not None:  # at the query (the last column)
             z = z_edit(layer, z) if one else torch.cat([z[:, :-1], z_edit(layer, z[:, -1])[:, None]], 1)
+        return self._after_attention(layer, x, z)
+
+    def _after_attention(self, layer: int, x: Tensor, z: Tensor) -> Tensor:
+        """The rest of block ``layer`` once its heads' results ``z [..., n_heads, d_head]`` are known: output
+        projection, MLP and the residual sums (``x [..., d]``, the stream entering the block)."""
+        caps, p = self.caps, f"blocks.{layer}"
         weight_o, bias_o = self.w[f"{p}.o"]
         out = z.flatten(-2) @ weight_o + bias_o
         if caps.post_norms:
@@ -502,6 +546,21 @@ class _Suffix:
         if self.caps.logit_soft_cap is not None:
             logits = self.caps.logit_soft_cap * torch.tanh(logits / self.caps.logit_soft_cap)
         return (logits, final) if return_resid else logits
+
+
+def _bias(real: Bool[Tensor, "n K"], position: Int[Tensor, "n K"], query_cols: Int[Tensor, " S"], window: int | None,
+          dtype: torch.dtype) -> Float[Tensor, "n 1 S K"]:
+    """The additive attention mask of queries at columns ``query_cols`` over key columns ``0 … K-1``: ``-inf`` where a
+    key is padding, after the query (causal) or ``window`` positions or more before it; a query always sees itself
+    (a padded query too: it is never read, but a row with no key would be NaN)."""
+    cols = torch.arange(real.shape[1], device=real.device)
+    itself = cols[None, None, :] == query_cols[None, :, None]  # [1, S, K]
+    keep = real[:, None, :] & (cols[None, None, :] <= query_cols[None, :, None])  # [n, S, K]
+    if window is not None:
+        distance = position[:, query_cols, None] - position[:, None, :]
+        keep = keep & (distance < window)
+    keep = keep | itself
+    return torch.zeros(keep.shape, dtype=dtype, device=real.device).masked_fill(~keep, float("-inf"))[:, None]
 
 
 class _Rotary:
