@@ -183,3 +183,50 @@ def test_a_non_finite_loss_stops_training_naming_the_step(backend, small_task):
         model.model.embed.W_E.fill_(float("inf"))  # every loss is NaN from the first step
     with pytest.raises(ValueError, match=r"^training: the loss is nan at step 1 \(lr="):
         train(model, small_task, TrainConfig(steps=3, batch_size=4, n_shots=2, eval_every=0), progress=False)
+
+
+def _tvp_reference(model, batch, source):
+    """TVP mode and ICL the plain way: one hooked forward records the source's query states, and each layer's
+    replacement is a forward of the zero-shot prompts with a ``tvlens.inject`` hook."""
+    from tvlens.evaluate import score_batch
+
+    names = [model.hook_name(layer, "resid_pre") for layer in range(model.n_layers)]
+    _, cache = model.run_with_cache(source.inputs, names, attention_mask=source.attention_mask)
+    tvp = [score_batch(model, batch.zero_shot, [Intervention(source.at_query(cache[name]), layer=layer,
+                                                             mode="replace")])
+           for layer, name in enumerate(names)]
+    return tvp, score_batch(model, batch)
+
+
+def _assert_same_scores(got, want):
+    assert got.keys() == want.keys()
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("other", [False, True])
+def test_tvp_and_icl_on_the_query_engine_equal_hooked_forwards(tiny_model64, small_task, other):
+    from tvlens.training.train import tvp_and_icl
+
+    batch = small_task.sample(24, 5, seed=3)
+    source = small_task.with_other_query(batch, 11) if other else None
+    tvp, icl = tvp_and_icl(tiny_model64, batch, source)
+    want_tvp, want_icl = _tvp_reference(tiny_model64, batch, batch if source is None else source)
+    _assert_same_scores(icl, want_icl)
+    for got, want in zip(tvp, want_tvp, strict=True):
+        _assert_same_scores(got, want)
+
+
+def test_tvp_and_icl_on_left_padded_text_prompts_of_a_hf_model(tokenizer):
+    from tests.hf_models import hf_model
+    from tvlens.tasks.text import TextTasks
+    from tvlens.training.train import tvp_and_icl
+
+    model = HookedModel.from_hf(hf_model("llama_gqa", tokenizer, n_layers=3), tokenizer, dtype=torch.float64)
+    batch = TextTasks(("country_capital", "antonyms"), tokenizer=tokenizer).sample(12, 4, seed=0)
+    assert not bool(batch.attention_mask.bool().all()), "the prompts are left-padded"
+    tvp, icl = tvp_and_icl(model, batch)
+    want_tvp, want_icl = _tvp_reference(model, batch, batch)
+    _assert_same_scores(icl, want_icl)
+    for got, want in zip(tvp, want_tvp, strict=True):
+        _assert_same_scores(got, want)

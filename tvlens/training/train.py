@@ -44,6 +44,7 @@ from tvlens._progress import progress_bar
 from tvlens._records import Records
 from tvlens.evaluate import mean_and_stderr, score_batch, scores_at_query
 from tvlens.inject import Intervention, inject
+from tvlens.models.engine import QueryEngine, StreamEdit
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task
 from tvlens.tasks.metric import metric_named
@@ -152,25 +153,27 @@ def tvp_by_layer(model: HookedModel, batch: ICLBatch, source: ICLBatch | None = 
 
 def tvp_and_icl(model: HookedModel, batch: ICLBatch, source: ICLBatch | None = None
                 ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
-    """:func:`tvp_by_layer` and the batch's ICL scores (:func:`~tvlens.evaluate.score_batch`); read from the prompt
-    itself, both come from one forward (the states and the logits of the same run)."""
+    """:func:`tvp_by_layer` and the batch's ICL scores (:func:`~tvlens.evaluate.score_batch`).
+
+    Every forward is a query engine's (:class:`~tvlens.models.engine.QueryEngine`): the n-shot prompts run once
+    and give the ICL logits and the query's state at every layer (read from the prompt itself, both come from
+    that one run); the zero-shot prompts run once into an engine, and each layer's replacement is a suffix run
+    on it."""
     if batch.zero_shot is None:
         raise ValueError("tvp_by_layer: the batch has no zero-shot view (pass an n-shot batch from task.sample)")
     source = batch if source is None else source
     if len(source) != len(batch):
         raise ValueError(f"source has {len(source)} prompts; expected one per prompt of the batch ({len(batch)})")
-    names = [model.hook_name(layer, "resid_pre") for layer in range(model.n_layers)]
     with torch.no_grad():
-        if source is batch:
-            logits, cache = model.run_with_cache(source.inputs, names, attention_mask=source.attention_mask)
-            icl = scores_at_query(batch, batch.at_query(logits))
-        else:
-            cache = model.activations(source.inputs, names, attention_mask=source.attention_mask)
-            icl = score_batch(model, batch)
-    scores = []
-    for layer, name in enumerate(names):
-        vector = source.at_query(cache[name])
-        scores.append(score_batch(model, batch.zero_shot, [Intervention(vector, layer=layer, mode="replace")]))
+        states: list[Tensor] = []
+        icl = scores_at_query(batch, QueryEngine(model, batch.inputs, batch.attention_mask).run(
+            streams=states if source is batch else None))
+        if source is not batch:
+            QueryEngine(model, source.inputs, source.attention_mask).run(streams=states)
+        zero = batch.zero_shot
+        engine = QueryEngine(model, zero.inputs, zero.attention_mask)
+        scores = [scores_at_query(zero, engine.run([StreamEdit(layer, states[layer], mode="replace")]), 1)
+                  for layer in range(model.n_layers)]
     return scores, icl
 
 
