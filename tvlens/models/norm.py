@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
@@ -13,9 +14,9 @@ def apply_norm(
     ``(x − mean x) / √(mean (x − mean x)² + ε) · w + b`` for ``LN`` (``RMS``: no centring, no ``b``)."""
     if kind is None:
         return x
-    if kind in ("LN", "LNPre"):
-        x = x - x.mean(-1, keepdim=True)
-    x = x / (x.pow(2).mean(-1, keepdim=True) + eps).sqrt()
+    if kind in ("LN", "LNPre"):  # one fused kernel each way (forward and backward)
+        return F.layer_norm(x, x.shape[-1:], weight, bias, eps)
+    x = F.rms_norm(x, x.shape[-1:], None, eps)
     if weight is not None:
         x = x * weight
     return x if bias is None else x + bias
