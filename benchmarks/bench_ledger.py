@@ -1,0 +1,89 @@
+"""The claims ledger end to end: as it runs, against the same ledger with every vector learned and every score
+made one call at a time.
+
+* **as it runs** (``claims_ledger``, in-process): the LTVs of all of a model's units (tasks × seeds × layers) are
+  learned side by side (``learn_task_vectors_many``: one prefix per split for all of them), and each unit's test
+  prompts run once into a query engine on which every vector and control it scores is a suffix run;
+* **one call at a time**, the ledger's earlier way, kept reachable here: each LTV is its own
+  ``learn_task_vector`` call (its own train / dev / test prefixes), and each score its own ``evaluate`` call (a
+  forward of the unit's prompts per vector).
+
+The rest (vanilla sweeps, function vectors, TVP profiles, maps) is the same code on both sides. Both run once,
+at a reduced configuration (2 tasks × 2 seeds per model, every claim, every zoo model), and the effects and
+controls of the two tables are compared (the learned vectors agree to float tolerance; an accuracy at a near
+tie may still move by one prompt). Prints one ``ratio ledger_vs_one_at_a_time X`` line.
+
+    python benchmarks/bench_ledger.py
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _timing import compare  # noqa: E402
+
+from tvlens.evaluate import evaluate  # noqa: E402
+from tvlens.studies import LedgerConfig, claims, claims_ledger  # noqa: E402
+from tvlens.vectors import learn_task_vector  # noqa: E402
+
+CONFIG = LedgerConfig(n_tasks=2, seeds=(0, 1))
+
+
+@contextlib.contextmanager
+def one_call_at_a_time() -> Iterator[None]:
+    """The ledger's units learn each vector in its own ``learn_task_vector`` call and make each score with its own
+    ``evaluate`` call (restored on exit)."""
+    unit = claims.Unit
+    saved = unit.__init__, unit.score, claims.learn_task_vectors
+
+    def init(self, *args, **kwargs) -> None:
+        saved[0](self, *args, **kwargs)
+        self.together = False  # no learning side by side with the model's other units
+
+    def learn_each(model, task, layers, **options):
+        return {layer: learn_task_vector(model, task, layer, **options) for layer in layers}
+
+    def score(self, mode, vector=None, batch=None, base="zero_shot") -> float:
+        return evaluate(self.model, self.task, mode, vector, batch=self.test if batch is None else batch, base=base,
+                        progress=False).mean
+
+    unit.__init__, unit.score, claims.learn_task_vectors = init, score, learn_each
+    try:
+        yield
+    finally:
+        unit.__init__, unit.score, claims.learn_task_vectors = saved
+
+
+def main() -> None:
+    torch.set_num_threads(2)
+    tables = {}
+
+    def as_it_runs() -> None:
+        tables["ledger"] = claims_ledger(CONFIG, progress=False)
+
+    def apart() -> None:
+        with one_call_at_a_time():
+            tables["apart"] = claims_ledger(CONFIG, progress=False)
+
+    times = compare({"apart": apart, "ledger": as_it_runs}, repeats=1, warmup=0)
+    rows = [(a, b) for a, b in zip(tables["ledger"].rows, tables["apart"].rows) if not math.isnan(a.mean)]
+    assert [(a.claim, a.model) for a, _ in rows] == [(b.claim, b.model) for _, b in rows]
+    moved = max(max(abs(a.mean - b.mean), abs(a.control - b.control)) for a, b in rows)
+    same = sum(a.verdict == b.verdict for a, b in rows)
+    ratio = times["apart"] / times["ledger"]
+    print(f"claims ledger, {len(CONFIG.seeds)} seeds x {CONFIG.n_tasks} tasks per model, every claim: one call at a "
+          f"time {times['apart']:.1f} s, as it runs {times['ledger']:.1f} s, {ratio:.2f}x; largest change of an "
+          f"effect or control {moved:.2e}; verdicts equal on {same} of {len(rows)} rows")
+    print(f"ratio ledger_vs_one_at_a_time {ratio:.2f}")
+    print("goal: >= 4x")
+
+
+if __name__ == "__main__":
+    main()
