@@ -14,7 +14,7 @@ import torch
 
 import tvlens
 from tvlens import evaluate, zoo
-from tvlens.tasks import PermutationMixture, RegressionTask, SequenceTask, task_from_dict
+from tvlens.tasks import PermutationMixture, RegressionTask, SequenceTask, Splits, task_from_dict
 from tvlens.training import evaluate_training
 from tvlens.zoo.specs import PERM_TVP_LAYER
 
@@ -145,8 +145,17 @@ def test_the_fastest_recipe_reproduces_its_shipped_card(tmp_path):
     for ours, theirs in zip(again["history"], shipped["history"]):
         assert ours["icl"] == pytest.approx(theirs["icl"], abs=0.01)
     assert again["final_metrics"]["icl"] == pytest.approx(shipped["final_metrics"]["icl"], abs=0.01)
-    state, reference = zoo.load(name, directory=tmp_path).tl_state_dict(), zoo.load(name).tl_state_dict()
-    assert all(torch.allclose(state[k], reference[k], atol=1e-3) for k in reference)
+    again_model, shipped_model = zoo.load(name, directory=tmp_path), zoo.load(name)
+    state, reference = again_model.tl_state_dict(), shipped_model.tl_state_dict()
+    # The key biases get no gradient in exact arithmetic (q·b_K is the same for every key of a query, and the
+    # softmax ignores it): AdamW turns their rounding-level gradients into lr-sized steps, so they differ across
+    # CPUs (1.2e-3 on one, where every other weight agreed to 5e-6). They are checked through the logits instead.
+    free = [k for k in reference if k.endswith("attn.b_K")]
+    assert all(torch.allclose(state[k], reference[k], atol=1e-3) for k in reference if k not in free)
+    batch = Splits(0).sample(zoo.task(name), "test", 64)
+    with torch.no_grad():
+        logits = [m(batch.inputs, attention_mask=batch.attention_mask) for m in (again_model, shipped_model)]
+    torch.testing.assert_close(logits[0], logits[1], atol=2e-2, rtol=0)
 
 
 def test_missing_weights_say_how_to_make_them(tmp_path):

@@ -405,14 +405,6 @@ class _Suffix:
             q, k = self.rotary(q, position), self.rotary(k, position)
         return q, k, v
 
-    def _kv(self, layer: int, x: Tensor, position: Tensor) -> tuple[Tensor, Tensor]:
-        """``k, v [..., n_heads, d_head]`` of streams ``x [..., d]`` (the prefix: its queries are never read)."""
-        weight, bias = self.w[f"blocks.{layer}.qkv"]
-        q_width = self.heads * self.d_head
-        kv = self._norm(x, f"blocks.{layer}.ln1") @ weight[:, q_width:] + bias[q_width:]
-        k, v = kv.unflatten(-1, (2, self.heads, self.d_head)).unbind(-3)
-        return (k if self.rotary is None else self.rotary(k, position)), v
-
     def _attend_one(self, layer: int, x: Tensor, position: Tensor, index: Tensor | slice, copies: int) -> Tensor:
         """The query's ``z [rows, n_heads, d_head]`` when the suffix is the query alone (``x [rows, d]``).
 
