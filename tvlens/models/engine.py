@@ -386,9 +386,7 @@ class _Suffix:
                     z = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
                                                        attn_mask=mask, scale=1 / self.caps.attn_scale).transpose(1, 2)
                 else:
-                    scores = torch.einsum("bshk,bthk->bhst", q, k) / self.caps.attn_scale
-                    scores = self.caps.attn_soft_cap * torch.tanh(scores / self.caps.attn_soft_cap)
-                    z = torch.einsum("bhst,bthk->bshk", (scores + mask).softmax(-1), v)
+                    z = torch.einsum("bhst,bthk->bshk", self._pattern(torch.einsum("bshk,bthk->bhst", q, k), mask), v)
                 chunk = self._after_attention(layer, chunk, z)
 
     # ------------------------------------------------------------------ pieces
@@ -405,6 +403,14 @@ class _Suffix:
             q, k = self.rotary(q, position), self.rotary(k, position)
         return q, k, v
 
+    def _pattern(self, scores: Float[Tensor, "... keys"], bias: Tensor | None) -> Float[Tensor, "... keys"]:
+        """Attention weights from raw scores ``q·k``: ``softmax(cap·tanh(s / scale / cap) + bias)`` (the cap on
+        Gemma-2 only; ``bias`` the additive mask, ``None`` for none)."""
+        scores = scores / self.caps.attn_scale
+        if self.caps.attn_soft_cap is not None:
+            scores = self.caps.attn_soft_cap * torch.tanh(scores / self.caps.attn_soft_cap)
+        return (scores if bias is None else scores + bias).softmax(-1)
+
     def _attend_one(self, layer: int, x: Tensor, position: Tensor, index: Tensor | slice, copies: int) -> Tensor:
         """The query's ``z [rows, n_heads, d_head]`` when the suffix is the query alone (``x [rows, d]``).
 
@@ -419,14 +425,11 @@ class _Suffix:
         else:
             prefix = torch.einsum("cphk,phkt->cpht", q.view(copies, n_prompts, heads, d_head), keys)
             prefix = prefix.reshape(copies * n_prompts, heads, n_prefix)  # explicit: T may be 0
-        scores = torch.cat([prefix, (q * k).sum(-1, keepdim=True)], -1) / caps.attn_scale
-        if caps.attn_soft_cap is not None:
-            scores = caps.attn_soft_cap * torch.tanh(scores / caps.attn_soft_cap)
         bias = self.bias[caps.sliding_windows[layer]]
         if bias is not None:
             bias = bias[index][:, :, 0]  # [P, 1, T + 1]
-            scores = scores + (bias.repeat(copies, 1, 1) if copies > 1 else bias)
-        pattern = scores.softmax(-1)
+            bias = bias.repeat(copies, 1, 1) if copies > 1 else bias
+        pattern = self._pattern(torch.cat([prefix, (q * k).sum(-1, keepdim=True)], -1), bias)
         if copies == 1:
             z = (pattern[:, :, None, :-1] @ values)[:, :, 0]
         else:
@@ -443,12 +446,10 @@ class _Suffix:
         n_prompts, heads, d_head, n_prefix = keys.shape
         rows, width = x.shape[:2]
         prefix = torch.einsum("cpshk,phkt->cphst", q.view(copies, n_prompts, width, heads, d_head), keys)
-        scores = torch.cat([prefix.reshape(rows, heads, width, n_prefix),
-                            torch.einsum("bshk,bthk->bhst", q, k)], -1) / caps.attn_scale
-        if caps.attn_soft_cap is not None:
-            scores = caps.attn_soft_cap * torch.tanh(scores / caps.attn_soft_cap)
         bias = self.bias[caps.sliding_windows[layer]][index]
-        pattern = (scores + (bias.repeat(copies, 1, 1, 1) if copies > 1 else bias)).softmax(-1)
+        pattern = self._pattern(torch.cat([prefix.reshape(rows, heads, width, n_prefix),
+                                           torch.einsum("bshk,bthk->bhst", q, k)], -1),
+                                bias.repeat(copies, 1, 1, 1) if copies > 1 else bias)
         before, after = pattern[..., :n_prefix], pattern[..., n_prefix:]
         z = torch.einsum("cphst,phtk->cpshk", before.reshape(copies, n_prompts, heads, width, n_prefix), values)
         return z.reshape(rows, width, heads, d_head) + torch.einsum("bhst,bthk->bshk", after, v)
