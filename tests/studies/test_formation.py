@@ -18,6 +18,7 @@ from tvlens.studies import (
     formation_over_training,
     tvp_by_layer,
     tvp_loss_comparison,
+    tvp_profiles,
 )
 from tvlens.tasks import PermutationMixture, Splits
 from tvlens.training import TrainConfig, Trainer
@@ -42,6 +43,24 @@ def test_checkpoints_reproduce_the_training_history(tmp_path):
     torch.testing.assert_close(recomputed.tvp, recorded.tvp)
     torch.testing.assert_close(recomputed.icl, recorded.icl)
     assert all(torch.equal(before[k], v) for k, v in model.tl_state_dict().items())  # weights put back
+
+
+def test_profiles_of_several_readings_equal_one_call_each():
+    """The readings made in one pass (one ICL forward, one zero-shot engine) equal a tvp_by_layer call each."""
+    model, task = zoo.load("perm-mix"), zoo.task("perm-mix").single(1)
+    options = dict(n_prompts=48, n_shots=8, seed=3, split="test")
+    together = tvp_profiles(model, task, sources=("other_query", "prompt", "task_mean"), labels=("a", "b", "c"),
+                            **options)
+    assert list(together) == ["other_query", "prompt", "task_mean"]
+    for (source, got), label in zip(together.items(), "abc"):
+        alone = tvp_by_layer(model, task, source=source, label=label, **options)
+        assert got.to_records() == alone.to_records() and got.source == source
+        assert (got.icl, got.zero_shot, got.n_shots) == (alone.icl, alone.zero_shot, alone.n_shots)
+    assert not torch.equal(together["other_query"].tvp, together["prompt"].tvp)  # the readings differ
+    with pytest.raises(ValueError, match=r"expected 'prompt', 'other_query' or 'task_mean' \(distinct"):
+        tvp_profiles(model, task, sources=("prompt", "prompt"), **options)
+    with pytest.raises(ValueError, match=r"labels=\('a',\): expected one label per source \(2\)"):
+        tvp_profiles(model, task, sources=("prompt", "other_query"), labels=("a",), **options)
 
 
 def test_task_mean_source_is_the_vanilla_task_vector():

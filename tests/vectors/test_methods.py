@@ -286,24 +286,32 @@ def test_learn_task_vectors_equal_separate_runs(tiny_model64, small_task):
 
 def test_learn_task_vectors_many_equal_one_call_per_task_and_seed(tiny_model64, small_task):
     """Several (task, seed) jobs trained side by side (their prompts in one engine, all minibatches in one forward per
-    step) give each job what learn_task_vectors gives it alone: its prompts, minibatch order and early stopping."""
+    step) give each job what learn_task_vectors gives it alone: its prompts, minibatch order and early stopping —
+    a job with its own layers (a ledger unit at its own chosen layer) included."""
     from tvlens.vectors import learn_task_vectors, learn_task_vectors_many
 
     cfg = LearnConfig(epochs=4, n_train=48, n_val=32, batch_size=16, lr=0.05, patience=1)
-    jobs = [(small_task.single(0), 0), (small_task.single(2), 0), (small_task.single(0), 5)]
+    jobs = [(small_task.single(0), 0), (small_task.single(2), 0), (small_task.single(0), 5),
+            (small_task.single(1), 3, [1])]
     together = learn_task_vectors_many(tiny_model64, jobs, [0, 2], n_shots=3, config=cfg, progress=False)
     stops = set()
-    for (task, seed), got in zip(jobs, together):
-        alone = learn_task_vectors(tiny_model64, task, [0, 2], n_shots=3, config=cfg, seed=seed, progress=False)
-        for layer in (0, 2):
+    for job, got in zip(jobs, together):
+        task, seed, layers = job if len(job) == 3 else (*job, [0, 2])
+        assert list(got) == layers
+        alone = learn_task_vectors(tiny_model64, task, layers, n_shots=3, config=cfg, seed=seed, progress=False)
+        for layer in layers:
             (tv, result), (alone_tv, alone_result) = got[layer], alone[layer]
             torch.testing.assert_close(tv.vector(), alone_tv.vector(), atol=1e-6, rtol=1e-5)
             assert result.best_epoch == alone_result.best_epoch and len(result.history) == len(alone_result.history)
             torch.testing.assert_close(result.test.values, alone_result.test.values)
             assert tv.task == task.to_dict() and tv.hyperparameters["seed"] == seed
+            assert tv.sites[0].layer == layer
             stops.add(len(result.history))
     assert len(stops) > 1, "the jobs' vectors stopped at different epochs"
-    with pytest.raises(TypeError, match=r"jobs\[0\]=.*expected a \(task, seed\) pair"):
+    with pytest.raises(ValueError, match=r"jobs\[1\] layers=\[2, 2\]: expected distinct layers"):
+        learn_task_vectors_many(tiny_model64, [jobs[0], (small_task.single(0), 1, [2, 2])], config=cfg,
+                                progress=False)
+    with pytest.raises(TypeError, match=r"jobs\[0\]=.*a \(task, seed\) pair or a \(task, seed, layers\) triple"):
         learn_task_vectors_many(tiny_model64, [small_task.single(0)], [0], config=cfg, progress=False)
     with pytest.raises(ValueError, match=r"jobs=\[\]: expected \(task, seed\) pairs"):
         learn_task_vectors_many(tiny_model64, [], [0], config=cfg, progress=False)

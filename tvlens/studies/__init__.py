@@ -25,6 +25,7 @@ from tvlens.studies.formation import (
     formation_over_training,
     tvp_by_layer,
     tvp_loss_comparison,
+    tvp_profiles,
 )
 from tvlens.studies.methods import SETTINGS, SYMBOLIC_ZOO, method_table
 from tvlens.studies.regression import FIDELITY_METHODS, SHIFTS, regression_fidelity, shifted
@@ -53,5 +54,6 @@ __all__ = [
     "regression_fidelity",
     "shifted",
     "tvp_by_layer",
+    "tvp_profiles",
     "tvp_loss_comparison",
 ]

@@ -60,7 +60,7 @@ from tvlens.evaluate import EvalResult, evaluate, scored_view, scores_at_query
 from tvlens.inject import engine_edits
 from tvlens.models import HookedModel
 from tvlens.models.engine import QueryEngine
-from tvlens.studies.formation import tvp_by_layer
+from tvlens.studies.formation import STUDY_SOURCES, tvp_profiles
 from tvlens.studies.regression import fidelity_score, fidelity_vectors
 from tvlens.studies.subjects import NEEDS, OFFERS, Subject, worker_shared
 from tvlens.studies.subjects import subject as as_subject
@@ -211,11 +211,18 @@ class Unit:
 
     def vanilla(self, mode: str = "add") -> tuple[TaskVector, int]:
         """The vanilla TV, its layer chosen on the ``dev`` split."""
-        def make() -> tuple[TaskVector, int]:
-            tv, result = vanilla_task_vector(self.model, self.task, mode=mode, n_shots=self.n_shots, seed=self.seed,
+        return self._vanilla_of(self.task_id, self.seed, mode)
+
+    def _vanilla_of(self, task_id: int, seed: int, mode: str = "add") -> tuple[TaskVector, int]:
+        """The vanilla TV of this model's unit ``(task_id, seed)`` (kept in ``shared``: a sibling learning side by
+        side with this unit reads it for its layer)."""
+        key = ("vanilla", self.name, task_id, seed, mode)
+        if key not in self.shared:
+            task = self.family.single(task_id) if self.family.n_tasks else self.family
+            tv, result = vanilla_task_vector(self.model, task, mode=mode, n_shots=self.n_shots, seed=seed,
                                              progress=False)
-            return tv, result.sweep.best_layer
-        return self.memo(("vanilla", mode), make)
+            self.shared[key] = tv, result.sweep.best_layer
+        return self.shared[key]
 
     def function(self, layer: int) -> TaskVector:
         """The function vector (Todd et al.; heads from the ``train`` split) at ``layer``."""
@@ -223,15 +230,19 @@ class Unit:
             self.model, self.task, layer, top_k=default_top_k(self.model), n_shots=self.n_shots, seed=self.seed,
             progress=False)[0])
 
-    def learned(self, layer: int, positions: Any = "last", base: str = "zero_shot") -> TaskVector:
-        """The LTV at ``layer`` (trained on the ``train`` split, early-stopped on ``dev``)."""
+    def learned(self, layer: int | str, positions: Any = "last", base: str = "zero_shot") -> TaskVector:
+        """The LTV at ``layer`` (trained on the ``train`` split, early-stopped on ``dev``); ``layer="vanilla"``: at
+        the vanilla TV's layer (learned side by side with the model's other units, each at its own)."""
+        if layer == "vanilla":
+            return self._learn_layers([self.vanilla()[1]], positions, base, at_vanilla=True)[self.vanilla()[1]][0]
         return self._learn_layers([layer], positions, base)[layer][0]
 
-    def _learn_layers(self, layers: list[int], positions: Any = "last", base: str = "zero_shot"
-                      ) -> dict[int, tuple[TaskVector, Any]]:
+    def _learn_layers(self, layers: list[int], positions: Any = "last", base: str = "zero_shot",
+                      at_vanilla: bool = False) -> dict[int, tuple[TaskVector, Any]]:
         """The LTVs of ``layers`` (marked as used by the claim being measured). The claims read the last-position
         zero-shot LTV of every layer (the layer sweep, the maps), so the first time one is asked for, all layers'
-        are trained side by side (one prefix per split); other settings train the layers asked for."""
+        are trained side by side (one prefix per split); other settings train the layers asked for (each sibling
+        at its own vanilla layer, with ``at_vanilla``)."""
         def key(k: int) -> tuple[Any, ...]:
             return ("ltv", k, positions, base)
 
@@ -242,18 +253,24 @@ class Unit:
             shots = self.n_shots if base == "zero_shot" else FEW_SHOTS
             options = {"positions": positions, "base": base, "n_shots": shots, "lr": self.config.lr,
                        "epochs": self.config.epochs, "patience": self.config.patience, "progress": False}
-            made = self._learn_with_siblings(missing, options) if self.together else learn_task_vectors(
-                self.model, self.task, missing, seed=self.seed, **options)
+            if not self.together:
+                made = learn_task_vectors(self.model, self.task, missing, seed=self.seed, **options)
+            else:
+                made = self._learn_with_siblings(
+                    (lambda t, s: [self._vanilla_of(t, s)[1]]) if at_vanilla else (lambda t, s: missing),
+                    "vanilla" if at_vanilla else tuple(missing), options)
             self._memo.update({key(k): made[k] for k in missing})
         return {k: self._memo[key(k)] for k in layers}
 
-    def _learn_with_siblings(self, layers: list[int], options: dict[str, Any]) -> dict[int, tuple[TaskVector, Any]]:
-        """This unit's LTVs of ``layers``, learned side by side with those of the model's other units (every task
-        and seed of the ledger) that do not have them yet (:func:`~tvlens.vectors.learn_task_vectors_many`, as
-        many jobs at a time as keep the prefix caches under :data:`SIDE_BY_SIDE_BYTES`); each equals the unit's
-        own ``learn_task_vectors`` call to float tolerance."""
+    def _learn_with_siblings(self, layers_of: Callable[[int, int], list[int]], request: Any,
+                             options: dict[str, Any]) -> dict[int, tuple[TaskVector, Any]]:
+        """This unit's LTVs of ``request`` (its layers, or ``"vanilla"``), learned side by side with those of the
+        model's other units (every task and seed of the ledger) that do not have them yet, each unit at
+        ``layers_of(task_id, seed)`` (:func:`~tvlens.vectors.learn_task_vectors_many`, as many units at a time as
+        keep the prefix caches under :data:`SIDE_BY_SIDE_BYTES`); each equals the unit's own
+        ``learn_task_vectors`` call to float tolerance."""
         def key(task_id: int, seed: int) -> tuple[Any, ...]:  # a family without discrete tasks: one task for all
-            return ("ltv", self.name, task_id if self.family.n_tasks else 0, seed, tuple(layers),
+            return ("ltv", self.name, task_id if self.family.n_tasks else 0, seed, request,
                     repr(options["positions"]), options["base"])
 
         mine = key(self.task_id, self.seed)
@@ -261,14 +278,16 @@ class Unit:
             units = dict.fromkeys((t if self.family.n_tasks else 0, s) for t in
                                   range(self.subject.n_tasks(self.config.n_tasks)) for s in self.config.seeds)
             todo = [(t, s) for t, s in units if key(t, s) not in self.shared]
-            width = self.test.inputs.shape[1]  # the unit's n-shot prompts: no wider than what the vectors learn on
-            per_job = (LearnConfig().n_train + 2 * LearnConfig().n_val) * width * self.model.d_model * \
-                self.model.n_layers * 2 * self.model.W_E.element_size()
+            # the prompts the vectors learn on (the zero-shot or few-shot view): what their prefix caches hold
+            view = self.splits.sample(self.task, "train", 8, options["n_shots"]).view(options["base"])
+            per_job = (LearnConfig().n_train + 2 * LearnConfig().n_val) * view.inputs.shape[1] * \
+                self.model.d_model * self.model.n_layers * 2 * self.model.W_E.element_size()
             size = max(1, SIDE_BY_SIDE_BYTES // per_job)
             for start in range(0, len(todo), size):
                 chunk = todo[start : start + size]
-                jobs = [(self.family.single(t) if self.family.n_tasks else self.family, s) for t, s in chunk]
-                for (t, s), made in zip(chunk, learn_task_vectors_many(self.model, jobs, layers, **options)):
+                jobs = [(self.family.single(t) if self.family.n_tasks else self.family, s, layers_of(t, s))
+                        for t, s in chunk]
+                for (t, s), made in zip(chunk, learn_task_vectors_many(self.model, jobs, **options)):
                     self.shared[key(t, s)] = made
         return self.shared[mine]
 
@@ -408,7 +427,7 @@ def _ltv_vs_fv(u: Unit) -> tuple[float, float]:
 def _ltv_on_icl(u: Unit) -> tuple[float, float]:
     """An LTV trained on short ICL prompts, added to them: its gain over those prompts alone."""
     few = u.memo("few", lambda: u.splits.sample(u.task, "test", u.config.n_prompts, FEW_SHOTS))
-    ltv, icl = u.learned(u.vanilla()[1], base="icl"), u.score("icl", batch=few)
+    ltv, icl = u.learned("vanilla", base="icl"), u.score("icl", batch=few)
     return (u.score("injected", ltv, batch=few, base="icl") - icl,
             u.score("injected", u.random_like(ltv), batch=few, base="icl") - icl)
 
@@ -459,10 +478,12 @@ def _toward_labels(u: Unit) -> tuple[float, float]:
 
 
 def _tvp_profile(u: Unit, name: str, source: str = "prompt") -> Any:
+    """Model ``name``'s TVP profile read from ``source`` on this unit's test prompts (both readings are made in
+    one pass, :func:`~tvlens.studies.formation.tvp_profiles`, and kept for the model's unit)."""
     other = Unit(name, u.task_id, u.seed, u.config, u.shared)
-    return u.memo_shared(("tvp", name, u.task_id, source), lambda: tvp_by_layer(
+    return u.memo_shared(("tvp", name, u.task_id), lambda: tvp_profiles(
         other.model, other.task, n_prompts=u.config.n_prompts, n_shots=other.n_shots, seed=u.seed,
-        split="test", source=source))
+        split="test", sources=STUDY_SOURCES))[source]
 
 
 #: The TVP-loss arms: each model trained with the TVP-loss → its step-matched partner trained without.
@@ -488,11 +509,10 @@ def _tvp_keeps_icl(u: Unit) -> tuple[float, float]:
 def _tv_layer(u: Unit) -> tuple[float, float]:
     """Where the vector forms: the first layer whose TVP mode (read from the same demonstrations with another
     query) reaches half of ICL's gain (``n_layers`` if none); the control reads each prompt's own state."""
-    def formed(source: str) -> float:
-        layer = tvp_by_layer(u.model, u.task, n_prompts=u.config.n_prompts, n_shots=u.n_shots,
-                             seed=u.seed, split="test", source=source).formation_layer()
-        return float(u.model.n_layers if layer is None else layer)
-    return formed("other_query"), formed("prompt")
+    profiles = _tvp_profile(u, u.name, "other_query"), _tvp_profile(u, u.name, "prompt")
+    answer_free, own = (float(u.model.n_layers if layer is None else layer)
+                        for layer in (p.formation_layer() for p in profiles))
+    return answer_free, own
 
 
 def _head_weighted(u: Unit) -> tuple[float, float]:

@@ -42,7 +42,7 @@ from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import Task
 from tvlens.tasks.metric import metric_named
 from tvlens.tasks.splits import Splits
-from tvlens.training.train import read_checkpoint, tvp_and_icl
+from tvlens.training.train import read_checkpoint, tvp_and_icl_many
 from tvlens.vectors.vanilla import query_states
 
 Source = Literal["prompt", "other_query", "task_mean"]
@@ -62,8 +62,9 @@ def _profiles(models: Mapping[str, tuple[HookedModel, Task]], sources: Sequence[
 
     def label(name: str, source: str) -> str:
         return name if len(sources) == 1 else f"{name} · {READINGS[source]}"
-    return {label(name, source): tvp_by_layer(model, task, source=source, label=label(name, source), **options)
-            for source in sources for name, (model, task) in models.items()}
+    made = {name: tvp_profiles(model, task, sources=sources, labels=[label(name, x) for x in sources], **options)
+            for name, (model, task) in models.items()}
+    return {label(name, source): made[name][source] for source in sources for name in models}
 
 
 def _formation_layer(tvp: Tensor, icl: float, zero: float, metric: str, share: float) -> int | None:
@@ -147,17 +148,48 @@ def tvp_by_layer(
             ``"task_mean"`` (the mean state of its task over ``n_prompts`` other prompts, the ``dev`` split;
             needs a family of discrete tasks).
     """
-    if source not in ("prompt", "other_query", "task_mean"):
-        raise ValueError(f"source={source!r}: expected 'prompt', 'other_query' or 'task_mean'")
+    return tvp_profiles(model, task, n_prompts=n_prompts, n_shots=n_shots, seed=seed, split=split, sources=(source,),
+                        labels=(label,))[source]
+
+
+def tvp_profiles(
+    model: HookedModel,
+    task: Task,
+    *,
+    n_prompts: int = 256,
+    n_shots: int | None = None,
+    seed: int = 0,
+    split: str = "shared",
+    sources: Sequence[Source] = STUDY_SOURCES,
+    labels: Sequence[str] | None = None,
+) -> dict[str, LayerProfile]:
+    """:func:`tvp_by_layer` under each of ``sources``, on the same prompts: ``{source: profile}``, each equal to
+    its own ``tvp_by_layer`` call. The prompts' ICL forward (the ICL score, the prompt's own states) and the
+    zero-shot engine are shared, so the readings cost one forward each beyond the first.
+
+    Args:
+        sources: the readings (``"prompt"``, ``"other_query"``, ``"task_mean"``), distinct.
+        labels: one label per source (default: none).
+    """
+    sources = tuple(sources)
+    unknown = [x for x in sources if x not in ("prompt", "other_query", "task_mean")]
+    if not sources or unknown or len(set(sources)) != len(sources):
+        raise ValueError(f"source={sources[0] if len(sources) == 1 else sources!r}: expected 'prompt', "
+                         "'other_query' or 'task_mean'" + ("" if len(sources) == 1 else " (distinct, at least one)"))
+    labels = ("",) * len(sources) if labels is None else tuple(labels)
+    if len(labels) != len(sources):
+        raise ValueError(f"labels={labels!r}: expected one label per source ({len(sources)})")
     splits = Splits(seed)
     batch = splits.sample(task, split, n_prompts, n_shots)
     metric = batch.metric.name
+    per_source: dict[str, list[Tensor]] = {}
     icl_scores = None
-    if source in ("prompt", "other_query"):
-        other = task.with_other_query(batch, splits.of(split)) if source == "other_query" else None
-        per_layer_scores, icl_scores = tvp_and_icl(model, batch, other)
-        per_layer = [scores[metric] for scores in per_layer_scores]
-    else:
+    read = [x for x in sources if x != "task_mean"]
+    if read:
+        other = task.with_other_query(batch, splits.of(split)) if "other_query" in read else None
+        scores, icl_scores = tvp_and_icl_many(model, batch, [other if x == "other_query" else None for x in read])
+        per_source.update({x: [layer[metric] for layer in s] for x, s in zip(read, scores)})
+    if "task_mean" in sources:
         if bool((batch.task_ids < 0).any()):
             raise ValueError("source='task_mean' needs a family of discrete tasks; this task draws a fresh "
                              "function per prompt (use source='prompt')")
@@ -168,14 +200,19 @@ def tvp_by_layer(
         if missing:
             raise ValueError(f"tasks {missing} have no extraction prompt; raise n_prompts")
         means = torch.stack([states[:, extraction.task_ids == t].mean(1) for t in batch.task_ids.tolist()], 1)
-        per_layer = [score_batch(model, batch.zero_shot, [Intervention(means[layer], layer, mode="replace")])[metric]
-                     for layer in layers]
+        per_source["task_mean"] = [
+            score_batch(model, batch.zero_shot, [Intervention(means[layer], layer, mode="replace")])[metric]
+            for layer in layers]
     icl = mean_and_stderr((score_batch(model, batch) if icl_scores is None else icl_scores)[metric])
     zero = mean_and_stderr(score_batch(model, batch.zero_shot)[metric])
-    stats = [mean_and_stderr(values) for values in per_layer]
-    return LayerProfile(tvp=torch.tensor([m for m, _ in stats]), tvp_stderr=torch.tensor([s for _, s in stats]),
-                        icl=icl[0], icl_stderr=icl[1], zero_shot=zero[0], zero_shot_stderr=zero[1], metric=metric,
-                        source=source, n_prompts=n_prompts, n_shots=batch.n_shots, seed=seed, label=label)
+    out = {}
+    for source, label in zip(sources, labels):
+        stats = [mean_and_stderr(values) for values in per_source[source]]
+        out[source] = LayerProfile(
+            tvp=torch.tensor([m for m, _ in stats]), tvp_stderr=torch.tensor([s for _, s in stats]), icl=icl[0],
+            icl_stderr=icl[1], zero_shot=zero[0], zero_shot_stderr=zero[1], metric=metric, source=source,
+            n_prompts=n_prompts, n_shots=batch.n_shots, seed=seed, label=label)
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -413,5 +450,6 @@ __all__ = [
     "formation_from_checkpoints",
     "formation_over_training",
     "tvp_by_layer",
+    "tvp_profiles",
     "tvp_loss_comparison",
 ]

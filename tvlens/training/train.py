@@ -29,6 +29,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,27 +154,40 @@ def tvp_by_layer(model: HookedModel, batch: ICLBatch, source: ICLBatch | None = 
 
 def tvp_and_icl(model: HookedModel, batch: ICLBatch, source: ICLBatch | None = None
                 ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
-    """:func:`tvp_by_layer` and the batch's ICL scores (:func:`~tvlens.evaluate.score_batch`).
+    """:func:`tvp_by_layer` and the batch's ICL scores (:func:`~tvlens.evaluate.score_batch`)."""
+    (scores,), icl = tvp_and_icl_many(model, batch, [source])
+    return scores, icl
+
+
+def tvp_and_icl_many(model: HookedModel, batch: ICLBatch, sources: Sequence[ICLBatch | None]
+                     ) -> tuple[list[list[dict[str, Tensor]]], dict[str, Tensor]]:
+    """:func:`tvp_by_layer` for each of ``sources`` (``None``: the prompt itself), and the batch's ICL scores.
 
     Every forward is a query engine's (:class:`~tvlens.models.engine.QueryEngine`): the n-shot prompts run once
     and give the ICL logits and the query's state at every layer (read from the prompt itself, both come from
-    that one run); the zero-shot prompts run once into an engine, and each layer's replacement is a suffix run
-    on it."""
+    that one run); each other source runs once for its states; the zero-shot prompts run once into an engine, and
+    each source's replacement at each layer is a suffix run on it."""
     if batch.zero_shot is None:
         raise ValueError("tvp_by_layer: the batch has no zero-shot view (pass an n-shot batch from task.sample)")
-    source = batch if source is None else source
-    if len(source) != len(batch):
-        raise ValueError(f"source has {len(source)} prompts; expected one per prompt of the batch ({len(batch)})")
+    for i, source in enumerate(sources):
+        if source is not None and len(source) != len(batch):
+            raise ValueError(f"sources[{i}] has {len(source)} prompts; expected one per prompt of the batch "
+                             f"({len(batch)})")
+    own_needed = any(source is None or source is batch for source in sources)
     with torch.no_grad():
-        states: list[Tensor] = []
+        own: list[Tensor] = []
         icl = scores_at_query(batch, QueryEngine(model, batch.inputs, batch.attention_mask).run(
-            streams=states if source is batch else None))
-        if source is not batch:
-            QueryEngine(model, source.inputs, source.attention_mask).run(streams=states)
+            streams=own if own_needed else None))
         zero = batch.zero_shot
         engine = QueryEngine(model, zero.inputs, zero.attention_mask)
-        scores = [scores_at_query(zero, engine.run([StreamEdit(layer, states[layer], mode="replace")]), 1)
-                  for layer in range(model.n_layers)]
+        scores = []
+        for source in sources:
+            states = own
+            if source is not None and source is not batch:
+                states = []
+                QueryEngine(model, source.inputs, source.attention_mask).run(streams=states)
+            scores.append([scores_at_query(zero, engine.run([StreamEdit(layer, states[layer], mode="replace")]), 1)
+                           for layer in range(model.n_layers)])
     return scores, icl
 
 

@@ -253,7 +253,7 @@ def learn_task_vector(
     check_base(base)
     check_path(path)
     config = dataclasses.replace(config or LearnConfig(), **overrides)
-    ((out,),) = _learn_groups(model, [(task, config)], [_site_list(model, layer, positions)], base, n_shots, path,
+    ((out,),) = _learn_groups(model, [(task, config)], [[_site_list(model, layer, positions)]], base, n_shots, path,
                               progress)
     return out
 
@@ -290,7 +290,7 @@ def learn_task_vectors(
 
 def learn_task_vectors_many(
     model: HookedModel,
-    jobs: Sequence[tuple[Task, int]],
+    jobs: Sequence[tuple[Task, int] | tuple[Task, int, list[int]]],
     layers: list[int] | None = None,
     positions: int | str | list[int] = "last",
     *,
@@ -304,14 +304,16 @@ def learn_task_vectors_many(
     """:func:`learn_task_vectors` for several ``(task, seed)`` jobs at once (the tasks of a family, several seeds),
     trained side by side on one model.
 
-    Job ``i``'s result equals ``learn_task_vectors(model, task_i, layers, positions, seed=seed_i, …)`` to float
+    Job ``i``'s result equals ``learn_task_vectors(model, task_i, layers_i, positions, seed=seed_i, …)`` to float
     tolerance: its own prompts (the splits of ``seed_i``), initial vector, minibatch order, optimizers and early
-    stopping. The work is shared: each split's prompts of every job form one query engine (one prefix
-    forward), and every step runs all the jobs' minibatches with their vectors in one batched forward, so a
-    ledger of many small units pays the per-step cost once instead of once per unit.
+    stopping. A job is ``(task, seed)`` (its layers: ``layers``) or ``(task, seed, its_layers)`` (each unit of a
+    ledger at the layer chosen for it). The work is shared: each split's prompts of every job form one query
+    engine (one prefix forward, from the lowest layer of any job), and every step runs all the jobs' minibatches
+    with their vectors in one batched forward, so a ledger of many small units pays the per-step cost once
+    instead of once per unit.
 
     Returns:
-        Per job, ``{layer: (vector, result)}`` in the order of ``layers``.
+        Per job, ``{layer: (vector, result)}`` in the order of its layers.
     """
     check_base(base)
     check_path(path)
@@ -319,15 +321,20 @@ def learn_task_vectors_many(
     jobs = list(jobs)
     if not jobs:
         raise ValueError("jobs=[]: expected (task, seed) pairs, at least one")
+    per_job = []
     for i, job in enumerate(jobs):
-        if not (isinstance(job, tuple) and len(job) == 2 and isinstance(job[1], int) and not isinstance(job[1], bool)):
-            raise TypeError(f"jobs[{i}]={job!r}: expected a (task, seed) pair")
-    layers = list(range(model.n_layers)) if layers is None else list(layers)
-    if not layers or len(set(layers)) != len(layers):
-        raise ValueError(f"layers={layers!r}: expected distinct layers, at least one")
-    groups = [_site_list(model, layer, positions) for layer in layers]
-    configs = [(task, dataclasses.replace(config, seed=seed)) for task, seed in jobs]
-    return [dict(zip(layers, out)) for out in _learn_groups(model, configs, groups, base, n_shots, path, progress)]
+        if not (isinstance(job, tuple) and len(job) in (2, 3) and isinstance(job[1], int)
+                and not isinstance(job[1], bool)):
+            raise TypeError(f"jobs[{i}]={job!r}: expected a (task, seed) pair or a (task, seed, layers) triple")
+        mine = (list(range(model.n_layers)) if layers is None else list(layers)) if len(job) == 2 else list(job[2])
+        if not mine or len(set(mine)) != len(mine):
+            where = "layers" if len(job) == 2 else f"jobs[{i}] layers"
+            raise ValueError(f"{where}={mine!r}: expected distinct layers, at least one")
+        per_job.append(mine)
+    configs = [(job[0], dataclasses.replace(config, seed=job[1])) for job in jobs]
+    groups = [[_site_list(model, layer, positions) for layer in mine] for mine in per_job]
+    return [dict(zip(mine, out)) for mine, out in
+            zip(per_job, _learn_groups(model, configs, groups, base, n_shots, path, progress))]
 
 
 def _concat(batches: list[ICLBatch]) -> tuple[Tensor, Tensor | None]:
@@ -347,22 +354,26 @@ def _concat(batches: list[ICLBatch]) -> tuple[Tensor, Tensor | None]:
 
 
 def _learn_groups(
-    model: HookedModel, jobs: list[tuple[Task, LearnConfig]], groups: list[list[Site]], base: str,
+    model: HookedModel, jobs: list[tuple[Task, LearnConfig]], groups: list[list[list[Site]]], base: str,
     n_shots: int | None, path: str, progress: bool,
 ) -> list[list[tuple[TaskVector, LearnResult]]]:
-    """The one fitting routine of learned vectors: per job (a task and its config, seed included), each group of
-    sites is one vector; all vectors independent, trained side by side.
+    """The one fitting routine of learned vectors: per job (a task and its config, seed included), each of its
+    ``groups`` of sites is one vector; all vectors independent, trained side by side.
 
-    All groups have the same number of sites, so each group starts from the same initial values a lone run
+    The groups of a job have the same number of sites, so each starts from the same initial values a lone run
     draws (``U(−init_scale, init_scale)`` from ``Generator(seed)``, site by site) and the minibatch order that
-    follows those draws is the same for all the groups of a job. The jobs differ only in task and seed.
+    follows those draws is the same for all the groups of a job. The jobs differ in task, seed and groups.
     """
-    if len({len(g) for g in groups}) != 1:
-        raise ValueError("every independent vector needs the same number of sites")
+    for job_groups in groups:
+        if len({len(g) for g in job_groups}) != 1:
+            raise ValueError("every independent vector of a job needs the same number of sites")
     config = jobs[0][1]
-    n_jobs, n_groups = len(jobs), len(groups)
+    n_jobs = len(jobs)
+    #: copy ``g`` (one vector): its job and its sites, job by job
+    owner = [j for j, job_groups in enumerate(groups) for _ in job_groups]
+    sites = [group for job_groups in groups for group in job_groups]
     full, prompts, gens, thetas = [], [], [], []
-    for task, job_config in jobs:
+    for (task, job_config), job_groups in zip(jobs, groups):
         splits = Splits(job_config.seed)
         batches = {split: splits.sample(task, name, n, n_shots) for split, name, n in
                    (("train", "train", config.n_train), ("val", "dev", config.n_val), ("test", "test", config.n_val))}
@@ -370,13 +381,13 @@ def _learn_groups(
         prompts.append({split: batch.view(base) for split, batch in batches.items()})
         gen = torch.Generator().manual_seed(job_config.seed)
         init = [((torch.rand(model.d_model, generator=gen) * 2 - 1) * config.init_scale).to(model.dtype)
-                for _ in groups[0]]
+                for _ in job_groups[0]]
         gens.append(gen)
         thetas += [{site: value.clone().to(model.device).requires_grad_(True) for site, value in zip(group, init)}
-                   for group in groups]
+                   for group in job_groups]
     optimizers = [torch.optim.AdamW(list(theta.values()), lr=config.lr, weight_decay=config.weight_decay)
                   for theta in thetas]
-    every = [site for group in groups for site in group]
+    every = [site for group in sites for site in group]
     start, where = min(s.layer for s in every), list(dict.fromkeys(s.positions for s in every))
     engines, offsets = {}, {}
     for split in ("train", "val", "test"):
@@ -386,8 +397,8 @@ def _learn_groups(
         offsets[split] = [sum(sizes[:j]) for j in range(n_jobs)]
 
     def forward(split: str, rows: list[Tensor], active: list[int], vectors: list[dict[Site, Tensor]]) -> Tensor:
-        """Query logits ``[len(active), n, d_vocab]``: copy ``j`` runs the minibatch ``rows`` of group
-        ``active[j]``'s job and carries that group's vector (zeros at the sites it does not have)."""
+        """Query logits ``[len(active), n, d_vocab]``: copy ``j`` runs the minibatch ``rows`` of copy
+        ``active[j]``'s job and carries that copy's vector (zeros at the sites it does not have)."""
         if len(active) == 1 and n_jobs == 1:  # one vector: edits of one row, as a lone run makes them
             edits = [StreamEdit(site.layer, v, site.positions) for site, v in vectors[active[0]].items()]
             return engines[split].run(edits, rows=rows[0])[None]
@@ -396,7 +407,7 @@ def _learn_groups(
             blocks = [vectors[g][site].expand(n, -1) if site in vectors[g]
                       else torch.zeros(n, model.d_model, dtype=model.dtype, device=model.device) for g in active]
             edits.append(StreamEdit(site.layer, torch.cat(blocks), site.positions))
-        index = torch.cat([rows[g // n_groups] + offsets[split][g // n_groups] for g in active])
+        index = torch.cat([rows[owner[g]] + offsets[split][owner[g]] for g in active])
         return engines[split].run(edits, rows=index).view(len(active), n, -1)
 
     def val_losses(active: list[int]) -> list[float]:
@@ -406,18 +417,17 @@ def _learn_groups(
             for rows in _row_chunks(n_val):
                 logits = forward("val", [rows] * n_jobs, active, thetas)
                 for j, g in enumerate(active):
-                    totals[j] += query_loss(logits[j], prompts[g // n_groups]["val"], rows, config.loss).item() * \
-                        len(rows)
+                    totals[j] += query_loss(logits[j], prompts[owner[g]]["val"], rows, config.loss).item() * len(rows)
         return [t / n_val for t in totals]
 
     def batch_losses(rows: list[Tensor], active: list[int]) -> list[Tensor]:
         logits = forward("train", rows, active, thetas)
-        return [query_loss(logits[j], prompts[g // n_groups]["train"], rows[g // n_groups], config.loss)
+        return [query_loss(logits[j], prompts[owner[g]]["train"], rows[owner[g]], config.loss)
                 for j, g in enumerate(active)]
 
     fitted = fit_early_stopping_many([list(theta.values()) for theta in thetas], optimizers, batch_losses, val_losses,
                                      len(prompts[0]["train"]), config, gens, progress, "learn task vector")
-    kept = [dict(zip(groups[g % n_groups], best)) for g, (_, _, best) in enumerate(fitted)]
+    kept = [dict(zip(sites[g], best)) for g, (_, _, best) in enumerate(fitted)]
     everyone = list(range(len(thetas)))
     with torch.no_grad():  # the kept vectors scored by the same engines: no prompt runs through the model again
         scores = {}
@@ -426,26 +436,21 @@ def _learn_groups(
             for rows in _row_chunks(len(prompts[0][split])):
                 logits = forward(split, [rows] * n_jobs, everyone, kept)
                 for g in everyone:
-                    chunks[g].append(scores_at_query(prompts[g // n_groups][split].select(rows), logits[g]))
-            scores[split] = [EvalResult.from_scores("injected", prompts[g // n_groups][split],
+                    chunks[g].append(scores_at_query(prompts[owner[g]][split].select(rows), logits[g]))
+            scores[split] = [EvalResult.from_scores("injected", prompts[owner[g]][split],
                                                     {k: torch.cat([c[k] for c in chunks[g]]) for k in chunks[g][0]})
                              for g in everyone]
-    out: list[list[tuple[TaskVector, LearnResult]]] = []
-    for j, (task, job_config) in enumerate(jobs):
-        per_job = []
-        for i, group in enumerate(groups):
-            g = j * n_groups + i
-            history, best_epoch, _ = fitted[g]
-            tv = TaskVector(kept[g], mode="add", method="learned", task=task.to_dict(),
-                            fingerprint=model.fingerprint(),
-                            hyperparameters={**job_config.to_dict(), "base": base,
-                                             "n_shots": full[j]["train"].n_shots,
-                                             "sites": [s.to_dict() for s in group], "path": engines["train"].path},
-                            history=history)
-            result = LearnResult(history=history, best_epoch=best_epoch, val=scores["val"][g], test=scores["test"][g],
-                                 path=engines["train"].path, converged=converged(history, best_epoch, job_config))
-            per_job.append((tv, result))
-        out.append(per_job)
+    out: list[list[tuple[TaskVector, LearnResult]]] = [[] for _ in jobs]
+    for g, (history, best_epoch, _) in enumerate(fitted):
+        j = owner[g]
+        task, job_config = jobs[j]
+        tv = TaskVector(kept[g], mode="add", method="learned", task=task.to_dict(), fingerprint=model.fingerprint(),
+                        hyperparameters={**job_config.to_dict(), "base": base, "n_shots": full[j]["train"].n_shots,
+                                         "sites": [s.to_dict() for s in sites[g]], "path": engines["train"].path},
+                        history=history)
+        result = LearnResult(history=history, best_epoch=best_epoch, val=scores["val"][g], test=scores["test"][g],
+                             path=engines["train"].path, converged=converged(history, best_epoch, job_config))
+        out[j].append((tv, result))
     return out
 
 
