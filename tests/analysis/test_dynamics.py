@@ -13,6 +13,7 @@ from tvlens import Intervention, inject, zoo
 from tvlens.analysis import (
     collect_changes,
     fit_linear_map,
+    fit_linear_maps,
     linear_dynamics,
     polar_decomposition,
     principal_angles,
@@ -29,6 +30,40 @@ def test_fit_recovers_an_exact_linear_map():
     fit = fit_linear_map(x, x @ w.T)
     torch.testing.assert_close(fit.W, w, atol=1e-9, rtol=0)
     assert fit.r2 == pytest.approx(1.0, abs=1e-12) and fit.relative_error < 1e-9
+
+
+def test_batched_fits_are_each_maps_own_ridge_fit():
+    """Several maps fitted in one batched solve (one per prompt: a shared x, or one x each) each choose their own
+    penalty on the validation fold and equal the closed-form ridge solution at that penalty on all rows, with the
+    test-fold R² computed by hand."""
+    gen = torch.Generator().manual_seed(4)
+    n, d = 120, 6
+    x = torch.randn(3, n, d, generator=gen, dtype=torch.float64)
+    w = torch.randn(3, d, d, generator=gen, dtype=torch.float64)
+    noise = torch.tensor([0.0, 0.5, 40.0], dtype=torch.float64)[:, None, None]
+    y = x @ w.mT + noise * torch.randn(3, n, d, generator=gen, dtype=torch.float64)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(2))
+    test = order[: round(0.2 * n)]
+    for shared in (True, False):
+        inputs = x[0] if shared else x
+        fits = fit_linear_maps(inputs, y, seed=2)
+        for i, fit in enumerate(fits):
+            xi = x[0] if shared else x[i]
+            assert fit.alphas[int(torch.tensor(fit.held_out_r2).argmax())] == fit.alpha
+            gram = xi.T @ xi
+            ridge = torch.linalg.solve(gram + fit.alpha * gram.trace() / d * torch.eye(d, dtype=gram.dtype),
+                                       xi.T @ y[i]).T
+            torch.testing.assert_close(fit.W, ridge, atol=1e-8, rtol=1e-8)
+            train = order[2 * len(test):]
+            gram_t = xi[train].T @ xi[train]
+            w_test = torch.linalg.solve(gram_t + fit.alpha * gram_t.trace() / d * torch.eye(d, dtype=gram.dtype),
+                                        xi[train].T @ y[i, train]).T
+            residual = (y[i, test] - xi[test] @ w_test.T).pow(2).sum()
+            total = (y[i, test] - y[i, test].mean(0)).pow(2).sum()
+            assert fit.r2 == pytest.approx(float(1 - residual / total), abs=1e-9)
+        assert fits[0].alpha < fits[2].alpha  # the noisy map is penalised more
+    with pytest.raises(ValueError, match=r"x \(2, 120, 6\) and y \(3, 120, 6\): expected"):
+        fit_linear_maps(x[:2], y)
 
 
 def test_affine_fit_recovers_the_offset_that_a_linear_fit_misses():

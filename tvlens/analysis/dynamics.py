@@ -106,50 +106,75 @@ def fit_linear_map(
     """
     if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
         raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)}: expected [n, d_in] and [n, d_out]")
-    n, d_in = x.shape
+    (fit,) = fit_linear_maps(x, y[None], alphas, held_out, seed, intercept)
+    return fit
+
+
+def fit_linear_maps(
+    x: Float[Tensor, "n d_in"] | Float[Tensor, "maps n d_in"],
+    y: Float[Tensor, "maps n d_out"],
+    alphas: tuple[float, ...] = (0.0, 1e-6, 1e-4, 1e-2, 1e-1, 1.0, 10.0),
+    held_out: float = 0.2,
+    seed: int = 0,
+    intercept: bool = False,
+) -> list[LinearFit]:
+    """:func:`fit_linear_map` of several maps (one per prompt) in batched solves: map ``i`` fits ``y[i]`` on
+    ``x[i]`` (or on the shared ``x [n, d_in]``) with the same folds and grid, its own ``α``, and equals
+    ``fit_linear_map(x[i], y[i], …)``."""
+    if y.ndim != 3 or x.ndim not in (2, 3) or x.shape[-2] != y.shape[1] or (x.ndim == 3 and x.shape[0] != y.shape[0]):
+        raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)}: expected [n, d_in] or [maps, n, d_in] and "
+                         "[maps, n, d_out]")
+    n_maps, n, _ = y.shape
+    d_in = x.shape[-1]
     n_out = max(1, int(round(held_out * n)))
     if n - 2 * n_out < 2:
         raise ValueError(f"{n} samples are too few to fit and hold out {n_out} + {n_out}")
-    x, y = x.double(), y.double()
+    x, y = x.double().expand(n_maps, n, d_in), y.double()
     if intercept:
-        x = torch.cat([x, torch.ones(n, 1, dtype=x.dtype)], dim=1)
+        x = torch.cat([x, torch.ones(n_maps, n, 1, dtype=x.dtype)], dim=2)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     test, validation, train = order[:n_out], order[n_out : 2 * n_out], order[2 * n_out :]
+    eye = torch.eye(x.shape[2], dtype=x.dtype)
+    if intercept:
+        eye[d_in, d_in] = 0.0
 
-    def solve(rows: Tensor, alpha: float) -> Tensor:
-        xr, yr = x[rows], y[rows]
-        gram = xr.T @ xr
-        penalty = alpha * gram[:d_in, :d_in].trace() / d_in * torch.eye(gram.shape[0], dtype=gram.dtype)
-        if intercept:
-            penalty[d_in, d_in] = 0.0
-        w_t = torch.linalg.lstsq(gram + penalty, xr.T @ yr).solution
-        return w_t.T  # [d_out, d_in (+ 1)]
+    def solve(rows: Tensor, alpha: Tensor) -> Tensor:
+        xr, yr = x[:, rows], y[:, rows]
+        gram = xr.mT @ xr
+        penalty = (alpha * gram[:, :d_in, :d_in].diagonal(dim1=1, dim2=2).sum(1) / d_in)[:, None, None] * eye
+        return torch.linalg.lstsq(gram + penalty, xr.mT @ yr).solution.mT  # [maps, d_out, d_in (+ 1)]
 
-    scores = []
-    for alpha in alphas:
-        w = solve(train, alpha)
-        scores.append(r_squared(y[validation], x[validation] @ w.T))
-    best = max(range(len(alphas)), key=lambda i: scores[i])
-    w_test = solve(train, alphas[best])
-    rel = float((y[test] - x[test] @ w_test.T).norm() / y[test].norm().clamp_min(1e-30))
-    w_all = solve(torch.arange(n), alphas[best])
-    return LinearFit(W=w_all[:, :d_in], alpha=alphas[best], r2=r_squared(y[test], x[test] @ w_test.T),
-                     relative_error=rel, alphas=list(alphas), held_out_r2=scores,
-                     b=w_all[:, d_in] if intercept else None)
+    def r2(rows: Tensor, w: Tensor) -> Tensor:
+        y_rows = y[:, rows]
+        residual = (y_rows - x[:, rows] @ w.mT).pow(2).sum((1, 2))
+        return 1 - residual / (y_rows - y_rows.mean(1, keepdim=True)).pow(2).sum((1, 2)).clamp_min(1e-30)
+
+    fits = [solve(train, torch.full((n_maps,), alpha, dtype=x.dtype)) for alpha in alphas]
+    scores = torch.stack([r2(validation, w) for w in fits], 1)  # [maps, alphas]
+    best = scores.argmax(1)  # the first of ties
+    w_test = torch.stack(fits, 1)[torch.arange(n_maps), best]
+    test_r2 = r2(test, w_test)
+    rel = (y[:, test] - x[:, test] @ w_test.mT).flatten(1).norm(dim=1) / \
+        y[:, test].flatten(1).norm(dim=1).clamp_min(1e-30)
+    w_all = solve(torch.arange(n), torch.tensor(alphas, dtype=x.dtype)[best])
+    return [LinearFit(W=w_all[i, :, :d_in], alpha=alphas[int(best[i])], r2=float(test_r2[i]),
+                      relative_error=float(rel[i]), alphas=list(alphas), held_out_r2=scores[i].tolist(),
+                      b=w_all[i, :, d_in] if intercept else None) for i in range(n_maps)]
 
 
-def polar_decomposition(w: Float[Tensor, "d d"]) -> tuple[Float[Tensor, "d d"], Float[Tensor, "d d"]]:
-    """``W = Q Σ`` with ``Q`` orthogonal (rotation/reflection) and ``Σ`` symmetric positive semi-definite.
+def polar_decomposition(w: Float[Tensor, "... d d"]) -> tuple[Float[Tensor, "... d d"], Float[Tensor, "... d d"]]:
+    """``W = Q Σ`` with ``Q`` orthogonal (rotation/reflection) and ``Σ`` symmetric positive semi-definite (each
+    matrix of a batch).
 
     From the SVD ``W = U S Vᵀ``: ``Q = U Vᵀ``, ``Σ = V S Vᵀ``.
     """
-    if w.ndim != 2 or w.shape[0] != w.shape[1]:
+    if w.ndim < 2 or w.shape[-1] != w.shape[-2]:
         raise ValueError(f"W has shape {tuple(w.shape)}: the polar decomposition needs a square matrix")
     u, s, vh = torch.linalg.svd(w)
-    return u @ vh, vh.T @ torch.diag(s) @ vh
+    return u @ vh, vh.mT @ torch.diag_embed(s) @ vh
 
 
-def principal_angles(q: Float[Tensor, "d d"]) -> Float[Tensor, " d"]:
+def principal_angles(q: Float[Tensor, "... d d"]) -> Float[Tensor, "... d"]:
     """Rotation angles of an orthogonal matrix: ``|arg λ|`` of its eigenvalues, in radians, descending."""
     return torch.linalg.eigvals(q).angle().abs().sort(descending=True).values
 
@@ -314,56 +339,46 @@ def _fit_maps(
     model: HookedModel, source: int, target: int, inputs: Tensor, outputs: Tensor, carried: Tensor,
     basis: Tensor | None, seed: int, prompts: ICLBatch | None = None, n_random: int = 64,
 ) -> tuple[MapReport, Tensor]:
-    """Fit ``outputs[:, p] ≈ W_p inputs[:, p]`` for every prompt and split each ``W_p``; returns the maps too.
+    """Fit ``outputs[:, p] ≈ W_p inputs[:, p]`` for every prompt and split each ``W_p``; returns the maps too
+    (every prompt's fit, split and reading in one batched computation).
 
     With a label ``basis``, the share of ``Q r`` for ``n_random`` random ``r`` is the baseline of ``Qv``'s
     share; with ``prompts`` (the maps' prompts, in order), the answer-margin gain of ``v → Qv`` is measured.
     """
     n_prompts = outputs.shape[1]
-    maps, r2, rel, cos, angles, scaling, share_v, share_qv, share_random, gain = [], [], [], [], [], [], [], [], [], []
-    r2_affine = []
-    randoms = torch.randn(n_random, model.d_model, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    qv0 = None
-    for p in range(n_prompts):
-        x = inputs if inputs.ndim == 2 else inputs[:, p]
-        fit = fit_linear_map(x, outputs[:, p], seed=seed)
-        q, sigma = polar_decomposition(fit.W)
-        v = carried if carried.ndim == 1 else carried[p]
-        v = v.double()
-        qv = q @ v
-        qv0 = qv if qv0 is None else qv0
-        maps.append(fit.W)
-        r2.append(fit.r2)
-        r2_affine.append(fit_linear_map(x, outputs[:, p], seed=seed, intercept=True).r2)
-        rel.append(fit.relative_error)
-        cos.append(float(torch.nn.functional.cosine_similarity(v, qv, dim=0)))
-        angles.append(principal_angles(q))
-        scaling.append(torch.linalg.eigvalsh(sigma).flip(0))
-        if basis is not None:
-            share_v.append(float(subspace_share(v, basis)))
-            share_qv.append(float(subspace_share(qv, basis)))
-            share_random.append(float(subspace_share(randoms @ q.T, basis).mean()))
-        if prompts is not None:
-            gain.append(float(_lens_margin(model, qv, prompts, p) - _lens_margin(model, v, prompts, p)))
+    x = inputs if inputs.ndim == 2 else inputs.transpose(0, 1)  # shared [n, d], or [prompts, n, d]
+    y = outputs.transpose(0, 1)
+    fits = fit_linear_maps(x, y, seed=seed)
+    affine = fit_linear_maps(x, y, seed=seed, intercept=True)
+    maps = torch.stack([fit.W for fit in fits])  # [prompts, d, d]
+    q, sigma = polar_decomposition(maps)
+    v = (carried if carried.ndim == 2 else carried.expand(n_prompts, -1)).double()
+    qv = (q @ v[..., None])[..., 0]
     nan = torch.full((n_prompts,), float("nan"))
-    v0 = carried if carried.ndim == 1 else carried[0]
+    shares: dict[str, Tensor | None] = {"share_v": nan, "share_qv": nan, "share_random": None}
+    if basis is not None:
+        randoms = torch.randn(n_random, model.d_model, generator=torch.Generator().manual_seed(seed),
+                              dtype=torch.float64)
+        shares = {"share_v": subspace_share(v, basis).float(), "share_qv": subspace_share(qv, basis).float(),
+                  "share_random": subspace_share(randoms @ q.mT, basis).mean(-1).float()}
+    gain = None if prompts is None else (_lens_margins(model, qv, prompts) - _lens_margins(model, v, prompts)).float()
     report = MapReport(
-        source=source, target=target, r2=torch.tensor(r2), relative_error=torch.tensor(rel),
-        cos_rotation=torch.tensor(cos),
-        angles=torch.stack(angles), scaling=torch.stack(scaling),
-        share_v=torch.tensor(share_v) if share_v else nan, share_qv=torch.tensor(share_qv) if share_qv else nan,
-        lens_v=logit_lens(model, v0.double()), lens_qv=logit_lens(model, qv0),
-        share_random=torch.tensor(share_random) if share_random else None,
-        margin_gain=torch.tensor(gain) if gain else None, r2_affine=torch.tensor(r2_affine),
+        source=source, target=target, r2=torch.tensor([f.r2 for f in fits]),
+        relative_error=torch.tensor([f.relative_error for f in fits]),
+        cos_rotation=torch.nn.functional.cosine_similarity(v, qv, dim=-1).float(), angles=principal_angles(q),
+        scaling=torch.linalg.eigvalsh(sigma).flip(-1), **shares,
+        lens_v=logit_lens(model, v[0]), lens_qv=logit_lens(model, qv[0]), margin_gain=gain,
+        r2_affine=torch.tensor([f.r2 for f in affine]),
     )
-    return report, torch.stack(maps)  # [prompts, d, d]
+    return report, maps
 
 
-def _lens_margin(model: HookedModel, v: Float[Tensor, " d_model"], prompts: ICLBatch, row: int) -> float:
-    """The true answer's logit-lens margin of ``v`` for prompt ``row``: :meth:`Metric.answer_effect` of
+def _lens_margins(model: HookedModel, v: Float[Tensor, "prompts d_model"], prompts: ICLBatch
+                  ) -> Float[Tensor, " prompts"]:
+    """Each prompt's true answer's logit-lens margin of its row of ``v``: :meth:`Metric.answer_effect` of
     ``ln_final(v)`` (the target's logit minus the label set's mean; regression: the read-out)."""
-    read = model.ln_final(v.to(model.dtype))[None]
-    return float(prompts.metric.answer_effect(read, model.W_U, prompts.targets[row : row + 1], prompts.label_set)[0])
+    read = model.ln_final(v.to(model.dtype))
+    return prompts.metric.answer_effect(read, model.W_U, prompts.targets[: len(v)], prompts.label_set).double()
 
 
 def linear_dynamics(
