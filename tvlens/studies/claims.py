@@ -480,10 +480,11 @@ def _toward_labels(u: Unit) -> tuple[float, float]:
 def _tvp_profile(u: Unit, name: str, source: str = "prompt") -> Any:
     """Model ``name``'s TVP profile read from ``source`` on this unit's test prompts (both readings are made in
     one pass, :func:`~tvlens.studies.formation.tvp_profiles`, and kept for the model's unit)."""
-    other = Unit(name, u.task_id, u.seed, u.config, u.shared)
-    return u.memo_shared(("tvp", name, u.task_id), lambda: tvp_profiles(
-        other.model, other.task, n_prompts=u.config.n_prompts, n_shots=other.n_shots, seed=u.seed,
-        split="test", sources=STUDY_SOURCES))[source]
+    def make() -> dict[str, Any]:
+        other = Unit(name, u.task_id, u.seed, u.config, u.shared)
+        return tvp_profiles(other.model, other.task, n_prompts=u.config.n_prompts, n_shots=other.n_shots,
+                            seed=u.seed, split="test", sources=STUDY_SOURCES)
+    return u.memo_shared(("tvp", name, u.task_id), make)[source]
 
 
 #: The TVP-loss arms: each model trained with the TVP-loss → its step-matched partner trained without.
