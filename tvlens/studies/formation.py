@@ -174,8 +174,9 @@ def tvp_profiles(
     sources = tuple(sources)
     unknown = [x for x in sources if x not in ("prompt", "other_query", "task_mean")]
     if not sources or unknown or len(set(sources)) != len(sources):
-        raise ValueError(f"source={sources[0] if len(sources) == 1 else sources!r}: expected 'prompt', "
-                         "'other_query' or 'task_mean'" + ("" if len(sources) == 1 else " (distinct, at least one)"))
+        given = f"source={sources[0]!r}" if len(sources) == 1 else f"sources={sources!r}"
+        raise ValueError(f"{given}: expected 'prompt', 'other_query' or 'task_mean'"
+                         + ("" if len(sources) == 1 else " (distinct, at least one)"))
     labels = ("",) * len(sources) if labels is None else tuple(labels)
     if len(labels) != len(sources):
         raise ValueError(f"labels={labels!r}: expected one label per source ({len(sources)})")

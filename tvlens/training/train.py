@@ -155,6 +155,8 @@ def tvp_by_layer(model: HookedModel, batch: ICLBatch, source: ICLBatch | None = 
 def tvp_and_icl(model: HookedModel, batch: ICLBatch, source: ICLBatch | None = None
                 ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
     """:func:`tvp_by_layer` and the batch's ICL scores (:func:`~tvlens.evaluate.score_batch`)."""
+    if source is not None and len(source) != len(batch):
+        raise ValueError(f"source has {len(source)} prompts; expected one per prompt of the batch ({len(batch)})")
     (scores,), icl = tvp_and_icl_many(model, batch, [source])
     return scores, icl
 
