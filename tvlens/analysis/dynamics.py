@@ -78,11 +78,15 @@ class LinearFit(Records):
                  "held_out_r2": self.held_out_r2, "affine": self.b is not None}]
 
 
-def r_squared(y: Tensor, prediction: Tensor) -> float:
+def r_squared(y: Float[Tensor, "n d"], prediction: Float[Tensor, "n d"]) -> float:
     """``1 − Σ‖y − ŷ‖² / Σ‖y − ȳ‖²`` over all rows and coordinates."""
-    residual = (y - prediction).pow(2).sum()
-    total = (y - y.mean(0, keepdim=True)).pow(2).sum().clamp_min(1e-30)
-    return float(1 - residual / total)
+    return float(r_squared_many(y[None], prediction[None])[0])
+
+
+def r_squared_many(y: Float[Tensor, "maps n d"], prediction: Float[Tensor, "maps n d"]) -> Float[Tensor, " maps"]:
+    """:func:`r_squared` of each map's rows: ``1 − Σ‖y_i − ŷ_i‖² / Σ‖y_i − ȳ_i‖²``."""
+    residual = (y - prediction).pow(2).sum((1, 2))
+    return 1 - residual / (y - y.mean(1, keepdim=True)).pow(2).sum((1, 2)).clamp_min(1e-30)
 
 
 def fit_linear_map(
@@ -145,9 +149,7 @@ def fit_linear_maps(
         return torch.linalg.lstsq(gram + penalty, xr.mT @ yr).solution.mT  # [maps, d_out, d_in (+ 1)]
 
     def r2(rows: Tensor, w: Tensor) -> Tensor:
-        y_rows = y[:, rows]
-        residual = (y_rows - x[:, rows] @ w.mT).pow(2).sum((1, 2))
-        return 1 - residual / (y_rows - y_rows.mean(1, keepdim=True)).pow(2).sum((1, 2)).clamp_min(1e-30)
+        return r_squared_many(y[:, rows], x[:, rows] @ w.mT)
 
     fits = [solve(train, torch.full((n_maps,), alpha, dtype=x.dtype)) for alpha in alphas]
     scores = torch.stack([r2(validation, w) for w in fits], 1)  # [maps, alphas]
@@ -435,7 +437,7 @@ def linear_dynamics(
     mismatch = (chain - direct_maps).flatten(1).norm(dim=1) / direct_maps.flatten(1).norm(dim=1).clamp_min(1e-30)
     final_changes = changes[final].double()  # [n, P, d]
     chain_pred = torch.einsum("pij,nj->npi", chain, thetas.double())
-    chain_r2 = torch.tensor([r_squared(final_changes[:, p], chain_pred[:, p]) for p in range(n_prompts)])
+    chain_r2 = r_squared_many(final_changes.transpose(0, 1), chain_pred.transpose(0, 1)).float()
 
     # held-out R² per scale: fresh copies (another seed) predicted by each prompt's direct map
     fresh_thetas, fresh = collect_changes(model, prompts, theta, layer, positions=site.positions,
@@ -446,8 +448,8 @@ def linear_dynamics(
     r2_by_scale = {}
     for scale in scales:
         rows = (lam == scale).nonzero().flatten()
-        r2_by_scale[float(scale)] = float(torch.tensor([
-            r_squared(fresh[final][rows, p].double(), predicted[rows, p]) for p in range(n_prompts)]).mean())
+        r2_by_scale[float(scale)] = float(r_squared_many(fresh[final][rows].double().transpose(0, 1),
+                                                         predicted[rows].transpose(0, 1)).float().mean())
     bar.update(1)
 
     injected = evaluate(model, task, "injected", vector, batch=batch, progress=False)

@@ -234,7 +234,8 @@ class Unit:
         """The LTV at ``layer`` (trained on the ``train`` split, early-stopped on ``dev``); ``layer="vanilla"``: at
         the vanilla TV's layer (learned side by side with the model's other units, each at its own)."""
         if layer == "vanilla":
-            return self._learn_layers([self.vanilla()[1]], positions, base, at_vanilla=True)[self.vanilla()[1]][0]
+            at = self.vanilla()[1]
+            return self._learn_layers([at], positions, base, at_vanilla=True)[at][0]
         return self._learn_layers([layer], positions, base)[layer][0]
 
     def _learn_layers(self, layers: list[int], positions: Any = "last", base: str = "zero_shot",

@@ -441,10 +441,11 @@ def _learn_groups(
                                                     {k: torch.cat([c[k] for c in chunks[g]]) for k in chunks[g][0]})
                              for g in everyone]
     out: list[list[tuple[TaskVector, LearnResult]]] = [[] for _ in jobs]
+    fingerprint = model.fingerprint()
     for g, (history, best_epoch, _) in enumerate(fitted):
         j = owner[g]
         task, job_config = jobs[j]
-        tv = TaskVector(kept[g], mode="add", method="learned", task=task.to_dict(), fingerprint=model.fingerprint(),
+        tv = TaskVector(kept[g], mode="add", method="learned", task=task.to_dict(), fingerprint=dict(fingerprint),
                         hyperparameters={**job_config.to_dict(), "base": base, "n_shots": full[j]["train"].n_shots,
                                          "sites": [s.to_dict() for s in sites[g]], "path": engines["train"].path},
                         history=history)
