@@ -1,4 +1,8 @@
-"""The command line, driven in a subprocess as a user would."""
+"""The command line, as a user drives it.
+
+Most tests call ``tvlens.cli.main`` in this process (the ``cli`` fixture: same arguments, exit code, stdout and
+stderr, without an interpreter start-up of seconds each); ``run`` starts ``python -m tvlens.cli`` in a subprocess, for
+what only a fresh process shows (the entry point, imports, environment) and for the slow whole-pipeline tests."""
 
 from __future__ import annotations
 
@@ -22,24 +26,24 @@ def test_demo_trains_and_reports(tmp_path):
     assert out.is_file()
 
 
-def test_bad_argument_is_one_line_and_non_zero():
-    proc = run("demo", "--steps", "0")
+def test_bad_argument_is_one_line_and_non_zero(cli):
+    proc = cli("demo", "--steps", "0")
     assert proc.returncode == 2
     assert "--steps: expected a positive integer, got 0" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
-def test_runtime_error_is_one_line(tmp_path):
+def test_runtime_error_is_one_line(cli, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    proc = run("demo", "--steps", "2", "--layers", "1", "--d-model", "16", "--out", str(blocker / "m.safetensors"))
+    proc = cli("demo", "--steps", "2", "--layers", "1", "--d-model", "16", "--out", str(blocker / "m.safetensors"))
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"tvlens demo: error: --out={str(blocker / 'm.safetensors')!r}: {str(blocker)!r} is a file, not a directory"
     assert "Traceback" not in proc.stderr
 
 
-def test_too_many_shots_is_a_clear_error():
-    proc = run("demo", "--steps", "2", "--symbols", "4", "--shots", "6")
+def test_too_many_shots_is_a_clear_error(cli):
+    proc = cli("demo", "--steps", "2", "--symbols", "4", "--shots", "6")
     assert proc.returncode == 2
     assert "n_shots=6 is too many" in proc.stderr.strip().splitlines()[-1]
 
@@ -101,9 +105,9 @@ def test_report_command_writes_html(tmp_path):
     assert "6 stages from the cache" in proc.stdout
 
 
-def test_claims_prints_the_ledger_and_writes_it(tmp_path):
+def test_claims_prints_the_ledger_and_writes_it(cli, tmp_path):
     out = tmp_path / "ledger.md"
-    proc = run("claims", "--claims", "vanilla_beats_zero_shot", "--tasks", "2", "--seeds", "0,1", "--prompts", "32",
+    proc = cli("claims", "--claims", "vanilla_beats_zero_shot", "--tasks", "2", "--seeds", "0,1", "--prompts", "32",
                "--quiet", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| The vanilla task vector")]
@@ -112,12 +116,12 @@ def test_claims_prints_the_ledger_and_writes_it(tmp_path):
     assert all(row.endswith("**inconclusive** (fewer than 3 tasks (2)) |") for row in rows), rows
     assert proc.stdout.startswith("Effects on held-out queries") and "Holm-adjusted over the 3 measured rows" in proc.stdout
     assert out.read_text().strip() == proc.stdout.strip()
-    to_stdout = run("claims", "--claims", "vanilla_beats_zero_shot", "--tasks", "2", "--seeds", "0,1", "--prompts",
+    to_stdout = cli("claims", "--claims", "vanilla_beats_zero_shot", "--tasks", "2", "--seeds", "0,1", "--prompts",
                     "32", "--quiet", "--out", "-")
     assert to_stdout.returncode == 0 and to_stdout.stdout.strip() == proc.stdout.strip()  # printed once
     for args, message in ((("--claims", "magic"), "claims: unknown ['magic']"),
                           (("--seeds", "0,x"), "--seeds='0,x': expected comma-separated integers")):
-        bad = run("claims", *args, "--quiet")
+        bad = cli("claims", *args, "--quiet")
         assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -170,20 +174,20 @@ def test_claims_model_arguments_are_checked_before_any_work(cli, tiny_qwen2, tmp
                    f"--model: {str(tmp_path / 'nowhere')!r} is not a zoo model")
 
 
-def test_every_subcommand_has_help():
+def test_every_subcommand_has_help(cli):
     for args in (["vector", "learn"], ["vector", "extract"], ["evaluate"], ["analyze"], ["report"], ["zoo", "train"],
                  ["claims"]):
-        proc = run(*args, "--help")
+        proc = cli(*args, "--help")
         assert proc.returncode == 0 and "usage: tvlens" in proc.stdout, args
 
 
-def test_command_errors_are_one_line(tmp_path):
-    proc = run("analyze", "ov", "--vector", str(tmp_path / "missing.safetensors"))
+def test_command_errors_are_one_line(cli, tmp_path):
+    proc = cli("analyze", "ov", "--vector", str(tmp_path / "missing.safetensors"))
     assert proc.returncode == 2 and "no such file" in proc.stderr and "Traceback" not in proc.stderr
-    proc = run("report", "--models", "perm-mix,nope", "--out", str(tmp_path / "r.html"))
+    proc = cli("report", "--models", "perm-mix,nope", "--out", str(tmp_path / "r.html"))
     assert proc.returncode == 2 and "name='nope' is not a zoo model" in proc.stderr
     assert not (tmp_path / "r.html").exists()
-    proc = run("vector", "learn", "--layer", "9", "--out", str(tmp_path / "v.safetensors"), "--quiet")
+    proc = cli("vector", "learn", "--layer", "9", "--out", str(tmp_path / "v.safetensors"), "--quiet")
     assert proc.returncode == 2 and "layer=9 is out of range" in proc.stderr
 
 
@@ -202,7 +206,14 @@ def cli(capsys, monkeypatch):
     def call(*args: str) -> subprocess.CompletedProcess:
         capsys.readouterr()
         with warnings.catch_warnings():
-            code = main(list(args))
+            # as in a fresh process: each warning once, printed to stderr (not into pytest's record)
+            warnings.simplefilter("default")
+            warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: sys.stderr.write(
+                warnings.formatwarning(message, category, filename, lineno, line))
+            try:
+                code = main(list(args))
+            except SystemExit as exit_:  # argparse: --help, or a bad argument
+                code = exit_.code
         out = capsys.readouterr()
         return subprocess.CompletedProcess(args, code, out.out, out.err)
 
@@ -220,23 +231,21 @@ def one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
     return lines[0]
 
 
-def test_zoo_train_never_writes_into_the_package_by_default(tmp_path):
+def test_zoo_train_never_writes_into_the_package_by_default(cli, tmp_path, monkeypatch):
     import hashlib
-    import os
 
     from tvlens import zoo
 
     shipped = zoo.weights_path("perm-mix-2")
     before = hashlib.sha256(shipped.read_bytes()).hexdigest()
-    env = {**os.environ, "TVLENS_ZOO_DIR": str(tmp_path / "zoo")}
-    proc = subprocess.run([sys.executable, "-m", "tvlens.cli", "zoo", "train", "perm-mix-2", "--steps", "2"],
-                          capture_output=True, text=True, timeout=300, env=env)
+    monkeypatch.setenv("TVLENS_ZOO_DIR", str(tmp_path / "zoo"))
+    proc = cli("zoo", "train", "perm-mix-2", "--steps", "2")
     assert proc.returncode == 0, proc.stderr
     assert hashlib.sha256(shipped.read_bytes()).hexdigest() == before
     assert (tmp_path / "zoo" / "perm-mix-2.safetensors").is_file() and (tmp_path / "zoo" / "perm-mix-2.json").is_file()
     assert "the shipped weights are unchanged" in proc.stdout
     assert zoo.info("perm-mix-2", tmp_path / "zoo")["steps_done"] == 2
-    one_line_error(run("zoo", "train", "perm-mix-2", "--into-package", "--out", str(tmp_path)), "pick one")
+    one_line_error(cli("zoo", "train", "perm-mix-2", "--into-package", "--out", str(tmp_path)), "pick one")
 
 
 def test_zoo_train_default_directory_is_the_users(monkeypatch, tmp_path):
@@ -349,7 +358,7 @@ def test_evaluate_states_its_shots_and_defaults_to_the_training_prompts(cli):
     one_line_error(cli("evaluate", "--task-id", "8", "--quiet"), "--task-id=8: expected 0 … 7")
 
 
-def test_vector_of_another_model_needs_the_flag(tmp_path):
+def test_vector_of_another_model_needs_the_flag(cli, tmp_path):
     import torch
 
     from tvlens import TaskVector, zoo
@@ -357,8 +366,8 @@ def test_vector_of_another_model_needs_the_flag(tmp_path):
     other = zoo.load("perm-mix-2")  # same architecture as perm-mix, other weights
     vector = TaskVector.single(torch.randn(other.d_model), 1, fingerprint=other.fingerprint()).save(
         tmp_path / "other.safetensors")
-    one_line_error(run("evaluate", "--vector", str(vector), "--prompts", "8", "--quiet"), "--allow-other-model")
-    proc = run("evaluate", "--vector", str(vector), "--prompts", "8", "--quiet", "--allow-other-model")
+    one_line_error(cli("evaluate", "--vector", str(vector), "--prompts", "8", "--quiet"), "--allow-other-model")
+    proc = cli("evaluate", "--vector", str(vector), "--prompts", "8", "--quiet", "--allow-other-model")
     assert proc.returncode == 0 and "injected" in proc.stdout
     warnings = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(warnings) == 1 and warnings[0].startswith("tvlens evaluate: warning:") and "strict=False" not in warnings[0]
@@ -373,7 +382,8 @@ def test_help_does_not_import_torch():
 
 
 def test_a_model_whose_vocabulary_is_smaller_than_its_tokenizers_is_one_line(tmp_path):
-    """A save_pretrained directory whose tokenizer makes ids the model does not have: a clear error, no IndexError."""
+    """A save_pretrained directory whose tokenizer makes ids the model does not have: a clear error, no IndexError (in a
+    fresh process, where --quiet also silences transformers' weight-loading bar)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from .hf_models import train_tokenizer
@@ -430,7 +440,7 @@ def test_a_learning_rate_that_cannot_train_is_one_line(cli, tmp_path, lr):
 
 def test_claims_and_seed_arguments_are_checked(cli):
     one_line_error(cli("claims", "--claims", ",", "--quiet"), "--claims=','", "expected comma-separated claim names")
-    proc = run("evaluate", "--seed", "99999999999999999999999", "--quiet")
+    proc = cli("evaluate", "--seed", "99999999999999999999999", "--quiet")
     assert proc.returncode == 2 and "--seed" in proc.stderr and "expected an integer in [0, 4294967295]" in proc.stderr
 
 
@@ -444,11 +454,11 @@ def test_one_prompt_has_no_standard_error(cli):
 def test_a_vector_for_another_task_is_warned_about(cli, tmp_path):
     vector = tmp_path / "v.safetensors"
     assert cli("vector", "learn", "--epochs", "1", "--shots", "2", "--out", str(vector), "--quiet").returncode == 0
-    proc = run("evaluate", "--vector", str(vector), "--task-id", "3", "--prompts", "8", "--quiet")
+    proc = cli("evaluate", "--vector", str(vector), "--task-id", "3", "--prompts", "8", "--quiet")
     assert proc.returncode == 0, proc.stderr
     (line,) = [line for line in proc.stderr.splitlines() if line.strip()]
     assert line.startswith("tvlens evaluate: warning: this task vector was made for the task") and "'fixed': 0" in line
-    proc = run("evaluate", "--vector", str(vector), "--task-id", "0", "--prompts", "8", "--quiet")
+    proc = cli("evaluate", "--vector", str(vector), "--task-id", "0", "--prompts", "8", "--quiet")
     assert proc.returncode == 0 and proc.stderr.strip() == ""
 
 

@@ -220,3 +220,38 @@ def test_a_template_with_an_unknown_field_is_refused_at_construction(tokenizer):
         TextTasks(("antonyms",), tokenizer=tokenizer, template="{x} {z} -> {y}")
     with pytest.raises(ValueError, match=r"template='\{x -> \{y\}'"):
         TextTasks(("antonyms",), tokenizer=tokenizer, template="{x -> {y}")
+
+
+def test_the_token_memo_equals_the_tokenizer_and_follows_its_vocabulary(tokenizer, monkeypatch):
+    """A text is tokenized once per tokenizer; what comes back equals the tokenizer's own ids and offsets (repeated
+    texts, a second call, a tokenizer given new tokens), and the memo forgets the least recently used texts."""
+    import copy
+
+    from tvlens.tasks import text as text_module
+    from tvlens.tasks.text import TokenMemo
+
+    own = copy.deepcopy(tokenizer)  # tokens are added below: not the shared session tokenizer
+    texts = ["hot -> cold\nbig ->", "up -> down\n", "hot -> cold\nbig ->", "Q: dog\nA: cat"]
+
+    def direct(batch: list[str]) -> list:
+        encoded = own(batch, add_special_tokens=False, return_offsets_mapping=True)
+        return [(list(ids), [tuple(span) for span in spans])
+                for ids, spans in zip(encoded["input_ids"], encoded["offset_mapping"])]
+
+    calls = []
+    real_call = type(own).__call__
+    monkeypatch.setattr(type(own), "__call__", lambda self, batch, **kw: calls.append(list(batch)) or real_call(
+        self, batch, **kw))
+    memo = TokenMemo.of(own)
+    assert memo.tokenize(texts) == direct(texts)
+    assert calls[0] == [texts[0], texts[1], texts[3]]  # each distinct text once
+    calls.clear()
+    assert memo.tokenize(texts[::-1]) == direct(texts[::-1]) and len(calls) == 1  # only the direct call
+    assert TokenMemo.of(own) is memo
+    before = direct(texts)
+    own.add_tokens(["cold\nbig"])  # the vocabulary changed: a fresh memo, and the new token is used
+    fresh = TokenMemo.of(own)
+    assert direct(texts) != before and fresh is not memo and fresh.tokenize(texts) == direct(texts)
+    monkeypatch.setattr(text_module, "TOKEN_MEMO_TEXTS", 2)
+    fresh.tokenize(["a ->", "b ->", texts[1]])
+    assert list(fresh.texts) == ["b ->", texts[1]]

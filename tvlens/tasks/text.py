@@ -43,6 +43,9 @@ import json
 import os
 import string
 import warnings
+import weakref
+from array import array
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -54,6 +57,8 @@ from torch import Tensor
 from tvlens.tasks.base import ContentBlock, ICLBatch, Task
 
 DATA_DIR = Path(__file__).parents[1] / "data" / "word_pairs"
+#: How many texts' tokenizations :class:`TokenMemo` keeps per tokenizer (about 1 KB each).
+TOKEN_MEMO_TEXTS = 50_000
 #: Built-in templates: the papers' exact formats under their names, tvlens' own under neutral names.
 TEMPLATES = {
     "hendel": "example:{x}->{y}\n",
@@ -226,10 +231,9 @@ class TextTasks(Task):
         return (before[:-1] if space else before), space, after
 
     def _tokenize(self, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
-        """Token ids of each whole text and each token's character span (one batched tokenizer call)."""
-        encoded = self.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
-        return [(list(ids), [tuple(span) for span in spans])
-                for ids, spans in zip(encoded["input_ids"], encoded["offset_mapping"])]
+        """Token ids of each whole text and each token's character span (one batched tokenizer call for
+        the texts this tokenizer has not tokenized yet: :class:`TokenMemo`)."""
+        return TokenMemo.of(self.tokenizer).tokenize(texts)
 
     @staticmethod
     def _first_overlapping(spans: list[tuple[int, int]], start: int) -> int:
@@ -389,14 +393,10 @@ class TextTasks(Task):
         width = max(len(s) for s in sequences)
         pad = self.tokenizer.pad_token_id
         pad = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
-        inputs = torch.full((len(sequences), width), pad, dtype=torch.long)
-        mask = torch.zeros(len(sequences), width, dtype=torch.long)
-        answer_positions = torch.zeros(len(sequences), len(positions[0]), dtype=torch.long)
-        for row, seq in enumerate(sequences):
-            offset = width - len(seq)
-            inputs[row, offset:] = torch.tensor(seq)
-            mask[row, offset:] = 1
-            answer_positions[row] = torch.tensor(positions[row]) + offset
+        offsets = torch.tensor([width - len(seq) for seq in sequences])  # [batch] each row's left padding
+        inputs = torch.tensor([[pad] * (width - len(seq)) + list(seq) for seq in sequences], dtype=torch.long)
+        mask = (torch.arange(width) >= offsets[:, None]).long()
+        answer_positions = torch.tensor(positions, dtype=torch.long) + offsets[:, None]
         answer_targets = torch.tensor(targets)
         label_set = self.label_set
         return ICLBatch(inputs=inputs, targets=answer_targets[:, -1], answer_positions=answer_positions,
@@ -405,5 +405,51 @@ class TextTasks(Task):
                         attention_mask=None if bool(mask.all()) else mask, examples=examples)
 
 
-__all__ = ["DATA_DIR", "TEMPLATES", "TextTasks", "check_template", "WordPairs", "builtin_tasks", "word_pair_tasks",
-           "word_pairs_from_csv"]
+class TokenMemo:
+    """The tokenizations one tokenizer has made of whole texts, kept so a text is tokenized once.
+
+    Every method that scores a split draws the same prompts again (the same seed gives the same
+    texts), and a zero-shot view repeats its few query words across a batch; tokenizing is most of
+    what drawing text prompts costs. The memo holds each text's ids and character spans compactly
+    (machine-int arrays, about 1 KB a text), forgets the least recently used beyond
+    :data:`TOKEN_MEMO_TEXTS`, and starts afresh when the tokenizer's vocabulary size changes (tokens
+    added). It lives as long as its tokenizer (a weak reference) and returns new lists each time:
+    what the caller gets equals ``tokenizer(texts, add_special_tokens=False,
+    return_offsets_mapping=True)``.
+    """
+
+    _memos: ClassVar[weakref.WeakKeyDictionary] = weakref.WeakKeyDictionary()
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = weakref.proxy(tokenizer)
+        self.vocabulary = len(tokenizer)
+        self.texts: OrderedDict[str, tuple[array, array]] = OrderedDict()
+
+    @classmethod
+    def of(cls, tokenizer: Any) -> TokenMemo:
+        """The memo of ``tokenizer`` (a new one when it has none, or when its vocabulary has grown)."""
+        memo = cls._memos.get(tokenizer)
+        if memo is None or memo.vocabulary != len(tokenizer):
+            memo = cls._memos[tokenizer] = cls(tokenizer)
+        return memo
+
+    def tokenize(self, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        """Each text's token ids and each token's ``(start, end)`` characters, without special tokens."""
+        missing = [text for text in dict.fromkeys(texts) if text not in self.texts]
+        if missing:
+            encoded = self.tokenizer(missing, add_special_tokens=False, return_offsets_mapping=True)
+            for text, ids, spans in zip(missing, encoded["input_ids"], encoded["offset_mapping"]):
+                self.texts[text] = (array("l", ids), array("l", [c for span in spans for c in span]))
+        out = []
+        for text in texts:
+            ids, flat = self.texts[text]
+            self.texts.move_to_end(text)
+            ends = iter(flat)
+            out.append((ids.tolist(), list(zip(ends, ends))))
+        while len(self.texts) > TOKEN_MEMO_TEXTS:
+            self.texts.popitem(last=False)
+        return out
+
+
+__all__ = ["DATA_DIR", "TEMPLATES", "TOKEN_MEMO_TEXTS", "TextTasks", "TokenMemo", "check_template", "WordPairs",
+           "builtin_tasks", "word_pair_tasks", "word_pairs_from_csv"]
