@@ -270,7 +270,8 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """One optimiser step on a fresh batch (parameters must require grad, as inside :meth:`fit`)."""
         cfg = self.config
-        self.model.train()
+        if not self.model.training:  # (a bridge's train() walks every submodule: ~10 ms on a tiny model)
+            self.model.train()
         batch = self.task.sample(cfg.batch_size, cfg.n_shots, generator=self.generator)
         loss, parts = self.loss(batch)
         if not torch.isfinite(loss.detach()).all():
