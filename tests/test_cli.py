@@ -16,9 +16,9 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tvlens.cli", *args], capture_output=True, text=True, timeout=300)
 
 
-def test_demo_trains_and_reports(tmp_path):
+def test_demo_trains_and_reports(cli, tmp_path):
     out = tmp_path / "demo.safetensors"
-    proc = run("demo", "--steps", "40", "--layers", "1", "--d-model", "16", "--symbols", "8", "--perms", "2",
+    proc = cli("demo", "--steps", "40", "--layers", "1", "--d-model", "16", "--symbols", "8", "--perms", "2",
                "--shots", "3", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "3-shot ICL accuracy" in proc.stdout and "zero-shot accuracy" in proc.stdout
@@ -77,11 +77,11 @@ def test_vector_learn_evaluate_and_analyze(tmp_path):
         assert expected in proc.stdout
 
 
-def test_vector_extract_writes_a_loadable_vector(tmp_path):
+def test_vector_extract_writes_a_loadable_vector(cli, tmp_path):
     from tvlens import TaskVector, zoo
 
     out = tmp_path / "fv.safetensors"
-    proc = run("vector", "extract", "function", "--layer", "2", "--out", str(out))
+    proc = cli("vector", "extract", "function", "--layer", "2", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     tv = TaskVector.load(out, model=zoo.load("perm-mix"))
     assert tv.method == "function" and tv.layers == [2]
@@ -381,9 +381,8 @@ def test_help_does_not_import_torch():
     assert run("--help").returncode == 0
 
 
-def test_a_model_whose_vocabulary_is_smaller_than_its_tokenizers_is_one_line(tmp_path):
-    """A save_pretrained directory whose tokenizer makes ids the model does not have: a clear error, no IndexError (in a
-    fresh process, where --quiet also silences transformers' weight-loading bar)."""
+def test_a_model_whose_vocabulary_is_smaller_than_its_tokenizers_is_one_line(cli, tmp_path):
+    """A save_pretrained directory whose tokenizer makes ids the model does not have: a clear error, no IndexError."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from .hf_models import train_tokenizer
@@ -393,7 +392,7 @@ def test_a_model_whose_vocabulary_is_smaller_than_its_tokenizers_is_one_line(tmp
                         bos_token_id=2, eos_token_id=2)
     GPT2LMHeadModel(config).save_pretrained(tmp_path / "small-vocab")
     tokenizer.save_pretrained(tmp_path / "small-vocab")
-    proc = run("report", "--models", str(tmp_path / "small-vocab"), "--quick", "--no-studies", "--no-cache",
+    proc = cli("report", "--models", str(tmp_path / "small-vocab"), "--quick", "--no-studies", "--no-cache",
                "--quiet", "--out", str(tmp_path / "r.html"))
     one_line_error(proc, "token id", "d_vocab=64")
     assert not (tmp_path / "r.html").exists()

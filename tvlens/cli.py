@@ -452,8 +452,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # one line per warning, like the errors (no source line of the library)
     warnings.formatwarning = lambda message, category, *_, **__: f"tvlens {args.command}: warning: {message}\n"
     quiet = getattr(args, "quiet", False) and "TQDM_DISABLE" not in os.environ
+    bars_were_on = False
     if quiet:  # also the bars of the libraries underneath (transformers' weight loading); read when tqdm is imported
         os.environ["TQDM_DISABLE"] = "1"
+        from transformers.utils import logging as hf_logging  # (when main() runs in a process that imported tqdm)
+
+        bars_were_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
@@ -467,6 +472,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if quiet:
             del os.environ["TQDM_DISABLE"]
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
 
 
 if __name__ == "__main__":
