@@ -110,6 +110,25 @@ def test_tl_state_dict_round_trip(tiny_model, backend):
     assert other.fingerprint() == tiny_model.fingerprint()
 
 
+def test_the_fingerprint_follows_every_weight_change(tiny_model, backend):
+    """The fingerprint is remembered between calls, but an in-place edit, a loaded state or a replaced parameter
+    gives the hash of the new weights (each time equal to one computed afresh)."""
+    before = tiny_model.fingerprint()
+    assert tiny_model.fingerprint() == before == tiny_model._compute_fingerprint()
+    param = next(tiny_model.model.parameters())
+    with torch.no_grad():
+        param.add_(1.0)
+    edited = tiny_model.fingerprint()
+    assert edited["weights_sha256"] != before["weights_sha256"] and edited == tiny_model._compute_fingerprint()
+    tiny_model.load_tl_state_dict(HookedModel.from_config(tiny_config(seed=7), backend=backend).tl_state_dict())
+    loaded = tiny_model.fingerprint()
+    assert loaded["weights_sha256"] not in (before["weights_sha256"], edited["weights_sha256"])
+    assert loaded == tiny_model._compute_fingerprint()
+    module = next(m for m in tiny_model.model.modules() if isinstance(getattr(m, "weight", None), torch.nn.Parameter))
+    module.weight = torch.nn.Parameter(module.weight.detach() * 2)  # a new tensor in the module
+    assert tiny_model.fingerprint() == tiny_model._compute_fingerprint() != loaded
+
+
 def test_tl_state_dict_without_copies(tiny_model):
     """clone=False gives the same weights, detached, without copying the large matrices."""
     copies, views = tiny_model.tl_state_dict(), tiny_model.tl_state_dict(clone=False)
