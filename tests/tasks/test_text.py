@@ -255,3 +255,17 @@ def test_the_token_memo_equals_the_tokenizer_and_follows_its_vocabulary(tokenize
     monkeypatch.setattr(text_module, "TOKEN_MEMO_TEXTS", 2)
     fresh.tokenize(["a ->", "b ->", texts[1]])
     assert list(fresh.texts) == ["b ->", texts[1]]
+
+    class Unhashable:  # a tokenizer-like object that compares by value: no memo to keep, still equal results
+        __hash__ = None
+
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Unhashable)
+
+        def __len__(self) -> int:
+            return len(own)
+
+        def __call__(self, batch: list[str], **kw):
+            return own(batch, **kw)
+
+    assert TokenMemo.of(Unhashable()).tokenize(texts) == direct(texts)

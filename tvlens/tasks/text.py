@@ -42,6 +42,7 @@ import dataclasses
 import json
 import os
 import string
+import threading
 import warnings
 import weakref
 from array import array
@@ -413,42 +414,53 @@ class TokenMemo:
     what drawing text prompts costs. The memo holds each text's ids and character spans compactly
     (machine-int arrays, about 1 KB a text), forgets the least recently used beyond
     :data:`TOKEN_MEMO_TEXTS`, and starts afresh when the tokenizer's vocabulary size changes (tokens
-    added). It lives as long as its tokenizer (a weak reference) and returns new lists each time:
-    what the caller gets equals ``tokenizer(texts, add_special_tokens=False,
+    added). It lives as long as its tokenizer (a weak reference; a tokenizer that cannot be weakly
+    referenced or hashed gets a memo for one call), is safe to share between threads, and returns new
+    lists each time: what the caller gets equals ``tokenizer(texts, add_special_tokens=False,
     return_offsets_mapping=True)``.
     """
 
     _memos: ClassVar[weakref.WeakKeyDictionary] = weakref.WeakKeyDictionary()
+    _memos_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, tokenizer: Any) -> None:
-        self.tokenizer = weakref.proxy(tokenizer)
+        try:
+            self.tokenizer = weakref.proxy(tokenizer)
+        except TypeError:
+            self.tokenizer = tokenizer
         self.vocabulary = len(tokenizer)
         self.texts: OrderedDict[str, tuple[array, array]] = OrderedDict()
+        self.lock = threading.Lock()
 
     @classmethod
     def of(cls, tokenizer: Any) -> TokenMemo:
         """The memo of ``tokenizer`` (a new one when it has none, or when its vocabulary has grown)."""
-        memo = cls._memos.get(tokenizer)
-        if memo is None or memo.vocabulary != len(tokenizer):
-            memo = cls._memos[tokenizer] = cls(tokenizer)
-        return memo
+        with cls._memos_lock:
+            try:
+                memo = cls._memos.get(tokenizer)
+            except TypeError:  # not hashable or not weakly referable: nothing to keep it under
+                return cls(tokenizer)
+            if memo is None or memo.vocabulary != len(tokenizer):
+                memo = cls._memos[tokenizer] = cls(tokenizer)
+            return memo
 
     def tokenize(self, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
         """Each text's token ids and each token's ``(start, end)`` characters, without special tokens."""
-        missing = [text for text in dict.fromkeys(texts) if text not in self.texts]
-        if missing:
-            encoded = self.tokenizer(missing, add_special_tokens=False, return_offsets_mapping=True)
-            for text, ids, spans in zip(missing, encoded["input_ids"], encoded["offset_mapping"]):
-                self.texts[text] = (array("l", ids), array("l", [c for span in spans for c in span]))
-        out = []
-        for text in texts:
-            ids, flat = self.texts[text]
-            self.texts.move_to_end(text)
-            ends = iter(flat)
-            out.append((ids.tolist(), list(zip(ends, ends))))
-        while len(self.texts) > TOKEN_MEMO_TEXTS:
-            self.texts.popitem(last=False)
-        return out
+        with self.lock:
+            missing = [text for text in dict.fromkeys(texts) if text not in self.texts]
+            if missing:
+                encoded = self.tokenizer(missing, add_special_tokens=False, return_offsets_mapping=True)
+                for text, ids, spans in zip(missing, encoded["input_ids"], encoded["offset_mapping"]):
+                    self.texts[text] = (array("l", ids), array("l", [c for span in spans for c in span]))
+            out = []
+            for text in texts:
+                ids, flat = self.texts[text]
+                self.texts.move_to_end(text)
+                ends = iter(flat)
+                out.append((ids.tolist(), list(zip(ends, ends))))
+            while len(self.texts) > TOKEN_MEMO_TEXTS:
+                self.texts.popitem(last=False)
+            return out
 
 
 __all__ = ["DATA_DIR", "TEMPLATES", "TOKEN_MEMO_TEXTS", "TextTasks", "TokenMemo", "check_template", "WordPairs",
