@@ -124,8 +124,9 @@ def test_the_fingerprint_follows_every_weight_change(tiny_model, backend):
     loaded = tiny_model.fingerprint()
     assert loaded["weights_sha256"] not in (before["weights_sha256"], edited["weights_sha256"])
     assert loaded == tiny_model._compute_fingerprint()
-    module = next(m for m in tiny_model.model.modules() if isinstance(getattr(m, "weight", None), torch.nn.Parameter))
-    module.weight = torch.nn.Parameter(module.weight.detach() * 2)  # a new tensor in the module
+    module, name, weight = next((m, n, w) for m in tiny_model.model.modules()
+                                for n, w in m.named_parameters(recurse=False))
+    setattr(module, name, torch.nn.Parameter(weight.detach() * 2))  # a new tensor in the module
     assert tiny_model.fingerprint() == tiny_model._compute_fingerprint() != loaded
 
 
