@@ -142,23 +142,29 @@ def fit_linear_maps(
     if intercept:
         eye[d_in, d_in] = 0.0
 
-    def solve(rows: Tensor, alpha: Tensor) -> Tensor:
+    def normal_equations(rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``XᵀX``, ``XᵀY`` over ``rows`` and ``tr(XᵀX)`` of the inputs (shared by every α)."""
         xr, yr = x[:, rows], y[:, rows]
         gram = xr.mT @ xr
-        penalty = (alpha * gram[:, :d_in, :d_in].diagonal(dim1=1, dim2=2).sum(1) / d_in)[:, None, None] * eye
-        return torch.linalg.lstsq(gram + penalty, xr.mT @ yr).solution.mT  # [maps, d_out, d_in (+ 1)]
+        return gram, xr.mT @ yr, gram[:, :d_in, :d_in].diagonal(dim1=1, dim2=2).sum(1)
+
+    def solve(system: tuple[Tensor, Tensor, Tensor], alpha: Tensor) -> Tensor:
+        gram, xty, trace = system
+        penalty = (alpha * trace / d_in)[:, None, None] * eye
+        return torch.linalg.lstsq(gram + penalty, xty).solution.mT  # [maps, d_out, d_in (+ 1)]
 
     def r2(rows: Tensor, w: Tensor) -> Tensor:
         return r_squared_many(y[:, rows], x[:, rows] @ w.mT)
 
-    fits = [solve(train, torch.full((n_maps,), alpha, dtype=x.dtype)) for alpha in alphas]
+    on_train = normal_equations(train)
+    fits = [solve(on_train, torch.full((n_maps,), alpha, dtype=x.dtype)) for alpha in alphas]
     scores = torch.stack([r2(validation, w) for w in fits], 1)  # [maps, alphas]
     best = scores.argmax(1)  # the first of ties
     w_test = torch.stack(fits, 1)[torch.arange(n_maps), best]
     test_r2 = r2(test, w_test)
     rel = (y[:, test] - x[:, test] @ w_test.mT).flatten(1).norm(dim=1) / \
         y[:, test].flatten(1).norm(dim=1).clamp_min(1e-30)
-    w_all = solve(torch.arange(n), torch.tensor(alphas, dtype=x.dtype)[best])
+    w_all = solve(normal_equations(torch.arange(n)), torch.tensor(alphas, dtype=x.dtype)[best])
     return [LinearFit(W=w_all[i, :, :d_in], alpha=alphas[int(best[i])], r2=float(test_r2[i]),
                       relative_error=float(rel[i]), alphas=list(alphas), held_out_r2=scores[i].tolist(),
                       b=w_all[i, :, d_in] if intercept else None) for i in range(n_maps)]
