@@ -58,7 +58,7 @@ def test_vector_learn_evaluate_and_analyze(tmp_path):
     proc = run("evaluate", "--vector", str(vector), "--prompts", "64", "--quiet")
     assert proc.returncode == 0, proc.stderr
     header, *rows = proc.stdout.splitlines()
-    assert header == "perm-mix, task 0: 64 prompts, 16-shot ICL prompts"
+    assert header == "perm-mix, task 0: 64 prompts of the 'shared' split, 16-shot ICL prompts"
     scores = {line.split()[0]: float(line.split()[2]) for line in rows}
     assert set(scores) == {"zero_shot", "icl", "injected"} and scores["icl"] > scores["zero_shot"] + 0.3
     # the printed scores are evaluate()'s on the seed's held-out split, the vector read back from its file (a
@@ -356,6 +356,29 @@ def test_evaluate_states_its_shots_and_defaults_to_the_training_prompts(cli):
     proc = cli("evaluate", "--model", "linear-regression", "--prompts", "8", "--quiet")  # a continuous family
     assert proc.returncode == 0 and "20-shot ICL prompts" in proc.stdout and "mse_per_dim" in proc.stdout
     one_line_error(cli("evaluate", "--task-id", "8", "--quiet"), "--task-id=8: expected 0 … 7")
+
+
+def test_evaluate_scores_the_split_asked_for(cli, monkeypatch):
+    """--split picks the prompts scored (default the held-out 'shared' split); the printed scores are evaluate()'s on
+    that split, and a name that is not a split is refused before the model is loaded."""
+    import torch
+
+    from tvlens import evaluate, zoo
+
+    proc = cli("evaluate", "--prompts", "16", "--split", "aside", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "16 prompts of the 'aside' split" in proc.stdout
+    model, task = zoo.load("perm-mix"), zoo.task("perm-mix").single(0)
+    shots = zoo.spec("perm-mix").train.n_shots
+    for mode in ("zero_shot", "icl"):
+        result = evaluate(model, task, mode, n_prompts=16, n_shots=shots, split="aside", progress=False)
+        (line,) = [row for row in proc.stdout.splitlines() if row.startswith(mode + " ")]
+        assert f"{result.mean:.4f} ± {result.stderr:.4f}" in line, (line, result.mean)
+    shared = evaluate(model, task, "zero_shot", n_prompts=16, n_shots=shots, progress=False)
+    assert not torch.equal(shared.values, evaluate(model, task, "zero_shot", n_prompts=16, n_shots=shots,
+                                                   split="aside", progress=False).values)  # other prompts
+    monkeypatch.setattr(zoo, "load", lambda *a, **k: pytest.fail("loaded before the check"))
+    one_line_error(cli("evaluate", "--split", "holdout", "--quiet"), "--split='holdout': expected one of ['train'")
 
 
 def test_vector_of_another_model_needs_the_flag(cli, tmp_path):

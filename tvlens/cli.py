@@ -212,14 +212,18 @@ def _read_vector(args: argparse.Namespace, model: Any) -> Any:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from tvlens.evaluate import evaluate
+    from tvlens.tasks.splits import BLOCKS
 
+    if args.split not in BLOCKS:
+        raise ValueError(f"--split={args.split!r}: expected one of {list(BLOCKS)}")
     model, task = _load(args)
     vector = _read_vector(args, model) if args.vector else None
     modes = ["zero_shot", "icl"] + (["injected"] if vector is not None else [])
-    print(f"{args.model}, task {args.task_id}: {args.prompts} prompts, {args.shots}-shot ICL prompts")
+    print(f"{args.model}, task {args.task_id}: {args.prompts} prompts of the {args.split!r} split, "
+          f"{args.shots}-shot ICL prompts")
     for mode in modes:
         result = evaluate(model, task, mode, vector if mode == "injected" else None, n_prompts=args.prompts,
-                          n_shots=args.shots, seed=args.seed, progress=not args.quiet)
+                          n_shots=args.shots, seed=args.seed, split=args.split, progress=not args.quiet)
         n = result.values.numel()
         print(f"{mode:<10} {result.metric} {_plus_minus(result.mean, result.stderr, n)} (n={n})")
     return 0
@@ -397,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="zero-shot, ICL and (with --vector) injected scores")
     evaluate.add_argument("--vector", default=None, help="a task vector .safetensors file to inject")
     evaluate.add_argument("--prompts", type=_positive_int, default=256, help="prompts (default 256)")
+    evaluate.add_argument("--split", default="shared",
+                          help="the split scored (default 'shared': held-out queries no vector trained or chose on; "
+                               "'aside' scores every query, e.g. on a demo model with few symbols)")
     _common(evaluate, vector=None)
     evaluate.set_defaults(func=_evaluate)
 
