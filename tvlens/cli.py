@@ -403,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--prompts", type=_positive_int, default=256, help="prompts (default 256)")
     evaluate.add_argument("--split", default="shared",
                           help="the split scored (default 'shared': held-out queries no vector trained or chose on; "
-                               "'aside' scores every query, e.g. on a demo model with few symbols)")
+                               "'aside': prompts over every query, none held out)")
     _common(evaluate, vector=None)
     evaluate.set_defaults(func=_evaluate)
 
