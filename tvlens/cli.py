@@ -212,10 +212,12 @@ def _read_vector(args: argparse.Namespace, model: Any) -> Any:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from tvlens.evaluate import evaluate
-    from tvlens.tasks.splits import BLOCKS
+    from tvlens.tasks.splits import Splits
 
-    if args.split not in BLOCKS:
-        raise ValueError(f"--split={args.split!r}: expected one of {list(BLOCKS)}")
+    try:
+        Splits.check_split(args.split)  # the one check of a split's name, before the model loads
+    except ValueError as error:
+        raise ValueError(f"--{error}") from None
     model, task = _load(args)
     vector = _read_vector(args, model) if args.vector else None
     modes = ["zero_shot", "icl"] + (["injected"] if vector is not None else [])

@@ -395,7 +395,7 @@ class TextTasks(Task):
         pad = self.tokenizer.pad_token_id
         pad = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
         offsets = torch.tensor([width - len(seq) for seq in sequences])  # [batch] each row's left padding
-        inputs = torch.tensor([[pad] * (width - len(seq)) + list(seq) for seq in sequences], dtype=torch.long)
+        inputs = torch.tensor([[pad] * (width - len(seq)) + seq for seq in sequences], dtype=torch.long)
         mask = (torch.arange(width) >= offsets[:, None]).long()
         answer_positions = torch.tensor(positions, dtype=torch.long) + offsets[:, None]
         answer_targets = torch.tensor(targets)
