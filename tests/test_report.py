@@ -103,6 +103,17 @@ class _Bar:
 def test_unknown_model_is_refused_before_any_work():
     with pytest.raises(KeyError, match="name='gpt-7' is not a zoo model"):
         ReportConfig(models=["gpt-7"])
+    with pytest.raises(ValueError, match=r"^workers=0: expected an int >= 1$"):
+        ReportConfig(workers=0)
+
+
+def test_the_ledger_runs_on_a_worker_per_core_unless_told_or_quick():
+    from tvlens._parallel import default_workers
+
+    assert ReportConfig().ledger_workers == default_workers()
+    assert ReportConfig(quick=True).ledger_workers == 1  # a preview: starting processes would cost more than it saves
+    assert ReportConfig(quick=True, workers=3).ledger_workers == 3
+    assert ReportConfig(workers=1).ledger_workers == 1
 
 
 def _chromium() -> str | None:

@@ -54,9 +54,9 @@ def _plus_minus(mean: float, stderr: float, n: int) -> str:
 
 
 def _set_threads(threads: int | None = None) -> None:
-    import torch
+    from tvlens._parallel import set_threads  # imported here: `tvlens --help` does not import torch
 
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)) if threads is None else threads)
+    set_threads(threads)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -267,7 +267,7 @@ def _report(args: argparse.Namespace) -> int:
     if not models:
         raise ValueError(f"--models={args.models!r}: expected a comma-separated list of zoo model names")
     config = ReportConfig(models=models, quick=args.quick, cache_dir=None if args.no_cache else args.cache_dir,
-                          studies=not args.no_studies, seed=args.seed)
+                          studies=not args.no_studies, seed=args.seed, workers=args.workers)
     report = build_report(config, progress=not args.quiet)
     path = write_report(report, args.out)
     where = "the report to standard output" if is_stdout(args.out) else path
@@ -318,20 +318,11 @@ def _claims(args: argparse.Namespace) -> int:
     # every model checked (directory, task names, --tasks on a zoo model) before any model loads
     models = [subject(model, names, template=args.template, dtype=args.dtype, argument="--model",
                       tasks_argument="--tasks") for model in args.model] if args.model else None
-    executor = None
-    if args.workers > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    from tvlens._parallel import process_pool
 
-        executor = ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_set_threads, initargs=(1,))
-    else:
-        _set_threads()
-    try:
+    _set_threads()
+    with process_pool(args.workers, "--workers") as executor:
         ledger = claims_ledger(config, progress=not args.quiet, models=models, executor=executor)
-    finally:
-        if executor is not None:
-            executor.shutdown(cancel_futures=True)
     table = ledger.to_markdown()
     if not is_stdout(args.out):  # `--out -` prints it once
         print(table)
@@ -425,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--no-cache", action="store_true", help="recompute every stage")
     report.add_argument("--no-studies", action="store_true", help="skip the claims ledger and the cross-model studies")
     report.add_argument("--seed", type=_seed, default=0, help="seed of the prompts")
+    report.add_argument("--workers", type=_positive_int, default=None, help="processes the claims ledger's models "
+                        "run on (default: one per core, at most 4, and 1 with --quick; 1: in this process)")
     report.add_argument("--quiet", action="store_true", help="no progress bars")
     report.set_defaults(func=_report)
 
@@ -446,8 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "model's training prompts, 5 for word-pair tasks)")
     claims.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16", "float64"),
                         help="what a Hugging Face --model is loaded in (default float32)")
-    claims.add_argument("--workers", type=_positive_int, default=1, help="processes to run the units on (default 1: "
-                        "in this process); each loads a model once")
+    claims.add_argument("--workers", type=_positive_int, default=1, help="processes to run the models on (default 1: "
+                        "in this process); each runs all the units of a model and loads it once")
     claims.add_argument("--out", default=None, help="also write the markdown table to this "
                         "file (- for standard output alone)")
     claims.add_argument("--quiet", action="store_true", help="no progress bars")

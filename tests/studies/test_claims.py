@@ -243,6 +243,26 @@ EXPECTED: dict[tuple[str, str], str] = {
 
 
 @pytest.mark.slow
+def test_the_zoo_ledger_on_worker_processes_is_the_in_process_one():
+    """Each worker runs all the units of a model (their LTVs learned side by side, a TVP-loss arm's partner loaded
+    there too): the rows and per-unit values equal the in-process ledger's."""
+    from tvlens._parallel import process_pool
+
+    config = LedgerConfig(n_tasks=2, seeds=(0,), n_prompts=16, epochs=3,
+                          claims=("ltv_beats_vanilla", "ltv_near_icl", "tvp_loss", "head_weighted_beats_fv"))
+    here = claims_ledger(config, progress=False)
+    with process_pool(2) as pool:
+        there = claims_ledger(config, progress=False, executor=pool)
+    assert [(r.claim, r.model, r.verdict, r.unconverged) for r in there.rows] == \
+        [(r.claim, r.model, r.verdict, r.unconverged) for r in here.rows]
+    for a, b in zip(here.rows, there.rows):
+        assert a.values.keys() == b.values.keys()
+        for key in a.values:
+            torch.testing.assert_close(b.values[key], a.values[key], rtol=0, atol=1e-6)
+            torch.testing.assert_close(b.controls[key], a.controls[key], rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
 def test_the_ledger_verdicts_on_the_zoo():
     ledger = claims_ledger(LedgerConfig())
     found = {(r.claim, r.model): r.verdict for r in ledger.rows}

@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tvlens import zoo
+from tvlens._checks import check_int
 from tvlens._config import Config
+from tvlens._parallel import default_workers
 
 #: The word-pair tasks a Hugging Face model is reported on (task 0 is the one vectors are made for).
 HF_TASKS = ("antonyms", "country_capital", "english_french", "present_past")
@@ -32,6 +34,9 @@ class ReportConfig(Config):
         cache_dir: where stage results are cached (``None``: no cache).
         studies: also run the claims ledger (first) and the cross-model studies (TVP-loss, depth vs complexity,
             the Yang et al. 2025a table).
+        workers: processes the zoo's claims ledger runs its models on (``None``: one per core, at most 4, and in
+            this process for a ``quick`` preview, which would wait longer for the processes to start than for its
+            ledger; ``1``: in this process). The table is the same either way.
     """
 
     models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
@@ -39,8 +44,11 @@ class ReportConfig(Config):
     seed: int = 0
     cache_dir: str | None = None
     studies: bool = True
+    workers: int | None = None
 
     def __post_init__(self) -> None:
+        if self.workers is not None:
+            check_int("workers", self.workers, 1)
         for name in self.models:
             if not is_hf_dir(name):
                 zoo.spec(name)  # a clear KeyError for an unknown name before any work
@@ -48,6 +56,13 @@ class ReportConfig(Config):
     @property
     def n_prompts(self) -> int:
         return 64 if self.quick else 200
+
+    @property
+    def ledger_workers(self) -> int:
+        """The processes the zoo's ledger runs on (:attr:`workers` resolved)."""
+        if self.workers is not None:
+            return self.workers
+        return 1 if self.quick else default_workers()
 
 
 __all__ = ["DEFAULT_MODELS", "HF_TASKS", "ReportConfig", "is_hf_dir"]

@@ -8,6 +8,7 @@ a stage only after what it needs.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -18,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tvlens import zoo
+from tvlens._parallel import process_pool
 from tvlens.analysis import injection_layer_maps, key_head_analysis, linear_dynamics, ov_decomposition
 from tvlens.analysis.dynamics import DynamicsResult, InjectionLayerMaps
 from tvlens.analysis.heads import KeyHeadResult
@@ -416,13 +418,16 @@ def _ledger_weights(run: Run) -> dict[str, str]:
         return {name: model.fingerprint()["weights_sha256"] for name, model in run.ledger_models.items()}
     config = _ledger_config(run)
     names = sorted({m for name in (config.claims or CLAIMS) for m in CLAIMS[name].zoo_models})
-    return {name: run.zoo_model(name).fingerprint()["weights_sha256"] for name in names}
+    # the zoo's files, hashed without loading them (the ledger's workers load the models themselves)
+    return {name: "file:" + hashlib.sha256(zoo.weights_path(name).read_bytes()).hexdigest() for name in names}
 
 
 def _ledger(run: Run) -> ClaimsLedger:
-    """The zoo's ledger, or with Hugging Face models in the report the ledger on them (on :data:`HF_TASKS`)."""
+    """The zoo's ledger (its models spread over :attr:`ReportConfig.ledger_workers` processes), or with Hugging Face
+    models in the report the ledger on them (on :data:`HF_TASKS`, in this process: they are loaded here)."""
     if not run.ledger_models:
-        return claims_ledger(_ledger_config(run), progress=run.progress)
+        with process_pool(run.config.ledger_workers) as executor:
+            return claims_ledger(_ledger_config(run), progress=run.progress, executor=executor)
     models = [subject(model, HF_TASKS, name=name) for name, model in run.ledger_models.items()]
     return claims_ledger(_ledger_config(run), progress=run.progress, models=models)
 

@@ -715,30 +715,37 @@ class ClaimsLedger(Records):
 
 @dataclass(frozen=True)
 class _Job:
-    """One unit (model × task × seed) and the claims it measures: all an executor's worker needs (picklable)."""
+    """One model's units (task × seed each) and the claims they measure: all an executor's worker needs
+    (picklable). A model's units run together so that their vectors are learned side by side, as in-process."""
 
     subject: Subject
-    task_id: int
-    seed: int
+    units: tuple[tuple[int, int], ...]
     config: LedgerConfig
     claims: tuple[str, ...]
     ledger: str
 
 
-def _measure(job: _Job, shared: dict[Any, Any] | None = None) -> list[tuple[float, float, int]]:
-    """``(effect, control, unconverged)`` of each of ``job.claims`` on its unit. In a worker, ``shared`` is the
-    worker's own (each model loaded once per worker); in-process, the ledger's, and the units' learned vectors
-    are learned side by side (every unit of the ledger runs in this process and reads them from it)."""
-    unit = Unit(job.subject, job.task_id, job.seed, job.config, worker_shared(job.ledger) if shared is None else shared,
-                together=shared is not None)
+def _measure(job: _Job, shared: dict[Any, Any] | None = None, done: Callable[[int], Any] | None = None
+             ) -> list[list[tuple[float, float, int]]]:
+    """Per unit of ``job`` (in its order), ``(effect, control, unconverged)`` of each of ``job.claims``. In a
+    worker, ``shared`` is the worker's own (each model loaded once per worker); in-process, the ledger's. Either
+    way the units of the model learn their vectors side by side (they all run here and read them from it).
+    ``done(n)`` is told after each unit how many measurements it made."""
+    shared = worker_shared(job.ledger) if shared is None else shared
     out = []
-    for name in job.claims:
-        unit.touched.clear()
-        effect, control = (float(x) for x in CLAIMS[name].measure(unit))
-        if not (math.isfinite(effect) and math.isfinite(control)):
-            raise ValueError(f"claim {name!r} on {unit}: the effect is {effect} and the control {control}; expected "
-                             "finite numbers")
-        out.append((effect, control, unit.unconverged()))
+    for task_id, seed in job.units:
+        unit = Unit(job.subject, task_id, seed, job.config, shared, together=True)
+        measured = []
+        for name in job.claims:
+            unit.touched.clear()
+            effect, control = (float(x) for x in CLAIMS[name].measure(unit))
+            if not (math.isfinite(effect) and math.isfinite(control)):
+                raise ValueError(f"claim {name!r} on {unit}: the effect is {effect} and the control {control}; "
+                                 "expected finite numbers")
+            measured.append((effect, control, unit.unconverged()))
+        out.append(measured)
+        if done is not None:
+            done(len(measured))
     return out
 
 
@@ -793,11 +800,11 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
         template: the word-pair prompt template (``"arrow"``, ``"hendel"``, ``"todd"``, ``"qa"`` or a string).
         dtype: what Hugging Face directories are loaded in (``"float32"``, ``"bfloat16"``, ``"float16"``,
             ``"float64"``).
-        executor: a :class:`concurrent.futures.Executor` to run the units (model × task × seed) on — a
-            ``ProcessPoolExecutor``, ``dask.distributed.Client(...).get_executor()``, a Ray wrapper
-            (``docs/real-models.md``). ``None``: one
-            after the other in this process. Each worker loads a model once and keeps it for the units it runs; the
-            table is the same either way. Loaded models cannot be sent to workers (pass their directories).
+        executor: a :class:`concurrent.futures.Executor` to run the models on — a ``ProcessPoolExecutor``,
+            ``dask.distributed.Client(...).get_executor()``, a Ray wrapper (``docs/real-models.md``). ``None``: one
+            model after the other in this process. A worker runs all the units (task × seed) of one model, so that
+            their vectors are learned side by side as in-process, and loads the model once; the table is the same
+            either way. Loaded models cannot be sent to workers (pass their directories).
 
     Units run model by model, so the vectors a unit learns (its vanilla TV, its LTVs) serve every claim that
     needs them.
@@ -818,29 +825,30 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
             raise ValueError(f"models: {loaded} are loaded models, which an executor's workers cannot load; pass "
                              "their directories (or run without executor)")
     ledger_id = uuid.uuid4().hex
-    jobs = [_Job(s, t, seed, config, tuple(c.name for c in claims if label in on[c.name]), ledger_id)
-            for label, s in subjects.items() if any(label in on[c.name] for c in claims)
-            for t in range(s.n_tasks(config.n_tasks)) for seed in config.seeds]
-    total = sum(len(job.claims) for job in jobs)
-    results: list[list[tuple[float, float, int]]] = []
+    jobs = [_Job(s, tuple((t, seed) for t in range(s.n_tasks(config.n_tasks)) for seed in config.seeds), config,
+                 tuple(c.name for c in claims if label in on[c.name]), ledger_id)
+            for label, s in subjects.items() if any(label in on[c.name] for c in claims)]
+    total = sum(len(job.units) * len(job.claims) for job in jobs)
+    results: list[list[list[tuple[float, float, int]]]] = []
     with progress_bar(total=total, desc="claims ledger", progress=progress) as bar:
         if executor is None:
             shared: dict[Any, Any] = {}
             for job in jobs:
-                results.append(_measure(job, shared))
-                bar.update(len(job.claims))
-        else:
-            futures = [executor.submit(_measure, job) for job in jobs]
-            sizes = {future: len(job.claims) for future, job in zip(futures, jobs)}
-            for future in as_completed(futures):
+                results.append(_measure(job, shared, bar.update))
+        else:  # the models with the most measurements first, so that the last to finish are short
+            order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].units) * len(jobs[i].claims))
+            futures = {i: executor.submit(_measure, jobs[i]) for i in order}
+            sizes = {future: len(jobs[i].units) * len(jobs[i].claims) for i, future in futures.items()}
+            for future in as_completed(sizes):
                 bar.update(sizes[future])
-            results = [f.result() for f in futures]
+            results = [futures[i].result() for i in range(len(jobs))]
     values: dict[tuple[str, str], list[tuple[float, float]]] = {}
     unconverged: dict[tuple[str, str], int] = {}
-    for job, measured in zip(jobs, results):
-        for name, (effect, control, n) in zip(job.claims, measured):
-            values.setdefault((name, job.subject.name), []).append((effect, control))
-            unconverged[(name, job.subject.name)] = unconverged.get((name, job.subject.name), 0) + n
+    for job, per_unit in zip(jobs, results):
+        for measured in per_unit:
+            for name, (effect, control, n) in zip(job.claims, measured):
+                values.setdefault((name, job.subject.name), []).append((effect, control))
+                unconverged[(name, job.subject.name)] = unconverged.get((name, job.subject.name), 0) + n
     groups: list[_Group] = []
     for c in claims:
         measured_on = on[c.name]
