@@ -8,10 +8,15 @@ made one call at a time.
   ``learn_task_vector`` call (its own train / dev / test prefixes), and each score its own ``evaluate`` call (a
   forward of the unit's prompts per vector).
 
-The rest (vanilla sweeps, function vectors, TVP profiles, maps) is the same code on both sides. Both run once,
+* **on worker processes**, as ``tvlens report`` runs it: the same in-process ledger, its models spread over one
+  spawned worker per core (``tvlens._parallel``), each worker with its share of the threads.
+
+The rest (vanilla sweeps, function vectors, TVP profiles, maps) is the same code on every side. Each runs once,
 at a reduced configuration (2 tasks × 2 seeds per model, every claim, every zoo model), and the effects and
-controls of the two tables are compared (the learned vectors agree to float tolerance; an accuracy at a near
-tie may still move by one prompt). Prints one ``ratio ledger_vs_one_at_a_time X`` line.
+controls of the tables are compared (the learned vectors agree to float tolerance; an accuracy at a near tie may
+still move by one prompt). Prints ``ratio ledger_vs_one_at_a_time X`` (both in this process) and
+``ratio ledger_workers_vs_one_at_a_time X`` (the report's way against the one-call-at-a-time ledger in this
+process).
 
     python benchmarks/bench_ledger.py
 """
@@ -29,6 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _timing import compare  # noqa: E402
 
+from tvlens._parallel import default_workers, process_pool  # noqa: E402
 from tvlens.evaluate import evaluate  # noqa: E402
 from tvlens.studies import LedgerConfig, claims, claims_ledger  # noqa: E402
 from tvlens.vectors import learn_task_vector  # noqa: E402
@@ -61,9 +67,19 @@ def one_call_at_a_time() -> Iterator[None]:
         unit.__init__, unit.score, claims.learn_task_vectors = saved
 
 
+def _compared(a, b) -> tuple[float, int, int]:
+    """The largest change of an effect or control between two tables, and on how many of the measured rows the
+    verdicts are equal."""
+    rows = [(x, y) for x, y in zip(a.rows, b.rows) if not math.isnan(x.mean)]
+    assert [(x.claim, x.model) for x, _ in rows] == [(y.claim, y.model) for _, y in rows]
+    moved = max(max(abs(x.mean - y.mean), abs(x.control - y.control)) for x, y in rows)
+    return moved, sum(x.verdict == y.verdict for x, y in rows), len(rows)
+
+
 def main() -> None:
     torch.set_num_threads(2)
     tables = {}
+    workers = default_workers()
 
     def as_it_runs() -> None:
         tables["ledger"] = claims_ledger(CONFIG, progress=False)
@@ -72,16 +88,20 @@ def main() -> None:
         with one_call_at_a_time():
             tables["apart"] = claims_ledger(CONFIG, progress=False)
 
-    times = compare({"apart": apart, "ledger": as_it_runs}, repeats=1, warmup=0)
-    rows = [(a, b) for a, b in zip(tables["ledger"].rows, tables["apart"].rows) if not math.isnan(a.mean)]
-    assert [(a.claim, a.model) for a, _ in rows] == [(b.claim, b.model) for _, b in rows]
-    moved = max(max(abs(a.mean - b.mean), abs(a.control - b.control)) for a, b in rows)
-    same = sum(a.verdict == b.verdict for a, b in rows)
-    ratio = times["apart"] / times["ledger"]
-    print(f"claims ledger, {len(CONFIG.seeds)} seeds x {CONFIG.n_tasks} tasks per model, every claim: one call at a "
-          f"time {times['apart']:.1f} s, as it runs {times['ledger']:.1f} s, {ratio:.2f}x; largest change of an "
-          f"effect or control {moved:.2e}; verdicts equal on {same} of {len(rows)} rows")
-    print(f"ratio ledger_vs_one_at_a_time {ratio:.2f}")
+    def on_workers() -> None:
+        with process_pool(workers) as pool:
+            tables["workers"] = claims_ledger(CONFIG, progress=False, executor=pool)
+
+    times = compare({"apart": apart, "ledger": as_it_runs, "workers": on_workers}, repeats=1, warmup=0)
+    for name, label in (("ledger", "as it runs in this process"), ("workers", f"on {workers} worker processes")):
+        moved, same, n = _compared(tables[name], tables["apart"])
+        print(f"claims ledger, {len(CONFIG.seeds)} seeds x {CONFIG.n_tasks} tasks per model, every claim: one call "
+              f"at a time {times['apart']:.1f} s, {label} {times[name]:.1f} s, {times['apart'] / times[name]:.2f}x; "
+              f"largest change of an effect or control {moved:.2e}; verdicts equal on {same} of {n} rows")
+    moved, same, n = _compared(tables["workers"], tables["ledger"])
+    print(f"worker processes vs this process: largest change {moved:.2e}, verdicts equal on {same} of {n} rows")
+    print(f"ratio ledger_vs_one_at_a_time {times['apart'] / times['ledger']:.2f}")
+    print(f"ratio ledger_workers_vs_one_at_a_time {times['apart'] / times['workers']:.2f}")
     print("goal: >= 4x")
 
 
