@@ -272,3 +272,29 @@ def test_the_ledger_verdicts_on_the_zoo():
     # converged: the learned vectors behind the rows stopped because their dev loss stopped improving (>= 90 %)
     n_units = sum(r.n_tasks * r.n_seeds for r in ledger.rows)
     assert sum(r.unconverged for r in ledger.rows) <= 0.1 * n_units
+
+
+def test_an_executor_gets_the_models_with_the_most_work_first():
+    """Jobs are submitted by units × the claims' declared costs, largest first (a head-weighted regression unit
+    costs 3 typical ones, a TVP-loss arm's 2 claims 2): the order only, the table is assembled in model order."""
+    import concurrent.futures
+    import dataclasses
+
+    class Recording(concurrent.futures.Executor):
+        def __init__(self):
+            self.order = []
+
+        def submit(self, fn, job, *args, **kwargs):
+            self.order.append(job.subject.name)
+            future = concurrent.futures.Future()
+            future.set_result([[(0.0, 0.0, 0)] * len(job.claims) for _ in job.units])  # no work: the order is tested
+            return future
+
+    pool = Recording()
+    ledger = claims_ledger(LedgerConfig(n_tasks=1, seeds=(0,), claims=("tvp_loss", "tvp_loss_keeps_icl",
+                                                                      "head_weighted_beats_fv")), executor=pool)
+    regression, arms = CLAIMS["head_weighted_beats_fv"].models, CLAIMS["tvp_loss"].models
+    assert pool.order == [*regression, *arms]
+    assert [r.model for r in ledger.rows if r.claim == "head_weighted_beats_fv"] == list(regression)
+    with pytest.raises(ValueError, match=r"Claim 'tvp_loss': cost=0; expected a positive finite number"):
+        dataclasses.replace(CLAIMS["tvp_loss"], cost=0)

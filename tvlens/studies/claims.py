@@ -347,6 +347,9 @@ class Claim:
         needs: what the model it is measured on must offer (a key of :data:`~tvlens.studies.subjects.NEEDS`): a
             ledger on a researcher's models measures the claim on each model that offers it and gives the others
             a ``not applicable`` row that says why.
+        cost: the time one unit's measurement takes relative to a typical claim's (measured on the zoo, one
+            thread): an executor starts the models with the most work first, so the last to finish are short.
+            It orders the work and changes no number.
     """
 
     name: str
@@ -363,6 +366,7 @@ class Claim:
     label: str = ""
     partners: tuple[str, ...] = ()
     needs: str = "labels"
+    cost: float = 1.0
 
     @property
     def zoo_models(self) -> tuple[str, ...]:
@@ -374,6 +378,8 @@ class Claim:
             raise ValueError(f"Claim.control_rule={self.control_rule!r}: expected 'subtract', 'must_fail' or 'shown'")
         if self.needs not in NEEDS:
             raise ValueError(f"Claim {self.name!r}: needs={self.needs!r}; expected one of {list(NEEDS)}")
+        if not 0 < self.cost < math.inf:
+            raise ValueError(f"Claim {self.name!r}: cost={self.cost!r}; expected a positive finite number")
         if (self.contrast or self.replicated) == (self.needs in OFFERS):
             raise ValueError(f"Claim {self.name!r}: a claim over several trained models needs one of "
                              f"{[n for n in NEEDS if n not in OFFERS]}, a claim on one model one of {list(OFFERS)}")
@@ -592,7 +598,7 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           "than the function vector", "Saglam et al. 2025", "1 − error(head-weighted LTV) / error(FV), both "
           "reading their heads from another prompt of the same function (its last demonstration as the query), "
           "unshifted prompts of the training length (groups of fresh functions)", 0.5, _REGRESSION, _head_weighted,
-          "1 − error(zero-shot) / error(FV)", control_rule="shown", needs="regression"),
+          "1 − error(zero-shot) / error(FV)", control_rule="shown", needs="regression", cost=3.0),
     Claim("tvp_loss", "Training with the TVP-loss raises TVP-mode accuracy at its layer",
           "Yang et al. 2025b", f"TVP-mode accuracy at layer {PERM_TVP_LAYER} (state read from the same demonstrations "
           f"with another query) of a model trained with the TVP-loss minus its step-matched partner trained without "
@@ -609,7 +615,7 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           "half of ICL's gain) of the 32-permutation mixture minus the 8- (or 2-) permutation mixture's", 0.0,
           ("perm-mix-32", "perm-mix", "perm-mix-2"), _tv_layer,
           "the same contrast read from each prompt's own state", control_rule="shown", contrast=True,
-          needs="complexity_series"),
+          needs="complexity_series", cost=0.5),
 ]}
 
 
@@ -835,8 +841,9 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
             shared: dict[Any, Any] = {}
             for job in jobs:
                 results.append(_measure(job, shared, bar.update))
-        else:  # the models with the most measurements first, so that the last to finish are short
-            order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].units) * len(jobs[i].claims))
+        else:  # the models with the most work first (Claim.cost), so that the last to finish are short
+            order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].units) * sum(CLAIMS[c].cost
+                                                                                       for c in jobs[i].claims))
             futures = {i: executor.submit(_measure, jobs[i]) for i in order}
             sizes = {future: len(jobs[i].units) * len(jobs[i].claims) for i, future in futures.items()}
             for future in as_completed(sizes):
