@@ -144,8 +144,8 @@ class Unit:
         subject = as_subject(subject) if isinstance(subject, str) else subject
         self.subject, self.name, self.task_id, self.seed, self.config = subject, subject.name, task_id, seed, config
         self.shared = {} if shared is None else shared
-        #: learn the vectors of this model's other units (tasks × seeds) with this one's, side by side (in-process:
-        #: every unit of the ledger runs here and reads them from ``shared``)
+        #: learn the vectors of this model's other units (tasks × seeds) with this one's, side by side (every unit of
+        #: the model runs in this process, in-process or in an executor's worker, and reads them from ``shared``)
         self.together = together
         if ("model", subject.key) not in self.shared:  # one load per model for the whole ledger, not one per unit
             model = subject.load()
