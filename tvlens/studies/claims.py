@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, as_completed
@@ -62,7 +61,7 @@ from tvlens.models import HookedModel
 from tvlens.models.engine import QueryEngine
 from tvlens.studies.formation import STUDY_SOURCES, tvp_profiles
 from tvlens.studies.regression import fidelity_score, fidelity_vectors
-from tvlens.studies.subjects import NEEDS, OFFERS, Subject, worker_shared
+from tvlens.studies.subjects import NEEDS, OFFERS, Subject
 from tvlens.studies.subjects import subject as as_subject
 from tvlens.studies.verdicts import (
     ALPHA,
@@ -134,7 +133,7 @@ class LedgerConfig(Config):
 class Unit:
     """One model × task × seed, with everything the claims share computed once (vectors, test prompts).
 
-    ``shared`` is one dict for the whole ledger (or for what one executor worker runs of it): each model is
+    ``shared`` is one dict for the whole ledger (or for one model's job on an executor's worker): each model is
     loaded once, and what several units of a model and seed share (the regression vectors, learned once per
     seed and read by every group of prompts) is kept there.
     """
@@ -728,16 +727,16 @@ class _Job:
     units: tuple[tuple[int, int], ...]
     config: LedgerConfig
     claims: tuple[str, ...]
-    ledger: str
 
 
 def _measure(job: _Job, shared: dict[Any, Any] | None = None, done: Callable[[int], Any] | None = None
              ) -> list[list[tuple[float, float, int]]]:
-    """Per unit of ``job`` (in its order), ``(effect, control, unconverged)`` of each of ``job.claims``. In a
-    worker, ``shared`` is the worker's own (each model loaded once per worker); in-process, the ledger's. Either
+    """Per unit of ``job`` (in its order), ``(effect, control, unconverged)`` of each of ``job.claims``. ``shared``:
+    the in-process ledger's dict (its models loaded once for the whole ledger); a worker's job makes its own, which
+    holds the job's model (and any partner model) and the vectors its units share, and is dropped with it. Either
     way the units of the model learn their vectors side by side (they all run here and read them from it).
     ``done(n)`` is told after each unit how many measurements it made."""
-    shared = worker_shared(job.ledger) if shared is None else shared
+    shared = {} if shared is None else shared
     out = []
     for task_id, seed in job.units:
         unit = Unit(job.subject, task_id, seed, job.config, shared, together=True)
@@ -830,9 +829,8 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
         if loaded:
             raise ValueError(f"models: {loaded} are loaded models, which an executor's workers cannot load; pass "
                              "their directories (or run without executor)")
-    ledger_id = uuid.uuid4().hex
     jobs = [_Job(s, tuple((t, seed) for t in range(s.n_tasks(config.n_tasks)) for seed in config.seeds), config,
-                 tuple(c.name for c in claims if label in on[c.name]), ledger_id)
+                 tuple(c.name for c in claims if label in on[c.name]))
             for label, s in subjects.items() if any(label in on[c.name] for c in claims)]
     total = sum(len(job.units) * len(job.claims) for job in jobs)
     results: list[list[list[tuple[float, float, int]]]] = []

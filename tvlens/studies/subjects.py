@@ -17,14 +17,13 @@ and a series of models trained on tasks of rising complexity — are met only by
 researcher's model it gives a row saying what the claim needs instead of a silent gap.
 
 **Across processes.** A subject made from a zoo name or a path is a small picklable record: an
-executor's worker loads the model once (:func:`worker_shared`) and every unit it runs reuses it. A
-subject wrapping an already loaded model is used in the process that holds it.
+executor's worker is sent one model's units, loads the model once and runs them all. A subject wrapping an
+already loaded model is used in the process that holds it.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,17 +221,4 @@ def _shown(tasks: Any) -> str:
                                                              for t in tasks])
 
 
-#: What a worker (process or thread) keeps for the ledger it serves: its loaded models and shared vectors.
-_WORKER = threading.local()
-
-
-def worker_shared(ledger: str) -> dict[Any, Any]:
-    """The dict an executor's worker keeps for the ledger ``ledger``: each model loaded once, the vectors several
-    units share computed once. A new ledger starts a new dict; a thread has its own (hooks on one model must not
-    be shared by concurrent units)."""
-    if getattr(_WORKER, "ledger", None) != ledger:
-        _WORKER.ledger, _WORKER.shared = ledger, {}
-    return _WORKER.shared
-
-
-__all__ = ["DTYPES", "NEEDS", "OFFERS", "Subject", "subject", "worker_shared"]
+__all__ = ["DTYPES", "NEEDS", "OFFERS", "Subject", "subject"]
