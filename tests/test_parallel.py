@@ -22,9 +22,12 @@ def test_a_bad_count_is_refused_before_any_process_starts(bad):
             pytest.fail("a pool was made")
 
 
-def test_the_default_is_one_worker_per_usable_core_up_to_the_cap():
-    cores = len(os.sched_getaffinity(0))
-    assert default_workers() == max(1, min(cores, MAX_WORKERS))
+@pytest.mark.parametrize(("cores", "workers"), [(1, 1), (2, 2), (3, 3), (16, MAX_WORKERS)])
+def test_the_default_is_one_worker_per_usable_core_up_to_the_cap(monkeypatch, cores, workers):
+    """The cores this process may run on (its affinity, not the machine's count), at most the cap."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)  # a machine with more cores than this process may use
+    assert default_workers() == workers
 
 
 @pytest.mark.slow
