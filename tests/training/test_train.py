@@ -230,3 +230,56 @@ def test_tvp_and_icl_on_left_padded_text_prompts_of_a_hf_model(tokenizer):
     _assert_same_scores(icl, want_icl)
     for got, want in zip(tvp, want_tvp, strict=True):
         _assert_same_scores(got, want)
+
+
+def test_an_other_query_source_runs_on_the_prompts_engine(tiny_model64, small_task, monkeypatch):
+    """A source that differs from the prompts only in their last columns (the dummy query) is not run again from
+    its demonstrations: two engines (the prompts', the zero-shot prompts'), and the scores of the hooked forwards."""
+    import importlib
+
+    from tvlens.training.train import _trailing_difference, tvp_and_icl_many
+
+    train_module = importlib.import_module("tvlens.training.train")  # the module (the package exports train())
+
+    batch = small_task.sample(24, 5, seed=3)
+    other = small_task.with_other_query(batch, 11)
+    assert _trailing_difference(batch, other) == 2  # the query symbol and its arrow
+    built = []
+
+    class Counting(train_module.QueryEngine):
+        def __init__(self, *args, **kwargs):
+            built.append(kwargs.get("positions", ("last",)))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "QueryEngine", Counting)
+    (tvp, own), icl = tvp_and_icl_many(tiny_model64, batch, [other, None])
+    assert built == [("last", -2), ("last",)]
+    want_tvp, want_icl = _tvp_reference(tiny_model64, batch, other)
+    _assert_same_scores(icl, want_icl)
+    for got, want in zip(tvp, want_tvp, strict=True):
+        _assert_same_scores(got, want)
+    for got, want in zip(own, _tvp_reference(tiny_model64, batch, batch)[0], strict=True):
+        _assert_same_scores(got, want)
+
+
+def test_trailing_difference_counts_the_columns_a_source_changes(small_task):
+    import dataclasses
+
+    from tvlens.training.train import _trailing_difference
+
+    batch = small_task.sample(8, 4, seed=0)
+    assert _trailing_difference(batch, batch) == 1  # identical: the last column is replaced by itself
+    early = batch.inputs.clone()
+    early[:, 1] = (early[:, 1] + 1) % small_task.n_symbols
+    assert _trailing_difference(batch, dataclasses.replace(batch, inputs=early)) == batch.inputs.shape[1] - 1
+    assert _trailing_difference(batch, small_task.sample(8, 3, seed=0)) is None  # another width
+    mask = torch.ones(batch.inputs.shape[:2], dtype=torch.long)
+    assert _trailing_difference(batch, dataclasses.replace(batch, attention_mask=mask)) is None  # other padding
+    late = batch.inputs.clone()
+    late[:, -3] = (late[:, -3] + 1) % small_task.n_symbols
+    short = mask.clone()
+    short[0, :-2] = 0  # prompt 0 has two real tokens: the three last columns are not all real
+    padded = dataclasses.replace(batch, attention_mask=short)
+    assert _trailing_difference(padded, dataclasses.replace(padded, inputs=late)) is None
+    assert _trailing_difference(dataclasses.replace(batch, attention_mask=mask),
+                                dataclasses.replace(batch, inputs=late, attention_mask=mask)) == 3

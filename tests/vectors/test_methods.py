@@ -315,3 +315,15 @@ def test_learn_task_vectors_many_equal_one_call_per_task_and_seed(tiny_model64, 
         learn_task_vectors_many(tiny_model64, [small_task.single(0)], [0], config=cfg, progress=False)
     with pytest.raises(ValueError, match=r"jobs=\[\]: expected \(task, seed\) pairs"):
         learn_task_vectors_many(tiny_model64, [], [0], config=cfg, progress=False)
+
+
+def test_fit_early_stopping_many_needs_one_optimizer_over_every_group():
+    from tvlens.vectors.learned import LearnConfig, fit_early_stopping_many
+
+    a, b = torch.zeros(3, requires_grad=True), torch.zeros(3, requires_grad=True)
+    with pytest.raises(ValueError, match="optimizer: expected it to hold every group's parameters"):
+        fit_early_stopping_many([[a], [b]], torch.optim.AdamW([a]), lambda rows, active: [], lambda active: [],
+                                4, LearnConfig(), torch.Generator(), progress=False)
+    with pytest.raises(ValueError, match=r"groups=\[\]"):
+        fit_early_stopping_many([], torch.optim.AdamW([a]), lambda rows, active: [], lambda active: [], 4,
+                                LearnConfig(), torch.Generator(), progress=False)

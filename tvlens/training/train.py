@@ -47,6 +47,7 @@ from tvlens.evaluate import mean_and_stderr, score_batch, scores_at_query
 from tvlens.inject import Intervention, inject
 from tvlens.models.engine import QueryEngine, StreamEdit
 from tvlens.models.hooked import HookedModel
+from tvlens.positions import at_columns
 from tvlens.tasks.base import ICLBatch, Task
 from tvlens.tasks.metric import metric_named
 from tvlens.tasks.splits import Splits
@@ -176,10 +177,16 @@ def tvp_and_icl_many(model: HookedModel, batch: ICLBatch, sources: Sequence[ICLB
             raise ValueError(f"sources[{i}] has {len(source)} prompts; expected one per prompt of the batch "
                              f"({len(batch)})")
     own_needed = any(source is None or source is batch for source in sources)
+    others = [source for source in sources if source is not None and source is not batch]
+    trailing = [_trailing_difference(batch, source) for source in others]
+    # the last columns in which some source differs from the prompts: the batch's engine runs them as its suffix
+    width = max([1, *(k for k in trailing if k is not None)])
+    positions = ("last", *range(-width, -1))
+    entering = model.hook_name(0, "resid_pre")
     with torch.no_grad():
         own: list[Tensor] = []
-        icl = scores_at_query(batch, QueryEngine(model, batch.inputs, batch.attention_mask).run(
-            streams=own if own_needed else None))
+        prompts = QueryEngine(model, batch.inputs, batch.attention_mask, positions=positions)
+        icl = scores_at_query(batch, prompts.run(streams=own if own_needed else None))
         zero = batch.zero_shot
         engine = QueryEngine(model, zero.inputs, zero.attention_mask)
         scores = []
@@ -187,10 +194,35 @@ def tvp_and_icl_many(model: HookedModel, batch: ICLBatch, sources: Sequence[ICLB
             states = own
             if source is not None and source is not batch:
                 states = []
-                QueryEngine(model, source.inputs, source.attention_mask).run(streams=states)
+                if trailing[others.index(source)] is None:  # prompts of their own: a forward of their own
+                    QueryEngine(model, source.inputs, source.attention_mask).run(streams=states)
+                else:  # the batch's prompts but for the last columns: those columns' embeddings on its engine
+                    embedded = model.activations(source.inputs, [entering], attention_mask=source.attention_mask)
+                    prompts.run([StreamEdit(0, at_columns(embedded[entering], prompts.columns[p]), p, "replace")
+                                 for p in positions], streams=states)
             scores.append([scores_at_query(zero, engine.run([StreamEdit(layer, states[layer], mode="replace")]), 1)
                            for layer in range(model.n_layers)])
     return scores, icl
+
+
+def _trailing_difference(batch: ICLBatch, source: ICLBatch) -> int | None:
+    """How many last columns hold every difference between ``source``'s prompts and ``batch``'s (2 for the same
+    demonstrations asking about another query, Hendel et al.'s dummy query: the query and its separator), or
+    ``None`` when they differ in shape or padding, or in a column that is padding in some prompt. Such a source
+    is the batch's prompts with other embeddings in those columns, so it runs as a suffix on the batch's engine:
+    the columns before them are not run again."""
+    a, b = batch.inputs, source.inputs
+    masks = batch.attention_mask, source.attention_mask
+    if a.shape != b.shape or (masks[0] is None) != (masks[1] is None) or \
+            (masks[0] is not None and not torch.equal(masks[0], masks[1])):
+        return None
+    differs = (a != b) if a.ndim == 2 else (a != b).any(-1)  # [prompts, pos]
+    columns = differs.any(0).nonzero()
+    if columns.numel() == 0:
+        return 1
+    width = a.shape[1] - int(columns.min())
+    shortest = a.shape[1] if masks[0] is None else int(masks[0].sum(1).min())
+    return width if width < shortest else None
 
 
 def evaluate_training(model: HookedModel, task: Task, n_prompts: int, n_shots: int | None, seed: int) -> dict[str, Any]:

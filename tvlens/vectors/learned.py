@@ -127,7 +127,7 @@ def _site_list(model: HookedModel, layer: int | list[int], positions: Any) -> li
 
 def fit_early_stopping_many(
     groups: list[list[Tensor]],
-    optimizers: list[torch.optim.Optimizer],
+    optimizer: torch.optim.Optimizer,
     batch_losses: Callable[[Any, list[int]], list[Tensor]],
     val_losses: Callable[[list[int]], list[float]],
     n_train: int,
@@ -136,12 +136,16 @@ def fit_early_stopping_many(
     progress: bool = True,
     desc: str = "learn",
 ) -> list[tuple[list[dict[str, Any]], int, list[Tensor]]]:
-    """Train independent parameter groups side by side, each with its own optimizer and its own early stopping.
+    """Train independent parameter groups side by side, each with its own early stopping.
 
     Each epoch visits the rows in one fresh order (from ``generator``; the same for every group) in batches of
     ``config.batch_size``. ``batch_losses(rows, active)`` returns one loss per active group (one forward for
     all of them); their sum is back-propagated once, and since the groups share no parameter each group's
-    gradient is that of its own loss, so each group trains exactly as it would alone. After the epoch,
+    gradient is that of its own loss. ``optimizer`` holds every group's parameters and keeps a state per
+    parameter (AdamW, Adam, SGD …: an element-wise rule), and a group that has stopped is left out of the
+    forward, so its parameters get no gradient and the optimizer's one step per minibatch skips them: each
+    group trains exactly as it would alone with an optimizer of its own (the same numbers, bit for bit, for
+    ``torch.optim.AdamW``). After the epoch,
     ``val_losses(active)`` is compared with each group's best so far; a group stops after ``config.patience``
     epochs without improvement and drops out of the later forwards.
 
@@ -153,8 +157,11 @@ def fit_early_stopping_many(
         training), the best epoch, and detached copies of its parameters at that epoch.
     """
     n = len(groups)
-    if len(optimizers) != n or n == 0:
-        raise ValueError(f"{len(optimizers)} optimizers for {n} groups; expected one per group, at least one")
+    if n == 0:
+        raise ValueError("groups=[]: expected at least one group of parameters")
+    owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    if any(id(p) not in owned for group in groups for p in group):
+        raise ValueError("optimizer: expected it to hold every group's parameters")
     streams = [generator] if isinstance(generator, torch.Generator) else list(generator)
     first = val_losses(list(range(n)))
     histories: list[list[dict[str, Any]]] = [[{"epoch": 0, "val_loss": v}] for v in first]
@@ -167,17 +174,17 @@ def fit_early_stopping_many(
         losses: list[list[float]] = [[] for _ in active]
         for start in range(0, n_train, config.batch_size):
             rows = [order[start : start + config.batch_size] for order in orders]
-            step = batch_losses(rows[0] if isinstance(generator, torch.Generator) else rows, active)
-            for j, g in enumerate(active):
-                if not torch.isfinite(step[j].detach()).all():
-                    raise ValueError(f"{desc}: the training loss is {step[j].item()} at epoch {epoch}, step "
+            step = torch.stack(batch_losses(rows[0] if isinstance(generator, torch.Generator) else rows, active))
+            values = step.detach().tolist()
+            for j, value in enumerate(values):
+                if not math.isfinite(value):
+                    raise ValueError(f"{desc}: the training loss is {value} at epoch {epoch}, step "
                                      f"{len(losses[j]) + 1} (lr={config.lr}); training stopped — lower the "
                                      "learning rate")
-                optimizers[g].zero_grad(set_to_none=True)
-            torch.stack(step).sum().backward()
-            for j, g in enumerate(active):
-                optimizers[g].step()
-                losses[j].append(step[j].item())
+                losses[j].append(value)
+            optimizer.zero_grad(set_to_none=True)
+            step.sum().backward()
+            optimizer.step()
         current = val_losses(active)
         for j, g in enumerate(active):
             if not math.isfinite(current[j]):
@@ -209,7 +216,7 @@ def fit_early_stopping(
     desc: str = "learn",
 ) -> tuple[list[dict[str, Any]], int, list[Tensor]]:
     """:func:`fit_early_stopping_many` for one group of parameters."""
-    (out,) = fit_early_stopping_many([parameters], [optimizer], lambda rows, _: [batch_loss(rows)],
+    (out,) = fit_early_stopping_many([parameters], optimizer, lambda rows, _: [batch_loss(rows)],
                                      lambda _: [val_loss()], n_train, config, generator, progress, desc)
     return out
 
@@ -385,8 +392,11 @@ def _learn_groups(
         gens.append(gen)
         thetas += [{site: value.clone().to(model.device).requires_grad_(True) for site, value in zip(group, init)}
                    for group in job_groups]
-    optimizers = [torch.optim.AdamW(list(theta.values()), lr=config.lr, weight_decay=config.weight_decay)
-                  for theta in thetas]
+    # one optimizer for every copy, one update per minibatch: AdamW keeps a state per vector, and a copy that has
+    # stopped gets no gradient, so it is skipped (bit for bit what an optimizer per copy does)
+    optimizer = torch.optim.AdamW([v for theta in thetas for v in theta.values()], lr=config.lr,
+                                  weight_decay=config.weight_decay, foreach=True)
+    zero = torch.zeros(model.d_model, dtype=model.dtype, device=model.device)  # a copy's vector at a site it lacks
     every = [site for group in sites for site in group]
     start, where = min(s.layer for s in every), list(dict.fromkeys(s.positions for s in every))
     engines, offsets = {}, {}
@@ -404,9 +414,9 @@ def _learn_groups(
             return engines[split].run(edits, rows=rows[0])[None]
         n, edits = len(rows[0]), []
         for site in dict.fromkeys(s for g in active for s in vectors[g]):
-            blocks = [vectors[g][site].expand(n, -1) if site in vectors[g]
-                      else torch.zeros(n, model.d_model, dtype=model.dtype, device=model.device) for g in active]
-            edits.append(StreamEdit(site.layer, torch.cat(blocks), site.positions))
+            per_copy = torch.stack([vectors[g].get(site, zero) for g in active])  # [copies, d]
+            edits.append(StreamEdit(site.layer, per_copy[:, None].expand(-1, n, -1).reshape(-1, per_copy.shape[-1]),
+                                    site.positions))
         index = torch.cat([rows[owner[g]] + offsets[split][owner[g]] for g in active])
         return engines[split].run(edits, rows=index).view(len(active), n, -1)
 
@@ -425,7 +435,7 @@ def _learn_groups(
         return [query_loss(logits[j], prompts[owner[g]]["train"], rows[owner[g]], config.loss)
                 for j, g in enumerate(active)]
 
-    fitted = fit_early_stopping_many([list(theta.values()) for theta in thetas], optimizers, batch_losses, val_losses,
+    fitted = fit_early_stopping_many([list(theta.values()) for theta in thetas], optimizer, batch_losses, val_losses,
                                      len(prompts[0]["train"]), config, gens, progress, "learn task vector")
     kept = [dict(zip(sites[g], best)) for g, (_, _, best) in enumerate(fitted)]
     everyone = list(range(len(thetas)))
