@@ -5,16 +5,17 @@ made one call at a time.
   learned side by side (``learn_task_vectors_many``: one prefix per split for all of them), and each unit's test
   prompts run once into a query engine on which every vector and control it scores is a suffix run;
 * **one call at a time**, the ledger's earlier way, kept reachable here: each LTV is its own
-  ``learn_task_vector`` call (its own train / dev / test prefixes), and each score its own ``evaluate`` call (a
-  forward of the unit's prompts per vector).
+  ``learn_task_vector`` call (its own train / dev / test prefixes), each score its own ``evaluate`` call (a
+  forward of the unit's prompts per vector), and a TVP profile's other-query prompts run as a forward of their
+  own (not as a suffix on the prompts' engine).
 
 * **on worker processes**, as ``tvlens report`` runs it: the same in-process ledger, its models spread over one
   spawned worker per core (``tvlens._parallel``), each worker with its share of the threads.
 
-The rest (vanilla sweeps, function vectors, TVP profiles, maps) is the same code on every side. Each runs once,
-at a reduced configuration (2 tasks × 2 seeds per model, every claim, every zoo model), and the effects and
-controls of the tables are compared (the learned vectors agree to float tolerance; an accuracy at a near tie may
-still move by one prompt). Prints ``ratio ledger_vs_one_at_a_time X`` (both in this process) and
+The rest (vanilla sweeps, function vectors, the rest of the TVP profiles, maps) is the same code on every side.
+Each runs once, at a reduced configuration (2 tasks × 2 seeds per model, every claim, every zoo model), and the
+effects and controls of the tables are compared (the learned vectors agree to float tolerance; an accuracy at a
+near tie may still move by one prompt). Prints ``ratio ledger_vs_one_at_a_time X`` (both in this process) and
 ``ratio ledger_workers_vs_one_at_a_time X`` (the report's way against the one-call-at-a-time ledger in this
 process).
 
@@ -24,6 +25,7 @@ process).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import math
 import sys
 from collections.abc import Iterator
@@ -34,20 +36,23 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _timing import compare  # noqa: E402
 
+from tvlens import zoo  # noqa: E402
 from tvlens._parallel import default_workers, process_pool  # noqa: E402
 from tvlens.evaluate import evaluate  # noqa: E402
 from tvlens.studies import LedgerConfig, claims, claims_ledger  # noqa: E402
 from tvlens.vectors import learn_task_vector  # noqa: E402
 
 CONFIG = LedgerConfig(n_tasks=2, seeds=(0, 1))
+train_module = importlib.import_module("tvlens.training.train")  # the module (the package exports train())
 
 
 @contextlib.contextmanager
 def one_call_at_a_time() -> Iterator[None]:
     """The ledger's units learn each vector in its own ``learn_task_vector`` call and make each score with its own
-    ``evaluate`` call (restored on exit)."""
+    ``evaluate`` call, and the TVP profiles run the other-query prompts from their first column (restored on
+    exit)."""
     unit = claims.Unit
-    saved = unit.__init__, unit.score, claims.learn_task_vectors
+    saved = unit.__init__, unit.score, claims.learn_task_vectors, train_module._trailing_difference
 
     def init(self, *args, **kwargs) -> None:
         saved[0](self, *args, **kwargs)
@@ -61,10 +66,11 @@ def one_call_at_a_time() -> Iterator[None]:
                         progress=False).mean
 
     unit.__init__, unit.score, claims.learn_task_vectors = init, score, learn_each
+    train_module._trailing_difference = lambda batch, source: None  # every source a forward of its own
     try:
         yield
     finally:
-        unit.__init__, unit.score, claims.learn_task_vectors = saved
+        unit.__init__, unit.score, claims.learn_task_vectors, train_module._trailing_difference = saved
 
 
 def _compared(a, b) -> tuple[float, int, int]:
@@ -92,6 +98,7 @@ def main() -> None:
         with process_pool(workers) as pool:
             tables["workers"] = claims_ledger(CONFIG, progress=False, executor=pool)
 
+    zoo.load("perm-mix")  # TransformerLens' first model build imports its bridge (seconds): before any timing
     times = compare({"apart": apart, "ledger": as_it_runs, "workers": on_workers}, repeats=1, warmup=0)
     for name, label in (("ledger", "as it runs in this process"), ("workers", f"on {workers} worker processes")):
         moved, same, n = _compared(tables[name], tables["apart"])
