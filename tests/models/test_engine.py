@@ -90,6 +90,32 @@ def test_left_padded_prompts_and_row_subsets(tiny_model64):
         torch.testing.assert_close(engine.run([StreamEdit(1, v, position)], rows=rows), full[rows], atol=1e-10, rtol=0)
 
 
+def test_a_wide_suffix_runs_its_last_block_at_the_query_alone(tiny_model64):
+    """With several suffix columns the last block computes the query column alone (the others give keys and
+    values): edits of the final stream act where they land on the query — for a row whose position 1 is its
+    last real token — and nowhere else; logits and the recorded streams as the full forward."""
+    model = tiny_model64
+    gen = torch.Generator().manual_seed(7)
+    tokens = torch.randint(model.d_vocab, (4, 8), generator=gen)
+    mask = torch.ones_like(tokens)
+    mask[1, :3] = 0
+    mask[2, :6] = 0  # two real tokens: position 1 is the query
+    v = torch.randn(3, model.d_model, generator=gen, dtype=torch.float64)
+    final = model.n_layers
+    edits = [StreamEdit(1, v[0], 1), StreamEdit(final, v[1], 1), StreamEdit(final, v[2], "last", "replace")]
+    out = {}
+    for path in ("cached", "full"):
+        engine = QueryEngine(model, tokens, mask, start=1, positions=["last", 1], path=path)
+        streams = []
+        out[path] = (engine.run(edits, streams=streams), engine.run(edits[:2]), *streams)
+    assert out["cached"][0].shape == (4, model.d_vocab)
+    for a, b in zip(out["cached"], out["full"], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+    alone = QueryEngine(model, tokens, mask, start=1, positions=["last", 1]).run(edits[:1])
+    moved = (out["cached"][1] - alone).abs().amax(-1) > 1e-8
+    assert moved.tolist() == [False, False, True, False]  # the final-stream edit at position 1 reaches row 2 only
+
+
 def test_regression_model(backend, regression_task):
     from tests.conftest import tiny_config
 

@@ -290,16 +290,21 @@ class QueryEngine:
         return (logits, recorded[n_layers]) if return_resid else logits
 
 
-def _edit_columns(x: Float[Tensor, "rows *pos d_model"], edit: StreamEdit, cols: Int[Tensor, " rows"] | None) -> Tensor:
+def _edit_columns(x: Float[Tensor, "rows *pos d_model"], edit: StreamEdit, cols: Int[Tensor, " rows"] | None,
+                  width: int | None = None) -> Tensor:
     """``x`` with ``edit`` applied at column ``cols[r]`` of each row (differentiable, out of place); a 2-D
-    ``x`` is the query column alone."""
+    ``x`` is the query column alone: the last of ``width`` columns (rows whose ``cols`` is another column are
+    left as they are; ``cols=None``: every row's edit is at the query)."""
     vector = edit.vector.to(x.dtype)
     vector = vector.expand(x.shape[0], -1) if vector.ndim == 1 else vector
     if vector.shape != (x.shape[0], x.shape[-1]):
         raise ValueError(f"StreamEdit.vector has shape {tuple(edit.vector.shape)}; expected [{x.shape[-1]}] or "
                          f"[{x.shape[0]}, {x.shape[-1]}] (one row per row of the call)")
     if x.ndim == 2:  # the query alone
-        return x + vector if edit.mode == "add" else vector.expand_as(x)
+        edited = x + vector if edit.mode == "add" else vector.expand_as(x)
+        if cols is None or width is None:
+            return edited
+        return torch.where((cols == width - 1)[:, None], edited, x)
     onehot = F.one_hot(cols, x.shape[1]).to(x.dtype)[..., None]
     if edit.mode == "add":
         return x + onehot * vector[:, None]
@@ -441,16 +446,20 @@ class _Suffix:
             z = z.reshape(copies * n_prompts, heads, d_head)
         return z + pattern[..., -1:] * v
 
-    def _attend(self, layer: int, x: Tensor, trig: Any, index: Tensor | slice, copies: int) -> Tensor:
+    def _attend(self, layer: int, x: Tensor, trig: Any, index: Tensor | slice, copies: int,
+                last: bool = False) -> Tensor:
         """``z [rows, S, n_heads, d_head]`` of the suffix columns ``x [rows, S, d]``: the cached prefix plus
-        the suffix itself (causal)."""
+        the suffix itself (causal); with ``last``, of the last column alone (``[rows, 1, n_heads, d_head]``: the
+        other columns give only their keys and values)."""
         caps = self.caps
         q, k, v = self._qkv(layer, x, trig)
         keys, values = self.keys[layer][index], self.values[layer][index]
         n_prompts, heads, d_head, n_prefix = keys.shape
-        rows, width = x.shape[:2]
-        prefix = torch.einsum("cpshk,phkt->cphst", q.view(copies, n_prompts, width, heads, d_head), keys)
         bias = self.bias[caps.sliding_windows[layer]][index]
+        if last:
+            q, bias = q[:, -1:], bias[:, :, -1:]
+        rows, width = q.shape[:2]
+        prefix = torch.einsum("cpshk,phkt->cphst", q.reshape(copies, n_prompts, width, heads, d_head), keys)
         pattern = self._pattern(torch.cat([prefix.reshape(rows, heads, width, n_prefix),
                                            torch.einsum("bshk,bthk->bhst", q, k)], -1),
                                 bias.repeat(copies, 1, 1, 1) if copies > 1 else bias)
@@ -466,14 +475,19 @@ class _Suffix:
     def _block(self, layer: int, x: Tensor, trig: Any, index: Tensor | slice, copies: int,
                z_edit: ZEdit | None, resume_z: Tensor | None) -> Tensor:
         """One block over the suffix: ``x [rows, d]`` (the query alone) or ``[rows, S, d]``
-        (``rows = copies × prompts``)."""
+        (``rows = copies × prompts``). The last block returns the query column alone ``[rows, d]`` (the other
+        columns' outputs are never read: only their keys and values are computed there)."""
         one = x.ndim == 2
+        last = not one and layer == self.model.n_layers - 1
         if resume_z is not None:  # the intact run's attention at this layer
             z = resume_z
         elif one:
             z = self._attend_one(layer, x, trig, index, copies)
         else:
-            z = self._attend(layer, x, trig, index, copies)
+            z = self._attend(layer, x, trig, index, copies, last=last)
+        if last:
+            x, z = x[:, -1], z[:, 0]
+            one = True
         if z_edit is not None:  # at the query (the last column)
             z = z_edit(layer, z) if one else torch.cat([z[:, :-1], z_edit(layer, z[:, -1])[:, None]], 1)
         return self._after_attention(layer, x, z)
@@ -530,13 +544,13 @@ class _Suffix:
             if not (resume is not None and layer == first):  # a resumed stream already holds its edits
                 for edit in edits:
                     if edit.layer == layer:
-                        x = _edit_columns(x, edit, columns.get(edit.position))
+                        x = _edit_columns(x, edit, columns.get(edit.position), self.width)
             if streams is not None:
-                streams.append(x if one else x[:, -1])
+                streams.append(x if x.ndim == 2 else x[:, -1])
             if layer < n_layers:
                 x = self._block(layer, x, trig, index, copies, z_edit,
                                 resume_z if (resume is not None and layer == first) else None)
-        final = x if one else x[:, -1]
+        final = x  # the query column: the last block returns it alone
         logits = self._norm(final, "ln_final", self.caps.final_norm) @ self.w["unembed.W_U"]
         if "unembed.b_U" in self.w:
             logits = logits + self.w["unembed.b_U"]
