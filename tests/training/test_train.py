@@ -252,11 +252,14 @@ def test_an_other_query_source_runs_on_the_prompts_engine(tiny_model64, small_ta
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(train_module, "QueryEngine", Counting)
-    (tvp, own), icl = tvp_and_icl_many(tiny_model64, batch, [other, None])
+    another = small_task.with_other_query(batch, 12)
+    (tvp, own, tvp_another), icl = tvp_and_icl_many(tiny_model64, batch, [other, None, another])
     assert built == [("last", -2), ("last",)]
     want_tvp, want_icl = _tvp_reference(tiny_model64, batch, other)
     _assert_same_scores(icl, want_icl)
     for got, want in zip(tvp, want_tvp, strict=True):
+        _assert_same_scores(got, want)
+    for got, want in zip(tvp_another, _tvp_reference(tiny_model64, batch, another)[0], strict=True):
         _assert_same_scores(got, want)
     for got, want in zip(own, _tvp_reference(tiny_model64, batch, batch)[0], strict=True):
         _assert_same_scores(got, want)

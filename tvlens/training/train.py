@@ -168,8 +168,9 @@ def tvp_and_icl_many(model: HookedModel, batch: ICLBatch, sources: Sequence[ICLB
 
     Every forward is a query engine's (:class:`~tvlens.models.engine.QueryEngine`): the n-shot prompts run once
     and give the ICL logits and the query's state at every layer (read from the prompt itself, both come from
-    that one run); each other source runs once for its states; the zero-shot prompts run once into an engine, and
-    each source's replacement at each layer is a suffix run on it."""
+    that one run); each other source runs once for its states — a source that differs from the prompts only in
+    their last columns (the same demonstrations with another query) as a suffix run on the prompts' engine; the
+    zero-shot prompts run once into an engine, and each source's replacement at each layer is a suffix run on it."""
     if batch.zero_shot is None:
         raise ValueError("tvp_by_layer: the batch has no zero-shot view (pass an n-shot batch from task.sample)")
     for i, source in enumerate(sources):
@@ -177,10 +178,11 @@ def tvp_and_icl_many(model: HookedModel, batch: ICLBatch, sources: Sequence[ICLB
             raise ValueError(f"sources[{i}] has {len(source)} prompts; expected one per prompt of the batch "
                              f"({len(batch)})")
     own_needed = any(source is None or source is batch for source in sources)
-    others = [source for source in sources if source is not None and source is not batch]
-    trailing = [_trailing_difference(batch, source) for source in others]
-    # the last columns in which some source differs from the prompts: the batch's engine runs them as its suffix
-    width = max([1, *(k for k in trailing if k is not None)])
+    # per source of its own (not the prompts): the last columns in which it differs from them, which the batch's
+    # engine runs as its suffix (None: it differs earlier and runs a forward of its own)
+    trailing = {i: _trailing_difference(batch, source) for i, source in enumerate(sources)
+                if source is not None and source is not batch}
+    width = max([1, *(k for k in trailing.values() if k is not None)])
     positions = ("last", *range(-width, -1))
     entering = model.hook_name(0, "resid_pre")
     with torch.no_grad():
@@ -190,11 +192,11 @@ def tvp_and_icl_many(model: HookedModel, batch: ICLBatch, sources: Sequence[ICLB
         zero = batch.zero_shot
         engine = QueryEngine(model, zero.inputs, zero.attention_mask)
         scores = []
-        for source in sources:
+        for i, source in enumerate(sources):
             states = own
-            if source is not None and source is not batch:
+            if i in trailing:
                 states = []
-                if trailing[others.index(source)] is None:  # prompts of their own: a forward of their own
+                if trailing[i] is None:  # prompts of their own: a forward of their own
                     QueryEngine(model, source.inputs, source.attention_mask).run(streams=states)
                 else:  # the batch's prompts but for the last columns: those columns' embeddings on its engine
                     embedded = model.activations(source.inputs, [entering], attention_mask=source.attention_mask)
