@@ -321,7 +321,7 @@ def test_fit_early_stopping_many_needs_one_optimizer_over_every_group():
     from tvlens.vectors.learned import LearnConfig, fit_early_stopping_many
 
     a, b = torch.zeros(3, requires_grad=True), torch.zeros(3, requires_grad=True)
-    with pytest.raises(ValueError, match="optimizer: expected it to hold every group's parameters"):
+    with pytest.raises(ValueError, match=r"optimizer: holds 1 of the groups' 2 parameters; expected every group's parameters"):
         fit_early_stopping_many([[a], [b]], torch.optim.AdamW([a]), lambda rows, active: [], lambda active: [],
                                 4, LearnConfig(), torch.Generator(), progress=False)
     with pytest.raises(ValueError, match=r"groups=\[\]"):

@@ -160,8 +160,10 @@ def fit_early_stopping_many(
     if n == 0:
         raise ValueError("groups=[]: expected at least one group of parameters")
     owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
-    if any(id(p) not in owned for group in groups for p in group):
-        raise ValueError("optimizer: expected it to hold every group's parameters")
+    held = sum(id(p) in owned for group in groups for p in group)
+    if held < sum(len(group) for group in groups):
+        raise ValueError(f"optimizer: holds {held} of the groups' {sum(len(g) for g in groups)} parameters; expected "
+                         "every group's parameters (one optimizer for all, one step per minibatch)")
     streams = [generator] if isinstance(generator, torch.Generator) else list(generator)
     first = val_losses(list(range(n)))
     histories: list[list[dict[str, Any]]] = [[{"epoch": 0, "val_loss": v}] for v in first]
