@@ -93,3 +93,31 @@ def test_beyond_the_training_length_icl_degrades_and_no_vector_restores_it():
     assert hw["mse_per_dim"] > icl["mse_per_dim"] + 3 * (hw["stderr"] + icl["stderr"])
     trained = table.value("mse_per_dim", n_shots=20, method="icl")
     assert icl["mse_per_dim"] > 5 * trained  # ICL degrades beyond the length it was trained on
+
+
+def test_scores_of_several_methods_read_the_other_prompts_heads_once(monkeypatch):
+    """fidelity_scores equals one fidelity_score per method, bit for bit, and runs the other prompts' heads once
+    for the function and head-weighted rows."""
+    import importlib
+
+    from tvlens.studies.regression import fidelity_score, fidelity_scores, fidelity_vectors
+
+    regression = importlib.import_module("tvlens.studies.regression")
+    model, task = zoo.load("linear-regression"), zoo.task("linear-regression")
+    made = fidelity_vectors(model, task, ("function", "head_weighted"), train_shots=20, n_prompts=64, progress=False)
+    test = Splits(1).sample(task, "test", 64, 20)
+    methods = ("function", "head_weighted", "zero_shot")
+    alone = {m: fidelity_score(model, task, test, m, made) for m in methods}
+    runs = []
+    counted = regression.prompt_head_z
+
+    def counting(*args, **kwargs):
+        runs.append(args[1])
+        return counted(*args, **kwargs)
+
+    monkeypatch.setattr(regression, "prompt_head_z", counting)
+    monkeypatch.setattr(importlib.import_module("tvlens.vectors.head_weighted"), "prompt_head_z", counting)
+    together = fidelity_scores(model, task, test, methods, made)
+    assert list(together) == list(methods) and len(runs) == 1
+    for m in methods:
+        assert together[m].mean == alone[m].mean

@@ -60,7 +60,7 @@ from tvlens.inject import engine_edits
 from tvlens.models import HookedModel
 from tvlens.models.engine import QueryEngine
 from tvlens.studies.formation import STUDY_SOURCES, tvp_profiles
-from tvlens.studies.regression import fidelity_score, fidelity_vectors
+from tvlens.studies.regression import fidelity_scores, fidelity_vectors
 from tvlens.studies.subjects import NEEDS, OFFERS, Subject
 from tvlens.studies.subjects import subject as as_subject
 from tvlens.studies.verdicts import (
@@ -533,8 +533,8 @@ def _head_weighted(u: Unit) -> tuple[float, float]:
     every = u.memo_shared("regression_test", lambda: u.splits.sample(u.family, "test",
                                                                      config.n_prompts * config.n_tasks, shots))
     group = every.select(slice(u.task_id * config.n_prompts, (u.task_id + 1) * config.n_prompts))
-    errors = {m: fidelity_score(u.model, u.family, group, m, made).mean
-              for m in ("function", "head_weighted", "zero_shot")}
+    errors = {m: result.mean for m, result in
+              fidelity_scores(u.model, u.family, group, ("function", "head_weighted", "zero_shot"), made).items()}
     return 1 - errors["head_weighted"] / errors["function"], 1 - errors["zero_shot"] / errors["function"]
 
 

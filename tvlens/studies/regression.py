@@ -117,12 +117,10 @@ def regression_fidelity(
                 notes.append(f"shift='orthogonal', n_shots={n}: an orthogonal query needs n_shots < D={task.d_input}")
                 continue
             test = splits.sample(variant, "shared", n_prompts, n)
-            for method in methods:
-                if n < 2 and method in PER_PROMPT:
-                    notes.append(f"n_shots={n}, {method}: a per-prompt vector is read from another prompt of the "
-                                 "function, which needs at least 2 demonstrations")
-                    continue
-                result = fidelity_score(model, variant, test, method, made)
+            scored = [m for m in methods if not (n < 2 and m in PER_PROMPT)]
+            notes += [f"n_shots={n}, {m}: a per-prompt vector is read from another prompt of the function, which "
+                      "needs at least 2 demonstrations" for m in methods if m not in scored]
+            for method, result in fidelity_scores(model, variant, test, scored, made).items():
                 records.append({"shift": shift, "n_shots": n, "beyond_training": n > train_shots, "method": method,
                                 **result.row()})
     settings = {"model": label, "task": task.to_dict(), "train_shots": train_shots, "max_shots": max_shots,
@@ -175,21 +173,37 @@ def fidelity_score(model: HookedModel, task: RegressionTask, test: ICLBatch, met
     prompt's function — the same demonstrations but the last, whose input becomes the query
     (:meth:`~tvlens.tasks.RegressionTask.with_other_query`). Read at the scored prompt's own query, the state could
     hold ICL's own answer to it, and the vector would score ICL by construction."""
-    if method in ("icl", "zero_shot"):
-        return evaluate(model, task, method, batch=test, progress=False)
-    source = task.with_other_query(test) if method != "learned" else test
-    if method == "vanilla":
-        layer = made["vanilla_layer"]
-        state = query_states(model, source, [layer])[0]
-        vector: Any = Intervention(state, layer, mode="replace")
-    elif method == "function":
-        vector = Intervention(_heads(model, source, made["fv_heads"]), made["fv_layer"])
-    elif method == "learned":
-        vector = made["ltv"]
-    else:  # head_weighted: ω once, the heads from the other prompt of each test prompt's function
-        hw = dataclasses.replace(made["hw"], source_shots=source.n_shots)
-        vector = hw.interventions_for(model, source)
-    return evaluate(model, task, "injected", vector, batch=test, progress=False)
+    return fidelity_scores(model, task, test, [method], made)[method]
 
 
-__all__ = ["FIDELITY_METHODS", "SHIFTS", "fidelity_score", "fidelity_vectors", "regression_fidelity", "shifted"]
+def fidelity_scores(model: HookedModel, task: RegressionTask, test: ICLBatch, methods: Sequence[str],
+                    made: dict[str, Any]) -> dict[str, EvalResult]:
+    """:func:`fidelity_score` of each of ``methods`` on the same ``test`` prompts: ``{method: result}``. The other
+    prompts the per-prompt vectors are read from are built once, and their heads' outputs run once for the
+    ``function`` and ``head_weighted`` rows."""
+    source = task.with_other_query(test) if any(m in PER_PROMPT for m in methods) else None
+    # every head's output at each other prompt's query [prompts, layers, heads, d_model]: read by both head methods
+    heads = project_heads(model, prompt_head_z(model, source)) if {"function", "head_weighted"} & set(methods) \
+        else None
+    out: dict[str, EvalResult] = {}
+    for method in methods:
+        if method in ("icl", "zero_shot"):
+            out[method] = evaluate(model, task, method, batch=test, progress=False)
+            continue
+        if method == "vanilla":
+            layer = made["vanilla_layer"]
+            state = query_states(model, source, [layer])[0]
+            vector: Any = Intervention(state, layer, mode="replace")
+        elif method == "function":
+            vector = Intervention(sum(heads[:, layer, head] for layer, head in made["fv_heads"]), made["fv_layer"])
+        elif method == "learned":
+            vector = made["ltv"]
+        else:  # head_weighted: ω once, the heads from the other prompt of each test prompt's function
+            hw = dataclasses.replace(made["hw"], source_shots=source.n_shots)
+            vector = hw.interventions_for(model, source, heads=heads)
+        out[method] = evaluate(model, task, "injected", vector, batch=test, progress=False)
+    return out
+
+
+__all__ = ["FIDELITY_METHODS", "SHIFTS", "fidelity_score", "fidelity_scores", "fidelity_vectors", "regression_fidelity",
+           "shifted"]

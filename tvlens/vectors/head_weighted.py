@@ -77,11 +77,14 @@ class HeadWeightedResult(Records):
     test: EvalResult | None = None
     converged: bool = True
 
-    def interventions_for(self, model: HookedModel, batch: ICLBatch) -> list[Intervention]:
+    def interventions_for(self, model: HookedModel, batch: ICLBatch,
+                          heads: Float[Tensor, "batch n_layers n_heads d_model"] | None = None) -> list[Intervention]:
         """The per-layer vectors for the prompts of ``batch`` (an ICL batch; inject into its zero-shot view).
 
         With ``head_source="prompt"`` each example gets ``v_l = Σ_k ω_{l,k} a^l_k`` from its own shorter
-        prompt; with ``"mean"`` every example gets the same vectors.
+        prompt; with ``"mean"`` every example gets the same vectors. ``heads``: the outputs ``a^l_k`` already read
+        from ``batch``'s prompts (:func:`~tvlens.vectors.function.project_heads`), when ``source_shots`` keeps
+        all their demonstrations (the prompts are then not run again).
         """
         if self.head_source == "mean":
             v = torch.einsum("lh,lhd->ld", self.weights, self.head_means)
@@ -89,7 +92,8 @@ class HeadWeightedResult(Records):
             if self.task is None or self.source_shots is None:
                 raise ValueError("interventions_for: head_source='prompt' needs the result's task and source_shots "
                                  "(set by head_weighted_task_vector)")
-            heads = project_heads(model, prompt_head_z(model, self.task.shorter(batch, self.source_shots)))
+            if heads is None or self.source_shots != batch.n_shots:
+                heads = project_heads(model, prompt_head_z(model, self.task.shorter(batch, self.source_shots)))
             v = torch.einsum("lh,blhd->bld", self.weights, heads)
         return [Intervention(v[..., layer, :], layer, hook="resid_post") for layer in range(model.n_layers)]
 
