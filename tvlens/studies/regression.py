@@ -129,9 +129,9 @@ def regression_fidelity(
     return StudyTable(records=records, name="regression fidelity", settings=settings, notes=notes)
 
 
-def _heads(model: HookedModel, batch: ICLBatch, heads: list[tuple[int, int]]) -> torch.Tensor:
-    """Each prompt's summed outputs of ``heads`` at its query ``[batch, d_model]``."""
-    outputs = project_heads(model, prompt_head_z(model, batch))  # [batch, layers, heads, d]
+def _heads(outputs: torch.Tensor, heads: list[tuple[int, int]]) -> torch.Tensor:
+    """Each prompt's summed outputs of ``heads`` at its query ``[batch, d_model]``, from every head's outputs
+    ``[batch, layers, heads, d_model]`` (:func:`~tvlens.vectors.function.project_heads`)."""
     return sum(outputs[:, layer, head] for layer, head in heads)
 
 
@@ -152,7 +152,7 @@ def fidelity_vectors(
         _, fv = function_vector(model, task, 0, top_k=default_top_k(model), n_shots=train_shots, seed=seed,
                                 progress=False)
         dev = Splits(seed).sample(task, "dev", n_prompts, train_shots)
-        heads = _heads(model, dev, fv.top_heads)
+        heads = _heads(project_heads(model, prompt_head_z(model, dev)), fv.top_heads)
         scores = [evaluate(model, task, "injected", Intervention(heads, layer), batch=dev, progress=False).mean
                   for layer in range(model.n_layers)]
         made["fv_heads"], made["fv_layer"] = fv.top_heads, int(torch.tensor(scores).argmin())
@@ -195,7 +195,7 @@ def fidelity_scores(model: HookedModel, task: RegressionTask, test: ICLBatch, me
             state = query_states(model, source, [layer])[0]
             vector: Any = Intervention(state, layer, mode="replace")
         elif method == "function":
-            vector = Intervention(sum(heads[:, layer, head] for layer, head in made["fv_heads"]), made["fv_layer"])
+            vector = Intervention(_heads(heads, made["fv_heads"]), made["fv_layer"])
         elif method == "learned":
             vector = made["ltv"]
         else:  # head_weighted: ω once, the heads from the other prompt of each test prompt's function
