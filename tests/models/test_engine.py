@@ -116,6 +116,61 @@ def test_a_wide_suffix_runs_its_last_block_at_the_query_alone(tiny_model64):
     assert moved.tolist() == [False, False, True, False]  # the final-stream edit at position 1 reaches row 2 only
 
 
+def test_repeated_prompts_run_once_and_equal_the_full_forward(tiny_model64, monkeypatch):
+    """Prompts that repeat (a zero-shot view) are cached once; a call whose repeated rows carry the same edits —
+    one [d] vector, or per-row vectors with ``variants`` — runs each (prompt, edits) pair once. Logits, recorded
+    streams, the final stream and the gradient of per-copy vectors equal the full forward; per-row vectors
+    without ``variants`` and head edits still run every row."""
+    from tvlens.models import engine as engine_module
+
+    model = tiny_model64
+    gen = torch.Generator().manual_seed(11)
+    distinct = torch.randint(model.d_vocab, (3, 5), generator=gen)
+    tokens = distinct[torch.tensor([0, 1, 0, 2, 1, 0])]
+    mask = torch.ones_like(tokens)
+    mask[[1, 4], :2] = 0  # prompt 1 padded: the mask is part of what makes two prompts equal
+    mask[5, :1] = 0  # row 5 has prompt 0's tokens but another mask: a prompt of its own
+    theta = torch.randn(2, model.d_model, generator=gen, dtype=torch.float64, requires_grad=True)
+    cached, full = (QueryEngine(model, tokens, mask, start=1, positions=["last", 1], path=p)
+                    for p in ("cached", "full"))
+    assert cached._distinct[0].tolist() == [0, 1, 3, 5] and cached._distinct[1].tolist() == [0, 1, 0, 2, 1, 3]
+    assert cached._suffix.window.shape[0] == 4  # the cache holds the distinct prompts
+
+    ran = []
+    real_run = engine_module._Suffix.run
+    monkeypatch.setattr(engine_module._Suffix, "run", lambda self, edits, index, *a: ran.append(
+        len(range(len(self.window))[index]) if isinstance(index, slice) else len(index)) or real_run(
+        self, edits, index, *a))
+
+    rows = torch.tensor([0, 2, 1, 3, 1, 4])  # copy 0: prompt 0 twice and prompt 1; copy 1: prompt 2, prompt 1 twice
+    per_copy = theta.repeat_interleave(3, 0)  # [6, d]: copy c's vector on its three rows
+    variants = torch.tensor([0, 0, 0, 1, 1, 1])
+    edits = [StreamEdit(1, per_copy, 1), StreamEdit(model.n_layers, per_copy, "last")]
+    out = {}
+    for name, engine in (("cached", cached), ("full", full)):
+        streams = []
+        logits, final = engine.run(edits, rows=rows, variants=variants, streams=streams, return_resid=True)
+        grad = torch.autograd.grad(F.cross_entropy(logits, tokens[rows, 0]), theta)[0]
+        out[name] = (logits, final, grad, *streams)
+    assert ran == [4]  # six rows, four (prompt, vector) pairs
+    for a, b in zip(out["cached"], out["full"], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+
+    ran.clear()
+    one = [StreamEdit(2, theta[0].detach())]  # one vector for every row: repeats run once without variants
+    torch.testing.assert_close(cached.run(one, copies=2), full.run(one, copies=2), atol=1e-10, rtol=0)
+    torch.testing.assert_close(cached.run([StreamEdit(2, per_copy.detach(), 1)], rows=rows),
+                               full.run([StreamEdit(2, per_copy.detach(), 1)], rows=rows), atol=1e-10, rtol=0)
+    assert ran == [4, 6]  # 12 rows of 4 distinct prompts; per-row vectors without variants: every row
+
+    with pytest.raises(ValueError, match=r"variants: a torch.float32 tensor of shape \(6,\); expected integer "
+                                         r"labels of shape \(6,\)"):
+        cached.run(edits, rows=rows, variants=torch.zeros(6))
+    with pytest.raises(ValueError, match=r"variants: a torch.int64 tensor of shape \(5,\); expected integer "
+                                         r"labels of shape \(6,\), one per row"):
+        cached.run(edits, rows=rows, variants=torch.zeros(5, dtype=torch.long))
+
+
 def test_regression_model(backend, regression_task):
     from tests.conftest import tiny_config
 

@@ -32,6 +32,16 @@ perturbed vectors for the dynamics. :class:`QueryEngine` answers it for a fixed 
 Both paths take the same arguments and return the same tensors; tests check them equal (float64,
 1e-5) on every architecture family the cached path allows.
 
+**Repeated prompts run once.** The zero-shot view of a task has few distinct prompts (one per query
+input: 600 training prompts of a 32-token permutation task hold 16), so the cached path keeps one
+copy of each distinct prompt in its cache, and a call whose rows repeat a prompt with the same edits
+runs each such row once and hands its logits (and streams) to its repeats. Rows carry the same edits
+when every edit vector is one ``[d_model]`` vector, or when the call says so (``variants``: equal
+labels, equal edits — e.g. the copies of one learned vector over a minibatch). Gradients flow to every
+repeat's edit as before (the repeats' gradients are summed where they used to be summed in the
+vector). Rows whose edits may differ (per-row vectors without ``variants``, ``z_edit``, ``resume``) run
+one by one as before.
+
 **Why tvlens' own block and not a key/value cache.** Hugging Face's ``past_key_values`` (and
 TransformerLens 4.x's KV cache for ``AttentionBridge``) would reuse each architecture's own
 modules, but (1) a cached forward still starts at the embedding: a vector at layer ``l`` would
@@ -124,6 +134,27 @@ def check_path(path: object) -> str:
     return path  # type: ignore[return-value]
 
 
+def _distinct_rows(inputs: Tensor, attention_mask: Tensor | None = None
+                  ) -> tuple[Int[Tensor, " distinct"], Int[Tensor, " batch"]] | None:
+    """The distinct prompts of ``inputs`` (rows equal in every token, or input vector, and in the mask): the
+    first row of each, in order of first appearance, and each row's index among them — ``None`` when every
+    prompt is distinct."""
+    n = inputs.shape[0]
+    key = inputs.reshape(n, -1)
+    if attention_mask is not None:
+        key = torch.cat([key, attention_mask.to(key.dtype)], 1)
+    inverse = torch.unique(key, dim=0, return_inverse=True)[1]
+    k = int(inverse.max()) + 1 if n else 0
+    if k == n:
+        return None
+    first = torch.full((k,), n, device=inverse.device).scatter_reduce(
+        0, inverse, torch.arange(n, device=inverse.device), "amin")
+    order = torch.argsort(first)  # by first appearance
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(k, device=order.device)
+    return first[order], rank[inverse]
+
+
 def choose_path(
     model: HookedModel, attention_mask: Tensor | None, requested: str = "auto", hooks: bool = False,
 ) -> tuple[Path, str]:
@@ -195,8 +226,14 @@ class QueryEngine:
         self.hooks = list(hooks)
         self.path, self.reason = choose_path(model, self.attention_mask, path, bool(self.hooks))
         first = min(int(c.min()) for c in self.columns.values())
-        self._suffix = _Suffix(model, self.inputs, self.attention_mask, self.start, first) \
-            if self.path == "cached" else None
+        self._suffix, self._distinct = None, None
+        if self.path == "cached":
+            #: each prompt's row among the distinct prompts the cache holds (``None``: every prompt is distinct)
+            self._distinct = _distinct_rows(self.inputs, self.attention_mask)
+            keep = slice(None) if self._distinct is None else self._distinct[0]
+            self._suffix = _Suffix(model, self.inputs[keep], None if self.attention_mask is None
+                                   else self.attention_mask[keep], self.start, first,
+                                   {p: c[keep] for p, c in self.columns.items()})
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
@@ -211,6 +248,7 @@ class QueryEngine:
         resume: tuple[int, Tensor] | tuple[int, Tensor, Tensor] | None = None,
         streams: list[Tensor] | None = None,
         return_resid: bool = False,
+        variants: Int[Tensor, " rows"] | None = None,
     ) -> Float[Tensor, "rows d_vocab"] | tuple[Float[Tensor, "rows d_vocab"], Float[Tensor, "rows d_model"]]:
         """Query logits with ``edits`` in the stream.
 
@@ -230,6 +268,10 @@ class QueryEngine:
             streams: if a list, the query's stream is appended at every ``resid_pre`` from ``start``
                 (after that layer's edits), then the final stream.
             return_resid: also return the final stream at the query.
+            variants: ``[rows]`` labels of the call's rows (copy-major with ``copies``): rows with equal labels
+                carry equal edits (their rows of the edit vectors are equal), so a prompt repeated under one
+                label runs once (see the module docstring). ``None``: rows carry equal edits only when every
+                edit vector is one ``[d_model]`` vector.
 
         Returns:
             Logits ``[rows, d_vocab]`` at each prompt's query (and the final stream if asked).
@@ -238,6 +280,11 @@ class QueryEngine:
             raise ValueError("pass either rows or copies, not both")
         if copies is not None:
             check_int("copies", copies, 1)
+        n_rows = (len(self) if rows is None else len(rows)) * (copies or 1)
+        if variants is not None and (variants.dtype in (torch.bool,) or variants.is_floating_point()
+                                     or tuple(variants.shape) != (n_rows,)):
+            raise ValueError(f"variants: a {variants.dtype} tensor of shape {tuple(variants.shape)}; expected "
+                             f"integer labels of shape ({n_rows},), one per row of the call")
         for edit in edits:
             if not self.start <= edit.layer <= self.model.n_layers:
                 raise ValueError(f"StreamEdit.layer={edit.layer} is outside this engine's range "
@@ -248,8 +295,35 @@ class QueryEngine:
         # all prompts as a slice: the cached keys/values are then views, not gathered copies, at every layer
         index = slice(None) if rows is None else rows.to(self.model.device)
         if self._suffix is not None:
-            return self._suffix.run(self, edits, index, copies or 1, z_edit, resume, streams, return_resid)
+            return self._run_cached(edits, index, copies or 1, z_edit, resume, streams, return_resid, variants)
         return self._run_full(edits, index, copies or 1, z_edit, streams, return_resid)
+
+    # ------------------------------------------------------------------ cached path
+    def _run_cached(self, edits: Sequence[StreamEdit], index: Tensor | slice, copies: int, z_edit: ZEdit | None,
+                    resume: Any, streams: list[Tensor] | None, return_resid: bool, variants: Tensor | None) -> Any:
+        """The cached suffix over the distinct prompts: each (prompt, edits) pair of the call runs once when the
+        rows' edits are known to be equal (see the module docstring)."""
+        suffix = self._suffix
+        if self._distinct is None:  # every prompt distinct: the rows are the cache's rows
+            return suffix.run(edits, index, copies, z_edit, resume, streams, return_resid)
+        prompt = self._distinct[1][index]  # each row's distinct prompt
+        same = variants is not None or all(edit.vector.ndim == 1 for edit in edits)
+        if z_edit is not None or resume is not None or not same:
+            return suffix.run(edits, prompt, copies, z_edit, resume, streams, return_resid)
+        prompt = prompt.repeat(copies)
+        key = prompt if variants is None else variants.to(prompt.device) * len(self._distinct[0]) + prompt
+        unique, inverse = torch.unique(key, return_inverse=True)
+        if len(unique) == len(key):  # nothing repeats in this call
+            return suffix.run(edits, prompt, 1, None, None, streams, return_resid)
+        first = torch.full((len(unique),), len(key), device=key.device).scatter_reduce(
+            0, inverse, torch.arange(len(key), device=key.device), "amin")  # one row per (prompt, edits)
+        edits = [edit if edit.vector.ndim == 1 else StreamEdit(edit.layer, edit.vector[first], edit.position,
+                                                               edit.mode) for edit in edits]
+        recorded: list[Tensor] | None = None if streams is None else []
+        out = suffix.run(edits, prompt[first], 1, None, None, recorded, return_resid)
+        if recorded is not None:
+            streams.extend(x[inverse] for x in recorded)
+        return (out[0][inverse], out[1][inverse]) if return_resid else out[inverse]
 
     # ------------------------------------------------------------------ full path
     def _run_full(self, edits: Sequence[StreamEdit], index: Tensor | slice, copies: int, z_edit: ZEdit | None,
@@ -314,8 +388,11 @@ def _edit_columns(x: Float[Tensor, "rows *pos d_model"], edit: StreamEdit, cols:
 class _Suffix:
     """The cached path: the prompts' columns before ``first`` kept as keys/values, the rest run by tvlens' block."""
 
-    def __init__(self, model: HookedModel, inputs: Tensor, mask: Tensor | None, start: int, first: int) -> None:
+    def __init__(self, model: HookedModel, inputs: Tensor, mask: Tensor | None, start: int, first: int,
+                 columns: dict[int | str, Tensor]) -> None:
         self.model, self.start, self.first = model, start, first
+        #: each declared position's column in each of these prompts
+        self.columns = columns
         caps = self.caps = model.capabilities
         n, n_pos = inputs.shape[:2]
         self.width = n_pos - first
@@ -512,7 +589,7 @@ class _Suffix:
         return x + mlp
 
     # ------------------------------------------------------------------ run
-    def run(self, engine: QueryEngine, edits: Sequence[StreamEdit], index: Tensor | slice, copies: int,
+    def run(self, edits: Sequence[StreamEdit], index: Tensor | slice, copies: int,
             z_edit: ZEdit | None, resume: Any, streams: list[Tensor] | None, return_resid: bool) -> Any:
         n_layers = self.model.n_layers
         first, resume_z = self.start, None
@@ -539,7 +616,7 @@ class _Suffix:
             trig = tuple(t[index].repeat(copies, *([1] * (t.ndim - 1))) for t in self.trig)
             trig = tuple(t[:, 0] for t in trig) if one else trig
         # a one-column suffix has every edit at its only column
-        columns = {} if one else {p: (c[index] - self.first).repeat(copies) for p, c in engine.columns.items()}
+        columns = {} if one else {p: (c[index] - self.first).repeat(copies) for p, c in self.columns.items()}
         for layer in range(first, n_layers + 1):
             if not (resume is not None and layer == first):  # a resumed stream already holds its edits
                 for edit in edits:

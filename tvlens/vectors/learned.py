@@ -420,7 +420,9 @@ def _learn_groups(
             edits.append(StreamEdit(site.layer, per_copy[:, None].expand(-1, n, -1).reshape(-1, per_copy.shape[-1]),
                                     site.positions))
         index = torch.cat([rows[owner[g]] + offsets[split][owner[g]] for g in active])
-        return engines[split].run(edits, rows=index).view(len(active), n, -1)
+        # a copy's rows carry one vector: a prompt repeated in its minibatch runs once
+        variants = torch.arange(len(active), device=index.device).repeat_interleave(n)
+        return engines[split].run(edits, rows=index, variants=variants).view(len(active), n, -1)
 
     def val_losses(active: list[int]) -> list[float]:
         totals = [0.0] * len(active)
