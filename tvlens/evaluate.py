@@ -13,6 +13,14 @@ number, ``.mean``) and over the task's **label set** (``.label_accuracy``); for 
 squared error of the query prediction divided by the input dimension ``D`` (Saglam et al. 2025 and Yang et al. 2025b).
 Every result carries its per-prompt values, so a mean comes with its standard error
 ``s / √n``.
+
+**How the prompts run.** :class:`PromptScorer` runs a batch's prompts into a
+:class:`~tvlens.models.engine.QueryEngine` once per view (zero-shot or n-shot), first edited layer
+and positions, and every vector scored on them is a suffix run on it (the engine's cached path;
+prompts that repeat — a zero-shot view holds one prompt per query input — run once). A vector the
+stream edits cannot express (another hook point, per-prompt positions), or a model whose cached
+path is not verified, runs the model's own forward with hooks (``path="full"`` asks for it
+everywhere: the reference twin).
 """
 
 from __future__ import annotations
@@ -28,7 +36,8 @@ from torch import Tensor
 from tvlens._checks import check_int
 from tvlens._progress import progress_bar
 from tvlens._records import Records
-from tvlens.inject import Intervention, as_hooked, check_provenance, flatten_interventions, inject
+from tvlens.inject import Intervention, as_hooked, check_provenance, engine_edits, flatten_interventions, inject
+from tvlens.models.engine import QueryEngine, check_path
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task, check_base
 from tvlens.tasks.splits import Splits
@@ -172,6 +181,50 @@ def scored_view(batch: ICLBatch, mode: str, base: str = "zero_shot") -> ICLBatch
     return batch.view("zero_shot" if mode == "zero_shot" else "icl" if mode == "icl" else base)
 
 
+class PromptScorer:
+    """Per-prompt scores of one batch under many questions — zero-shot, ICL, each vector and its control — with
+    each view of the prompts run into a query engine once (see the module docstring).
+
+    Args:
+        model: the model.
+        batch: the prompts (their zero-shot view is read for ``"zero_shot"`` and, by default, ``"injected"``).
+        path: the engine's path: ``"auto"`` (cached wherever it is exact), ``"cached"`` or ``"full"``.
+    """
+
+    def __init__(self, model: HookedModel | Any, batch: ICLBatch, path: str = "auto") -> None:
+        self.model, self.batch, self.path = as_hooked(model), batch, check_path(path)
+        self._engines: dict[Any, QueryEngine] = {}
+
+    def scores(self, mode: str, interventions: Sequence[Intervention] = (), base: str = "zero_shot"
+               ) -> dict[str, Float[Tensor, " batch"]]:
+        """Per-prompt scores of ``mode`` (:func:`scores_at_query`) with ``interventions`` in the prompts
+        ``mode`` scores (:func:`scored_view`); no gradient."""
+        prompts = scored_view(self.batch, mode, base)
+        edits, hooks = engine_edits(self.model, *interventions)
+        n_layers = self.model.n_layers
+        start = min([n_layers - 1, *(edit.layer for edit in edits)])
+        positions = tuple(dict.fromkeys(["last", *(edit.position for edit in edits)]))
+        key = (prompts.n_shots, prompts is self.batch, start, positions)
+        if hooks:  # the hooks belong to this vector: an engine of its own (the full forward)
+            engine = QueryEngine(self.model, prompts.inputs, prompts.attention_mask, start=start,
+                                 positions=positions, path=self.path, hooks=hooks)
+        else:
+            if key not in self._engines:
+                self._engines[key] = QueryEngine(self.model, prompts.inputs, prompts.attention_mask, start=start,
+                                                 positions=positions, path=self.path)
+            engine = self._engines[key]
+        with torch.no_grad():
+            logits = engine.run(edits)
+        return scores_at_query(prompts, logits, len(interventions))
+
+    def evaluate(self, mode: str, vector: Intervention | Iterable[Intervention] | Any | None = None,
+                 base: str = "zero_shot") -> EvalResult:
+        """:func:`evaluate` of ``mode`` (and ``vector``) on this batch."""
+        interventions = [] if vector is None else flatten_interventions([vector])
+        return EvalResult.from_scores(mode, scored_view(self.batch, mode, base), self.scores(mode, interventions,
+                                                                                            base))
+
+
 def evaluate(
     model: HookedModel,
     task: Task,
@@ -185,6 +238,7 @@ def evaluate(
     batch_size: int = 128,
     base: Literal["zero_shot", "icl"] = "zero_shot",
     batch: ICLBatch | None = None,
+    path: str = "auto",
     progress: bool = True,
 ) -> EvalResult:
     """Score ``model`` on held-out prompts of ``task``.
@@ -205,6 +259,8 @@ def evaluate(
         base: prompts the vector is injected into: the zero-shot queries (TVP mode) or the
             n-shot prompts.
         batch: score these prompts instead of sampling (``n_prompts``/``n_shots``/``seed``/``split`` unused).
+        path: how the prompts run (:class:`PromptScorer`): ``"auto"`` (the query engine's cached path wherever it
+            is exact), ``"cached"`` or ``"full"`` (the model's own forward with hooks).
         progress: show a tqdm bar when scoring takes more than half a second.
 
     Returns:
@@ -218,6 +274,7 @@ def evaluate(
     if mode != "injected" and vector is not None:
         raise ValueError(f"vector is given but mode={mode!r}; use mode='injected' to inject it")
     check_int("batch_size", batch_size, 1)
+    check_path(path)
     splits = Splits(seed) if batch is None else None
     if splits is not None:
         splits.check_split(split)
@@ -239,6 +296,6 @@ def evaluate(
     for start in progress_bar(starts, desc=f"evaluate {mode}", progress=progress and len(starts) > 1):
         rows = slice(start, start + batch_size)
         chunk_interventions = [iv.select(rows) for iv in interventions]
-        chunks.append(score_batch(hooked, scored.select(rows), chunk_interventions))
+        chunks.append(PromptScorer(hooked, batch.select(rows), path).scores(mode, chunk_interventions, base))
     scores = {key: torch.cat([c[key] for c in chunks]) for key in chunks[0]}
     return EvalResult.from_scores(mode, scored, scores)

@@ -55,10 +55,8 @@ from tvlens._records import Records
 from tvlens.analysis.dynamics import injection_layer_maps
 from tvlens.analysis.heads import key_head_analysis
 from tvlens.analysis.ov import ov_decomposition
-from tvlens.evaluate import EvalResult, evaluate, scored_view, scores_at_query
-from tvlens.inject import engine_edits
+from tvlens.evaluate import PromptScorer
 from tvlens.models import HookedModel
-from tvlens.models.engine import QueryEngine
 from tvlens.studies.formation import STUDY_SOURCES, tvp_profiles
 from tvlens.studies.regression import fidelity_scores, fidelity_vectors
 from tvlens.studies.subjects import NEEDS, OFFERS, Subject
@@ -180,22 +178,13 @@ class Unit:
 
     def score(self, mode: str, vector: Any = None, batch: Any = None, base: str = "zero_shot") -> float:
         """:func:`~tvlens.evaluate.evaluate`'s mean score of ``mode`` on ``batch`` (default: the test prompts). The
-        prompts are asked many questions (zero-shot, ICL, each vector and its control), so they are run once into a
-        query engine and each vector is a suffix run on it (a vector the engine cannot express runs ``evaluate``)."""
+        prompts are asked many questions (zero-shot, ICL, each vector and its control), so one
+        :class:`~tvlens.evaluate.PromptScorer` per batch runs them into its query engines once."""
         batch = self.test if batch is None else batch
-        edits, hooks = ([], []) if vector is None else engine_edits(self.model, vector)
-        if hooks:
-            return evaluate(self.model, self.task, mode, vector, batch=batch, base=base, progress=False).mean
-        prompts = scored_view(batch, mode, base)
-        positions = tuple(dict.fromkeys(["last", *(e.position for e in edits)]))
-        key = ("engine", id(batch), prompts.n_shots, positions)
-        if key not in self._memo or self._memo[key][0] is not batch:  # the batch itself, not a later one at its id
-            self._memo[key] = batch, QueryEngine(self.model, prompts.inputs, prompts.attention_mask,
-                                                 positions=positions)
-        engine = self._memo[key][1]
-        with torch.no_grad():
-            logits = engine.run(edits)
-        return EvalResult.from_scores(mode, prompts, scores_at_query(prompts, logits, len(edits))).mean
+        key = ("scorer", id(batch))
+        if key not in self._memo or self._memo[key].batch is not batch:  # the batch itself, not a later one at its id
+            self._memo[key] = PromptScorer(self.model, batch)
+        return self._memo[key].evaluate(mode, vector, base).mean
 
     def random_like(self, tv: TaskVector, salt: int = 0) -> TaskVector:
         """The control vector: at each of ``tv``'s sites a random direction with the norm of ``tv``'s tensor there
