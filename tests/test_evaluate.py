@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from tvlens import Intervention, evaluate, inject
-from tvlens.evaluate import mean_and_stderr
+from tvlens.evaluate import PromptScorer, mean_and_stderr
+from tvlens.models import engine as engine_module
 from tvlens.tasks import Splits
 
 
@@ -87,6 +88,8 @@ def test_errors(tiny_model, small_task):
         evaluate(tiny_model, small_task, "injected", Intervention(torch.zeros(3, 32), layer=0), n_prompts=10)
     with pytest.raises(ValueError, match=r"batch_size=0"):
         evaluate(tiny_model, small_task, "icl", batch_size=0)
+    with pytest.raises(ValueError, match=r"path='fast': expected 'auto', 'cached' or 'full'"):
+        evaluate(tiny_model, small_task, "icl", path="fast")
     with pytest.raises(ValueError, match=r"split='heldout': expected one of \['train', 'dev'"):
         evaluate(tiny_model, small_task, "icl", split="heldout")
 
@@ -120,3 +123,49 @@ def test_a_result_is_one_table_row(tiny_model, small_task):
     values = result.values.double()
     assert result.row() == {"accuracy": pytest.approx(float(values.mean())),
                             "stderr": pytest.approx(float(values.std() / 12**0.5)), "n": 12}
+
+
+def test_the_query_engine_path_equals_the_full_forward(tiny_model64, small_task):
+    """evaluate on the query engine (cached; repeated zero-shot prompts run once) gives the per-prompt values of the
+    model's own forward with hooks (``path="full"``) — every mode, add and replace, both bases, a per-prompt vector,
+    an early position, and a vector at a hook point the stream edits cannot express."""
+    gen = torch.Generator().manual_seed(3)
+    v = torch.randn(tiny_model64.d_model, generator=gen, dtype=torch.float64)
+    questions = [("icl", None, "zero_shot"), ("zero_shot", None, "zero_shot"),
+                 ("injected", Intervention(v, layer=1), "zero_shot"),
+                 ("injected", Intervention(v, layer=2, mode="replace"), "zero_shot"),
+                 ("injected", [Intervention(v, layer=0), Intervention(-v, layer=2, hook="resid_post")], "icl"),
+                 ("injected", Intervention(v, layer=1, positions=1), "icl"),
+                 ("injected", Intervention(torch.randn(40, tiny_model64.d_model, generator=gen, dtype=torch.float64),
+                                           layer=1), "zero_shot"),
+                 ("injected", Intervention(v, layer=1, hook="attn_out"), "zero_shot")]
+    batch = Splits(0).sample(small_task, "shared", 40, 3)
+    assert len(torch.unique(batch.zero_shot.inputs, dim=0)) < 40  # the zero-shot view repeats prompts
+    for mode, vector, base in questions:
+        results = [evaluate(tiny_model64, small_task, mode, vector, batch=batch, base=base, path=path,
+                            batch_size=16) for path in ("auto", "full")]
+        assert torch.equal(results[0].values, results[1].values), (mode, vector, base)
+        torch.testing.assert_close(results[0].nll_values, results[1].nll_values, atol=1e-10, rtol=0)
+
+
+def test_a_prompt_scorer_runs_each_view_into_an_engine_once(tiny_model, small_task, monkeypatch):
+    """Many questions of one batch: one engine per view, first edited layer and positions (a vector with a hook of
+    its own builds its own); each answer equals evaluate's."""
+    built = []
+    real = engine_module.QueryEngine.__init__
+    monkeypatch.setattr(engine_module.QueryEngine, "__init__",
+                        lambda self, *a, **k: built.append(k.get("start")) or real(self, *a, **k))
+    batch = Splits(2).sample(small_task, "test", 30, 3)
+    scorer = PromptScorer(tiny_model, batch)
+    vectors = [Intervention(torch.randn(tiny_model.d_model), layer=1) for _ in range(3)]
+    answers = [scorer.evaluate("icl"), scorer.evaluate("icl"), scorer.evaluate("zero_shot"),
+               *(scorer.evaluate("injected", v) for v in vectors), scorer.evaluate("injected", vectors[0], "icl")]
+    assert built == [tiny_model.n_layers - 1, tiny_model.n_layers - 1, 1, 1]  # icl; zero-shot; layer 1 on each view
+    built.clear()
+    expected = [evaluate(tiny_model, small_task, "icl", batch=batch), evaluate(tiny_model, small_task, "icl",
+                                                                              batch=batch),
+                evaluate(tiny_model, small_task, "zero_shot", batch=batch),
+                *(evaluate(tiny_model, small_task, "injected", v, batch=batch) for v in vectors),
+                evaluate(tiny_model, small_task, "injected", vectors[0], batch=batch, base="icl")]
+    for a, b in zip(answers, expected, strict=True):
+        assert a.mode == b.mode and torch.equal(a.values, b.values)
