@@ -161,11 +161,15 @@ def test_a_prompt_scorer_runs_each_view_into_an_engine_once(tiny_model, small_ta
     answers = [scorer.evaluate("icl"), scorer.evaluate("icl"), scorer.evaluate("zero_shot"),
                *(scorer.evaluate("injected", v) for v in vectors), scorer.evaluate("injected", vectors[0], "icl")]
     assert built == [tiny_model.n_layers - 1, tiny_model.n_layers - 1, 1, 1]  # icl; zero-shot; layer 1 on each view
+    hooked = Intervention(torch.randn(tiny_model.d_model), layer=1, hook="attn_out")  # a hook: not a stream edit
+    answers += [scorer.evaluate("injected", hooked), scorer.evaluate("injected", hooked)]
+    assert len(built) == 6  # each call with a hook its own engine (the full forward)
     built.clear()
     expected = [evaluate(tiny_model, small_task, "icl", batch=batch), evaluate(tiny_model, small_task, "icl",
                                                                               batch=batch),
                 evaluate(tiny_model, small_task, "zero_shot", batch=batch),
                 *(evaluate(tiny_model, small_task, "injected", v, batch=batch) for v in vectors),
-                evaluate(tiny_model, small_task, "injected", vectors[0], batch=batch, base="icl")]
+                evaluate(tiny_model, small_task, "injected", vectors[0], batch=batch, base="icl"),
+                *(evaluate(tiny_model, small_task, "injected", hooked, batch=batch) for _ in range(2))]
     for a, b in zip(answers, expected, strict=True):
         assert a.mode == b.mode and torch.equal(a.values, b.values)

@@ -120,7 +120,7 @@ def test_repeated_prompts_run_once_and_equal_the_full_forward(tiny_model64, monk
     """Prompts that repeat (a zero-shot view) are cached once; a call whose repeated rows carry the same edits —
     one [d] vector, or per-row vectors with ``variants`` — runs each (prompt, edits) pair once. Logits, recorded
     streams, the final stream and the gradient of per-copy vectors equal the full forward; per-row vectors
-    without ``variants`` and head edits still run every row."""
+    without ``variants`` still run every row."""
     from tvlens.models import engine as engine_module
 
     model = tiny_model64
