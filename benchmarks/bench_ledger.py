@@ -6,8 +6,8 @@ made one call at a time.
   prompts run once into a query engine on which every vector and control it scores is a suffix run;
 * **one call at a time**, the ledger's earlier way, kept reachable here: each LTV is its own
   ``learn_task_vector`` call (its own train / dev / test prefixes), each score its own ``evaluate`` call (the
-  unit's prompts run into a query engine of its own per vector), and a TVP profile's other-query prompts run as a forward of their
-  own (not as a suffix on the prompts' engine).
+  unit's prompts run into a query engine of its own per vector), and a TVP profile's other-query prompts run as
+  a forward of their own (not as a suffix on the prompts' engine).
 
 * **on worker processes**, as ``tvlens report`` runs it: the same in-process ledger, its models spread over one
   spawned worker per core (``tvlens._parallel``), each worker with its share of the threads.

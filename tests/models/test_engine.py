@@ -171,6 +171,52 @@ def test_repeated_prompts_run_once_and_equal_the_full_forward(tiny_model64, monk
         cached.run(edits, rows=rows, variants=torch.zeros(5, dtype=torch.long))
 
 
+def test_rows_join_at_their_first_edited_layer(tiny_model64, monkeypatch):
+    """Vectors of several layers side by side, rows sorted by layer with ``enter``: each row runs only the blocks
+    from its layer (joining with its prompt's intact stream), and the logits, streams and gradients equal the full
+    forward — with repeated prompts too."""
+    from tvlens.models import engine as engine_module
+
+    model = tiny_model64
+    gen = torch.Generator().manual_seed(5)
+    tokens = torch.randint(model.d_vocab, (4, 6), generator=gen)[torch.tensor([0, 1, 2, 3, 1])]  # prompt 1 twice
+    theta = torch.randn(3, model.d_model, generator=gen, dtype=torch.float64, requires_grad=True)
+    layers = [0, 1, 2]  # copy c carries theta[c] at layer c
+    n = len(tokens)
+    rows = torch.arange(n).repeat(3)
+    def edits() -> list[StreamEdit]:  # copy k's rows carry theta[k] at layer k, the other rows zeros
+        return [StreamEdit(k, torch.zeros(3 * n, model.d_model, dtype=torch.float64).index_add(
+            0, torch.arange(k * n, (k + 1) * n), theta[k].expand(n, -1))) for k in layers]
+
+    enter = torch.tensor(layers).repeat_interleave(n)
+    ran = []
+    real_block = engine_module._Suffix._block
+    monkeypatch.setattr(engine_module._Suffix, "_block",
+                        lambda self, layer, x, *a: ran.append((layer, x.shape[0])) or real_block(self, layer, x, *a))
+    out = {}
+    for name, engine, options in (("joined", QueryEngine(model, tokens), {"enter": enter}),
+                                  ("joined, repeats once", QueryEngine(model, tokens),
+                                   {"enter": enter, "variants": torch.arange(3).repeat_interleave(n)}),
+                                  ("full", QueryEngine(model, tokens, path="full"), {})):
+        streams = []
+        logits = engine.run(edits(), rows=rows, streams=streams, **options)
+        out[name] = (logits, torch.autograd.grad(logits.logsumexp(-1).sum(), theta)[0], *streams)
+        if name == "joined":
+            # the intact run of the 4 distinct prompts (once per engine), then copy k's rows from block k on
+            assert ran == [(0, 4), (1, 4), (2, 4), (0, 5), (1, 10), (2, 15)]
+        if name == "joined, repeats once":
+            assert ran[-3:] == [(0, 4), (1, 8), (2, 12)]
+    for name in ("joined", "joined, repeats once"):
+        for a, b in zip(out[name], out["full"], strict=True):
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+    engine = QueryEngine(model, tokens, start=1)
+    with pytest.raises(ValueError, match=r"enter: a torch.int64 tensor of shape \(15,\); expected \(15,\) "
+                                         r"non-decreasing integer layers in \[1, 3\]"):
+        engine.run(edits()[1:], rows=rows, enter=enter)  # layer 0 is before start
+    with pytest.raises(ValueError, match="non-decreasing"):
+        engine.run(edits()[1:], rows=rows, enter=enter.flip(0).clamp(min=1))
+
+
 def test_regression_model(backend, regression_task):
     from tests.conftest import tiny_config
 

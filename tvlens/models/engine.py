@@ -249,6 +249,7 @@ class QueryEngine:
         streams: list[Tensor] | None = None,
         return_resid: bool = False,
         variants: Int[Tensor, " rows"] | None = None,
+        enter: Int[Tensor, " rows"] | None = None,
     ) -> Float[Tensor, "rows d_vocab"] | tuple[Float[Tensor, "rows d_vocab"], Float[Tensor, "rows d_model"]]:
         """Query logits with ``edits`` in the stream.
 
@@ -272,6 +273,11 @@ class QueryEngine:
                 carry equal edits (their rows of the edit vectors are equal), so a prompt repeated under one
                 label runs once (see the module docstring). ``None``: rows carry equal edits only when every
                 edit vector is one ``[d_model]`` vector.
+            enter: ``[rows]`` non-decreasing layers from ``start`` to ``n_layers``: row ``r`` has no edit before
+                layer ``enter[r]`` (e.g. learned vectors of several layers side by side, sorted by layer). On a
+                one-column cached suffix without ``copies``, ``z_edit`` or ``resume``, a row then runs only the
+                blocks from its layer, joining there with its prompt's intact stream; elsewhere it changes nothing.
+                The numbers are the same either way.
 
         Returns:
             Logits ``[rows, d_vocab]`` at each prompt's query (and the final stream if asked).
@@ -285,6 +291,12 @@ class QueryEngine:
                                      or tuple(variants.shape) != (n_rows,)):
             raise ValueError(f"variants: a {variants.dtype} tensor of shape {tuple(variants.shape)}; expected "
                              f"integer labels of shape ({n_rows},), one per row of the call")
+        if enter is not None and (enter.dtype == torch.bool or enter.is_floating_point()
+                                  or tuple(enter.shape) != (n_rows,) or bool((enter.diff() < 0).any())
+                                  or (n_rows and not self.start <= int(enter.min()) <= int(enter.max())
+                                      <= self.model.n_layers)):
+            raise ValueError(f"enter: a {enter.dtype} tensor of shape {tuple(enter.shape)}; expected ({n_rows},) "
+                             f"non-decreasing integer layers in [{self.start}, {self.model.n_layers}]")
         for edit in edits:
             if not self.start <= edit.layer <= self.model.n_layers:
                 raise ValueError(f"StreamEdit.layer={edit.layer} is outside this engine's range "
@@ -295,32 +307,44 @@ class QueryEngine:
         # all prompts as a slice: the cached keys/values are then views, not gathered copies, at every layer
         index = slice(None) if rows is None else rows.to(self.model.device)
         if self._suffix is not None:
-            return self._run_cached(edits, index, copies or 1, z_edit, resume, streams, return_resid, variants)
+            return self._run_cached(edits, index, copies or 1, z_edit, resume, streams, return_resid, variants,
+                                    enter)
         return self._run_full(edits, index, copies or 1, z_edit, streams, return_resid)
 
     # ------------------------------------------------------------------ cached path
     def _run_cached(self, edits: Sequence[StreamEdit], index: Tensor | slice, copies: int, z_edit: ZEdit | None,
-                    resume: Any, streams: list[Tensor] | None, return_resid: bool, variants: Tensor | None) -> Any:
+                    resume: Any, streams: list[Tensor] | None, return_resid: bool, variants: Tensor | None,
+                    enter: Tensor | None) -> Any:
         """The cached suffix over the distinct prompts: each (prompt, edits) pair of the call runs once when the
-        rows' edits are known to be equal (see the module docstring)."""
+        rows' edits are known to be equal, and rows with a later first edit join at its layer (see :meth:`run`)."""
         suffix = self._suffix
-        if self._distinct is None:  # every prompt distinct: the rows are the cache's rows
-            return suffix.run(edits, index, copies, z_edit, resume, streams, return_resid)
-        prompt = self._distinct[1][index]  # each row's distinct prompt
+        staged = enter is not None and suffix.width == 1 and z_edit is None and resume is None
+        prompt = index if self._distinct is None else self._distinct[1][index]  # each row's prompt in the cache
         same = variants is not None or all(edit.vector.ndim == 1 for edit in edits)
-        if z_edit is not None or resume is not None or not same:
+        if self._distinct is None or z_edit is not None or resume is not None or not same:
+            if staged and copies == 1:
+                rows = torch.arange(len(suffix.window), device=enter.device)[prompt] if isinstance(prompt, slice) \
+                    else prompt
+                return suffix.run_staged(edits, rows, enter.to(rows.device), streams, return_resid)
             return suffix.run(edits, prompt, copies, z_edit, resume, streams, return_resid)
         prompt = prompt.repeat(copies)
+        enter = None if not staged else enter.to(prompt.device)
         key = prompt if variants is None else variants.to(prompt.device) * len(self._distinct[0]) + prompt
         unique, inverse = torch.unique(key, return_inverse=True)
         if len(unique) == len(key):  # nothing repeats in this call
-            return suffix.run(edits, prompt, 1, None, None, streams, return_resid)
+            return suffix.run(edits, prompt, 1, None, None, streams, return_resid) if enter is None else \
+                suffix.run_staged(edits, prompt, enter, streams, return_resid)
         first = torch.full((len(unique),), len(key), device=key.device).scatter_reduce(
             0, inverse, torch.arange(len(key), device=key.device), "amin")  # one row per (prompt, edits)
+        first, order = first.sort()  # in the call's order (rows sorted by ``enter`` stay sorted)
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(len(order), device=order.device)
+        inverse = rank[inverse]
         edits = [edit if edit.vector.ndim == 1 else StreamEdit(edit.layer, edit.vector[first], edit.position,
                                                                edit.mode) for edit in edits]
         recorded: list[Tensor] | None = None if streams is None else []
-        out = suffix.run(edits, prompt[first], 1, None, None, recorded, return_resid)
+        out = suffix.run(edits, prompt[first], 1, None, None, recorded, return_resid) if enter is None else \
+            suffix.run_staged(edits, prompt[first], enter[first], recorded, return_resid)
         if recorded is not None:
             streams.extend(x[inverse] for x in recorded)
         return (out[0][inverse], out[1][inverse]) if return_resid else out[inverse]
@@ -393,6 +417,7 @@ class _Suffix:
         self.model, self.start, self.first = model, start, first
         #: each declared position's column in each of these prompts
         self.columns = columns
+        self._intact: list[Tensor] | None = None
         caps = self.caps = model.capabilities
         n, n_pos = inputs.shape[:2]
         self.width = n_pos - first
@@ -627,13 +652,52 @@ class _Suffix:
             if layer < n_layers:
                 x = self._block(layer, x, trig, index, copies, z_edit,
                                 resume_z if (resume is not None and layer == first) else None)
-        final = x  # the query column: the last block returns it alone
+        return self._logits(x, return_resid)  # x: the query column (the last block returns it alone)
+
+    def _logits(self, final: Float[Tensor, "rows d_model"], return_resid: bool) -> Any:
+        """The query logits of the final streams ``final`` (and ``final`` itself with ``return_resid``)."""
         logits = self._norm(final, "ln_final", self.caps.final_norm) @ self.w["unembed.W_U"]
         if "unembed.b_U" in self.w:
             logits = logits + self.w["unembed.b_U"]
         if self.caps.logit_soft_cap is not None:
             logits = self.caps.logit_soft_cap * torch.tanh(logits / self.caps.logit_soft_cap)
         return (logits, final) if return_resid else logits
+
+    def intact(self) -> list[Float[Tensor, "prompts d_model"]]:
+        """The prompts' query streams with no edit, entering each layer from ``start`` and then the final stream
+        (one run, kept)."""
+        if self._intact is None:
+            streams: list[Tensor] = []
+            with torch.no_grad():
+                self.run([], slice(None), 1, None, None, streams, False)
+            self._intact = streams
+        return self._intact
+
+    def run_staged(self, edits: Sequence[StreamEdit], index: Int[Tensor, " rows"], enter: Int[Tensor, " rows"],
+                   streams: list[Tensor] | None, return_resid: bool) -> Any:
+        """:meth:`run` of a one-column suffix whose row ``r`` (rows sorted by ``enter``) has no edit before layer
+        ``enter[r]``: it joins there with its prompt's intact stream, and the blocks before run only the rows that
+        have joined (the same numbers: a row with no edit yet is its prompt's intact row)."""
+        n_layers, start = self.model.n_layers, self.start
+        intact = self.intact()
+        joined = torch.searchsorted(enter, torch.arange(start, n_layers + 1, device=enter.device), right=True).tolist()
+        trig = None if self.trig is None else tuple(t[index][:, 0] for t in self.trig)
+        x = intact[0][index[: joined[0]]]
+        for layer in range(start, n_layers + 1):
+            m = joined[layer - start]
+            if m > x.shape[0]:
+                x = torch.cat([x, intact[layer - start][index[x.shape[0] : m]]])
+            for edit in edits:
+                if edit.layer == layer:
+                    rows = edit if edit.vector.ndim == 1 else StreamEdit(edit.layer, edit.vector[:m], edit.position,
+                                                                         edit.mode)
+                    x = _edit_columns(x, rows, None, 1)
+            if streams is not None:
+                streams.append(torch.cat([x, intact[layer - start][index[m:]]]))
+            if layer < n_layers:
+                x = self._block(layer, x, None if trig is None else tuple(t[:m] for t in trig), index[:m], 1, None,
+                                None)
+        return self._logits(x, return_resid)
 
 
 def _bias(real: Bool[Tensor, "n K"], position: Int[Tensor, "n K"], query_cols: Int[Tensor, " S"], window: int | None,

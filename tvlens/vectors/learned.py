@@ -400,6 +400,7 @@ def _learn_groups(
                                   weight_decay=config.weight_decay, foreach=True)
     zero = torch.zeros(model.d_model, dtype=model.dtype, device=model.device)  # a copy's vector at a site it lacks
     every = [site for group in sites for site in group]
+    lowest = [min(site.layer for site in group) for group in sites]  # copy g's first edited layer
     start, where = min(s.layer for s in every), list(dict.fromkeys(s.positions for s in every))
     engines, offsets = {}, {}
     for split in ("train", "val", "test"):
@@ -414,15 +415,20 @@ def _learn_groups(
         if len(active) == 1 and n_jobs == 1:  # one vector: edits of one row, as a lone run makes them
             edits = [StreamEdit(site.layer, v, site.positions) for site, v in vectors[active[0]].items()]
             return engines[split].run(edits, rows=rows[0])[None]
+        # the copies by their lowest layer: a copy's rows join the run there (the engine's ``enter``)
+        order = sorted(range(len(active)), key=lambda j: lowest[active[j]])
+        ordered = [active[j] for j in order]
         n, edits = len(rows[0]), []
-        for site in dict.fromkeys(s for g in active for s in vectors[g]):
-            per_copy = torch.stack([vectors[g].get(site, zero) for g in active])  # [copies, d]
+        for site in dict.fromkeys(s for g in ordered for s in vectors[g]):
+            per_copy = torch.stack([vectors[g].get(site, zero) for g in ordered])  # [copies, d]
             edits.append(StreamEdit(site.layer, per_copy[:, None].expand(-1, n, -1).reshape(-1, per_copy.shape[-1]),
                                     site.positions))
-        index = torch.cat([rows[owner[g]] + offsets[split][owner[g]] for g in active])
+        index = torch.cat([rows[owner[g]] + offsets[split][owner[g]] for g in ordered])
         # a copy's rows carry one vector: a prompt repeated in its minibatch runs once
-        variants = torch.arange(len(active), device=index.device).repeat_interleave(n)
-        return engines[split].run(edits, rows=index, variants=variants).view(len(active), n, -1)
+        variants = torch.arange(len(ordered), device=index.device).repeat_interleave(n)
+        enter = torch.tensor([lowest[g] for g in ordered], device=index.device).repeat_interleave(n)
+        logits = engines[split].run(edits, rows=index, variants=variants, enter=enter).view(len(ordered), n, -1)
+        return logits[torch.tensor(order).argsort()]
 
     def val_losses(active: list[int]) -> list[float]:
         totals = [0.0] * len(active)
