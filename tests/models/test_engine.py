@@ -215,6 +215,9 @@ def test_rows_join_at_their_first_edited_layer(tiny_model64, monkeypatch):
         engine.run(edits()[1:], rows=rows, enter=enter)  # layer 0 is before start
     with pytest.raises(ValueError, match="non-decreasing"):
         engine.run(edits()[1:], rows=rows, enter=enter.flip(0).clamp(min=1))
+    with pytest.raises(ValueError, match=r"enter: 5 rows enter after layer 1, where a StreamEdit \(add\) changes "
+                                         r"them; expected every row's edits at layers >= its enter"):
+        engine.run([StreamEdit(1, theta[0].detach())], rows=rows, enter=enter.clamp(min=1))
 
 
 def test_regression_model(backend, regression_task):
