@@ -297,12 +297,6 @@ class QueryEngine:
                                       <= self.model.n_layers)):
             raise ValueError(f"enter: a {enter.dtype} tensor of shape {tuple(enter.shape)}; expected ({n_rows},) "
                              f"non-decreasing integer layers in [{self.start}, {self.model.n_layers}]")
-        for edit in edits if enter is not None else ():  # a row's edits must not come before its layer
-            later = enter.to(edit.vector.device) > edit.layer
-            if bool(later.any()) and (edit.vector.ndim == 1 or edit.mode == "replace"
-                                      or bool(edit.vector.detach()[later].any())):
-                raise ValueError(f"enter: {int(later.sum())} rows enter after layer {edit.layer}, where a StreamEdit "
-                                 f"({edit.mode}) changes them; expected every row's edits at layers >= its enter")
         for edit in edits:
             if not self.start <= edit.layer <= self.model.n_layers:
                 raise ValueError(f"StreamEdit.layer={edit.layer} is outside this engine's range "
@@ -310,6 +304,12 @@ class QueryEngine:
             if edit.position not in self.columns:
                 raise ValueError(f"StreamEdit.position={edit.position!r} was not declared; this engine's positions "
                                  f"are {list(self.columns)}")
+        for edit in edits if enter is not None else ():  # a row's edits must not come before its layer
+            later = enter.to(edit.vector.device) > edit.layer
+            if bool(later.any()) and (edit.vector.ndim == 1 or edit.mode == "replace" or (
+                    edit.vector.shape[0] == len(later) and bool(edit.vector.detach()[later].any()))):
+                raise ValueError(f"enter: {int(later.sum())} rows enter after layer {edit.layer}, where a StreamEdit "
+                                 f"({edit.mode}) changes them; expected every row's edits at layers >= its enter")
         # all prompts as a slice: the cached keys/values are then views, not gathered copies, at every layer
         index = slice(None) if rows is None else rows.to(self.model.device)
         if self._suffix is not None:
