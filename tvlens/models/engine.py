@@ -134,25 +134,30 @@ def check_path(path: object) -> str:
     return path  # type: ignore[return-value]
 
 
-def _distinct_rows(inputs: Tensor, attention_mask: Tensor | None = None
-                  ) -> tuple[Int[Tensor, " distinct"], Int[Tensor, " batch"]] | None:
-    """The distinct prompts of ``inputs`` (rows equal in every token, or input vector, and in the mask): the
-    first row of each, in order of first appearance, and each row's index among them — ``None`` when every
-    prompt is distinct."""
-    n = inputs.shape[0]
-    key = inputs.reshape(n, -1)
-    if attention_mask is not None:
-        key = torch.cat([key, attention_mask.to(key.dtype)], 1)
-    inverse = torch.unique(key, dim=0, return_inverse=True)[1]
+def _first_occurrences(key: Tensor) -> tuple[Int[Tensor, " distinct"], Int[Tensor, " rows"]] | None:
+    """The distinct rows of ``key`` (1-D values, or the rows of a 2-D tensor): the first row of each, in order of
+    first appearance, and each row's index among them — ``None`` when every row is distinct."""
+    n = key.shape[0]
+    inverse = torch.unique(key, dim=0 if key.ndim > 1 else None, return_inverse=True)[1]
     k = int(inverse.max()) + 1 if n else 0
     if k == n:
         return None
     first = torch.full((k,), n, device=inverse.device).scatter_reduce(
         0, inverse, torch.arange(n, device=inverse.device), "amin")
-    order = torch.argsort(first)  # by first appearance
+    first, order = first.sort()  # by first appearance
     rank = torch.empty_like(order)
     rank[order] = torch.arange(k, device=order.device)
-    return first[order], rank[inverse]
+    return first, rank[inverse]
+
+
+def _distinct_rows(inputs: Tensor, attention_mask: Tensor | None = None
+                  ) -> tuple[Int[Tensor, " distinct"], Int[Tensor, " batch"]] | None:
+    """The distinct prompts of ``inputs`` (rows equal in every token, or input vector, and in the mask):
+    :func:`_first_occurrences` of their rows."""
+    key = inputs.reshape(inputs.shape[0], -1)
+    if attention_mask is not None:
+        key = torch.cat([key, attention_mask.to(key.dtype)], 1)
+    return _first_occurrences(key)
 
 
 def choose_path(
@@ -335,22 +340,20 @@ class QueryEngine:
             return suffix.run(edits, prompt, copies, z_edit, resume, streams, return_resid)
         prompt = prompt.repeat(copies)
         enter = None if not staged else enter.to(prompt.device)
+
+        def each_row(edits: Sequence[StreamEdit], rows: Tensor, enter: Tensor | None, streams: Any) -> Any:
+            return suffix.run(edits, rows, 1, None, None, streams, return_resid) if enter is None else \
+                suffix.run_staged(edits, rows, enter, streams, return_resid)
+
         key = prompt if variants is None else variants.to(prompt.device) * len(self._distinct[0]) + prompt
-        unique, inverse = torch.unique(key, return_inverse=True)
-        if len(unique) == len(key):  # nothing repeats in this call
-            return suffix.run(edits, prompt, 1, None, None, streams, return_resid) if enter is None else \
-                suffix.run_staged(edits, prompt, enter, streams, return_resid)
-        first = torch.full((len(unique),), len(key), device=key.device).scatter_reduce(
-            0, inverse, torch.arange(len(key), device=key.device), "amin")  # one row per (prompt, edits)
-        first, order = first.sort()  # in the call's order (rows sorted by ``enter`` stay sorted)
-        rank = torch.empty_like(order)
-        rank[order] = torch.arange(len(order), device=order.device)
-        inverse = rank[inverse]
+        found = _first_occurrences(key)  # one row per (prompt, edits), in the call's order (``enter`` stays sorted)
+        if found is None:  # nothing repeats in this call
+            return each_row(edits, prompt, enter, streams)
+        first, inverse = found
         edits = [edit if edit.vector.ndim == 1 else StreamEdit(edit.layer, edit.vector[first], edit.position,
                                                                edit.mode) for edit in edits]
         recorded: list[Tensor] | None = None if streams is None else []
-        out = suffix.run(edits, prompt[first], 1, None, None, recorded, return_resid) if enter is None else \
-            suffix.run_staged(edits, prompt[first], enter[first], recorded, return_resid)
+        out = each_row(edits, prompt[first], None if enter is None else enter[first], recorded)
         if recorded is not None:
             streams.extend(x[inverse] for x in recorded)
         return (out[0][inverse], out[1][inverse]) if return_resid else out[inverse]
