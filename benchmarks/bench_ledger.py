@@ -12,23 +12,31 @@ made one call at a time.
 * **on worker processes**, as ``tvlens report`` runs it: the same in-process ledger, its models spread over one
   spawned worker per core (``tvlens._parallel``), each worker with its share of the threads.
 
-The rest (vanilla sweeps, function vectors, the rest of the TVP profiles, maps) is the same code on every side.
-Each runs once, at a reduced configuration (2 tasks × 2 seeds per model, every claim, every zoo model), and the
-effects and controls of the tables are compared (the learned vectors agree to float tolerance; an accuracy at a
-near tie may still move by one prompt). Prints ``ratio ledger_vs_one_at_a_time X`` (both in this process) and
-``ratio ledger_workers_vs_one_at_a_time X`` (the report's way against the one-call-at-a-time ledger in this
-process).
+The rest (vanilla sweeps, function vectors, OV, key heads, the rest of the TVP profiles, maps) is the same code on
+every side. Each runs once, every claim on every zoo model, and the effects and controls of the tables are compared
+(the learned vectors agree to float tolerance; an accuracy at a near tie may still move by one prompt). Prints
+``ratio ledger_vs_one_at_a_time X`` (both in this process) and ``ratio ledger_workers_vs_one_at_a_time X`` (the
+report's way against the one-call-at-a-time ledger in this process), and, for the two in-process runs, the seconds
+spent learning vectors, scoring and in the rest: the rest bounds the ratio that faster learning and scoring alone
+could reach (``one call at a time / the rest``).
 
-    python benchmarks/bench_ledger.py
+``--config reduced`` (the default, as CI runs it: 2 tasks × 2 seeds per model) or ``--config default`` (the ledger
+as ``tvlens report`` runs it, :class:`~tvlens.studies.LedgerConfig`'s defaults: 5 tasks × 3 seeds; about 15 min
+on 2 cores).
+
+    python benchmarks/bench_ledger.py [--config default]
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib
 import math
 import sys
-from collections.abc import Iterator
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -42,7 +50,7 @@ from tvlens.evaluate import evaluate  # noqa: E402
 from tvlens.studies import LedgerConfig, claims, claims_ledger  # noqa: E402
 from tvlens.vectors import learn_task_vector  # noqa: E402
 
-CONFIG = LedgerConfig(n_tasks=2, seeds=(0, 1))
+CONFIGS = {"reduced": LedgerConfig(n_tasks=2, seeds=(0, 1)), "default": LedgerConfig()}
 train_module = importlib.import_module("tvlens.training.train")  # the module (the package exports train())
 
 
@@ -73,6 +81,35 @@ def one_call_at_a_time() -> Iterator[None]:
         unit.__init__, unit.score, claims.learn_task_vectors, train_module._trailing_difference = saved
 
 
+@contextlib.contextmanager
+def parts(seconds: Counter) -> Iterator[None]:
+    """Adds to ``seconds`` the time spent learning vectors (``"learning"``) and scoring (``"scoring"``) by the
+    ledger's units (the outermost call only; restored on exit)."""
+    depth = [0]
+
+    def timed(part: str, fn: Callable) -> Callable:
+        def wrapper(*args, **kwargs):
+            depth[0] += 1
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+                if depth[0] == 0:
+                    seconds[part] += time.perf_counter() - start
+
+        return wrapper
+
+    saved = claims.learn_task_vectors_many, claims.learn_task_vectors, claims.Unit.score
+    claims.learn_task_vectors_many = timed("learning", saved[0])
+    claims.learn_task_vectors = timed("learning", saved[1])
+    claims.Unit.score = timed("scoring", saved[2])
+    try:
+        yield
+    finally:
+        claims.learn_task_vectors_many, claims.learn_task_vectors, claims.Unit.score = saved
+
+
 def _compared(a, b) -> tuple[float, int, int]:
     """The largest change of an effect or control between two tables, and on how many of the measured rows the
     verdicts are equal."""
@@ -83,30 +120,42 @@ def _compared(a, b) -> tuple[float, int, int]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", choices=list(CONFIGS), default="reduced",
+                        help="reduced: 2 tasks x 2 seeds per model (CI); default: the report's ledger (5 x 3)")
+    config = CONFIGS[parser.parse_args().config]
     torch.set_num_threads(2)
     tables = {}
+    spent = {"ledger": Counter(), "apart": Counter()}
     workers = default_workers()
 
     def as_it_runs() -> None:
-        tables["ledger"] = claims_ledger(CONFIG, progress=False)
+        with parts(spent["ledger"]):
+            tables["ledger"] = claims_ledger(config, progress=False)
 
     def apart() -> None:
-        with one_call_at_a_time():
-            tables["apart"] = claims_ledger(CONFIG, progress=False)
+        with one_call_at_a_time(), parts(spent["apart"]):
+            tables["apart"] = claims_ledger(config, progress=False)
 
     def on_workers() -> None:
         with process_pool(workers) as pool:
-            tables["workers"] = claims_ledger(CONFIG, progress=False, executor=pool)
+            tables["workers"] = claims_ledger(config, progress=False, executor=pool)
 
     zoo.load("perm-mix")  # TransformerLens' first model build imports its bridge (seconds): before any timing
     times = compare({"apart": apart, "ledger": as_it_runs, "workers": on_workers}, repeats=1, warmup=0)
     for name, label in (("ledger", "as it runs in this process"), ("workers", f"on {workers} worker processes")):
         moved, same, n = _compared(tables[name], tables["apart"])
-        print(f"claims ledger, {len(CONFIG.seeds)} seeds x {CONFIG.n_tasks} tasks per model, every claim: one call "
+        print(f"claims ledger, {len(config.seeds)} seeds x {config.n_tasks} tasks per model, every claim: one call "
               f"at a time {times['apart']:.1f} s, {label} {times[name]:.1f} s, {times['apart'] / times[name]:.2f}x; "
               f"largest change of an effect or control {moved:.2e}; verdicts equal on {same} of {n} rows")
     moved, same, n = _compared(tables["workers"], tables["ledger"])
     print(f"worker processes vs this process: largest change {moved:.2e}, verdicts equal on {same} of {n} rows")
+    for side, label in (("apart", "one call at a time"), ("ledger", "as it runs")):
+        rest = times[side] - spent[side]["learning"] - spent[side]["scoring"]
+        print(f"{label}: learning {spent[side]['learning']:.1f} s, scoring {spent[side]['scoring']:.1f} s, "
+              f"the rest {rest:.1f} s")
+    rest = times["ledger"] - spent["ledger"]["learning"] - spent["ledger"]["scoring"]
+    print(f"with learning and scoring free, the in-process ratio could reach at most {times['apart'] / rest:.2f}x")
     print(f"ratio ledger_vs_one_at_a_time {times['apart'] / times['ledger']:.2f}")
     print(f"ratio ledger_workers_vs_one_at_a_time {times['apart'] / times['workers']:.2f}")
     print("goal: >= 4x")
