@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from tvlens import Intervention, inject
 from tvlens.models import HookedModel
+from tvlens.models import engine as engine_module
 from tvlens.models.capabilities import read_capabilities
 from tvlens.models.engine import QueryEngine, StreamEdit
 from tvlens.tasks.text import TextTasks
@@ -344,6 +345,27 @@ def test_family_logits_streams_and_head_edits_equal_the_full_forward(family, pro
     torch.testing.assert_close(fa, fb, atol=1e-5, rtol=0)
     for x, y in zip(sa, sb, strict=True):
         torch.testing.assert_close(x, y, atol=1e-5, rtol=0)
+
+
+def test_family_prefix_in_small_chunks_equals_the_full_forward(family, prompts, monkeypatch):
+    """The prefix in one chunk (left-padded prompts of several lengths: a padding mask) and a prompt at a time (each
+    chunk from its first real token: a mask of causality alone, left to the fused kernel, except where Gemma-2's
+    window of 16 is reached) gives the logits and streams of the full forward."""
+    _, model = family
+    theta = torch.randn(model.d_model, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    assert prompts.attention_mask.eq(0).any() and prompts.attention_mask.sum(1).unique().numel() > 1
+    out = {}
+    for label, chunk_bytes in (("one chunk", 2**40), ("a prompt at a time", 1)):
+        monkeypatch.setattr(engine_module, "PREFIX_CHUNK_BYTES", chunk_bytes)
+        for path in ("cached", "full"):
+            engine = QueryEngine(model, prompts.inputs, prompts.attention_mask, start=1, positions=["last", 1],
+                                 path=path)
+            streams = []
+            logits = engine.run([StreamEdit(1, theta, 1), StreamEdit(2, theta, "last")], streams=streams)
+            out[label, path] = (logits, *streams)
+    for label in ("one chunk", "a prompt at a time"):
+        for a, b in zip(out[label, "cached"], out["one chunk", "full"], strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
 
 
 def test_family_ltv_gradient_multihead_ablation_copies_and_resume(family, prompts):

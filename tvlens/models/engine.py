@@ -122,9 +122,11 @@ class StreamEdit:
 #: What a ``path`` argument may ask for.
 PATHS = ("auto", "cached", "full")
 
-#: About how many bytes of attention scores one chunk of the engine's prefix computes at a time (sorted by length,
-#: a chunk of prompts of similar length runs without most of their left padding).
-PREFIX_CHUNK_BYTES = 2**24
+#: About how many bytes the largest activation of one chunk of the engine's prefix takes (its attention scores or its
+#: MLP's hidden layer). Prompts run in chunks sorted by length (a chunk of prompts of similar length runs without
+#: most of their left padding), and temporaries this small are reused by the allocator instead of faulting in fresh
+#: pages: 9000 two-shot prompts of an 11-token task built in 0.9 s instead of 1.3–1.5 s with 16 MiB chunks.
+PREFIX_CHUNK_BYTES = 2**22
 
 
 def check_path(path: object) -> str:
@@ -469,9 +471,10 @@ class _Suffix:
         d_head, T] and :attr:`values` [n, h, T, d_head] the prefix columns' keys and values at each layer from
         ``start`` (what the suffix's own block would compute for them).
 
-        The prompts run in chunks of similar length, longest first, whose attention scores stay near
-        :data:`PREFIX_CHUNK_BYTES`; each chunk runs only from its earliest real column (left padding before it
-        is never computed: its keys and values stay zero, and the mask hides them)."""
+        The prompts run in chunks of similar length, longest first, whose largest activation (attention scores or
+        the MLP's hidden layer) stays near :data:`PREFIX_CHUNK_BYTES`; each chunk runs only from its earliest real
+        column (left padding before it is never computed: its keys and values stay zero, and the mask hides
+        them)."""
         n, width = x.shape[:2]
         start, first, n_layers = self.start, self.first, self.model.n_layers
         heads, d_head = self.heads, self.d_head
@@ -479,13 +482,16 @@ class _Suffix:
         self.keys = {layer: x.new_zeros(n, heads, d_head, first) for layer in range(start, n_layers)}
         self.values = {layer: x.new_zeros(n, heads, first, d_head) for layer in range(start, n_layers)}
         first_real = torch.where(real.any(1), real.to(torch.int8).argmax(1), width).clamp(max=first)
-        size = max(1, PREFIX_CHUNK_BYTES // max(1, heads * width * width * x.element_size()))
+        hidden = max([x.shape[-1], *(w_in.shape[-1] for _, w_in, _, _, _ in self.mlp.values() if w_in is not None)])
+        size = max(1, PREFIX_CHUNK_BYTES // max(1, width * max(heads * width, hidden) * x.element_size()))
         for rows in torch.argsort(first_real, stable=True).split(size):
             lo = int(first_real[rows].min())
             chunk, at = x[rows, lo:], position[rows, lo:]
             trig = None if self.rotary is None else self.rotary.tables(at)
             bias = {w: _bias(real[rows, lo:], at, torch.arange(width - lo, device=x.device), w, x.dtype)
                     for w in windows}
+            # no padding and no window reached: the mask is causality alone, which the fused kernel knows itself
+            causal = {w: bool(real[rows, lo:].all()) and (w is None or w >= width - lo) for w in windows}
             for layer in range(n_layers):
                 if layer == start:  # from here on only the prefix columns
                     self.window[rows] = chunk[:, first - lo:].masked_fill(~real[rows, first:, None], 0)
@@ -500,10 +506,12 @@ class _Suffix:
                     self.values[layer][rows, :, lo:] = v.permute(0, 2, 1, 3)
                 if layer == n_layers - 1:
                     break  # the last block's output is never read
-                mask = bias[self.caps.sliding_windows[layer]]
+                window = self.caps.sliding_windows[layer]
+                mask = bias[window]
                 if self.caps.attn_soft_cap is None:  # one fused kernel
-                    z = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                                       attn_mask=mask, scale=1 / self.caps.attn_scale).transpose(1, 2)
+                    z = F.scaled_dot_product_attention(
+                        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=None if causal[window]
+                        else mask, is_causal=causal[window], scale=1 / self.caps.attn_scale).transpose(1, 2)
                 else:
                     z = torch.einsum("bhst,bthk->bshk", self._pattern(torch.einsum("bshk,bthk->bhst", q, k), mask), v)
                 chunk = self._after_attention(layer, chunk, z)
