@@ -122,8 +122,6 @@ def test_repeated_prompts_run_once_and_equal_the_full_forward(tiny_model64, monk
     one [d] vector, or per-row vectors with ``variants`` — runs each (prompt, edits) pair once. Logits, recorded
     streams, the final stream and the gradient of per-copy vectors equal the full forward; per-row vectors
     without ``variants`` still run every row."""
-    from tvlens.models import engine as engine_module
-
     model = tiny_model64
     gen = torch.Generator().manual_seed(11)
     distinct = torch.randint(model.d_vocab, (3, 5), generator=gen)
@@ -176,8 +174,6 @@ def test_rows_join_at_their_first_edited_layer(tiny_model64, monkeypatch):
     """Vectors of several layers side by side, rows sorted by layer with ``enter``: each row runs only the blocks
     from its layer (joining with its prompt's intact stream), and the logits, streams and gradients equal the full
     forward — with repeated prompts too."""
-    from tvlens.models import engine as engine_module
-
     model = tiny_model64
     gen = torch.Generator().manual_seed(5)
     tokens = torch.randint(model.d_vocab, (4, 6), generator=gen)[torch.tensor([0, 1, 2, 3, 1])]  # prompt 1 twice
