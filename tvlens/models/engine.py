@@ -491,7 +491,8 @@ class _Suffix:
             bias = {w: _bias(real[rows, lo:], at, torch.arange(width - lo, device=x.device), w, x.dtype)
                     for w in windows}
             # no padding and no window reached: the mask is causality alone, which the fused kernel knows itself
-            causal = {w: bool(real[rows, lo:].all()) and (w is None or w >= width - lo) for w in windows}
+            unpadded = bool(real[rows, lo:].all())
+            causal = {w: unpadded and (w is None or w >= width - lo) for w in windows}
             for layer in range(n_layers):
                 if layer == start:  # from here on only the prefix columns
                     self.window[rows] = chunk[:, first - lo:].masked_fill(~real[rows, first:, None], 0)
