@@ -561,3 +561,65 @@ def test_hf_directories_with_missing_pieces_are_named(tmp_path):
         message = str(info.value)
         assert "\n" not in message and expected[label] in message and "huggingface-cli" not in message, (label, message)
         assert str(directory) in message, label
+
+
+def test_out_never_replaces_what_the_run_reads(cli, tmp_path, tiny_qwen2, monkeypatch):
+    """``--out`` naming the run's model file, a file in its model directory, its task CSV or the report's cache is
+    refused with one line before any model loads, and the file stays byte for byte."""
+    import hashlib
+    import shutil
+    from pathlib import Path
+
+    from tvlens import zoo
+    from tvlens.models import HookedModel
+
+    model_file = tmp_path / "dm.safetensors"
+    shutil.copyfile(zoo.weights_path("perm-mix"), model_file)
+    model_dir = tmp_path / "qwen"
+    shutil.copytree(tiny_qwen2, model_dir)
+    csv = tmp_path / "mine.csv"
+    csv.write_text("input,answer\n" + "".join(f"w{i},v{i}\n" for i in range(40)), encoding="utf-8")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "stage.pt").write_bytes(b"cached")
+    link = tmp_path / "link.safetensors"
+    link.symlink_to(model_file)
+
+    def digest(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    before = {p: digest(p) for p in (model_file, model_dir / "config.json", csv, cache / "stage.pt")}
+    monkeypatch.setattr(HookedModel, "from_pretrained", lambda *a, **k: pytest.fail("loaded before the checks"))
+    claims = ("claims", "--seeds", "0", "--prompts", "16", "--claims", "vanilla_beats_zero_shot", "--quiet")
+    for args, fragment in (
+        ([*claims, "--model", str(model_file), "--out", str(model_file)], f"is --model={str(model_file)!r}"),
+        ([*claims, "--model", str(model_file), "--out", str(link)], f"is --model={str(model_file)!r}"),
+        ([*claims, "--model", str(model_dir), "--tasks", f"antonyms,{csv}", "--out", str(csv)],
+         f"is --tasks={str(csv)!r}"),
+        ([*claims, "--model", str(model_dir), "--tasks", "antonyms", "--out", str(model_dir / "config.json")],
+         f"lies in --model={str(model_dir)!r}"),
+        (["report", "--models", str(model_dir), "--cache-dir", str(cache), "--out", str(cache / "stage.pt")],
+         f"lies in --cache-dir={str(cache)!r}"),
+        (["report", "--models", str(model_dir), "--cache-dir", str(model_dir / "cache")],
+         f"--cache-dir={str(model_dir / 'cache')!r}: lies in --models={str(model_dir)!r}"),
+    ):
+        one_line_error(cli(*args), fragment, "which this run reads; expected another path")
+    assert {p: digest(p) for p in before} == before
+    assert not (model_dir / "cache").exists()
+
+
+def test_a_shipped_zoo_model_is_never_a_vectors_output(cli, monkeypatch):
+    from tvlens import zoo
+
+    path = zoo.weights_path("perm-mix", zoo.WEIGHTS_DIR)
+    monkeypatch.setattr(zoo, "load", lambda *a, **k: pytest.fail("loaded before the checks"))
+    one_line_error(cli("vector", "learn", "--model", "perm-mix", "--out", str(path)), "is --model=", "perm-mix")
+
+
+def test_claims_seeds_are_checked_before_any_model_loads(cli, monkeypatch):
+    from tvlens import zoo
+
+    monkeypatch.setattr(zoo, "load", lambda *a, **k: pytest.fail("loaded before the checks"))
+    for seeds in ("-1", "0,4294967296", "a"):
+        one_line_error(cli("claims", "--seeds", seeds, "--quiet"), f"--seeds={seeds!r}: expected comma-separated "
+                       "integers in [0, 4294967295]")

@@ -173,3 +173,26 @@ def test_a_prompt_scorer_runs_each_view_into_an_engine_once(tiny_model, small_ta
                 *(evaluate(tiny_model, small_task, "injected", hooked, batch=batch) for _ in range(2))]
     for a, b in zip(answers, expected, strict=True):
         assert a.mode == b.mode and torch.equal(a.values, b.values)
+
+
+def test_a_task_the_model_cannot_read_is_refused_before_any_work():
+    """A 16-symbol permutation task on the 32-symbol zoo model ran and scored 0 % silently; token prompts on a
+    regression model, or regression inputs of another width, are refused alike (one line naming both sizes)."""
+    from tvlens import zoo
+    from tvlens.tasks import LinearRegression, PermutationMixture
+
+    perm = zoo.load("perm-mix")
+    with pytest.raises(ValueError, match=r"^task=PermutationMixture: its vocabulary has 19 tokens but the model's "
+                                         r"has 35; expected the task family the model was trained on"):
+        evaluate(perm, PermutationMixture(n_symbols=16, n_perms=4).single(0), "icl", n_shots=4)
+    regression = zoo.load("linear-regression")
+    with pytest.raises(ValueError, match=r"^task=PermutationMixture: has token prompts but the model reads inputs "
+                                         r"of width 5"):
+        evaluate(regression, zoo.task("perm-mix").single(0), "zero_shot")
+    with pytest.raises(ValueError, match=r"^task=LinearRegression: has inputs of width 3 but the model reads inputs "
+                                         r"of width 5"):
+        evaluate(regression, LinearRegression(d_input=3), "icl", n_shots=4)
+    with pytest.raises(ValueError, match=r"has inputs of width 5 but the model reads token prompts"):
+        evaluate(perm, zoo.task("linear-regression"), "icl", n_shots=4)
+    # the model's own family is scored as before
+    assert evaluate(perm, zoo.task("perm-mix").single(0), "icl", n_prompts=32, progress=False).mean > 0.5

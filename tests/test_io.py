@@ -111,3 +111,24 @@ def test_a_planted_pickle_runs_nothing(tmp_path):
     torch.save({"key": "k", "value": [torch.ones(2), {"a": 1.5}]}, path)  # plain data loads
     loaded = safe_torch_load(path)
     assert loaded["key"] == "k" and torch.equal(loaded["value"][0], torch.ones(2))
+
+
+def test_an_output_that_is_or_lies_in_what_the_run_reads_is_refused(tmp_path):
+    from tvlens._io import check_output_dir
+
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(b"weights")
+    directory = tmp_path / "hf"
+    directory.mkdir()
+    reads = [("--model", model), ("--model", directory), ("--model", "perm-mix"), ("--tasks", None)]
+    with pytest.raises(ValueError, match=r"^--out='.*model\.safetensors': is --model='.*model\.safetensors', which "
+                                         r"this run reads; expected another path \(it would be overwritten\)$"):
+        check_output_file(model, "--out", reads=reads)
+    with pytest.raises(ValueError, match=r"lies in --model='.*hf'"):
+        check_output_file(directory / "sub" / "config.json", "--out", reads=reads)
+    with pytest.raises(ValueError, match=r"^--cache-dir='.*hf': lies in --model"):
+        check_output_dir(directory, "--cache-dir", reads=reads)
+    # beside them, or a name with nothing on disk (a zoo name): written as usual
+    assert check_output_file(tmp_path / "table.md", "--out", reads=reads) == tmp_path / "table.md"
+    assert check_output_file(tmp_path / "perm-mix", "--out", reads=[("--model", "perm-mix")])
+    assert model.read_bytes() == b"weights"

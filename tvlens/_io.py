@@ -5,6 +5,9 @@
 * **Nothing a user owns is replaced by accident.** A symlink is followed (its target is replaced and the
   link kept); a directory, device, FIFO or socket at the destination is refused before any work; ``-``
   means standard output where a text file is written.
+* **Nothing a run reads is its output.** :func:`check_output_file` takes the files and directories the run
+  reads (``reads``: a model file or directory, a task CSV, a vector, the cache) and refuses an output that
+  resolves to one of them, or into one of the directories, before any work.
 * **A full disk or a vanished directory** is an :class:`OSError` naming the user's path, whatever library
   did the writing (safetensors raises its own error type).
 * **Nothing is unpickled freely.** :func:`safe_torch_load` reads ``torch.save`` files with
@@ -127,17 +130,26 @@ def _nearest_existing(path: Path) -> Path:
     return Path("/")
 
 
-def check_output_file(path: str | os.PathLike, argument: str = "path", *, stdout: bool = False) -> Path:
-    """Fail before any work if a file cannot be written at ``path``.
+#: What a run reads, for :func:`check_output_file`: ``(the argument that names it, its path)`` pairs.
+Reads = Iterable[tuple[str, "str | os.PathLike | None"]]
+
+
+def check_output_file(path: str | os.PathLike, argument: str = "path", *, stdout: bool = False,
+                      reads: Reads = ()) -> Path:
+    """Fail before any work if a file cannot be written at ``path``, or if writing it would replace what the
+    run reads.
 
     Args:
         path: the destination; a symlink is judged by its target.
         argument: the name the caller knows ``path`` by, for the message.
         stdout: accept ``-`` (standard output; for text files).
+        reads: ``(argument, path)`` of every file or directory the run reads (``None`` paths and names that
+            are not on disk, such as zoo names, are skipped). ``path`` may be none of these files, nor lie
+            inside one of these directories (a model directory's ``config.json``, a cache's entries).
 
     Raises:
         ValueError: ``path`` is a directory, device, FIFO or socket (or a link to one), ``-`` where a
-            file is needed, or one of its ancestors is a file.
+            file is needed, one of its ancestors is a file, or it is (or lies in) something the run reads.
         PermissionError: the nearest existing directory above it is not writable.
     """
     if is_stdout(path):
@@ -145,13 +157,31 @@ def check_output_file(path: str | os.PathLike, argument: str = "path", *, stdout
             return Path(STDOUT)
         raise ValueError(f"{argument}='-': standard output cannot take this binary file; expected a file path")
     dest = _resolved(Path(path).absolute())
+    _check_not_read(dest, reads, argument, path)
     _check_destination(dest, argument, path)
     return _check_parent(dest.parent, argument, path)
 
 
-def check_output_dir(path: str | os.PathLike, argument: str = "path") -> Path:
-    """Fail before any work if ``path`` cannot be (made and) written as a directory."""
+def _check_not_read(dest: Path, reads: Reads, argument: str, shown: str | os.PathLike) -> None:
+    """Refuse ``dest`` when it is one of the files the run reads or lies in one of its directories."""
+    for name, source in reads:
+        if source is None or is_stdout(source):
+            continue
+        read = _resolved(Path(source).absolute())
+        if not read.exists():  # a zoo name, a built-in task: nothing on disk to overwrite
+            continue
+        inside = read.is_dir() and (dest == read or read in dest.parents)
+        if dest == read or inside:
+            what = f"lies in {name}={str(source)!r}" if inside else f"is {name}={str(source)!r}"
+            raise ValueError(f"{argument}={str(shown)!r}: {what}, which this run reads; expected another path "
+                             "(it would be overwritten)")
+
+
+def check_output_dir(path: str | os.PathLike, argument: str = "path", *, reads: Reads = ()) -> Path:
+    """Fail before any work if ``path`` cannot be (made and) written as a directory, or is (or lies in) one
+    of the directories the run reads (``reads``, as in :func:`check_output_file`)."""
     dest = _resolved(Path(path).absolute())
+    _check_not_read(dest, reads, argument, path)
     if dest.exists() and not dest.is_dir():
         raise ValueError(f"{argument}={str(path)!r}: is a file; expected a directory")
     return _check_parent(dest, argument, path)

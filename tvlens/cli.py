@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -145,6 +147,16 @@ def _zoo_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _zoo_reads(name: str) -> list[tuple[str, Any]]:
+    """What a model command reads of zoo model ``name``: its weights and card (shipped, or the user's copy)."""
+    from tvlens import zoo
+
+    if name not in zoo.SPECS:
+        return []
+    return [("--model", path) for directory in (None, zoo.WEIGHTS_DIR)
+            for path in (zoo.weights_path(name, directory), zoo.weights_path(name, directory).with_suffix(".json"))]
+
+
 def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     """The zoo model and the task (one task of its family, ``--task-id``) a command works on."""
     from tvlens import zoo
@@ -162,7 +174,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
 def _vector_extract(args: argparse.Namespace) -> int:
     from tvlens.vectors import function_vector, vanilla_task_vector
 
-    check_output_file(args.out, "--out")
+    check_output_file(args.out, "--out", reads=_zoo_reads(args.model))
     model, task = _load(args)
     if args.layer is not None:
         model.check_layer(args.layer, "--layer")
@@ -181,7 +193,7 @@ def _vector_extract(args: argparse.Namespace) -> int:
 def _vector_learn(args: argparse.Namespace) -> int:
     from tvlens.vectors import learn_task_vector
 
-    check_output_file(args.out, "--out")
+    check_output_file(args.out, "--out", reads=_zoo_reads(args.model))
     model, task = _load(args)
     layer = model.check_layer(args.layer, "--layer")
     try:
@@ -260,12 +272,14 @@ def _analyze(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from tvlens.report import ReportConfig, build_report, write_report
 
-    check_output_file(args.out, "--out", stdout=True)
-    if not args.no_cache:
-        check_output_dir(args.cache_dir, "--cache-dir")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not models:
         raise ValueError(f"--models={args.models!r}: expected a comma-separated list of zoo model names")
+    reads = [("--models", model) for model in models]
+    if not args.no_cache:
+        check_output_dir(args.cache_dir, "--cache-dir", reads=reads)
+        reads.append(("--cache-dir", args.cache_dir))
+    check_output_file(args.out, "--out", stdout=True, reads=reads)
     config = ReportConfig(models=models, quick=args.quick, cache_dir=None if args.no_cache else args.cache_dir,
                           studies=not args.no_studies, seed=args.seed, workers=args.workers)
     report = build_report(config, progress=not args.quiet)
@@ -297,8 +311,11 @@ def _claims(args: argparse.Namespace) -> int:
     from tvlens.studies.subjects import subject
     from tvlens.tasks.text import check_template
 
-    if args.out:
-        check_output_file(args.out, "--out", stdout=True)
+    count, names = _claims_tasks(args.tasks)
+    if args.out:  # neither a model nor a task file of this run
+        reads = [("--model", model) for model in args.model or ()]
+        reads += [("--tasks", name) for name in names or () if name.lower().endswith(".csv")]
+        check_output_file(args.out, "--out", stdout=True, reads=reads)
     check_template(args.template, "--template")
     claims = None
     if args.claims is not None:
@@ -307,10 +324,10 @@ def _claims(args: argparse.Namespace) -> int:
             raise ValueError(f"--claims={args.claims!r}: expected comma-separated claim names "
                              "(see tvlens.studies.CLAIMS; leave it out to measure every claim)")
     try:
-        seeds = tuple(int(s) for s in args.seeds.split(","))
-    except ValueError:
-        raise ValueError(f"--seeds={args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
-    count, names = _claims_tasks(args.tasks)
+        seeds = tuple(_seed(s) for s in args.seeds.split(","))
+    except argparse.ArgumentTypeError:
+        raise ValueError(f"--seeds={args.seeds!r}: expected comma-separated integers in [0, {_SEED_MAX}], "
+                         "e.g. 0,1,2") from None
     if names is not None and not args.model:
         raise ValueError(f"--tasks={args.tasks!r}: word-pair tasks need --model DIR (a Hugging Face model); the zoo "
                          "ledger takes a count of tasks of each zoo family")
@@ -319,15 +336,21 @@ def _claims(args: argparse.Namespace) -> int:
     models = [subject(model, names, template=args.template, dtype=args.dtype, argument="--model",
                       tasks_argument="--tasks") for model in args.model] if args.model else None
     from tvlens._parallel import process_pool
+    from tvlens.studies.claims import ModelsFailed
 
     _set_threads()
-    with process_pool(args.workers, "--workers") as executor:
-        ledger = claims_ledger(config, progress=not args.quiet, models=models, executor=executor)
+    try:
+        with process_pool(args.workers, "--workers") as executor:
+            ledger = claims_ledger(config, progress=not args.quiet, models=models, executor=executor)
+    except ModelsFailed as error:
+        raise ValueError(str(error)) from None
     table = ledger.to_markdown()
     if not is_stdout(args.out):  # `--out -` prints it once
         print(table)
     if args.out:
         atomic_write_text(args.out, table + "\n", "--out")
+    if ledger.errors:  # the other models' rows are printed above; the run did not measure everything
+        raise ValueError("; ".join(f"--model {name!r} failed: {why}" for name, why in ledger.errors.items()))
     return 0
 
 
@@ -448,6 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # handled as an interruption: the same cleanup, exit 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -461,6 +488,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         bars_were_on = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()
+    # SIGTERM ends the run as Ctrl-C does: worker processes are stopped, nothing half-written is left
+    main_thread = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    previous_term = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
@@ -472,6 +502,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tvlens {args.command}: error: {message or type(error).__name__}", file=sys.stderr)
         return 2
     finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
         if quiet:
             del os.environ["TQDM_DISABLE"]
         if bars_were_on:

@@ -225,6 +225,29 @@ class PromptScorer:
                                                                                             base))
 
 
+def check_task(model: HookedModel, task: Any, argument: str = "task") -> None:
+    """Refuse (one line, before any work) a task whose prompts the model cannot read as the task means them: a
+    token family whose vocabulary is not the model's (a 16-symbol permutation task on a 32-symbol model would run
+    and score 0 % with no warning), a regression family whose input width is not the model's read-in, word-pair
+    tasks whose tokenizer has ids beyond the model's vocabulary, or token prompts on a regression model."""
+    name = type(task).__name__
+    d_input = getattr(task, "d_input", None) if getattr(task, "kind", None) == "regression" else None
+    tokenizer = getattr(task, "tokenizer", None)
+    if d_input is not None or model.d_input is not None:
+        if d_input != model.d_input:
+            has = f"inputs of width {d_input}" if d_input is not None else "token prompts"
+            wants = f"inputs of width {model.d_input}" if model.d_input is not None else "token prompts"
+            raise ValueError(f"{argument}={name}: has {has} but the model reads {wants}; expected the task family "
+                             "the model was trained on")
+    elif tokenizer is not None:
+        if len(tokenizer) > model.d_vocab:
+            raise ValueError(f"{argument}={name}: its tokenizer has {len(tokenizer)} tokens but the model's vocabulary "
+                             f"{model.d_vocab}; expected the model's own tokenizer")
+    elif getattr(task, "d_vocab", None) is not None and task.d_vocab != model.d_vocab:
+        raise ValueError(f"{argument}={name}: its vocabulary has {task.d_vocab} tokens but the model's has "
+                         f"{model.d_vocab}; expected the task family the model was trained on (e.g. tvlens.zoo.task)")
+
+
 def evaluate(
     model: HookedModel,
     task: Task,
@@ -279,6 +302,8 @@ def evaluate(
     if splits is not None:
         splits.check_split(split)
     hooked = as_hooked(model)
+    if batch is None:
+        check_task(hooked, task)
     interventions = flatten_interventions([vector]) if vector is not None else []
     if vector is not None:
         check_provenance(hooked, [vector], task)

@@ -3,6 +3,7 @@ verdicts it reaches on the zoo."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 
 import pytest
@@ -11,7 +12,11 @@ import torch
 from tvlens import evaluate, zoo
 from tvlens.studies.claims import (
     CLAIMS,
+    MIN_DISTINCT_ANSWERS,
+    NOT_MEASURED,
     LedgerConfig,
+    ModelsFailed,
+    _Measured,
     claims_ledger,
     contrast_interval,
     task_interval,
@@ -287,7 +292,7 @@ def test_an_executor_gets_the_models_with_the_most_work_first():
         def submit(self, fn, job, *args, **kwargs):
             self.order.append(job.subject.name)
             future = concurrent.futures.Future()
-            future.set_result([[(0.0, 0.0, 0)] * len(job.claims) for _ in job.units])  # no work: the order is tested
+            future.set_result([_Measured([(0.0, 0.0, 0)] * len(job.claims)) for _ in job.units])  # the order is tested
             return future
 
     pool = Recording()
@@ -298,3 +303,100 @@ def test_an_executor_gets_the_models_with_the_most_work_first():
     assert [r.model for r in ledger.rows if r.claim == "head_weighted_beats_fv"] == list(regression)
     with pytest.raises(ValueError, match=r"Claim 'tvp_loss': cost=0; expected a positive finite number"):
         dataclasses.replace(CLAIMS["tvp_loss"], cost=0)
+
+
+class _Scripted(concurrent.futures.Executor):
+    """An executor that runs nothing: each model's job gets the outcome ``outcome(job)`` gives (a list of
+    :class:`_Measured`, or an exception), so the ledger's handling of results is tested without any model work."""
+
+    def __init__(self, outcome):
+        self.outcome, self.submitted = outcome, []
+
+    def submit(self, fn, job, *args, **kwargs):
+        result = self.outcome(job)  # may raise, as a failed submit does
+        future = concurrent.futures.Future()
+        self.submitted.append(future)
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        elif result is not None:
+            future.set_result(result)
+        return future
+
+
+def _measured(job, distinct=None):
+    """Effects that clear every margin with room (0.5 + a spread over the tasks), controls at zero."""
+    return [_Measured([(0.5 + 0.01 * task, 0.0, 0)] * len(job.claims), distinct) for task, _ in job.units]
+
+
+_CLAIM = ("vanilla_beats_zero_shot",)
+
+
+def test_a_failing_model_is_reported_at_once_and_the_others_are_kept():
+    config = LedgerConfig(n_tasks=5, seeds=(0,), claims=_CLAIM)
+    broken = CLAIMS["vanilla_beats_zero_shot"].models[0]
+
+    def outcome(job):
+        return ValueError("weights\n   are  NaN") if job.subject.name == broken else _measured(job)
+
+    with pytest.warns(RuntimeWarning, match=rf"model '{broken}' failed: weights are NaN; its rows read 'not measured'"):
+        ledger = claims_ledger(config, progress=False, executor=_Scripted(outcome))
+    assert ledger.errors == {broken: "weights are NaN"}
+    rows = {r.model: r for r in ledger.rows}
+    assert list(rows) == list(CLAIMS["vanilla_beats_zero_shot"].models)  # the claim's order, the failed one in place
+    assert rows[broken].verdict == NOT_MEASURED and rows[broken].reason == f"{broken} failed: weights are NaN"
+    assert all(r.verdict == "holds" for m, r in rows.items() if m != broken)
+    assert "1 model(s) failed" in ledger.to_markdown() and "**not measured** (" in ledger.to_markdown()
+
+
+def test_a_dead_worker_and_a_ledger_where_every_model_failed_are_one_line():
+    from concurrent.futures.process import BrokenProcessPool
+
+    config = LedgerConfig(n_tasks=5, seeds=(0,), claims=_CLAIM)
+    with pytest.warns(RuntimeWarning, match="its worker process died"):
+        with pytest.raises(ModelsFailed, match=r"^models: '.*' failed: its worker process died \(killed, or out of "
+                                                r"memory\) \(and \d+ other models\)$"):
+            claims_ledger(config, progress=False, executor=_Scripted(lambda job: BrokenProcessPool("A child died")))
+
+
+def test_a_task_whose_answers_are_all_alike_never_holds():
+    """Test prompts with fewer than MIN_DISTINCT_ANSWERS distinct answers (a tokenizer whose every answer starts with
+    one token) make the row inconclusive whatever its interval; with enough answers the same numbers hold."""
+    config = LedgerConfig(n_tasks=5, seeds=(0,), claims=_CLAIM)
+    model = CLAIMS["vanilla_beats_zero_shot"].models[0]
+    for distinct, verdict_ in ((1, "inconclusive"), (MIN_DISTINCT_ANSWERS - 1, "inconclusive"),
+                               (MIN_DISTINCT_ANSWERS, "holds"), (None, "holds")):
+        ledger = claims_ledger(config, progress=False, executor=_Scripted(
+            lambda job, d=distinct: _measured(job, d if job.subject.name == model else None)))
+        row = ledger.row("vanilla_beats_zero_shot", model)
+        assert row.verdict == verdict_ and row.mean > 0.5, (distinct, row)
+        if verdict_ == "inconclusive":
+            assert row.reason.startswith("degenerate targets: the test prompts of task(s) 0 (")
+            assert row.reason.endswith(f"a constant answer scores on {model}")
+
+
+def test_the_distinct_answers_are_read_from_the_test_prompts():
+    from tvlens.studies.claims import Unit, _distinct_answers
+
+    unit = Unit("perm-mix", 0, 0, LedgerConfig(n_prompts=64))
+    assert _distinct_answers(unit) == unit.test.targets.unique().numel() >= MIN_DISTINCT_ANSWERS
+    assert _distinct_answers(Unit("linear-regression", 0, 0, LedgerConfig(n_prompts=8))) is None
+
+
+def test_a_thread_executor_is_refused_and_a_failed_submit_cancels_the_rest():
+    config = LedgerConfig(n_tasks=1, seeds=(0,), claims=_CLAIM)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        with pytest.raises(ValueError, match=r"^executor: a ThreadPoolExecutor runs the models in this process's "
+                                             r"threads.*expected a ProcessPoolExecutor"):
+            claims_ledger(config, progress=False, executor=pool)
+    calls = []
+
+    def outcome(job):
+        calls.append(job)
+        if len(calls) == 2:
+            raise OSError("cannot start a worker")
+        return None  # left pending: a job still running
+
+    scripted = _Scripted(outcome)
+    with pytest.raises(OSError, match="cannot start a worker"):
+        claims_ledger(config, progress=False, executor=scripted)
+    assert len(scripted.submitted) == 1 and scripted.submitted[0].cancelled()

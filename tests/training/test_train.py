@@ -286,3 +286,40 @@ def test_trailing_difference_counts_the_columns_a_source_changes(small_task):
     assert _trailing_difference(padded, dataclasses.replace(padded, inputs=late)) is None
     assert _trailing_difference(dataclasses.replace(batch, attention_mask=mask),
                                 dataclasses.replace(batch, inputs=late, attention_mask=mask)) == 3
+
+
+@pytest.mark.parametrize("damage", ["optimizer", "generator", "history", "task", "step"])
+def test_a_bad_checkpoint_changes_nothing(backend, small_task, tmp_path, damage):
+    """Every entry is checked, and the parts are loaded all or none: a checkpoint whose optimiser or generator state
+    cannot be taken, whose history is not a list, that has no task, or whose step is negative is one line naming
+    the file, and the model's weights and the trainer's state are exactly as before."""
+    cfg = TrainConfig(steps=2, batch_size=4, n_shots=2, eval_every=0, eval_prompts=8, checkpoint_every=2)
+    train(fresh(backend), small_task, cfg, progress=False, checkpoint_dir=tmp_path)
+    state = torch.load(tmp_path / "step000002.pt", weights_only=True)
+    if damage == "optimizer":
+        state["optimizer"]["param_groups"] = []
+        expected = r"cannot be loaded into this trainer \(.*\); nothing was changed"
+    elif damage == "generator":
+        state["generator"] = torch.zeros(3, dtype=torch.uint8)
+        expected = r"cannot be loaded into this trainer \(.*\); nothing was changed"
+    elif damage == "history":
+        state["history"] = "nope"
+        expected = r"its 'history' is str; expected a list"
+    elif damage == "task":
+        del state["task"]
+        expected = r"its 'task' is missing; expected a dict"
+    else:
+        state["step"] = -5
+        expected = r"step=-5; expected an int >= 0"
+    bad = tmp_path / "bad.pt"
+    torch.save(state, bad)
+    model = fresh(backend, seed=7)
+    trainer = Trainer(model, small_task, cfg, checkpoint_dir=tmp_path / "resumed")
+    weights = {k: v.clone() for k, v in model.tl_state_dict().items()}
+    optimizer, generator = repr(trainer.optimizer.state_dict()), trainer.generator.get_state().clone()
+    with pytest.raises(ValueError, match=rf"^checkpoint '.*bad\.pt'.*{expected}"):
+        trainer.load_checkpoint(bad)
+    after = model.tl_state_dict()
+    assert all(torch.equal(after[k], v) for k, v in weights.items())
+    assert repr(trainer.optimizer.state_dict()) == optimizer and torch.equal(trainer.generator.get_state(), generator)
+    assert trainer.step == 0 and trainer.history == []

@@ -9,7 +9,7 @@ from plotly.subplots import make_subplots
 from tvlens.plot.style import color, layout, name, rgba
 from tvlens.studies.claims import ClaimsLedger
 from tvlens.studies.table import StudyTable
-from tvlens.studies.verdicts import NOT_APPLICABLE
+from tvlens.studies.verdicts import UNMEASURED
 from tvlens.tasks.metric import Accuracy, SquaredError
 
 #: Colour of each verdict of the claims ledger.
@@ -80,7 +80,7 @@ def ledger_figure(ledger: ClaimsLedger, title: str = "Paper claims on the zoo") 
     """A forest plot: one row per claim and model, the effect's mean and Holm-adjusted interval coloured by
     verdict, its control (hollow) and the margin the claim needs marked (every effect is positive when its
     claim holds). Rows not applicable to their model have no effect to draw: the title counts them."""
-    rows = [r for r in ledger.rows if r.verdict != NOT_APPLICABLE]
+    rows = [r for r in ledger.rows if r.verdict not in UNMEASURED]
     skipped = len(ledger.rows) - len(rows)
     if skipped:
         title = f"{title} ({skipped} claim rows not applicable to these models: see the table)"

@@ -38,9 +38,11 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 import zlib
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, as_completed
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +66,8 @@ from tvlens.studies.subjects import subject as as_subject
 from tvlens.studies.verdicts import (
     ALPHA,
     NOT_APPLICABLE,
+    NOT_MEASURED,
+    UNMEASURED,
     Estimate,
     contrast_estimate,
     contrast_interval,
@@ -664,6 +668,8 @@ class ClaimsLedger(Records):
 
     rows: list[LedgerRow]
     config: LedgerConfig
+    #: the models that failed (row label → the error, one line): their rows read ``not measured``
+    errors: dict[str, str] = field(default_factory=dict)
 
     def to_records(self) -> list[dict[str, Any]]:
         """One flat row per claim and model."""
@@ -679,10 +685,13 @@ class ClaimsLedger(Records):
 
     def caption(self) -> str:
         """How to read the table: the intervals' adjustment and what a verdict means."""
-        measured = [r for r in self.rows if r.verdict != NOT_APPLICABLE]
-        skipped = len(self.rows) - len(measured)
+        measured = [r for r in self.rows if r.verdict not in UNMEASURED]
+        skipped = sum(r.verdict == NOT_APPLICABLE for r in self.rows)
         na = (f" {skipped} rows are not applicable: the model lacks what the claim needs (the row says what)."
               if skipped else "")
+        if self.errors:
+            na += (f" {len(self.errors)} model(s) failed ({', '.join(self.errors)}): their rows are not measured "
+                   "(the row gives the error).")
         return (f"Effects on held-out queries over tasks × seeds (seeds averaged within a task); intervals are "
                 f"Student-t (Welch for contrasts), Holm-adjusted over the {len(measured)} measured rows for a "
                 f"family-wise error rate of {self.config.alpha:g} (each row's interval at its own Holm level). A claim "
@@ -696,7 +705,7 @@ class ClaimsLedger(Records):
                  "(models ×) tasks × seeds | verdict |", "|---|---|---|---|---|---|---|---|"]
         for r in self.rows:
             why = f" ({r.reason})" if r.reason else ""
-            if r.verdict == NOT_APPLICABLE:
+            if r.verdict in UNMEASURED:
                 lines.append(f"| {r.statement} | {r.paper} | {r.model} | — | — | > {r.margin:g} | — | "
                              f"**{r.verdict}**{why} |")
                 continue
@@ -718,8 +727,34 @@ class _Job:
     claims: tuple[str, ...]
 
 
+class ModelsFailed(RuntimeError):
+    """Every model of a ledger failed: nothing was measured (the message names the first and its error)."""
+
+
+#: The fewest distinct answers (first answer tokens) a task's test prompts may have for its rows to be decided:
+#: below it a constant prediction scores on many prompts (a byte-level tokenizer whose every answer starts with
+#: " ", antonyms with two answers) and an accuracy difference says nothing about task vectors.
+MIN_DISTINCT_ANSWERS = 3
+
+
+def _distinct_answers(unit: Unit) -> int | None:
+    """How many distinct answers the unit's test prompts have (``None`` for real-valued targets)."""
+    if unit.subject.offers != "labels":
+        return None
+    return int(unit.test.targets.unique().numel())
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """One unit's measurements: ``(effect, control, unconverged)`` per claim of its job, and how many distinct
+    answers its test prompts have (``None``: real-valued)."""
+
+    claims: list[tuple[float, float, int]]
+    distinct: int | None = None
+
+
 def _measure(job: _Job, shared: dict[Any, Any] | None = None, done: Callable[[int], Any] | None = None
-             ) -> list[list[tuple[float, float, int]]]:
+             ) -> list[_Measured]:
     """Per unit of ``job`` (in its order), ``(effect, control, unconverged)`` of each of ``job.claims``. ``shared``:
     the in-process ledger's dict (its models loaded once for the whole ledger); a worker's job makes its own, which
     holds the job's model (and any partner model) and the vectors its units share, and is dropped with it. Either
@@ -737,10 +772,59 @@ def _measure(job: _Job, shared: dict[Any, Any] | None = None, done: Callable[[in
                 raise ValueError(f"claim {name!r} on {unit}: the effect is {effect} and the control {control}; "
                                  "expected finite numbers")
             measured.append((effect, control, unit.unconverged()))
-        out.append(measured)
+        out.append(_Measured(measured, _distinct_answers(unit)))
         if done is not None:
             done(len(measured))
     return out
+
+
+def _one_line(error: BaseException) -> str:
+    """An error as one line: its text (whitespace runs joined), or its type when it has none."""
+    if isinstance(error, BrokenProcessPool):
+        return "its worker process died (killed, or out of memory)"
+    text = " ".join(str(error.args[0] if isinstance(error, KeyError) and error.args else error).split())
+    return text or type(error).__name__
+
+
+def _run_jobs(jobs: list[_Job], executor: Executor | None, update: Callable[[int], Any]
+              ) -> tuple[dict[int, list[_Measured]], dict[int, str]]:
+    """Run ``jobs`` (in this process, or on ``executor`` with the most work first): the results of the jobs that
+    finished, and a one-line error for each that failed. A failure is warned about at once, naming the model; the
+    other models go on. What was submitted is cancelled when this is left by an exception (Ctrl-C)."""
+    results: dict[int, list[_Measured]] = {}
+    failed: dict[int, str] = {}
+
+    def fail(i: int, error: BaseException) -> None:
+        failed[i] = _one_line(error)
+        warnings.warn(f"model {jobs[i].subject.name!r} failed: {failed[i]}; its rows read '{NOT_MEASURED}', the "
+                      "other models go on", RuntimeWarning, stacklevel=3)
+
+    if executor is None:
+        shared: dict[Any, Any] = {}
+        for i, job in enumerate(jobs):
+            try:
+                results[i] = _measure(job, shared, update)
+            except Exception as error:  # noqa: BLE001 - reported in the table; Ctrl-C still stops the run
+                fail(i, error)
+        return results, failed
+    # the models with the most work first (Claim.cost), so that the last to finish are short
+    order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].units) * sum(CLAIMS[c].cost for c in jobs[i].claims))
+    futures: dict[Future, int] = {}
+    try:
+        for i in order:
+            futures[executor.submit(_measure, jobs[i])] = i
+        for future in as_completed(futures):
+            i = futures[future]
+            try:
+                results[i] = future.result()
+            except Exception as error:  # noqa: BLE001 - as above
+                fail(i, error)
+            update(len(jobs[i].units) * len(jobs[i].claims))
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+    return results, failed
 
 
 def _plan(claims: list[Claim], models: Sequence[Any] | None, tasks: Any, template: str, dtype: str
@@ -803,9 +887,15 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
     Units run model by model, so the vectors a unit learns (its vanilla TV, its LTVs) serve every claim that
     needs them.
 
+    A model that fails (an error in its units, a worker that died) is warned about at once, naming it; the
+    other models go on, and its rows read ``not measured`` with the error (:attr:`ClaimsLedger.errors`). A row
+    over a task whose test prompts have fewer than :data:`MIN_DISTINCT_ANSWERS` distinct answers reads
+    ``inconclusive`` (degenerate targets), whatever its interval.
+
     Raises:
-        ValueError: a unit's effect or control is not a finite number (the message names the claim and unit); bad
-            ``models`` / ``tasks`` (one line, before any work).
+        ModelsFailed: every model failed (a ``RuntimeError``; one line: the first model and its error; a unit's
+            effect or control that is not a finite number names the claim and unit).
+        ValueError: bad ``models`` / ``tasks``, or a ``ThreadPoolExecutor`` (one line, before any work).
     """
     config = config or LedgerConfig()
     names = config.claims or tuple(CLAIMS)
@@ -813,6 +903,10 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
     subjects, on, skipped = _plan(claims, models, tasks, template, dtype)
     if executor is not None and not isinstance(executor, Executor):
         raise TypeError(f"executor: expected a concurrent.futures.Executor (or None), got {type(executor).__name__}")
+    if isinstance(executor, ThreadPoolExecutor):
+        raise ValueError("executor: a ThreadPoolExecutor runs the models in this process's threads, which share "
+                         "torch's state (loading one model can break another); expected a ProcessPoolExecutor "
+                         "(tvlens._parallel.process_pool) or None")
     if executor is not None:
         loaded = [label for label, s in subjects.items() if not s.picklable]
         if loaded:
@@ -822,31 +916,32 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
                  tuple(c.name for c in claims if label in on[c.name]))
             for label, s in subjects.items() if any(label in on[c.name] for c in claims)]
     total = sum(len(job.units) * len(job.claims) for job in jobs)
-    results: list[list[list[tuple[float, float, int]]]] = []
     with progress_bar(total=total, desc="claims ledger", progress=progress) as bar:
-        if executor is None:
-            shared: dict[Any, Any] = {}
-            for job in jobs:
-                results.append(_measure(job, shared, bar.update))
-        else:  # the models with the most work first (Claim.cost), so that the last to finish are short
-            order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].units) * sum(CLAIMS[c].cost
-                                                                                       for c in jobs[i].claims))
-            futures = {i: executor.submit(_measure, jobs[i]) for i in order}
-            sizes = {future: len(jobs[i].units) * len(jobs[i].claims) for i, future in futures.items()}
-            for future in as_completed(sizes):
-                bar.update(sizes[future])
-            results = [futures[i].result() for i in range(len(jobs))]
+        results, failed = _run_jobs(jobs, executor, bar.update)
+    if failed and not results:  # nothing was measured: the error itself
+        i = min(failed)
+        raise ModelsFailed(f"models: {jobs[i].subject.name!r} failed: {failed[i]}" + (
+            f" (and {len(failed) - 1} other models)" if len(failed) > 1 else ""))
+    errors = {jobs[i].subject.name: failed[i] for i in sorted(failed)}
     values: dict[tuple[str, str], list[tuple[float, float]]] = {}
     unconverged: dict[tuple[str, str], int] = {}
-    for job, per_unit in zip(jobs, results):
+    degenerate: dict[str, str] = {}  # model → why its tasks' answers cannot decide an accuracy claim
+    for i, per_unit in results.items():
+        job = jobs[i]
+        few = sorted({(t, m.distinct) for (t, _), m in zip(job.units, per_unit)
+                      if m.distinct is not None and m.distinct < MIN_DISTINCT_ANSWERS})
+        if few:
+            degenerate[job.subject.name] = (
+                f"degenerate targets: the test prompts of task(s) {', '.join(f'{t} ({n})' for t, n in few)} have "
+                f"fewer than {MIN_DISTINCT_ANSWERS} distinct answers (first tokens), so a constant answer scores")
         for measured in per_unit:
-            for name, (effect, control, n) in zip(job.claims, measured):
+            for name, (effect, control, n) in zip(job.claims, measured.claims):
                 values.setdefault((name, job.subject.name), []).append((effect, control))
                 unconverged[(name, job.subject.name)] = unconverged.get((name, job.subject.name), 0) + n
     groups: list[_Group] = []
     for c in claims:
-        measured_on = on[c.name]
-        if not measured_on:
+        measured_on = tuple(m for m in on[c.name] if m not in errors)
+        if not measured_on or (c.contrast or c.replicated) and any(m in errors for m in c.models):
             continue
         shaped = {m: torch.tensor(values[(c.name, m)], dtype=torch.float64).view(-1, len(config.seeds), 2)
                   for m in measured_on}
@@ -877,6 +972,9 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
         c, estimate = g.claim, g.estimate
         low, high = estimate.interval(level)
         decided, reason = _verdict(c, estimate, low, high, g.control_mean, "model" if c.replicated else "task")
+        few = [degenerate[m] for m in g.values if m in degenerate]
+        if few:  # whatever the interval: the answers cannot tell a task vector from a constant
+            decided, reason = "inconclusive", f"{few[0]} on {', '.join(m for m in g.values if m in degenerate)}"
         rows.append(LedgerRow(claim=c.name, statement=c.statement, paper=c.paper, model=g.label, effect=c.effect,
                               margin=c.margin, mean=estimate.mean, low=low, high=high, control=g.control_mean,
                               verdict=decided, reason=reason, level=level, p_value=p, n_tasks=g.n_tasks,
@@ -887,10 +985,25 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
                        margin=c.margin, mean=nan, low=nan, high=nan, control=nan, verdict=NOT_APPLICABLE, reason=why,
                        level=nan, p_value=nan, n_tasks=0, n_seeds=len(config.seeds), unconverged=0, values={},
                        controls={}) for c, label, why in skipped]
-    if skipped:  # in claim order, each claim's rows in the order the models were given
+    decided = {(r.claim, r.model) for r in rows}
+    for c in claims:  # the rows a failed model leaves: what failed, in the claim's place
+        if not errors or not on[c.name]:
+            continue
+        if c.contrast or c.replicated:
+            lost = [m for m in c.models if m in errors]
+            labels_ = [(g, lost) for g in ([f"{c.models[0]} vs {m}" for m in c.models[1:]] if c.contrast
+                                           else [c.label or " + ".join(c.models)])] if lost else []
+        else:
+            labels_ = [(m, [m]) for m in on[c.name] if m in errors]
+        rows += [LedgerRow(claim=c.name, statement=c.statement, paper=c.paper, model=label, effect=c.effect,
+                           margin=c.margin, mean=nan, low=nan, high=nan, control=nan, verdict=NOT_MEASURED,
+                           reason="; ".join(f"{m} failed: {errors[m]}" for m in lost), level=nan, p_value=nan,
+                           n_tasks=0, n_seeds=len(config.seeds), unconverged=0, values={}, controls={})
+                 for label, lost in labels_ if (c.name, label) not in decided]
+    if skipped or errors:  # in claim order, each claim's rows in the order the models were given
         order, labels = {name: i for i, name in enumerate(names)}, {label: i for i, label in enumerate(subjects)}
-        rows.sort(key=lambda r: (order[r.claim], labels[r.model]))
-    return ClaimsLedger(rows=rows, config=config)
+        rows.sort(key=lambda r: (order[r.claim], labels.get(r.model, len(labels))))
+    return ClaimsLedger(rows=rows, config=config, errors=errors)
 
 
 @dataclass(frozen=True)
@@ -918,5 +1031,6 @@ def _verdict(claim: Claim, estimate: Estimate, low: float, high: float, control_
     return decided, reason
 
 
-__all__ = ["CLAIMS", "NOT_APPLICABLE", "Claim", "ClaimsLedger", "LedgerConfig", "LedgerRow", "Unit", "claims_ledger",
+__all__ = ["CLAIMS", "MIN_DISTINCT_ANSWERS", "NOT_APPLICABLE", "NOT_MEASURED", "Claim", "ClaimsLedger", "LedgerConfig",
+           "LedgerRow", "ModelsFailed", "Unit", "claims_ledger",
            "contrast_interval", "t_quantile", "task_interval", "verdict"]

@@ -24,6 +24,7 @@ the one hook path of ``inject``) and below :mod:`tvlens.zoo`.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import math
@@ -391,19 +392,46 @@ class Trainer:
         return atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
-        """Resume from a checkpoint written by :meth:`save_checkpoint` (same task and config)."""
+        """Resume from a checkpoint written by :meth:`save_checkpoint` (same task and config).
+
+        Everything is checked before anything changes: a checkpoint with a missing or ill-typed entry, another
+        task or config, or weights, optimiser, scheduler or generator state this trainer cannot take raises a
+        one-line ``ValueError`` naming the file, and the model and trainer are left exactly as they were."""
         state = read_checkpoint(path)
+        where = f"checkpoint {str(path)!r}"
+        kinds = {"task": dict, "config": dict, "optimizer": dict, "scheduler": dict, "generator": torch.Tensor,
+                 "history": list, "losses": list}
+        for key, kind in kinds.items():
+            if not isinstance(state.get(key), kind):
+                got = "missing" if key not in state else type(state[key]).__name__
+                raise ValueError(f"{where}: its {key!r} is {got}; expected a {kind.__name__} (a file written by "
+                                 "Trainer.save_checkpoint)")
+        step = state["step"]
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"{where}: step={step!r}; expected an int >= 0 (the steps it was trained)")
         if state["task"] != self.task.to_dict():
-            raise ValueError(f"checkpoint {str(path)!r} was made for task {state['task']}, not {self.task.to_dict()}")
+            raise ValueError(f"{where} was made for task {state['task']}, not {self.task.to_dict()}")
         saved_cfg = {k: v for k, v in state["config"].items() if k != "steps"}
         current = {k: v for k, v in self.config.to_dict().items() if k != "steps"}
-        if json.dumps(saved_cfg, sort_keys=True) != json.dumps(current, sort_keys=True):
-            raise ValueError(f"checkpoint {str(path)!r} was made with another TrainConfig: {state['config']}")
-        self.model.load_tl_state_dict(state["weights"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.generator.set_state(state["generator"])
-        self.step = state["step"]
+        if json.dumps(saved_cfg, sort_keys=True, default=str) != json.dumps(current, sort_keys=True, default=str):
+            raise ValueError(f"{where} was made with another TrainConfig: {state['config']}")
+        # every part is applied, or none: what each replaces is kept until all have loaded
+        before = ({k: v.detach().clone() for k, v in self.model.tl_state_dict().items()},
+                  copy.deepcopy(self.optimizer.state_dict()), copy.deepcopy(self.scheduler.state_dict()),
+                  self.generator.get_state())
+        try:
+            self.model.load_tl_state_dict(state["weights"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.generator.set_state(state["generator"])
+        except Exception as error:
+            self.model.load_tl_state_dict(before[0])
+            self.optimizer.load_state_dict(before[1])
+            self.scheduler.load_state_dict(before[2])
+            self.generator.set_state(before[3])
+            raise ValueError(f"{where}: cannot be loaded into this trainer ({first_line(error, 200)}); nothing was "
+                             "changed") from None
+        self.step = step
         self.history = list(state["history"])
         self.losses = list(state["losses"])
 
