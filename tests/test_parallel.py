@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -41,3 +42,73 @@ def test_each_worker_gets_its_share_of_the_threads():
                 assert {pool.submit(torch.get_num_threads).result() for _ in range(4)} == {each}
     finally:
         torch.set_num_threads(saved)
+
+
+def _descendants(pid: int) -> set[int]:
+    """The live processes below ``pid`` (read from /proc; a zombie counts as gone)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                parents[int(entry)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    alive.add(pid)
+        except OSError:
+            pass
+    return alive
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process tree from /proc")
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM", "SIGINT"])
+def test_no_worker_outlives_its_run(signal_name):
+    """``tvlens claims --workers 2`` killed by SIGKILL (no cleanup of its own), ended by SIGTERM or interrupted by
+    SIGINT (sent to the parent alone): none of its processes (the workers, multiprocessing's resource tracker) is
+    alive 10 s later."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "tvlens.cli", "claims", "--model", "perm-mix", "--model",
+                             "token-offset", "--workers", "2", "--tasks", "2", "--seeds", "0", "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline, seen = time.monotonic() + 120, set()
+        while time.monotonic() < deadline and len(seen) < 3:  # two workers and the resource tracker
+            seen |= _descendants(proc.pid)
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.2)
+        assert len(seen) >= 3, seen
+        time.sleep(1.0)  # the workers are measuring
+        seen |= _descendants(proc.pid)
+        os.kill(proc.pid, getattr(signal, signal_name))
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while _alive(seen) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(seen), f"alive 10 s after {signal_name}: {_alive(seen)}"
+        if signal_name != "SIGKILL":  # ended by tvlens itself: one line, the interruption's exit code
+            assert proc.returncode == 130 and proc.stderr.read().decode().strip() == "tvlens: interrupted"
+    finally:
+        for pid in _alive(_descendants(proc.pid)) | {proc.pid}:
+            with contextlib.suppress(OSError):
+                os.kill(pid, 9)
+        proc.wait()
