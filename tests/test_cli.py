@@ -623,3 +623,19 @@ def test_claims_seeds_are_checked_before_any_model_loads(cli, monkeypatch):
     for seeds in ("-1", "0,4294967296", "a"):
         one_line_error(cli("claims", "--seeds", seeds, "--quiet"), f"--seeds={seeds!r}: expected comma-separated "
                        "integers in [0, 4294967295]")
+
+
+def test_word_pair_files_too_small_for_the_splits_are_refused_before_any_model_loads(cli, tiny_qwen2, tmp_path,
+                                                                                      monkeypatch):
+    from tvlens.models import HookedModel
+
+    monkeypatch.setattr(HookedModel, "from_pretrained", lambda *a, **k: pytest.fail("loaded before the checks"))
+    small = tmp_path / "n20.csv"
+    small.write_text("input,answer\n" + "".join(f"w{i},v{i}\n" for i in range(20)), encoding="utf-8")
+    line = one_line_error(cli("claims", "--model", tiny_qwen2, "--tasks", f"antonyms,{small}", "--quiet"),
+                          "--tasks: 'n20' has 20 distinct pairs; 5-shot prompts drawn from each held-out split",
+                          "need at least 55 (add pairs, or lower the shots)")
+    assert len(line) < 250
+    line = one_line_error(cli("claims", "--model", tiny_qwen2, "--tasks", "antonyms", "--shots", "1000000", "--quiet"),
+                          "'antonyms' has", "1000000-shot prompts", "need at least 10000005")
+    assert len(line) < 250

@@ -335,6 +335,11 @@ def _claims(args: argparse.Namespace) -> int:
     # every model checked (directory, task names, --tasks on a zoo model) before any model loads
     models = [subject(model, names, template=args.template, dtype=args.dtype, argument="--model",
                       tasks_argument="--tasks") for model in args.model] if args.model else None
+    from tvlens.tasks.text import TextTasks, check_enough_pairs
+
+    for s in models or ():
+        if s.words is not None:
+            check_enough_pairs(s.words, args.shots or TextTasks.default_n_shots, "--tasks")
     from tvlens._parallel import process_pool
     from tvlens.studies.claims import ModelsFailed
 

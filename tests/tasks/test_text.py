@@ -269,3 +269,18 @@ def test_the_token_memo_equals_the_tokenizer_and_follows_its_vocabulary(tokenize
             return own(batch, **kw)
 
     assert TokenMemo.of(Unhashable()).tokenize(texts) == direct(texts)
+
+
+def test_pairs_needed_is_the_fewest_that_fill_every_held_out_block():
+    """Checked against the blocks themselves: with pairs_needed(k) pairs every split's block holds k + 1 pairs, with
+    any fewer some block does not."""
+    from tvlens.tasks.base import ContentBlock
+    from tvlens.tasks.splits import BLOCK_FRACTIONS, PARTITION_SEED
+    from tvlens.tasks.text import pairs_needed
+
+    blocks = [ContentBlock(i, BLOCK_FRACTIONS, PARTITION_SEED) for i in range(len(BLOCK_FRACTIONS))]
+    for k in range(40):
+        n = pairs_needed(k)
+        assert min(b.items(n, salt=k).numel() for b in blocks) >= k + 1
+        assert all(min(b.items(m).numel() for b in blocks) < k + 1 for m in range(len(blocks), n)), k
+    assert pairs_needed(10**6) == 10 * (10**6 + 1) - 5  # closed form at scale (the validation block's 10 %)

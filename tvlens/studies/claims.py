@@ -78,6 +78,7 @@ from tvlens.studies.verdicts import (
     verdict,
 )
 from tvlens.tasks.splits import Splits
+from tvlens.tasks.text import TextTasks, check_enough_pairs
 from tvlens.vectors.function import default_top_k, function_vector
 from tvlens.vectors.learned import LearnConfig, learn_task_vectors, learn_task_vectors_many
 from tvlens.vectors.task_vector import TaskVector
@@ -903,6 +904,9 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
     subjects, on, skipped = _plan(claims, models, tasks, template, dtype)
     if executor is not None and not isinstance(executor, Executor):
         raise TypeError(f"executor: expected a concurrent.futures.Executor (or None), got {type(executor).__name__}")
+    for s in subjects.values():  # word-pair tasks large enough for the prompts, before any model loads
+        if s.words is not None:
+            check_enough_pairs(s.words, config.n_shots or TextTasks.default_n_shots, "tasks")
     if isinstance(executor, ThreadPoolExecutor):
         raise ValueError("executor: a ThreadPoolExecutor runs the models in this process's threads, which share "
                          "torch's state (loading one model can break another); expected a ProcessPoolExecutor "

@@ -206,15 +206,26 @@ class ContentBlock:
         Raises:
             ValueError: ``n`` is too small for every block to hold at least one item.
         """
+        start, stop = self._bounds(n)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed((self.seed + 7_777_777 * salt) % 2**63))
+        return order[start:stop].sort().values
+
+    def size(self, n: int) -> int:
+        """How many of ``n`` items this block holds (the same for every ``salt``)."""
+        start, stop = self._bounds(n)
+        return stop - start
+
+    def _bounds(self, n: int) -> tuple[int, int]:
+        """Where this block starts and stops in the shuffled ``0 … n-1``: the cumulative shares of ``n``, each block
+        at least one item."""
         if n < len(self.fractions):
             raise ValueError(f"{n} items cannot be split into {len(self.fractions)} disjoint blocks; expected at "
                              f"least {len(self.fractions)}")
-        order = torch.randperm(n, generator=torch.Generator().manual_seed((self.seed + 7_777_777 * salt) % 2**63))
         cuts = [0]
         for share in self.fractions[:-1]:
             cuts.append(cuts[-1] + share)
         bounds = [min(n - (len(self.fractions) - i), max(i, round(c * n))) for i, c in enumerate(cuts)] + [n]
-        return order[bounds[self.index] : bounds[self.index + 1]].sort().values
+        return bounds[self.index], bounds[self.index + 1]
 
 
 def make_generator(seed: int | None = None, generator: torch.Generator | None = None) -> torch.Generator:
@@ -273,7 +284,8 @@ class Task(ABC):
         check_int("n_shots", n_shots, 0)
         max_shots = self.max_shots()
         if max_shots is not None and n_shots > max_shots:
-            raise ValueError(f"n_shots={n_shots} is too many for {self!r}; expected n_shots <= {max_shots}")
+            raise ValueError(f"n_shots={n_shots} is too many for this {type(self).__name__} (its smallest task or "
+                             f"held-out content allows {max_shots}); expected n_shots <= {max_shots}")
         if task_ids is not None:
             task_ids = torch.as_tensor(task_ids, dtype=torch.long)
             if task_ids.shape != (n_prompts,):

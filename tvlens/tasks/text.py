@@ -169,6 +169,34 @@ def word_pair_tasks(tasks: Any, argument: str = "tasks") -> tuple[WordPairs, ...
     return tuple(out)
 
 
+def pairs_needed(n_shots: int) -> int:
+    """The fewest word pairs a task needs so that every held-out split (:data:`~tvlens.tasks.splits.BLOCKS`: its
+    block of the pairs, :data:`~tvlens.tasks.splits.BLOCK_FRACTIONS`) holds a prompt of ``n_shots``
+    demonstrations and a query, all distinct."""
+    from tvlens.tasks.splits import BLOCK_FRACTIONS, PARTITION_SEED
+
+    blocks = [ContentBlock(i, BLOCK_FRACTIONS, PARTITION_SEED) for i in range(len(BLOCK_FRACTIONS))]
+    # a block holds at most its share of the pairs and one more (rounding): no smaller n can do
+    n = max(len(blocks), int(n_shots / min(BLOCK_FRACTIONS)) - 1)
+    while min(block.size(n) for block in blocks) < n_shots + 1:
+        n += 1
+    return n
+
+
+def check_enough_pairs(words: tuple[WordPairs, ...], n_shots: int, argument: str = "tasks") -> None:
+    """Refuse (one line, before any model loads) a word-pair task too small for ``n_shots``-shot prompts in every
+    held-out split (:func:`pairs_needed`), naming the task and the pairs it needs."""
+    needed = pairs_needed(n_shots)
+    small = [w for w in words if len(w.pairs) < needed]
+    if small:
+        from tvlens.tasks.splits import BLOCK_FRACTIONS
+
+        shares = ", ".join(f"{f:.0%}" for f in BLOCK_FRACTIONS)
+        raise ValueError(f"{argument}: {', '.join(f'{w.name!r} has {len(w.pairs)} distinct pairs' for w in small)}; "
+                         f"{n_shots}-shot prompts drawn from each held-out split of the pairs ({shares}) need at least "
+                         f"{needed} (add pairs, or lower the shots)")
+
+
 def word_pairs_from_csv(path: str | os.PathLike, name: str | None = None) -> WordPairs:
     """A task from a two-column CSV (``input,answer``; a header row named ``input,answer`` is skipped)."""
     # utf-8-sig: spreadsheet programs start CSV files with a byte-order mark, which must not end up in the header
@@ -464,4 +492,4 @@ class TokenMemo:
 
 
 __all__ = ["DATA_DIR", "TEMPLATES", "TOKEN_MEMO_TEXTS", "TextTasks", "TokenMemo", "check_template", "WordPairs",
-           "builtin_tasks", "word_pair_tasks", "word_pairs_from_csv"]
+           "builtin_tasks", "check_enough_pairs", "pairs_needed", "word_pair_tasks", "word_pairs_from_csv"]
