@@ -185,7 +185,8 @@ def test_command_errors_are_one_line(cli, tmp_path):
     proc = cli("analyze", "ov", "--vector", str(tmp_path / "missing.safetensors"))
     assert proc.returncode == 2 and "no such file" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli("report", "--models", "perm-mix,nope", "--out", str(tmp_path / "r.html"))
-    assert proc.returncode == 2 and "name='nope' is not a zoo model" in proc.stderr
+    assert proc.returncode == 2 and "models: 'nope' is neither a zoo model" in proc.stderr
+    assert "nor a Hugging Face model directory" in proc.stderr
     assert not (tmp_path / "r.html").exists()
     proc = cli("vector", "learn", "--layer", "9", "--out", str(tmp_path / "v.safetensors"), "--quiet")
     assert proc.returncode == 2 and "layer=9 is out of range" in proc.stderr
@@ -639,3 +640,10 @@ def test_word_pair_files_too_small_for_the_splits_are_refused_before_any_model_l
     line = one_line_error(cli("claims", "--model", tiny_qwen2, "--tasks", "antonyms", "--shots", "1000000", "--quiet"),
                           "'antonyms' has", "1000000-shot prompts", "need at least 10000005")
     assert len(line) < 250
+
+
+def test_a_reader_that_leaves_early_is_not_an_error_message():
+    """``tvlens zoo list | head -1``: no 'Broken pipe' line, no traceback."""
+    proc = subprocess.run(f"{sys.executable} -m tvlens.cli zoo list | head -1", shell=True, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.stdout.startswith("perm-mix") and proc.stderr == ""

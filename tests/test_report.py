@@ -101,7 +101,8 @@ class _Bar:
 
 
 def test_unknown_model_is_refused_before_any_work():
-    with pytest.raises(KeyError, match="name='gpt-7' is not a zoo model"):
+    with pytest.raises(ValueError, match=r"^models: 'gpt-7' is neither a zoo model \(perm-mix, .*\), nor a Hugging "
+                                         r"Face model directory \(save_pretrained, with config.json\)"):
         ReportConfig(models=["gpt-7"])
     with pytest.raises(ValueError, match=r"^workers=0: expected an int >= 1$"):
         ReportConfig(workers=0)
@@ -148,7 +149,7 @@ def test_report_on_a_hugging_face_model(tmp_path):
     assert group == str(directory) and len(sections) == 15
     assert "Formation over training" not in [s.title for s in sections]
     assert report.summary[0]["model"] == str(directory)
-    with pytest.raises(KeyError, match="not a zoo model"):
+    with pytest.raises(ValueError, match=r"is a directory without config.json, nor a Hugging Face model directory"):
         ReportConfig(models=[str(tmp_path)])  # a directory without config.json is not a model
 
 

@@ -11,6 +11,7 @@ Errors are one line on stderr and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -501,6 +502,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tvlens: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `tvlens zoo list | head`: the reader left; say nothing more to it
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (ValueError, TypeError, KeyError, FileNotFoundError, OSError) as error:
         message = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
         message = " ".join(line.strip() for line in message.splitlines() if line.strip())  # always one line

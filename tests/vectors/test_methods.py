@@ -327,3 +327,17 @@ def test_fit_early_stopping_many_needs_one_optimizer_over_every_group():
     with pytest.raises(ValueError, match=r"groups=\[\]"):
         fit_early_stopping_many([], torch.optim.AdamW([a]), lambda rows, active: [], lambda active: [], 4,
                                 LearnConfig(), torch.Generator(), progress=False)
+
+
+def test_a_model_with_non_finite_outputs_is_named_not_the_learning_rate():
+    """NaN weights (or float16 on a CPU) give a non-finite loss before any step: the message says so, instead of
+    telling a command without --lr to lower the learning rate."""
+    from tvlens import zoo
+    from tvlens.vectors import learn_task_vector
+
+    model = zoo.load("perm-mix")
+    with torch.no_grad():
+        next(iter(model.parameters())).fill_(float("nan"))
+    with pytest.raises(ValueError, match=r"the validation loss is nan before any learning step; the model's own "
+                                         r"outputs are not finite"):
+        learn_task_vector(model, zoo.task("perm-mix").single(0), layer=1, epochs=1, progress=False)

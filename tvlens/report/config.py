@@ -49,9 +49,12 @@ class ReportConfig(Config):
     def __post_init__(self) -> None:
         if self.workers is not None:
             check_int("workers", self.workers, 1)
-        for name in self.models:
-            if not is_hf_dir(name):
-                zoo.spec(name)  # a clear KeyError for an unknown name before any work
+        for name in self.models:  # an unknown name or a directory that is not a model: one line, before any work
+            if not is_hf_dir(name) and name not in zoo.SPECS:
+                where = (f"{name!r} is a directory without config.json" if Path(name).is_dir()
+                         else f"{name!r} is neither a zoo model ({', '.join(zoo.list())})")
+                raise ValueError(f"models: {where}, nor a Hugging Face model directory (save_pretrained, with "
+                                 "config.json); expected zoo names or model directories")
 
     @property
     def n_prompts(self) -> int:

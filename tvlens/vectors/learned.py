@@ -166,6 +166,10 @@ def fit_early_stopping_many(
                          "every group's parameters (one optimizer for all, one step per minibatch)")
     streams = [generator] if isinstance(generator, torch.Generator) else list(generator)
     first = val_losses(list(range(n)))
+    if not all(math.isfinite(v) for v in first):  # before any step: the model, not the learning rate
+        raise ValueError(f"{desc}: the validation loss is {next(v for v in first if not math.isfinite(v))} before "
+                         "any learning step; the model's own outputs are not finite (NaN or infinite weights, or "
+                         "float16 on a CPU): expected a model that gives finite outputs (e.g. load it in float32)")
     histories: list[list[dict[str, Any]]] = [[{"epoch": 0, "val_loss": v}] for v in first]
     best_loss, best_epoch, bad = list(first), [0] * n, [0] * n
     best = [[p.detach().clone() for p in group] for group in groups]
