@@ -456,8 +456,8 @@ def test_out_to_a_device_or_fifo_is_refused_before_any_work(cli, tmp_path):
 @pytest.mark.parametrize("lr", ["inf", "nan", "0", "-1"])
 def test_a_learning_rate_that_cannot_train_is_one_line(cli, tmp_path, lr):
     out = tmp_path / "v.safetensors"
-    one_line_error(cli("vector", "learn", "--lr", lr, "--out", str(out), "--quiet"), "LearnConfig.lr=",
-                   "expected a finite positive number")
+    proc = cli("vector", "learn", "--lr", lr, "--out", str(out), "--quiet")
+    assert proc.returncode == 2 and "argument --lr: expected a finite positive number" in proc.stderr
     assert not out.exists()
 
 
@@ -647,3 +647,17 @@ def test_a_reader_that_leaves_early_is_not_an_error_message():
     proc = subprocess.run(f"{sys.executable} -m tvlens.cli zoo list | head -1", shell=True, capture_output=True,
                           text=True, timeout=120)
     assert proc.stdout.startswith("perm-mix") and proc.stderr == ""
+
+
+def test_a_template_with_a_backslash_n_from_the_shell_is_a_line_break(cli, monkeypatch):
+    import tvlens.tasks.text as text
+
+    seen = []
+
+    def record(template, argument="template"):
+        seen.append((template, argument))
+        raise KeyboardInterrupt  # stop before any work
+
+    monkeypatch.setattr(text, "check_template", record)
+    proc = cli("claims", "--model", "perm-mix", "--template", "Q: {x}\\nA: {y}", "--quiet")
+    assert proc.returncode == 130 and seen == [("Q: {x}\nA: {y}", "--template")]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -34,6 +35,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text}")
     return value
 
 
@@ -278,7 +289,10 @@ def _report(args: argparse.Namespace) -> int:
         raise ValueError(f"--models={args.models!r}: expected a comma-separated list of zoo model names")
     reads = [("--models", model) for model in models]
     if not args.no_cache:
-        check_output_dir(args.cache_dir, "--cache-dir", reads=reads)
+        try:
+            check_output_dir(args.cache_dir, "--cache-dir", reads=reads)
+        except PermissionError as error:
+            raise PermissionError(f"{error}; choose another --cache-dir, or run with --no-cache") from None
         reads.append(("--cache-dir", args.cache_dir))
     check_output_file(args.out, "--out", stdout=True, reads=reads)
     config = ReportConfig(models=models, quick=args.quick, cache_dir=None if args.no_cache else args.cache_dir,
@@ -317,6 +331,8 @@ def _claims(args: argparse.Namespace) -> int:
         reads = [("--model", model) for model in args.model or ()]
         reads += [("--tasks", name) for name in names or () if name.lower().endswith(".csv")]
         check_output_file(args.out, "--out", stdout=True, reads=reads)
+    # a shell passes 'Q: {x}\nA: {y}' with a backslash and an n: the line break the user meant
+    args.template = args.template.replace("\\n", "\n").replace("\\t", "\t")
     check_template(args.template, "--template")
     claims = None
     if args.claims is not None:
@@ -414,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     learn.add_argument("--layer", type=int, default=1, help="layer (default 1)")
     learn.add_argument("--position", default="last", help="'last' or an int position (default last)")
     learn.add_argument("--base", choices=["zero_shot", "icl"], default="zero_shot", help="prompts it is added to")
-    learn.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
+    learn.add_argument("--lr", type=_positive_float, default=0.05, help="learning rate (default 0.05)")
     learn.add_argument("--epochs", type=_positive_int, default=15, help="epochs (default 15)")
     learn.add_argument("--out", required=True, help="output .safetensors file")
     _common(learn)
@@ -460,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "Face model: comma-separated word-pair tasks (built-in names or .csv files of input,answer)")
     claims.add_argument("--template", default="arrow",
                         help="prompt template of word-pair tasks: arrow (default), hendel, todd (the papers' formats), "
-                        "qa, or a string with {x} and {y}")
+                        "qa, or a string with {x} and {y} (\\n in it is a line break)")
     claims.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     claims.add_argument("--prompts", type=_positive_int, default=200, help="test prompts per task and seed "
                         "(default 200)")

@@ -284,3 +284,14 @@ def test_pairs_needed_is_the_fewest_that_fill_every_held_out_block():
         assert min(b.items(n, salt=k).numel() for b in blocks) >= k + 1
         assert all(min(b.items(m).numel() for b in blocks) < k + 1 for m in range(len(blocks), n)), k
     assert pairs_needed(10**6) == 10 * (10**6 + 1) - 5  # closed form at scale (the validation block's 10 %)
+
+
+def test_the_docs_state_the_pairs_a_word_pair_task_needs():
+    import re
+    from pathlib import Path
+
+    from tvlens.tasks.text import pairs_needed
+
+    text = " ".join((Path(__file__).parents[2] / "docs" / "real-models.md").read_text(encoding="utf-8").split())
+    stated = re.search(r"`tvlens\.tasks\.text\.pairs_needed`: (\d+) pairs for 5-shot prompts, (\d+) for one shot", text)
+    assert stated and (int(stated[1]), int(stated[2])) == (pairs_needed(5), pairs_needed(1))
