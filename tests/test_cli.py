@@ -661,3 +661,28 @@ def test_a_template_with_a_backslash_n_from_the_shell_is_a_line_break(cli, monke
     monkeypatch.setattr(text, "check_template", record)
     proc = cli("claims", "--model", "perm-mix", "--template", "Q: {x}\\nA: {y}", "--quiet")
     assert proc.returncode == 130 and seen == [("Q: {x}\nA: {y}", "--template")]
+
+
+def test_claims_prints_the_other_models_rows_when_one_fails(cli, monkeypatch, tmp_path):
+    """A model that fails is named at once (a warning), the other models' rows are printed and written, and the run
+    exits 2 with one error line naming the failed model."""
+    import tvlens.studies.claims as claims_module
+
+    def measure(job, shared=None, done=None):
+        if job.subject.name == "token-offset":
+            raise ValueError("weights are NaN")
+        return [claims_module._Measured([(0.5 + 0.01 * t, 0.0, 0)] * len(job.claims)) for t, _ in job.units]
+
+    monkeypatch.setattr(claims_module, "_measure", measure)
+    out = tmp_path / "table.md"
+    proc = cli("claims", "--model", "perm-mix", "--model", "token-offset", "--claims", "vanilla_beats_zero_shot",
+               "--seeds", "0", "--out", str(out), "--quiet")
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == ["tvlens claims: warning: model 'token-offset' failed: weights are NaN; its rows read 'not "
+                     "measured', the other models go on",
+                     "tvlens claims: error: model 'token-offset' failed: weights are NaN"]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| The vanilla")]
+    assert len(rows) == 2 and "| perm-mix |" in rows[0] and "**holds**" in rows[0]
+    assert "| token-offset |" in rows[1] and "**not measured** (token-offset failed: weights are NaN)" in rows[1]
+    assert out.read_text().strip() == proc.stdout.strip()

@@ -372,7 +372,7 @@ def _claims(args: argparse.Namespace) -> int:
     if args.out:
         atomic_write_text(args.out, table + "\n", "--out")
     if ledger.errors:  # the other models' rows are printed above; the run did not measure everything
-        raise ValueError("; ".join(f"--model {name!r} failed: {why}" for name, why in ledger.errors.items()))
+        raise ValueError("; ".join(f"model {name!r} failed: {why}" for name, why in ledger.errors.items()))
     return 0
 
 
