@@ -554,8 +554,21 @@ def test_hf_directories_with_missing_pieces_are_named(tmp_path):
     text = (cases["unknown architecture"] / "config.json").read_text()
     (cases["unknown architecture"] / "config.json").write_text(
         text.replace('"GPT2LMHeadModel"', '"FrobnicatorForCausalLM"').replace('"gpt2"', '"frobnicator"'))
+    import json
+
+    for label, change in (("mismatched sizes", {"n_embd": 32}), ("negative width", {"n_embd": -64}),
+                          ("no layers", {"n_layer": 0})):
+        cases[label] = tmp_path / label.replace(" ", "-")
+        GPT2LMHeadModel(config).save_pretrained(cases[label])
+        train_tokenizer().save_pretrained(cases[label])
+        settings = json.loads((cases[label] / "config.json").read_text())
+        (cases[label] / "config.json").write_text(json.dumps({**settings, **change}))
     expected = {"config only": "no weights", "bad json": "config.json is not readable JSON",
-                "no tokenizer": "no tokenizer files", "unknown architecture": "cannot load it"}
+                "no tokenizer": "no tokenizer files", "unknown architecture": "cannot load it",
+                "mismatched sizes": "its weights do not fit its config.json (tensor shapes differ from the sizes "
+                                    "config.json names)",
+                "negative width": "config.json has n_embd=-64; expected a positive integer",
+                "no layers": "config.json has n_layer=0; expected a positive integer"}
     for label, directory in cases.items():
         with pytest.raises((OSError, ValueError)) as info:
             boot_pretrained(directory)

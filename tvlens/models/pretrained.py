@@ -63,6 +63,12 @@ _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_m
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "vocab.txt")
 
 
+#: The sizes of a ``config.json`` that must be positive integers where present (GPT-2, GPT-NeoX, Llama, … names).
+_SIZE_KEYS = ("n_layer", "n_embd", "n_head", "n_positions", "n_ctx", "n_inner", "vocab_size", "hidden_size",
+              "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size",
+              "max_position_embeddings", "head_dim")
+
+
 def check_model_dir(name: str | os.PathLike, argument: str = "name_or_path") -> dict[str, Any]:
     """Check a local model directory before anything loads it, and return its ``config.json``.
 
@@ -87,6 +93,12 @@ def check_model_dir(name: str | os.PathLike, argument: str = "name_or_path") -> 
     if not isinstance(config, dict) or not (config.get("model_type") or config.get("architectures")):
         raise ValueError(f"{shown}: config.json names no model_type or architectures; expected the config "
                          "save_pretrained writes")
+    sizes = [(key, config[key]) for key in _SIZE_KEYS if config.get(key) is not None]
+    bad = [(key, value) for key, value in sizes if isinstance(value, bool) or not isinstance(value, int) or value < 1]
+    if bad:
+        key, value = bad[0]
+        raise ValueError(f"{shown}: config.json has {key}={value!r}; expected a positive integer (the config "
+                         "save_pretrained writes)")
     if not any((directory / f).is_file() for f in _WEIGHT_FILES):
         raise FileNotFoundError(f"{shown}: no weights ({', '.join(_WEIGHT_FILES[::2])}); run "
                                 "model.save_pretrained(DIR) there")
@@ -187,6 +199,15 @@ def boot_pretrained(
         if local:  # the directory was checked: a read error there, not a missing download
             raise OSError(f"name_or_path={name!r}: cannot load it ({str(error).splitlines()[0][:160]})") from None
         raise _missing(name, f"{type(error).__name__}: {str(error).splitlines()[0][:160]}") from error
+    except RuntimeError as error:
+        if not local:
+            raise
+        text = " ".join(str(error).split())
+        if "ignore_mismatched_sizes" in text:  # transformers points at a report in its log, not in the error
+            text = "tensor shapes differ from the sizes config.json names"
+        text = text[:200] or type(error).__name__
+        raise ValueError(f"name_or_path={name!r}: its weights do not fit its config.json ({text}); expected the "
+                         "config.json save_pretrained wrote beside these weights") from None
     except (ValueError, KeyError, NotImplementedError) as error:  # e.g. an architecture nobody converts
         text = str(error.args[0] if isinstance(error, KeyError) and error.args else error).strip()
         raise ValueError(f"name_or_path={name!r}: TransformerLens cannot load it "
