@@ -132,3 +132,13 @@ def test_an_output_that_is_or_lies_in_what_the_run_reads_is_refused(tmp_path):
     assert check_output_file(tmp_path / "table.md", "--out", reads=reads) == tmp_path / "table.md"
     assert check_output_file(tmp_path / "perm-mix", "--out", reads=[("--model", "perm-mix")])
     assert model.read_bytes() == b"weights"
+
+
+def test_a_long_error_is_cut_at_a_word_and_says_so():
+    from tvlens._io import first_line
+
+    error = ValueError("Weights only load failed. This file can still be loaded, to do so you have two options\nmore")
+    assert first_line(error) == "Weights only load failed. This file can still be loaded, to do so you have two options"
+    assert first_line(error, 40) == "Weights only load failed. This file can…"
+    assert first_line(ValueError("x" * 50), 10) == "x" * 9 + "…"
+    assert first_line(ValueError("  ")) == "ValueError"

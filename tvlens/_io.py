@@ -118,9 +118,17 @@ def atomic_write_text(path: str | os.PathLike, text: str, argument: str = "path"
 
 def first_line(error: BaseException, limit: int | None = None) -> str:
     """A one-line summary of ``error`` for a message that names a file: its first line (at most ``limit``
-    characters), or its type when it has no text."""
+    characters, cut at a word and ended by ``…``), or its type when it has no text."""
     text = str(error)
-    return text.splitlines()[0][:limit] if text.strip() else type(error).__name__
+    if not text.strip():
+        return type(error).__name__
+    line = text.strip().splitlines()[0]
+    if limit is not None and len(line) > limit:  # cut at a word boundary, and say it was cut
+        cut = line[: limit - 1]
+        if line[limit - 1] != " " and " " in cut:  # the cut falls inside a word: drop that word
+            cut = cut.rsplit(" ", 1)[0]
+        line = cut.rstrip(" ,;:") + "…"
+    return line
 
 
 def _nearest_existing(path: Path) -> Path:
