@@ -403,12 +403,19 @@ def _depth_sections(run: Run, depth: ComplexityResult) -> list[Section]:
                     f"about another input (answer-free). Where the vector forms (half of ICL's gain): {formed}.")]
 
 
+#: The claims a ``--quick`` preview's ledger measures: the cheap ones (its intervals are too wide for verdicts).
+QUICK_CLAIMS = ("ltv_beats_vanilla", "vanilla_beats_zero_shot", "key_heads", "theta_ov")
+
+
 def _ledger_config(run: Run) -> LedgerConfig:
-    if run.config.quick and run.ledger_models:  # a preview on your models: one seed, short learning
-        return LedgerConfig(seeds=(run.config.seed,), n_prompts=run.config.n_prompts, epochs=5)
-    if run.config.quick:  # a preview: two tasks, one seed, the cheap claims (intervals too wide for verdicts)
+    if run.config.quick and run.ledger_models:  # a preview on your models: one seed, short learning; the claims
+        # they cannot answer stay in (rows that say why cost nothing)
+        unanswerable = tuple(name for name, c in CLAIMS.items() if c.needs != "labels")
+        return LedgerConfig(seeds=(run.config.seed,), n_prompts=run.config.n_prompts, epochs=5,
+                            claims=QUICK_CLAIMS + unanswerable)
+    if run.config.quick:  # a preview: two tasks, one seed
         return LedgerConfig(n_tasks=2, seeds=(run.config.seed,), n_prompts=run.config.n_prompts, epochs=5,
-                            claims=("ltv_beats_vanilla", "vanilla_beats_zero_shot", "key_heads", "theta_ov"))
+                            claims=QUICK_CLAIMS)
     return LedgerConfig(seeds=tuple(run.config.seed + k for k in range(3)), n_prompts=run.config.n_prompts)
 
 
