@@ -401,3 +401,47 @@ def test_a_thread_executor_is_refused_and_a_failed_submit_cancels_the_rest():
     with pytest.raises(OSError, match="cannot start a worker"):
         claims_ledger(config, progress=False, executor=scripted)
     assert len(scripted.submitted) == 1 and scripted.submitted[0].cancelled()
+
+
+def test_a_mechanism_row_where_no_task_vector_is_is_not_testable():
+    """A gated claim whose units' learned vectors recover less than GATE of ICL's gain reads 'not testable here' with
+    the gate (never 'does not hold'), and leaves the Holm family: the other rows' intervals narrow."""
+    from tvlens.studies.verdicts import GATE, NOT_TESTABLE
+
+    names = ("key_heads", "vanilla_beats_zero_shot")
+    assert CLAIMS["key_heads"].gated and not CLAIMS["vanilla_beats_zero_shot"].gated
+    config = LedgerConfig(n_tasks=5, seeds=(0,), claims=names)
+
+    def scripted(gate):
+        def outcome(job):  # key_heads clearly below its margin: it would read "does not hold" if it were decided
+            return [_Measured([(-0.5 + 0.01 * t, 0.0, 0), (0.5 + 0.01 * t, 0.0, 0)], None, [gate, None])
+                    for t, _ in job.units]
+        return _Scripted(outcome)
+
+    passing = claims_ledger(config, progress=False, executor=scripted(GATE + 0.1))
+    failing = claims_ledger(config, progress=False, executor=scripted(GATE - 0.1))
+    for model in CLAIMS["key_heads"].models:
+        open_, shut = passing.row("key_heads", model), failing.row("key_heads", model)
+        assert open_.verdict == "does not hold" and open_.gate == pytest.approx(GATE + 0.1)
+        assert shut.verdict == NOT_TESTABLE and shut.reason.startswith(f"gate {GATE - 0.1:.2f}: the learned vector")
+        assert shut.mean == open_.mean and shut.level == config.alpha  # shown, unadjusted
+        assert math.isnan(passing.row("vanilla_beats_zero_shot", model).gate)
+    assert "Holm-adjusted over the 6 measured rows" in passing.caption()
+    assert "Holm-adjusted over the 3 measured rows" in failing.caption()  # the family the verdicts are decided in
+    assert f"3 mechanism rows are {NOT_TESTABLE}" in failing.to_markdown()
+    assert f"; gate {GATE + 0.1:.2f} |" in passing.to_markdown()
+
+
+def test_the_gate_is_the_share_of_icls_gain_the_learned_vector_recovers():
+    """Unit.gate against the same scores computed independently with evaluate on the unit's test prompts."""
+    from tvlens.studies.claims import Unit
+
+    unit = Unit("token-offset", 0, 0, LedgerConfig(n_prompts=32, epochs=3))
+    layer = unit.vanilla()[1]
+    ltv = unit.learned(layer)
+    zero, icl, injected = (evaluate(unit.model, unit.task, mode, vector, batch=unit.test, path="full").mean
+                           for mode, vector in (("zero_shot", None), ("icl", None), ("injected", ltv)))
+    assert unit.gate() == pytest.approx((injected - zero) / (icl - zero), abs=1e-6)
+    unit.touched.clear()
+    unit.gate()
+    assert not unit.touched  # the gate's vector is not counted as the claim's

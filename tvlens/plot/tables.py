@@ -9,11 +9,12 @@ from plotly.subplots import make_subplots
 from tvlens.plot.style import color, layout, name, rgba
 from tvlens.studies.claims import ClaimsLedger
 from tvlens.studies.table import StudyTable
-from tvlens.studies.verdicts import UNMEASURED
+from tvlens.studies.verdicts import NOT_TESTABLE, UNMEASURED
 from tvlens.tasks.metric import Accuracy, SquaredError
 
 #: Colour of each verdict of the claims ledger.
-VERDICT_COLORS = {"holds": "#1b9e77", "inconclusive": "#e6ab02", "does not hold": "#d95f02"}
+VERDICT_COLORS = {"holds": "#1b9e77", "inconclusive": "#e6ab02", "does not hold": "#d95f02",
+                  NOT_TESTABLE: "#999999"}
 
 
 def regression_figure(table: StudyTable, title: str = "Regression fidelity: error vs prompt length") -> go.Figure:

@@ -59,7 +59,7 @@ from tvlens.studies import (
 from tvlens.studies.formation import ComplexityResult, LayerProfile, TVPLossComparison
 from tvlens.studies.subjects import subject
 from tvlens.studies.table import StudyTable
-from tvlens.studies.verdicts import NOT_APPLICABLE
+from tvlens.studies.verdicts import GATE, NOT_APPLICABLE, NOT_TESTABLE
 from tvlens.tasks.splits import Splits
 from tvlens.vectors import LearnConfig, compare, function_vector
 from tvlens.vectors.compare import Comparison
@@ -440,7 +440,8 @@ def _ledger(run: Run) -> ClaimsLedger:
 
 
 def _ledger_sections(run: Run, ledger: ClaimsLedger) -> list[Section]:
-    counts = {v: sum(r.verdict == v for r in ledger.rows) for v in ("holds", "inconclusive", "does not hold")}
+    counts = {v: sum(r.verdict == v for r in ledger.rows) for v in ("holds", "inconclusive", "does not hold",
+                                                                    NOT_TESTABLE)}
     c = ledger.config
     if run.ledger_models:
         reasons: dict[str, list[str]] = {}
@@ -463,10 +464,12 @@ def _ledger_sections(run: Run, ledger: ClaimsLedger) -> list[Section]:
                     "for the number of rows (Holm), the hollow circle its control (e.g. a random vector of the same "
                     "norm), the black tick what the claim needs. Verdict: holds (interval above the tick and the "
                     "control not), does not hold (below), inconclusive (straddles, fewer than 3 tasks, zero width, "
-                    "or the control shows it too; hover for the reason). Training claims are measured on "
+                    "or the control shows it too; hover for the reason), not testable here (grey: a mechanism claim "
+                    f"where the learned vector at its site recovers less than {GATE:.0%} of ICL's gain on held-out "
+                    "queries, so no task vector is there to analyse). Training claims are measured on "
                     "independently trained pairs of models, their interval over the pairs. Here: "
                     f"{counts['holds']} hold, {counts['inconclusive']} inconclusive, {counts['does not hold']} do not "
-                    f"hold. {table}")]
+                    f"hold, {counts[NOT_TESTABLE]} not testable here. {table}")]
 
 
 _LEDGER_STAGES: tuple[Stage, ...] = (

@@ -65,8 +65,10 @@ from tvlens.studies.subjects import NEEDS, OFFERS, Subject
 from tvlens.studies.subjects import subject as as_subject
 from tvlens.studies.verdicts import (
     ALPHA,
+    GATE,
     NOT_APPLICABLE,
     NOT_MEASURED,
+    NOT_TESTABLE,
     UNMEASURED,
     Estimate,
     contrast_estimate,
@@ -285,6 +287,23 @@ class Unit:
                     self.shared[key(t, s)] = made
         return self.shared[mine]
 
+    def gate(self) -> float:
+        """The site test of the mechanism claims: the share of ICL's gain over zero-shot on the held-out test
+        prompts that the learned vector at the vanilla TV's layer (the site they analyse, last position, added to
+        the zero-shot query) recovers, ``(acc(LTV) − acc(zero-shot)) / (acc(ICL) − acc(zero-shot))``; ``0`` when
+        ICL gains nothing. A vector that does nothing on held-out queries (one that memorised its training
+        queries) scores about 0, one that carries the task about 1."""
+        def make() -> float:
+            zero, icl = self.score("zero_shot"), self.score("icl")
+            if icl - zero <= 0:
+                return 0.0
+            return (self.score("injected", self.learned(self.vanilla()[1])) - zero) / (icl - zero)
+        touched = set(self.touched)  # the gate's vector is not the claim's: its convergence is not the row's
+        try:
+            return self.memo("gate", make)
+        finally:
+            self.touched = touched
+
     def unconverged(self) -> int:
         """How many of the learned vectors the current claim used stopped for lack of budget."""
         return sum(not self._memo[key][1].converged for key in self.touched if key in self._memo)
@@ -343,6 +362,10 @@ class Claim:
         cost: the time one unit's measurement takes relative to a typical claim's (measured on the zoo, one
             thread): an executor starts the models with the most work first, so the last to finish are short.
             It orders the work and changes no number.
+        gated: a mechanism claim about a task vector (its heads, its OV image, its propagation, how it compares):
+            decided only where the learned vector at its site carries the task to held-out queries
+            (:meth:`Unit.gate` ≥ :data:`~tvlens.studies.verdicts.GATE` on average); elsewhere the row reads
+            ``not testable here`` with the gate's value.
     """
 
     name: str
@@ -360,6 +383,7 @@ class Claim:
     partners: tuple[str, ...] = ()
     needs: str = "labels"
     cost: float = 1.0
+    gated: bool = False
 
     @property
     def zoo_models(self) -> tuple[str, ...]:
@@ -376,6 +400,8 @@ class Claim:
         if (self.contrast or self.replicated) == (self.needs in OFFERS):
             raise ValueError(f"Claim {self.name!r}: a claim over several trained models needs one of "
                              f"{[n for n in NEEDS if n not in OFFERS]}, a claim on one model one of {list(OFFERS)}")
+        if self.gated and self.needs != "labels":
+            raise ValueError(f"Claim {self.name!r}: gated=True needs needs='labels' (the gate is an accuracy gain)")
         if self.contrast and self.replicated:
             raise ValueError(f"Claim {self.name!r}: contrast and replicated are exclusive (one row per pair of "
                              "models, or one row over replicates)")
@@ -541,13 +567,14 @@ _ARM_LABEL = f"perm-mix-tvp-arm-s0…s{ARM_REPLICATES - 1} vs perm-mix-arm-s0…
 CLAIMS: dict[str, Claim] = {c.name: c for c in [
     Claim("ltv_beats_vanilla", "A learned task vector beats the vanilla (extracted) task vector",
           "Yang et al. 2025a", "accuracy of the LTV minus the vanilla TV's, held-out zero-shot queries, at the vanilla "
-          "TV's layer (chosen on dev prompts)", 0.0, _SYMBOLIC, _ltv_vs_vtv, f"{_RANDOM} (of the LTV's norm)"),
+          "TV's layer (chosen on dev prompts)", 0.0, _SYMBOLIC, _ltv_vs_vtv, f"{_RANDOM} (of the LTV's norm)",
+          gated=True),
     Claim("ltv_near_icl", "A learned task vector in the zero-shot query comes within a few points of ICL",
           "Yang et al. 2025a", "accuracy of the LTV (zero-shot query; its layer chosen on dev prompts) minus 16-shot "
           "ICL accuracy on the same held-out prompts", -0.05, _SYMBOLIC, _ltv_vs_icl, f"{_RANDOM} (of the LTV's norm)"),
     Claim("ltv_beats_fv", "A learned task vector beats the function vector", "Yang et al. 2025a",
           "accuracy of the LTV minus the FV's (Todd et al.'s heads, 10 % of the heads), at the vanilla TV's layer",
-          0.0, _SYMBOLIC, _ltv_vs_fv, f"{_RANDOM} (of the LTV's norm)"),
+          0.0, _SYMBOLIC, _ltv_vs_fv, f"{_RANDOM} (of the LTV's norm)", gated=True),
     Claim("vanilla_beats_zero_shot", "The vanilla task vector beats the zero-shot query",
           "Hendel et al. 2023", "accuracy of the vanilla TV minus zero-shot accuracy", 0.0, _SYMBOLIC, _vtv_vs_zero,
           f"{_RANDOM} (of the vanilla TV's norm)"),
@@ -559,34 +586,34 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           f"{_RANDOM} (of the FV's norm)"),
     Claim("ltv_early_position", "A learned vector works at an early position (the query token)",
           "Yang et al. 2025a", "accuracy gained over zero-shot by an LTV at layer 1, position 1, minus half of ICL's "
-          "gain (> 0: most of ICL's gain)", 0.0, _SYMBOLIC, _early, f"{_RANDOM} (of the LTV's norm)"),
+          "gain (> 0: most of ICL's gain)", 0.0, _SYMBOLIC, _early, f"{_RANDOM} (of the LTV's norm)", gated=True),
     Claim("ltv_on_icl_prompts", "A learned vector added to short ICL prompts improves them", "Yang et al. 2025a",
           f"accuracy of {FEW_SHOTS}-shot prompts with an LTV trained on such prompts added minus without",
           0.0, _SYMBOLIC, _ltv_on_icl, f"{_RANDOM} (of the LTV's norm) added to the same prompts"),
     Claim("key_heads", "Ablating a few key heads hurts the injected vector far more than ablating random heads",
           "Yang et al. 2025a", "accuracy with as many random non-key heads ablated minus with the key heads ablated "
           "(10 % of the heads, chosen on dev prompts, scored on held-out prompts)", 0.05, _SYMBOLIC, _key_heads,
-          "the accuracy the random heads' ablation itself costs", control_rule="shown"),
+          "the accuracy the random heads' ablation itself costs", control_rule="shown", gated=True),
     Claim("theta_ov", "θ_OV = Σ θ W_V W_O re-injected in place of θ recovers most of its effect",
           "Yang et al. 2025a", "accuracy gained over zero-shot by θ_OV in θ's place minus half of θ's own gain",
-          0.0, _SYMBOLIC, _theta_ov, f"{_RANDOM} (of θ_OV's norm)"),
+          0.0, _SYMBOLIC, _theta_ov, f"{_RANDOM} (of θ_OV's norm)", gated=True),
     Claim("linear_propagation", "An injected vector propagates almost linearly to the final stream",
           "Yang et al. 2025a", "R² of the per-prompt linear map from the LTV's layer to the final stream, on "
           "perturbations of 25–100 % of ‖θ‖ that neither fitted the map nor chose its ridge penalty",
-          0.9, _SYMBOLIC, _linear_r2, "the same map's R² for a random vector of the LTV's norm"),
+          0.9, _SYMBOLIC, _linear_r2, "the same map's R² for a random vector of the LTV's norm", gated=True),
     Claim("linear_through_origin", "The propagation is linear in θ, not only linear around it", "Yang et al. 2025a",
           "R² of the linear map through the origin minus R² of an affine map W θ + b, on the same held-out "
           "perturbations of the LTV (> −0.02: the offset a local linearisation needs is not needed)", -0.02,
-          _SYMBOLIC, _through_origin, "the same difference for a random vector of the LTV's norm"),
+          _SYMBOLIC, _through_origin, "the same difference for a random vector of the LTV's norm", gated=True),
     Claim("rotation_then_scaling", "Vectors injected early are rotated, vectors injected late mostly scaled",
           "Yang et al. 2025a", "rise of cos(θ, Qθ) of the direct map from an LTV injected at layer 0 to one at the "
           "last layer, minus the same rise for random vectors of the same norms", 0.0, _SYMBOLIC, _rotation,
           "random vectors of the LTVs' norms through the same maps (a late map crosses fewer blocks)",
-          control_rule="subtract"),
+          control_rule="subtract", gated=True),
     Claim("rotation_toward_labels", "Early vectors are rotated toward the labels", "Yang et al. 2025a",
           "answer-margin gain from θ to Qθ of the direct map of an LTV injected at layer 0, minus a random vector's",
           0.0, _SYMBOLIC, _toward_labels, "a random vector of the LTV's norm through the same map",
-          control_rule="subtract"),
+          control_rule="subtract", gated=True),
     Claim("head_weighted_beats_fv", "The head-weighted learned vector carries regression functions far better "
           "than the function vector", "Saglam et al. 2025", "1 − error(head-weighted LTV) / error(FV), both "
           "reading their heads from another prompt of the same function (its last demonstration as the query), "
@@ -627,6 +654,8 @@ class LedgerRow:
         unconverged: learned vectors behind the row whose ``dev`` loss was still improving at the budget.
         n_models: trained models the interval is over (a replicated training claim), else 1.
         values: per model ``[tasks, seeds]`` effects; ``controls``: the controls alike.
+        gate: a gated claim's mean :meth:`Unit.gate` over the row's units (``not testable here`` below
+            :data:`~tvlens.studies.verdicts.GATE`); NaN for the others.
     """
 
     claim: str
@@ -649,12 +678,13 @@ class LedgerRow:
     values: dict[str, Float[Tensor, "tasks seeds"]] = field(repr=False)
     controls: dict[str, Float[Tensor, "tasks seeds"]] = field(repr=False)
     n_models: int = 1
+    gate: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         """The row without its per-unit values."""
         return {k: getattr(self, k) for k in ("claim", "statement", "paper", "model", "effect", "margin", "mean",
                                               "low", "high", "control", "verdict", "reason", "level", "p_value",
-                                              "n_tasks", "n_seeds", "n_models", "unconverged")}
+                                              "n_tasks", "n_seeds", "n_models", "unconverged", "gate")}
 
     @property
     def sample(self) -> str:
@@ -686,10 +716,15 @@ class ClaimsLedger(Records):
 
     def caption(self) -> str:
         """How to read the table: the intervals' adjustment and what a verdict means."""
-        measured = [r for r in self.rows if r.verdict not in UNMEASURED]
+        measured = [r for r in self.rows if r.verdict not in (*UNMEASURED, NOT_TESTABLE)]
         skipped = sum(r.verdict == NOT_APPLICABLE for r in self.rows)
         na = (f" {skipped} rows are not applicable: the model lacks what the claim needs (the row says what)."
               if skipped else "")
+        untested = sum(r.verdict == NOT_TESTABLE for r in self.rows)
+        if untested:
+            na += (f" {untested} mechanism rows are {NOT_TESTABLE}: the learned vector at their site recovers less "
+                   f"than {GATE:.0%} of ICL's gain on held-out queries, so a negative could not show there (their "
+                   "unadjusted interval is shown, outside the Holm family).")
         if self.errors:
             na += (f" {len(self.errors)} model(s) failed ({', '.join(self.errors)}): their rows are not measured "
                    "(the row gives the error).")
@@ -711,6 +746,8 @@ class ClaimsLedger(Records):
                              f"**{r.verdict}**{why} |")
                 continue
             note = f"; {r.unconverged} vectors not converged" if r.unconverged else ""
+            if not math.isnan(r.gate) and r.verdict != NOT_TESTABLE:  # a gated row says its site passed
+                note += f"; gate {r.gate:.2f}"
             lines.append(f"| {r.statement} | {r.paper} | {r.model} | {r.mean:+.3f} [{r.low:+.3f}, {r.high:+.3f}] | "
                          f"{r.control:+.3f} | > {r.margin:g} | {r.sample} | "
                          f"**{r.verdict}**{why}{note} |")
@@ -752,6 +789,8 @@ class _Measured:
 
     claims: list[tuple[float, float, int]]
     distinct: int | None = None
+    #: per claim, :meth:`Unit.gate` for a gated claim, else ``None``
+    gates: list[float | None] | None = None
 
 
 def _measure(job: _Job, shared: dict[Any, Any] | None = None, done: Callable[[int], Any] | None = None
@@ -765,7 +804,7 @@ def _measure(job: _Job, shared: dict[Any, Any] | None = None, done: Callable[[in
     out = []
     for task_id, seed in job.units:
         unit = Unit(job.subject, task_id, seed, job.config, shared, together=True)
-        measured = []
+        measured, gates = [], []
         for name in job.claims:
             unit.touched.clear()
             effect, control = (float(x) for x in CLAIMS[name].measure(unit))
@@ -773,7 +812,8 @@ def _measure(job: _Job, shared: dict[Any, Any] | None = None, done: Callable[[in
                 raise ValueError(f"claim {name!r} on {unit}: the effect is {effect} and the control {control}; "
                                  "expected finite numbers")
             measured.append((effect, control, unit.unconverged()))
-        out.append(_Measured(measured, _distinct_answers(unit)))
+            gates.append(unit.gate() if CLAIMS[name].gated else None)
+        out.append(_Measured(measured, _distinct_answers(unit), gates))
         if done is not None:
             done(len(measured))
     return out
@@ -929,6 +969,7 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
     errors = {jobs[i].subject.name: failed[i] for i in sorted(failed)}
     values: dict[tuple[str, str], list[tuple[float, float]]] = {}
     unconverged: dict[tuple[str, str], int] = {}
+    gates: dict[tuple[str, str], list[float]] = {}  # (claim, model) → its units' gates (gated claims)
     degenerate: dict[str, str] = {}  # model → why its tasks' answers cannot decide an accuracy claim
     for i, per_unit in results.items():
         job = jobs[i]
@@ -939,9 +980,11 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
                 f"degenerate targets: the test prompts of task(s) {', '.join(f'{t} ({n})' for t, n in few)} have "
                 f"fewer than {MIN_DISTINCT_ANSWERS} distinct answers (first tokens), so a constant answer scores")
         for measured in per_unit:
-            for name, (effect, control, n) in zip(job.claims, measured.claims):
+            for k, (name, (effect, control, n)) in enumerate(zip(job.claims, measured.claims)):
                 values.setdefault((name, job.subject.name), []).append((effect, control))
                 unconverged[(name, job.subject.name)] = unconverged.get((name, job.subject.name), 0) + n
+                if measured.gates is not None and measured.gates[k] is not None:
+                    gates.setdefault((name, job.subject.name), []).append(measured.gates[k])
     groups: list[_Group] = []
     for c in claims:
         measured_on = tuple(m for m in on[c.name] if m not in errors)
@@ -969,21 +1012,31 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
             groups += [_Group(c, m, {m: effect[m]}, {m: control[m]}, task_estimate(effect[m]),
                               task_estimate(control[m]).mean, unconverged[(c.name, m)], n_tasks[m])
                        for m in measured_on]
-    p_values = [g.estimate.p_value(g.claim.margin) for g in groups]
-    levels = holm_levels(p_values, config.alpha)
+    gate_of = {id(g): (sum(v for m in g.values for v in gates[(g.claim.name, m)])
+                       / sum(len(gates[(g.claim.name, m)]) for m in g.values)) if g.claim.gated else math.nan
+               for g in groups}
+    # a row whose site carries no task vector is not decided, and is not one of the tests Holm adjusts for
+    testable = [g for g in groups if not gate_of[id(g)] < GATE]
+    p_values = {id(g): g.estimate.p_value(g.claim.margin) for g in groups}
+    levels = dict(zip((id(g) for g in testable), holm_levels([p_values[id(g)] for g in testable], config.alpha)))
     rows = []
-    for g, p, level in zip(groups, p_values, levels):
-        c, estimate = g.claim, g.estimate
+    for g in groups:
+        c, estimate, p, gate = g.claim, g.estimate, p_values[id(g)], gate_of[id(g)]
+        level = levels.get(id(g), config.alpha)  # not testable: the unadjusted interval, shown only
         low, high = estimate.interval(level)
         decided, reason = _verdict(c, estimate, low, high, g.control_mean, "model" if c.replicated else "task")
         few = [degenerate[m] for m in g.values if m in degenerate]
-        if few:  # whatever the interval: the answers cannot tell a task vector from a constant
+        if gate < GATE:
+            decided, reason = NOT_TESTABLE, (f"gate {gate:.2f}: the learned vector at its site recovers {gate:.0%} of "
+                                             f"ICL's gain on held-out queries, below the {GATE:.0%} a task vector "
+                                             "needs there")
+        elif few:  # whatever the interval: the answers cannot tell a task vector from a constant
             decided, reason = "inconclusive", f"{few[0]} on {', '.join(m for m in g.values if m in degenerate)}"
         rows.append(LedgerRow(claim=c.name, statement=c.statement, paper=c.paper, model=g.label, effect=c.effect,
                               margin=c.margin, mean=estimate.mean, low=low, high=high, control=g.control_mean,
                               verdict=decided, reason=reason, level=level, p_value=p, n_tasks=g.n_tasks,
                               n_seeds=len(config.seeds), unconverged=g.unconverged, values=g.values,
-                              controls=g.controls, n_models=g.n_models))
+                              controls=g.controls, n_models=g.n_models, gate=gate))
     nan = math.nan
     rows += [LedgerRow(claim=c.name, statement=c.statement, paper=c.paper, model=label, effect=c.effect,
                        margin=c.margin, mean=nan, low=nan, high=nan, control=nan, verdict=NOT_APPLICABLE, reason=why,

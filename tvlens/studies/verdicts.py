@@ -134,12 +134,18 @@ def holm_levels(p_values: Sequence[float], alpha: float = ALPHA) -> list[float]:
 
 #: The verdict of a claim that was not measured because the model lacks what it needs (its row says what).
 NOT_APPLICABLE = "not applicable"
+#: The verdict of a mechanism row on a model where its site carries no task vector: a negative there could not show
+#: (its gate, :data:`GATE`, failed); the row's numbers are shown, not decided.
+NOT_TESTABLE = "not testable here"
+#: The share of ICL's gain over zero-shot a learned vector must recover on held-out queries at a mechanism claim's
+#: site for the claim to be decided there.
+GATE = 0.5
 #: The verdict of a row whose model failed (its reason is the error): nothing was measured on it.
 NOT_MEASURED = "not measured"
 #: The verdicts of rows with no numbers (NaN mean and interval, no values).
 UNMEASURED = (NOT_APPLICABLE, NOT_MEASURED)
 #: Every verdict a ledger row can have.
-VERDICTS = ("holds", "does not hold", "inconclusive", NOT_APPLICABLE, NOT_MEASURED)
+VERDICTS = ("holds", "does not hold", "inconclusive", NOT_TESTABLE, NOT_APPLICABLE, NOT_MEASURED)
 
 
 def verdict(low: float, high: float, margin: float, n_tasks: int = MIN_TASKS,
@@ -163,6 +169,6 @@ def verdict(low: float, high: float, margin: float, n_tasks: int = MIN_TASKS,
     return "inconclusive", "the interval straddles the margin"
 
 
-__all__ = ["ALPHA", "MIN_TASKS", "NOT_APPLICABLE", "NOT_MEASURED", "UNMEASURED", "VERDICTS", "Estimate",
-           "contrast_estimate", "contrast_interval", "holm_levels", "t_quantile", "task_estimate", "task_interval",
-           "verdict"]
+__all__ = ["ALPHA", "GATE", "MIN_TASKS", "NOT_APPLICABLE", "NOT_MEASURED", "NOT_TESTABLE", "UNMEASURED", "VERDICTS",
+           "Estimate", "contrast_estimate", "contrast_interval", "holm_levels", "t_quantile", "task_estimate",
+           "task_interval", "verdict"]
