@@ -36,6 +36,7 @@ from tvlens.studies import (
     regression_fidelity,
     tvp_loss_comparison,
 )
+from tvlens.studies.verdicts import GATE, NOT_TESTABLE
 from tvlens.tasks import Splits
 from tvlens.training import evaluate_training
 from tvlens.vectors import learn_task_vector
@@ -179,11 +180,18 @@ def ledger_section(ledger) -> list[str]:
             f"{c.n_prompts} test prompts per task and seed, whose queries trained nothing and chose nothing (the "
             "splits hold out query symbols). The effect is positive when the claim holds, and each row shows its "
             "control (a random vector of the same norm at the same site, random non-key heads, the same maps for "
-            "random vectors, the answer-free reading of the state). Seeds are averaged within a task; the interval "
+            "random vectors, the reading of the state from another query). "
+            "Seeds are averaged within a task; the interval "
             "is Student's t over the task means (Welch's for a contrast), Holm-adjusted over the rows. The verdict "
             "compares the interval with what the claim needs: **holds** (above, and the control does not clear the "
             "margin too), **does not hold** (below), **inconclusive** (with the reason: the interval straddles the "
-            "margin, fewer than 3 tasks, zero width, or the control shows it too). Training claims (the TVP-loss) "
+            "margin, fewer than 3 tasks, zero width, or the control shows it too), **not testable here** (a "
+            "negative could not show on that model, so nothing is decided: a mechanism claim — key heads, θ_OV, "
+            "linearity, rotation, early position, LTV against other vectors — whose learned vector at the claim's "
+            f"site recovers less than {GATE:.0%} of ICL's gain on held-out queries (the row gives this gate), or "
+            "Hendel et al.'s replace-mode reading on a model with learned absolute positions, where the patched "
+            "state carries the ICL prompt's position; such rows show their unadjusted interval and are left out "
+            "of the Holm family). Training claims (the TVP-loss) "
             "are measured on independently trained pairs of models, the same steps, initial weights and prompts in "
             "both arms, and their interval is over the pairs (each pair's mean over tasks × seeds). Whatever is "
             "chosen (the vanilla TV's and the LTV's layer, the key heads, the "
@@ -224,7 +232,8 @@ def studies_page(m: dict) -> str:
            "## TVP-loss (Yang et al. 2025b)", "",
            f"TVP-mode accuracy per layer (256 prompts, seed 0); `perm-mix-tvp` was trained with the TVP-loss at "
            f"layer {tvp.tvp_layer}. Two readings of the state put in: the prompt's own (`own prompt`, the loss's "
-           "objective) and the same demonstrations asking about another input (`other query`, answer-free). "
+           "objective) and the same demonstrations asking about another input (`other query`; not answer-free: it can "
+           "hold that query's answer). "
            "Asserted in `tests/studies/test_formation.py`: read from the own prompt, TVP accuracy at the pinned "
            "layer rises by more than 3 standard errors and ICL stays within 0.02; read from another query, layers "
            "2 and 3 of both models fall below zero-shot — the state there holds the other query's answer, not a "
@@ -237,12 +246,12 @@ def studies_page(m: dict) -> str:
            "## Depth vs task complexity (Yang et al. 2025b)", "",
            "Mixtures of 2, 8 and 32 permutations of 32 symbols on models of one shape (4 layers, d_model 64), the "
            "whole family of each (256 prompts, seed 0); `tests/studies/test_formation.py` pins these layers. Per "
-           "task over tasks and seeds, the claims ledger above gives the verdict. Read answer-free (another "
+           "task over tasks and seeds, the claims ledger above gives the verdict. Read from another "
            f"query's state), the formation layers are {depth.formation_layers} (None: never half of ICL's gain). "
            "Read from each prompt's own state, they are "
            f"{m['depth_own'].formation_layers} and the best layers {m['depth_own'].best_layers}: with 4 layers "
            "the vectors peak at or near the last layer, so the ladder has little room to show a steady deepening.",
-           "", "Answer-free (other query):", "", *profile_rows(depth.profiles), "",
+           "", "Other query:", "", *profile_rows(depth.profiles), "",
            "Own prompt:", "", *profile_rows(m["depth_own"].profiles), "",
            "## Formation over training", "",
            "From the training histories shipped with the models: the first evaluation step at which each layer's "
@@ -267,14 +276,16 @@ def studies_page(m: dict) -> str:
 
     out += ["## Regression fidelity (Saglam et al. 2025)", "",
             "Squared error / D, 200 test prompts per cell (seed 100). All models were trained on 20-shot prompts; "
-            "`linear-regression-long` accepts 40, so its 40-shot rows are beyond the training length. Asserted in "
-            "`tests/studies/test_regression.py`: on linear-regression the head-weighted LTV's error is below the "
-            "function vector's at every length (unshifted, skewed, noisy), by more than 3 standard errors wherever "
-            "the prompt determines the function (10 and 20 demonstrations; 2 cannot pin down a function of R^5); "
-            "on linear-regression-long at 40 demonstrations ICL breaks down while the head-weighted LTV "
-            "keeps the function (below both ICL and the FV). The per-prompt vectors (vanilla TV, FV, head-weighted "
+            "`linear-regression-long` accepts 40, so its 40-shot rows are beyond the training length. "
+            f"{fidelity_sentence(m['regression']['linear-regression'])} "
+            "Asserted in `tests/studies/test_regression.py`: on linear-regression, wherever the prompt determines "
+            "the function (at least D = 5 demonstrations; unshifted, skewed, noisy), the head-weighted LTV's error is "
+            "above zero-shot's and the FV adds nothing to zero-shot while ICL is near exact; on "
+            "linear-regression-long at 40 demonstrations ICL breaks down and the head-weighted LTV does not keep the "
+            "function either. The per-prompt vectors (vanilla TV, FV, head-weighted "
             "LTV) are read from another prompt of the same function, its last demonstration as the query, never at "
-            "the scored query (where the state could hold ICL's own answer).", ""]
+            "the scored query (where the state could hold ICL's own answer); read at the scored query the "
+            "head-weighted vector beats the FV by construction, which is not counted.", ""]
     for name, fid in m["regression"].items():
         methods = list(dict.fromkeys(r["method"] for r in fid.records))
         rows = []
@@ -451,10 +462,35 @@ def propagation_blocks(m: dict) -> dict[str, str]:
     return {"measured-propagation": "\n".join(lines)}
 
 
+def fidelity_sentence(fid) -> str:
+    """What the unshifted rows of a fidelity table say about the head-weighted LTV against the FV and zero-shot,
+    computed from the numbers (so the prose cannot contradict its table)."""
+    d_input = fid.settings["task"]["d_input"]
+    cells = []  # (shots, head-weighted, FV, zero-shot) where the prompt determines the function
+    for n in sorted({r["n_shots"] for r in fid.select(shift="none")}):
+        cell = {r["method"]: r["mse_per_dim"] for r in fid.select(shift="none", n_shots=n)}
+        if n >= d_input and "head_weighted" in cell and "function" in cell:
+            cells.append((n, cell["head_weighted"], cell["function"], cell["zero_shot"]))
+    side = ("above" if all(hw > fv for _, hw, fv, _ in cells) else
+            "below" if all(hw < fv for _, hw, fv, _ in cells) else "on both sides of")
+    return (f"Unshifted, the head-weighted LTV's error is {side} the function vector's: " +
+            "; ".join(f"at {n} demonstrations {hw:.2f} against the FV's {fv:.2f} and zero-shot's {zero:.2f}"
+                      for n, hw, fv, zero in cells) + ".")
+
+
 def ledger_verdicts(ledger, claim: str) -> str:
     """``claim `key_heads` — perm-mix: holds, token-offset: inconclusive, …`` for one claim of the ledger (the form
     ``tests/test_docs.py`` checks against the ledger's table)."""
-    return f"claim `{claim}` — " + ", ".join(f"{r.model}: {r.verdict}" for r in ledger.rows if r.claim == claim)
+    rows = [r for r in ledger.rows if r.claim == claim]
+    text = f"claim `{claim}` — " + ", ".join(f"{r.model}: {r.verdict}" for r in rows)
+    gated = [r for r in rows if r.verdict == NOT_TESTABLE and CLAIMS[claim].gate == "site"]
+    if gated:  # say why, with the numbers: the vector at the claim's site does not carry the task
+        text += (f" (site gates {', '.join(f'{r.gate:+.2f}' for r in gated)}: the learned vector at the claim's site "
+                 f"recovers less than {GATE:.0%} of ICL's gain on held-out queries, so no task vector is there to "
+                 "analyse)")
+    elif any(r.verdict == NOT_TESTABLE for r in rows):
+        text += f" ({next(r.reason for r in rows if r.verdict == NOT_TESTABLE)})"
+    return text
 
 
 def injection_rows(maps) -> list[str]:

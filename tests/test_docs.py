@@ -97,7 +97,7 @@ def test_every_verdict_in_the_prose_is_the_ledgers():
     for line in ledger.splitlines():
         cells = [c.strip() for c in line.strip("|").split(" | ")]
         if len(cells) == 8 and cells[0] in {c.statement for c in CLAIMS.values()}:
-            verdict = re.match(r"\*\*(holds|does not hold|inconclusive)\*\*", cells[7])
+            verdict = re.match(r"\*\*(holds|does not hold|inconclusive|not testable here)\*\*", cells[7])
             assert verdict, line
             table[(cells[0], cells[2])] = verdict.group(1)
     assert table, "the ledger block holds no rows"
@@ -105,9 +105,24 @@ def test_every_verdict_in_the_prose_is_the_ledgers():
     for page in sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]:
         text = page.read_text()
         assert "**mixed**" not in text, f"{page.name}: 'mixed' is no longer a verdict (inconclusive, with a reason)"
-        for claim, listing in re.findall(r"claim `(\w+)` — ((?:[\w-]+(?: vs [\w-]+)?: (?:holds|does not hold|"
-                                         r"inconclusive)(?:, )?)+)", text):
-            for model, verdict in re.findall(r"([\w-]+(?: vs [\w-]+)?): (holds|does not hold|inconclusive)", listing):
+        words = "holds|does not hold|inconclusive|not testable here"
+        for claim, listing in re.findall(rf"claim `(\w+)` — ((?:[\w-]+(?: vs [\w-]+)?: (?:{words})(?:, )?)+)", text):
+            for model, verdict in re.findall(rf"([\w-]+(?: vs [\w-]+)?): ({words})", listing):
                 assert table[(CLAIMS[claim].statement, model)] == verdict, (page.name, claim, model, verdict)
                 found += 1
     assert found >= 6, "the pages cite the ledger's verdicts"
+
+
+def test_no_reading_is_called_answer_free():
+    """The state read from the same demonstrations asking about another query can carry *that* query's answer (the
+    prediction then equals its answer), so no page, docstring or notebook calls a reading answer-free, except to
+    say it is not."""
+    import re
+
+    sources = [*PAGES, *sorted((ROOT / "tvlens").rglob("*.py")), *sorted((ROOT / "notebooks").glob("*.ipynb")),
+               ROOT / "docs" / "make_measured.py"]
+    for path in sources:
+        text = " ".join(path.read_text(encoding="utf-8").split())
+        for found in re.finditer(r"answer[- ]free", text, flags=re.IGNORECASE):
+            before = text[max(0, found.start() - 8): found.start()]
+            assert re.search(r"\bnot $", before), f"{path.name}: '…{text[max(0, found.start() - 60):found.end()]}'"

@@ -21,7 +21,14 @@ from tvlens.studies.claims import (
     contrast_interval,
     task_interval,
 )
-from tvlens.studies.verdicts import contrast_estimate, holm_levels, t_quantile, task_estimate, verdict
+from tvlens.studies.verdicts import (
+    NOT_TESTABLE,
+    contrast_estimate,
+    holm_levels,
+    t_quantile,
+    task_estimate,
+    verdict,
+)
 from tvlens.tasks import Splits
 from tvlens.vectors import vanilla_task_vector
 
@@ -196,48 +203,48 @@ def test_a_row_is_its_units_rerun_by_hand():
 # is asserted not to hold there, and one the zoo cannot decide is asserted inconclusive.
 ARMS = "perm-mix-tvp-arm-s0…s2 vs perm-mix-arm-s0…s2"
 EXPECTED: dict[tuple[str, str], str] = {
-    ("ltv_beats_vanilla", "perm-mix"): "inconclusive",
-    ("ltv_beats_vanilla", "perm-mix-32"): "inconclusive",
-    ("ltv_beats_vanilla", "token-offset"): "inconclusive",
+    ("ltv_beats_vanilla", "perm-mix"): NOT_TESTABLE,
+    ("ltv_beats_vanilla", "perm-mix-32"): NOT_TESTABLE,
+    ("ltv_beats_vanilla", "token-offset"): NOT_TESTABLE,
     ("ltv_near_icl", "perm-mix"): "does not hold",
     ("ltv_near_icl", "perm-mix-32"): "does not hold",
     ("ltv_near_icl", "token-offset"): "inconclusive",
-    ("ltv_beats_fv", "perm-mix"): "inconclusive",
-    ("ltv_beats_fv", "perm-mix-32"): "inconclusive",
-    ("ltv_beats_fv", "token-offset"): "inconclusive",
+    ("ltv_beats_fv", "perm-mix"): NOT_TESTABLE,
+    ("ltv_beats_fv", "perm-mix-32"): NOT_TESTABLE,
+    ("ltv_beats_fv", "token-offset"): NOT_TESTABLE,
     ("vanilla_beats_zero_shot", "perm-mix"): "inconclusive",
     ("vanilla_beats_zero_shot", "perm-mix-32"): "inconclusive",
     ("vanilla_beats_zero_shot", "token-offset"): "inconclusive",
-    ("hendel_most_of_icl", "perm-mix"): "does not hold",
-    ("hendel_most_of_icl", "perm-mix-32"): "does not hold",
-    ("hendel_most_of_icl", "token-offset"): "inconclusive",
+    ("hendel_most_of_icl", "perm-mix"): NOT_TESTABLE,
+    ("hendel_most_of_icl", "perm-mix-32"): NOT_TESTABLE,
+    ("hendel_most_of_icl", "token-offset"): NOT_TESTABLE,
     ("fv_beats_zero_shot", "perm-mix"): "inconclusive",
     ("fv_beats_zero_shot", "perm-mix-32"): "inconclusive",
     ("fv_beats_zero_shot", "token-offset"): "inconclusive",
-    ("ltv_early_position", "perm-mix"): "inconclusive",
-    ("ltv_early_position", "perm-mix-32"): "inconclusive",
-    ("ltv_early_position", "token-offset"): "inconclusive",
+    ("ltv_early_position", "perm-mix"): NOT_TESTABLE,
+    ("ltv_early_position", "perm-mix-32"): NOT_TESTABLE,
+    ("ltv_early_position", "token-offset"): NOT_TESTABLE,
     ("ltv_on_icl_prompts", "perm-mix"): "inconclusive",
     ("ltv_on_icl_prompts", "perm-mix-32"): "inconclusive",
     ("ltv_on_icl_prompts", "token-offset"): "inconclusive",
-    ("key_heads", "perm-mix"): "inconclusive",
-    ("key_heads", "perm-mix-32"): "inconclusive",
-    ("key_heads", "token-offset"): "inconclusive",
-    ("theta_ov", "perm-mix"): "inconclusive",
-    ("theta_ov", "perm-mix-32"): "inconclusive",
-    ("theta_ov", "token-offset"): "inconclusive",
-    ("linear_propagation", "perm-mix"): "inconclusive",
-    ("linear_propagation", "perm-mix-32"): "inconclusive",
-    ("linear_propagation", "token-offset"): "inconclusive",
-    ("linear_through_origin", "perm-mix"): "inconclusive",
-    ("linear_through_origin", "perm-mix-32"): "inconclusive",
-    ("linear_through_origin", "token-offset"): "inconclusive",
-    ("rotation_then_scaling", "perm-mix"): "inconclusive",
-    ("rotation_then_scaling", "perm-mix-32"): "inconclusive",
-    ("rotation_then_scaling", "token-offset"): "inconclusive",
-    ("rotation_toward_labels", "perm-mix"): "inconclusive",
-    ("rotation_toward_labels", "perm-mix-32"): "inconclusive",
-    ("rotation_toward_labels", "token-offset"): "inconclusive",
+    ("key_heads", "perm-mix"): NOT_TESTABLE,
+    ("key_heads", "perm-mix-32"): NOT_TESTABLE,
+    ("key_heads", "token-offset"): NOT_TESTABLE,
+    ("theta_ov", "perm-mix"): NOT_TESTABLE,
+    ("theta_ov", "perm-mix-32"): NOT_TESTABLE,
+    ("theta_ov", "token-offset"): NOT_TESTABLE,
+    ("linear_propagation", "perm-mix"): NOT_TESTABLE,
+    ("linear_propagation", "perm-mix-32"): NOT_TESTABLE,
+    ("linear_propagation", "token-offset"): NOT_TESTABLE,
+    ("linear_through_origin", "perm-mix"): NOT_TESTABLE,
+    ("linear_through_origin", "perm-mix-32"): NOT_TESTABLE,
+    ("linear_through_origin", "token-offset"): NOT_TESTABLE,
+    ("rotation_then_scaling", "perm-mix"): NOT_TESTABLE,
+    ("rotation_then_scaling", "perm-mix-32"): NOT_TESTABLE,
+    ("rotation_then_scaling", "token-offset"): NOT_TESTABLE,
+    ("rotation_toward_labels", "perm-mix"): NOT_TESTABLE,
+    ("rotation_toward_labels", "perm-mix-32"): NOT_TESTABLE,
+    ("rotation_toward_labels", "token-offset"): NOT_TESTABLE,
     ("head_weighted_beats_fv", "linear-regression"): "does not hold",
     ("head_weighted_beats_fv", "sparse-linear-regression"): "does not hold",
     ("head_weighted_beats_fv", "sinusoid-regression"): "does not hold",
@@ -406,10 +413,10 @@ def test_a_thread_executor_is_refused_and_a_failed_submit_cancels_the_rest():
 def test_a_mechanism_row_where_no_task_vector_is_is_not_testable():
     """A gated claim whose units' learned vectors recover less than GATE of ICL's gain reads 'not testable here' with
     the gate (never 'does not hold'), and leaves the Holm family: the other rows' intervals narrow."""
-    from tvlens.studies.verdicts import GATE, NOT_TESTABLE
+    from tvlens.studies.verdicts import GATE
 
     names = ("key_heads", "vanilla_beats_zero_shot")
-    assert CLAIMS["key_heads"].gated and not CLAIMS["vanilla_beats_zero_shot"].gated
+    assert CLAIMS["key_heads"].gate == "site" and CLAIMS["vanilla_beats_zero_shot"].gate is None
     config = LedgerConfig(n_tasks=5, seeds=(0,), claims=names)
 
     def scripted(gate):
@@ -428,7 +435,7 @@ def test_a_mechanism_row_where_no_task_vector_is_is_not_testable():
         assert math.isnan(passing.row("vanilla_beats_zero_shot", model).gate)
     assert "Holm-adjusted over the 6 measured rows" in passing.caption()
     assert "Holm-adjusted over the 3 measured rows" in failing.caption()  # the family the verdicts are decided in
-    assert f"3 mechanism rows are {NOT_TESTABLE}" in failing.to_markdown()
+    assert f"3 rows are {NOT_TESTABLE}: a negative could not show" in failing.to_markdown()
     assert f"; gate {GATE + 0.1:.2f} |" in passing.to_markdown()
 
 
@@ -445,3 +452,22 @@ def test_the_gate_is_the_share_of_icls_gain_the_learned_vector_recovers():
     unit.touched.clear()
     unit.gate()
     assert not unit.touched  # the gate's vector is not counted as the claim's
+
+
+def test_a_replace_mode_claim_on_learned_absolute_positions_is_not_testable():
+    """Hendel et al.'s replace-mode reading on a zoo model (learned absolute positions): the patched state carries
+    the ICL prompt's position, so the row reads 'not testable here' and says so; on a rotary model it is decided."""
+    from tvlens.studies.claims import GATES, Unit
+
+    unit = Unit("perm-mix", 0, 0, LedgerConfig(n_prompts=8))
+    assert unit.model.capabilities.positional == "standard" and GATES["positions"].value(unit) == 0.0
+    assert CLAIMS["hendel_most_of_icl"].gate == "positions"
+    config = LedgerConfig(n_tasks=5, seeds=(0,), claims=("hendel_most_of_icl",))
+    for value, expected in ((0.0, NOT_TESTABLE), (1.0, "does not hold")):
+        ledger = claims_ledger(config, progress=False, executor=_Scripted(
+            lambda job, v=value: [_Measured([(-0.5 + 0.01 * t, 0.0, 0)], None, [v]) for t, _ in job.units]))
+        row = ledger.row("hendel_most_of_icl", "perm-mix")
+        assert row.verdict == expected
+        if expected == NOT_TESTABLE:
+            assert row.reason.startswith("the model has learned absolute positions: the ICL prompt's state")
+            assert "; gate" not in ledger.to_markdown()  # the site gate's note only

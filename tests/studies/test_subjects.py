@@ -14,7 +14,7 @@ from tvlens import evaluate, zoo
 from tvlens.models import HookedModel
 from tvlens.studies.claims import CLAIMS, LedgerConfig, claims_ledger
 from tvlens.studies.subjects import NEEDS, OFFERS, subject
-from tvlens.studies.verdicts import NOT_APPLICABLE, VERDICTS
+from tvlens.studies.verdicts import NOT_APPLICABLE, NOT_TESTABLE, VERDICTS
 from tvlens.tasks import Splits
 from tvlens.tasks.text import TextTasks, builtin_tasks
 from tvlens.vectors import vanilla_task_vector
@@ -61,7 +61,11 @@ def test_ledger_runs_on_each_family_with_a_row_for_every_claim(saved, family):
             assert math.isnan(row.mean) and row.values == {}
     table = ledger.to_markdown()
     assert table.count("**not applicable**") == 4 and "4 rows are not applicable" in table
-    assert "Holm-adjusted over the 14 measured rows" in table
+    untested = [r for r in ledger.rows if r.verdict == NOT_TESTABLE]  # each for its claim's gate, and said so
+    assert all(CLAIMS[r.claim].gate is not None and r.reason for r in untested)
+    assert f"Holm-adjusted over the {14 - len(untested)} measured rows" in table
+    # learned absolute positions (GPT-2) shut the replace-mode reading; rotary ones (NeoX, Llama) leave it open
+    assert (ledger.row("hendel_most_of_icl").verdict == NOT_TESTABLE) == (family == "gpt2")
 
 
 def test_a_text_row_is_the_effect_recomputed_by_hand(saved):

@@ -390,8 +390,8 @@ def _tvp_loss_sections(run: Run, tvp: TVPLossComparison) -> list[Section]:
                     f"Yang et al. 2025b's TVP-loss trains the model so that its own ICL state at layer {tvp.tvp_layer} "
                     "(marked) works as a task vector. Two readings: the prompt's own state (the loss's objective, met "
                     "by construction, and where a late state may hold the query's answer) and the state of the same "
-                    "demonstrations asking about another input (answer-free: below zero-shot when the state holds the "
-                    "other query's answer). The claims ledger compares step-matched pairs of models.")]
+                    "demonstrations asking about another input (not answer-free: below zero-shot when the state holds "
+                    "that query's answer). The claims ledger compares step-matched pairs of models.")]
 
 
 def _depth_sections(run: Run, depth: ComplexityResult) -> list[Section]:
@@ -400,7 +400,8 @@ def _depth_sections(run: Run, depth: ComplexityResult) -> list[Section]:
     return [Section("Depth vs task complexity", profile_figure(depth.profiles, "Mixtures of 2, 8 and 32 permutations: "
                                                                                "TVP mode by layer"),
                     "Same-shaped models on tasks of rising complexity, TVP read from the same demonstrations asking "
-                    f"about another input (answer-free). Where the vector forms (half of ICL's gain): {formed}.")]
+                    "about another input (it can hold that input's answer). Where the vector forms (half of ICL's "
+                    f"gain): {formed}.")]
 
 
 #: The claims a ``--quick`` preview's ledger measures: the cheap ones (its intervals are too wide for verdicts).

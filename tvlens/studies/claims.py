@@ -13,7 +13,7 @@ layer or head set is chosen on queries it is not scored on.
 
 **Controls.** Each claim has a control measured on the same prompts — a random vector of the same norm
 at the same site, random heads that exclude the key heads, the same maps for random vectors, the
-answer-free reading of the state. How it enters the verdict is the claim's ``control_rule``:
+reading of the state from another query. How it enters the verdict is the claim's ``control_rule``:
 ``"subtract"`` (the verdict is on effect − control: the claim *is* a comparison with the control),
 ``"must_fail"`` (the verdict can only be ``holds`` if the control's mean does not itself clear the margin;
 if it does, the row is ``inconclusive``: the effect follows from the norm or the architecture, not the
@@ -337,6 +337,39 @@ MAP_SCALES = (0.25, 0.5, 1.0)
 
 
 @dataclass(frozen=True)
+class Gate:
+    """A test a model must pass for a claim to be decided on it: a negative needs a site where it could show.
+
+    Attributes:
+        name: its key in :data:`GATES`.
+        value: ``Unit → float``, averaged over a row's units.
+        threshold: the row is decided when the mean value is at least this.
+        why: the reason a failing row gives, formatted with the mean value (``{value}``).
+    """
+
+    name: str
+    value: Callable[[Unit], float]
+    threshold: float
+    why: str
+
+
+def _position_free(u: Unit) -> float:
+    """1 when patching a state from another prompt keeps the target's positions (no learned absolute position
+    embedding: rotary or none), 0 when the state carries its own position (learned absolute positions)."""
+    return 0.0 if u.model.capabilities.positional == "standard" else 1.0
+
+
+#: The gates a claim can name (:attr:`Claim.gate`).
+GATES: dict[str, Gate] = {g.name: g for g in [
+    Gate("site", lambda u: u.gate(), GATE, "gate {value:.2f}: the learned vector at its site recovers {value:.0%} of "
+         f"ICL's gain on held-out queries, below the {GATE:.0%} a task vector needs there"),
+    Gate("positions", _position_free, 1.0, "the model has learned absolute positions: the ICL prompt's state put in "
+         "place of the query's carries its own position embedding, so the comparison with zero-shot is confounded "
+         "(position-matched replacement is not built yet)"),
+]}
+
+
+@dataclass(frozen=True)
 class Claim:
     """One paper claim and how the ledger measures it.
 
@@ -362,10 +395,11 @@ class Claim:
         cost: the time one unit's measurement takes relative to a typical claim's (measured on the zoo, one
             thread): an executor starts the models with the most work first, so the last to finish are short.
             It orders the work and changes no number.
-        gated: a mechanism claim about a task vector (its heads, its OV image, its propagation, how it compares):
-            decided only where the learned vector at its site carries the task to held-out queries
-            (:meth:`Unit.gate` ≥ :data:`~tvlens.studies.verdicts.GATE` on average); elsewhere the row reads
-            ``not testable here`` with the gate's value.
+        gate: the test (a key of :data:`GATES`) a model must pass for the claim to be decided on it: ``"site"`` for
+            a mechanism claim about a task vector (its heads, its OV image, its propagation, how it compares: the
+            learned vector at its site must carry the task to held-out queries), ``"positions"`` for a claim read
+            in replace mode (the patched state must not carry another position's embedding). Where the gate fails
+            the row reads ``not testable here`` and says why; ``None``: always decided.
     """
 
     name: str
@@ -383,7 +417,7 @@ class Claim:
     partners: tuple[str, ...] = ()
     needs: str = "labels"
     cost: float = 1.0
-    gated: bool = False
+    gate: str | None = None
 
     @property
     def zoo_models(self) -> tuple[str, ...]:
@@ -400,8 +434,10 @@ class Claim:
         if (self.contrast or self.replicated) == (self.needs in OFFERS):
             raise ValueError(f"Claim {self.name!r}: a claim over several trained models needs one of "
                              f"{[n for n in NEEDS if n not in OFFERS]}, a claim on one model one of {list(OFFERS)}")
-        if self.gated and self.needs != "labels":
-            raise ValueError(f"Claim {self.name!r}: gated=True needs needs='labels' (the gate is an accuracy gain)")
+        if self.gate is not None and self.gate not in GATES:
+            raise ValueError(f"Claim {self.name!r}: gate={self.gate!r}; expected one of {list(GATES)} or None")
+        if self.gate is not None and self.needs != "labels":
+            raise ValueError(f"Claim {self.name!r}: a gate needs needs='labels' (gates read accuracies of one model)")
         if self.contrast and self.replicated:
             raise ValueError(f"Claim {self.name!r}: contrast and replicated are exclusive (one row per pair of "
                              "models, or one row over replicates)")
@@ -568,52 +604,52 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
     Claim("ltv_beats_vanilla", "A learned task vector beats the vanilla (extracted) task vector",
           "Yang et al. 2025a", "accuracy of the LTV minus the vanilla TV's, held-out zero-shot queries, at the vanilla "
           "TV's layer (chosen on dev prompts)", 0.0, _SYMBOLIC, _ltv_vs_vtv, f"{_RANDOM} (of the LTV's norm)",
-          gated=True),
+          gate="site"),
     Claim("ltv_near_icl", "A learned task vector in the zero-shot query comes within a few points of ICL",
           "Yang et al. 2025a", "accuracy of the LTV (zero-shot query; its layer chosen on dev prompts) minus 16-shot "
           "ICL accuracy on the same held-out prompts", -0.05, _SYMBOLIC, _ltv_vs_icl, f"{_RANDOM} (of the LTV's norm)"),
     Claim("ltv_beats_fv", "A learned task vector beats the function vector", "Yang et al. 2025a",
           "accuracy of the LTV minus the FV's (Todd et al.'s heads, 10 % of the heads), at the vanilla TV's layer",
-          0.0, _SYMBOLIC, _ltv_vs_fv, f"{_RANDOM} (of the LTV's norm)", gated=True),
+          0.0, _SYMBOLIC, _ltv_vs_fv, f"{_RANDOM} (of the LTV's norm)", gate="site"),
     Claim("vanilla_beats_zero_shot", "The vanilla task vector beats the zero-shot query",
           "Hendel et al. 2023", "accuracy of the vanilla TV minus zero-shot accuracy", 0.0, _SYMBOLIC, _vtv_vs_zero,
           f"{_RANDOM} (of the vanilla TV's norm)"),
     Claim("hendel_most_of_icl", "The task vector, patched in place of the query's state, recovers most of ICL",
           "Hendel et al. 2023", "accuracy gained over zero-shot by the vanilla TV in replace mode minus half of ICL's "
-          "gain", 0.0, _SYMBOLIC, _hendel, f"{_RANDOM} (of the TV's norm), replacing the state"),
+          "gain", 0.0, _SYMBOLIC, _hendel, f"{_RANDOM} (of the TV's norm), replacing the state", gate="positions"),
     Claim("fv_beats_zero_shot", "The function vector added to the zero-shot query beats it", "Todd et al. 2024",
           "accuracy of the FV (at the vanilla TV's layer) minus zero-shot accuracy", 0.0, _SYMBOLIC, _fv_vs_zero,
           f"{_RANDOM} (of the FV's norm)"),
     Claim("ltv_early_position", "A learned vector works at an early position (the query token)",
           "Yang et al. 2025a", "accuracy gained over zero-shot by an LTV at layer 1, position 1, minus half of ICL's "
-          "gain (> 0: most of ICL's gain)", 0.0, _SYMBOLIC, _early, f"{_RANDOM} (of the LTV's norm)", gated=True),
+          "gain (> 0: most of ICL's gain)", 0.0, _SYMBOLIC, _early, f"{_RANDOM} (of the LTV's norm)", gate="site"),
     Claim("ltv_on_icl_prompts", "A learned vector added to short ICL prompts improves them", "Yang et al. 2025a",
           f"accuracy of {FEW_SHOTS}-shot prompts with an LTV trained on such prompts added minus without",
           0.0, _SYMBOLIC, _ltv_on_icl, f"{_RANDOM} (of the LTV's norm) added to the same prompts"),
     Claim("key_heads", "Ablating a few key heads hurts the injected vector far more than ablating random heads",
           "Yang et al. 2025a", "accuracy with as many random non-key heads ablated minus with the key heads ablated "
           "(10 % of the heads, chosen on dev prompts, scored on held-out prompts)", 0.05, _SYMBOLIC, _key_heads,
-          "the accuracy the random heads' ablation itself costs", control_rule="shown", gated=True),
+          "the accuracy the random heads' ablation itself costs", control_rule="shown", gate="site"),
     Claim("theta_ov", "θ_OV = Σ θ W_V W_O re-injected in place of θ recovers most of its effect",
           "Yang et al. 2025a", "accuracy gained over zero-shot by θ_OV in θ's place minus half of θ's own gain",
-          0.0, _SYMBOLIC, _theta_ov, f"{_RANDOM} (of θ_OV's norm)", gated=True),
+          0.0, _SYMBOLIC, _theta_ov, f"{_RANDOM} (of θ_OV's norm)", gate="site"),
     Claim("linear_propagation", "An injected vector propagates almost linearly to the final stream",
           "Yang et al. 2025a", "R² of the per-prompt linear map from the LTV's layer to the final stream, on "
           "perturbations of 25–100 % of ‖θ‖ that neither fitted the map nor chose its ridge penalty",
-          0.9, _SYMBOLIC, _linear_r2, "the same map's R² for a random vector of the LTV's norm", gated=True),
+          0.9, _SYMBOLIC, _linear_r2, "the same map's R² for a random vector of the LTV's norm", gate="site"),
     Claim("linear_through_origin", "The propagation is linear in θ, not only linear around it", "Yang et al. 2025a",
           "R² of the linear map through the origin minus R² of an affine map W θ + b, on the same held-out "
           "perturbations of the LTV (> −0.02: the offset a local linearisation needs is not needed)", -0.02,
-          _SYMBOLIC, _through_origin, "the same difference for a random vector of the LTV's norm", gated=True),
+          _SYMBOLIC, _through_origin, "the same difference for a random vector of the LTV's norm", gate="site"),
     Claim("rotation_then_scaling", "Vectors injected early are rotated, vectors injected late mostly scaled",
           "Yang et al. 2025a", "rise of cos(θ, Qθ) of the direct map from an LTV injected at layer 0 to one at the "
           "last layer, minus the same rise for random vectors of the same norms", 0.0, _SYMBOLIC, _rotation,
           "random vectors of the LTVs' norms through the same maps (a late map crosses fewer blocks)",
-          control_rule="subtract", gated=True),
+          control_rule="subtract", gate="site"),
     Claim("rotation_toward_labels", "Early vectors are rotated toward the labels", "Yang et al. 2025a",
           "answer-margin gain from θ to Qθ of the direct map of an LTV injected at layer 0, minus a random vector's",
           0.0, _SYMBOLIC, _toward_labels, "a random vector of the LTV's norm through the same map",
-          control_rule="subtract", gated=True),
+          control_rule="subtract", gate="site"),
     Claim("head_weighted_beats_fv", "The head-weighted learned vector carries regression functions far better "
           "than the function vector", "Saglam et al. 2025", "1 − error(head-weighted LTV) / error(FV), both "
           "reading their heads from another prompt of the same function (its last demonstration as the query), "
@@ -654,8 +690,8 @@ class LedgerRow:
         unconverged: learned vectors behind the row whose ``dev`` loss was still improving at the budget.
         n_models: trained models the interval is over (a replicated training claim), else 1.
         values: per model ``[tasks, seeds]`` effects; ``controls``: the controls alike.
-        gate: a gated claim's mean :meth:`Unit.gate` over the row's units (``not testable here`` below
-            :data:`~tvlens.studies.verdicts.GATE`); NaN for the others.
+        gate: the mean of the claim's gate (:attr:`Claim.gate`) over the row's units (``not testable here`` below
+            its threshold); NaN for a claim without a gate.
     """
 
     claim: str
@@ -722,9 +758,10 @@ class ClaimsLedger(Records):
               if skipped else "")
         untested = sum(r.verdict == NOT_TESTABLE for r in self.rows)
         if untested:
-            na += (f" {untested} mechanism rows are {NOT_TESTABLE}: the learned vector at their site recovers less "
-                   f"than {GATE:.0%} of ICL's gain on held-out queries, so a negative could not show there (their "
-                   "unadjusted interval is shown, outside the Holm family).")
+            na += (f" {untested} rows are {NOT_TESTABLE}: a negative could not show on their model (a mechanism "
+                   f"claim whose learned vector recovers less than {GATE:.0%} of ICL's gain on held-out queries at "
+                   "its site, or a replace-mode reading on learned absolute positions; the row says which). Their "
+                   "unadjusted interval is shown, outside the Holm family.")
         if self.errors:
             na += (f" {len(self.errors)} model(s) failed ({', '.join(self.errors)}): their rows are not measured "
                    "(the row gives the error).")
@@ -746,7 +783,7 @@ class ClaimsLedger(Records):
                              f"**{r.verdict}**{why} |")
                 continue
             note = f"; {r.unconverged} vectors not converged" if r.unconverged else ""
-            if not math.isnan(r.gate) and r.verdict != NOT_TESTABLE:  # a gated row says its site passed
+            if CLAIMS[r.claim].gate == "site" and r.verdict != NOT_TESTABLE:  # a gated row says its site passed
                 note += f"; gate {r.gate:.2f}"
             lines.append(f"| {r.statement} | {r.paper} | {r.model} | {r.mean:+.3f} [{r.low:+.3f}, {r.high:+.3f}] | "
                          f"{r.control:+.3f} | > {r.margin:g} | {r.sample} | "
@@ -789,7 +826,7 @@ class _Measured:
 
     claims: list[tuple[float, float, int]]
     distinct: int | None = None
-    #: per claim, :meth:`Unit.gate` for a gated claim, else ``None``
+    #: per claim, its gate's value (:attr:`Claim.gate`), else ``None``
     gates: list[float | None] | None = None
 
 
@@ -812,7 +849,8 @@ def _measure(job: _Job, shared: dict[Any, Any] | None = None, done: Callable[[in
                 raise ValueError(f"claim {name!r} on {unit}: the effect is {effect} and the control {control}; "
                                  "expected finite numbers")
             measured.append((effect, control, unit.unconverged()))
-            gates.append(unit.gate() if CLAIMS[name].gated else None)
+            gate = CLAIMS[name].gate
+            gates.append(None if gate is None else float(GATES[gate].value(unit)))
         out.append(_Measured(measured, _distinct_answers(unit), gates))
         if done is not None:
             done(len(measured))
@@ -1013,10 +1051,14 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
                               task_estimate(control[m]).mean, unconverged[(c.name, m)], n_tasks[m])
                        for m in measured_on]
     gate_of = {id(g): (sum(v for m in g.values for v in gates[(g.claim.name, m)])
-                       / sum(len(gates[(g.claim.name, m)]) for m in g.values)) if g.claim.gated else math.nan
+                       / sum(len(gates[(g.claim.name, m)]) for m in g.values)) if g.claim.gate else math.nan
                for g in groups}
-    # a row whose site carries no task vector is not decided, and is not one of the tests Holm adjusts for
-    testable = [g for g in groups if not gate_of[id(g)] < GATE]
+
+    def shut(g: _Group) -> bool:
+        return g.claim.gate is not None and gate_of[id(g)] < GATES[g.claim.gate].threshold
+
+    # a row where a negative could not show is not decided, and is not one of the tests Holm adjusts for
+    testable = [g for g in groups if not shut(g)]
     p_values = {id(g): g.estimate.p_value(g.claim.margin) for g in groups}
     levels = dict(zip((id(g) for g in testable), holm_levels([p_values[id(g)] for g in testable], config.alpha)))
     rows = []
@@ -1026,10 +1068,8 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
         low, high = estimate.interval(level)
         decided, reason = _verdict(c, estimate, low, high, g.control_mean, "model" if c.replicated else "task")
         few = [degenerate[m] for m in g.values if m in degenerate]
-        if gate < GATE:
-            decided, reason = NOT_TESTABLE, (f"gate {gate:.2f}: the learned vector at its site recovers {gate:.0%} of "
-                                             f"ICL's gain on held-out queries, below the {GATE:.0%} a task vector "
-                                             "needs there")
+        if shut(g):
+            decided, reason = NOT_TESTABLE, GATES[c.gate].why.format(value=gate)
         elif few:  # whatever the interval: the answers cannot tell a task vector from a constant
             decided, reason = "inconclusive", f"{few[0]} on {', '.join(m for m in g.values if m in degenerate)}"
         rows.append(LedgerRow(claim=c.name, statement=c.statement, paper=c.paper, model=g.label, effect=c.effect,
@@ -1088,6 +1128,6 @@ def _verdict(claim: Claim, estimate: Estimate, low: float, high: float, control_
     return decided, reason
 
 
-__all__ = ["CLAIMS", "MIN_DISTINCT_ANSWERS", "NOT_APPLICABLE", "NOT_MEASURED", "Claim", "ClaimsLedger", "LedgerConfig",
-           "LedgerRow", "ModelsFailed", "Unit", "claims_ledger",
-           "contrast_interval", "t_quantile", "task_interval", "verdict"]
+__all__ = ["CLAIMS", "GATES", "MIN_DISTINCT_ANSWERS", "NOT_APPLICABLE", "NOT_MEASURED", "Claim", "ClaimsLedger", "Gate",
+           "LedgerConfig", "LedgerRow", "ModelsFailed", "Unit", "claims_ledger", "contrast_interval", "t_quantile",
+           "task_interval", "verdict"]

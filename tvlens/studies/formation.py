@@ -9,9 +9,10 @@ prompts (``source="task_mean"``, Hendel's vanilla task vector). A layer where TV
 score holds the task in one vector: the vector has *formed* there.
 
 The readings differ where it matters. A prompt's own state at a late layer may already hold *its query's
-answer*, so ``"prompt"`` reaches ICL there by construction; ``"other_query"`` carries the task without the
-answer (if the state holds the other query's answer, TVP mode falls *below* zero-shot). The studies
-(:func:`tvp_loss_comparison`, :func:`depth_vs_complexity`) measure both (``sources``), answer-free first.
+answer*, so ``"prompt"`` reaches ICL there by construction; ``"other_query"`` does not carry the scored
+query's answer, but it can carry *its own* query's (then TVP mode falls *below* zero-shot): it is not
+answer-free either. The studies (:func:`tvp_loss_comparison`, :func:`depth_vs_complexity`) measure both
+(``sources``), the other query's first.
 
 * :func:`tvp_by_layer` — the profile ``[n_layers]`` with ICL and zero-shot as reference lines.
 * :func:`formation_over_training` — the same profile at every evaluation of training, read from
@@ -48,7 +49,8 @@ from tvlens.vectors.vanilla import query_states
 Source = Literal["prompt", "other_query", "task_mean"]
 #: How the studies name each reading in their profiles' labels (``"perm-mix · other query"``).
 READINGS: dict[str, str] = {"other_query": "other query", "prompt": "own prompt", "task_mean": "task mean"}
-#: The studies' readings: answer-free first, then the prompt's own (answer-carrying) state.
+#: The studies' readings: another query's state first (it can carry that query's answer: not answer-free), then
+#: the prompt's own (answer-carrying) state.
 STUDY_SOURCES: tuple[Source, ...] = ("other_query", "prompt")
 
 
@@ -424,7 +426,8 @@ def depth_vs_complexity(
         models: ``{label: (model, task)}``, same-shaped models, easiest task first.
         complexity: ``{label: number}`` ordering the tasks (default: their position in ``models``).
         share: a layer has *formed* the vector when its TVP gain reaches this share of ICL's.
-        source: the TVP reading (default: another query's state, answer-free; ``"prompt"``: the prompt's own).
+        source: the TVP reading (default: another query's state, which can hold that query's answer;
+            ``"prompt"``: the prompt's own).
     """
     if models is None:
         models = {name: (zoo.load(name), zoo.task(name)) for name in COMPLEXITY_LADDER}
