@@ -56,6 +56,7 @@ from tvlens.studies import (
     tvp_by_layer,
     tvp_loss_comparison,
 )
+from tvlens.studies.claims import GATES, MIN_DISTINCT_ANSWERS
 from tvlens.studies.formation import ComplexityResult, LayerProfile, TVPLossComparison
 from tvlens.studies.subjects import subject
 from tvlens.studies.table import StudyTable
@@ -430,6 +431,13 @@ def _ledger_weights(run: Run) -> dict[str, str]:
     return {name: "file:" + hashlib.sha256(zoo.weights_path(name).read_bytes()).hexdigest() for name in names}
 
 
+def _ledger_rules() -> dict[str, Any]:
+    """What decides the ledger's verdicts besides its numbers (a cached ledger made under other rules is stale):
+    each claim's gate and margin, the gates' thresholds, the fewest distinct answers a task needs."""
+    return {"gates": {c.name: c.gate for c in CLAIMS.values()}, "margins": {c.name: c.margin for c in CLAIMS.values()},
+            "thresholds": {g.name: g.threshold for g in GATES.values()}, "min_distinct_answers": MIN_DISTINCT_ANSWERS}
+
+
 def _ledger(run: Run) -> ClaimsLedger:
     """The zoo's ledger (its models spread over :attr:`ReportConfig.ledger_workers` processes), or with Hugging Face
     models in the report the ledger on them (on :data:`HF_TASKS`, in this process: they are loaded here)."""
@@ -476,7 +484,7 @@ def _ledger_sections(run: Run, ledger: ClaimsLedger) -> list[Section]:
 _LEDGER_STAGES: tuple[Stage, ...] = (
     Stage("ledger", "claims ledger", lambda run: True, scope="ledger", expect=ClaimsLedger, weight=8,
           params=lambda run: {**_ledger_config(run).to_dict(), "weights": _ledger_weights(run),
-                              "tasks": list(HF_TASKS) if run.ledger_models else None},
+                              "tasks": list(HF_TASKS) if run.ledger_models else None, "rules": _ledger_rules()},
           owner=lambda run: None,
           compute=_ledger,
           draw=_ledger_sections,
