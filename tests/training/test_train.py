@@ -178,10 +178,13 @@ def test_a_learning_rate_that_is_not_finite_and_positive_is_refused(lr):
 
 
 def test_a_non_finite_loss_stops_training_naming_the_step(backend, small_task):
+    """Infinite weights (a damaged model file or checkpoint) give a NaN loss at the first step: the message names
+    the step and the weights, not the learning rate (the run may have no --lr)."""
     model = fresh(backend)
     with torch.no_grad():
         model.model.embed.W_E.fill_(float("inf"))  # every loss is NaN from the first step
-    with pytest.raises(ValueError, match=r"^training: the loss is nan at step 1 \(lr="):
+    with pytest.raises(ValueError, match=r"^training: the loss is nan at step 1 because the model's weights are not "
+                                         r"finite \(NaN or inf"):
         train(model, small_task, TrainConfig(steps=3, batch_size=4, n_shots=2, eval_every=0), progress=False)
 
 

@@ -1082,21 +1082,21 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
                        margin=c.margin, mean=nan, low=nan, high=nan, control=nan, verdict=NOT_APPLICABLE, reason=why,
                        level=nan, p_value=nan, n_tasks=0, n_seeds=len(config.seeds), unconverged=0, values={},
                        controls={}) for c, label, why in skipped]
-    decided = {(r.claim, r.model) for r in rows}
+    present = {(r.claim, r.model) for r in rows}
     for c in claims:  # the rows a failed model leaves: what failed, in the claim's place
         if not errors or not on[c.name]:
             continue
         if c.contrast or c.replicated:
             lost = [m for m in c.models if m in errors]
-            labels_ = [(g, lost) for g in ([f"{c.models[0]} vs {m}" for m in c.models[1:]] if c.contrast
-                                           else [c.label or " + ".join(c.models)])] if lost else []
+            lost_rows = [(g, lost) for g in ([f"{c.models[0]} vs {m}" for m in c.models[1:]] if c.contrast
+                                             else [c.label or " + ".join(c.models)])] if lost else []
         else:
-            labels_ = [(m, [m]) for m in on[c.name] if m in errors]
+            lost_rows = [(m, [m]) for m in on[c.name] if m in errors]
         rows += [LedgerRow(claim=c.name, statement=c.statement, paper=c.paper, model=label, effect=c.effect,
                            margin=c.margin, mean=nan, low=nan, high=nan, control=nan, verdict=NOT_MEASURED,
                            reason="; ".join(f"{m} failed: {errors[m]}" for m in lost), level=nan, p_value=nan,
                            n_tasks=0, n_seeds=len(config.seeds), unconverged=0, values={}, controls={})
-                 for label, lost in labels_ if (c.name, label) not in decided]
+                 for label, lost in lost_rows if (c.name, label) not in present]
     if skipped or errors:  # in claim order, each claim's rows in the order the models were given
         order, labels = {name: i for i, name in enumerate(names)}, {label: i for i, label in enumerate(subjects)}
         rows.sort(key=lambda r: (order[r.claim], labels.get(r.model, len(labels))))

@@ -310,6 +310,13 @@ class Trainer:
         batch = self.task.sample(cfg.batch_size, cfg.n_shots, generator=self.generator)
         loss, parts = self.loss(batch)
         if not torch.isfinite(loss.detach()).all():
+            if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):  # not the learning rate
+                raise ValueError(f"training: the loss is {loss.item()} at step {self.step + 1} because the model's "
+                                 "weights are not finite (NaN or inf: a damaged model file or checkpoint); expected "
+                                 "finite weights")
+            if self.step == 0 and self.model.dtype == torch.float16 and self.model.device.type == "cpu":
+                raise ValueError(f"training: the loss is {loss.item()} at step 1 in float16 on a CPU; expected "
+                                 "float32 (or bfloat16) on a CPU")
             raise ValueError(f"training: the loss is {loss.item()} at step {self.step + 1} (lr={cfg.lr}); training "
                              "stopped — lower the learning rate")
         self.optimizer.zero_grad(set_to_none=True)
