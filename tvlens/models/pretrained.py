@@ -199,19 +199,19 @@ def boot_pretrained(
         if local:  # the directory was checked: a read error there, not a missing download
             raise OSError(f"name_or_path={name!r}: cannot load it ({str(error).splitlines()[0][:160]})") from None
         raise _missing(name, f"{type(error).__name__}: {str(error).splitlines()[0][:160]}") from error
-    except RuntimeError as error:
-        if not local:
-            raise
-        text = " ".join(str(error).split())
-        if "ignore_mismatched_sizes" in text:  # transformers points at a report in its log, not in the error
-            text = "tensor shapes differ from the sizes config.json names"
-        text = text[:200] or type(error).__name__
-        raise ValueError(f"name_or_path={name!r}: its weights do not fit its config.json ({text}); expected the "
-                         "config.json save_pretrained wrote beside these weights") from None
     except (ValueError, KeyError, NotImplementedError) as error:  # e.g. an architecture nobody converts
         text = str(error.args[0] if isinstance(error, KeyError) and error.args else error).strip()
         raise ValueError(f"name_or_path={name!r}: TransformerLens cannot load it "
                          f"({' '.join(text.split())[:200] or type(error).__name__})") from None
+    except RuntimeError as error:
+        if not local:
+            raise
+        text = " ".join(str(error).split())[:200] or type(error).__name__
+        if "ignore_mismatched_sizes" in text or "size mismatch" in text:  # transformers' report is in its log
+            raise ValueError(f"name_or_path={name!r}: its weights do not fit its config.json (tensor shapes differ "
+                             "from the sizes config.json names); expected the config.json save_pretrained wrote "
+                             "beside these weights") from None
+        raise ValueError(f"name_or_path={name!r}: cannot load it ({text})") from None
     return model, getattr(model, "tokenizer", None)
 
 

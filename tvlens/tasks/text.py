@@ -56,6 +56,7 @@ import torch
 from torch import Tensor
 
 from tvlens.tasks.base import ContentBlock, ICLBatch, Task
+from tvlens.tasks.splits import BLOCK_FRACTIONS, PARTITION_SEED
 
 DATA_DIR = Path(__file__).parents[1] / "data" / "word_pairs"
 #: How many texts' tokenizations :class:`TokenMemo` keeps per tokenizer (about 1 KB each).
@@ -173,8 +174,6 @@ def pairs_needed(n_shots: int) -> int:
     """The fewest word pairs a task needs so that every held-out split (:data:`~tvlens.tasks.splits.BLOCKS`: its
     block of the pairs, :data:`~tvlens.tasks.splits.BLOCK_FRACTIONS`) holds a prompt of ``n_shots``
     demonstrations and a query, all distinct."""
-    from tvlens.tasks.splits import BLOCK_FRACTIONS, PARTITION_SEED
-
     blocks = [ContentBlock(i, BLOCK_FRACTIONS, PARTITION_SEED) for i in range(len(BLOCK_FRACTIONS))]
     # a block holds at most its share of the pairs and one more (rounding): no smaller n can do
     n = max(len(blocks), int(n_shots / min(BLOCK_FRACTIONS)) - 1)
@@ -189,8 +188,6 @@ def check_enough_pairs(words: tuple[WordPairs, ...], n_shots: int, argument: str
     needed = pairs_needed(n_shots)
     small = [w for w in words if len(w.pairs) < needed]
     if small:
-        from tvlens.tasks.splits import BLOCK_FRACTIONS
-
         shares = ", ".join(f"{f:.0%}" for f in BLOCK_FRACTIONS)
         raise ValueError(f"{argument}: {', '.join(f'{w.name!r} has {len(w.pairs)} distinct pairs' for w in small)}; "
                          f"{n_shots}-shot prompts drawn from each held-out split of the pairs ({shares}) need at least "
