@@ -231,7 +231,7 @@ def check_task(model: HookedModel, task: Any, argument: str = "task") -> None:
     and score 0 % with no warning), a regression family whose input width is not the model's read-in, word-pair
     tasks whose tokenizer has ids beyond the model's vocabulary, or token prompts on a regression model."""
     name = type(task).__name__
-    d_input = getattr(task, "d_input", None) if getattr(task, "kind", None) == "regression" else None
+    d_input = getattr(task, "d_input", None)  # the width of a regression family's inputs
     tokenizer = getattr(task, "tokenizer", None)
     if d_input is not None or model.d_input is not None:
         if d_input != model.d_input:

@@ -448,9 +448,9 @@ def test_the_gate_is_the_share_of_icls_gain_the_learned_vector_recovers():
     ltv = unit.learned(layer)
     zero, icl, injected = (evaluate(unit.model, unit.task, mode, vector, batch=unit.test, path="full").mean
                            for mode, vector in (("zero_shot", None), ("icl", None), ("injected", ltv)))
-    assert unit.gate() == pytest.approx((injected - zero) / (icl - zero), abs=1e-6)
+    assert unit.site_gate() == pytest.approx((injected - zero) / (icl - zero), abs=1e-6)
     unit.touched.clear()
-    unit.gate()
+    unit.site_gate()
     assert not unit.touched  # the gate's vector is not counted as the claim's
 
 
@@ -460,7 +460,7 @@ def test_a_replace_mode_claim_on_learned_absolute_positions_is_not_testable():
     from tvlens.studies.claims import GATES, Unit
 
     unit = Unit("perm-mix", 0, 0, LedgerConfig(n_prompts=8))
-    assert unit.model.capabilities.positional == "standard" and GATES["positions"].value(unit) == 0.0
+    assert unit.model.capabilities.learned_positions and GATES["positions"].value(unit) == 0.0
     assert CLAIMS["hendel_most_of_icl"].gate == "positions"
     config = LedgerConfig(n_tasks=5, seeds=(0,), claims=("hendel_most_of_icl",))
     for value, expected in ((0.0, NOT_TESTABLE), (1.0, "does not hold")):

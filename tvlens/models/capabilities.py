@@ -167,6 +167,12 @@ class Capabilities:
     parallel_norm: str = "own"
     rotary_in_model_dtype: bool = False
 
+    @property
+    def learned_positions(self) -> bool:
+        """Whether positions enter as a learned absolute embedding added to the stream (``W_pos``): then a
+        hidden state carries the position it was computed at, and patching it into another position moves it."""
+        return self.positional == "standard"
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -56,11 +56,11 @@ from tvlens.studies import (
     tvp_by_layer,
     tvp_loss_comparison,
 )
-from tvlens.studies.claims import GATES, MIN_DISTINCT_ANSWERS
+from tvlens.studies.claims import GATES, MIN_DISTINCT_ANSWERS, NOT_TESTABLE_MEANS
 from tvlens.studies.formation import ComplexityResult, LayerProfile, TVPLossComparison
 from tvlens.studies.subjects import subject
 from tvlens.studies.table import StudyTable
-from tvlens.studies.verdicts import GATE, NOT_APPLICABLE, NOT_TESTABLE
+from tvlens.studies.verdicts import NOT_APPLICABLE, NOT_TESTABLE
 from tvlens.tasks.splits import Splits
 from tvlens.vectors import LearnConfig, compare, function_vector
 from tvlens.vectors.compare import Comparison
@@ -473,9 +473,8 @@ def _ledger_sections(run: Run, ledger: ClaimsLedger) -> list[Section]:
                     "for the number of rows (Holm), the hollow circle its control (e.g. a random vector of the same "
                     "norm), the black tick what the claim needs. Verdict: holds (interval above the tick and the "
                     "control not), does not hold (below), inconclusive (straddles, fewer than 3 tasks, zero width, "
-                    "or the control shows it too; hover for the reason), not testable here (grey: a mechanism claim "
-                    f"where the learned vector at its site recovers less than {GATE:.0%} of ICL's gain on held-out "
-                    "queries, so no task vector is there to analyse). Training claims are measured on "
+                    f"or the control shows it too; hover for the reason), {NOT_TESTABLE} (grey: {NOT_TESTABLE_MEANS}). "
+                    "Training claims are measured on "
                     "independently trained pairs of models, their interval over the pairs. Here: "
                     f"{counts['holds']} hold, {counts['inconclusive']} inconclusive, {counts['does not hold']} do not "
                     f"hold, {counts[NOT_TESTABLE]} not testable here. {table}")]

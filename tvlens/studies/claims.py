@@ -287,7 +287,7 @@ class Unit:
                     self.shared[key(t, s)] = made
         return self.shared[mine]
 
-    def gate(self) -> float:
+    def site_gate(self) -> float:
         """The site test of the mechanism claims: the share of ICL's gain over zero-shot on the held-out test
         prompts that the learned vector at the vanilla TV's layer (the site they analyse, last position, added to
         the zero-shot query) recovers, ``(acc(LTV) − acc(zero-shot)) / (acc(ICL) − acc(zero-shot))``; ``0`` when
@@ -356,12 +356,17 @@ class Gate:
 def _position_free(u: Unit) -> float:
     """1 when patching a state from another prompt keeps the target's positions (no learned absolute position
     embedding: rotary or none), 0 when the state carries its own position (learned absolute positions)."""
-    return 0.0 if u.model.capabilities.positional == "standard" else 1.0
+    return 0.0 if u.model.capabilities.learned_positions else 1.0
 
+
+#: What ``not testable here`` means, in the words of the table's caption and the report.
+NOT_TESTABLE_MEANS = (f"a negative could not show on their model (a mechanism claim whose learned vector recovers "
+                      f"less than {GATE:.0%} of ICL's gain on held-out queries at its site, or a replace-mode reading "
+                      "on learned absolute positions; the row says which)")
 
 #: The gates a claim can name (:attr:`Claim.gate`).
 GATES: dict[str, Gate] = {g.name: g for g in [
-    Gate("site", lambda u: u.gate(), GATE, "gate {value:.2f}: the learned vector at its site recovers {value:.0%} of "
+    Gate("site", Unit.site_gate, GATE, "gate {value:.2f}: the learned vector at its site recovers {value:.0%} of "
          f"ICL's gain on held-out queries, below the {GATE:.0%} a task vector needs there"),
     Gate("positions", _position_free, 1.0, "the model has learned absolute positions: the ICL prompt's state put in "
          "place of the query's carries its own position embedding, so the comparison with zero-shot is confounded "
@@ -758,10 +763,8 @@ class ClaimsLedger(Records):
               if skipped else "")
         untested = sum(r.verdict == NOT_TESTABLE for r in self.rows)
         if untested:
-            na += (f" {untested} rows are {NOT_TESTABLE}: a negative could not show on their model (a mechanism "
-                   f"claim whose learned vector recovers less than {GATE:.0%} of ICL's gain on held-out queries at "
-                   "its site, or a replace-mode reading on learned absolute positions; the row says which). Their "
-                   "unadjusted interval is shown, outside the Holm family.")
+            na += (f" {untested} rows are {NOT_TESTABLE}: {NOT_TESTABLE_MEANS}. Their unadjusted interval is shown, "
+                   "outside the Holm family.")
         if self.errors:
             na += (f" {len(self.errors)} model(s) failed ({', '.join(self.errors)}): their rows are not measured "
                    "(the row gives the error).")
@@ -1128,6 +1131,6 @@ def _verdict(claim: Claim, estimate: Estimate, low: float, high: float, control_
     return decided, reason
 
 
-__all__ = ["CLAIMS", "GATES", "MIN_DISTINCT_ANSWERS", "NOT_APPLICABLE", "NOT_MEASURED", "Claim", "ClaimsLedger", "Gate",
-           "LedgerConfig", "LedgerRow", "ModelsFailed", "Unit", "claims_ledger", "contrast_interval", "t_quantile",
-           "task_interval", "verdict"]
+__all__ = ["CLAIMS", "GATES", "MIN_DISTINCT_ANSWERS", "NOT_APPLICABLE", "NOT_MEASURED", "NOT_TESTABLE_MEANS", "Claim",
+           "ClaimsLedger", "Gate", "LedgerConfig", "LedgerRow", "ModelsFailed", "Unit", "claims_ledger",
+           "contrast_interval", "t_quantile", "task_interval", "verdict"]
