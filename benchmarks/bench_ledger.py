@@ -47,7 +47,8 @@ from _timing import compare  # noqa: E402
 from tvlens import zoo  # noqa: E402
 from tvlens._parallel import default_workers, process_pool  # noqa: E402
 from tvlens.evaluate import evaluate  # noqa: E402
-from tvlens.studies import LedgerConfig, claims, claims_ledger  # noqa: E402
+from tvlens.studies import LedgerConfig, claims_ledger  # noqa: E402
+from tvlens.studies.ledger import unit as claims  # noqa: E402 - the workbench module: what the units call
 from tvlens.vectors import learn_task_vector  # noqa: E402
 
 CONFIGS = {"reduced": LedgerConfig(n_tasks=2, seeds=(0, 1)), "default": LedgerConfig()}
@@ -59,7 +60,7 @@ def one_call_at_a_time() -> Iterator[None]:
     """The ledger's units learn each vector in its own ``learn_task_vector`` call and make each score with its own
     ``evaluate`` call, and the TVP profiles run the other-query prompts from their first column (restored on
     exit)."""
-    unit = claims.Unit
+    unit = claims.Workbench
     saved = unit.__init__, unit.score, claims.learn_task_vectors, train_module._trailing_difference
 
     def init(self, *args, **kwargs) -> None:
@@ -100,14 +101,14 @@ def parts(seconds: Counter) -> Iterator[None]:
 
         return wrapper
 
-    saved = claims.learn_task_vectors_many, claims.learn_task_vectors, claims.Unit.score
+    saved = claims.learn_task_vectors_many, claims.learn_task_vectors, claims.Workbench.score
     claims.learn_task_vectors_many = timed("learning", saved[0])
     claims.learn_task_vectors = timed("learning", saved[1])
-    claims.Unit.score = timed("scoring", saved[2])
+    claims.Workbench.score = timed("scoring", saved[2])
     try:
         yield
     finally:
-        claims.learn_task_vectors_many, claims.learn_task_vectors, claims.Unit.score = saved
+        claims.learn_task_vectors_many, claims.learn_task_vectors, claims.Workbench.score = saved
 
 
 def _compared(a, b) -> tuple[float, int, int]:

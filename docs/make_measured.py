@@ -36,7 +36,7 @@ from tvlens.studies import (
     regression_fidelity,
     tvp_loss_comparison,
 )
-from tvlens.studies.verdicts import GATE, NOT_TESTABLE
+from tvlens.studies.ledger.verdicts import GATE, NOT_TESTABLE
 from tvlens.tasks import Splits
 from tvlens.training import evaluate_training
 from tvlens.vectors import learn_task_vector

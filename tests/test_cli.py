@@ -137,7 +137,7 @@ def tiny_qwen2(tmp_path_factory, tokenizer):
 def test_claims_on_your_model(tiny_qwen2, tmp_path):
     """The ledger on a Hugging Face model directory from the command line: a row for every claim, each a verdict or
     the reason it does not apply, and the same table from two worker processes."""
-    from tvlens.studies.claims import CLAIMS
+    from tvlens.studies.ledger import CLAIMS
 
     args = ("claims", "--model", tiny_qwen2, "--tasks", "antonyms,country_capital", "--seeds", "0", "--prompts", "32",
             "--quiet")
@@ -680,12 +680,12 @@ def test_a_template_with_a_backslash_n_from_the_shell_is_a_line_break(cli, monke
 def test_claims_prints_the_other_models_rows_when_one_fails(cli, monkeypatch, tmp_path):
     """A model that fails is named at once (a warning), the other models' rows are printed and written, and the run
     exits 2 with one error line naming the failed model."""
-    import tvlens.studies.claims as claims_module
+    import tvlens.studies.ledger.run as claims_module
 
     def measure(job, shared=None, done=None):
         if job.subject.name == "token-offset":
             raise ValueError("weights are NaN")
-        return [claims_module._Measured([(0.5 + 0.01 * t, 0.0, 0)] * len(job.claims)) for t, _ in job.units]
+        return [claims_module.UnitResult([(0.5 + 0.01 * t, 0.0, 0)] * len(job.claims)) for t, _ in job.units]
 
     monkeypatch.setattr(claims_module, "_measure", measure)
     out = tmp_path / "table.md"

@@ -158,8 +158,8 @@ def test_report_on_a_hugging_face_model_opens_with_the_ledger_on_it(tmp_path, to
     """With a save_pretrained directory among the models, the report's first section is the claims ledger on that
     model (its word-pair tasks), naming the claims that do not apply and why."""
     from tvlens.report.stages import QUICK_CLAIMS
-    from tvlens.studies.claims import CLAIMS
-    from tvlens.studies.verdicts import NOT_APPLICABLE
+    from tvlens.studies.ledger import CLAIMS
+    from tvlens.studies.ledger.verdicts import NOT_APPLICABLE
 
     from .hf_models import build
 

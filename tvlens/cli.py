@@ -322,8 +322,8 @@ def _claims_tasks(text: str | None) -> tuple[int | None, tuple[str, ...] | None]
 
 def _claims(args: argparse.Namespace) -> int:
     from tvlens._io import atomic_write_text
-    from tvlens.studies.claims import LedgerConfig, claims_ledger
-    from tvlens.studies.subjects import subject
+    from tvlens.studies.ledger import LedgerConfig, claims_ledger
+    from tvlens.studies.ledger.subjects import subject
     from tvlens.tasks.text import check_template
 
     count, names = _claims_tasks(args.tasks)
@@ -358,7 +358,7 @@ def _claims(args: argparse.Namespace) -> int:
         if s.words is not None:
             check_enough_pairs(s.words, args.shots or TextTasks.default_n_shots, "--tasks")
     from tvlens._parallel import process_pool
-    from tvlens.studies.claims import ModelsFailed
+    from tvlens.studies.ledger import ModelsFailed
 
     _set_threads()
     try:

@@ -10,23 +10,23 @@ import pytest
 import torch
 
 from tvlens import evaluate, zoo
-from tvlens.studies.claims import (
+from tvlens.studies.ledger import (
     CLAIMS,
     MIN_DISTINCT_ANSWERS,
     NOT_MEASURED,
     LedgerConfig,
     ModelsFailed,
-    _Measured,
     claims_ledger,
-    contrast_interval,
-    task_interval,
 )
-from tvlens.studies.verdicts import (
+from tvlens.studies.ledger.run import UnitResult
+from tvlens.studies.ledger.verdicts import (
     NOT_TESTABLE,
     contrast_estimate,
+    contrast_interval,
     holm_levels,
     t_quantile,
     task_estimate,
+    task_interval,
     verdict,
 )
 from tvlens.tasks import Splits
@@ -110,7 +110,7 @@ def test_verdicts_say_why_they_are_inconclusive():
 def test_a_nan_effect_is_an_error_naming_the_unit(monkeypatch):
     import dataclasses
 
-    from tvlens.studies import claims as module
+    from tvlens.studies.ledger import catalog as module
 
     nan = dataclasses.replace(CLAIMS["vanilla_beats_zero_shot"], models=("perm-mix",),
                               measure=lambda unit: (float("nan"), 0.0))
@@ -300,7 +300,7 @@ def test_an_executor_gets_the_models_with_the_most_work_first():
         def submit(self, fn, job, *args, **kwargs):
             self.order.append(job.subject.name)
             future = concurrent.futures.Future()
-            future.set_result([_Measured([(0.0, 0.0, 0)] * len(job.claims)) for _ in job.units])  # the order is tested
+            future.set_result([UnitResult([(0.0, 0.0, 0)] * len(job.claims)) for _ in job.units])  # the order is tested
             return future
 
     pool = Recording()
@@ -315,7 +315,7 @@ def test_an_executor_gets_the_models_with_the_most_work_first():
 
 class _Scripted(concurrent.futures.Executor):
     """An executor that runs nothing: each model's job gets the outcome ``outcome(job)`` gives (a list of
-    :class:`_Measured`, or an exception), so the ledger's handling of results is tested without any model work."""
+    :class:`UnitResult`, or an exception), so the ledger's handling of results is tested without any model work."""
 
     def __init__(self, outcome):
         self.outcome, self.submitted = outcome, []
@@ -333,7 +333,7 @@ class _Scripted(concurrent.futures.Executor):
 
 def _measured(job, distinct=None):
     """Effects that clear every margin with room (0.5 + a spread over the tasks), controls at zero."""
-    return [_Measured([(0.5 + 0.01 * task, 0.0, 0)] * len(job.claims), distinct) for task, _ in job.units]
+    return [UnitResult([(0.5 + 0.01 * task, 0.0, 0)] * len(job.claims), distinct) for task, _ in job.units]
 
 
 _CLAIM = ("vanilla_beats_zero_shot",)
@@ -383,11 +383,12 @@ def test_a_task_whose_answers_are_all_alike_never_holds():
 
 
 def test_the_distinct_answers_are_read_from_the_test_prompts():
-    from tvlens.studies.claims import Unit, _distinct_answers
+    from tvlens.studies.ledger.run import _distinct_answers
+    from tvlens.studies.ledger.unit import Workbench
 
-    unit = Unit("perm-mix", 0, 0, LedgerConfig(n_prompts=64))
+    unit = Workbench("perm-mix", 0, 0, LedgerConfig(n_prompts=64))
     assert _distinct_answers(unit) == unit.test.targets.unique().numel() >= MIN_DISTINCT_ANSWERS
-    assert _distinct_answers(Unit("linear-regression", 0, 0, LedgerConfig(n_prompts=8))) is None
+    assert _distinct_answers(Workbench("linear-regression", 0, 0, LedgerConfig(n_prompts=8))) is None
 
 
 def test_a_thread_executor_is_refused_and_a_failed_submit_cancels_the_rest():
@@ -413,7 +414,7 @@ def test_a_thread_executor_is_refused_and_a_failed_submit_cancels_the_rest():
 def test_a_mechanism_row_where_no_task_vector_is_is_not_testable():
     """A gated claim whose units' learned vectors recover less than GATE of ICL's gain reads 'not testable here' with
     the gate (never 'does not hold'), and leaves the Holm family: the other rows' intervals narrow."""
-    from tvlens.studies.verdicts import GATE
+    from tvlens.studies.ledger.verdicts import GATE
 
     names = ("key_heads", "vanilla_beats_zero_shot")
     assert CLAIMS["key_heads"].gate == "site" and CLAIMS["vanilla_beats_zero_shot"].gate is None
@@ -421,7 +422,7 @@ def test_a_mechanism_row_where_no_task_vector_is_is_not_testable():
 
     def scripted(gate):
         def outcome(job):  # key_heads clearly below its margin: it would read "does not hold" if it were decided
-            return [_Measured([(-0.5 + 0.01 * t, 0.0, 0), (0.5 + 0.01 * t, 0.0, 0)], None, [gate, None])
+            return [UnitResult([(-0.5 + 0.01 * t, 0.0, 0), (0.5 + 0.01 * t, 0.0, 0)], None, [gate, None])
                     for t, _ in job.units]
         return _Scripted(outcome)
 
@@ -440,10 +441,10 @@ def test_a_mechanism_row_where_no_task_vector_is_is_not_testable():
 
 
 def test_the_gate_is_the_share_of_icls_gain_the_learned_vector_recovers():
-    """Unit.gate against the same scores computed independently with evaluate on the unit's test prompts."""
-    from tvlens.studies.claims import Unit
+    """Workbench.site_gate against the same scores computed independently with evaluate on the unit's test prompts."""
+    from tvlens.studies.ledger import Workbench
 
-    unit = Unit("token-offset", 0, 0, LedgerConfig(n_prompts=32, epochs=3))
+    unit = Workbench("token-offset", 0, 0, LedgerConfig(n_prompts=32, epochs=3))
     layer = unit.vanilla()[1]
     ltv = unit.learned(layer)
     zero, icl, injected = (evaluate(unit.model, unit.task, mode, vector, batch=unit.test, path="full").mean
@@ -457,15 +458,15 @@ def test_the_gate_is_the_share_of_icls_gain_the_learned_vector_recovers():
 def test_a_replace_mode_claim_on_learned_absolute_positions_is_not_testable():
     """Hendel et al.'s replace-mode reading on a zoo model (learned absolute positions): the patched state carries
     the ICL prompt's position, so the row reads 'not testable here' and says so; on a rotary model it is decided."""
-    from tvlens.studies.claims import GATES, Unit
+    from tvlens.studies.ledger import GATES, Workbench
 
-    unit = Unit("perm-mix", 0, 0, LedgerConfig(n_prompts=8))
+    unit = Workbench("perm-mix", 0, 0, LedgerConfig(n_prompts=8))
     assert unit.model.capabilities.learned_positions and GATES["positions"].value(unit) == 0.0
     assert CLAIMS["hendel_most_of_icl"].gate == "positions"
     config = LedgerConfig(n_tasks=5, seeds=(0,), claims=("hendel_most_of_icl",))
     for value, expected in ((0.0, NOT_TESTABLE), (1.0, "does not hold")):
         ledger = claims_ledger(config, progress=False, executor=_Scripted(
-            lambda job, v=value: [_Measured([(-0.5 + 0.01 * t, 0.0, 0)], None, [v]) for t, _ in job.units]))
+            lambda job, v=value: [UnitResult([(-0.5 + 0.01 * t, 0.0, 0)], None, [v]) for t, _ in job.units]))
         row = ledger.row("hendel_most_of_icl", "perm-mix")
         assert row.verdict == expected
         if expected == NOT_TESTABLE:

@@ -7,9 +7,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from tvlens.plot.style import color, layout, name, rgba
-from tvlens.studies.claims import ClaimsLedger
+from tvlens.studies.ledger import ClaimsLedger
+from tvlens.studies.ledger.verdicts import NOT_TESTABLE, UNMEASURED
 from tvlens.studies.table import StudyTable
-from tvlens.studies.verdicts import NOT_TESTABLE, UNMEASURED
 from tvlens.tasks.metric import Accuracy, SquaredError
 
 #: Colour of each verdict of the claims ledger.

@@ -56,11 +56,11 @@ from tvlens.studies import (
     tvp_by_layer,
     tvp_loss_comparison,
 )
-from tvlens.studies.claims import GATES, MIN_DISTINCT_ANSWERS, NOT_TESTABLE_MEANS
 from tvlens.studies.formation import ComplexityResult, LayerProfile, TVPLossComparison
-from tvlens.studies.subjects import subject
+from tvlens.studies.ledger import GATES, MIN_DISTINCT_ANSWERS, NOT_TESTABLE_MEANS
+from tvlens.studies.ledger.subjects import subject
+from tvlens.studies.ledger.verdicts import NOT_APPLICABLE, NOT_TESTABLE
 from tvlens.studies.table import StudyTable
-from tvlens.studies.verdicts import NOT_APPLICABLE, NOT_TESTABLE
 from tvlens.tasks.splits import Splits
 from tvlens.vectors import LearnConfig, compare, function_vector
 from tvlens.vectors.compare import Comparison

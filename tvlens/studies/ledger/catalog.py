@@ -1,0 +1,377 @@
+"""The claim catalogue: each paper claim the ledger tests, how one unit measures it, and the gates that say
+where it can be decided.
+
+A claim is a :class:`Claim` in :data:`CLAIMS`: its statement and paper, the effect a unit measures (``measure``:
+a :class:`~tvlens.studies.ledger.unit.Workbench` → ``(effect, control)``), its margin, its control and how the
+control enters the verdict, the models it is measured on, and its gate (:data:`GATES`). Adding a claim is one
+measure function and one :class:`Claim` here; the runner (:mod:`tvlens.studies.ledger.run`) and the table
+(:mod:`tvlens.studies.ledger.table`) read them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tvlens.analysis.heads import key_head_analysis
+from tvlens.analysis.ov import ov_decomposition
+from tvlens.studies.formation import STUDY_SOURCES, tvp_profiles
+from tvlens.studies.ledger.subjects import NEEDS, OFFERS
+from tvlens.studies.ledger.unit import FEW_SHOTS, Workbench
+from tvlens.studies.ledger.verdicts import GATE
+from tvlens.studies.regression import fidelity_scores, fidelity_vectors
+from tvlens.vectors.task_vector import TaskVector
+from tvlens.zoo.specs import ARM_REPLICATES, PERM_TVP_LAYER, arm_names
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A test a model must pass for a claim to be decided on it: a negative needs a site where it could show.
+
+    Attributes:
+        name: its key in :data:`GATES`.
+        value: ``Workbench → float``, averaged over a row's units.
+        threshold: the row is decided when the mean value is at least this.
+        why: the reason a failing row gives, formatted with the mean value (``{value}``).
+    """
+
+    name: str
+    value: Callable[[Workbench], float]
+    threshold: float
+    why: str
+
+
+def _position_free(w: Workbench) -> float:
+    """1 when patching a state from another prompt keeps the target's positions (no learned absolute position
+    embedding: rotary or none), 0 when the state carries its own position (learned absolute positions)."""
+    return 0.0 if w.model.capabilities.learned_positions else 1.0
+
+
+#: What ``not testable here`` means, in the words of the table's caption and the report.
+NOT_TESTABLE_MEANS = (f"a negative could not show on their model (a mechanism claim whose learned vector recovers "
+                      f"less than {GATE:.0%} of ICL's gain on held-out queries at its site, or a replace-mode reading "
+                      "on learned absolute positions; the row says which)")
+
+#: The gates a claim can name (:attr:`Claim.gate`).
+GATES: dict[str, Gate] = {g.name: g for g in [
+    Gate("site", Workbench.site_gate, GATE, "gate {value:.2f}: the learned vector at its site recovers {value:.0%} of "
+         f"ICL's gain on held-out queries, below the {GATE:.0%} a task vector needs there"),
+    Gate("positions", _position_free, 1.0, "the model has learned absolute positions: the ICL prompt's state put in "
+         "place of the query's carries its own position embedding, so the comparison with zero-shot is confounded "
+         "(position-matched replacement is not built yet)"),
+]}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One paper claim and how the ledger measures it.
+
+    Attributes:
+        name: its key in :data:`CLAIMS`.
+        statement: the claim, as the paper makes it.
+        paper: who makes it.
+        effect: what is measured per task and seed (positive beyond ``margin`` when the claim holds).
+        margin: the effect the claim needs (``0``: "better than").
+        models: the zoo models it is measured on; for a contrast, the hardest first.
+        measure: ``Workbench → (effect, control)`` (for a contrast: that unit's model's value and control).
+        control: what the control is.
+        control_rule: ``"subtract"``, ``"must_fail"`` or ``"shown"`` (see the module docstring).
+        contrast: one row per easier model ``m``: the effect is ``mean(models[0]) − mean(m)`` over the two
+            models' task means.
+        replicated: ``models`` are independently trained replicates of one recipe (each measured against its
+            paired partner by ``measure``): one row, its interval over the models (each model's mean over
+            tasks × seeds); ``label`` names the row.
+        partners: zoo models ``measure`` reads besides ``models`` (a replicate's partner).
+        needs: what the model it is measured on must offer (a key of :data:`~tvlens.studies.subjects.NEEDS`): a
+            ledger on a researcher's models measures the claim on each model that offers it and gives the others
+            a ``not applicable`` row that says why.
+        cost: the time one unit's measurement takes relative to a typical claim's (measured on the zoo, one
+            thread): an executor starts the models with the most work first, so the last to finish are short.
+            It orders the work and changes no number.
+        gate: the test (a key of :data:`GATES`) a model must pass for the claim to be decided on it: ``"site"`` for
+            a mechanism claim about a task vector (its heads, its OV image, its propagation, how it compares: the
+            learned vector at its site must carry the task to held-out queries), ``"positions"`` for a claim read
+            in replace mode (the patched state must not carry another position's embedding). Where the gate fails
+            the row reads ``not testable here`` and says why; ``None``: always decided.
+    """
+
+    name: str
+    statement: str
+    paper: str
+    effect: str
+    margin: float
+    models: tuple[str, ...]
+    measure: Callable[[Workbench], tuple[float, float]]
+    control: str
+    control_rule: str = "must_fail"
+    contrast: bool = False
+    replicated: bool = False
+    label: str = ""
+    partners: tuple[str, ...] = ()
+    needs: str = "labels"
+    cost: float = 1.0
+    gate: str | None = None
+
+    @property
+    def zoo_models(self) -> tuple[str, ...]:
+        """Every zoo model the claim reads."""
+        return (*self.models, *self.partners)
+
+    def __post_init__(self) -> None:
+        if self.control_rule not in ("subtract", "must_fail", "shown"):
+            raise ValueError(f"Claim.control_rule={self.control_rule!r}: expected 'subtract', 'must_fail' or 'shown'")
+        if self.needs not in NEEDS:
+            raise ValueError(f"Claim {self.name!r}: needs={self.needs!r}; expected one of {list(NEEDS)}")
+        if not 0 < self.cost < math.inf:
+            raise ValueError(f"Claim {self.name!r}: cost={self.cost!r}; expected a positive finite number")
+        if (self.contrast or self.replicated) == (self.needs in OFFERS):
+            raise ValueError(f"Claim {self.name!r}: a claim over several trained models needs one of "
+                             f"{[n for n in NEEDS if n not in OFFERS]}, a claim on one model one of {list(OFFERS)}")
+        if self.gate is not None and self.gate not in GATES:
+            raise ValueError(f"Claim {self.name!r}: gate={self.gate!r}; expected one of {list(GATES)} or None")
+        if self.gate is not None and self.needs != "labels":
+            raise ValueError(f"Claim {self.name!r}: a gate needs needs='labels' (gates read accuracies of one model)")
+        if self.contrast and self.replicated:
+            raise ValueError(f"Claim {self.name!r}: contrast and replicated are exclusive (one row per pair of "
+                             "models, or one row over replicates)")
+
+
+def _ltv_vs_vtv(w: Workbench) -> tuple[float, float]:
+    tv, layer = w.vanilla()
+    ltv, vanilla = w.learned(layer), w.score("injected", tv)
+    return w.score("injected", ltv) - vanilla, w.score("injected", w.random_like(ltv)) - vanilla
+
+
+def _ltv_vs_icl(w: Workbench) -> tuple[float, float]:
+    ltv, icl = w.learned(w.learned_layer()), w.score("icl")
+    return w.score("injected", ltv) - icl, w.score("injected", w.random_like(ltv)) - icl
+
+
+def _vtv_vs_zero(w: Workbench) -> tuple[float, float]:
+    tv, zero = w.vanilla()[0], w.score("zero_shot")
+    return w.score("injected", tv) - zero, w.score("injected", w.random_like(tv)) - zero
+
+
+def _most_of_icl(w: Workbench, tv: TaskVector) -> tuple[float, float]:
+    """Accuracy gained over zero-shot by ``tv`` minus half of ICL's gain (> 0: most of ICL's gain), and the same
+    for a random vector of ``tv``'s norm."""
+    zero, icl = w.score("zero_shot"), w.score("icl")
+    half = 0.5 * (icl - zero)
+    return w.score("injected", tv) - zero - half, w.score("injected", w.random_like(tv)) - zero - half
+
+
+def _ltv_early_position(w: Workbench) -> tuple[float, float]:
+    return _most_of_icl(w, w.learned(1, positions=1))
+
+
+def _hendel_replace(w: Workbench) -> tuple[float, float]:
+    return _most_of_icl(w, w.vanilla(mode="replace")[0])
+
+
+def _fv_vs_zero(w: Workbench) -> tuple[float, float]:
+    fv, zero = w.function(w.vanilla()[1]), w.score("zero_shot")
+    return w.score("injected", fv) - zero, w.score("injected", w.random_like(fv)) - zero
+
+
+def _ltv_vs_fv(w: Workbench) -> tuple[float, float]:
+    layer = w.vanilla()[1]
+    ltv, fv = w.learned(layer), w.score("injected", w.function(layer))
+    return w.score("injected", ltv) - fv, w.score("injected", w.random_like(ltv)) - fv
+
+
+def _ltv_on_icl(w: Workbench) -> tuple[float, float]:
+    """An LTV trained on short ICL prompts, added to them: its gain over those prompts alone."""
+    few = w.memo("few", lambda: w.splits.sample(w.task, "test", w.config.n_prompts, FEW_SHOTS))
+    ltv, icl = w.learned("vanilla", base="icl"), w.score("icl", batch=few)
+    return (w.score("injected", ltv, batch=few, base="icl") - icl,
+            w.score("injected", w.random_like(ltv), batch=few, base="icl") - icl)
+
+
+def _key_heads(w: Workbench) -> tuple[float, float]:
+    layer = w.vanilla()[1]
+    s = key_head_analysis(w.model, w.task, w.learned(layer), n_prompts=w.config.n_prompts, n_shots=w.n_shots,
+                          seed=w.seed).summary()
+    return s["random_ablated"] - s["key_ablated"], s["injected"] - s["random_ablated"]
+
+
+def _theta_ov(w: Workbench) -> tuple[float, float]:
+    """θ_OV in θ's place: accuracy gained over zero-shot minus half of θ's own gain (> 0: most of θ's effect);
+    the control puts a random vector of ‖θ_OV‖ there instead."""
+    ltv = w.learned(w.vanilla()[1])
+    ov = ov_decomposition(w.model, w.task, ltv, batch=w.test)
+    s = ov.summary()
+    half = 0.5 * (s["vector"] - s["zero_shot"])
+    (site,) = ltv.sites
+    stand_in = TaskVector({site: ov.theta_ov.to(ltv.vectors[site].dtype)}, mode=ltv.mode, scale=ltv.scale)
+    return s["theta_ov"] - s["zero_shot"] - half, w.score("injected", w.random_like(stand_in)) - s["zero_shot"] - half
+
+
+def _map_row(maps: Any, layer: int) -> dict[str, Any]:
+    return maps.to_records()[maps.layers.index(layer)]
+
+
+def _linear_r2(w: Workbench) -> tuple[float, float]:
+    layer = w.vanilla()[1]
+    return _map_row(w.maps(), layer)["r2"], _map_row(w.maps(control=True), layer)["r2"]
+
+
+def _through_origin(w: Workbench) -> tuple[float, float]:
+    """R² of the linear map minus R² of the affine map ``W θ + b`` (same rows): ≈ 0 when the change is linear in θ,
+    not only linear around it."""
+    layer = w.vanilla()[1]
+    rows = [_map_row(w.maps(control), layer) for control in (False, True)]
+    return rows[0]["r2"] - rows[0]["r2_affine"], rows[1]["r2"] - rows[1]["r2_affine"]
+
+
+def _rotation(w: Workbench) -> tuple[float, float]:
+    return w.maps().trend("cos_rotation"), w.maps(control=True).trend("cos_rotation")
+
+
+def _toward_labels(w: Workbench) -> tuple[float, float]:
+    """The answer-margin gain of the direct map of a vector injected at layer 0 (> 0: rotated toward the labels)."""
+    return _map_row(w.maps(), 0)["margin_gain"], _map_row(w.maps(control=True), 0)["margin_gain"]
+
+
+def _tvp_profile(w: Workbench, name: str, source: str = "prompt") -> Any:
+    """Model ``name``'s TVP profile read from ``source`` on this unit's test prompts (both readings are made in
+    one pass, :func:`~tvlens.studies.formation.tvp_profiles`, and kept for the model's unit)."""
+    key = (name, w.task_id, w.seed)
+    if key not in w.store.tvp:
+        other = Workbench(name, w.task_id, w.seed, w.config, w.store)
+        w.store.tvp[key] = tvp_profiles(other.model, other.task, n_prompts=w.config.n_prompts,
+                                        n_shots=other.n_shots, seed=w.seed, split="test", sources=STUDY_SOURCES)
+    return w.store.tvp[key][source]
+
+
+#: The TVP-loss arms: each model trained with the TVP-loss → its step-matched partner trained without.
+_ARMS = dict(arm_names(i) for i in range(ARM_REPLICATES))
+
+
+def _tvp_loss(w: Workbench) -> tuple[float, float]:
+    """TVP at the pinned layer (read from another query's prompt) of this TVP-loss arm model minus its plain
+    partner's; the control is the same difference with the answer-carrying same-prompt reading."""
+    with_loss, without = _tvp_profile(w, w.name, "other_query"), _tvp_profile(w, _ARMS[w.name], "other_query")
+    same = _tvp_profile(w, w.name), _tvp_profile(w, _ARMS[w.name])
+    return (float(with_loss.tvp[PERM_TVP_LAYER] - without.tvp[PERM_TVP_LAYER]),
+            float(same[0].tvp[PERM_TVP_LAYER] - same[1].tvp[PERM_TVP_LAYER]))
+
+
+def _tvp_keeps_icl(w: Workbench) -> tuple[float, float]:
+    """ICL accuracy of this TVP-loss arm model minus its plain partner's on the same prompts; the control is
+    zero-shot's difference."""
+    a, b = _tvp_profile(w, w.name), _tvp_profile(w, _ARMS[w.name])
+    return float(a.icl - b.icl), float(a.zero_shot - b.zero_shot)
+
+
+def _formation_layer(w: Workbench) -> tuple[float, float]:
+    """Where the vector forms: the first layer whose TVP mode (read from the same demonstrations with another
+    query) reaches half of ICL's gain (``n_layers`` if none); the control reads each prompt's own state."""
+    profiles = _tvp_profile(w, w.name, "other_query"), _tvp_profile(w, w.name, "prompt")
+    answer_free, own = (float(w.model.n_layers if layer is None else layer)
+                        for layer in (p.formation_layer() for p in profiles))
+    return answer_free, own
+
+
+def _head_weighted(w: Workbench) -> tuple[float, float]:
+    """``1 − error(head-weighted LTV) / error(FV)`` on this unit's group of test prompts, both reading their heads
+    from another prompt of the same function (its last demonstration as the query: never the scored query, so
+    the vectors cannot carry ICL's own answer); the control is ``1 − error(zero-shot) / error(FV)``."""
+    config, shots = w.config, w.n_shots
+    if (w.name, w.seed) not in w.store.regression:  # learned once per seed, read by every group of prompts
+        w.store.regression[(w.name, w.seed)] = (
+            fidelity_vectors(w.model, w.family, ("function", "head_weighted"), train_shots=shots,
+                             n_prompts=config.n_prompts, seed=w.seed, progress=False),
+            w.splits.sample(w.family, "test", config.n_prompts * config.n_tasks, shots))
+    made, every = w.store.regression[(w.name, w.seed)]
+    group = every.select(slice(w.task_id * config.n_prompts, (w.task_id + 1) * config.n_prompts))
+    errors = {m: result.mean for m, result in
+              fidelity_scores(w.model, w.family, group, ("function", "head_weighted", "zero_shot"), made).items()}
+    return 1 - errors["head_weighted"] / errors["function"], 1 - errors["zero_shot"] / errors["function"]
+
+
+_SYMBOLIC = ("perm-mix", "perm-mix-32", "token-offset")
+_REGRESSION = ("linear-regression", "sparse-linear-regression", "sinusoid-regression")
+_RANDOM = "a random vector of the same norm at the same site"
+_ARM_LABEL = f"perm-mix-tvp-arm-s0…s{ARM_REPLICATES - 1} vs perm-mix-arm-s0…s{ARM_REPLICATES - 1}"
+
+#: Every claim the ledger measures, in the order of its table.
+CLAIMS: dict[str, Claim] = {c.name: c for c in [
+    Claim("ltv_beats_vanilla", "A learned task vector beats the vanilla (extracted) task vector",
+          "Yang et al. 2025a", "accuracy of the LTV minus the vanilla TV's, held-out zero-shot queries, at the vanilla "
+          "TV's layer (chosen on dev prompts)", 0.0, _SYMBOLIC, _ltv_vs_vtv, f"{_RANDOM} (of the LTV's norm)",
+          gate="site"),
+    Claim("ltv_near_icl", "A learned task vector in the zero-shot query comes within a few points of ICL",
+          "Yang et al. 2025a", "accuracy of the LTV (zero-shot query; its layer chosen on dev prompts) minus 16-shot "
+          "ICL accuracy on the same held-out prompts", -0.05, _SYMBOLIC, _ltv_vs_icl, f"{_RANDOM} (of the LTV's norm)"),
+    Claim("ltv_beats_fv", "A learned task vector beats the function vector", "Yang et al. 2025a",
+          "accuracy of the LTV minus the FV's (Todd et al.'s heads, 10 % of the heads), at the vanilla TV's layer",
+          0.0, _SYMBOLIC, _ltv_vs_fv, f"{_RANDOM} (of the LTV's norm)", gate="site"),
+    Claim("vanilla_beats_zero_shot", "The vanilla task vector beats the zero-shot query",
+          "Hendel et al. 2023", "accuracy of the vanilla TV minus zero-shot accuracy", 0.0, _SYMBOLIC, _vtv_vs_zero,
+          f"{_RANDOM} (of the vanilla TV's norm)"),
+    Claim("hendel_most_of_icl", "The task vector, patched in place of the query's state, recovers most of ICL",
+          "Hendel et al. 2023", "accuracy gained over zero-shot by the vanilla TV in replace mode minus half of ICL's "
+          "gain", 0.0, _SYMBOLIC, _hendel_replace, f"{_RANDOM} (of the TV's norm), replacing the state",
+          gate="positions"),
+    Claim("fv_beats_zero_shot", "The function vector added to the zero-shot query beats it", "Todd et al. 2024",
+          "accuracy of the FV (at the vanilla TV's layer) minus zero-shot accuracy", 0.0, _SYMBOLIC, _fv_vs_zero,
+          f"{_RANDOM} (of the FV's norm)"),
+    Claim("ltv_early_position", "A learned vector works at an early position (the query token)",
+          "Yang et al. 2025a", "accuracy gained over zero-shot by an LTV at layer 1, position 1, minus half of ICL's "
+          "gain (> 0: most of ICL's gain)", 0.0, _SYMBOLIC, _ltv_early_position, f"{_RANDOM} (of the LTV's norm)",
+          gate="site"),
+    Claim("ltv_on_icl_prompts", "A learned vector added to short ICL prompts improves them", "Yang et al. 2025a",
+          f"accuracy of {FEW_SHOTS}-shot prompts with an LTV trained on such prompts added minus without",
+          0.0, _SYMBOLIC, _ltv_on_icl, f"{_RANDOM} (of the LTV's norm) added to the same prompts"),
+    Claim("key_heads", "Ablating a few key heads hurts the injected vector far more than ablating random heads",
+          "Yang et al. 2025a", "accuracy with as many random non-key heads ablated minus with the key heads ablated "
+          "(10 % of the heads, chosen on dev prompts, scored on held-out prompts)", 0.05, _SYMBOLIC, _key_heads,
+          "the accuracy the random heads' ablation itself costs", control_rule="shown", gate="site"),
+    Claim("theta_ov", "θ_OV = Σ θ W_V W_O re-injected in place of θ recovers most of its effect",
+          "Yang et al. 2025a", "accuracy gained over zero-shot by θ_OV in θ's place minus half of θ's own gain",
+          0.0, _SYMBOLIC, _theta_ov, f"{_RANDOM} (of θ_OV's norm)", gate="site"),
+    Claim("linear_propagation", "An injected vector propagates almost linearly to the final stream",
+          "Yang et al. 2025a", "R² of the per-prompt linear map from the LTV's layer to the final stream, on "
+          "perturbations of 25–100 % of ‖θ‖ that neither fitted the map nor chose its ridge penalty",
+          0.9, _SYMBOLIC, _linear_r2, "the same map's R² for a random vector of the LTV's norm", gate="site"),
+    Claim("linear_through_origin", "The propagation is linear in θ, not only linear around it", "Yang et al. 2025a",
+          "R² of the linear map through the origin minus R² of an affine map W θ + b, on the same held-out "
+          "perturbations of the LTV (> −0.02: the offset a local linearisation needs is not needed)", -0.02,
+          _SYMBOLIC, _through_origin, "the same difference for a random vector of the LTV's norm", gate="site"),
+    Claim("rotation_then_scaling", "Vectors injected early are rotated, vectors injected late mostly scaled",
+          "Yang et al. 2025a", "rise of cos(θ, Qθ) of the direct map from an LTV injected at layer 0 to one at the "
+          "last layer, minus the same rise for random vectors of the same norms", 0.0, _SYMBOLIC, _rotation,
+          "random vectors of the LTVs' norms through the same maps (a late map crosses fewer blocks)",
+          control_rule="subtract", gate="site"),
+    Claim("rotation_toward_labels", "Early vectors are rotated toward the labels", "Yang et al. 2025a",
+          "answer-margin gain from θ to Qθ of the direct map of an LTV injected at layer 0, minus a random vector's",
+          0.0, _SYMBOLIC, _toward_labels, "a random vector of the LTV's norm through the same map",
+          control_rule="subtract", gate="site"),
+    Claim("head_weighted_beats_fv", "The head-weighted learned vector carries regression functions far better "
+          "than the function vector", "Saglam et al. 2025", "1 − error(head-weighted LTV) / error(FV), both "
+          "reading their heads from another prompt of the same function (its last demonstration as the query), "
+          "unshifted prompts of the training length (groups of fresh functions)", 0.5, _REGRESSION, _head_weighted,
+          "1 − error(zero-shot) / error(FV)", control_rule="shown", needs="regression", cost=3.0),
+    Claim("tvp_loss", "Training with the TVP-loss raises TVP-mode accuracy at its layer",
+          "Yang et al. 2025b", f"TVP-mode accuracy at layer {PERM_TVP_LAYER} (state read from the same demonstrations "
+          f"with another query) of a model trained with the TVP-loss minus its step-matched partner trained without "
+          f"(same initial weights and prompts; interval over {ARM_REPLICATES} pairs)", 0.0, tuple(_ARMS), _tvp_loss,
+          "the same difference with each prompt's own (answer-carrying) state", control_rule="shown",
+          replicated=True, label=_ARM_LABEL, partners=tuple(_ARMS.values()), needs="tvp_arms"),
+    Claim("tvp_loss_keeps_icl", "Training with the TVP-loss keeps ICL accuracy", "Yang et al. 2025b",
+          f"ICL accuracy of a model trained with the TVP-loss minus its step-matched partner's, on the same prompts "
+          f"(interval over {ARM_REPLICATES} pairs)", -0.02, tuple(_ARMS), _tvp_keeps_icl,
+          "the same difference in zero-shot accuracy", control_rule="shown", replicated=True, label=_ARM_LABEL,
+          partners=tuple(_ARMS.values()), needs="tvp_arms"),
+    Claim("depth_vs_complexity", "The task vector forms deeper for more complex tasks",
+          "Yang et al. 2025b", "formation layer (first layer whose TVP mode, read from another query's prompt, reaches "
+          "half of ICL's gain) of the 32-permutation mixture minus the 8- (or 2-) permutation mixture's", 0.0,
+          ("perm-mix-32", "perm-mix", "perm-mix-2"), _formation_layer,
+          "the same contrast read from each prompt's own state", control_rule="shown", contrast=True,
+          needs="complexity_series", cost=0.5),
+]}
+
+
+__all__ = ["CLAIMS", "GATES", "NOT_TESTABLE_MEANS", "Claim", "Gate"]
