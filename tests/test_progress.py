@@ -14,11 +14,16 @@ PACKAGE = Path(tvlens.__file__).parent
 
 
 def _functions_with_progress() -> dict[str, list[ast.FunctionDef]]:
+    """Every function (a class: its ``__init__``, under the class's name, as it is called) with a ``progress``
+    argument."""
     found: dict[str, list[ast.FunctionDef]] = {}
     for path in PACKAGE.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        constructors = {id(f): c.name for c in ast.walk(tree) if isinstance(c, ast.ClassDef) for f in c.body
+                        if isinstance(f, ast.FunctionDef) and f.name == "__init__"}
+        for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef) and any(a.arg == "progress" for a in node.args.args + node.args.kwonlyargs):
-                found.setdefault(node.name, []).append(node)
+                found.setdefault(constructors.get(id(node), node.name), []).append(node)
     return found
 
 

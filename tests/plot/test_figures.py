@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from tvlens.plot import (
-    METHOD_COLORS,
     attention_figure,
     formation_heatmap,
     head_heatmap,
@@ -18,6 +17,7 @@ from tvlens.plot import (
     regression_figure,
 )
 from tvlens.studies import FormationTable, LayerProfile, StudyTable
+from tvlens.vectors import METHODS
 
 
 def profile(label: str = "m") -> LayerProfile:
@@ -51,11 +51,11 @@ def test_methods_keep_their_colour_across_figures():
                {"method": "learned", "layer": 1, "accuracy": 0.9, "stderr": 0.1}]
     fig = method_layers_figure(records)
     learned = next(t for t in fig.data if t.name == "learned TV")
-    assert learned.line.color == METHOD_COLORS["learned"]
+    assert learned.line.color == METHODS["learned"].color
     table = StudyTable(records=[{"shift": "none", "n_shots": n, "method": "learned", "mse_per_dim": 0.1 * n,
                                  "stderr": 0.01} for n in (1, 2)], name="t", settings={"train_shots": 2})
     reg = regression_figure(table)
-    assert reg.data[0].line.color == METHOD_COLORS["learned"]
+    assert reg.data[0].line.color == METHODS["learned"].color
 
 
 def test_formation_heatmap_is_layer_by_step():

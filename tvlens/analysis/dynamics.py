@@ -458,11 +458,11 @@ def linear_dynamics(
                                                          predicted[rows].transpose(0, 1)).float().mean())
     bar.update(1)
 
-    injected = evaluate(model, task, "injected", vector, batch=batch, progress=False)
+    injected = evaluate(model, task, "injected", vector, batch=batch, progress=False, path=path)
     w_theta = torch.einsum("pij,j->pi", direct_maps, theta.double()).to(model.dtype)  # each prompt's W_p θ
     final_direct = evaluate(model, task, "injected", Intervention(w_theta, layer=final - 1, hook="resid_post"),
-                            batch=batch, progress=False)
-    zero = evaluate(model, task, "zero_shot", batch=batch, progress=False)
+                            batch=batch, progress=False, path=path)
+    zero = evaluate(model, task, "zero_shot", batch=batch, progress=False, path=path)
     bar.update(1)
     bar.close()
     return DynamicsResult(layer=layer, direct=direct, steps=steps, chain_mismatch=mismatch, chain_r2=chain_r2,
@@ -566,7 +566,7 @@ def injection_layer_maps(
         report, _ = _fit_maps(model, layer, final, thetas.double(), changes[final].double(), theta, basis, seed,
                               batch.zero_shot)
         maps.append(report)
-        injected.append(evaluate(model, task, "injected", vectors[layer], batch=batch, progress=False))
-    zero = evaluate(model, task, "zero_shot", batch=batch, progress=False)
+        injected.append(evaluate(model, task, "injected", vectors[layer], batch=batch, progress=False, path=path))
+    zero = evaluate(model, task, "zero_shot", batch=batch, progress=False, path=path)
     return InjectionLayerMaps(layers=layers, maps=maps, injected=injected, zero_shot=zero, n_prompts=n_prompts,
                               seed=seed)

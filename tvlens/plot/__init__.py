@@ -2,7 +2,8 @@
 
 Every function is pure: a result object (or tensors and labels) in, a ``plotly.graph_objects.Figure``
 out. Hover text names the layer, head or token and the value; each method has one colour in every
-figure (:data:`~tvlens.plot.style.METHOD_COLORS`).
+figure (its registered colour, :data:`~tvlens.vectors.METHODS`; reference lines:
+:data:`~tvlens.plot.style.METHOD_COLORS`).
 """
 
 from tvlens.plot.analysis import (

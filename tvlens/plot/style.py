@@ -1,17 +1,19 @@
-"""One look for every tvlens figure: a colour per method (the same in every figure) and shared layout."""
+"""One look for every tvlens figure: a colour per method (the same in every figure) and shared layout.
+
+A vector method's colour and name come from its registration (:data:`tvlens.vectors.bench.METHODS`); the
+reference lines and readings that are not methods are listed here.
+"""
 
 from __future__ import annotations
 
 import plotly.graph_objects as go
 
-#: Colour of each method or reference line, used by every figure.
+from tvlens.vectors.bench import METHODS
+
+#: Colour of each reference line or reading that is not a vector method, used by every figure.
 METHOD_COLORS = {
     "icl": "#1b9e77",
     "zero_shot": "#7f7f7f",
-    "vanilla": "#d95f02",
-    "function": "#7570b3",
-    "learned": "#e7298a",
-    "head_weighted": "#66a61e",
     "tvp": "#1f78b4",
     "key": "#e31a1c",
     "random": "#a6cee3",
@@ -21,19 +23,23 @@ METHOD_COLORS = {
 }
 #: Readable names.
 METHOD_NAMES = {
-    "icl": "ICL", "zero_shot": "zero-shot", "vanilla": "vanilla TV", "function": "function vector",
-    "learned": "learned TV", "head_weighted": "head-weighted LTV", "tvp": "TVP mode", "vector": "θ",
+    "icl": "ICL", "zero_shot": "zero-shot", "tvp": "TVP mode", "vector": "θ",
     "theta_ov": "θ_OV", "theta_mlp": "θ_MLP",
 }
 _EXTRA = ["#17becf", "#bcbd22", "#8c564b", "#9467bd", "#2ca02c", "#ff7f0e"]
 
 
 def color(name: str, index: int = 0) -> str:
-    """The colour of a method (or a stable fallback for other labels)."""
+    """The colour of a method (its registered colour), a reference line, or a stable fallback for other labels."""
+    if name in METHODS:
+        return METHODS[name].color
     return METHOD_COLORS.get(name, _EXTRA[index % len(_EXTRA)])
 
 
 def name(key: str) -> str:
+    """The readable name of a method (its registered label), a reference line, or the key itself."""
+    if key in METHODS:
+        return METHODS[key].label
     return METHOD_NAMES.get(key, key)
 
 

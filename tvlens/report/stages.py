@@ -63,6 +63,7 @@ from tvlens.studies.ledger.verdicts import NOT_APPLICABLE, NOT_TESTABLE
 from tvlens.studies.table import StudyTable
 from tvlens.tasks.splits import Splits
 from tvlens.vectors import LearnConfig, compare, function_vector
+from tvlens.vectors.bench import METHODS
 from tvlens.vectors.compare import Comparison
 from tvlens.vectors.function import FunctionVectorResult, default_top_k
 
@@ -193,9 +194,14 @@ def _vectors(run: Run) -> bool:
 
 def _compare_summary(run: Run, comparison: Comparison) -> dict[str, Any]:
     ref = {r["method"]: r[comparison.metric] for r in comparison.records if r["layer"] is None}
-    best = {m: comparison.best(m)[comparison.metric] for m in ("vanilla", "function", "learned")}
-    return {"ICL": ref["icl"], "zero-shot": ref["zero_shot"], "vanilla TV (best layer)": best["vanilla"],
-            "function vector (best layer)": best["function"], "learned TV (best layer)": best["learned"]}
+    methods = dict.fromkeys(r["method"] for r in comparison.records if r["method"] in METHODS)
+    return {"ICL": ref["icl"], "zero-shot": ref["zero_shot"],
+            **{_best_label(m): comparison.best(m)[comparison.metric] for m in methods}}
+
+
+def _best_label(method: str) -> str:
+    """A method's registered label, with "(best layer)" for a method made at one layer."""
+    return METHODS[method].label + (" (best layer)" if METHODS[method].per_layer else "")
 
 
 def _attention_sections(run: Run, _: Any) -> list[Section]:
@@ -297,9 +303,8 @@ def _fidelity_sections(run: Run, table: StudyTable) -> list[Section]:
 
 def _fidelity_summary(run: Run, table: StudyTable) -> dict[str, Any]:
     row = {r["method"]: r["mse_per_dim"] for r in table.select(shift="none", n_shots=table.settings["train_shots"])}
-    return {"ICL": row["icl"], "zero-shot": row["zero_shot"], "vanilla TV (best layer)": row["vanilla"],
-            "function vector (best layer)": row["function"], "learned TV (best layer)": row["learned"],
-            "head-weighted LTV": row["head_weighted"]}
+    return {"ICL": row["icl"], "zero-shot": row["zero_shot"],
+            **{_best_label(m): value for m, value in row.items() if m in METHODS}}
 
 
 _MODEL_STAGES: tuple[Stage, ...] = (

@@ -22,17 +22,15 @@ from typing import Any
 
 from tvlens import zoo
 from tvlens._progress import progress_bar
-from tvlens.evaluate import evaluate
 from tvlens.models.hooked import HookedModel
 from tvlens.studies.table import StudyTable
 from tvlens.tasks.base import Task
-from tvlens.tasks.splits import Splits
-from tvlens.vectors.function import default_top_k, function_vector
-from tvlens.vectors.learned import LearnConfig, learn_task_vector
-from tvlens.vectors.task_vector import TaskVector
-from tvlens.vectors.vanilla import vanilla_task_vector
+from tvlens.vectors.bench import Bench
+from tvlens.vectors.learned import LearnConfig
 
 SETTINGS = ("last", "early", "few_shot")
+#: The methods of Yang et al. 2025a's table (names of :data:`~tvlens.vectors.bench.METHODS`).
+_COMPARED = ("vanilla", "function", "learned")
 SYMBOLIC_ZOO = ("perm-mix", "perm-mix-2", "perm-mix-32", "token-offset")
 
 
@@ -80,51 +78,31 @@ def method_table(
         if family.metric.name != "accuracy":
             raise ValueError(f"models: {label!r} is scored by {family.metric.name}; the learned-vs-extracted table "
                              "is for token tasks scored by accuracy")
-        task = family.single(task_id)
-        test = Splits(seed).sample(task, "shared", n_test, n_shots)
-        few = Splits(seed).sample(task, "shared", n_test, few_shots)
-        k = top_k or default_top_k(model)
+        bench = Bench(model, family, seed=seed, n_shots=n_shots, learn=LearnConfig(lr=lr, epochs=epochs),
+                      top_k=top_k, task_id=task_id, progress=False)
+        test, few = bench.prompts("shared", n_test), bench.prompts("shared", n_test, few_shots)
 
         def row(setting: str, layer: int | None, method: str, result: Any) -> None:
             records.append({"model": label, "setting": setting, "layer": layer, "method": method,  # noqa: B023
                             **result.row()})
 
-        def score(tv: TaskVector, base: str = "zero_shot", batch: Any = test) -> Any:
-            return evaluate(model, task, "injected", tv, batch=batch, base=base, progress=False)  # noqa: B023
-
-        row("reference", None, "zero_shot", evaluate(model, task, "zero_shot", batch=test, progress=False))
-        row("reference", None, "icl", evaluate(model, task, "icl", batch=test, progress=False))
+        row("reference", None, "zero_shot", bench.score("zero_shot", test))
+        row("reference", None, "icl", bench.score("icl", test))
         if "few_shot" in settings:
-            row("few_shot", None, "icl", evaluate(model, task, "icl", batch=few, progress=False))
-        vtv, vres = vanilla_task_vector(model, task, n_shots=n_shots, seed=seed, progress=False)
-        layer = vres.sweep.best_layer
-        _, fv = function_vector(model, task, layer, top_k=k, n_shots=n_shots, seed=seed, progress=False)
+            row("few_shot", None, "icl", bench.score("icl", few))
+        layer = bench.vanilla_layer
         bar.update(1)
-
-        def fv_at(at: int, positions: Any = "last") -> TaskVector:
-            return TaskVector.single(fv.vector, at, positions, method="function")  # noqa: B023
-
         for setting in settings:
-            if setting == "last":
-                ltv, _ = learn_task_vector(model, task, layer, n_shots=n_shots, progress=False, lr=lr, epochs=epochs,
-                                           seed=seed)
-                row(setting, layer, "vanilla", score(vtv))
-                row(setting, layer, "function", score(fv_at(layer)))
-                row(setting, layer, "learned", score(ltv))
-            elif setting == "early":
-                early_vtv, _ = vanilla_task_vector(model, task, early_layer, position=early_position, n_shots=n_shots,
-                                                   seed=seed, progress=False)
-                ltv, _ = learn_task_vector(model, task, early_layer, positions=early_position, n_shots=n_shots,
-                                           progress=False, lr=lr, epochs=epochs, seed=seed)
-                row(setting, early_layer, "vanilla", score(early_vtv))
-                row(setting, early_layer, "function", score(fv_at(early_layer, early_position)))
-                row(setting, early_layer, "learned", score(ltv))
-            else:
-                ltv, _ = learn_task_vector(model, task, layer, base="icl", n_shots=few_shots, progress=False, lr=lr,
-                                           epochs=epochs, seed=seed)
-                row(setting, layer, "vanilla", score(vtv, "icl", few))
-                row(setting, layer, "function", score(fv_at(layer), "icl", few))
-                row(setting, layer, "learned", score(ltv, "icl", few))
+            # where each setting puts the vectors, and the prompts they are added to and scored on
+            at, positions, base, batch, shots = {
+                "last": (layer, "last", "zero_shot", test, n_shots),
+                "early": (early_layer, early_position, "zero_shot", test, n_shots),
+                "few_shot": (layer, "last", "icl", few, few_shots)}[setting]
+            for method in _COMPARED:
+                # the vanilla TV and the FV are read from n-shot prompts in every setting; the LTV trains in its own
+                made = dict(positions=positions, base=base, n_shots=shots) if method == "learned" else \
+                    dict(positions=positions)
+                row(setting, at, method, bench.score(bench.vector(method, at, **made), batch, base))
             bar.update(1)
     bar.close()
     return StudyTable(records=records, name="Yang et al. 2025a: learned vs vanilla vs function vectors",

@@ -1,6 +1,7 @@
 """Task vectors: one :class:`TaskVector` type and every method that makes one."""
 
-from tvlens.vectors.compare import METHODS, Comparison, compare
+from tvlens.vectors.bench import METHODS, Bench, Method, register_method
+from tvlens.vectors.compare import Comparison, compare
 from tvlens.vectors.function import FunctionVectorResult, function_vector
 from tvlens.vectors.head_weighted import HeadWeightedResult, head_weighted_task_vector
 from tvlens.vectors.learned import (
@@ -15,6 +16,9 @@ from tvlens.vectors.vanilla import LayerSweep, VanillaResult, query_states, vani
 
 __all__ = [
     "METHODS",
+    "Bench",
+    "Method",
+    "register_method",
     "Comparison",
     "compare",
     "FunctionVectorResult",

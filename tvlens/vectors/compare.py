@@ -14,18 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tvlens._records import Records
-from tvlens.evaluate import EvalResult, evaluate
+from tvlens.evaluate import EvalResult
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import Task
 from tvlens.tasks.metric import metric_named
-from tvlens.tasks.splits import Splits
-from tvlens.vectors.function import default_top_k, function_vector
-from tvlens.vectors.head_weighted import head_weighted_task_vector
-from tvlens.vectors.learned import LearnConfig, learn_task_vectors
+from tvlens.vectors.bench import METHODS, Bench, check_methods
+from tvlens.vectors.learned import LearnConfig
 from tvlens.vectors.task_vector import TaskVector
-from tvlens.vectors.vanilla import vanilla_task_vector
-
-METHODS = ("vanilla", "function", "learned", "head_weighted")
 
 
 @dataclass
@@ -58,7 +53,7 @@ def _row(method: str, layer: int | None, result: EvalResult) -> dict[str, Any]:
 def compare(
     model: HookedModel,
     task: Task,
-    methods: tuple[str, ...] | list[str] = METHODS,
+    methods: tuple[str, ...] | list[str] | None = None,
     layers: list[int] | None = None,
     *,
     seed: int = 0,
@@ -72,9 +67,9 @@ def compare(
     """Evaluate zero-shot, ICL and every method at every layer on the same test prompts.
 
     Args:
-        methods: any of ``"vanilla"``, ``"function"``, ``"learned"``, ``"head_weighted"``.
-        layers: layers to place single-layer vectors at (default: all). Head-weighted vectors use
-            every layer at once and get one row with ``layer=None``.
+        methods: names from :data:`~tvlens.vectors.bench.METHODS` (default: every registered method).
+        layers: layers to place single-layer vectors at (default: all). A method over every layer at once (the
+            head-weighted vector) gets one row with ``layer=None``.
         task_id: which task of a family (or which fixed function of a regression family).
         seed: the user seed: every method's prompts and the shared test prompts come from :class:`~tvlens.tasks.Splits`
             ``(seed)`` (it overrides ``learn_config.seed``).
@@ -82,41 +77,16 @@ def compare(
         learn_config: settings of the learned vectors.
         top_k: heads of the function vector (default: 10 % of the heads, at least 2).
     """
-    methods = (methods,) if isinstance(methods, str) else tuple(methods)
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"methods={list(methods)!r}: unknown {unknown}; expected a subset of {list(METHODS)}")
-    if getattr(task, "fixed", None) is None:
-        task = task.single(task_id)
+    methods = check_methods(tuple(METHODS) if methods is None else methods)
     layers = list(range(model.n_layers)) if layers is None else [model.check_layer(lay) for lay in layers]
-    test = Splits(seed).sample(task, "shared", n_test, n_shots)
-    records = [_row("zero_shot", None, evaluate(model, task, "zero_shot", batch=test, progress=False)),
-               _row("icl", None, evaluate(model, task, "icl", batch=test, progress=False))]
+    bench = Bench(model, task, seed=seed, n_shots=n_shots, learn=learn_config, top_k=top_k, task_id=task_id,
+                  progress=progress)
+    test = bench.prompts("shared", n_test)
+    records = [_row(mode, None, bench.score(mode, test)) for mode in ("zero_shot", "icl")]
     vectors: dict[tuple[str, int | None], TaskVector] = {}
-    k = top_k or default_top_k(model)
-    made: dict[str, Any] = {}  # what several layers share: the FV's heads, the learned vectors
     for method in methods:
-        if method == "head_weighted":
-            tv, _ = head_weighted_task_vector(model, task, n_shots=n_shots, progress=progress, seed=seed)
-            vectors[(method, None)] = tv
-            records.append(_row(method, None, evaluate(model, task, "injected", tv, batch=test, progress=False)))
-            continue
-        for layer in layers:
-            if method == "vanilla":
-                tv, _ = vanilla_task_vector(model, task, layer, n_shots=n_shots, seed=seed, progress=False)
-            elif method == "function":
-                if "tv" not in made:  # the heads and their mean outputs do not depend on the layer
-                    made["tv"], made["result"] = function_vector(model, task, 0, top_k=k, n_shots=n_shots,
-                                                                         seed=seed, progress=False)
-                result = made["result"]
-                tv = TaskVector.single(result.vector, layer, method="function", task=task.to_dict(),
-                                       fingerprint=made["tv"].fingerprint,
-                                       hyperparameters={**made["tv"].hyperparameters, "layer": layer})
-            else:  # every layer's vector trained side by side, the first time one is needed
-                if "learned" not in made:
-                    made["learned"] = learn_task_vectors(model, task, list(dict.fromkeys(layers)), n_shots=n_shots,
-                                                             config=learn_config, progress=progress, seed=seed)
-                tv = made["learned"][layer][0]
-            vectors[(method, layer)] = tv
-            records.append(_row(method, layer, evaluate(model, task, "injected", tv, batch=test, progress=False)))
-    return Comparison(records=records, metric=task.metric.name, task=task.to_dict(), vectors=vectors)
+        made = bench.vectors(method, list(dict.fromkeys(layers)) if METHODS[method].per_layer else [None])
+        for layer in (layers if METHODS[method].per_layer else [None]):
+            vectors[(method, layer)] = made[layer]
+            records.append(_row(method, layer, bench.score(made[layer], test)))
+    return Comparison(records=records, metric=bench.task.metric.name, task=bench.task.to_dict(), vectors=vectors)

@@ -200,8 +200,8 @@ def head_weighted_task_vector(
     result = HeadWeightedResult(best_omega, head_means, history, best_epoch, None, engines["train"].path, head_source,
                                 source_shots, task, converged=converged(history, best_epoch, config))
     result.val = evaluate(model, task, "injected", result.interventions_for(model, val_full), batch=val_full,
-                          progress=False)
+                          progress=False, path=path)
     held_out = splits.sample(task, "validation", config.n_val, n_shots)
     result.test = evaluate(model, task, "injected", result.interventions_for(model, held_out), batch=held_out,
-                           progress=False)
+                           progress=False, path=path)
     return tv, result

@@ -23,7 +23,7 @@ from tvlens.studies.ledger.subjects import Subject
 from tvlens.studies.ledger.subjects import subject as as_subject
 from tvlens.tasks.base import Task
 from tvlens.tasks.splits import Splits
-from tvlens.vectors.function import default_top_k, function_vector
+from tvlens.vectors.bench import Bench
 from tvlens.vectors.learned import LearnConfig, LearnResult, learn_task_vectors, learn_task_vectors_many
 from tvlens.vectors.task_vector import TaskVector
 from tvlens.vectors.vanilla import vanilla_task_vector
@@ -129,11 +129,16 @@ class Workbench:
             self.store.vanilla[key] = tv, result.sweep.best_layer
         return self.store.vanilla[key]
 
+    @property
+    def bench(self) -> Bench:
+        """This unit's :class:`~tvlens.vectors.bench.Bench` (its model, task, seed and shots): the methods' vectors
+        that are not learned side by side with the model's other units."""
+        return self.memo("bench", lambda: Bench(self.model, self.task, seed=self.seed, n_shots=self.n_shots,
+                                                  progress=False))
+
     def function(self, layer: int) -> TaskVector:
         """The function vector (Todd et al.; heads from the ``train`` split) at ``layer``."""
-        return self.memo(("fv", layer), lambda: function_vector(
-            self.model, self.task, layer, top_k=default_top_k(self.model), n_shots=self.n_shots, seed=self.seed,
-            progress=False)[0])
+        return self.bench.vector("function", layer)
 
     def learned(self, layer: int | str, positions: Any = "last", base: str = "zero_shot") -> TaskVector:
         """The LTV at ``layer`` (trained on the ``train`` split, early-stopped on ``dev``); ``layer="vanilla"``: at

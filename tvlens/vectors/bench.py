@@ -1,0 +1,221 @@
+"""The bench: every task-vector method made once for one model, task and seed, and scored on the same prompts.
+
+A comparison of methods is only fair when each method's vector is made from its own prompts of the same
+splits (:class:`~tvlens.tasks.Splits` of one seed) and every vector is scored on the same held-out prompts. A
+:class:`Bench` holds what that takes — the model, the task, the seed, the shots, the learned vectors'
+settings — and makes each method's vector once per site, through the :data:`METHODS` registry:
+
+    >>> bench = Bench(model, task, seed=0)
+    >>> tv = bench.vector("learned", layer=2)                 # learned on the train split, stopped on dev
+    >>> bench.score(tv, bench.prompts("shared", 200)).mean    # scored on held-out prompts
+
+**Methods.** A method is a :class:`Method` in :data:`METHODS`: its name, readable label and colour (every table
+and figure reads them from here), and the function that makes its vectors, ``make(bench, layers, positions,
+base, n_shots) → {layer: TaskVector}``. A method whose vector spans every layer at once (the head-weighted
+vector) has ``per_layer=False`` and one vector, at ``layer=None``. :func:`~tvlens.vectors.compare`, the method
+table (:func:`~tvlens.studies.method_table`), the ledger's workbench, the report, the plot styles and the CLI
+read the registry, so a new method is one function and one :func:`register_method` call
+(``docs/vectors.md``, "Adding a method").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tvlens.evaluate import EvalResult, PromptScorer
+from tvlens.models.hooked import HookedModel
+from tvlens.tasks.base import ICLBatch, Task
+from tvlens.tasks.splits import Splits
+from tvlens.vectors.function import default_top_k, function_vector
+from tvlens.vectors.head_weighted import head_weighted_task_vector
+from tvlens.vectors.learned import LearnConfig, learn_task_vector, learn_task_vectors
+from tvlens.vectors.task_vector import TaskVector
+from tvlens.vectors.vanilla import vanilla_task_vector
+
+#: What a method's ``make`` is given: the bench, the layers (``[None]`` for a method over every layer), the
+#: positions, the prompts the vector is added to (``"zero_shot"`` or ``"icl"``) and their demonstrations.
+Maker = Callable[["Bench", list[Any], Any, str, "int | None"], dict[Any, TaskVector]]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One way to make a task vector.
+
+    Attributes:
+        name: its key in :data:`METHODS` (and the ``method`` column of every table).
+        label: its readable name in tables and figures.
+        color: its colour in every figure (``#rrggbb``).
+        make: ``make(bench, layers, positions, base, n_shots) → {layer: TaskVector}`` (see :data:`Maker`).
+        learned: whether the vector is trained by gradient descent (else extracted from activations).
+        per_layer: ``False`` for a method whose one vector spans every layer (made at ``layer=None``).
+    """
+
+    name: str
+    label: str
+    color: str
+    make: Maker
+    learned: bool = False
+    per_layer: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise ValueError(f"Method.name={self.name!r}: expected an identifier (it names table columns)")
+        if not (len(self.color) == 7 and self.color.startswith("#")):
+            raise ValueError(f"Method {self.name!r}: color={self.color!r}; expected '#rrggbb'")
+
+
+#: Every method, by name, in the order of tables and figures.
+METHODS: dict[str, Method] = {}
+
+
+def register_method(method: Method) -> Method:
+    """Add ``method`` to :data:`METHODS` (a name already registered is refused: one name, one method)."""
+    if method.name in METHODS:
+        raise ValueError(f"method {method.name!r} is registered already; expected a new name (have {list(METHODS)})")
+    METHODS[method.name] = method
+    return method
+
+
+def check_methods(methods: Sequence[str] | str, argument: str = "methods") -> tuple[str, ...]:
+    """``methods`` as a tuple of registered names (one line naming the unknown ones otherwise)."""
+    methods = (methods,) if isinstance(methods, str) else tuple(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"{argument}={list(methods)!r}: unknown {unknown}; expected a subset of {list(METHODS)}")
+    return methods
+
+
+class Bench:
+    """One model, one task, one seed: each method's vector made once per site and scored on shared prompts.
+
+    Args:
+        model: the frozen model.
+        task: one task (a family is restricted to ``task_id`` first: a task vector is per task).
+        seed: the user seed: every method's prompts and every scored batch come from :class:`~tvlens.tasks.Splits`
+            ``(seed)`` (it overrides ``learn.seed``).
+        n_shots: demonstrations of the prompts vectors are made from (``None``: the task's default).
+        learn: settings of the learned vectors (:class:`~tvlens.vectors.LearnConfig`).
+        top_k: heads of the function vector (default: 10 % of the heads, at least 2).
+        task_id: which task of a family.
+        progress: progress bars of the slow makers (learning, head weights).
+    """
+
+    def __init__(self, model: HookedModel, task: Task, *, seed: int = 0, n_shots: int | None = None,
+                 learn: LearnConfig | None = None, top_k: int | None = None, task_id: int = 0,
+                 progress: bool = True) -> None:
+        self.model = model
+        self.task = task.single(task_id) if getattr(task, "fixed", None) is None else task
+        self.seed, self.n_shots, self.learn, self.progress = seed, n_shots, learn or LearnConfig(), progress
+        self.top_k = top_k or default_top_k(model)
+        self.splits = Splits(seed)
+        self._vectors: dict[tuple[Any, ...], TaskVector] = {}
+        #: what a maker keeps between calls (the FV's heads, the vanilla TV's chosen layer): maker name → object
+        self.made: dict[str, Any] = {}
+        self._scorers: dict[int, PromptScorer] = {}
+        self._prompts: dict[tuple[Any, ...], ICLBatch] = {}
+
+    def __repr__(self) -> str:
+        return f"Bench({self.task.name}, seed={self.seed}, n_shots={self.n_shots})"
+
+    def vectors(self, method: str, layers: Sequence[int | None], *, positions: Any = "last",
+                base: str = "zero_shot", n_shots: int | None = None) -> dict[Any, TaskVector]:
+        """``method``'s vector at each of ``layers`` (made once: a second call returns the same objects). A method
+        with ``per_layer=False`` takes ``layers=[None]``; ``n_shots``: the demonstrations of the prompts the vector
+        is made from and added to, where they differ from the bench's (``base="icl"``)."""
+        (name,) = check_methods([method], "method")
+        spec = METHODS[name]
+        if not spec.per_layer and list(layers) != [None]:
+            raise ValueError(f"layers={list(layers)!r}: method {name!r} makes one vector over every layer; "
+                             "expected [None]")
+        shots = self.n_shots if n_shots is None else n_shots
+        key = (name, repr(positions), base, shots)
+        missing = [k for k in dict.fromkeys(layers) if (*key, k) not in self._vectors]
+        if missing:
+            made = spec.make(self, missing, positions, base, shots)
+            self._vectors.update({(*key, k): made[k] for k in missing})
+        return {k: self._vectors[(*key, k)] for k in layers}
+
+    def vector(self, method: str, layer: int | None = None, **options: Any) -> TaskVector:
+        """``method``'s vector at ``layer`` (:meth:`vectors`); for a per-layer method ``layer=None`` is the
+        vanilla TV's layer (:attr:`vanilla_layer`, chosen on ``dev`` prompts)."""
+        if layer is None and METHODS[check_methods([method], "method")[0]].per_layer:
+            layer = self.vanilla_layer
+        return self.vectors(method, [layer], **options)[layer]
+
+    @property
+    def vanilla_layer(self) -> int:
+        """The layer whose vanilla TV scores best on the ``dev`` split (the site the methods are compared at)."""
+        if "vanilla_sweep" not in self.made:
+            tv, result = vanilla_task_vector(self.model, self.task, n_shots=self.n_shots, seed=self.seed,
+                                             progress=False)
+            self.made["vanilla_sweep"] = result.sweep.best_layer
+            self._vectors[("vanilla", repr("last"), "zero_shot", self.n_shots, result.sweep.best_layer)] = tv
+        return self.made["vanilla_sweep"]
+
+    def prompts(self, split: str, n: int, n_shots: int | None = None) -> ICLBatch:
+        """``n`` prompts of ``split`` (made once per split, size and shots)."""
+        shots = self.n_shots if n_shots is None else n_shots
+        key = (split, n, shots)
+        if key not in self._prompts:
+            self._prompts[key] = self.splits.sample(self.task, split, n, shots)
+        return self._prompts[key]
+
+    def score(self, what: str | TaskVector | Any, batch: ICLBatch, base: str = "zero_shot") -> EvalResult:
+        """The score on ``batch`` of ``"zero_shot"``, ``"icl"``, or a vector injected into the ``base`` view (each
+        view of a batch runs into the query engine once, :class:`~tvlens.evaluate.PromptScorer`)."""
+        key = id(batch)
+        if key not in self._scorers or self._scorers[key].batch is not batch:
+            self._scorers[key] = PromptScorer(self.model, batch)
+        if isinstance(what, str):
+            return self._scorers[key].evaluate(what, None, base)
+        return self._scorers[key].evaluate("injected", what, base)
+
+
+def _vanilla(bench: Bench, layers: list[Any], positions: Any, base: str, n_shots: int | None
+             ) -> dict[Any, TaskVector]:
+    """Yang et al. 2025a's vanilla TV (mean ICL state minus mean zero-shot state), read where it is added."""
+    position = positions if isinstance(positions, int) else "last"
+    return {k: vanilla_task_vector(bench.model, bench.task, k, position=position, n_shots=n_shots, seed=bench.seed,
+                                   progress=False)[0] for k in layers}
+
+
+def _function(bench: Bench, layers: list[Any], positions: Any, base: str, n_shots: int | None
+              ) -> dict[Any, TaskVector]:
+    """Todd et al.'s function vector: its heads and their mean outputs do not depend on the layer (made once)."""
+    key = f"function/{n_shots}"
+    if key not in bench.made:
+        bench.made[key] = function_vector(bench.model, bench.task, 0, top_k=bench.top_k, n_shots=n_shots,
+                                          seed=bench.seed, progress=False)
+    tv, result = bench.made[key]
+    return {k: TaskVector.single(result.vector, k, positions, method="function", task=bench.task.to_dict(),
+                                 fingerprint=tv.fingerprint, hyperparameters={**tv.hyperparameters, "layer": k})
+            for k in layers}
+
+
+def _learned(bench: Bench, layers: list[Any], positions: Any, base: str, n_shots: int | None
+             ) -> dict[Any, TaskVector]:
+    """Yang et al. 2025a's learned TV: one vector per layer, trained side by side (one alone when one is asked)."""
+    options = {"positions": positions, "base": base, "n_shots": n_shots, "config": bench.learn, "seed": bench.seed,
+               "progress": bench.progress}
+    if len(layers) == 1:
+        return {layers[0]: learn_task_vector(bench.model, bench.task, layers[0], **options)[0]}
+    return {k: tv for k, (tv, _) in learn_task_vectors(bench.model, bench.task, list(layers), **options).items()}
+
+
+def _head_weighted(bench: Bench, layers: list[Any], positions: Any, base: str, n_shots: int | None
+                   ) -> dict[Any, TaskVector]:
+    """Saglam et al. 2025's head-weighted LTV: learned weights of every head's output, over every layer."""
+    return {None: head_weighted_task_vector(bench.model, bench.task, n_shots=n_shots, seed=bench.seed,
+                                            progress=bench.progress)[0]}
+
+
+register_method(Method("vanilla", "vanilla TV", "#d95f02", _vanilla))
+register_method(Method("function", "function vector", "#7570b3", _function))
+register_method(Method("learned", "learned TV", "#e7298a", _learned, learned=True))
+register_method(Method("head_weighted", "head-weighted LTV", "#66a61e", _head_weighted, learned=True,
+                       per_layer=False))
+
+
+__all__ = ["METHODS", "Bench", "Maker", "Method", "check_methods", "register_method"]
