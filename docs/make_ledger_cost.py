@@ -37,8 +37,13 @@ from _blocks import replace_blocks  # noqa: E402
 from make_real_models import THROUGHPUT, _duration  # noqa: E402
 
 from tests.hf_models import train_tokenizer  # noqa: E402
-from tvlens.studies.ledger import CLAIMS, LedgerConfig, claims_ledger  # noqa: E402
-from tvlens.studies.ledger.subjects import NEEDS, OFFERS  # noqa: E402
+from tvlens.studies.ledger import (  # noqa: E402
+    CLAIMS,
+    NEEDS,  # noqa: E402
+    LedgerConfig,
+    claims_ledger,
+)
+from tvlens.subjects import OFFERS  # noqa: E402
 from tvlens.tasks.text import TextTasks  # noqa: E402
 
 DOC = Path(__file__).parent / "real-models.md"

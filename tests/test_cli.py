@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -583,7 +584,6 @@ def test_out_never_replaces_what_the_run_reads(cli, tmp_path, tiny_qwen2, monkey
     refused with one line before any model loads, and the file stays byte for byte."""
     import hashlib
     import shutil
-    from pathlib import Path
 
     from tvlens import zoo
     from tvlens.models import HookedModel
@@ -700,3 +700,44 @@ def test_claims_prints_the_other_models_rows_when_one_fails(cli, monkeypatch, tm
     assert len(rows) == 2 and "| perm-mix |" in rows[0] and "**holds**" in rows[0]
     assert "| token-offset |" in rows[1] and "**not measured** (token-offset failed: weights are NaN)" in rows[1]
     assert out.read_text().strip() == proc.stdout.strip()
+
+
+def test_every_model_command_takes_the_models_the_ledger_takes(cli, tiny_qwen2, tmp_path):
+    """One resolver (tvlens.subjects): evaluate, vector extract/learn and analyze take a Hugging Face directory with
+    --tasks (word-pair tasks, the shots of the one rule: 5), as claims does; their numbers are evaluate's own on
+    the same model and prompts; a bad --task-id names the directory's task count, and --out may not be a file
+    of the model directory."""
+    from tvlens import evaluate
+    from tvlens.models import HookedModel
+    from tvlens.tasks.splits import Splits
+    from tvlens.tasks.text import TextTasks, builtin_tasks
+
+    proc = cli("evaluate", "--model", tiny_qwen2, "--tasks", "antonyms,country_capital", "--task-id", "1",
+               "--prompts", "16", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "task 1: 16 prompts of the 'shared' split, 5-shot ICL prompts" in proc.stdout
+    model = HookedModel.from_pretrained(tiny_qwen2)
+    task = TextTasks((builtin_tasks()["antonyms"], builtin_tasks()["country_capital"]),
+                     tokenizer=model.tokenizer).single(1)
+    batch = Splits(0).sample(task, "shared", 16, 5)
+    for mode in ("zero_shot", "icl"):
+        line = next(x for x in proc.stdout.splitlines() if x.startswith(mode))
+        assert f"{evaluate(model, task, mode, batch=batch).mean:.4f}" in line, line
+    # a tvlens model file (here the zoo's own weights) is the zoo model: the same numbers at the same shots
+    from tvlens import zoo
+
+    as_file, as_name = (cli("evaluate", "--model", m, "--task-id", "2", "--shots", "8", "--prompts", "64", "--quiet")
+                        for m in (str(zoo.weights_path("perm-mix")), "perm-mix"))
+    assert as_file.stdout.split("\n", 1)[1] == as_name.stdout.split("\n", 1)[1] and "0.0000 ±" not in as_name.stdout
+    out = tmp_path / "fv.safetensors"
+    made = cli("vector", "extract", "function", "--model", tiny_qwen2, "--tasks", "antonyms", "--layer", "1",
+               "--out", str(out), "--quiet")
+    assert made.returncode == 0 and out.exists(), made.stderr
+    used = cli("evaluate", "--model", tiny_qwen2, "--tasks", "antonyms", "--vector", str(out), "--prompts", "8",
+               "--quiet")
+    assert used.returncode == 0 and any(x.startswith("injected") for x in used.stdout.splitlines()), used.stderr
+    one_line_error(cli("evaluate", "--model", tiny_qwen2, "--tasks", "antonyms", "--task-id", "1", "--quiet"),
+                   f"--task-id=1: expected 0 … 0 ({tiny_qwen2} has 1 tasks)")
+    one_line_error(cli("evaluate", "--model", tiny_qwen2, "--quiet"), "--tasks: a Hugging Face model")
+    one_line_error(cli("vector", "extract", "vanilla", "--model", tiny_qwen2, "--tasks", "antonyms", "--out",
+                       str(Path(tiny_qwen2) / "v.safetensors")), "lies in --model=")

@@ -159,34 +159,53 @@ def _zoo_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _zoo_reads(name: str) -> list[tuple[str, Any]]:
-    """What a model command reads of zoo model ``name``: its weights and card (shipped, or the user's copy)."""
-    from tvlens import zoo
+def _subject(args: argparse.Namespace) -> Any:
+    """The model a command works on (``--model``: a zoo name, a Hugging Face directory with ``--tasks``, or a tvlens
+    model file; :func:`tvlens.subjects.subject`), checked before anything loads."""
+    from tvlens.subjects import subject
+    from tvlens.tasks.text import check_template
 
-    if name not in zoo.SPECS:
-        return []
-    return [("--model", path) for directory in (None, zoo.WEIGHTS_DIR)
-            for path in (zoo.weights_path(name, directory), zoo.weights_path(name, directory).with_suffix(".json"))]
+    if getattr(args, "_subject", None) is None:
+        # a shell passes 'Q: {x}\nA: {y}' with a backslash and an n: the line break the user meant
+        args.template = args.template.replace("\\n", "\n").replace("\\t", "\t")
+        check_template(args.template, "--template")
+        names = None if args.tasks is None else tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+        if args.tasks is not None and not names:
+            raise ValueError(f"--tasks={args.tasks!r}: expected comma-separated word-pair task names or CSV files")
+        args._subject = subject(args.model, names, template=args.template, argument="--model",
+                                tasks_argument="--tasks")
+    return args._subject
+
+
+def _model_reads(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """What a model command reads of ``--model`` (a zoo model's weights and card, the directory, the file) and of
+    ``--tasks`` (CSV files): none of them may be its output."""
+    reads: list[tuple[str, Any]] = [("--model", path) for path in _subject(args).reads()]
+    return reads + [("--tasks", name.strip()) for name in (args.tasks or "").split(",")
+                    if name.strip().lower().endswith(".csv")]
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any]:
-    """The zoo model and the task (one task of its family, ``--task-id``) a command works on."""
-    from tvlens import zoo
+    """The model and the task (one task of its family, ``--task-id``) a command works on; ``args.shots`` becomes
+    the prompts' demonstrations (:meth:`tvlens.subjects.Subject.n_shots`: a zoo model's training prompts, a word-pair
+    family's default)."""
+    from tvlens.tasks.text import TextTasks, check_enough_pairs
 
-    family = zoo.task(args.model)
-    n_tasks = family.n_tasks  # None for a continuous family (regression: --task-id seeds the one function)
-    if args.task_id < 0 or (n_tasks is not None and args.task_id >= n_tasks):
-        expected = f"0 … {n_tasks - 1} ({args.model} has {n_tasks} tasks)" if n_tasks else "an int >= 0"
-        raise ValueError(f"--task-id={args.task_id}: expected {expected}")
-    if args.shots is None:  # the prompts the model was trained on, as in the README's tables
-        args.shots = zoo.spec(args.model).train.n_shots
-    return zoo.load(args.model), family.single(args.task_id)
+    source = _subject(args)
+    if source.words is not None:
+        check_enough_pairs(source.words, args.shots or TextTasks.default_n_shots, "--tasks")
+    model = source.load()
+    family = source.family(model)
+    task = source.task(family, args.task_id, "--task-id")
+    args.shots = source.n_shots(family, args.shots)
+    return model, task
 
 
 def _vector_extract(args: argparse.Namespace) -> int:
     from tvlens.vectors import function_vector, vanilla_task_vector
+    from tvlens.vectors.function import default_top_k
 
-    check_output_file(args.out, "--out", reads=_zoo_reads(args.model))
+    check_output_file(args.out, "--out", reads=_model_reads(args))
     model, task = _load(args)
     if args.layer is not None:
         model.check_layer(args.layer, "--layer")
@@ -194,7 +213,8 @@ def _vector_extract(args: argparse.Namespace) -> int:
     if args.method == "vanilla":
         tv, _ = vanilla_task_vector(model, task, args.layer, n_shots=args.shots, seed=args.seed, progress=progress)
     else:
-        tv, _ = function_vector(model, task, args.layer, n_shots=args.shots, seed=args.seed, progress=progress)
+        tv, _ = function_vector(model, task, args.layer, top_k=default_top_k(model), n_shots=args.shots,
+                                seed=args.seed, progress=progress)
     layer = tv.layers[0]
     path = tv.save(args.out, "--out")
     print(f"{args.method} task vector of {args.model} (task {args.task_id}, {args.shots}-shot prompts) at layer "
@@ -205,7 +225,7 @@ def _vector_extract(args: argparse.Namespace) -> int:
 def _vector_learn(args: argparse.Namespace) -> int:
     from tvlens.vectors import learn_task_vector
 
-    check_output_file(args.out, "--out", reads=_zoo_reads(args.model))
+    check_output_file(args.out, "--out", reads=_model_reads(args))
     model, task = _load(args)
     layer = model.check_layer(args.layer, "--layer")
     try:
@@ -323,7 +343,7 @@ def _claims_tasks(text: str | None) -> tuple[int | None, tuple[str, ...] | None]
 def _claims(args: argparse.Namespace) -> int:
     from tvlens._io import atomic_write_text
     from tvlens.studies.ledger import LedgerConfig, claims_ledger
-    from tvlens.studies.ledger.subjects import subject
+    from tvlens.subjects import subject
     from tvlens.tasks.text import check_template
 
     count, names = _claims_tasks(args.tasks)
@@ -378,7 +398,13 @@ def _claims(args: argparse.Namespace) -> int:
 
 def _common(parser: argparse.ArgumentParser, vector: bool | None = False) -> None:
     """The options every model command shares; ``vector``: True (required --vector), None (optional), False."""
-    parser.add_argument("--model", default="perm-mix", help="zoo model name (default perm-mix)")
+    parser.add_argument("--model", default="perm-mix",
+                        help="a zoo model name, a Hugging Face model directory (with --tasks) or a tvlens .safetensors "
+                             "model file (default perm-mix)")
+    parser.add_argument("--tasks", default=None,
+                        help="word-pair tasks of a Hugging Face model: comma-separated built-in names or CSV files")
+    parser.add_argument("--template", default="arrow",
+                        help="word-pair prompt template: arrow, hendel, todd, qa or a string with {x} and {y}")
     parser.add_argument("--task-id", type=int, default=0, help="which task of the family (default 0)")
     parser.add_argument("--shots", type=_positive_int, default=None,
                         help="demonstrations per prompt (default: the model's training prompts)")

@@ -12,9 +12,9 @@ import torch
 
 from tvlens import evaluate, zoo
 from tvlens.models import HookedModel
-from tvlens.studies.ledger import CLAIMS, LedgerConfig, claims_ledger
-from tvlens.studies.ledger.subjects import NEEDS, OFFERS, subject
+from tvlens.studies.ledger import CLAIMS, NEEDS, LedgerConfig, claims_ledger
 from tvlens.studies.ledger.verdicts import NOT_APPLICABLE, NOT_TESTABLE, VERDICTS
+from tvlens.subjects import OFFERS, subject
 from tvlens.tasks import Splits
 from tvlens.tasks.text import TextTasks, builtin_tasks
 from tvlens.vectors import vanilla_task_vector
@@ -133,7 +133,7 @@ def test_a_directory_loads_in_the_dtype_asked_for(saved):
     import argparse
 
     from tvlens.cli import build_parser
-    from tvlens.studies.ledger.subjects import DTYPES
+    from tvlens.subjects import DTYPES
 
     s = subject(saved["llama_gqa"], TASKS, dtype="bfloat16")
     model = s.load()

@@ -58,9 +58,9 @@ from tvlens.studies import (
 )
 from tvlens.studies.formation import ComplexityResult, LayerProfile, TVPLossComparison
 from tvlens.studies.ledger import GATES, MIN_DISTINCT_ANSWERS, NOT_TESTABLE_MEANS
-from tvlens.studies.ledger.subjects import subject
 from tvlens.studies.ledger.verdicts import NOT_APPLICABLE, NOT_TESTABLE
 from tvlens.studies.table import StudyTable
+from tvlens.subjects import subject
 from tvlens.tasks.splits import Splits
 from tvlens.vectors import LearnConfig, compare, function_vector
 from tvlens.vectors.bench import METHODS
@@ -547,15 +547,14 @@ def model_run(name: str, config: ReportConfig, loaded: dict[str, HookedModel] | 
     """The group of one model: a Hugging Face directory on :data:`HF_TASKS`, or a zoo model on its family (loaded
     into ``loaded``, the report's shared zoo models)."""
     loaded = {} if loaded is None else loaded
-    if is_hf_dir(name):
-        from tvlens.tasks.text import TextTasks
-
-        model = HookedModel.from_pretrained(name)
-        return Run(name, config, model, TextTasks(HF_TASKS, tokenizer=model.tokenizer), shots=5, loaded=loaded)
-    run = Run(name, config, family=zoo.task(name), loaded=loaded)
-    run.model = run.zoo_model(name)
-    if run.tokens:
-        run.shots, run.history = zoo.spec(name).train.n_shots, formation_over_training(name)
+    source = subject(name, HF_TASKS if is_hf_dir(name) else None, argument="--models")
+    run = Run(name, config, loaded=loaded)
+    run.model = run.zoo_model(name) if source.kind == "zoo" else source.load()
+    run.family = source.family(run.model)
+    if run.tokens:  # the prompts' demonstrations: the one rule (a zoo model's training prompts, word pairs' 5)
+        run.shots = source.n_shots(run.family, None)
+    if run.tokens and source.kind == "zoo":
+        run.history = formation_over_training(name)
     return run
 
 

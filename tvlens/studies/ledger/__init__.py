@@ -37,18 +37,17 @@ groups of test prompts (independent functions) and their seeds re-learn the vect
 each, and the gates; :mod:`~tvlens.studies.ledger.unit`: the :class:`~tvlens.studies.ledger.unit.Workbench` a
 claim measures on; :mod:`~tvlens.studies.ledger.table`: the rows and the table; :mod:`~tvlens.studies.ledger.run`:
 :func:`claims_ledger`; :mod:`~tvlens.studies.ledger.config`: :class:`LedgerConfig`;
-:mod:`~tvlens.studies.ledger.subjects`: what a model is measured on; :mod:`~tvlens.studies.ledger.verdicts`: from
+:mod:`~tvlens.studies.ledger.verdicts`: from
 effects to verdicts. A new claim touches ``catalog.py`` only.
 """
 
-from tvlens.studies.ledger.catalog import CLAIMS, GATES, NOT_TESTABLE_MEANS, Claim, Gate
+from tvlens.studies.ledger.catalog import CLAIMS, GATES, NEEDS, NOT_TESTABLE_MEANS, Claim, Gate
 from tvlens.studies.ledger.config import LedgerConfig
 from tvlens.studies.ledger.run import MIN_DISTINCT_ANSWERS, ModelsFailed, claims_ledger
-from tvlens.studies.ledger.subjects import Subject, subject
 from tvlens.studies.ledger.table import ClaimsLedger, LedgerRow
 from tvlens.studies.ledger.unit import Store, Workbench
 from tvlens.studies.ledger.verdicts import NOT_APPLICABLE, NOT_MEASURED, NOT_TESTABLE
 
 __all__ = ["CLAIMS", "GATES", "MIN_DISTINCT_ANSWERS", "NOT_APPLICABLE", "NOT_MEASURED", "NOT_TESTABLE",
-           "NOT_TESTABLE_MEANS", "Claim", "ClaimsLedger", "Gate", "LedgerConfig", "LedgerRow", "ModelsFailed", "Store",
-           "Subject", "Workbench", "claims_ledger", "subject"]
+           "NEEDS", "NOT_TESTABLE_MEANS", "Claim", "ClaimsLedger", "Gate", "LedgerConfig", "LedgerRow", "ModelsFailed",
+           "Store", "Workbench", "claims_ledger"]

@@ -18,12 +18,27 @@ from typing import Any
 from tvlens.analysis.heads import key_head_analysis
 from tvlens.analysis.ov import ov_decomposition
 from tvlens.studies.formation import STUDY_SOURCES, tvp_profiles
-from tvlens.studies.ledger.subjects import NEEDS, OFFERS
 from tvlens.studies.ledger.unit import FEW_SHOTS, Workbench
 from tvlens.studies.ledger.verdicts import GATE
 from tvlens.studies.regression import fidelity_scores, fidelity_vectors
+from tvlens.subjects import OFFERS
 from tvlens.vectors.task_vector import TaskVector
 from tvlens.zoo.specs import ARM_REPLICATES, PERM_TVP_LAYER, arm_names
+
+#: What a claim can need of the model(s) it is measured on (the reason a row gives when a model lacks it). A subject
+#: offers ``labels`` or ``regression`` (:data:`~tvlens.subjects.OFFERS`); the two training needs — pairs of models
+#: trained with and without the TVP-loss, and a series of models trained on tasks of rising complexity — are met
+#: only by the zoo's own recipes (they are claims about training, not about one model): the ledger measures them
+#: on the zoo, and on a researcher's model it gives a row saying what the claim needs instead of a silent gap.
+NEEDS: dict[str, str] = {
+    "labels": "a task family with discrete answers (a symbolic zoo family or word-pair tasks)",
+    "regression": "a regression task family (a model that reads real-valued inputs, e.g. the zoo's "
+                  "linear-regression)",
+    "tvp_arms": "pairs of models trained with and without the TVP-loss from the same initial weights and prompts "
+                "(the zoo's perm-mix-tvp-arm-s* and perm-mix-arm-s*: run the ledger without models)",
+    "complexity_series": "same-shaped models trained on task mixtures of rising complexity (the zoo's perm-mix-2, "
+                         "perm-mix and perm-mix-32: run the ledger without models)",
+}
 
 
 @dataclass(frozen=True)
@@ -84,7 +99,7 @@ class Claim:
             paired partner by ``measure``): one row, its interval over the models (each model's mean over
             tasks × seeds); ``label`` names the row.
         partners: zoo models ``measure`` reads besides ``models`` (a replicate's partner).
-        needs: what the model it is measured on must offer (a key of :data:`~tvlens.studies.subjects.NEEDS`): a
+        needs: what the model it is measured on must offer (a key of :data:`NEEDS`): a
             ledger on a researcher's models measures the claim on each model that offers it and gives the others
             a ``not applicable`` row that says why.
         cost: the time one unit's measurement takes relative to a typical claim's (measured on the zoo, one
@@ -374,4 +389,4 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
 ]}
 
 
-__all__ = ["CLAIMS", "GATES", "NOT_TESTABLE_MEANS", "Claim", "Gate"]
+__all__ = ["CLAIMS", "GATES", "NEEDS", "NOT_TESTABLE_MEANS", "Claim", "Gate"]

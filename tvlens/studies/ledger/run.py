@@ -17,10 +17,8 @@ from torch import Tensor
 
 from tvlens._progress import progress_bar
 from tvlens.models import HookedModel
-from tvlens.studies.ledger.catalog import CLAIMS, GATES, Claim
+from tvlens.studies.ledger.catalog import CLAIMS, GATES, NEEDS, Claim
 from tvlens.studies.ledger.config import LedgerConfig
-from tvlens.studies.ledger.subjects import NEEDS, OFFERS, Subject
-from tvlens.studies.ledger.subjects import subject as as_subject
 from tvlens.studies.ledger.table import ClaimsLedger, LedgerRow
 from tvlens.studies.ledger.unit import Store, Workbench
 from tvlens.studies.ledger.verdicts import (
@@ -33,6 +31,8 @@ from tvlens.studies.ledger.verdicts import (
     task_estimate,
     verdict,
 )
+from tvlens.subjects import OFFERS, Subject
+from tvlens.subjects import subject as as_subject
 from tvlens.tasks.text import TextTasks, check_enough_pairs
 
 
@@ -194,7 +194,7 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
         progress: a progress bar over the units.
         models: ``None`` (each claim on its zoo models), or the models to ask: zoo names, Hugging Face model
             directories, tvlens ``.safetensors`` files, loaded :class:`~tvlens.models.HookedModel` objects (labelled
-            ``model i``) or subjects (:func:`~tvlens.studies.subjects.subject`:
+            ``model i``) or subjects (:func:`~tvlens.subjects.subject`:
             each with its own tasks and label). Each claim is measured on every model that offers what it
             needs; the others get a ``not applicable`` row saying why.
         tasks: what the non-zoo models are measured on: word-pair tasks (built-in names, ``.csv`` files,

@@ -19,8 +19,8 @@ from tvlens.analysis.dynamics import injection_layer_maps
 from tvlens.evaluate import PromptScorer
 from tvlens.models import HookedModel
 from tvlens.studies.ledger.config import LedgerConfig
-from tvlens.studies.ledger.subjects import Subject
-from tvlens.studies.ledger.subjects import subject as as_subject
+from tvlens.subjects import Subject
+from tvlens.subjects import subject as as_subject
 from tvlens.tasks.base import Task
 from tvlens.tasks.splits import Splits
 from tvlens.vectors.bench import Bench

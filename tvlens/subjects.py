@@ -1,20 +1,25 @@
-"""What the claims ledger measures on: a model, the task family it is measured on, and what it offers.
+"""One way to name a model: a **subject** is a model and the task family it is measured on.
 
-The ledger asks the papers' questions of a **subject**: a zoo model on its own task family, a
-Hugging Face causal LM (a ``save_pretrained`` directory, or a loaded :class:`~tvlens.models.HookedModel`)
-on word-pair tasks, or a tvlens model file (``tvlens demo --out``) on the family it was trained on.
+Every entry point that takes a model — each CLI command's ``--model``, the report's ``--models``, the claims
+ledger's ``models`` — resolves it here, so each accepts the same four kinds of source and gives the same
+errors:
 
-    >>> from tvlens.studies.subjects import subject
+* a zoo name: the zoo model on its own task family;
+* a Hugging Face causal LM directory (``save_pretrained``) on word-pair tasks;
+* a tvlens model file (``tvlens demo --out``) on the family it was trained on (its metadata);
+* a loaded :class:`~tvlens.models.HookedModel`, with word-pair tasks or a task family.
+
+    >>> from tvlens.subjects import subject
     >>> subject("perm-mix")                                         # a zoo model: its own family
     >>> subject("models/gpt2", tasks=("antonyms", "country_capital"), template="todd")
     >>> subject(my_hooked_model, tasks=("antonyms", "pairs.csv"), name="my-gpt2")
 
-**What a claim needs.** Each claim names one entry of :data:`NEEDS`; a subject *offers* ``labels``
-(a symbolic or word-pair family: accuracy over discrete answers) or ``regression`` (real-valued
-inputs and targets). The two training needs — pairs of models trained with and without the TVP-loss,
-and a series of models trained on tasks of rising complexity — are met only by the zoo's own recipes
-(they are claims about training, not about one model): the ledger measures them on the zoo, and on a
-researcher's model it gives a row saying what the claim needs instead of a silent gap.
+**One rule for the shots.** A subject's prompts have :meth:`Subject.n_shots` demonstrations: the number
+asked for, else the shots a zoo model was trained on, else the family's default (word-pair tasks: 5).
+
+**What it offers.** ``labels`` (a symbolic or word-pair family: accuracy over discrete answers) or
+``regression`` (real-valued inputs and targets): the claims ledger measures each claim on the subjects that
+offer what it needs.
 
 **Across processes.** A subject made from a zoo name or a path is a small picklable record: an
 executor's worker is sent one model's units, loads the model once and runs them all. A subject wrapping an
@@ -35,18 +40,7 @@ from tvlens.models import HookedModel
 from tvlens.tasks.base import Task
 from tvlens.tasks.text import TextTasks, WordPairs, builtin_tasks, check_template, word_pair_tasks
 
-#: What a claim can need of the model(s) it is measured on (the reason a row gives when a model lacks it).
-NEEDS: dict[str, str] = {
-    "labels": "a task family with discrete answers (a symbolic zoo family or word-pair tasks)",
-    "regression": "a regression task family (a model that reads real-valued inputs, e.g. the zoo's "
-                  "linear-regression)",
-    "tvp_arms": "pairs of models trained with and without the TVP-loss from the same initial weights and prompts "
-                "(the zoo's perm-mix-tvp-arm-s* and perm-mix-arm-s*: run the ledger without models)",
-    "complexity_series": "same-shaped models trained on task mixtures of rising complexity (the zoo's perm-mix-2, "
-                         "perm-mix and perm-mix-32: run the ledger without models)",
-}
-
-#: The kinds of task family a subject can offer, in words (the other needs are met only by the zoo's recipes).
+#: The kinds of task family a subject can offer, in words.
 OFFERS: dict[str, str] = {"labels": "tasks with discrete answers", "regression": "regression tasks"}
 
 
@@ -55,7 +49,9 @@ class Subject:
     """One model the ledger measures and the task family it is measured on.
 
     Attributes:
-        name: its label in the table (the zoo name, the path as given, or the name passed).
+        name: its label (the zoo name, the path as given, or the name passed).
+        kind: what the source is, decided once by :func:`subject`: ``"zoo"``, ``"pretrained"`` (a Hugging Face
+            directory), ``"file"`` (a tvlens ``.safetensors`` model) or ``"loaded"`` (``model``).
         source: a zoo name, a Hugging Face model directory or a tvlens ``.safetensors`` file; ``None`` when
             ``model`` is given.
         words: the word-pair tasks of a text model (resolved to :class:`WordPairs`); ``None`` otherwise.
@@ -68,6 +64,7 @@ class Subject:
     """
 
     name: str
+    kind: str
     source: str | None
     offers: str
     words: tuple[WordPairs, ...] | None = None
@@ -76,10 +73,14 @@ class Subject:
     model: HookedModel | None = field(default=None, repr=False, compare=False)
     dtype: str = "float32"
 
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"Subject.kind={self.kind!r}: expected one of {list(KINDS)}")
+
     @property
     def zoo_name(self) -> str | None:
         """The zoo name, for a zoo model."""
-        return self.source if self.source is not None and self.source in zoo.SPECS else None
+        return self.source if self.kind == "zoo" else None
 
     @property
     def key(self) -> Any:
@@ -93,21 +94,41 @@ class Subject:
 
     def load(self) -> HookedModel:
         """The model (loaded from its source, or the one given)."""
-        if self.model is not None:
+        if self.kind == "loaded":
+            assert self.model is not None
             return self.model
         assert self.source is not None
-        if self.zoo_name is not None:
-            return zoo.load(self.zoo_name)
-        if Path(self.source).is_dir():
+        if self.kind == "zoo":
+            return zoo.load(self.source)
+        if self.kind == "pretrained":
             return HookedModel.from_pretrained(self.source, dtype=getattr(torch, self.dtype))
         from tvlens.models.io import load_model
 
         return load_model(self.source)
 
+    def reads(self) -> list[Path]:
+        """The files and directories loading it reads (a run's outputs must not be among them): a zoo model's
+        weights and card (shipped, or the user's copy), the directory, or the file."""
+        if self.kind == "zoo":
+            return [path for directory in (None, zoo.WEIGHTS_DIR)
+                    for path in (zoo.weights_path(self.source, directory),
+                                 zoo.weights_path(self.source, directory).with_suffix(".json"))]
+        return [] if self.source is None else [Path(self.source)]
+
+    def task(self, family: Task, task_id: int, argument: str = "task_id") -> Task:
+        """Task ``task_id`` of ``family`` (a regression family: the function drawn from seed ``task_id``), checked
+        against the tasks the family has (one line naming ``argument`` otherwise)."""
+        n_tasks = family.n_tasks
+        if isinstance(task_id, bool) or not isinstance(task_id, int) or task_id < 0 or (
+                n_tasks is not None and task_id >= n_tasks):
+            expected = f"0 … {n_tasks - 1} ({self.name} has {n_tasks} tasks)" if n_tasks else "an int >= 0"
+            raise ValueError(f"{argument}={task_id!r}: expected {expected}")
+        return family.single(task_id)
+
     def family(self, model: HookedModel) -> Task:
         """The task family it is measured on (word-pair tasks on ``model``'s tokenizer)."""
-        if self.zoo_name is not None:
-            return zoo.task(self.zoo_name)
+        if self.kind == "zoo":
+            return zoo.task(self.source)
         if self.words is not None:
             return TextTasks(self.words, tokenizer=model.tokenizer, template=self.template)
         assert self.family_ is not None
@@ -118,7 +139,7 @@ class Subject:
         ``requested`` capped by the family's own count (regression: ``requested`` groups of test prompts)."""
         if self.words is not None:
             return len(self.words)
-        family = zoo.task(self.zoo_name) if self.zoo_name is not None else self.family_
+        family = zoo.task(self.source) if self.kind == "zoo" else self.family_
         return min(requested, family.n_tasks) if family.n_tasks else requested
 
     def n_shots(self, family: Task, requested: int | None) -> int:
@@ -126,11 +147,13 @@ class Subject:
         the family's default (word-pair tasks: 5, Hendel et al.'s setting)."""
         if requested is not None:
             return requested
-        if self.zoo_name is not None:
-            return zoo.spec(self.zoo_name).train.n_shots
+        if self.kind == "zoo":
+            return zoo.spec(self.source).train.n_shots
         return family.default_n_shots
 
 
+#: The kinds of source a subject can have (:attr:`Subject.kind`).
+KINDS = ("zoo", "pretrained", "file", "loaded")
 #: The dtypes a Hugging Face directory can be loaded in.
 DTYPES = ("float32", "bfloat16", "float16", "float64")
 
@@ -162,15 +185,15 @@ def subject(model: Any, tasks: Any = None, *, template: str = "arrow", name: str
     if isinstance(model, HookedModel):
         label = name or "model"
         if family is not None:
-            return Subject(label, None, _offers(family), family_=family, model=model)
+            return Subject(label, "loaded", None, _offers(family), family_=family, model=model)
         if tasks is None:
             raise ValueError(f"{tasks_argument}: a loaded model needs tasks (word-pair task names for a language "
                              "model, or a Task family)")
         if getattr(model, "tokenizer", None) is None:
             raise ValueError(f"{argument}: word-pair tasks need a model with a tokenizer (a Hugging Face model); this "
                              f"model has none: pass its Task family as {tasks_argument}")
-        return Subject(label, None, "labels", words=word_pair_tasks(tasks, tasks_argument), template=template,
-                       model=model)
+        return Subject(label, "loaded", None, "labels", words=word_pair_tasks(tasks, tasks_argument),
+                       template=template, model=model)
     if not isinstance(model, (str, os.PathLike)):
         raise TypeError(f"{argument}: expected zoo names, model directories, .safetensors files or HookedModels; got "
                         f"{type(model).__name__}")
@@ -180,7 +203,7 @@ def subject(model: Any, tasks: Any = None, *, template: str = "arrow", name: str
         if tasks is not None:
             raise ValueError(f"{tasks_argument}={_shown(tasks)}: zoo model {source!r} has its own task family "
                              f"({type(zoo.task(source)).__name__}); leave {tasks_argument} out for zoo models")
-        return Subject(label, source, _offers(zoo.task(source)))
+        return Subject(label, "zoo", source, _offers(zoo.task(source)))
     path = Path(source).expanduser()
     if path.is_dir():
         from tvlens.models.pretrained import check_model_dir
@@ -192,8 +215,8 @@ def subject(model: Any, tasks: Any = None, *, template: str = "arrow", name: str
         if tasks is None:
             raise ValueError(f"{tasks_argument}: a Hugging Face model ({source!r}) needs word-pair tasks, e.g. "
                              f"antonyms,country_capital (built-in: {sorted(builtin_tasks())})")
-        return Subject(label, str(path), "labels", words=word_pair_tasks(tasks, tasks_argument), template=template,
-                       dtype=dtype)
+        return Subject(label, "pretrained", str(path), "labels", words=word_pair_tasks(tasks, tasks_argument),
+                       template=template, dtype=dtype)
     if path.is_file() and path.suffix == ".safetensors":
         from tvlens.models.io import read_metadata
         from tvlens.tasks.base import task_from_dict
@@ -207,7 +230,7 @@ def subject(model: Any, tasks: Any = None, *, template: str = "arrow", name: str
                 raise ValueError(f"{argument}: {source!r} does not record the task it was trained on; pass its Task "
                                  f"family as {tasks_argument}")
             family = task_from_dict(meta["task"])
-        return Subject(label, str(path), _offers(family), family_=family)
+        return Subject(label, "file", str(path), _offers(family), family_=family)
     raise FileNotFoundError(f"{argument}: {source!r} is not a zoo model ({', '.join(zoo.list())}), a model directory "
                             "(with config.json) nor a tvlens .safetensors file")
 
@@ -221,4 +244,4 @@ def _shown(tasks: Any) -> str:
                                                              for t in tasks])
 
 
-__all__ = ["DTYPES", "NEEDS", "OFFERS", "Subject", "subject"]
+__all__ = ["DTYPES", "KINDS", "OFFERS", "Subject", "subject"]
