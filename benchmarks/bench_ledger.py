@@ -46,7 +46,7 @@ from _timing import compare  # noqa: E402
 
 from tvlens import zoo  # noqa: E402
 from tvlens._parallel import default_workers, process_pool  # noqa: E402
-from tvlens.evaluate import evaluate  # noqa: E402
+from tvlens.scoring import evaluate  # noqa: E402
 from tvlens.studies import LedgerConfig, claims_ledger  # noqa: E402
 from tvlens.studies.ledger import unit as claims  # noqa: E402 - the workbench module: what the units call
 from tvlens.vectors import learn_task_vector  # noqa: E402

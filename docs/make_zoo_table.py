@@ -1,4 +1,4 @@
-"""Regenerate the zoo table in README.md from the shipped model cards (tvlens/zoo/weights/*.json).
+"""Regenerate the zoo table in docs/zoo.md from the shipped model cards (tvlens/zoo/weights/*.json).
 
     python docs/make_zoo_table.py          # rewrites the block between the zoo-table markers
 """
@@ -42,9 +42,9 @@ def table() -> str:
 
 
 def main() -> None:
-    readme = Path(__file__).parents[1] / "README.md"
-    replace_blocks(readme, {"zoo-table": table()})
-    print(f"updated {readme}")
+    page = Path(__file__).parent / "zoo.md"
+    replace_blocks(page, {"zoo-table": table()})
+    print(f"updated {page}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ README = Path(__file__).parents[1] / "README.md"
 @pytest.mark.slow
 def test_readme_python_snippets_run(tmp_path):
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-    assert len(blocks) >= 2
+    assert len(blocks) >= 1
     script = tmp_path / "readme.py"
     script.write_text("\n".join(blocks) + "\nprint('README-OK', table[1]['accuracy'])\n")
     proc = subprocess.run([sys.executable, "-W", "ignore", str(script)], cwd=tmp_path, capture_output=True, text=True,

@@ -293,7 +293,7 @@ def test_the_ov_and_key_head_sections_of_one_model_score_the_same_prompts():
     config = ReportConfig(models=["perm-mix"], quick=True, seed=5)
     run = Run("perm-mix", config, model=zoo.load("perm-mix"), family=zoo.task("perm-mix"))
     theta = torch.randn(run.model.d_model, generator=torch.Generator().manual_seed(0)) * 2
-    run.results["compare"] = SimpleNamespace(vectors={("learned", run.layer): TaskVector.single(theta, run.layer)})
+    run.results["compare"] = SimpleNamespace(vectors={("learned", run.analysis_layer): TaskVector.single(theta, run.analysis_layer)})
     stages = {stage.name: stage for stage in STAGES}
     ov, heads = stages["ov"].compute(run), stages["heads"].compute(run)
     torch.testing.assert_close(ov.reinjection["zero_shot"].values.double(), heads.zero_shot.double())

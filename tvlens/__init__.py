@@ -13,36 +13,35 @@ The public surface::
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 from tvlens._version import __version__
 
 # Names are imported on first use (PEP 562), so `import tvlens` — and `tvlens --help` — do not load
-# torch and TransformerLens until something needs them.
+# torch and TransformerLens until something needs them. `tvlens.evaluate` and `tvlens.inject` are functions (from
+# tvlens.scoring and tvlens.interventions): no module shares their names.
 _EXPORTS = {
-    "EvalResult": "tvlens.evaluate",
+    "EvalResult": "tvlens.scoring",
     "HookedModel": "tvlens.models",
     "ICLBatch": "tvlens.tasks",
-    "Intervention": "tvlens.inject",
+    "Intervention": "tvlens.interventions",
     "ModelConfig": "tvlens.models",
     "Site": "tvlens.vectors",
     "Task": "tvlens.tasks",
     "TaskVector": "tvlens.vectors",
     "compare": "tvlens.vectors",
-    "evaluate": "tvlens.evaluate",
-    "inject": "tvlens.inject",
+    "evaluate": "tvlens.scoring",
+    "inject": "tvlens.interventions",
     "resolve_positions": "tvlens.positions",
 }
 _SUBMODULES = ("zoo",)
 
 if TYPE_CHECKING:
     from tvlens import zoo
-    from tvlens.evaluate import EvalResult, evaluate
-    from tvlens.inject import Intervention, inject
+    from tvlens.interventions import Intervention, inject
     from tvlens.models import HookedModel, ModelConfig
     from tvlens.positions import resolve_positions
+    from tvlens.scoring import EvalResult, evaluate
     from tvlens.tasks import ICLBatch, Task
     from tvlens.vectors import Site, TaskVector, compare
 
@@ -59,20 +58,6 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS, *_SUBMODULES])
-
-
-class _Package(types.ModuleType):
-    """``tvlens.evaluate`` and ``tvlens.inject`` are functions, though modules of the same names exist:
-    importing a submodule sets the package attribute to the module, so prefer the function here."""
-
-    def __getattribute__(self, name: str) -> Any:
-        value = super().__getattribute__(name)
-        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == f"tvlens.{name}":
-            return getattr(value, name)
-        return value
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [

@@ -74,9 +74,9 @@ def _set_threads(threads: int | None = None) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from tvlens.evaluate import evaluate
     from tvlens.models import HookedModel, ModelConfig
     from tvlens.models.io import save_model_or_keep
+    from tvlens.scoring import evaluate
     from tvlens.tasks import PermutationMixture, Splits
     from tvlens.training import TrainConfig, train
 
@@ -255,7 +255,7 @@ def _read_vector(args: argparse.Namespace, model: Any) -> Any:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from tvlens.evaluate import evaluate
+    from tvlens.scoring import evaluate
     from tvlens.tasks.splits import Splits
 
     try:

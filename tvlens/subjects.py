@@ -56,7 +56,7 @@ class Subject:
             ``model`` is given.
         words: the word-pair tasks of a text model (resolved to :class:`WordPairs`); ``None`` otherwise.
         template: the prompt template of the word-pair tasks (:data:`~tvlens.tasks.text.TEMPLATES` or a string).
-        family_: the task family of a token or regression model that is not from the zoo.
+        task_family: the task family of a token or regression model that is not from the zoo.
         offers: ``"labels"`` or ``"regression"``.
         model: an already loaded model (used in this process only; not sent to executor workers).
         dtype: the dtype a Hugging Face directory is loaded in (``"float32"``, ``"bfloat16"``, ``"float16"``,
@@ -69,7 +69,7 @@ class Subject:
     offers: str
     words: tuple[WordPairs, ...] | None = None
     template: str = "arrow"
-    family_: Task | None = field(default=None, repr=False)
+    task_family: Task | None = field(default=None, repr=False)
     model: HookedModel | None = field(default=None, repr=False, compare=False)
     dtype: str = "float32"
 
@@ -131,15 +131,15 @@ class Subject:
             return zoo.task(self.source)
         if self.words is not None:
             return TextTasks(self.words, tokenizer=model.tokenizer, template=self.template)
-        assert self.family_ is not None
-        return self.family_
+        assert self.task_family is not None
+        return self.task_family
 
     def n_tasks(self, requested: int) -> int:
         """How many tasks (units per seed) it is measured on: a text model's word-pair tasks, else
         ``requested`` capped by the family's own count (regression: ``requested`` groups of test prompts)."""
         if self.words is not None:
             return len(self.words)
-        family = zoo.task(self.source) if self.kind == "zoo" else self.family_
+        family = zoo.task(self.source) if self.kind == "zoo" else self.task_family
         return min(requested, family.n_tasks) if family.n_tasks else requested
 
     def n_shots(self, family: Task, requested: int | None) -> int:
@@ -185,7 +185,7 @@ def subject(model: Any, tasks: Any = None, *, template: str = "arrow", name: str
     if isinstance(model, HookedModel):
         label = name or "model"
         if family is not None:
-            return Subject(label, "loaded", None, _offers(family), family_=family, model=model)
+            return Subject(label, "loaded", None, _offers(family), task_family=family, model=model)
         if tasks is None:
             raise ValueError(f"{tasks_argument}: a loaded model needs tasks (word-pair task names for a language "
                              "model, or a Task family)")
@@ -230,7 +230,7 @@ def subject(model: Any, tasks: Any = None, *, template: str = "arrow", name: str
                 raise ValueError(f"{argument}: {source!r} does not record the task it was trained on; pass its Task "
                                  f"family as {tasks_argument}")
             family = task_from_dict(meta["task"])
-        return Subject(label, "file", str(path), _offers(family), family_=family)
+        return Subject(label, "file", str(path), _offers(family), task_family=family)
     raise FileNotFoundError(f"{argument}: {source!r} is not a zoo model ({', '.join(zoo.list())}), a model directory "
                             "(with config.json) nor a tvlens .safetensors file")
 

@@ -136,8 +136,8 @@ def test_repeated_prompts_run_once_and_equal_the_full_forward(tiny_model64, monk
     assert cached._suffix.window.shape[0] == 4  # the cache holds the distinct prompts
 
     ran = []
-    real_run = engine_module._Suffix.run
-    monkeypatch.setattr(engine_module._Suffix, "run", lambda self, edits, index, *a: ran.append(
+    real_run = engine_module._CachedSuffix.run
+    monkeypatch.setattr(engine_module._CachedSuffix, "run", lambda self, edits, index, *a: ran.append(
         len(range(len(self.window))[index]) if isinstance(index, slice) else len(index)) or real_run(
         self, edits, index, *a))
 
@@ -187,8 +187,8 @@ def test_rows_join_at_their_first_edited_layer(tiny_model64, monkeypatch):
 
     enter = torch.tensor(layers).repeat_interleave(n)
     ran = []
-    real_block = engine_module._Suffix._block
-    monkeypatch.setattr(engine_module._Suffix, "_block",
+    real_block = engine_module._CachedSuffix._block
+    monkeypatch.setattr(engine_module._CachedSuffix, "_block",
                         lambda self, layer, x, *a: ran.append((layer, x.shape[0])) or real_block(self, layer, x, *a))
     out = {}
     for name, engine, options in (("joined", QueryEngine(model, tokens), {"enter": enter}),

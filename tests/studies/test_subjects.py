@@ -94,7 +94,7 @@ def test_the_regression_claim_applies_to_a_regression_model_file_only():
     (the labels claims say so); the claims over several trained models never apply to given models."""
     path = str(zoo.weights_path("linear-regression"))
     s = subject(path)
-    assert s.offers == "regression" and s.family_.kind == "regression" and s.zoo_name is None
+    assert s.offers == "regression" and s.task_family.kind == "regression" and s.zoo_name is None
     config = LedgerConfig(seeds=(0,), claims=("vanilla_beats_zero_shot", "tvp_loss", "depth_vs_complexity"))
     ledger = claims_ledger(config, models=[path])
     assert [r.verdict for r in ledger.rows] == [NOT_APPLICABLE] * 3

@@ -191,7 +191,7 @@ def test_a_non_finite_loss_stops_training_naming_the_step(backend, small_task):
 def _tvp_reference(model, batch, source):
     """TVP mode and ICL the plain way: one hooked forward records the source's query states, and each layer's
     replacement is a forward of the zero-shot prompts with a ``tvlens.inject`` hook."""
-    from tvlens.evaluate import score_batch
+    from tvlens.scoring import score_batch
 
     names = [model.hook_name(layer, "resid_pre") for layer in range(model.n_layers)]
     _, cache = model.run_with_cache(source.inputs, names, attention_mask=source.attention_mask)

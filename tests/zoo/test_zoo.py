@@ -1,7 +1,7 @@
 """The shipped zoo: every model loads on the installed TL line and meets its quality bar.
 
 These are the claims of issue 5 asserted on the shipped weights with fresh prompts (seeds the
-training never drew). The numbers the cards record are tabulated in the README by
+training never drew). The numbers the cards record are tabulated in docs/zoo.md by
 ``python docs/make_zoo_table.py``.
 """
 

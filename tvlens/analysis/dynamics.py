@@ -46,10 +46,10 @@ from tvlens._checks import check_int
 from tvlens._progress import progress_bar
 from tvlens._records import Records
 from tvlens.analysis.site import single_site
-from tvlens.evaluate import EvalResult, evaluate
-from tvlens.inject import Intervention
+from tvlens.interventions import Intervention
 from tvlens.models.engine import QueryEngine, StreamEdit, check_path
 from tvlens.models.hooked import HookedModel
+from tvlens.scoring import EvalResult, evaluate
 from tvlens.tasks.base import ICLBatch, Task
 from tvlens.tasks.splits import Splits
 from tvlens.vectors.learned import learn_task_vectors

@@ -35,11 +35,11 @@ from torch import Tensor
 from tvlens._checks import check_int
 from tvlens._records import Records, head_records
 from tvlens.analysis.site import single_site
-from tvlens.evaluate import mean_and_stderr
-from tvlens.inject import as_hooked, engine_edits, inject, position_resolver
+from tvlens.interventions import as_hooked, engine_edits, inject, position_resolver
 from tvlens.models.engine import QueryEngine, check_path
 from tvlens.models.hooked import HookedModel
 from tvlens.positions import PositionSpec, at_columns, check_position_spec, resolve_positions
+from tvlens.scoring import mean_and_stderr
 from tvlens.tasks.base import ICLBatch, Task, check_base
 from tvlens.tasks.splits import Splits
 from tvlens.vectors.task_vector import TaskVector

@@ -46,10 +46,10 @@ from transformer_lens.FactoredMatrix import FactoredMatrix
 
 from tvlens._records import Records, head_records
 from tvlens.analysis.site import single_site
-from tvlens.evaluate import EvalResult, evaluate
-from tvlens.inject import Intervention, inject
+from tvlens.interventions import Intervention, inject
 from tvlens.models.hooked import HookedModel
 from tvlens.positions import PositionSpec, at_columns, resolve_positions
+from tvlens.scoring import EvalResult, evaluate
 from tvlens.tasks.base import ICLBatch, Task, check_base
 from tvlens.tasks.splits import Splits
 from tvlens.vectors.task_vector import TaskVector

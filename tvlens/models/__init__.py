@@ -5,7 +5,7 @@ from tvlens.models.capabilities import Capabilities
 from tvlens.models.config import ModelConfig
 from tvlens.models.engine import QueryEngine, StreamEdit
 from tvlens.models.hooked import BLOCK_HOOKS, HookedModel
-from tvlens.models.lines import transformer_lens_line
+from tvlens.models.tl_version import transformer_lens_line
 
 __all__ = ["BLOCK_HOOKS", "Capabilities", "HookedModel", "ModelConfig", "QueryEngine", "StreamEdit",
            "transformer_lens_line"]

@@ -179,7 +179,7 @@ def choose_path(
     caps = model.capabilities
     reason = "" if caps.cached_suffix else caps.reason
     if not reason and hooks:
-        reason = "some edits are hooks at points other than the residual stream (see tvlens.inject.engine_edits)"
+        reason = "some edits are hooks at points other than the residual stream (see tvlens.interventions.engine_edits)"
     if not reason and attention_mask is not None and not bool(attention_mask[:, -1].bool().all()):
         reason = "the query is not the last column of every prompt (right padding)"
     if reason and requested == "cached":
@@ -238,7 +238,7 @@ class QueryEngine:
             #: each prompt's row among the distinct prompts the cache holds (``None``: every prompt is distinct)
             self._distinct = _distinct_rows(self.inputs, self.attention_mask)
             keep = slice(None) if self._distinct is None else self._distinct[0]
-            self._suffix = _Suffix(model, self.inputs[keep], None if self.attention_mask is None
+            self._suffix = _CachedSuffix(model, self.inputs[keep], None if self.attention_mask is None
                                    else self.attention_mask[keep], self.start, first,
                                    {p: c[keep] for p, c in self.columns.items()})
 
@@ -420,7 +420,7 @@ def _edit_columns(x: Float[Tensor, "rows *pos d_model"], edit: StreamEdit, cols:
     return x * (1 - onehot) + onehot * vector[:, None]
 
 
-class _Suffix:
+class _CachedSuffix:
     """The cached path: the prompts' columns before ``first`` kept as keys/values, the rest run by tvlens' block."""
 
     def __init__(self, model: HookedModel, inputs: Tensor, mask: Tensor | None, start: int, first: int,

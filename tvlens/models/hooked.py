@@ -33,9 +33,9 @@ from torch import Tensor, nn
 
 from tvlens.models.capabilities import Capabilities, is_bridge, read_capabilities
 from tvlens.models.config import ModelConfig
-from tvlens.models.lines import transformer_lens_line
 from tvlens.models.norm import apply_norm
 from tvlens.models.pretrained import boot_hf, boot_pretrained
+from tvlens.models.tl_version import transformer_lens_line
 from tvlens.models.weights import clone_state, state_hash, tl_to_native_bridge
 
 HookFn = Callable[[Tensor, Any], Tensor | None]

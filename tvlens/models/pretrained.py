@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from tvlens.models.lines import transformer_lens_line
+from tvlens.models.tl_version import transformer_lens_line
 
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 

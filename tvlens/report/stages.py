@@ -121,13 +121,15 @@ class Run:
         return self.model is not None and self.model.d_input is None
 
     @property
-    def layer(self) -> int:
-        """The layer of the learned vector the analyses follow."""
+    def analysis_layer(self) -> int:
+        """The layer of the learned vector the report's analyses follow (its OV image, key heads and dynamics):
+        layer 1, early enough for the vector to cross most blocks (layer 0 on a model of two layers or fewer)."""
         return 1 if self.model.n_layers > 2 else 0
 
     @property
     def ltv(self) -> Any:
-        return self.results["compare"].vectors[("learned", self.layer)]
+        """The learned vector at :attr:`analysis_layer` (from the ``compare`` stage)."""
+        return self.results["compare"].vectors[("learned", self.analysis_layer)]
 
     def key(self, **params: Any) -> dict[str, Any]:
         """A stage's cache parameters: the group, the settings every stage shares, and its own."""
@@ -219,7 +221,7 @@ def _attention_sections(run: Run, _: Any) -> list[Section]:
 
 
 def _ov_sections(run: Run, ov: OVResult) -> list[Section]:
-    name, layer = run.group, run.layer
+    name, layer = run.group, run.analysis_layer
     return [
         Section("OV transport of θ per head", head_heatmap(ov.contribution_norm, f"{name}: ‖A·θ̂ W_V W_O‖ per head "
                                                            f"(θ = LTV at layer {layer})", "norm"),
@@ -335,14 +337,14 @@ _MODEL_STAGES: tuple[Stage, ...] = (
               "clean prompts is patched into prompts whose labels were shuffled. The boxed heads make the function "
               "vector.")]),
     Stage("ov", "OV decomposition", _tokens, expect=OVResult, needs=("compare",),
-          params=lambda run: run.key(layer=run.layer, ltv=asdict(LTV_CONFIG)),
+          params=lambda run: run.key(layer=run.analysis_layer, ltv=asdict(LTV_CONFIG)),
           compute=lambda run: ov_decomposition(run.model, run.task, run.ltv, n_prompts=run.config.n_prompts,
                                                seed=run.config.seed),
           # no share where the vector gains nothing over zero-shot (it is 0/0 there)
           draw=_ov_sections, summary=lambda run, ov: {"θ_OV share": ov.ov_share if math.isfinite(ov.ov_share)
                                                       else "n/a (no gain)"}),
     Stage("heads", "key heads", _tokens, expect=KeyHeadResult, needs=("compare",),
-          params=lambda run: run.key(layer=run.layer, ltv=asdict(LTV_CONFIG)),
+          params=lambda run: run.key(layer=run.analysis_layer, ltv=asdict(LTV_CONFIG)),
           compute=lambda run: key_head_analysis(run.model, run.task, run.ltv, n_prompts=run.config.n_prompts,
                                                 seed=run.config.seed),
           draw=_heads_sections,
@@ -351,7 +353,7 @@ _MODEL_STAGES: tuple[Stage, ...] = (
     Stage("attention", "attention of the top key head", _tokens, draw=_attention_sections, weight=0,
           needs=("heads",)),
     Stage("dynamics", "linear dynamics", _tokens, expect=DynamicsResult, needs=("compare",),
-          params=lambda run: run.key(layer=run.layer, quick=run.config.quick, ltv=asdict(LTV_CONFIG)),
+          params=lambda run: run.key(layer=run.analysis_layer, quick=run.config.quick, ltv=asdict(LTV_CONFIG)),
           compute=lambda run: linear_dynamics(run.model, run.task, run.ltv, n_prompts=8 if run.config.quick else 32,
                                               n_shots=run.shots,
                                               seed=run.config.seed, progress=run.progress),

@@ -37,9 +37,9 @@ from torch import Tensor
 
 from tvlens import zoo
 from tvlens._records import Records
-from tvlens.evaluate import mean_and_stderr, score_batch
-from tvlens.inject import Intervention
+from tvlens.interventions import Intervention
 from tvlens.models.hooked import HookedModel
+from tvlens.scoring import mean_and_stderr, score_batch
 from tvlens.tasks.base import Task
 from tvlens.tasks.metric import metric_named
 from tvlens.tasks.splits import Splits

@@ -28,9 +28,9 @@ from typing import Any
 import torch
 
 from tvlens import zoo
-from tvlens.evaluate import EvalResult, evaluate
-from tvlens.inject import Intervention
+from tvlens.interventions import Intervention
 from tvlens.models.hooked import HookedModel
+from tvlens.scoring import EvalResult, evaluate
 from tvlens.studies.formation import tvp_by_layer
 from tvlens.studies.table import StudyTable
 from tvlens.tasks.base import ICLBatch

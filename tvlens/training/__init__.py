@@ -1,6 +1,6 @@
 """Training models from scratch: meta-ICL training with the optional task-vector-prompting (TVP) loss.
 
-Training sits above :mod:`tvlens.inject` and :mod:`tvlens.evaluate` (its TVP loss injects a vector;
+Training sits above :mod:`tvlens.interventions` and :mod:`tvlens.scoring` (its TVP loss injects a vector;
 its periodic evaluation scores ICL, zero-shot and TVP mode) and below :mod:`tvlens.zoo`, which
 trains and ships models with it.
 """

@@ -18,7 +18,7 @@ resumed run continues the same sequence), shows a tqdm bar, evaluates periodical
 zero-shot, and TVP mode at every layer) into a metrics history, and writes checkpoints
 atomically.
 
-Layering: training sits above :mod:`tvlens.inject` and :mod:`tvlens.evaluate` (the TVP loss uses
+Layering: training sits above :mod:`tvlens.interventions` and :mod:`tvlens.scoring` (the TVP loss uses
 the one hook path of ``inject``) and below :mod:`tvlens.zoo`.
 """
 
@@ -44,11 +44,11 @@ from tvlens._config import Config
 from tvlens._io import atomic_write, first_line, safe_torch_load
 from tvlens._progress import progress_bar
 from tvlens._records import Records
-from tvlens.evaluate import mean_and_stderr, score_batch, scores_at_query
-from tvlens.inject import Intervention, inject
+from tvlens.interventions import Intervention, inject
 from tvlens.models.engine import QueryEngine, StreamEdit
 from tvlens.models.hooked import HookedModel
 from tvlens.positions import at_columns
+from tvlens.scoring import mean_and_stderr, score_batch, scores_at_query
 from tvlens.tasks.base import ICLBatch, Task
 from tvlens.tasks.metric import metric_named
 from tvlens.tasks.splits import Splits
@@ -149,14 +149,14 @@ def tvp_by_layer(model: HookedModel, batch: ICLBatch, source: ICLBatch | None = 
     another query (Hendel et al.'s dummy query) carries the task without the answer.
 
     Returns:
-        Per layer, the per-prompt scores of :func:`tvlens.evaluate.score_batch`.
+        Per layer, the per-prompt scores of :func:`tvlens.scoring.score_batch`.
     """
     return tvp_and_icl(model, batch, source)[0]
 
 
 def tvp_and_icl(model: HookedModel, batch: ICLBatch, source: ICLBatch | None = None
                 ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
-    """:func:`tvp_by_layer` and the batch's ICL scores (:func:`~tvlens.evaluate.score_batch`)."""
+    """:func:`tvp_by_layer` and the batch's ICL scores (:func:`~tvlens.scoring.score_batch`)."""
     if source is not None and len(source) != len(batch):
         raise ValueError(f"source has {len(source)} prompts; expected one per prompt of the batch ({len(batch)})")
     (scores,), icl = tvp_and_icl_many(model, batch, [source])

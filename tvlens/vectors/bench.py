@@ -24,8 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tvlens.evaluate import EvalResult, PromptScorer
 from tvlens.models.hooked import HookedModel
+from tvlens.scoring import EvalResult, PromptScorer
 from tvlens.tasks.base import ICLBatch, Task
 from tvlens.tasks.splits import Splits
 from tvlens.vectors.function import default_top_k, function_vector
@@ -164,7 +164,7 @@ class Bench:
 
     def score(self, what: str | TaskVector | Any, batch: ICLBatch, base: str = "zero_shot") -> EvalResult:
         """The score on ``batch`` of ``"zero_shot"``, ``"icl"``, or a vector injected into the ``base`` view (each
-        view of a batch runs into the query engine once, :class:`~tvlens.evaluate.PromptScorer`)."""
+        view of a batch runs into the query engine once, :class:`~tvlens.scoring.PromptScorer`)."""
         key = id(batch)
         if key not in self._scorers or self._scorers[key].batch is not batch:
             self._scorers[key] = PromptScorer(self.model, batch)

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tvlens._records import Records
-from tvlens.evaluate import EvalResult
 from tvlens.models.hooked import HookedModel
+from tvlens.scoring import EvalResult
 from tvlens.tasks.base import Task
 from tvlens.tasks.metric import metric_named
 from tvlens.vectors.bench import METHODS, Bench, check_methods

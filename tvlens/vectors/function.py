@@ -30,9 +30,9 @@ from torch import Tensor
 
 from tvlens._progress import progress_bar
 from tvlens._records import Records, head_records
-from tvlens.evaluate import evaluate
 from tvlens.models.engine import QueryEngine, check_path
 from tvlens.models.hooked import HookedModel
+from tvlens.scoring import evaluate
 from tvlens.tasks.base import ICLBatch, Task
 from tvlens.tasks.splits import Splits
 from tvlens.vectors.task_vector import TaskVector

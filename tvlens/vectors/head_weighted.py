@@ -33,10 +33,10 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tvlens._records import Records, head_records
-from tvlens.evaluate import EvalResult, evaluate
-from tvlens.inject import Intervention
+from tvlens.interventions import Intervention
 from tvlens.models.engine import QueryEngine, StreamEdit, check_path
 from tvlens.models.hooked import HookedModel
+from tvlens.scoring import EvalResult, evaluate
 from tvlens.tasks.base import ICLBatch, Task
 from tvlens.tasks.splits import Splits
 from tvlens.vectors.function import mean_head_outputs, project_heads, prompt_head_z

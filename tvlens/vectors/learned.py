@@ -28,9 +28,9 @@ from tvlens._checks import check_int
 from tvlens._config import Config
 from tvlens._progress import progress_bar
 from tvlens._records import Records
-from tvlens.evaluate import EvalResult, scores_at_query
 from tvlens.models.engine import QueryEngine, StreamEdit, check_path
 from tvlens.models.hooked import HookedModel
+from tvlens.scoring import EvalResult, scores_at_query
 from tvlens.tasks.base import ICLBatch, Task, check_base
 from tvlens.tasks.splits import Splits
 from tvlens.vectors.task_vector import Site, TaskVector

@@ -35,7 +35,7 @@ from torch import Tensor
 from tvlens._checks import check_int
 from tvlens._io import atomic_write, first_line
 from tvlens._version import __version__
-from tvlens.inject import Intervention, inject
+from tvlens.interventions import Intervention, inject
 from tvlens.models.hooked import BLOCK_HOOKS, HookedModel
 from tvlens.models.weights import state_hash
 from tvlens.positions import PositionSpec, check_position_spec

@@ -31,9 +31,9 @@ from torch import Tensor
 from tvlens._checks import check_int
 from tvlens._progress import progress_bar
 from tvlens._records import Records
-from tvlens.evaluate import EvalResult, evaluate
-from tvlens.inject import Intervention
+from tvlens.interventions import Intervention
 from tvlens.models.hooked import HookedModel
+from tvlens.scoring import EvalResult, evaluate
 from tvlens.tasks.base import ICLBatch, Task
 from tvlens.tasks.metric import metric_named
 from tvlens.tasks.splits import Splits

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 
 from tvlens.analysis.dynamics import injection_layer_maps
-from tvlens.evaluate import PromptScorer
 from tvlens.models import HookedModel
+from tvlens.scoring import PromptScorer
 from tvlens.studies.ledger.config import LedgerConfig
 from tvlens.subjects import Subject
 from tvlens.subjects import subject as as_subject
@@ -94,9 +94,9 @@ class Workbench:
         return self.memo("test", lambda: self.splits.sample(self.task, "test", self.config.n_prompts, self.n_shots))
 
     def score(self, mode: str, vector: Any = None, batch: Any = None, base: str = "zero_shot") -> float:
-        """:func:`~tvlens.evaluate.evaluate`'s mean score of ``mode`` on ``batch`` (default: the test prompts). The
+        """:func:`~tvlens.scoring.evaluate`'s mean score of ``mode`` on ``batch`` (default: the test prompts). The
         prompts are asked many questions (zero-shot, ICL, each vector and its control), so one
-        :class:`~tvlens.evaluate.PromptScorer` per batch runs them into its query engines once."""
+        :class:`~tvlens.scoring.PromptScorer` per batch runs them into its query engines once."""
         batch = self.test if batch is None else batch
         key = ("scorer", id(batch))
         if key not in self._memo or self._memo[key].batch is not batch:  # the batch itself, not a later one at its id

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from tvlens import Intervention, evaluate, inject
-from tvlens.evaluate import PromptScorer, mean_and_stderr
 from tvlens.models import engine as engine_module
+from tvlens.scoring import PromptScorer, mean_and_stderr
 from tvlens.tasks import Splits
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tvlens import Intervention, inject
-from tvlens.inject import injected_forward
+from tvlens.interventions import injected_forward
 
 
 def toks(model, batch=3, pos=10, seed=0):

@@ -36,7 +36,7 @@ from torch import Tensor
 from tvlens._checks import check_int
 from tvlens._progress import progress_bar
 from tvlens._records import Records
-from tvlens.inject import Intervention, as_hooked, check_provenance, engine_edits, flatten_interventions, inject
+from tvlens.interventions import Intervention, as_hooked, check_provenance, engine_edits, flatten_interventions, inject
 from tvlens.models.engine import QueryEngine, check_path
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task, check_base
