@@ -230,3 +230,71 @@ def test_select_keeps_rows_of_per_example_parts():
     assert torch.equal(sub.vector, iv.vector[1:3]) and torch.equal(sub.positions, torch.tensor([1, 2]))
     shared = Intervention(torch.zeros(4), layer=0)
     assert shared.select(slice(0, 1)) is shared
+
+
+def test_a_prompt_moved_to_a_later_position_is_that_prompt_run_there():
+    """position_shift on learned absolute positions equals the forward from embeddings taken at the later positions
+    (computed by hand with W_E and W_pos); with the zero-shot query's own moved embedding replaced in at L0, the
+    scores are the moved baseline's exactly; on rotary positions nothing moves; a target beyond the context is a
+    one-line error."""
+    from tvlens import zoo
+    from tvlens.interventions import position_shift
+    from tvlens.scoring import PromptScorer
+    from tvlens.tasks import Splits
+    from tvlens.vectors.vanilla import source_position
+
+    model, task = zoo.load("perm-mix"), zoo.task("perm-mix").single(0)
+    batch = Splits(0).sample(task, "test", 32, 16)
+    zero, at = batch.zero_shot, source_position(batch)
+    assert (at == batch.view("icl").inputs.shape[1] - 1).all()
+    n, length = zero.inputs.shape
+    with torch.no_grad():
+        positions = at[:, None] - torch.arange(length - 1, -1, -1)
+        by_hand = model.run_from_layer(model.W_E[zero.inputs] + model.W_pos[positions], 0)[:, -1]
+        shifted = position_shift(model, n, length, None, at)
+        with inject(model, *shifted):
+            hooked = model(zero.inputs)[:, -1]
+    torch.testing.assert_close(hooked, by_hand, atol=1e-5, rtol=1e-5)
+    scorer = PromptScorer(model, batch)
+    moved = scorer.evaluate("zero_shot", query_at=at)
+    assert moved.values.tolist() == (by_hand.argmax(-1) == zero.targets).float().tolist()
+    own = (model.W_E[zero.inputs[:, -1]] + model.W_pos[at]).detach()
+    same = scorer.evaluate("injected", Intervention(own, 0, mode="replace"), query_at=at)
+    assert torch.equal(same.values, moved.values) and moved.mean != scorer.evaluate("zero_shot").mean
+    with pytest.raises(ValueError, match=r"^query_at=\[.*\]: expected positions from the prompts' own query position "
+                                         r"\(2\) to the model's last \(\d+\)$"):
+        position_shift(model, n, length, None, at + 1000)
+
+
+def test_rotary_positions_move_nothing(tokenizer, tmp_path):
+    from tests.hf_models import build
+    from tvlens.interventions import position_shift
+    from tvlens.models import HookedModel
+
+    model = HookedModel.from_pretrained(str(build("llama", tmp_path / "rotary", tokenizer)))
+    assert not model.capabilities.learned_positions and position_shift(model, 2, 5, None, 40) == []
+
+
+def test_padded_prompts_of_other_lengths_move_one_by_one(tokenizer, tmp_path):
+    """Left-padded word-pair prompts of several lengths on a learned-position model (GPT-2): each prompt moves so
+    that its query sits at its own target; checked against the forward from embeddings at those positions."""
+    from tests.hf_models import build
+    from tvlens.interventions import position_shift, query_position_ids
+    from tvlens.models import HookedModel
+    from tvlens.tasks import Splits
+    from tvlens.tasks.text import TextTasks, builtin_tasks
+
+    model = HookedModel.from_pretrained(str(build("gpt2", tmp_path / "learned", tokenizer)), dtype=torch.float64)
+    task = TextTasks((builtin_tasks()["antonyms"],), tokenizer=model.tokenizer).single(0)
+    zero = Splits(0).sample(task, "test", 8, 3).zero_shot
+    mask = zero.attention_mask
+    n, length = zero.inputs.shape
+    own = query_position_ids(n, length, mask)
+    assert len(set(own.tolist())) > 1  # prompts of several lengths
+    target = own.max() + 5 + torch.arange(n)
+    with torch.no_grad():
+        ids = (model.position_ids(n, length, mask) + (target - own)[:, None]) * mask
+        by_hand = model.run_from_layer(model.W_E[zero.inputs] + model.W_pos[ids], 0, attention_mask=mask)[:, -1]
+        with inject(model, *position_shift(model, n, length, mask, target)):
+            moved = model(zero.inputs, attention_mask=mask)[:, -1]
+    torch.testing.assert_close(moved, by_hand, atol=1e-9, rtol=1e-9)

@@ -279,5 +279,49 @@ def injected_forward(
         return model(inputs, attention_mask=attention_mask)
 
 
+def query_position_ids(n: int, seq_len: int, attention_mask: Tensor | None = None) -> Tensor:
+    """The position of each prompt's query (its last real token), counted from its first real token."""
+    if attention_mask is None:
+        return torch.full((n,), seq_len - 1, dtype=torch.long)
+    return attention_mask.long().sum(-1).cpu() - 1
+
+
+def position_shift(model: HookedModel, n: int, seq_len: int, attention_mask: Tensor | None,
+                   query_at: int | Tensor) -> list[Intervention]:
+    """Interventions that move every prompt so that its query (last real token) sits at position ``query_at``
+    (an int, or one per prompt): on a model with learned absolute positions, the prompt's ``k``-th token from the
+    end gets ``W_pos[query_at − k] − W_pos[own position]`` added to the stream entering block 0, which is exactly
+    the prompt run at the later positions (positions enter nowhere else). A model without them (rotary, none)
+    sees only relative positions: nothing to move (``[]``).
+
+    This is what a patch from another prompt needs on learned absolute positions: a state taken at the ICL
+    prompt's query position carries that position's embedding, so the zero-shot prompt it is put into (and its
+    baseline) is moved to the same position (Hendel et al.'s replacement, position-matched).
+
+    Raises:
+        ValueError: ``query_at`` before a prompt's own length, or beyond the model's context (one line).
+    """
+    if not model.capabilities.learned_positions:
+        return []
+    lengths = query_position_ids(n, seq_len, attention_mask) + 1
+    target = torch.as_tensor(query_at, dtype=torch.long).cpu().expand(n)
+    if bool((target < lengths - 1).any()) or int(target.max()) >= model.cfg.n_ctx:
+        raise ValueError(f"query_at={query_at if isinstance(query_at, int) else target.tolist()!r}: expected "
+                         f"positions from the prompts' own query position ({int(lengths.max()) - 1}) to the model's "
+                         f"last ({model.cfg.n_ctx - 1})")
+    shift = target - (lengths - 1)
+    W_pos = model.W_pos.detach()
+    moves = []
+    for k in range(int(lengths.max())):  # the k-th real token from the end of each prompt
+        exists = lengths > k
+        own = (lengths - 1 - k).clamp(min=0)
+        delta = (W_pos[(own + shift).clamp(max=model.cfg.n_ctx - 1)] - W_pos[own]) * exists[:, None].to(W_pos.dtype)
+        if bool(exists.all()) and bool((shift == shift[0]).all()):  # one column for every prompt: a stream edit
+            moves.append(Intervention(delta[0].to(model.device), layer=0, positions=-1 - k))
+        else:  # prompts of other lengths: this column of each (0 where a prompt is shorter, so nothing moves)
+            moves.append(Intervention(delta.to(model.device), layer=0, positions=own))
+    return moves
+
+
 __all__ = ["Intervention", "as_hooked", "check_provenance", "engine_edits", "flatten_interventions", "inject",
-           "injected_forward", "position_resolver"]
+           "injected_forward", "position_resolver", "position_shift", "query_position_ids"]

@@ -36,7 +36,15 @@ from torch import Tensor
 from tvlens._checks import check_int
 from tvlens._progress import progress_bar
 from tvlens._records import Records
-from tvlens.interventions import Intervention, as_hooked, check_provenance, engine_edits, flatten_interventions, inject
+from tvlens.interventions import (
+    Intervention,
+    as_hooked,
+    check_provenance,
+    engine_edits,
+    flatten_interventions,
+    inject,
+    position_shift,
+)
 from tvlens.models.engine import QueryEngine, check_path
 from tvlens.models.hooked import HookedModel
 from tvlens.tasks.base import ICLBatch, Task, check_base
@@ -195,11 +203,16 @@ class PromptScorer:
         self.model, self.batch, self.path = as_hooked(model), batch, check_path(path)
         self._engines: dict[Any, QueryEngine] = {}
 
-    def scores(self, mode: str, interventions: Sequence[Intervention] = (), base: str = "zero_shot"
-               ) -> dict[str, Float[Tensor, " batch"]]:
+    def scores(self, mode: str, interventions: Sequence[Intervention] = (), base: str = "zero_shot",
+               query_at: int | Tensor | None = None) -> dict[str, Float[Tensor, " batch"]]:
         """Per-prompt scores of ``mode`` (:func:`scores_at_query`) with ``interventions`` in the prompts
-        ``mode`` scores (:func:`scored_view`); no gradient."""
+        ``mode`` scores (:func:`scored_view`); no gradient. ``query_at``: move the scored prompts so that their
+        query sits at this position first (:func:`~tvlens.interventions.position_shift`; a model without learned
+        absolute positions is unchanged)."""
         prompts = scored_view(self.batch, mode, base)
+        if query_at is not None:  # the move first: an intervention at the same site replaces the moved stream
+            interventions = [*position_shift(self.model, len(prompts), prompts.inputs.shape[1],
+                                             prompts.attention_mask, query_at), *interventions]
         edits, hooks = engine_edits(self.model, *interventions)
         n_layers = self.model.n_layers
         start = min([n_layers - 1, *(edit.layer for edit in edits)])
@@ -218,11 +231,11 @@ class PromptScorer:
         return scores_at_query(prompts, logits, len(interventions))
 
     def evaluate(self, mode: str, vector: Intervention | Iterable[Intervention] | Any | None = None,
-                 base: str = "zero_shot") -> EvalResult:
-        """:func:`evaluate` of ``mode`` (and ``vector``) on this batch."""
+                 base: str = "zero_shot", query_at: int | Tensor | None = None) -> EvalResult:
+        """:func:`evaluate` of ``mode`` (and ``vector``) on this batch (``query_at``: :meth:`scores`)."""
         interventions = [] if vector is None else flatten_interventions([vector])
         return EvalResult.from_scores(mode, scored_view(self.batch, mode, base), self.scores(mode, interventions,
-                                                                                            base))
+                                                                                            base, query_at))
 
 
 def check_task(model: HookedModel, task: Any, argument: str = "task") -> None:
@@ -262,6 +275,7 @@ def evaluate(
     base: Literal["zero_shot", "icl"] = "zero_shot",
     batch: ICLBatch | None = None,
     path: str = "auto",
+    query_at: int | Tensor | None = None,
     progress: bool = True,
 ) -> EvalResult:
     """Score ``model`` on held-out prompts of ``task``.
@@ -284,6 +298,9 @@ def evaluate(
         batch: score these prompts instead of sampling (``n_prompts``/``n_shots``/``seed``/``split`` unused).
         path: how the prompts run (:class:`PromptScorer`): ``"auto"`` (the query engine's cached path wherever it
             is exact), ``"cached"`` or ``"full"`` (the model's own forward with hooks).
+        query_at: run the scored prompts with their query moved to this position (an int, or one per prompt;
+            :func:`~tvlens.interventions.position_shift`): the baseline a state patched in from a longer prompt
+            is compared with on a model with learned absolute positions (``None``: where they are).
         progress: show a tqdm bar when scoring takes more than half a second.
 
     Returns:
@@ -321,6 +338,7 @@ def evaluate(
     for start in progress_bar(starts, desc=f"evaluate {mode}", progress=progress and len(starts) > 1):
         rows = slice(start, start + batch_size)
         chunk_interventions = [iv.select(rows) for iv in interventions]
-        chunks.append(PromptScorer(hooked, batch.select(rows), path).scores(mode, chunk_interventions, base))
+        at = query_at[rows] if isinstance(query_at, Tensor) and query_at.ndim else query_at
+        chunks.append(PromptScorer(hooked, batch.select(rows), path).scores(mode, chunk_interventions, base, at))
     scores = {key: torch.cat([c[key] for c in chunks]) for key in chunks[0]}
     return EvalResult.from_scores(mode, scored, scores)

@@ -455,20 +455,20 @@ def test_the_gate_is_the_share_of_icls_gain_the_learned_vector_recovers():
     assert not unit.touched  # the gate's vector is not counted as the claim's
 
 
-def test_a_replace_mode_claim_on_learned_absolute_positions_is_not_testable():
-    """Hendel et al.'s replace-mode reading on a zoo model (learned absolute positions): the patched state carries
-    the ICL prompt's position, so the row reads 'not testable here' and says so; on a rotary model it is decided."""
+def test_hendels_reading_is_position_matched_and_gated_like_every_mechanism_claim():
+    """The hendel row moves the zero-shot prompt (and its baseline) to the ICL query's position, where the patched
+    state was computed: its zero-shot term is the moved prompts' score (checked with evaluate), which on perm-mix
+    differs from the unmoved one; and it is decided only where a task vector can exist at its site."""
     from tvlens.studies.ledger import GATES, Workbench
+    from tvlens.vectors.vanilla import source_position
 
-    unit = Workbench("perm-mix", 0, 0, LedgerConfig(n_prompts=8))
-    assert unit.model.capabilities.learned_positions and GATES["positions"].value(unit) == 0.0
-    assert CLAIMS["hendel_most_of_icl"].gate == "positions"
-    config = LedgerConfig(n_tasks=5, seeds=(0,), claims=("hendel_most_of_icl",))
-    for value, expected in ((0.0, NOT_TESTABLE), (1.0, "does not hold")):
-        ledger = claims_ledger(config, progress=False, executor=_Scripted(
-            lambda job, v=value: [UnitResult([(-0.5 + 0.01 * t, 0.0, 0)], None, [v]) for t, _ in job.units]))
-        row = ledger.row("hendel_most_of_icl", "perm-mix")
-        assert row.verdict == expected
-        if expected == NOT_TESTABLE:
-            assert row.reason.startswith("the model has learned absolute positions: the ICL prompt's state")
-            assert "; gate" not in ledger.to_markdown()  # the site gate's note only
+    assert CLAIMS["hendel_most_of_icl"].gate == "site" and set(GATES) == {"site"}
+    unit = Workbench("perm-mix", 0, 0, LedgerConfig(n_prompts=64))
+    effect, control = CLAIMS["hendel_most_of_icl"].measure(unit)
+    tv = unit.vanilla(mode="replace")[0]
+    at = source_position(unit.test)
+    moved, icl, injected = (evaluate(unit.model, unit.task, mode, vector, batch=unit.test, query_at=q).mean
+                            for mode, vector, q in (("zero_shot", None, at), ("icl", None, None), ("injected", tv, at)))
+    assert effect == pytest.approx(injected - moved - 0.5 * (icl - moved), abs=1e-6)
+    assert moved != pytest.approx(unit.score("zero_shot"), abs=0.02)  # learned absolute positions: the move matters
+

@@ -31,7 +31,7 @@ from torch import Tensor
 from tvlens._checks import check_int
 from tvlens._progress import progress_bar
 from tvlens._records import Records
-from tvlens.interventions import Intervention
+from tvlens.interventions import Intervention, query_position_ids
 from tvlens.models.hooked import HookedModel
 from tvlens.scoring import EvalResult, evaluate
 from tvlens.tasks.base import ICLBatch, Task
@@ -84,6 +84,14 @@ class LayerSweep(Records):
                  "metric": self.metric} for i, layer in enumerate(self.layers)]
 
 
+def source_position(batch: ICLBatch) -> Tensor:
+    """Where a state read at the ICL prompts' queries was computed: each ICL prompt's query position (counted from
+    its first real token). On a model with learned absolute positions a replaced state carries it, so the
+    zero-shot prompt it goes into — and that prompt's baseline — is scored moved there (``query_at``)."""
+    icl = batch.view("icl")
+    return query_position_ids(len(icl), icl.inputs.shape[1], icl.attention_mask)
+
+
 def sweep_layers(
     model: HookedModel,
     task: Task,
@@ -94,19 +102,23 @@ def sweep_layers(
     test_prompts: int,
     seed: int,
     base: str = "zero_shot",
+    position_matched: bool = False,
     progress: bool = True,
 ) -> LayerSweep:
-    """Score each layer's vector on dev prompts, pick the best, report it on separate test prompts."""
+    """Score each layer's vector on dev prompts, pick the best, report it on separate test prompts.
+    ``position_matched``: the zero-shot prompts a state from the ICL prompts replaces into are moved to the ICL
+    query's position (:func:`source_position`)."""
     layers, splits = sorted(vectors), Splits(seed)
     dev = splits.sample(task, "dev", dev_prompts, n_shots)
-    results = [evaluate(model, task, "injected", vectors[layer], batch=dev, base=base, progress=False)
+    results = [evaluate(model, task, "injected", vectors[layer], batch=dev, base=base, progress=False,
+                        query_at=source_position(dev) if position_matched else None)
                for layer in progress_bar(layers, desc="layer sweep (dev)", progress=progress)]
     metric = results[0].metric
     means = torch.tensor([r.mean for r in results])
     best = metric_named(metric).best(means)
-    test = evaluate(model, task, "injected", vectors[layers[best]], batch=splits.sample(task, "test", test_prompts,
-                                                                                        n_shots),
-                    base=base, progress=False)
+    test_batch = splits.sample(task, "test", test_prompts, n_shots)
+    test = evaluate(model, task, "injected", vectors[layers[best]], batch=test_batch, base=base, progress=False,
+                    query_at=source_position(test_batch) if position_matched else None)
     return LayerSweep(layers, means, torch.tensor([r.stderr for r in results]), layers[best], test, metric)
 
 
@@ -192,7 +204,8 @@ def _hendel_procedure(
 
     def score(batch: ICLBatch, states: Tensor, i: int) -> EvalResult:
         per_prompt = Intervention(states[i], layers[i], hook="resid_post", mode="replace")
-        return evaluate(model, task, "injected", per_prompt, batch=batch, progress=False)
+        return evaluate(model, task, "injected", per_prompt, batch=batch, progress=False,
+                        query_at=source_position(batch))
 
     dev = splits.sample(task, "dev", dev_prompts, n_shots)
     dev_states = hendel_states(model, task, dev, layers, seed=splits.dev)
@@ -288,12 +301,14 @@ def vanilla_task_vector(
     result = VanillaResult(vectors=vectors, layers=layers, mode=mode)
     if layer is not None:
         return make(0), result
+    # a replaced state from the query carries the ICL prompt's position: scored at it (add mode: a difference)
     result.sweep = sweep_layers(model, task, {layers[i]: make(i) for i in range(len(layers))}, n_shots=n_shots,
-                                dev_prompts=dev_prompts, test_prompts=test_prompts, seed=seed, progress=progress)
+                                dev_prompts=dev_prompts, test_prompts=test_prompts, seed=seed, progress=progress,
+                                position_matched=mode == "replace" and position == "last")
     chosen = make(layers.index(result.sweep.best_layer))
     chosen.history.append(result.sweep.to_dict())
     return chosen, result
 
 
 __all__ = ["HENDEL_LAYER_CONVENTION", "LayerSweep", "VanillaResult", "hendel_dummy_examples", "hendel_states",
-           "query_states", "sweep_layers", "vanilla_task_vector"]
+           "query_states", "source_position", "sweep_layers", "vanilla_task_vector"]

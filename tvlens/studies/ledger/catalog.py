@@ -23,6 +23,7 @@ from tvlens.studies.ledger.verdicts import GATE
 from tvlens.studies.regression import fidelity_scores, fidelity_vectors
 from tvlens.subjects import OFFERS
 from tvlens.vectors.task_vector import TaskVector
+from tvlens.vectors.vanilla import source_position
 from tvlens.zoo.specs import ARM_REPLICATES, PERM_TVP_LAYER, arm_names
 
 #: What a claim can need of the model(s) it is measured on (the reason a row gives when a model lacks it). A subject
@@ -58,24 +59,14 @@ class Gate:
     why: str
 
 
-def _position_free(w: Workbench) -> float:
-    """1 when patching a state from another prompt keeps the target's positions (no learned absolute position
-    embedding: rotary or none), 0 when the state carries its own position (learned absolute positions)."""
-    return 0.0 if w.model.capabilities.learned_positions else 1.0
-
-
 #: What ``not testable here`` means, in the words of the table's caption and the report.
 NOT_TESTABLE_MEANS = (f"a negative could not show on their model (a mechanism claim whose learned vector recovers "
-                      f"less than {GATE:.0%} of ICL's gain on held-out queries at its site, or a replace-mode reading "
-                      "on learned absolute positions; the row says which)")
+                      f"less than {GATE:.0%} of ICL's gain on held-out queries at its site; the row gives this gate)")
 
 #: The gates a claim can name (:attr:`Claim.gate`).
 GATES: dict[str, Gate] = {g.name: g for g in [
     Gate("site", Workbench.site_gate, GATE, "gate {value:.2f}: the learned vector at its site recovers {value:.0%} of "
          f"ICL's gain on held-out queries, below the {GATE:.0%} a task vector needs there"),
-    Gate("positions", _position_free, 1.0, "the model has learned absolute positions: the ICL prompt's state put in "
-         "place of the query's carries its own position embedding, so the comparison with zero-shot is confounded "
-         "(position-matched replacement is not built yet)"),
 ]}
 
 
@@ -107,8 +98,7 @@ class Claim:
             It orders the work and changes no number.
         gate: the test (a key of :data:`GATES`) a model must pass for the claim to be decided on it: ``"site"`` for
             a mechanism claim about a task vector (its heads, its OV image, its propagation, how it compares: the
-            learned vector at its site must carry the task to held-out queries), ``"positions"`` for a claim read
-            in replace mode (the patched state must not carry another position's embedding). Where the gate fails
+            learned vector at its site must carry the task to held-out queries). Where the gate fails
             the row reads ``not testable here`` and says why; ``None``: always decided.
     """
 
@@ -182,7 +172,14 @@ def _ltv_early_position(w: Workbench) -> tuple[float, float]:
 
 
 def _hendel_replace(w: Workbench) -> tuple[float, float]:
-    return _most_of_icl(w, w.vanilla(mode="replace")[0])
+    """Hendel et al.'s reading, position-matched: the ICL prompts' state replaces the zero-shot query's, and the
+    zero-shot prompt (the baseline too) is scored moved to the ICL query's position, where that state was computed
+    (:func:`~tvlens.interventions.position_shift`; a model without learned absolute positions is unchanged)."""
+    tv, at = w.vanilla(mode="replace")[0], source_position(w.test)
+    zero, icl = w.score("zero_shot", query_at=at), w.score("icl")
+    half = 0.5 * (icl - zero)
+    return (w.score("injected", tv, query_at=at) - zero - half,
+            w.score("injected", w.random_like(tv), query_at=at) - zero - half)
 
 
 def _fv_vs_zero(w: Workbench) -> tuple[float, float]:
@@ -328,8 +325,8 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           f"{_RANDOM} (of the vanilla TV's norm)"),
     Claim("hendel_most_of_icl", "The task vector, patched in place of the query's state, recovers most of ICL",
           "Hendel et al. 2023", "accuracy gained over zero-shot by the vanilla TV in replace mode minus half of ICL's "
-          "gain", 0.0, _SYMBOLIC, _hendel_replace, f"{_RANDOM} (of the TV's norm), replacing the state",
-          gate="positions"),
+          "gain, both with the zero-shot prompt moved to the ICL query's position (position-matched)", 0.0, _SYMBOLIC,
+          _hendel_replace, f"{_RANDOM} (of the TV's norm), replacing the state at the same position", gate="site"),
     Claim("fv_beats_zero_shot", "The function vector added to the zero-shot query beats it", "Todd et al. 2024",
           "accuracy of the FV (at the vanilla TV's layer) minus zero-shot accuracy", 0.0, _SYMBOLIC, _fv_vs_zero,
           f"{_RANDOM} (of the FV's norm)"),

@@ -93,7 +93,8 @@ class Workbench:
         """The scoring prompts (the ``test`` split): their queries trained nothing and chose nothing."""
         return self.memo("test", lambda: self.splits.sample(self.task, "test", self.config.n_prompts, self.n_shots))
 
-    def score(self, mode: str, vector: Any = None, batch: Any = None, base: str = "zero_shot") -> float:
+    def score(self, mode: str, vector: Any = None, batch: Any = None, base: str = "zero_shot",
+              query_at: Any = None) -> float:
         """:func:`~tvlens.scoring.evaluate`'s mean score of ``mode`` on ``batch`` (default: the test prompts). The
         prompts are asked many questions (zero-shot, ICL, each vector and its control), so one
         :class:`~tvlens.scoring.PromptScorer` per batch runs them into its query engines once."""
@@ -101,7 +102,7 @@ class Workbench:
         key = ("scorer", id(batch))
         if key not in self._memo or self._memo[key].batch is not batch:  # the batch itself, not a later one at its id
             self._memo[key] = PromptScorer(self.model, batch)
-        return self._memo[key].evaluate(mode, vector, base).mean
+        return self._memo[key].evaluate(mode, vector, base, query_at).mean
 
     def random_like(self, tv: TaskVector, salt: int = 0) -> TaskVector:
         """The control vector: at each of ``tv``'s sites a random direction with the norm of ``tv``'s tensor there
