@@ -112,10 +112,10 @@ def test_claims_prints_the_ledger_and_writes_it(cli, tmp_path):
                "--quiet", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| The vanilla task vector")]
-    assert [row.split(" | ")[2] for row in rows] == ["perm-mix", "perm-mix-32", "token-offset"]
+    assert [row.split(" | ")[3] for row in rows] == ["perm-mix", "perm-mix-32", "token-offset"]
     # two tasks cannot decide: every row is inconclusive and says why
     assert all(row.endswith("**inconclusive** (fewer than 3 tasks (2)) |") for row in rows), rows
-    assert proc.stdout.startswith("Effects on held-out queries") and "Holm-adjusted over the 3 measured rows" in proc.stdout
+    assert proc.stdout.startswith("Effects on held-out queries") and "exploratory, Holm-adjusted within its claim" in proc.stdout
     assert out.read_text().strip() == proc.stdout.strip()
     to_stdout = cli("claims", "--claims", "vanilla_beats_zero_shot", "--tasks", "2", "--seeds", "0,1", "--prompts",
                     "32", "--quiet", "--out", "-")

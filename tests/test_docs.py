@@ -123,16 +123,18 @@ def test_every_verdict_in_the_prose_is_the_ledgers():
     table = {}
     for line in ledger.splitlines():
         cells = [c.strip() for c in line.strip("|").split(" | ")]
-        if len(cells) == 8 and cells[0] in {c.statement for c in CLAIMS.values()}:
-            verdict = re.match(r"\*\*(holds|does not hold|inconclusive|not testable here)\*\*", cells[7])
+        if len(cells) == 12 and cells[0] in {c.statement for c in CLAIMS.values()}:
+            verdict = re.match(r"\*\*(holds|does not hold|no effect|inconclusive|not testable here)\*\*", cells[11])
             assert verdict, line
-            table[(cells[0], cells[2])] = verdict.group(1)
+            assert cells[2] == ("primary" if next(c for c in CLAIMS.values() if c.statement == cells[0]).primary
+                                else "exploratory"), line
+            table[(cells[0], cells[3])] = verdict.group(1)
     assert table, "the ledger block holds no rows"
     found = 0
     for page in sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]:
         text = page.read_text()
         assert "**mixed**" not in text, f"{page.name}: 'mixed' is no longer a verdict (inconclusive, with a reason)"
-        words = "holds|does not hold|inconclusive|not testable here"
+        words = "holds|does not hold|no effect|inconclusive|not testable here"
         for claim, listing in re.findall(rf"claim `(\w+)` — ((?:[\w-]+(?: vs [\w-]+)?: (?:{words})(?:, )?)+)", text):
             for model, verdict in re.findall(rf"([\w-]+(?: vs [\w-]+)?): ({words})", listing):
                 assert table[(CLAIMS[claim].statement, model)] == verdict, (page.name, claim, model, verdict)

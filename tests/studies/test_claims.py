@@ -20,9 +20,11 @@ from tvlens.studies.ledger import (
 )
 from tvlens.studies.ledger.run import UnitResult
 from tvlens.studies.ledger.verdicts import (
+    NO_EFFECT,
     NOT_TESTABLE,
     contrast_estimate,
     contrast_interval,
+    holm_adjusted,
     holm_levels,
     t_quantile,
     task_estimate,
@@ -187,20 +189,25 @@ def test_a_row_is_its_units_rerun_by_hand():
             expected[t, j] = (evaluate(model, task, "injected", tv, batch=test, progress=False).mean
                               - evaluate(model, task, "zero_shot", batch=test, progress=False).mean)
     torch.testing.assert_close(row.values["perm-mix"], expected)
-    assert (row.mean, row.low, row.high) == pytest.approx(task_interval(expected, row.level))
-    assert row.level == pytest.approx(holm_levels([r.p_value for r in ledger.rows])[ledger.rows.index(row)])
+    assert (row.mean, row.low, row.high) == pytest.approx(task_interval(expected, config.alpha))  # unadjusted
+    # an exploratory claim: Holm within its own rows (its three models)
+    p_values = [r.p_value for r in ledger.rows]
+    assert row.level == pytest.approx(holm_levels(p_values)[ledger.rows.index(row)])
+    assert row.p_adjusted == pytest.approx(holm_adjusted(p_values)[ledger.rows.index(row)]) and not row.primary
     assert (row.verdict, row.reason) == ("inconclusive", "fewer than 3 tasks (2)")
     assert (row.n_tasks, row.n_seeds) == (2, 2)
     records = ledger.to_records()
     assert len(records) == 3 and "values" not in records[0] and "control" in records[0]
-    assert "| The vanilla task vector beats the zero-shot query | Hendel et al. 2023 | perm-mix |" in ledger.to_markdown()
+    assert ("| The vanilla task vector beats the zero-shot query | Hendel et al. 2023 | exploratory | perm-mix |"
+            in ledger.to_markdown())
     with pytest.raises(KeyError, match="claim='key_heads'"):
         ledger.row("key_heads")
 
 
 # The verdicts the ledger reaches on the shipped zoo (5 tasks × 3 seeds, the docs' setting: held-out queries,
-# controls, Holm over the rows). The test pins the finding, not the paper: a claim that does not hold on a model
-# is asserted not to hold there, and one the zoo cannot decide is asserted inconclusive.
+# controls, Holm over the primaries and within each exploratory claim). The test pins the finding, not the paper: a
+# claim that does not hold on a model is asserted not to hold there, one whose effect is within ±δ of zero is
+# asserted to have no effect, and one the zoo cannot decide is asserted inconclusive.
 ARMS = "perm-mix-tvp-arm-s0…s2 vs perm-mix-arm-s0…s2"
 EXPECTED: dict[tuple[str, str], str] = {
     ("ltv_beats_vanilla", "perm-mix"): NOT_TESTABLE,
@@ -208,7 +215,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("ltv_beats_vanilla", "token-offset"): NOT_TESTABLE,
     ("ltv_near_icl", "perm-mix"): "does not hold",
     ("ltv_near_icl", "perm-mix-32"): "does not hold",
-    ("ltv_near_icl", "token-offset"): "inconclusive",
+    ("ltv_near_icl", "token-offset"): "does not hold",
     ("ltv_beats_fv", "perm-mix"): NOT_TESTABLE,
     ("ltv_beats_fv", "perm-mix-32"): NOT_TESTABLE,
     ("ltv_beats_fv", "token-offset"): NOT_TESTABLE,
@@ -226,7 +233,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("ltv_early_position", "token-offset"): NOT_TESTABLE,
     ("ltv_on_icl_prompts", "perm-mix"): "inconclusive",
     ("ltv_on_icl_prompts", "perm-mix-32"): "inconclusive",
-    ("ltv_on_icl_prompts", "token-offset"): "inconclusive",
+    ("ltv_on_icl_prompts", "token-offset"): NO_EFFECT,
     ("key_heads", "perm-mix"): NOT_TESTABLE,
     ("key_heads", "perm-mix-32"): NOT_TESTABLE,
     ("key_heads", "token-offset"): NOT_TESTABLE,
@@ -413,7 +420,7 @@ def test_a_thread_executor_is_refused_and_a_failed_submit_cancels_the_rest():
 
 def test_a_mechanism_row_where_no_task_vector_is_is_not_testable():
     """A gated claim whose units' learned vectors recover less than GATE of ICL's gain reads 'not testable here' with
-    the gate (never 'does not hold'), and leaves the Holm family: the other rows' intervals narrow."""
+    the gate (never 'does not hold'), and leaves its Holm family."""
     from tvlens.studies.ledger.verdicts import GATE
 
     names = ("key_heads", "vanilla_beats_zero_shot")
@@ -434,8 +441,12 @@ def test_a_mechanism_row_where_no_task_vector_is_is_not_testable():
         assert shut.verdict == NOT_TESTABLE and shut.reason.startswith(f"gate {GATE - 0.1:.2f}: the learned vector")
         assert shut.mean == open_.mean and shut.level == config.alpha  # shown, unadjusted
         assert math.isnan(passing.row("vanilla_beats_zero_shot", model).gate)
-    assert "Holm-adjusted over the 6 measured rows" in passing.caption()
-    assert "Holm-adjusted over the 3 measured rows" in failing.caption()  # the family the verdicts are decided in
+    for ledger in (passing, failing):  # each exploratory claim its own family; a shut row in none
+        for claim in names:
+            rows = [r for r in ledger.rows if r.claim == claim and r.verdict != NOT_TESTABLE]
+            assert [r.p_adjusted for r in rows] == pytest.approx(holm_adjusted([r.p_value for r in rows]))
+    assert "6 of the 6 decided rows could detect" in passing.caption()
+    assert "3 of the 3 decided rows could detect" in failing.caption()
     assert f"3 rows are {NOT_TESTABLE}: a negative could not show" in failing.to_markdown()
     assert f"; gate {GATE + 0.1:.2f} |" in passing.to_markdown()
 
@@ -472,3 +483,69 @@ def test_hendels_reading_is_position_matched_and_gated_like_every_mechanism_clai
     assert effect == pytest.approx(injected - moved - 0.5 * (icl - moved), abs=1e-6)
     assert moved != pytest.approx(unit.score("zero_shot"), abs=0.02)  # learned absolute positions: the move matters
 
+
+
+def test_holm_adjusted_p_values_are_the_textbook_ones_and_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    assert holm_adjusted([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    ps = torch.rand(17, generator=torch.Generator().manual_seed(3)).pow(3).tolist()
+    assert holm_adjusted(ps) == pytest.approx(list(multipletests(ps, method="holm")[1]))
+    # rejected by the step-down levels exactly when the adjusted p-value is below alpha
+    assert [p < level for p, level in zip(ps, holm_levels(ps))] == [q < 0.05 for q in holm_adjusted(ps)]
+
+
+def test_equivalence_and_power_against_scipy_and_statsmodels():
+    """The TOST p-value is the larger of two one-sided one-sample t-tests at ±δ (scipy); the minimum detectable
+    effect is statsmodels' power solution for the same test; a decision reads them."""
+    from scipy import stats
+    from statsmodels.stats.power import TTestPower
+
+    from tvlens.studies.ledger.verdicts import NO_EFFECT, decide
+
+    means = torch.tensor([0.01, -0.02, 0.015, 0.0, 0.005, -0.01], dtype=torch.float64)
+    estimate = task_estimate(means[:, None])
+    delta = 0.05
+    by_scipy = max(stats.ttest_1samp(means.numpy(), -delta, alternative="greater").pvalue,
+                   stats.ttest_1samp(means.numpy(), delta, alternative="less").pvalue)
+    assert estimate.p_equivalence(delta) == pytest.approx(by_scipy, rel=1e-9)
+    for level in (0.05, 0.01):
+        expected = TTestPower().solve_power(nobs=len(means), alpha=level, power=0.8) * float(means.std())
+        assert estimate.mde(level) == pytest.approx(expected, rel=1e-5)
+    p_adjusted, p_equivalent = estimate.p_value(0.0), estimate.p_equivalence(delta)
+    assert decide(estimate, 0.0, delta, p_adjusted, p_equivalent)[0] == NO_EFFECT
+    assert decide(estimate, 0.0, None, p_adjusted, p_equivalent) == (
+        "inconclusive", "neither the test against the margin nor the equivalence test rejects")
+    shifted = task_estimate((means + 0.5)[:, None])
+    assert decide(shifted, 0.0, delta, shifted.p_value(0.0), 1.0)[0] == "holds"
+    assert decide(shifted, 0.6, delta, shifted.p_value(0.6), 1.0)[0] == "does not hold"
+    assert decide(task_estimate(means[:2, None]), 0.0, delta, 0.0, 0.0) == ("inconclusive", "fewer than 3 tasks (2)")
+
+
+def test_one_primary_hypothesis_per_paper_and_its_own_holm_family():
+    """CLAIMS declares at most one primary per paper (the catalog refuses a second); the primaries' rows are one
+    Holm family, each exploratory claim's rows another."""
+    import dataclasses
+
+    from tvlens.studies.ledger.catalog import catalog
+
+    papers = [c.paper for c in CLAIMS.values() if c.primary]
+    assert len(papers) == len(set(papers)) == 5
+    second = dataclasses.replace(CLAIMS["ltv_near_icl"], primary=True)
+    with pytest.raises(ValueError, match=r"^claim 'ltv_near_icl': Yang et al. 2025a already has a primary hypothesis "
+                                         r"\('ltv_beats_vanilla'\); expected at most one per paper$"):
+        catalog([CLAIMS["ltv_beats_vanilla"], second])
+    with pytest.raises(ValueError, match="given twice"):
+        catalog([CLAIMS["ltv_near_icl"]] * 2)
+    from tvlens.studies.ledger.verdicts import GATE
+
+    names = ("fv_beats_zero_shot", "hendel_most_of_icl", "vanilla_beats_zero_shot")
+    ledger = claims_ledger(LedgerConfig(n_tasks=5, seeds=(0,), claims=names), progress=False, executor=_Scripted(
+        lambda job: [UnitResult([(0.02 + 0.03 * t, 0.0, 0), (0.01 + 0.02 * t, 0.0, 0), (0.1 + 0.01 * t, 0.0, 0)],
+                                None, [None, GATE + 0.1, None]) for t, _ in job.units]))
+    primary = [r for r in ledger.rows if r.primary]
+    assert {r.claim for r in primary} == {"fv_beats_zero_shot", "hendel_most_of_icl"} and len(primary) == 6
+    assert [r.p_adjusted for r in primary] == pytest.approx(holm_adjusted([r.p_value for r in primary]))
+    exploratory = [r for r in ledger.rows if r.claim == "vanilla_beats_zero_shot"]
+    assert [r.p_adjusted for r in exploratory] == pytest.approx(holm_adjusted([r.p_value for r in exploratory]))
+    assert "| Todd et al. 2024 | primary |" in ledger.to_markdown()

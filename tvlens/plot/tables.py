@@ -8,13 +8,13 @@ from plotly.subplots import make_subplots
 
 from tvlens.plot.style import color, layout, name, rgba
 from tvlens.studies.ledger import ClaimsLedger
-from tvlens.studies.ledger.verdicts import NOT_TESTABLE, UNMEASURED
+from tvlens.studies.ledger.verdicts import NO_EFFECT, NOT_TESTABLE, UNMEASURED
 from tvlens.studies.table import StudyTable
 from tvlens.tasks.metric import Accuracy, SquaredError
 
 #: Colour of each verdict of the claims ledger.
 VERDICT_COLORS = {"holds": "#1b9e77", "inconclusive": "#e6ab02", "does not hold": "#d95f02",
-                  NOT_TESTABLE: "#999999"}
+                  NO_EFFECT: "#7570b3", NOT_TESTABLE: "#999999"}
 
 
 def regression_figure(table: StudyTable, title: str = "Regression fidelity: error vs prompt length") -> go.Figure:
@@ -78,7 +78,7 @@ def method_table_figure(table: StudyTable, title: str = "Learned vs vanilla vs f
 
 
 def ledger_figure(ledger: ClaimsLedger, title: str = "Paper claims on the zoo") -> go.Figure:
-    """A forest plot: one row per claim and model, the effect's mean and Holm-adjusted interval coloured by
+    """A forest plot: one row per claim and model, the effect's mean and unadjusted 95 % interval coloured by
     verdict, its control (hollow) and the margin the claim needs marked (every effect is positive when its
     claim holds). Rows not applicable to their model have no effect to draw: the title counts them."""
     rows = [r for r in ledger.rows if r.verdict not in UNMEASURED]

@@ -58,7 +58,7 @@ from tvlens.studies import (
 )
 from tvlens.studies.formation import ComplexityResult, LayerProfile, TVPLossComparison
 from tvlens.studies.ledger import GATES, MIN_DISTINCT_ANSWERS, NOT_TESTABLE_MEANS
-from tvlens.studies.ledger.verdicts import NOT_APPLICABLE, NOT_TESTABLE
+from tvlens.studies.ledger.verdicts import NO_EFFECT, NOT_APPLICABLE, NOT_TESTABLE
 from tvlens.studies.table import StudyTable
 from tvlens.subjects import subject
 from tvlens.tasks.splits import Splits
@@ -457,7 +457,7 @@ def _ledger(run: Run) -> ClaimsLedger:
 
 def _ledger_sections(run: Run, ledger: ClaimsLedger) -> list[Section]:
     counts = {v: sum(r.verdict == v for r in ledger.rows) for v in ("holds", "inconclusive", "does not hold",
-                                                                    NOT_TESTABLE)}
+                                                                    NO_EFFECT, NOT_TESTABLE)}
     c = ledger.config
     if run.ledger_models:
         reasons: dict[str, list[str]] = {}
@@ -476,15 +476,18 @@ def _ledger_sections(run: Run, ledger: ClaimsLedger) -> list[Section]:
     title = "Paper claims on your models" if run.ledger_models else "Paper claims on the zoo"
     return [Section("Claims ledger", ledger_figure(ledger, title),
                     f"The paper claims tvlens tests, {where}. The effect is positive when the "
-                    "claim holds; the bar is its interval over the tasks (seeds averaged within a task), adjusted "
-                    "for the number of rows (Holm), the hollow circle its control (e.g. a random vector of the same "
-                    "norm), the black tick what the claim needs. Verdict: holds (interval above the tick and the "
-                    "control not), does not hold (below), inconclusive (straddles, fewer than 3 tasks, zero width, "
-                    f"or the control shows it too; hover for the reason), {NOT_TESTABLE} (grey: {NOT_TESTABLE_MEANS}). "
+                    "claim holds; the bar is its unadjusted 95 % interval over the tasks (seeds averaged within a "
+                    "task), the hollow circle its control (e.g. a random vector of the same norm), the black tick what "
+                    "the claim needs. Verdicts read Holm-adjusted p-values: over the papers' primary hypotheses (one "
+                    "per paper, declared in the code), and within each exploratory claim across models. Verdict: "
+                    "holds (the test rejects above the tick and the control does not clear it), does not hold "
+                    "(rejects below), no effect (within ±δ of zero by two one-sided tests), inconclusive (neither "
+                    "rejects, fewer than 3 tasks, zero width, or the control shows it too; hover for the reason), "
+                    f"{NOT_TESTABLE} (grey: {NOT_TESTABLE_MEANS}). "
                     "Training claims are measured on "
                     "independently trained pairs of models, their interval over the pairs. Here: "
                     f"{counts['holds']} hold, {counts['inconclusive']} inconclusive, {counts['does not hold']} do not "
-                    f"hold, {counts[NOT_TESTABLE]} not testable here. {table}")]
+                    f"hold, {counts[NO_EFFECT]} no effect, {counts[NOT_TESTABLE]} not testable here. {table}")]
 
 
 _LEDGER_STAGES: tuple[Stage, ...] = (

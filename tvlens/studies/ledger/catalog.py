@@ -100,6 +100,13 @@ class Claim:
             a mechanism claim about a task vector (its heads, its OV image, its propagation, how it compares: the
             learned vector at its site must carry the task to held-out queries). Where the gate fails
             the row reads ``not testable here`` and says why; ``None``: always decided.
+        primary: the paper's primary hypothesis (at most one per paper, declared here before any number is
+            computed): the primaries' rows form one Holm family at the ledger's ``alpha``; every other claim is
+            exploratory, Holm-adjusted within its own rows (its models).
+        delta: the smallest effect of interest, in the effect's units: the effect is ``no effect`` when it lies
+            within ``±delta`` of zero by two one-sided tests, and a row whose minimum detectable effect exceeds it
+            could not decide an effect of that size. ``None``: the effect is a level (an R²), not a difference,
+            and has no equivalence test.
     """
 
     name: str
@@ -118,6 +125,8 @@ class Claim:
     needs: str = "labels"
     cost: float = 1.0
     gate: str | None = None
+    primary: bool = False
+    delta: float | None = 0.05
 
     @property
     def zoo_models(self) -> tuple[str, ...]:
@@ -141,6 +150,24 @@ class Claim:
         if self.contrast and self.replicated:
             raise ValueError(f"Claim {self.name!r}: contrast and replicated are exclusive (one row per pair of "
                              "models, or one row over replicates)")
+        if self.delta is not None and not 0 < self.delta < math.inf:
+            raise ValueError(f"Claim {self.name!r}: delta={self.delta!r}; expected a positive finite number or None")
+
+
+def catalog(claims: list[Claim]) -> dict[str, Claim]:
+    """The claims by name, in order: a name given twice, or a second primary hypothesis for one paper, is refused
+    (one line)."""
+    out: dict[str, Claim] = {}
+    primary: dict[str, str] = {}
+    for c in claims:
+        if c.name in out:
+            raise ValueError(f"claim {c.name!r} is given twice; expected each claim once")
+        if c.primary and c.paper in primary:
+            raise ValueError(f"claim {c.name!r}: {c.paper} already has a primary hypothesis ({primary[c.paper]!r}); "
+                             "expected at most one per paper")
+        primary.update({c.paper: c.name} if c.primary else {})
+        out[c.name] = c
+    return out
 
 
 def _ltv_vs_vtv(w: Workbench) -> tuple[float, float]:
@@ -309,11 +336,11 @@ _RANDOM = "a random vector of the same norm at the same site"
 _ARM_LABEL = f"perm-mix-tvp-arm-s0…s{ARM_REPLICATES - 1} vs perm-mix-arm-s0…s{ARM_REPLICATES - 1}"
 
 #: Every claim the ledger measures, in the order of its table.
-CLAIMS: dict[str, Claim] = {c.name: c for c in [
+CLAIMS: dict[str, Claim] = catalog([
     Claim("ltv_beats_vanilla", "A learned task vector beats the vanilla (extracted) task vector",
           "Yang et al. 2025a", "accuracy of the LTV minus the vanilla TV's, held-out zero-shot queries, at the vanilla "
           "TV's layer (chosen on dev prompts)", 0.0, _SYMBOLIC, _ltv_vs_vtv, f"{_RANDOM} (of the LTV's norm)",
-          gate="site"),
+          gate="site", primary=True),
     Claim("ltv_near_icl", "A learned task vector in the zero-shot query comes within a few points of ICL",
           "Yang et al. 2025a", "accuracy of the LTV (zero-shot query; its layer chosen on dev prompts) minus 16-shot "
           "ICL accuracy on the same held-out prompts", -0.05, _SYMBOLIC, _ltv_vs_icl, f"{_RANDOM} (of the LTV's norm)"),
@@ -326,10 +353,11 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
     Claim("hendel_most_of_icl", "The task vector, patched in place of the query's state, recovers most of ICL",
           "Hendel et al. 2023", "accuracy gained over zero-shot by the vanilla TV in replace mode minus half of ICL's "
           "gain, both with the zero-shot prompt moved to the ICL query's position (position-matched)", 0.0, _SYMBOLIC,
-          _hendel_replace, f"{_RANDOM} (of the TV's norm), replacing the state at the same position", gate="site"),
+          _hendel_replace, f"{_RANDOM} (of the TV's norm), replacing the state at the same position",
+          gate="site", primary=True),
     Claim("fv_beats_zero_shot", "The function vector added to the zero-shot query beats it", "Todd et al. 2024",
           "accuracy of the FV (at the vanilla TV's layer) minus zero-shot accuracy", 0.0, _SYMBOLIC, _fv_vs_zero,
-          f"{_RANDOM} (of the FV's norm)"),
+          f"{_RANDOM} (of the FV's norm)", primary=True),
     Claim("ltv_early_position", "A learned vector works at an early position (the query token)",
           "Yang et al. 2025a", "accuracy gained over zero-shot by an LTV at layer 1, position 1, minus half of ICL's "
           "gain (> 0: most of ICL's gain)", 0.0, _SYMBOLIC, _ltv_early_position, f"{_RANDOM} (of the LTV's norm)",
@@ -347,11 +375,13 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
     Claim("linear_propagation", "An injected vector propagates almost linearly to the final stream",
           "Yang et al. 2025a", "R² of the per-prompt linear map from the LTV's layer to the final stream, on "
           "perturbations of 25–100 % of ‖θ‖ that neither fitted the map nor chose its ridge penalty",
-          0.9, _SYMBOLIC, _linear_r2, "the same map's R² for a random vector of the LTV's norm", gate="site"),
+          0.9, _SYMBOLIC, _linear_r2, "the same map's R² for a random vector of the LTV's norm",
+          gate="site", delta=None),
     Claim("linear_through_origin", "The propagation is linear in θ, not only linear around it", "Yang et al. 2025a",
           "R² of the linear map through the origin minus R² of an affine map W θ + b, on the same held-out "
           "perturbations of the LTV (> −0.02: the offset a local linearisation needs is not needed)", -0.02,
-          _SYMBOLIC, _through_origin, "the same difference for a random vector of the LTV's norm", gate="site"),
+          _SYMBOLIC, _through_origin, "the same difference for a random vector of the LTV's norm",
+          gate="site", delta=0.02),
     Claim("rotation_then_scaling", "Vectors injected early are rotated, vectors injected late mostly scaled",
           "Yang et al. 2025a", "rise of cos(θ, Qθ) of the direct map from an LTV injected at layer 0 to one at the "
           "last layer, minus the same rise for random vectors of the same norms", 0.0, _SYMBOLIC, _rotation,
@@ -365,13 +395,14 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           "than the function vector", "Saglam et al. 2025", "1 − error(head-weighted LTV) / error(FV), both "
           "reading their heads from another prompt of the same function (its last demonstration as the query), "
           "unshifted prompts of the training length (groups of fresh functions)", 0.5, _REGRESSION, _head_weighted,
-          "1 − error(zero-shot) / error(FV)", control_rule="shown", needs="regression", cost=3.0),
+          "1 − error(zero-shot) / error(FV)", control_rule="shown", needs="regression", cost=3.0,
+          primary=True, delta=0.1),
     Claim("tvp_loss", "Training with the TVP-loss raises TVP-mode accuracy at its layer",
           "Yang et al. 2025b", f"TVP-mode accuracy at layer {PERM_TVP_LAYER} (state read from the same demonstrations "
           f"with another query) of a model trained with the TVP-loss minus its step-matched partner trained without "
           f"(same initial weights and prompts; interval over {ARM_REPLICATES} pairs)", 0.0, tuple(_ARMS), _tvp_loss,
           "the same difference with each prompt's own (answer-carrying) state", control_rule="shown",
-          replicated=True, label=_ARM_LABEL, partners=tuple(_ARMS.values()), needs="tvp_arms"),
+          replicated=True, label=_ARM_LABEL, partners=tuple(_ARMS.values()), needs="tvp_arms", primary=True),
     Claim("tvp_loss_keeps_icl", "Training with the TVP-loss keeps ICL accuracy", "Yang et al. 2025b",
           f"ICL accuracy of a model trained with the TVP-loss minus its step-matched partner's, on the same prompts "
           f"(interval over {ARM_REPLICATES} pairs)", -0.02, tuple(_ARMS), _tvp_keeps_icl,
@@ -382,8 +413,8 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           "half of ICL's gain) of the 32-permutation mixture minus the 8- (or 2-) permutation mixture's", 0.0,
           ("perm-mix-32", "perm-mix", "perm-mix-2"), _formation_layer,
           "the same contrast read from each prompt's own state", control_rule="shown", contrast=True,
-          needs="complexity_series", cost=0.5),
-]}
+          needs="complexity_series", cost=0.5, delta=0.5),
+])
 
 
-__all__ = ["CLAIMS", "GATES", "NEEDS", "NOT_TESTABLE_MEANS", "Claim", "Gate"]
+__all__ = ["CLAIMS", "GATES", "NEEDS", "NOT_TESTABLE_MEANS", "Claim", "Gate", "catalog"]

@@ -27,9 +27,10 @@ from tvlens.studies.ledger.verdicts import (
     NOT_TESTABLE,
     Estimate,
     contrast_estimate,
+    decide,
+    holm_adjusted,
     holm_levels,
     task_estimate,
-    verdict,
 )
 from tvlens.subjects import OFFERS, Subject
 from tvlens.subjects import subject as as_subject
@@ -302,16 +303,31 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
     def shut(g: PendingRow) -> bool:
         return g.claim.gate is not None and gate_of[id(g)] < GATES[g.claim.gate].threshold
 
-    # a row where a negative could not show is not decided, and is not one of the tests Holm adjusts for
+    # a row where a negative could not show is not decided, and is not one of the tests Holm adjusts for. The
+    # primary hypotheses' rows are one family; each exploratory claim's rows (its models) are a family of their own
     testable = [g for g in groups if not shut(g)]
+    families = [[g for g in testable if g.claim.primary]] + [
+        [g for g in testable if g.claim is c] for c in claims if not c.primary]
     p_values = {id(g): g.estimate.p_value(g.claim.margin) for g in groups}
-    levels = dict(zip((id(g) for g in testable), holm_levels([p_values[id(g)] for g in testable], config.alpha)))
+    p_equivalent = {id(g): g.estimate.p_equivalence(g.claim.delta) if g.claim.delta is not None else 1.0
+                    for g in groups}
+    levels: dict[int, float] = {}
+    adjusted: dict[int, float] = {}
+    adjusted_equivalent: dict[int, float] = {}
+    for family in families:
+        ids = [id(g) for g in family]
+        levels.update(zip(ids, holm_levels([p_values[i] for i in ids], config.alpha)))
+        adjusted.update(zip(ids, holm_adjusted([p_values[i] for i in ids])))
+        adjusted_equivalent.update(zip(ids, holm_adjusted([p_equivalent[i] for i in ids])))
     rows = []
     for g in groups:
         c, estimate, p, gate = g.claim, g.estimate, p_values[id(g)], gate_of[id(g)]
-        level = levels.get(id(g), config.alpha)  # not testable: the unadjusted interval, shown only
-        low, high = estimate.interval(level)
-        decided, reason = _verdict(c, estimate, low, high, g.control_mean, "model" if c.replicated else "task")
+        level = levels.get(id(g), config.alpha)  # not testable: outside every family, unadjusted
+        low, high = estimate.interval(config.alpha)  # unadjusted: Holm's step-down gives no simultaneous intervals
+        p_adjusted = adjusted.get(id(g), p)
+        p_equivalence = adjusted_equivalent.get(id(g), p_equivalent[id(g)])
+        decided, reason = _verdict(c, estimate, p_adjusted, p_equivalence, g.control_mean, config.alpha,
+                                   "model" if c.replicated else "task")
         few = [degenerate[m] for m in g.values if m in degenerate]
         if shut(g):
             decided, reason = NOT_TESTABLE, GATES[c.gate].why.format(value=gate)
@@ -321,7 +337,9 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
                               margin=c.margin, mean=estimate.mean, low=low, high=high, control=g.control_mean,
                               verdict=decided, reason=reason, level=level, p_value=p, n_tasks=g.n_tasks,
                               n_seeds=len(config.seeds), unconverged=g.unconverged, values=g.values,
-                              controls=g.controls, n_models=g.n_models, gate=gate))
+                              controls=g.controls, n_models=g.n_models, gate=gate, p_adjusted=p_adjusted,
+                              p_equivalence=p_equivalence, mde=estimate.mde(level), primary=c.primary,
+                              delta=math.nan if c.delta is None else c.delta))
     nan = math.nan
     rows += [LedgerRow(claim=c.name, statement=c.statement, paper=c.paper, model=label, effect=c.effect,
                        margin=c.margin, mean=nan, low=nan, high=nan, control=nan, verdict=NOT_APPLICABLE, reason=why,
@@ -363,10 +381,11 @@ class PendingRow:
     n_models: int = 1
 
 
-def _verdict(claim: Claim, estimate: Estimate, low: float, high: float, control_mean: float,
-             unit: str) -> tuple[str, str]:
-    """The row's verdict: the interval (over ``unit``: tasks, or models) against the margin, then the control."""
-    decided, reason = verdict(low, high, claim.margin, estimate.n_tasks, zero_width=estimate.se == 0, unit=unit)
+def _verdict(claim: Claim, estimate: Estimate, p_adjusted: float, p_equivalence: float, control_mean: float,
+             alpha: float, unit: str) -> tuple[str, str]:
+    """The row's verdict from its Holm-adjusted p-values (:func:`~tvlens.studies.ledger.verdicts.decide`; over
+    ``unit``: tasks, or models), then the control."""
+    decided, reason = decide(estimate, claim.margin, claim.delta, p_adjusted, p_equivalence, alpha, unit)
     if decided == "holds" and claim.control_rule == "must_fail" and control_mean > claim.margin:
         return "inconclusive", (f"the control shows it too ({control_mean:+.3f} > {claim.margin:g}): it follows from "
                                 "the norm or the architecture, not the vector")

@@ -21,13 +21,20 @@ class LedgerRow:
     """One claim on one model (or one contrast of two): the effect's interval, its control and the verdict.
 
     Attributes:
-        mean, low, high: the effect (``control_rule="subtract"``: effect − control) and its Holm-adjusted
-            interval.
+        mean, low, high: the effect (``control_rule="subtract"``: effect − control) and its unadjusted
+            ``1 − alpha`` t-interval (Holm's step-down gives no simultaneous intervals: the verdict reads
+            ``p_adjusted``).
         control: the control's mean (over task means).
-        level: the row's Holm test level (its interval is at ``1 − level``).
-        p_value: two-sided p-value of "effect = margin".
-        verdict: ``holds``, ``does not hold``, ``inconclusive`` or ``not applicable``; ``reason`` says why it is
-            inconclusive, or what the model lacks (a row not measured has NaN numbers and no values).
+        level: the row's Holm test level in its family (``alpha`` for a row outside every family).
+        p_value: two-sided p-value of "effect = margin"; ``p_adjusted``: Holm-adjusted in the row's family (the
+            primary hypotheses, or the rows of its exploratory claim).
+        p_equivalence: the Holm-adjusted TOST p-value of "the effect lies within ``±delta`` of zero".
+        mde: the minimum detectable effect of the row's test at its level with 80 % power.
+        primary: the row's claim is its paper's primary hypothesis (else exploratory).
+        delta: the claim's smallest effect of interest (NaN: none).
+        verdict: ``holds``, ``does not hold``, ``no effect``, ``inconclusive``, ``not testable here`` or ``not
+            applicable``; ``reason`` says why it is inconclusive, or what the model lacks (a row not measured has
+            NaN numbers and no values).
         unconverged: learned vectors behind the row whose ``dev`` loss was still improving at the budget.
         n_models: trained models the interval is over (a replicated training claim), else 1.
         values: per model ``[tasks, seeds]`` effects; ``controls``: the controls alike.
@@ -56,12 +63,18 @@ class LedgerRow:
     controls: dict[str, Float[Tensor, "tasks seeds"]] = field(repr=False)
     n_models: int = 1
     gate: float = math.nan
+    p_adjusted: float = math.nan
+    p_equivalence: float = math.nan
+    mde: float = math.nan
+    primary: bool = False
+    delta: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         """The row without its per-unit values."""
         return {k: getattr(self, k) for k in ("claim", "statement", "paper", "model", "effect", "margin", "mean",
                                               "low", "high", "control", "verdict", "reason", "level", "p_value",
-                                              "n_tasks", "n_seeds", "n_models", "unconverged", "gate")}
+                                              "n_tasks", "n_seeds", "n_models", "unconverged", "gate", "p_adjusted",
+                                              "p_equivalence", "mde", "primary", "delta")}
 
     @property
     def sample(self) -> str:
@@ -99,34 +112,46 @@ class ClaimsLedger(Records):
               if skipped else "")
         untested = sum(r.verdict == NOT_TESTABLE for r in self.rows)
         if untested:
-            na += (f" {untested} rows are {NOT_TESTABLE}: {NOT_TESTABLE_MEANS}. Their unadjusted interval is shown, "
-                   "outside the Holm family.")
+            na += (f" {untested} rows are {NOT_TESTABLE}: {NOT_TESTABLE_MEANS}. Their interval is shown, "
+                   "outside the Holm families (no p-value).")
         if self.errors:
             na += (f" {len(self.errors)} model(s) failed ({', '.join(self.errors)}): their rows are not measured "
                    "(the row gives the error).")
-        return (f"Effects on held-out queries over tasks × seeds (seeds averaged within a task); intervals are "
-                f"Student-t (Welch for contrasts), Holm-adjusted over the {len(measured)} measured rows for a "
-                f"family-wise error rate of {self.config.alpha:g} (each row's interval at its own Holm level). A claim "
-                "holds when its interval clears the margin and its control does not; a row whose learned vectors did "
-                f"not converge says so.{na}")
+        decided = [r for r in measured if r.verdict not in (NOT_TESTABLE, *UNMEASURED)]
+        powered = sum(math.isfinite(r.delta) and r.mde <= r.delta for r in decided)
+        n_primary = sum(r.primary for r in measured)
+        return (f"Effects on held-out queries over tasks × seeds (seeds averaged within a task), each with its "
+                f"unadjusted {1 - self.config.alpha:.0%} Student-t interval (Welch for contrasts). At most one claim "
+                f"per paper is its primary hypothesis, declared before any number: the {n_primary} primary rows are "
+                f"one Holm family at a family-wise error rate of {self.config.alpha:g}; every other row is "
+                "exploratory, Holm-adjusted within its claim (across models). Verdicts read the Holm-adjusted "
+                "p-values (shown): a claim holds when its test against the margin rejects above it and its control "
+                "does not clear the margin; it does not hold when the test rejects below the margin; no effect when "
+                "two one-sided tests put it within ±δ of zero; a row whose learned vectors did not converge says so. "
+                f"{powered} of the {len(decided)} decided rows could detect an effect of δ with 80 % power (minimum "
+                f"detectable effect ≤ δ).{na}")
 
     def to_markdown(self) -> str:
         """The ledger as a markdown table, its caption first."""
         lines = [self.caption(), "",
-                 "| claim | paper | model | effect: mean [adjusted interval] | control | needs | "
-                 "(models ×) tasks × seeds | verdict |", "|---|---|---|---|---|---|---|---|"]
+                 "| claim | paper | hypothesis | model | effect: mean [95 % interval] | control | needs | δ | "
+                 "(models ×) tasks × seeds | MDE | adjusted p | verdict |",
+                 "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in self.rows:
             why = f" ({r.reason})" if r.reason else ""
+            role = "primary" if CLAIMS[r.claim].primary else "exploratory"
+            delta = "—" if CLAIMS[r.claim].delta is None else f"{CLAIMS[r.claim].delta:g}"
             if r.verdict in UNMEASURED:
-                lines.append(f"| {r.statement} | {r.paper} | {r.model} | — | — | > {r.margin:g} | — | "
-                             f"**{r.verdict}**{why} |")
+                lines.append(f"| {r.statement} | {r.paper} | {role} | {r.model} | — | — | > {r.margin:g} | {delta} | "
+                             f"— | — | — | **{r.verdict}**{why} |")
                 continue
             note = f"; {r.unconverged} vectors not converged" if r.unconverged else ""
             if CLAIMS[r.claim].gate == "site" and r.verdict != NOT_TESTABLE:  # a gated row says its site passed
                 note += f"; gate {r.gate:.2f}"
-            lines.append(f"| {r.statement} | {r.paper} | {r.model} | {r.mean:+.3f} [{r.low:+.3f}, {r.high:+.3f}] | "
-                         f"{r.control:+.3f} | > {r.margin:g} | {r.sample} | "
-                         f"**{r.verdict}**{why}{note} |")
+            p = "—" if r.verdict == NOT_TESTABLE else f"{r.p_adjusted:.2g}"
+            lines.append(f"| {r.statement} | {r.paper} | {role} | {r.model} | {r.mean:+.3f} [{r.low:+.3f}, "
+                         f"{r.high:+.3f}] | {r.control:+.3f} | > {r.margin:g} | {delta} | {r.sample} | "
+                         f"{r.mde:.3f} | {p} | **{r.verdict}**{why}{note} |")
         return "\n".join(lines)
 
 

@@ -13,10 +13,21 @@ those numbers into one row of the claims ledger:
   row that is not rejected, and every later row at that row's level (Holm 1979: the family-wise error rate
   stays at ``α``). Each row's interval is the t-interval at its own level, so it excludes the margin exactly
   when its test rejects.
-* **Verdict.** ``holds`` (the adjusted interval lies above the margin), ``does not hold`` (below it) or
-  ``inconclusive`` with the reason: fewer than three tasks (a t-interval over two means is almost all
-  width), a zero-width interval (every task gave the same number: a ceiling, a tie, an integer statistic —
-  no variance to test against), or an interval that straddles the margin.
+* **Holm-adjusted p-values.** ``p̃_(k) = max_{j ≤ k} min(1, (m − j + 1) p_(j))``: a row is rejected by Holm's
+  procedure exactly when ``p̃ < α``. Holm's step-down gives no simultaneous intervals, so the ledger shows each
+  row's unadjusted ``1 − α`` t-interval beside its adjusted p-value, and decides by the adjusted p-value.
+* **A smallest effect of interest δ and equivalence.** Each claim states ``δ`` (in its effect's units). "No
+  effect" is tested by two one-sided tests (TOST): ``H₀: μ ≤ −δ`` and ``H₀: μ ≥ δ``, ``p = max(p₋, p₊)`` with
+  ``p₋ = P(T > (x̄ + δ)/se)`` and ``p₊ = P(T > (δ − x̄)/se)``, Holm-adjusted in the same family.
+* **Power.** A row's minimum detectable effect (MDE) is the smallest true difference from the margin its
+  two-sided t-test at its Holm level detects with 80 % power, ``d`` solving
+  ``P(|T'| > t_{1−level/2, df}) = 0.8`` for ``T'`` noncentral t with noncentrality ``d / se`` (scipy's ``nct``).
+  A row whose MDE exceeds δ could not decide an effect of δ.
+* **Verdict.** ``holds`` (adjusted p below α, the effect above the margin), ``does not hold`` (below it),
+  ``no effect`` (the equivalence test rejects: the effect lies within ±δ of zero) or ``inconclusive`` with
+  the reason: fewer than three tasks (a t-interval over two means is almost all width), a zero-width
+  interval (every task gave the same number: a ceiling, a tie, an integer statistic — no variance to test
+  against), or neither test rejects.
 """
 
 from __future__ import annotations
@@ -25,8 +36,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from jaxtyping import Float
-from scipy import stats
+from scipy import optimize, stats
 from torch import Tensor
 
 #: The family-wise error rate of the ledger.
@@ -65,6 +77,38 @@ class Estimate:
         if not self.testable:
             return 1.0
         return float(2 * stats.t.sf(abs(self.mean - margin) / self.se, self.df))
+
+    def p_equivalence(self, delta: float) -> float:
+        """The TOST p-value of "the effect lies within ``±delta`` of zero" (``1`` where no test is possible)."""
+        if not self.testable or not delta > 0:
+            return 1.0
+        below = stats.t.sf((self.mean + delta) / self.se, self.df)  # H0: effect <= -delta
+        above = stats.t.sf((delta - self.mean) / self.se, self.df)  # H0: effect >= +delta
+        return float(max(below, above))
+
+    def mde(self, level: float = ALPHA, power: float = 0.8) -> float:
+        """The minimum detectable effect: the smallest true difference from the margin that a two-sided t-test
+        at ``level`` detects with probability ``power`` (noncentral t; ``inf`` where no test is possible). Where
+        scipy's noncentral t cannot be evaluated (very few degrees of freedom at a very small level), the usual
+        approximation ``(t_{1−level/2} + t_{power}) · se``."""
+        if not self.testable:
+            return math.inf
+        crit = float(stats.t.ppf(1 - level / 2, self.df))
+        approximate = (crit + float(stats.t.ppf(power, self.df))) * self.se
+
+        def shortfall(d: float) -> float:
+            nc = d / self.se
+            return float(stats.nct.sf(crit, self.df, nc) + stats.nct.cdf(-crit, self.df, nc)) - power
+
+        high = 2 * approximate
+        with np.errstate(all="ignore"):
+            ends = shortfall(0.0), shortfall(high)
+            if not all(math.isfinite(e) for e in ends) or ends[0] > 0 or ends[1] < 0:
+                return approximate
+            try:
+                return float(optimize.brentq(shortfall, 0.0, high, xtol=1e-10 * high))
+            except ValueError:  # a NaN inside the bracket
+                return approximate
 
     def interval(self, alpha: float = ALPHA) -> tuple[float, float]:
         """The two-sided ``1 − alpha`` t-interval ``mean ± t_{1−alpha/2, df} · se``."""
@@ -132,6 +176,20 @@ def holm_levels(p_values: Sequence[float], alpha: float = ALPHA) -> list[float]:
     return levels
 
 
+def holm_adjusted(p_values: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values, in input order: ``p̃_(k) = max_{j ≤ k} min(1, (m − j + 1) p_(j))`` over the
+    ascending p-values (a row is rejected at family-wise level ``α`` exactly when ``p̃ < α``)."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted, running = [1.0] * m, 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (m - k) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+#: The verdict of a row whose effect lies within ±δ of zero (the equivalence test rejects).
+NO_EFFECT = "no effect"
 #: The verdict of a claim that was not measured because the model lacks what it needs (its row says what).
 NOT_APPLICABLE = "not applicable"
 #: The verdict of a row whose claim's gate failed on its model, so a negative could not show there (a mechanism claim
@@ -145,7 +203,7 @@ NOT_MEASURED = "not measured"
 #: The verdicts of rows with no numbers (NaN mean and interval, no values).
 UNMEASURED = (NOT_APPLICABLE, NOT_MEASURED)
 #: Every verdict a ledger row can have.
-VERDICTS = ("holds", "does not hold", "inconclusive", NOT_TESTABLE, NOT_APPLICABLE, NOT_MEASURED)
+VERDICTS = ("holds", "does not hold", NO_EFFECT, "inconclusive", NOT_TESTABLE, NOT_APPLICABLE, NOT_MEASURED)
 
 
 def verdict(low: float, high: float, margin: float, n_tasks: int = MIN_TASKS,
@@ -169,6 +227,25 @@ def verdict(low: float, high: float, margin: float, n_tasks: int = MIN_TASKS,
     return "inconclusive", "the interval straddles the margin"
 
 
-__all__ = ["ALPHA", "GATE", "MIN_TASKS", "NOT_APPLICABLE", "NOT_MEASURED", "NOT_TESTABLE", "UNMEASURED", "VERDICTS",
-           "Estimate", "contrast_estimate", "contrast_interval", "holm_levels", "t_quantile", "task_estimate",
-           "task_interval", "verdict"]
+def decide(estimate: Estimate, margin: float, delta: float | None, p_adjusted: float, p_equivalence: float,
+           alpha: float = ALPHA, unit: str = "task") -> tuple[str, str]:
+    """``(verdict, reason)`` from a row's Holm-adjusted p-values: ``holds`` / ``does not hold`` when the test against
+    the margin rejects (by the side the estimate lies on), ``no effect`` when the equivalence test within ``±delta``
+    rejects, else ``inconclusive`` — also, whatever the p-values, with fewer than :data:`MIN_TASKS` of the ``unit``
+    or a zero-width interval."""
+    if any(math.isnan(x) for x in (estimate.mean, margin, p_adjusted, p_equivalence)):
+        raise ValueError(f"decide: NaN in the estimate {estimate.mean}, the margin {margin} or a p-value")
+    if estimate.n_tasks < MIN_TASKS:
+        return "inconclusive", f"fewer than {MIN_TASKS} {unit}s ({estimate.n_tasks})"
+    if estimate.se == 0:
+        return "inconclusive", f"zero-width interval: every {unit} gave the same value"
+    if p_adjusted < alpha:
+        return ("holds", "") if estimate.mean > margin else ("does not hold", "")
+    if delta is not None and p_equivalence < alpha:
+        return NO_EFFECT, f"within ±{delta:g} of zero (two one-sided tests, adjusted p {p_equivalence:.3g})"
+    return "inconclusive", "neither the test against the margin nor the equivalence test rejects"
+
+
+__all__ = ["ALPHA", "GATE", "MIN_TASKS", "NOT_APPLICABLE", "NOT_MEASURED", "NOT_TESTABLE", "NO_EFFECT", "UNMEASURED",
+           "VERDICTS", "Estimate", "contrast_estimate", "contrast_interval", "decide", "holm_adjusted", "holm_levels",
+           "t_quantile", "task_estimate", "task_interval", "verdict"]
