@@ -70,9 +70,9 @@ def one_call_at_a_time() -> Iterator[None]:
     def learn_each(model, task, layers, **options):
         return {layer: learn_task_vector(model, task, layer, **options) for layer in layers}
 
-    def score(self, mode, vector=None, batch=None, base="zero_shot") -> float:
+    def score(self, mode, vector=None, batch=None, base="zero_shot", query_at=None) -> float:
         return evaluate(self.model, self.task, mode, vector, batch=self.test if batch is None else batch, base=base,
-                        progress=False).mean
+                        query_at=query_at, progress=False).mean
 
     unit.__init__, unit.score, claims.learn_task_vectors = init, score, learn_each
     train_module._trailing_difference = lambda batch, source: None  # every source a forward of its own
@@ -144,6 +144,9 @@ def main() -> None:
 
     zoo.load("perm-mix")  # TransformerLens' first model build imports its bridge (seconds): before any timing
     times = compare({"apart": apart, "ledger": as_it_runs, "workers": on_workers}, repeats=1, warmup=0)
+    failed = {name: table.errors for name, table in tables.items() if table.errors}
+    if failed:  # a side whose models failed measured less: its time says nothing
+        raise SystemExit(f"bench_ledger: models failed, no ratio: {failed}")
     for name, label in (("ledger", "as it runs in this process"), ("workers", f"on {workers} worker processes")):
         moved, same, n = _compared(tables[name], tables["apart"])
         print(f"claims ledger, {len(config.seeds)} seeds x {config.n_tasks} tasks per model, every claim: one call "

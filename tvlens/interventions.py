@@ -309,17 +309,18 @@ def position_shift(model: HookedModel, n: int, seq_len: int, attention_mask: Ten
         raise ValueError(f"query_at={query_at if isinstance(query_at, int) else target.tolist()!r}: expected "
                          f"positions from the prompts' own query position ({int(lengths.max()) - 1}) to the model's "
                          f"last ({model.cfg.n_ctx - 1})")
-    shift = target - (lengths - 1)
     W_pos = model.W_pos.detach()
+    lengths, target = lengths.to(W_pos.device), target.to(W_pos.device)
+    shift = target - (lengths - 1)
     moves = []
     for k in range(int(lengths.max())):  # the k-th real token from the end of each prompt
         exists = lengths > k
         own = (lengths - 1 - k).clamp(min=0)
         delta = (W_pos[(own + shift).clamp(max=model.cfg.n_ctx - 1)] - W_pos[own]) * exists[:, None].to(W_pos.dtype)
         if bool(exists.all()) and bool((shift == shift[0]).all()):  # one column for every prompt: a stream edit
-            moves.append(Intervention(delta[0].to(model.device), layer=0, positions=-1 - k))
+            moves.append(Intervention(delta[0], layer=0, positions=-1 - k))
         else:  # prompts of other lengths: this column of each (0 where a prompt is shorter, so nothing moves)
-            moves.append(Intervention(delta.to(model.device), layer=0, positions=own))
+            moves.append(Intervention(delta, layer=0, positions=own))
     return moves
 
 
