@@ -159,16 +159,23 @@ def _zoo_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _template(args: argparse.Namespace) -> str:
+    """``--template`` as the user meant it (checked): a shell passes 'Q: {x}\\nA: {y}' with a backslash and an n,
+    for a line break."""
+    from tvlens.tasks.text import check_template
+
+    args.template = args.template.replace("\\n", "\n").replace("\\t", "\t")
+    check_template(args.template, "--template")
+    return args.template
+
+
 def _subject(args: argparse.Namespace) -> Any:
     """The model a command works on (``--model``: a zoo name, a Hugging Face directory with ``--tasks``, or a tvlens
     model file; :func:`tvlens.subjects.subject`), checked before anything loads."""
     from tvlens.subjects import subject
-    from tvlens.tasks.text import check_template
 
     if getattr(args, "_subject", None) is None:
-        # a shell passes 'Q: {x}\nA: {y}' with a backslash and an n: the line break the user meant
-        args.template = args.template.replace("\\n", "\n").replace("\\t", "\t")
-        check_template(args.template, "--template")
+        _template(args)
         names = None if args.tasks is None else tuple(t.strip() for t in args.tasks.split(",") if t.strip())
         if args.tasks is not None and not names:
             raise ValueError(f"--tasks={args.tasks!r}: expected comma-separated word-pair task names or CSV files")
@@ -344,16 +351,13 @@ def _claims(args: argparse.Namespace) -> int:
     from tvlens._io import atomic_write_text
     from tvlens.studies.ledger import LedgerConfig, claims_ledger
     from tvlens.subjects import subject
-    from tvlens.tasks.text import check_template
 
     count, names = _claims_tasks(args.tasks)
     if args.out:  # neither a model nor a task file of this run
         reads = [("--model", model) for model in args.model or ()]
         reads += [("--tasks", name) for name in names or () if name.lower().endswith(".csv")]
         check_output_file(args.out, "--out", stdout=True, reads=reads)
-    # a shell passes 'Q: {x}\nA: {y}' with a backslash and an n: the line break the user meant
-    args.template = args.template.replace("\\n", "\n").replace("\\t", "\t")
-    check_template(args.template, "--template")
+    _template(args)
     claims = None
     if args.claims is not None:
         claims = tuple(c.strip() for c in args.claims.split(",") if c.strip())

@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from torch import Tensor
+
 from tvlens.models.hooked import HookedModel
 from tvlens.scoring import EvalResult, PromptScorer
 from tvlens.tasks.base import ICLBatch, Task
@@ -130,7 +132,7 @@ class Bench:
             raise ValueError(f"layers={list(layers)!r}: method {name!r} makes one vector over every layer; "
                              "expected [None]")
         shots = self.n_shots if n_shots is None else n_shots
-        key = (name, repr(positions), base, shots)
+        key = self._key(name, positions, base, shots)
         missing = [k for k in dict.fromkeys(layers) if (*key, k) not in self._vectors]
         if missing:
             made = spec.make(self, missing, positions, base, shots)
@@ -151,8 +153,13 @@ class Bench:
             tv, result = vanilla_task_vector(self.model, self.task, n_shots=self.n_shots, seed=self.seed,
                                              progress=False)
             self.made["vanilla_sweep"] = result.sweep.best_layer
-            self._vectors[("vanilla", repr("last"), "zero_shot", self.n_shots, result.sweep.best_layer)] = tv
+            self._vectors[(*self._key("vanilla", "last", "zero_shot", self.n_shots), result.sweep.best_layer)] = tv
         return self.made["vanilla_sweep"]
+
+    @staticmethod
+    def _key(method: str, positions: Any, base: str, n_shots: int | None) -> tuple[Any, ...]:
+        """What identifies a method's vectors apart from their layer (:meth:`vectors` keeps them by it and layer)."""
+        return method, repr(positions), base, n_shots
 
     def prompts(self, split: str, n: int, n_shots: int | None = None) -> ICLBatch:
         """``n`` prompts of ``split`` (made once per split, size and shots)."""
@@ -162,16 +169,17 @@ class Bench:
             self._prompts[key] = self.splits.sample(self.task, split, n, shots)
         return self._prompts[key]
 
-    def score(self, what: str | TaskVector | Any, batch: ICLBatch, base: str = "zero_shot") -> EvalResult:
+    def score(self, what: str | TaskVector | Any, batch: ICLBatch, base: str = "zero_shot",
+              query_at: int | Tensor | None = None) -> EvalResult:
         """The score on ``batch`` of ``"zero_shot"``, ``"icl"``, or a vector injected into the ``base`` view (each
-        view of a batch runs into the query engine once, :class:`~tvlens.scoring.PromptScorer`)."""
+        view of a batch runs into the query engine once, :class:`~tvlens.scoring.PromptScorer`); ``query_at``:
+        the scored prompts moved so that their query sits there (:meth:`~tvlens.scoring.PromptScorer.scores`)."""
         key = id(batch)
-        if key not in self._scorers or self._scorers[key].batch is not batch:
+        if key not in self._scorers or self._scorers[key].batch is not batch:  # the batch itself, not one at its id
             self._scorers[key] = PromptScorer(self.model, batch)
         if isinstance(what, str):
-            return self._scorers[key].evaluate(what, None, base)
-        return self._scorers[key].evaluate("injected", what, base)
-
+            return self._scorers[key].evaluate(what, None, base, query_at)
+        return self._scorers[key].evaluate("injected", what, base, query_at)
 
 def _vanilla(bench: Bench, layers: list[Any], positions: Any, base: str, n_shots: int | None
              ) -> dict[Any, TaskVector]:

@@ -17,7 +17,6 @@ import torch
 
 from tvlens.analysis.dynamics import injection_layer_maps
 from tvlens.models import HookedModel
-from tvlens.scoring import PromptScorer
 from tvlens.studies.ledger.config import LedgerConfig
 from tvlens.subjects import Subject
 from tvlens.subjects import subject as as_subject
@@ -97,12 +96,10 @@ class Workbench:
               query_at: Any = None) -> float:
         """:func:`~tvlens.scoring.evaluate`'s mean score of ``mode`` on ``batch`` (default: the test prompts). The
         prompts are asked many questions (zero-shot, ICL, each vector and its control), so one
-        :class:`~tvlens.scoring.PromptScorer` per batch runs them into its query engines once."""
-        batch = self.test if batch is None else batch
-        key = ("scorer", id(batch))
-        if key not in self._memo or self._memo[key].batch is not batch:  # the batch itself, not a later one at its id
-            self._memo[key] = PromptScorer(self.model, batch)
-        return self._memo[key].evaluate(mode, vector, base, query_at).mean
+        :class:`~tvlens.scoring.PromptScorer` per batch runs them into its query engines once (:meth:`Bench.score
+        <tvlens.vectors.bench.Bench.score>`)."""
+        what = mode if vector is None else vector
+        return self.bench.score(what, self.test if batch is None else batch, base, query_at).mean
 
     def random_like(self, tv: TaskVector, salt: int = 0) -> TaskVector:
         """The control vector: at each of ``tv``'s sites a random direction with the norm of ``tv``'s tensor there

@@ -206,9 +206,20 @@ UNMEASURED = (NOT_APPLICABLE, NOT_MEASURED)
 VERDICTS = ("holds", "does not hold", NO_EFFECT, "inconclusive", NOT_TESTABLE, NOT_APPLICABLE, NOT_MEASURED)
 
 
+def _undecidable(n_tasks: int, zero_width: bool, unit: str) -> tuple[str, str] | None:
+    """``inconclusive`` and why, whatever the test says, for fewer than :data:`MIN_TASKS` of the ``unit`` or a
+    zero-width interval; ``None`` otherwise."""
+    if n_tasks < MIN_TASKS:
+        return "inconclusive", f"fewer than {MIN_TASKS} {unit}s ({n_tasks})"
+    if zero_width:
+        return "inconclusive", f"zero-width interval: every {unit} gave the same value"
+    return None
+
+
 def verdict(low: float, high: float, margin: float, n_tasks: int = MIN_TASKS,
             zero_width: bool = False, unit: str = "task") -> tuple[str, str]:
-    """``(verdict, reason)`` for an interval against the claim's ``margin``.
+    """``(verdict, reason)`` for an interval against the claim's ``margin`` (the test against the margin read from
+    an interval at the row's level: the ledger decides with :func:`decide`, which adds the equivalence test).
 
     ``holds`` when the whole interval lies above the margin, ``does not hold`` when it lies below it, else
     ``inconclusive`` — also, whatever the interval, with fewer than :data:`MIN_TASKS` of the ``unit``
@@ -216,10 +227,9 @@ def verdict(low: float, high: float, margin: float, n_tasks: int = MIN_TASKS,
     a decided verdict."""
     if any(math.isnan(x) for x in (low, high, margin)):
         raise ValueError(f"verdict: NaN in the interval [{low}, {high}] or the margin {margin}")
-    if n_tasks < MIN_TASKS:
-        return "inconclusive", f"fewer than {MIN_TASKS} {unit}s ({n_tasks})"
-    if zero_width or low == high:
-        return "inconclusive", f"zero-width interval: every {unit} gave the same value"
+    undecidable = _undecidable(n_tasks, zero_width or low == high, unit)
+    if undecidable is not None:
+        return undecidable
     if low > margin:
         return "holds", ""
     if high < margin:
@@ -235,10 +245,9 @@ def decide(estimate: Estimate, margin: float, delta: float | None, p_adjusted: f
     or a zero-width interval."""
     if any(math.isnan(x) for x in (estimate.mean, margin, p_adjusted, p_equivalence)):
         raise ValueError(f"decide: NaN in the estimate {estimate.mean}, the margin {margin} or a p-value")
-    if estimate.n_tasks < MIN_TASKS:
-        return "inconclusive", f"fewer than {MIN_TASKS} {unit}s ({estimate.n_tasks})"
-    if estimate.se == 0:
-        return "inconclusive", f"zero-width interval: every {unit} gave the same value"
+    undecidable = _undecidable(estimate.n_tasks, estimate.se == 0, unit)
+    if undecidable is not None:
+        return undecidable
     if p_adjusted < alpha:
         return ("holds", "") if estimate.mean > margin else ("does not hold", "")
     if delta is not None and p_equivalence < alpha:
