@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from tvlens.models.engine import StreamEdit
@@ -279,15 +279,16 @@ def injected_forward(
         return model(inputs, attention_mask=attention_mask)
 
 
-def query_position_ids(n: int, seq_len: int, attention_mask: Tensor | None = None) -> Tensor:
+def query_position_ids(n: int, seq_len: int, attention_mask: Int[Tensor, "n seq_len"] | None = None
+                       ) -> Int[Tensor, " n"]:
     """The position of each prompt's query (its last real token), counted from its first real token."""
     if attention_mask is None:
         return torch.full((n,), seq_len - 1, dtype=torch.long)
     return attention_mask.long().sum(-1).cpu() - 1
 
 
-def position_shift(model: HookedModel, n: int, seq_len: int, attention_mask: Tensor | None,
-                   query_at: int | Tensor) -> list[Intervention]:
+def position_shift(model: HookedModel, n: int, seq_len: int, attention_mask: Int[Tensor, "n seq_len"] | None,
+                   query_at: int | Int[Tensor, " n"]) -> list[Intervention]:
     """Interventions that move every prompt so that its query (last real token) sits at position ``query_at``
     (an int, or one per prompt): on a model with learned absolute positions, the prompt's ``k``-th token from the
     end gets ``W_pos[query_at − k] − W_pos[own position]`` added to the stream entering block 0, which is exactly

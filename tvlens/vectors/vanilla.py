@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from tvlens._checks import check_int
@@ -84,7 +84,7 @@ class LayerSweep(Records):
                  "metric": self.metric} for i, layer in enumerate(self.layers)]
 
 
-def source_position(batch: ICLBatch) -> Tensor:
+def source_position(batch: ICLBatch) -> Int[Tensor, " batch"]:
     """Where a state read at the ICL prompts' queries was computed: each ICL prompt's query position (counted from
     its first real token). On a model with learned absolute positions a replaced state carries it, so the
     zero-shot prompt it goes into — and that prompt's baseline — is scored moved there (``query_at``)."""
