@@ -86,6 +86,8 @@ def test_vector_extract_writes_a_loadable_vector(cli, tmp_path):
     assert proc.returncode == 0, proc.stderr
     tv = TaskVector.load(out, model=zoo.load("perm-mix"))
     assert tv.method == "function" and tv.layers == [2]
+    one_line_error(cli("vector", "extract", "learned", "--out", str(tmp_path / "l.safetensors")),
+                   "method='learned': expected a method that is extracted at one layer, one of ['vanilla', 'function']")
 
 
 @pytest.mark.slow

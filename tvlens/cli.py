@@ -209,19 +209,18 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _vector_extract(args: argparse.Namespace) -> int:
-    from tvlens.vectors import function_vector, vanilla_task_vector
-    from tvlens.vectors.function import default_top_k
+    from tvlens.vectors.bench import METHODS, Bench
 
+    extracted = [name for name, m in METHODS.items() if not m.learned and m.per_layer]
+    if args.method not in extracted:
+        raise ValueError(f"method={args.method!r}: expected a method that is extracted at one layer, one of "
+                         f"{extracted} (a learned one: 'tvlens vector learn')")
     check_output_file(args.out, "--out", reads=_model_reads(args))
     model, task = _load(args)
     if args.layer is not None:
         model.check_layer(args.layer, "--layer")
-    progress = not args.quiet
-    if args.method == "vanilla":
-        tv, _ = vanilla_task_vector(model, task, args.layer, n_shots=args.shots, seed=args.seed, progress=progress)
-    else:
-        tv, _ = function_vector(model, task, args.layer, top_k=default_top_k(model), n_shots=args.shots,
-                                seed=args.seed, progress=progress)
+    bench = Bench(model, task, seed=args.seed, n_shots=args.shots, progress=not args.quiet)
+    tv = bench.vector(args.method, args.layer)  # no layer: the method's own, chosen on dev prompts
     layer = tv.layers[0]
     path = tv.save(args.out, "--out")
     print(f"{args.method} task vector of {args.model} (task {args.task_id}, {args.shots}-shot prompts) at layer "
@@ -451,7 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     vector = sub.add_parser("vector", help="make a task vector").add_subparsers(dest="vector_command", required=True)
     extract = vector.add_parser("extract", help="extract a vanilla task vector or a function vector")
-    extract.add_argument("method", choices=["vanilla", "function"])
+    extract.add_argument("method", help="a registered method that is extracted, not learned (tvlens.vectors.METHODS: "
+                         "vanilla or function)")
     extract.add_argument("--layer", type=int, default=None, help="layer (default: the best on dev prompts)")
     extract.add_argument("--out", required=True, help="output .safetensors file")
     _common(extract)

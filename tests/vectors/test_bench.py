@@ -95,3 +95,29 @@ def test_the_docs_worked_example_adds_a_method_everywhere(registry, capsys):
     assert trace.line.color == "#a6761d"
     assert compare(model, family, ["doubled_vanilla"], layers=[1], n_test=8, progress=False).records[-1][
         "method"] == "doubled_vanilla"
+
+
+def test_a_method_without_a_layer_goes_to_its_own_layer(tiny_model, small_task):
+    """The FV's own layer is the one function_vector's own sweep picks on dev prompts (not the vanilla TV's), the
+    vanilla TV's is vanilla_task_vector's, per mode; a regression family is kept whole with task_id=None."""
+    from tvlens.vectors import function_vector
+
+    bench = Bench(tiny_model, small_task, seed=2, n_shots=3, progress=False)
+    fv, result = function_vector(tiny_model, small_task.single(0), None, top_k=bench.top_k, n_shots=3, seed=2,
+                                 progress=False)
+    assert bench.vector("function").layers == [result.sweep.best_layer]
+    torch.testing.assert_close(bench.vector("function").vector(result.sweep.best_layer), fv.vector(fv.layers[0]))
+    for mode in ("add", "replace"):
+        own, sweep = vanilla_task_vector(tiny_model, small_task.single(0), mode=mode, n_shots=3, seed=2,
+                                         progress=False)
+        tv, layer = bench.best_vanilla(mode)
+        assert layer == sweep.sweep.best_layer and tv.mode == own.mode
+        torch.testing.assert_close(tv.vector(layer), own.vector(layer))
+    assert bench.vanilla_layer == bench.best_vanilla("add")[1]
+    with pytest.raises(ValueError, match=r"^mode='scale': expected 'add' or 'replace'$"):
+        bench.best_vanilla("scale")
+    with pytest.raises(ValueError, match=r"^head_source='own': expected 'mean' or 'prompt'$"):
+        Bench(tiny_model, small_task, head_source="own")
+    family = zoo.task("linear-regression")
+    assert Bench(tiny_model, family, task_id=None).task is family
+    assert Bench(tiny_model, family).task.fixed == 0

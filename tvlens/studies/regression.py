@@ -36,9 +36,8 @@ from tvlens.studies.table import StudyTable
 from tvlens.tasks.base import ICLBatch
 from tvlens.tasks.regression import RegressionTask
 from tvlens.tasks.splits import Splits
-from tvlens.vectors.function import default_top_k, function_vector, project_heads, prompt_head_z
-from tvlens.vectors.head_weighted import head_weighted_task_vector
-from tvlens.vectors.learned import learn_task_vector
+from tvlens.vectors.bench import Bench
+from tvlens.vectors.function import project_heads, prompt_head_z
 from tvlens.vectors.vanilla import query_states
 
 SHIFTS = ("none", "skewed", "noisy", "orthogonal")
@@ -142,26 +141,26 @@ def fidelity_vectors(
     """Each method's vector (or layer and heads), made once on unshifted prompts of the training length.
 
     Layers and FV heads are chosen on the ``dev`` split of ``seed``; the LTV and the head weights ``ω``
-    learn on their own splits. Pass the result to :func:`fidelity_score`.
+    learn on their own splits (a :class:`~tvlens.vectors.bench.Bench` of the family makes the FV's heads, the LTV
+    and ``ω`` as every other table does). Pass the result to :func:`fidelity_score`.
     """
+    bench = Bench(model, task, seed=seed, n_shots=train_shots, task_id=None, head_source="prompt",
+                  progress=progress)
     made: dict[str, Any] = {}
     if "vanilla" in methods or "learned" in methods:
         profile = tvp_by_layer(model, task, n_prompts=n_prompts, n_shots=train_shots, seed=seed, split="dev")
         made["vanilla_layer"] = profile.best_layer
-    if "function" in methods:
-        _, fv = function_vector(model, task, 0, top_k=default_top_k(model), n_shots=train_shots, seed=seed,
-                                progress=False)
+    if "function" in methods:  # per-prompt FVs: the bench's heads, summed on each dev prompt, at the best layer
+        fv = bench.function_result()[1]
         dev = Splits(seed).sample(task, "dev", n_prompts, train_shots)
         heads = _heads(project_heads(model, prompt_head_z(model, dev)), fv.top_heads)
         scores = [evaluate(model, task, "injected", Intervention(heads, layer), batch=dev, progress=False).mean
                   for layer in range(model.n_layers)]
-        made["fv_heads"], made["fv_layer"] = fv.top_heads, int(torch.tensor(scores).argmin())
+        made["fv_heads"], made["fv_layer"] = fv.top_heads, task.metric.best(torch.tensor(scores))
     if "learned" in methods:
-        made["ltv"], _ = learn_task_vector(model, task, made["vanilla_layer"], n_shots=train_shots, progress=progress,
-                                           seed=seed)
+        made["ltv"] = bench.vector("learned", made["vanilla_layer"])
     if "head_weighted" in methods:
-        _, made["hw"] = head_weighted_task_vector(model, task, n_shots=train_shots, head_source="prompt",
-                                                  progress=progress, seed=seed)
+        made["hw"] = bench.head_weights()
     return made
 
 

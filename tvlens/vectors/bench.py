@@ -30,11 +30,11 @@ from tvlens.models.hooked import HookedModel
 from tvlens.scoring import EvalResult, PromptScorer
 from tvlens.tasks.base import ICLBatch, Task
 from tvlens.tasks.splits import Splits
-from tvlens.vectors.function import default_top_k, function_vector
-from tvlens.vectors.head_weighted import head_weighted_task_vector
+from tvlens.vectors.function import FunctionVectorResult, default_top_k, function_vector
+from tvlens.vectors.head_weighted import HeadWeightedResult, head_weighted_task_vector
 from tvlens.vectors.learned import LearnConfig, learn_task_vector, learn_task_vectors
 from tvlens.vectors.task_vector import TaskVector
-from tvlens.vectors.vanilla import vanilla_task_vector
+from tvlens.vectors.vanilla import sweep_layers, vanilla_task_vector
 
 #: What a method's ``make`` is given: the bench, the layers (``[None]`` for a method over every layer), the
 #: positions, the prompts the vector is added to (``"zero_shot"`` or ``"icl"``) and their demonstrations.
@@ -52,6 +52,9 @@ class Method:
         make: ``make(bench, layers, positions, base, n_shots) → {layer: TaskVector}`` (see :data:`Maker`).
         learned: whether the vector is trained by gradient descent (else extracted from activations).
         per_layer: ``False`` for a method whose one vector spans every layer (made at ``layer=None``).
+        own_layer: ``own_layer(bench) → layer``: where the method puts its vector when no layer is asked
+            (:meth:`Bench.vector`), chosen on ``dev`` prompts; ``None``: the vanilla TV's layer
+            (:attr:`Bench.vanilla_layer`).
     """
 
     name: str
@@ -60,6 +63,7 @@ class Method:
     make: Maker
     learned: bool = False
     per_layer: bool = True
+    own_layer: Callable[[Bench], int] | None = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -100,16 +104,22 @@ class Bench:
         n_shots: demonstrations of the prompts vectors are made from (``None``: the task's default).
         learn: settings of the learned vectors (:class:`~tvlens.vectors.LearnConfig`).
         top_k: heads of the function vector (default: 10 % of the heads, at least 2).
-        task_id: which task of a family.
+        task_id: which task of a family; ``None``: the task as given (a regression family's vectors carry what
+            all its functions share).
+        head_source: the head-weighted vector's heads: ``"mean"`` over prompts or each ``"prompt"``'s own
+            (:func:`~tvlens.vectors.head_weighted_task_vector`).
         progress: progress bars of the slow makers (learning, head weights).
     """
 
     def __init__(self, model: HookedModel, task: Task, *, seed: int = 0, n_shots: int | None = None,
-                 learn: LearnConfig | None = None, top_k: int | None = None, task_id: int = 0,
-                 progress: bool = True) -> None:
+                 learn: LearnConfig | None = None, top_k: int | None = None, task_id: int | None = 0,
+                 head_source: str = "mean", progress: bool = True) -> None:
+        if head_source not in ("mean", "prompt"):
+            raise ValueError(f"head_source={head_source!r}: expected 'mean' or 'prompt'")
         self.model = model
-        self.task = task.single(task_id) if getattr(task, "fixed", None) is None else task
+        self.task = task.single(task_id) if task_id is not None and getattr(task, "fixed", None) is None else task
         self.seed, self.n_shots, self.learn, self.progress = seed, n_shots, learn or LearnConfig(), progress
+        self.head_source = head_source
         self.top_k = top_k or default_top_k(model)
         self.splits = Splits(seed)
         self._vectors: dict[tuple[Any, ...], TaskVector] = {}
@@ -141,20 +151,50 @@ class Bench:
 
     def vector(self, method: str, layer: int | None = None, **options: Any) -> TaskVector:
         """``method``'s vector at ``layer`` (:meth:`vectors`); for a per-layer method ``layer=None`` is the
-        vanilla TV's layer (:attr:`vanilla_layer`, chosen on ``dev`` prompts)."""
-        if layer is None and METHODS[check_methods([method], "method")[0]].per_layer:
-            layer = self.vanilla_layer
+        method's own layer (:attr:`Method.own_layer`; by default the vanilla TV's, :attr:`vanilla_layer`), chosen
+        on ``dev`` prompts."""
+        spec = METHODS[check_methods([method], "method")[0]]
+        if layer is None and spec.per_layer:
+            layer = spec.own_layer(self) if spec.own_layer is not None else self.vanilla_layer
         return self.vectors(method, [layer], **options)[layer]
 
     @property
     def vanilla_layer(self) -> int:
         """The layer whose vanilla TV scores best on the ``dev`` split (the site the methods are compared at)."""
-        if "vanilla_sweep" not in self.made:
-            tv, result = vanilla_task_vector(self.model, self.task, n_shots=self.n_shots, seed=self.seed,
+        return self.best_vanilla()[1]
+
+    def best_vanilla(self, mode: str = "add") -> tuple[TaskVector, int]:
+        """The vanilla TV added (``mode="add"``) or replaced (``"replace"``, scored position-matched) at the layer
+        where it scores best on the ``dev`` split, and that layer (the sweep runs once per mode)."""
+        if mode not in ("add", "replace"):
+            raise ValueError(f"mode={mode!r}: expected 'add' or 'replace'")
+        if f"vanilla_sweep/{mode}" not in self.made:
+            tv, result = vanilla_task_vector(self.model, self.task, mode=mode, n_shots=self.n_shots, seed=self.seed,
                                              progress=False)
-            self.made["vanilla_sweep"] = result.sweep.best_layer
-            self._vectors[(*self._key("vanilla", "last", "zero_shot", self.n_shots), result.sweep.best_layer)] = tv
-        return self.made["vanilla_sweep"]
+            self.made[f"vanilla_sweep/{mode}"] = tv, result.sweep.best_layer
+            if mode == "add":  # the vanilla method's vector at that layer: the same tensor
+                self._vectors[(*self._key("vanilla", "last", "zero_shot", self.n_shots), result.sweep.best_layer)] = tv
+        return self.made[f"vanilla_sweep/{mode}"]
+
+    def function_result(self, n_shots: int | None = None) -> tuple[TaskVector, FunctionVectorResult]:
+        """Todd et al.'s function vector of the bench's task (heads ranked on ``train`` prompts, made once per
+        ``n_shots``): its vector at layer 0 and what :func:`~tvlens.vectors.function_vector` measured (the heads,
+        their mean outputs)."""
+        shots = self.n_shots if n_shots is None else n_shots
+        if f"function/{shots}" not in self.made:
+            self.made[f"function/{shots}"] = function_vector(self.model, self.task, 0, top_k=self.top_k, n_shots=shots,
+                                                             seed=self.seed, progress=False)
+        return self.made[f"function/{shots}"]
+
+    def head_weights(self) -> HeadWeightedResult:
+        """Saglam et al. 2025's learned head weights ``ω`` of the bench's task (learned once, heads read as
+        :attr:`head_source` says); :meth:`~tvlens.vectors.HeadWeightedResult.interventions_for` reads them on
+        prompts."""
+        if "head_weighted" not in self.made:
+            self.made["head_weighted"] = head_weighted_task_vector(
+                self.model, self.task, n_shots=self.n_shots, seed=self.seed, head_source=self.head_source,
+                progress=self.progress)
+        return self.made["head_weighted"][1]
 
     @staticmethod
     def _key(method: str, positions: Any, base: str, n_shots: int | None) -> tuple[Any, ...]:
@@ -192,14 +232,18 @@ def _vanilla(bench: Bench, layers: list[Any], positions: Any, base: str, n_shots
 def _function(bench: Bench, layers: list[Any], positions: Any, base: str, n_shots: int | None
               ) -> dict[Any, TaskVector]:
     """Todd et al.'s function vector: its heads and their mean outputs do not depend on the layer (made once)."""
-    key = f"function/{n_shots}"
-    if key not in bench.made:
-        bench.made[key] = function_vector(bench.model, bench.task, 0, top_k=bench.top_k, n_shots=n_shots,
-                                          seed=bench.seed, progress=False)
-    tv, result = bench.made[key]
+    tv, result = bench.function_result(n_shots)
     return {k: TaskVector.single(result.vector, k, positions, method="function", task=bench.task.to_dict(),
                                  fingerprint=tv.fingerprint, hyperparameters={**tv.hyperparameters, "layer": k})
             for k in layers}
+
+
+def _function_layer(bench: Bench) -> int:
+    """The function vector's own layer: the best on the ``dev`` split of the FV added at each layer (Todd et al.
+    choose it for the FV, not for another method)."""
+    vectors = bench.vectors("function", list(range(bench.model.n_layers)))
+    return sweep_layers(bench.model, bench.task, vectors, n_shots=bench.n_shots, dev_prompts=100, test_prompts=1,
+                        seed=bench.seed, progress=False).best_layer
 
 
 def _learned(bench: Bench, layers: list[Any], positions: Any, base: str, n_shots: int | None
@@ -215,12 +259,15 @@ def _learned(bench: Bench, layers: list[Any], positions: Any, base: str, n_shots
 def _head_weighted(bench: Bench, layers: list[Any], positions: Any, base: str, n_shots: int | None
                    ) -> dict[Any, TaskVector]:
     """Saglam et al. 2025's head-weighted LTV: learned weights of every head's output, over every layer."""
-    return {None: head_weighted_task_vector(bench.model, bench.task, n_shots=n_shots, seed=bench.seed,
-                                            progress=bench.progress)[0]}
+    if n_shots != bench.n_shots:
+        raise ValueError(f"n_shots={n_shots}: the head-weighted vector is learned on the bench's prompts "
+                         f"(n_shots={bench.n_shots}); expected that")
+    bench.head_weights()
+    return {None: bench.made["head_weighted"][0]}
 
 
 register_method(Method("vanilla", "vanilla TV", "#d95f02", _vanilla))
-register_method(Method("function", "function vector", "#7570b3", _function))
+register_method(Method("function", "function vector", "#7570b3", _function, own_layer=_function_layer))
 register_method(Method("learned", "learned TV", "#e7298a", _learned, learned=True))
 register_method(Method("head_weighted", "head-weighted LTV", "#66a61e", _head_weighted, learned=True,
                        per_layer=False))

@@ -25,7 +25,6 @@ from tvlens.tasks.splits import Splits
 from tvlens.vectors.bench import Bench
 from tvlens.vectors.learned import LearnConfig, LearnResult, learn_task_vectors, learn_task_vectors_many
 from tvlens.vectors.task_vector import TaskVector
-from tvlens.vectors.vanilla import vanilla_task_vector
 
 #: A learned vector and its training record, as :func:`~tvlens.vectors.learn_task_vectors` returns them per layer.
 Learned = tuple[TaskVector, LearnResult]
@@ -38,7 +37,8 @@ class Store:
 
     Attributes:
         models: subject key → the loaded model and its task family.
-        vanilla: ``(model, task, seed, mode)`` → the vanilla TV and its layer (chosen on ``dev``).
+        benches: ``(model, task, seed)`` → the unit's :class:`~tvlens.vectors.bench.Bench` (its vanilla TVs, FV and
+            scorers; a sibling learning side by side with a unit reads its vanilla layer there).
         learned: ``(model, task, seed, request, positions, base)`` → per layer, the LTVs learned side by side with
             the model's other units (``request``: the layers asked for, or ``"vanilla"``: each unit at its own).
         tvp: ``(model, task, seed)`` → the model's TVP profiles per reading (``formation.tvp_profiles``).
@@ -47,7 +47,7 @@ class Store:
     """
 
     models: dict[Any, tuple[HookedModel, Task]] = field(default_factory=dict)
-    vanilla: dict[tuple[str, int, int, str], tuple[TaskVector, int]] = field(default_factory=dict)
+    benches: dict[tuple[str, int, int], Bench] = field(default_factory=dict)
     learned: dict[tuple[Any, ...], dict[int, Learned]] = field(default_factory=dict)
     tvp: dict[tuple[str, int, int], dict[str, Any]] = field(default_factory=dict)
     regression: dict[tuple[str, int], tuple[dict[str, Any], Any]] = field(default_factory=dict)
@@ -117,22 +117,25 @@ class Workbench:
         return self._vanilla_of(self.task_id, self.seed, mode)
 
     def _vanilla_of(self, task_id: int, seed: int, mode: str = "add") -> tuple[TaskVector, int]:
-        """The vanilla TV of this model's unit ``(task_id, seed)`` (kept in the store: a sibling learning side by
-        side with this unit reads it for its layer)."""
-        key = (self.name, task_id, seed, mode)
-        if key not in self.store.vanilla:
-            task = self.family.single(task_id) if self.family.n_tasks else self.family
-            tv, result = vanilla_task_vector(self.model, task, mode=mode, n_shots=self.n_shots, seed=seed,
-                                             progress=False)
-            self.store.vanilla[key] = tv, result.sweep.best_layer
-        return self.store.vanilla[key]
+        """The vanilla TV of this model's unit ``(task_id, seed)`` (:meth:`Bench.best_vanilla
+        <tvlens.vectors.bench.Bench.best_vanilla>` of its bench: a sibling learning side by side with this unit
+        reads it for its layer)."""
+        return self._bench_of(task_id, seed).best_vanilla(mode)
 
     @property
     def bench(self) -> Bench:
         """This unit's :class:`~tvlens.vectors.bench.Bench` (its model, task, seed and shots): the methods' vectors
         that are not learned side by side with the model's other units."""
-        return self.memo("bench", lambda: Bench(self.model, self.task, seed=self.seed, n_shots=self.n_shots,
-                                                  progress=False))
+        return self._bench_of(self.task_id, self.seed)
+
+    def _bench_of(self, task_id: int, seed: int) -> Bench:
+        """The bench of this model's unit ``(task_id, seed)``, kept in the store."""
+        key = (self.name, task_id, seed)
+        if key not in self.store.benches:
+            task = self.family.single(task_id) if self.family.n_tasks else self.family
+            self.store.benches[key] = Bench(self.model, task, seed=seed, n_shots=self.n_shots, task_id=None,
+                                            progress=False)
+        return self.store.benches[key]
 
     def function(self, layer: int) -> TaskVector:
         """The function vector (Todd et al.; heads from the ``train`` split) at ``layer``."""
