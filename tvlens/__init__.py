@@ -8,6 +8,7 @@ The public surface::
     with tvlens.inject(model, tvlens.Intervention(vector, layer=2)):
         logits = model(tokens)
     tvlens.compare(model, task)                         # every task-vector method on the same prompts
+    tvlens.generate(model, tokens, vector, max_new_tokens=5)   # generation with the vector in the stream
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ _EXPORTS = {
     "TaskVector": "tvlens.vectors",
     "compare": "tvlens.vectors",
     "evaluate": "tvlens.scoring",
+    "Generation": "tvlens.generation",
+    "generate": "tvlens.generation",
     "inject": "tvlens.interventions",
     "resolve_positions": "tvlens.positions",
 }
@@ -38,6 +41,7 @@ _SUBMODULES = ("zoo",)
 
 if TYPE_CHECKING:
     from tvlens import zoo
+    from tvlens.generation import Generation, generate
     from tvlens.interventions import Intervention, inject
     from tvlens.models import HookedModel, ModelConfig
     from tvlens.positions import resolve_positions
@@ -62,6 +66,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "EvalResult",
+    "Generation",
     "HookedModel",
     "ICLBatch",
     "Intervention",
@@ -72,6 +77,7 @@ __all__ = [
     "__version__",
     "compare",
     "evaluate",
+    "generate",
     "inject",
     "resolve_positions",
     "zoo",

@@ -420,18 +420,15 @@ def _edit_columns(x: Float[Tensor, "rows *pos d_model"], edit: StreamEdit, cols:
     return x * (1 - onehot) + onehot * vector[:, None]
 
 
-class _CachedSuffix:
-    """The cached path: the prompts' columns before ``first`` kept as keys/values, the rest run by tvlens' block."""
+class OwnBlock:
+    """tvlens' own transformer block over a model's TransformerLens-layout weights (the block in the module
+    docstring): the pieces the cached path (:class:`_CachedSuffix`) and KV-cached generation
+    (:mod:`tvlens.models.decoder`) run columns through. Only models whose ``capabilities.cached_suffix`` holds
+    are run on it (checked against the model's own forward)."""
 
-    def __init__(self, model: HookedModel, inputs: Tensor, mask: Tensor | None, start: int, first: int,
-                 columns: dict[int | str, Tensor]) -> None:
-        self.model, self.start, self.first = model, start, first
-        #: each declared position's column in each of these prompts
-        self.columns = columns
-        self._intact: list[Tensor] | None = None
+    def __init__(self, model: HookedModel) -> None:
+        self.model = model
         caps = self.caps = model.capabilities
-        n, n_pos = inputs.shape[:2]
-        self.width = n_pos - first
         self.heads, self.d_head = model.n_heads, model.d_head
         self.w = _block_weights(model)
         # looked up once, not by name at every step
@@ -444,13 +441,88 @@ class _CachedSuffix:
                             self.w.get(f"blocks.{layer}.mlp.W_in"), self.w.get(f"blocks.{layer}.mlp.b_in", 0),
                             self.w.get(f"blocks.{layer}.mlp.W_out"), self.w.get(f"blocks.{layer}.mlp.b_out", 0))
                     for layer in range(model.n_layers)}
-        name = model.hook_name(0, "resid_pre")
-        with torch.no_grad():  # the model itself runs only its embedding: tvlens' block runs the rest
-            entering = model.activations(inputs, [name], attention_mask=mask)[name]
+        self.rotary = _Rotary(caps, self.d_head, model.dtype) if caps.positional == "rotary" else None
+
+    def entering(self, inputs: Tensor, mask: Tensor | None) -> Float[Tensor, "n N d_model"]:
+        """The stream entering block 0 of ``inputs`` (the model itself runs only its embedding)."""
+        name = self.model.hook_name(0, "resid_pre")
+        with torch.no_grad():
+            return self.model.activations(inputs, [name], attention_mask=mask)[name]
+
+    def _norm(self, x: Tensor, name: str, kind: str | None = None) -> Tensor:
+        weight, bias = self.norms.get(name, (None, None))
+        return apply_norm(x, self.caps.norm if kind is None else kind, self.caps.eps, weight, bias)
+
+    def _qkv(self, layer: int, x: Tensor, trig: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, Tensor]:
+        """``q, k, v [..., n_heads, d_head]`` of streams ``x [..., d]``, rotated by ``trig`` (the rotary tables of
+        their positions, :meth:`_Rotary.tables`; ``None`` without rotary)."""
+        weight, bias = self.w[f"blocks.{layer}.qkv"]
+        qkv = self._norm(x, f"blocks.{layer}.ln1") @ weight + bias
+        q, k, v = qkv.unflatten(-1, (3, self.heads, self.d_head)).unbind(-3)
+        if self.rotary is not None:
+            q, k = self.rotary.rotate(q, *trig), self.rotary.rotate(k, *trig)
+        return q, k, v
+
+    def _pattern(self, scores: Float[Tensor, "... keys"], bias: Tensor | None) -> Float[Tensor, "... keys"]:
+        """Attention weights from raw scores ``q·k``: ``softmax(cap·tanh(s / scale / cap) + bias)`` (the cap on
+        Gemma-2 only; ``bias`` the additive mask, ``None`` for none)."""
+        scores = scores / self.caps.attn_scale
+        if self.caps.attn_soft_cap is not None:
+            scores = self.caps.attn_soft_cap * torch.tanh(scores / self.caps.attn_soft_cap)
+        return (scores if bias is None else scores + bias).softmax(-1)
+
+    def _mlp(self, layer: int, a: Tensor) -> Tensor:
+        gate, w_in, b_in, w_out, b_out = self.mlp[layer]
+        hidden = self.act(a @ w_in + b_in) if gate is None else self.act(a @ gate) * (a @ w_in + b_in)
+        return hidden @ w_out + b_out
+
+    def _after_attention(self, layer: int, x: Tensor, z: Tensor) -> Tensor:
+        """The rest of block ``layer`` once its heads' results ``z [..., n_heads, d_head]`` are known: output
+        projection, MLP and the residual sums (``x [..., d]``, the stream entering the block)."""
+        caps, p = self.caps, f"blocks.{layer}"
+        weight_o, bias_o = self.w[f"{p}.o"]
+        out = z.flatten(-2) @ weight_o + bias_o
+        if caps.post_norms:
+            out = self._norm(out, f"{p}.ln1_post", "RMS")
+        if caps.attn_only:
+            return x + out
+        if caps.parallel_attn_mlp:
+            ln = f"{p}.ln1" if caps.parallel_norm == "shared" else f"{p}.ln2"
+            return x + out + self._mlp(layer, self._norm(x, ln))
+        x = x + out
+        mlp = self._mlp(layer, self._norm(x, f"{p}.ln2"))
+        if caps.post_norms:
+            mlp = self._norm(mlp, f"{p}.ln2_post", "RMS")
+        return x + mlp
+
+    # ------------------------------------------------------------------ run
+    def _logits(self, final: Float[Tensor, "rows d_model"], return_resid: bool) -> Any:
+        """The query logits of the final streams ``final`` (and ``final`` itself with ``return_resid``)."""
+        logits = self._norm(final, "ln_final", self.caps.final_norm) @ self.w["unembed.W_U"]
+        if "unembed.b_U" in self.w:
+            logits = logits + self.w["unembed.b_U"]
+        if self.caps.logit_soft_cap is not None:
+            logits = self.caps.logit_soft_cap * torch.tanh(logits / self.caps.logit_soft_cap)
+        return (logits, final) if return_resid else logits
+
+
+class _CachedSuffix(OwnBlock):
+    """The cached path: the prompts' columns before ``first`` kept as keys/values, the rest run by tvlens' block."""
+
+    def __init__(self, model: HookedModel, inputs: Tensor, mask: Tensor | None, start: int, first: int,
+                 columns: dict[int | str, Tensor]) -> None:
+        super().__init__(model)
+        self.start, self.first = start, first
+        #: each declared position's column in each of these prompts
+        self.columns = columns
+        self._intact: list[Tensor] | None = None
+        caps = self.caps
+        n, n_pos = inputs.shape[:2]
+        self.width = n_pos - first
+        entering = self.entering(inputs, mask)
         dtype = entering.dtype
         position = model.position_ids(n, n_pos, mask)
         real = torch.ones(n, n_pos, dtype=torch.bool, device=model.device) if mask is None else mask.bool()
-        self.rotary = _Rotary(caps, self.d_head, dtype) if caps.positional == "rotary" else None
         #: the suffix columns' rotary cosines and sines (computed once: every step reads them)
         self.trig = None if self.rotary is None else self.rotary.tables(position[:, first:])
         windows = set(caps.sliding_windows)
@@ -517,29 +589,6 @@ class _CachedSuffix:
                     z = torch.einsum("bhst,bthk->bshk", self._pattern(torch.einsum("bshk,bthk->bhst", q, k), mask), v)
                 chunk = self._after_attention(layer, chunk, z)
 
-    # ------------------------------------------------------------------ pieces
-    def _norm(self, x: Tensor, name: str, kind: str | None = None) -> Tensor:
-        weight, bias = self.norms.get(name, (None, None))
-        return apply_norm(x, self.caps.norm if kind is None else kind, self.caps.eps, weight, bias)
-
-    def _qkv(self, layer: int, x: Tensor, trig: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, Tensor]:
-        """``q, k, v [..., n_heads, d_head]`` of streams ``x [..., d]``, rotated by ``trig`` (the rotary tables of
-        their positions, :meth:`_Rotary.tables`; ``None`` without rotary)."""
-        weight, bias = self.w[f"blocks.{layer}.qkv"]
-        qkv = self._norm(x, f"blocks.{layer}.ln1") @ weight + bias
-        q, k, v = qkv.unflatten(-1, (3, self.heads, self.d_head)).unbind(-3)
-        if self.rotary is not None:
-            q, k = self.rotary.rotate(q, *trig), self.rotary.rotate(k, *trig)
-        return q, k, v
-
-    def _pattern(self, scores: Float[Tensor, "... keys"], bias: Tensor | None) -> Float[Tensor, "... keys"]:
-        """Attention weights from raw scores ``q·k``: ``softmax(cap·tanh(s / scale / cap) + bias)`` (the cap on
-        Gemma-2 only; ``bias`` the additive mask, ``None`` for none)."""
-        scores = scores / self.caps.attn_scale
-        if self.caps.attn_soft_cap is not None:
-            scores = self.caps.attn_soft_cap * torch.tanh(scores / self.caps.attn_soft_cap)
-        return (scores if bias is None else scores + bias).softmax(-1)
-
     def _attend_one(self, layer: int, x: Tensor, trig: Any, index: Tensor | slice, copies: int) -> Tensor:
         """The query's ``z [rows, n_heads, d_head]`` when the suffix is the query alone (``x [rows, d]``).
 
@@ -587,11 +636,6 @@ class _CachedSuffix:
         z = torch.einsum("cphst,phtk->cpshk", before.reshape(copies, n_prompts, heads, width, n_prefix), values)
         return z.reshape(rows, width, heads, d_head) + torch.einsum("bhst,bthk->bshk", after, v)
 
-    def _mlp(self, layer: int, a: Tensor) -> Tensor:
-        gate, w_in, b_in, w_out, b_out = self.mlp[layer]
-        hidden = self.act(a @ w_in + b_in) if gate is None else self.act(a @ gate) * (a @ w_in + b_in)
-        return hidden @ w_out + b_out
-
     def _block(self, layer: int, x: Tensor, trig: Any, index: Tensor | slice, copies: int,
                z_edit: ZEdit | None, resume_z: Tensor | None) -> Tensor:
         """One block over the suffix: ``x [rows, d]`` (the query alone) or ``[rows, S, d]``
@@ -612,26 +656,6 @@ class _CachedSuffix:
             z = z_edit(layer, z) if one else torch.cat([z[:, :-1], z_edit(layer, z[:, -1])[:, None]], 1)
         return self._after_attention(layer, x, z)
 
-    def _after_attention(self, layer: int, x: Tensor, z: Tensor) -> Tensor:
-        """The rest of block ``layer`` once its heads' results ``z [..., n_heads, d_head]`` are known: output
-        projection, MLP and the residual sums (``x [..., d]``, the stream entering the block)."""
-        caps, p = self.caps, f"blocks.{layer}"
-        weight_o, bias_o = self.w[f"{p}.o"]
-        out = z.flatten(-2) @ weight_o + bias_o
-        if caps.post_norms:
-            out = self._norm(out, f"{p}.ln1_post", "RMS")
-        if caps.attn_only:
-            return x + out
-        if caps.parallel_attn_mlp:
-            ln = f"{p}.ln1" if caps.parallel_norm == "shared" else f"{p}.ln2"
-            return x + out + self._mlp(layer, self._norm(x, ln))
-        x = x + out
-        mlp = self._mlp(layer, self._norm(x, f"{p}.ln2"))
-        if caps.post_norms:
-            mlp = self._norm(mlp, f"{p}.ln2_post", "RMS")
-        return x + mlp
-
-    # ------------------------------------------------------------------ run
     def run(self, edits: Sequence[StreamEdit], index: Tensor | slice, copies: int,
             z_edit: ZEdit | None, resume: Any, streams: list[Tensor] | None, return_resid: bool) -> Any:
         n_layers = self.model.n_layers
@@ -671,15 +695,6 @@ class _CachedSuffix:
                 x = self._block(layer, x, trig, index, copies, z_edit,
                                 resume_z if (resume is not None and layer == first) else None)
         return self._logits(x, return_resid)  # x: the query column (the last block returns it alone)
-
-    def _logits(self, final: Float[Tensor, "rows d_model"], return_resid: bool) -> Any:
-        """The query logits of the final streams ``final`` (and ``final`` itself with ``return_resid``)."""
-        logits = self._norm(final, "ln_final", self.caps.final_norm) @ self.w["unembed.W_U"]
-        if "unembed.b_U" in self.w:
-            logits = logits + self.w["unembed.b_U"]
-        if self.caps.logit_soft_cap is not None:
-            logits = self.caps.logit_soft_cap * torch.tanh(logits / self.caps.logit_soft_cap)
-        return (logits, final) if return_resid else logits
 
     def intact(self) -> list[Float[Tensor, "prompts d_model"]]:
         """The prompts' query streams with no edit, entering each layer from ``start`` and then the final stream
@@ -814,4 +829,4 @@ def _block_weights(model: HookedModel) -> dict[str, Any]:
     return out
 
 
-__all__ = ["PATHS", "QueryEngine", "StreamEdit", "ZEdit", "check_path", "choose_path"]
+__all__ = ["PATHS", "OwnBlock", "QueryEngine", "StreamEdit", "ZEdit", "check_path", "choose_path"]
