@@ -196,3 +196,44 @@ def test_a_task_the_model_cannot_read_is_refused_before_any_work():
         evaluate(perm, zoo.task("linear-regression"), "icl", n_shots=4)
     # the model's own family is scored as before
     assert evaluate(perm, zoo.task("perm-mix").single(0), "icl", n_prompts=32, progress=False).mean > 0.5
+
+
+def test_whole_answers_are_generated_and_scored_as_a_plain_loop_scores_them(tokenizer):
+    """evaluate(whole_answers=True) on word pairs whose answers span several tokens: each prompt's exact match and F1
+    equal a plain greedy loop's (tvlens.inject and argmax, one prompt at a time, no generate), read and scored by
+    tvlens.tasks.answers; chunks follow their rows; a task without text answers is refused in one line."""
+    from tests.hf_models import hf_model
+    from tvlens.models import HookedModel
+    from tvlens.tasks import TextTasks
+    from tvlens.tasks.answers import exact_match, read_answer, token_f1
+
+    model = HookedModel.from_hf(hf_model("gpt2", tokenizer, n_layers=2), tokenizer, dtype=torch.float64)
+    task = TextTasks(("country_capital", "antonyms"), tokenizer=tokenizer)
+    batch = Splits(0).sample(task, "shared", 6, 2)
+    answers = [pairs[-1][1] for pairs in batch.examples]
+    assert max(len(tokenizer(" " + a)["input_ids"]) for a in answers) > 1  # several tokens
+    vector = Intervention(torch.randn(model.d_model, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+                          * 4, 1)
+    result = evaluate(model, task, "injected", vector, batch=batch, base="icl", whole_answers=True, batch_size=4)
+    new = max(len(tokenizer(" " + a, add_special_tokens=False)["input_ids"]) for a in answers) + 2
+    for i in range(len(batch)):
+        tokens = batch.inputs[i][batch.attention_mask[i].bool()][None] if batch.attention_mask is not None \
+            else batch.inputs[i][None]
+        width = tokens.shape[1]
+        for _ in range(new):  # the vector on the prompt's last token only
+            with torch.no_grad(), inject(model, Intervention(vector.vector, 1, positions=width - 1)):
+                tokens = torch.cat([tokens, model(tokens)[:, -1].argmax(-1)[:, None]], 1)
+        read = read_answer(tokenizer.decode(tokens[0, width:].tolist(), skip_special_tokens=True))
+        assert result.generated[i] == read
+        assert result.exact_match_values[i] == exact_match(read, answers[i])
+        assert result.f1_values[i] == pytest.approx(token_f1(read, answers[i]))
+    assert result.to_dict()["f1"] == pytest.approx(result.f1_values.mean().item())
+    assert {"exact_match", "f1", "generated"} <= set(result.to_records()[0])
+    with pytest.raises(ValueError, match=r"^whole_answers=True: task=PermutationMixture has no text answers"):
+        evaluate(model, small_task_like(), "icl", whole_answers=True)
+
+
+def small_task_like():
+    from tvlens.tasks import PermutationMixture
+
+    return PermutationMixture(n_symbols=16, n_perms=4, seed=0)

@@ -75,6 +75,10 @@ class EvalResult(Records):
         n_shots: demonstrations in the prompts that were scored (0 for zero-shot).
         label_values: per-prompt accuracy restricted to the label set (symbolic only).
         nll_values: per-prompt ``-log p(answer)`` in nats (symbolic only).
+        exact_match_values: per-prompt exact match of the generated answer, whole (text tasks scored with
+            ``whole_answers``; :mod:`tvlens.tasks.answers`).
+        f1_values: per-prompt token F1 of the generated answer (the same).
+        generated: the answer each prompt generated, as read (:func:`~tvlens.tasks.answers.read_answer`).
     """
 
     mode: str
@@ -83,14 +87,19 @@ class EvalResult(Records):
     n_shots: int
     label_values: Float[Tensor, " n_prompts"] | None = None
     nll_values: Float[Tensor, " n_prompts"] | None = None
+    exact_match_values: Float[Tensor, " n_prompts"] | None = None
+    f1_values: Float[Tensor, " n_prompts"] | None = None
+    generated: tuple[str, ...] | None = None
 
     @classmethod
-    def from_scores(cls, mode: str, scored: ICLBatch, scores: dict[str, Tensor]) -> EvalResult:
+    def from_scores(cls, mode: str, scored: ICLBatch, scores: dict[str, Tensor],
+                    generated: tuple[str, ...] | None = None) -> EvalResult:
         """The result of ``mode`` from the per-prompt ``scores`` of the ``scored`` prompts (their metric's
-        value, and the label accuracy and NLL where the metric has them)."""
+        value, and the label accuracy, NLL, exact match and F1 where they were measured)."""
         metric = scored.metric.name
         return cls(mode=mode, metric=metric, values=scores[metric], n_shots=scored.n_shots,
-                   label_values=scores.get("label_accuracy"), nll_values=scores.get("nll"))
+                   label_values=scores.get("label_accuracy"), nll_values=scores.get("nll"),
+                   exact_match_values=scores.get("exact_match"), f1_values=scores.get("f1"), generated=generated)
 
     @property
     def mean(self) -> float:
@@ -110,6 +119,16 @@ class EvalResult(Records):
         """Accuracy with the argmax restricted to the task's labels (symbolic tasks)."""
         return None if self.label_values is None else self.label_values.double().mean().item()
 
+    @property
+    def exact_match(self) -> float | None:
+        """Share of prompts whose generated answer is the answer, whole (``None`` unless measured)."""
+        return None if self.exact_match_values is None else self.exact_match_values.double().mean().item()
+
+    @property
+    def f1(self) -> float | None:
+        """Mean token F1 of the generated answers (``None`` unless measured)."""
+        return None if self.f1_values is None else self.f1_values.double().mean().item()
+
     def to_dict(self) -> dict[str, Any]:
         """Summary numbers (no per-prompt values)."""
         return {
@@ -121,6 +140,8 @@ class EvalResult(Records):
             "n_shots": self.n_shots,
             "label_accuracy": self.label_accuracy,
             "nll": self.nll,
+            "exact_match": self.exact_match,
+            "f1": self.f1,
         }
 
     def row(self) -> dict[str, Any]:
@@ -132,7 +153,8 @@ class EvalResult(Records):
         return f"EvalResult(mode={self.mode!r}, {self.metric}={self.mean:.4f} ± {self.stderr:.4f}, n={n})"
 
     def to_records(self) -> list[dict[str, Any]]:
-        """One row per prompt: ``{mode, prompt, <metric>, label_accuracy, nll}`` (the last two for token tasks)."""
+        """One row per prompt: ``{mode, prompt, <metric>, label_accuracy, nll}`` (the last two for token tasks; with
+        ``exact_match``, ``f1`` and the ``generated`` answer where whole answers were scored)."""
         rows = []
         for i, value in enumerate(self.values.tolist()):
             row = {"mode": self.mode, "n_shots": self.n_shots, "prompt": i, self.metric: value}
@@ -140,6 +162,9 @@ class EvalResult(Records):
                 row["label_accuracy"] = float(self.label_values[i])
             if self.nll_values is not None:
                 row["nll"] = float(self.nll_values[i])
+            if self.exact_match_values is not None and self.f1_values is not None and self.generated is not None:
+                row.update(exact_match=float(self.exact_match_values[i]), f1=float(self.f1_values[i]),
+                           generated=self.generated[i])
             rows.append(row)
         return rows
 
@@ -276,6 +301,7 @@ def evaluate(
     batch: ICLBatch | None = None,
     path: str = "auto",
     query_at: int | Tensor | None = None,
+    whole_answers: bool = False,
     progress: bool = True,
 ) -> EvalResult:
     """Score ``model`` on held-out prompts of ``task``.
@@ -301,6 +327,9 @@ def evaluate(
         query_at: run the scored prompts with their query moved to this position (an int, or one per prompt;
             :func:`~tvlens.interventions.position_shift`): the baseline a state patched in from a longer prompt
             is compared with on a model with learned absolute positions (``None``: where they are).
+        whole_answers: also generate each answer (greedy, the vector on the prompt as scored: ``when="prompt"``
+            of :func:`~tvlens.generation.generate`) and score the string whole, as Todd et al. do: exact match and
+            token F1 (:mod:`tvlens.tasks.answers`); word-pair (text) tasks only.
         progress: show a tqdm bar when scoring takes more than half a second.
 
     Returns:
@@ -315,6 +344,12 @@ def evaluate(
         raise ValueError(f"vector is given but mode={mode!r}; use mode='injected' to inject it")
     check_int("batch_size", batch_size, 1)
     check_path(path)
+    if whole_answers and getattr(task, "tokenizer", None) is None:
+        raise ValueError(f"whole_answers=True: task={type(task).__name__} has no text answers; expected word-pair "
+                         "tasks (tvlens.tasks.TextTasks)")
+    if whole_answers and query_at is not None:
+        raise ValueError("whole_answers=True with query_at: generation runs prompts where they are; expected "
+                         "query_at=None")
     splits = Splits(seed) if batch is None else None
     if splits is not None:
         splits.check_split(split)
@@ -334,11 +369,41 @@ def evaluate(
             raise ValueError(f"a per-example intervention has {rows} rows but {len(scored)} prompts are scored")
 
     chunks: list[dict[str, Tensor]] = []
+    generated: list[str] = []
     starts = range(0, len(scored), batch_size)
     for start in progress_bar(starts, desc=f"evaluate {mode}", progress=progress and len(starts) > 1):
         rows = slice(start, start + batch_size)
         chunk_interventions = [iv.select(rows) for iv in interventions]
         at = query_at[rows] if isinstance(query_at, Tensor) and query_at.ndim else query_at
-        chunks.append(PromptScorer(hooked, batch.select(rows), path).scores(mode, chunk_interventions, base, at))
+        chunk = batch.select(rows)
+        chunks.append(PromptScorer(hooked, chunk, path).scores(mode, chunk_interventions, base, at))
+        if whole_answers:
+            chunks[-1].update(whole_answer_scores(hooked, task.tokenizer, scored_view(chunk, mode, base),
+                                                  chunk_interventions, path, generated))
     scores = {key: torch.cat([c[key] for c in chunks]) for key in chunks[0]}
-    return EvalResult.from_scores(mode, scored, scores)
+    return EvalResult.from_scores(mode, scored, scores, tuple(generated) if whole_answers else None)
+
+
+def whole_answer_scores(model: HookedModel, tokenizer: Any, prompts: ICLBatch, interventions: Sequence[Intervention],
+                        path: str = "auto", generated: list[str] | None = None) -> dict[str, Float[Tensor, " batch"]]:
+    """Per-prompt exact match and token F1 of the answers ``model`` generates for ``prompts`` (greedy, with
+    ``interventions`` on the prompts; as many new tokens as the longest answer has, and two more), read and
+    scored as Todd et al. do (:mod:`tvlens.tasks.answers`); the answers read are appended to ``generated``."""
+    from tvlens.generation import generate
+    from tvlens.tasks.answers import exact_match, read_answer, token_f1
+
+    if prompts.examples is None:
+        raise ValueError("prompts: expected word-pair prompts (they remember their answers)")
+    answers = [pairs[-1][1] for pairs in prompts.examples]
+    longest = max(len(tokenizer(" " + a, add_special_tokens=False)["input_ids"]) for a in answers)
+    new = longest + 2
+    if model.capabilities.learned_positions:
+        width = int(prompts.inputs.shape[1] if prompts.attention_mask is None else prompts.attention_mask.sum(1).max())
+        new = max(1, min(new, model.cfg.n_ctx - width))
+    out = generate(model, prompts.inputs, list(interventions), attention_mask=prompts.attention_mask,
+                   max_new_tokens=new, when="prompt", path=path)
+    read = [read_answer(tokenizer.decode(row, skip_special_tokens=True)) for row in out.tokens.tolist()]
+    if generated is not None:
+        generated.extend(read)
+    return {"exact_match": torch.tensor([exact_match(r, a) for r, a in zip(read, answers)], dtype=torch.float64),
+            "f1": torch.tensor([token_f1(r, a) for r, a in zip(read, answers)], dtype=torch.float64)}
