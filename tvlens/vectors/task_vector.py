@@ -242,6 +242,20 @@ class TaskVector:
         header = {"tvlens_task_vector": json.dumps(meta, default=str)}
         return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header), argument)
 
+    def export(self, path: str | os.PathLike, format: str, *, model_hint: str = "", argument: str = "path") -> Path:
+        """Write the vector for another tool, atomically (:mod:`tvlens.vectors.export`): ``format="gguf"``
+        (llama.cpp's ``--control-vector`` and repeng's ``ControlVector.import_gguf``; ``model_hint``: its
+        ``controlvector.model_hint``, e.g. ``"llama"``) or ``"steering-vectors"`` (a layer dict, also applied by a
+        plain ``transformers`` forward hook). Each tool adds to a decoder block's output: ``resid_pre`` of layer
+        ``l`` is block ``l − 1``'s output, ``resid_post`` of ``l`` block ``l``'s."""
+        from tvlens.vectors.export import FORMATS, export_gguf, export_steering_vectors
+
+        if format not in FORMATS:
+            raise ValueError(f"format={format!r}: expected one of {FORMATS}")
+        if format == "gguf":
+            return export_gguf(self, path, model_hint, argument)
+        return export_steering_vectors(self, path, argument)
+
     @classmethod
     def load(cls, path: str | os.PathLike, model: HookedModel | None = None, strict: bool = True) -> TaskVector:
         """Read a vector written by :meth:`save`.
