@@ -4,6 +4,7 @@ verdicts it reaches on the zoo."""
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import math
 
 import pytest
@@ -198,8 +199,12 @@ def test_a_row_is_its_units_rerun_by_hand():
     assert (row.n_tasks, row.n_seeds) == (2, 2)
     records = ledger.to_records()
     assert len(records) == 3 and "values" not in records[0] and "control" in records[0]
-    assert ("| The vanilla task vector beats the zero-shot query | Hendel et al. 2023 | exploratory | perm-mix |"
-            in ledger.to_markdown())
+    markdown = ledger.to_markdown()
+    assert ("| The vanilla task vector beats the zero-shot query | Yang et al. 2025a (on LLMs) | exploratory | perm-mix |"
+            in markdown)
+    # where it was measured, from the zoo's own recipes (perm-mix, perm-mix-32, token-offset: 4 layers, d_model 64)
+    assert markdown.startswith("Rows on zoo models were measured on small synthetic transformers trained by tvlens "
+                               "(4 layers, d_model 64; the tvlens zoo), not on the models the papers used")
     with pytest.raises(KeyError, match="claim='key_heads'"):
         ledger.row("key_heads")
 
@@ -522,6 +527,17 @@ def test_equivalence_and_power_against_scipy_and_statsmodels():
     assert decide(task_estimate(means[:2, None]), 0.0, delta, 0.0, 0.0) == ("inconclusive", "fewer than 3 tasks (2)")
 
 
+def test_every_claim_says_where_its_paper_made_it():
+    """Each claim's paper is in MADE_ON (the catalog refuses one that is not); tvlens' own hypothesis names no paper."""
+    from tvlens.studies.ledger.catalog import MADE_ON, TVLENS, catalog
+
+    assert {c.paper for c in CLAIMS.values()} <= set(MADE_ON)
+    assert CLAIMS["linear_through_origin"].paper == TVLENS and MADE_ON[TVLENS] == ""
+    stray = dataclasses.replace(CLAIMS["key_heads"], name="stray", paper="Someone 2031")
+    with pytest.raises(ValueError, match=r"^claim 'stray': paper='Someone 2031' is not in MADE_ON"):
+        catalog([stray])
+
+
 def test_one_primary_hypothesis_per_paper_and_its_own_holm_family():
     """CLAIMS declares at most one primary per paper (the catalog refuses a second); the primaries' rows are one
     Holm family, each exploratory claim's rows another."""
@@ -548,4 +564,4 @@ def test_one_primary_hypothesis_per_paper_and_its_own_holm_family():
     assert [r.p_adjusted for r in primary] == pytest.approx(holm_adjusted([r.p_value for r in primary]))
     exploratory = [r for r in ledger.rows if r.claim == "vanilla_beats_zero_shot"]
     assert [r.p_adjusted for r in exploratory] == pytest.approx(holm_adjusted([r.p_value for r in exploratory]))
-    assert "| Todd et al. 2024 | primary |" in ledger.to_markdown()
+    assert "| Todd et al. 2024 (on LLMs) | primary |" in ledger.to_markdown()

@@ -70,6 +70,21 @@ GATES: dict[str, Gate] = {g.name: g for g in [
 ]}
 
 
+#: The paper column of a hypothesis no paper states (tvlens' own, measured beside a paper's claim).
+TVLENS = "tvlens (no paper's claim)"
+
+#: Where each paper made its claims: the ledger's verdicts on the zoo's small synthetic models test the claims
+#: there, not on the models the papers used.
+MADE_ON: dict[str, str] = {
+    "Hendel et al. 2023": "LLMs",
+    "Todd et al. 2024": "LLMs",
+    "Yang et al. 2025a": "LLMs",
+    "Saglam et al. 2025": "transformers trained on regression, and LLMs",
+    "Yang et al. 2025b": "small transformers trained from scratch",
+    TVLENS: "",
+}
+
+
 @dataclass(frozen=True)
 class Claim:
     """One paper claim and how the ledger measures it.
@@ -77,7 +92,7 @@ class Claim:
     Attributes:
         name: its key in :data:`CLAIMS`.
         statement: the claim, as the paper makes it.
-        paper: who makes it.
+        paper: who makes it (a key of :data:`MADE_ON`, which says on what models it was made).
         effect: what is measured per task and seed (positive beyond ``margin`` when the claim holds).
         margin: the effect the claim needs (``0``: "better than").
         models: the zoo models it is measured on; for a contrast, the hardest first.
@@ -155,13 +170,16 @@ class Claim:
 
 
 def catalog(claims: list[Claim]) -> dict[str, Claim]:
-    """The claims by name, in order: a name given twice, or a second primary hypothesis for one paper, is refused
-    (one line)."""
+    """The claims by name, in order: a name given twice, a paper :data:`MADE_ON` does not know, or a second primary
+    hypothesis for one paper, is refused (one line)."""
     out: dict[str, Claim] = {}
     primary: dict[str, str] = {}
     for c in claims:
         if c.name in out:
             raise ValueError(f"claim {c.name!r} is given twice; expected each claim once")
+        if c.paper not in MADE_ON:
+            raise ValueError(f"claim {c.name!r}: paper={c.paper!r} is not in MADE_ON; expected one of {list(MADE_ON)} "
+                             "(add where the paper made its claims)")
         if c.primary and c.paper in primary:
             raise ValueError(f"claim {c.name!r}: {c.paper} already has a primary hypothesis ({primary[c.paper]!r}); "
                              "expected at most one per paper")
@@ -210,7 +228,8 @@ def _hendel_replace(w: Workbench) -> tuple[float, float]:
 
 
 def _fv_vs_zero(w: Workbench) -> tuple[float, float]:
-    fv, zero = w.function(w.vanilla()[1]), w.score("zero_shot")
+    """Todd et al.'s FV at its own layer (the best of the FV's own dev sweep), against the zero-shot query."""
+    fv, zero = w.function(), w.score("zero_shot")
     return w.score("injected", fv) - zero, w.score("injected", w.random_like(fv)) - zero
 
 
@@ -348,7 +367,9 @@ CLAIMS: dict[str, Claim] = catalog([
           "accuracy of the LTV minus the FV's (Todd et al.'s heads, 10 % of the heads), at the vanilla TV's layer",
           0.0, _SYMBOLIC, _ltv_vs_fv, f"{_RANDOM} (of the LTV's norm)", gate="site"),
     Claim("vanilla_beats_zero_shot", "The vanilla task vector beats the zero-shot query",
-          "Hendel et al. 2023", "accuracy of the vanilla TV minus zero-shot accuracy", 0.0, _SYMBOLIC, _vtv_vs_zero,
+          "Yang et al. 2025a", "accuracy of the vanilla TV added to the zero-shot query (Yang et al. 2025a's "
+          "extracted baseline; Hendel et al.'s replacement is hendel_most_of_icl) minus zero-shot accuracy", 0.0,
+          _SYMBOLIC, _vtv_vs_zero,
           f"{_RANDOM} (of the vanilla TV's norm)"),
     Claim("hendel_most_of_icl", "The task vector, patched in place of the query's state, recovers most of ICL",
           "Hendel et al. 2023", "accuracy gained over zero-shot by the vanilla TV in replace mode minus half of ICL's "
@@ -356,7 +377,8 @@ CLAIMS: dict[str, Claim] = catalog([
           _hendel_replace, f"{_RANDOM} (of the TV's norm), replacing the state at the same position",
           gate="site", primary=True),
     Claim("fv_beats_zero_shot", "The function vector added to the zero-shot query beats it", "Todd et al. 2024",
-          "accuracy of the FV (at the vanilla TV's layer) minus zero-shot accuracy", 0.0, _SYMBOLIC, _fv_vs_zero,
+          "accuracy of the FV (at its own layer: the best of the FV added at each layer, on dev prompts) minus "
+          "zero-shot accuracy", 0.0, _SYMBOLIC, _fv_vs_zero,
           f"{_RANDOM} (of the FV's norm)", primary=True),
     Claim("ltv_early_position", "A learned vector works at an early position (the query token)",
           "Yang et al. 2025a", "accuracy gained over zero-shot by an LTV at layer 1, position 1, minus half of ICL's "
@@ -377,7 +399,7 @@ CLAIMS: dict[str, Claim] = catalog([
           "perturbations of 25–100 % of ‖θ‖ that neither fitted the map nor chose its ridge penalty",
           0.9, _SYMBOLIC, _linear_r2, "the same map's R² for a random vector of the LTV's norm",
           gate="site", delta=None),
-    Claim("linear_through_origin", "The propagation is linear in θ, not only linear around it", "Yang et al. 2025a",
+    Claim("linear_through_origin", "The propagation is linear in θ, not only linear around it", TVLENS,
           "R² of the linear map through the origin minus R² of an affine map W θ + b, on the same held-out "
           "perturbations of the LTV (> −0.02: the offset a local linearisation needs is not needed)", -0.02,
           _SYMBOLIC, _through_origin, "the same difference for a random vector of the LTV's norm",
@@ -417,4 +439,4 @@ CLAIMS: dict[str, Claim] = catalog([
 ])
 
 
-__all__ = ["CLAIMS", "GATES", "NEEDS", "NOT_TESTABLE_MEANS", "Claim", "Gate", "catalog"]
+__all__ = ["CLAIMS", "GATES", "MADE_ON", "NEEDS", "NOT_TESTABLE_MEANS", "TVLENS", "Claim", "Gate", "catalog"]

@@ -11,7 +11,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tvlens._records import Records
-from tvlens.studies.ledger.catalog import CLAIMS, NOT_TESTABLE_MEANS
+from tvlens.studies.ledger.catalog import CLAIMS, MADE_ON, NOT_TESTABLE_MEANS
 from tvlens.studies.ledger.config import LedgerConfig
 from tvlens.studies.ledger.verdicts import NOT_APPLICABLE, NOT_TESTABLE, UNMEASURED
 
@@ -120,16 +120,34 @@ class ClaimsLedger(Records):
         decided = [r for r in measured if r.verdict not in (NOT_TESTABLE, *UNMEASURED)]
         powered = sum(math.isfinite(r.delta) and r.mde <= r.delta for r in decided)
         n_primary = sum(r.primary for r in measured)
-        return (f"Effects on held-out queries over tasks × seeds (seeds averaged within a task), each with its "
-                f"unadjusted {1 - self.config.alpha:.0%} Student-t interval (Welch for contrasts). At most one claim "
-                f"per paper is its primary hypothesis, declared before any number: the {n_primary} primary rows are "
-                f"one Holm family at a family-wise error rate of {self.config.alpha:g}; every other row is "
+        return (f"{self.where()}Effects on held-out queries over tasks × seeds (seeds averaged within a task), each "
+                f"with its unadjusted {1 - self.config.alpha:.0%} Student-t interval (Welch for contrasts). At most "
+                f"one claim per paper is its primary hypothesis, declared before any number: the {n_primary} primary "
+                f"rows are one Holm family at a family-wise error rate of {self.config.alpha:g}; every other row is "
                 "exploratory, Holm-adjusted within its claim (across models). Verdicts read the Holm-adjusted "
                 "p-values (shown): a claim holds when its test against the margin rejects above it and its control "
                 "does not clear the margin; it does not hold when the test rejects below the margin; no effect when "
                 "two one-sided tests put it within ±δ of zero; a row whose learned vectors did not converge says so. "
                 f"{powered} of the {len(decided)} decided rows could detect an effect of δ with 80 % power (minimum "
                 f"detectable effect ≤ δ).{na}")
+
+    def where(self) -> str:
+        """The sentence that says on what models the rows were measured, when some are the zoo's: a verdict there
+        says what holds on small synthetic models, where most of the papers made their claims on LLMs (the paper
+        column says where each was made)."""
+        from tvlens import zoo
+
+        names = {r.model for r in self.rows} & set(zoo.list())
+        if not names:
+            return ""
+        layers = sorted({zoo.spec(n).model.n_layers for n in names})
+        width = sorted({zoo.spec(n).model.d_model for n in names})
+
+        def span(values: list[int]) -> str:
+            return f"{values[0]}" if len(values) == 1 else f"{values[0]}–{values[-1]}"
+        return (f"Rows on zoo models were measured on small synthetic transformers trained by tvlens ({span(layers)} "
+                f"layers, d_model {span(width)}; the tvlens zoo), not on the models the papers used: their verdicts "
+                "say what holds on these models. ")
 
     def to_markdown(self) -> str:
         """The ledger as a markdown table, its caption first."""
@@ -140,16 +158,17 @@ class ClaimsLedger(Records):
         for r in self.rows:
             why = f" ({r.reason})" if r.reason else ""
             role = "primary" if CLAIMS[r.claim].primary else "exploratory"
+            paper = f"{r.paper} (on {MADE_ON[r.paper]})" if MADE_ON.get(r.paper) else r.paper
             delta = "—" if CLAIMS[r.claim].delta is None else f"{CLAIMS[r.claim].delta:g}"
             if r.verdict in UNMEASURED:
-                lines.append(f"| {r.statement} | {r.paper} | {role} | {r.model} | — | — | > {r.margin:g} | {delta} | "
+                lines.append(f"| {r.statement} | {paper} | {role} | {r.model} | — | — | > {r.margin:g} | {delta} | "
                              f"— | — | — | **{r.verdict}**{why} |")
                 continue
             note = f"; {r.unconverged} vectors not converged" if r.unconverged else ""
             if CLAIMS[r.claim].gate == "site" and r.verdict != NOT_TESTABLE:  # a gated row says its site passed
                 note += f"; gate {r.gate:.2f}"
             p = "—" if r.verdict == NOT_TESTABLE else f"{r.p_adjusted:.2g}"
-            lines.append(f"| {r.statement} | {r.paper} | {role} | {r.model} | {r.mean:+.3f} [{r.low:+.3f}, "
+            lines.append(f"| {r.statement} | {paper} | {role} | {r.model} | {r.mean:+.3f} [{r.low:+.3f}, "
                          f"{r.high:+.3f}] | {r.control:+.3f} | > {r.margin:g} | {delta} | {r.sample} | "
                          f"{r.mde:.3f} | {p} | **{r.verdict}**{why}{note} |")
         return "\n".join(lines)

@@ -137,8 +137,10 @@ class Workbench:
                                             progress=False)
         return self.store.benches[key]
 
-    def function(self, layer: int) -> TaskVector:
-        """The function vector (Todd et al.; heads from the ``train`` split) at ``layer``."""
+    def function(self, layer: int | None = None) -> TaskVector:
+        """The function vector (Todd et al.; heads from the ``train`` split) at ``layer``; ``None``: at its own
+        layer, the best of its own sweep on ``dev`` prompts (:attr:`Method.own_layer
+        <tvlens.vectors.bench.Method.own_layer>`)."""
         return self.bench.vector("function", layer)
 
     def learned(self, layer: int | str, positions: Any = "last", base: str = "zero_shot") -> TaskVector:
