@@ -117,8 +117,10 @@ def test_claims_prints_the_ledger_and_writes_it(cli, tmp_path):
     assert [row.split(" | ")[3] for row in rows] == ["perm-mix", "perm-mix-32", "token-offset"]
     # two tasks cannot decide: every row is inconclusive and says why
     assert all(row.endswith("**inconclusive** (fewer than 3 tasks (2)) |") for row in rows), rows
-    assert proc.stdout.startswith("Effects on held-out queries") and "exploratory, Holm-adjusted within its claim" in proc.stdout
+    assert proc.stdout.startswith("Rows on zoo models were measured on small synthetic transformers") \
+        and "exploratory, Holm-adjusted within its claim" in proc.stdout
     assert out.read_text().strip() == proc.stdout.strip()
+    one_line_error(cli("claims", "--whole-answers"), "--whole-answers: the zoo's answers are one token each")
     to_stdout = cli("claims", "--claims", "vanilla_beats_zero_shot", "--tasks", "2", "--seeds", "0,1", "--prompts",
                     "32", "--quiet", "--out", "-")
     assert to_stdout.returncode == 0 and to_stdout.stdout.strip() == proc.stdout.strip()  # printed once

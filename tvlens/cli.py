@@ -371,7 +371,11 @@ def _claims(args: argparse.Namespace) -> int:
     if names is not None and not args.model:
         raise ValueError(f"--tasks={args.tasks!r}: word-pair tasks need --model DIR (a Hugging Face model); the zoo "
                          "ledger takes a count of tasks of each zoo family")
-    config = LedgerConfig(n_tasks=count or 5, seeds=seeds, n_prompts=args.prompts, n_shots=args.shots, claims=claims)
+    if args.whole_answers and not args.model:
+        raise ValueError("--whole-answers: the zoo's answers are one token each; expected --model DIR with "
+                         "word-pair --tasks")
+    config = LedgerConfig(n_tasks=count or 5, seeds=seeds, n_prompts=args.prompts, n_shots=args.shots, claims=claims,
+                          whole_answers=args.whole_answers)
     # every model checked (directory, task names, --tasks on a zoo model) before any model loads
     models = [subject(model, names, template=args.template, dtype=args.dtype, argument="--model",
                       tasks_argument="--tasks") for model in args.model] if args.model else None
@@ -513,6 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 200)")
     claims.add_argument("--shots", type=_positive_int, default=None, help="demonstrations per prompt (default: a zoo "
                         "model's training prompts, 5 for word-pair tasks)")
+    claims.add_argument("--whole-answers", action="store_true", help="score word-pair rows on the exact match of the "
+                        "whole generated answer (Todd et al.), not its first token")
     claims.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16", "float64"),
                         help="what a Hugging Face --model is loaded in (default float32)")
     claims.add_argument("--workers", type=_positive_int, default=1, help="processes to run the models on (default 1: "

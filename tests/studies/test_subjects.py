@@ -185,3 +185,30 @@ def test_a_process_pool_gives_the_in_process_table(saved):
         for key in a.values:
             torch.testing.assert_close(b.values[key], a.values[key], rtol=0, atol=1e-6)
             torch.testing.assert_close(b.controls[key], a.controls[key], rtol=0, atol=1e-6)
+
+
+def test_a_text_row_scores_whole_answers_when_asked(saved, monkeypatch):
+    """With whole_answers, ``vanilla_beats_zero_shot`` on word-pair task 1 is the exact match of the generated answers
+    with the vanilla TV minus without it (evaluate(..., whole_answers=True), computed here); the caption says so.
+    The zoo, whose answers are single tokens, refuses the flag in the CLI."""
+    config = LedgerConfig(seeds=(0,), n_prompts=12, claims=("vanilla_beats_zero_shot",), whole_answers=True)
+    ledger = claims_ledger(config, models=[saved["gpt2"]], tasks=TASKS, template="todd")
+    model = HookedModel.from_pretrained(saved["gpt2"], device="cpu")
+    task = TextTasks(TASKS, tokenizer=model.tokenizer, template="todd").single(1)
+    shots = TextTasks.default_n_shots
+    tv, _ = vanilla_task_vector(model, task, n_shots=shots, seed=0)
+    test = Splits(0).sample(task, "test", 12, shots)
+    injected = evaluate(model, task, "injected", tv, batch=test, progress=False, whole_answers=True)
+    zero = evaluate(model, task, "zero_shot", batch=test, progress=False, whole_answers=True)
+    value = ledger.row("vanilla_beats_zero_shot").values[saved["gpt2"]][1, 0]
+    assert value.item() == pytest.approx(injected.exact_match - zero.exact_match, abs=1e-9)
+    assert "Word-pair rows score the exact match of the whole generated answer" in ledger.to_markdown()
+    # the row reads the whole-answer scores (a random tiny model matches no answer, so read them through a stand-in)
+    from tvlens.studies.ledger import unit
+
+    def stand_in(model, tokenizer, prompts, interventions, path="auto", generated=None):
+        return {"exact_match": torch.full((len(prompts),), 0.75 if interventions else 0.25, dtype=torch.float64)}
+
+    monkeypatch.setattr(unit, "whole_answer_scores", stand_in)
+    again = claims_ledger(config, models=[saved["gpt2"]], tasks=TASKS, template="todd")
+    assert again.row("vanilla_beats_zero_shot").values[saved["gpt2"]][1, 0].item() == pytest.approx(0.5)

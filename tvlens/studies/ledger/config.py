@@ -24,6 +24,10 @@ class LedgerConfig(Config):
         dynamics_prompts: prompts the linear maps are fitted on (one map each).
         claims: the claims to measure (names of :data:`CLAIMS`; default all).
         alpha: the family-wise error rate of the table (Holm).
+        whole_answers: score word-pair (text) rows on the whole generated answer — its exact match, as Todd et
+            al. read generations (:mod:`tvlens.tasks.answers`) — instead of its first token; a row whose prompts are
+            moved to another position on a model with learned absolute positions (Hendel et al.'s, position-matched)
+            keeps first tokens, since generation runs prompts where they are.
     """
 
     n_tasks: int = 5
@@ -36,6 +40,7 @@ class LedgerConfig(Config):
     dynamics_prompts: int = 8
     claims: tuple[str, ...] | None = None
     alpha: float = ALPHA
+    whole_answers: bool = False
 
     def __post_init__(self) -> None:
         for name in ("n_tasks", "n_prompts", "epochs", "patience", "dynamics_prompts"):

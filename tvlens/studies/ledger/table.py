@@ -129,7 +129,10 @@ class ClaimsLedger(Records):
                 "does not clear the margin; it does not hold when the test rejects below the margin; no effect when "
                 "two one-sided tests put it within ±δ of zero; a row whose learned vectors did not converge says so. "
                 f"{powered} of the {len(decided)} decided rows could detect an effect of δ with 80 % power (minimum "
-                f"detectable effect ≤ δ).{na}")
+                f"detectable effect ≤ δ).{na}"
+                + (" Word-pair rows score the exact match of the whole generated answer (as Todd et al. read "
+                   "generations), not its first token; a row whose prompts are moved to another position on a model "
+                   "with learned positions keeps first tokens." if self.config.whole_answers else ""))
 
     def where(self) -> str:
         """The sentence that says on what models the rows were measured, when some are the zoo's: a verdict there

@@ -16,7 +16,9 @@ from typing import Any
 import torch
 
 from tvlens.analysis.dynamics import injection_layer_maps
+from tvlens.interventions import flatten_interventions
 from tvlens.models import HookedModel
+from tvlens.scoring import scored_view, whole_answer_scores
 from tvlens.studies.ledger.config import LedgerConfig
 from tvlens.subjects import Subject
 from tvlens.subjects import subject as as_subject
@@ -97,9 +99,16 @@ class Workbench:
         """:func:`~tvlens.scoring.evaluate`'s mean score of ``mode`` on ``batch`` (default: the test prompts). The
         prompts are asked many questions (zero-shot, ICL, each vector and its control), so one
         :class:`~tvlens.scoring.PromptScorer` per batch runs them into its query engines once (:meth:`Bench.score
-        <tvlens.vectors.bench.Bench.score>`)."""
-        what = mode if vector is None else vector
-        return self.bench.score(what, self.test if batch is None else batch, base, query_at).mean
+        <tvlens.vectors.bench.Bench.score>`). With ``config.whole_answers`` a word-pair unit scores the exact match
+        of each whole generated answer (:func:`~tvlens.scoring.whole_answer_scores`) instead."""
+        batch = self.test if batch is None else batch
+        tokenizer = getattr(self.task, "tokenizer", None)
+        moved = query_at is not None and self.model.capabilities.learned_positions
+        if self.config.whole_answers and tokenizer is not None and not moved:  # the whole generated answer
+            interventions = [] if vector is None else flatten_interventions([vector])
+            return whole_answer_scores(self.model, tokenizer, scored_view(batch, mode, base),
+                                       interventions)["exact_match"].mean().item()
+        return self.bench.score(mode if vector is None else vector, batch, base, query_at).mean
 
     def random_like(self, tv: TaskVector, salt: int = 0) -> TaskVector:
         """The control vector: at each of ``tv``'s sites a random direction with the norm of ``tv``'s tensor there
