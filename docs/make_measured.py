@@ -65,9 +65,14 @@ def profile_rows(profiles: dict, mark: int | None = None) -> list[str]:
     n_layers = next(iter(profiles.values())).tvp.shape[0]
     header = ["model", *(f"L{k}{' (pinned)' if k == mark else ''}" for k in range(n_layers)), "ICL", "zero-shot",
               "best layer", "formed at (½ of ICL's gain)"]
-    return table(header, [[label, *(pm(float(p.tvp[k]), float(p.tvp_stderr[k])) for k in range(n_layers)),
-                           fmt(p.icl), fmt(p.zero_shot), str(p.best_layer), str(p.formation_layer())]
-                          for label, p in profiles.items()])
+    rows = []
+    for label, p in profiles.items():
+        rows.append([label, *(pm(float(p.tvp[k]), float(p.tvp_stderr[k])) for k in range(n_layers)),
+                     fmt(p.icl), fmt(p.zero_shot), str(p.best_layer), str(p.formation_layer())])
+        if p.source_answer is not None:  # the same predictions against the other query's own answer
+            rows.append([f"{label}: answers f(x′) instead", *(fmt(float(v)) for v in p.source_answer),
+                         "", "", "", ""])
+    return table(header, rows)
 
 
 # ----------------------------------------------------------------------------- measurements
@@ -241,7 +246,8 @@ def studies_page(m: dict) -> str:
            f"TVP-mode accuracy per layer (256 prompts, seed 0); `perm-mix-tvp` was trained with the TVP-loss at "
            f"layer {tvp.tvp_layer}. Two readings of the state put in: the prompt's own (`own prompt`, the loss's "
            "objective) and the same demonstrations asking about another input (`other query`; not answer-free: it can "
-           "hold that query's answer). "
+           "hold that query's answer — the `answers f(x′) instead` rows give how often TVP mode outputs the other "
+           "query's answer). "
            "Asserted in `tests/studies/test_formation.py`: read from the own prompt, TVP accuracy at the pinned "
            "layer rises by more than 3 standard errors and ICL stays within 0.02; read from another query, layers "
            "2 and 3 of both models fall below zero-shot — the state there holds the other query's answer, not a "

@@ -91,6 +91,9 @@ class LayerProfile(Records):
         n_shots: demonstrations per prompt.
         seed: seed of the prompts.
         label: what was profiled (a zoo name, a task description).
+        source_answer: ``[n_layers]`` for ``source="other_query"``: the same predictions scored against the *other*
+            query's answer ``f(x′)`` (for accuracy: how often TVP mode answers the query the state was read at, not
+            the scored one); ``None`` for the other readings.
     """
 
     tvp: Float[Tensor, " n_layers"]
@@ -105,6 +108,7 @@ class LayerProfile(Records):
     n_shots: int
     seed: int
     label: str = ""
+    source_answer: Float[Tensor, " n_layers"] | None = None
 
     @property
     def best_layer(self) -> int:
@@ -118,9 +122,11 @@ class LayerProfile(Records):
         return _formation_layer(self.tvp, self.icl, self.zero_shot, self.metric, share)
 
     def to_records(self) -> list[dict[str, Any]]:
-        """One row per layer: ``{label, layer, tvp, tvp_stderr, icl, zero_shot}``."""
+        """One row per layer: ``{label, layer, tvp, tvp_stderr, icl, zero_shot}`` (and ``source_answer`` for the
+        other query's reading)."""
         return [{"label": self.label, "layer": layer, "tvp": float(self.tvp[layer]),
-                 "tvp_stderr": float(self.tvp_stderr[layer]), "icl": self.icl, "zero_shot": self.zero_shot}
+                 "tvp_stderr": float(self.tvp_stderr[layer]), "icl": self.icl, "zero_shot": self.zero_shot,
+                 **({} if self.source_answer is None else {"source_answer": float(self.source_answer[layer])})}
                 for layer in range(self.tvp.shape[0])]
 
 
@@ -187,11 +193,14 @@ def tvp_profiles(
     metric = batch.metric.name
     per_source: dict[str, list[Tensor]] = {}
     icl_scores = None
+    source_answer: dict[str, Tensor] = {}  # a reading's predictions scored against its own query's answer
     read = [x for x in sources if x != "task_mean"]
     if read:
         other = task.with_other_query(batch, splits.of(split)) if "other_query" in read else None
         scores, icl_scores = tvp_and_icl_many(model, batch, [other if x == "other_query" else None for x in read])
         per_source.update({x: [layer[metric] for layer in s] for x, s in zip(read, scores)})
+        source_answer.update({x: torch.tensor([layer["source_answer"].double().mean().item() for layer in s])
+                              for x, s in zip(read, scores) if "source_answer" in s[0]})
     if "task_mean" in sources:
         if bool((batch.task_ids < 0).any()):
             raise ValueError("source='task_mean' needs a family of discrete tasks; this task draws a fresh "
@@ -214,7 +223,8 @@ def tvp_profiles(
         out[source] = LayerProfile(
             tvp=torch.tensor([m for m, _ in stats]), tvp_stderr=torch.tensor([s for _, s in stats]), icl=icl[0],
             icl_stderr=icl[1], zero_shot=zero[0], zero_shot_stderr=zero[1], metric=metric, source=source,
-            n_prompts=n_prompts, n_shots=batch.n_shots, seed=seed, label=label)
+            n_prompts=n_prompts, n_shots=batch.n_shots, seed=seed, label=label,
+            source_answer=source_answer.get(source))
     return out
 
 

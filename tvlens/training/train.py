@@ -25,6 +25,7 @@ the one hook path of ``inject``) and below :mod:`tvlens.zoo`.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import json
 import math
@@ -167,6 +168,10 @@ def tvp_and_icl_many(model: HookedModel, batch: ICLBatch, sources: Sequence[ICLB
                      ) -> tuple[list[list[dict[str, Tensor]]], dict[str, Tensor]]:
     """:func:`tvp_by_layer` for each of ``sources`` (``None``: the prompt itself), and the batch's ICL scores.
 
+    A source with its own query (another query's prompt) also scores each layer's predictions against *that*
+    query's answer, under the key ``"source_answer"`` (the metric's value: for accuracy, how often the prediction
+    is the other query's answer ``f(x′)``): a reading that carries its own query's answer shows it there.
+
     Every forward is a query engine's (:class:`~tvlens.models.engine.QueryEngine`): the n-shot prompts run once
     and give the ICL logits and the query's state at every layer (read from the prompt itself, both come from
     that one run); each other source runs once for its states — a source that differs from the prompts only in
@@ -203,8 +208,16 @@ def tvp_and_icl_many(model: HookedModel, batch: ICLBatch, sources: Sequence[ICLB
                     embedded = model.activations(source.inputs, [entering], attention_mask=source.attention_mask)
                     prompts.run([StreamEdit(0, at_columns(embedded[entering], prompts.columns[p]), p, "replace")
                                  for p in positions], streams=states)
-            scores.append([scores_at_query(zero, engine.run([StreamEdit(layer, states[layer], mode="replace")]), 1)
-                           for layer in range(model.n_layers)])
+            own_answer = source is not None and source is not batch and not torch.equal(source.targets, batch.targets)
+            by_layer = []
+            for layer in range(model.n_layers):
+                logits = engine.run([StreamEdit(layer, states[layer], mode="replace")])
+                layer_scores = scores_at_query(zero, logits, 1)
+                if own_answer:  # the same predictions against the source's own query's answer
+                    against = scores_at_query(dataclasses.replace(zero, targets=source.targets), logits, 1)
+                    layer_scores["source_answer"] = against[zero.metric.name]
+                by_layer.append(layer_scores)
+            scores.append(by_layer)
     return scores, icl
 
 
