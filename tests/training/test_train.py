@@ -190,14 +190,23 @@ def test_a_non_finite_loss_stops_training_naming_the_step(backend, small_task):
 
 def _tvp_reference(model, batch, source):
     """TVP mode and ICL the plain way: one hooked forward records the source's query states, and each layer's
-    replacement is a forward of the zero-shot prompts with a ``tvlens.inject`` hook."""
+    replacement is a forward of the zero-shot prompts with a ``tvlens.inject`` hook; a source with its own query is
+    also scored against that query's answer (``source_answer``: the zero-shot prompts given the source's targets)."""
+    import dataclasses
+
     from tvlens.scoring import score_batch
 
     names = [model.hook_name(layer, "resid_pre") for layer in range(model.n_layers)]
     _, cache = model.run_with_cache(source.inputs, names, attention_mask=source.attention_mask)
-    tvp = [score_batch(model, batch.zero_shot, [Intervention(source.at_query(cache[name]), layer=layer,
-                                                             mode="replace")])
-           for layer, name in enumerate(names)]
+    own_answer = source is not batch and not torch.equal(source.targets, batch.targets)
+    tvp = []
+    for layer, name in enumerate(names):
+        edit = [Intervention(source.at_query(cache[name]), layer=layer, mode="replace")]
+        scores = score_batch(model, batch.zero_shot, edit)
+        if own_answer:
+            answers = dataclasses.replace(batch.zero_shot, targets=source.targets)
+            scores["source_answer"] = score_batch(model, answers, edit)[batch.metric.name]
+        tvp.append(scores)
     return tvp, score_batch(model, batch)
 
 
