@@ -71,16 +71,22 @@ def test_ledger_runs_on_each_family_with_a_row_for_every_claim(saved, family):
     assert math.isfinite(hendel.mean) and (hendel.verdict == NOT_TESTABLE) == (hendel.gate < GATE)
 
 
+def _task1_by_hand(saved):
+    """Word-pair task 1 on the saved GPT-2 as the ledger's unit (seed 0) sees it, made with the public functions: the
+    model, the task, its vanilla TV (layer chosen on dev word pairs) and its 12 held-out test prompts."""
+    model = HookedModel.from_pretrained(saved["gpt2"], device="cpu")
+    task = TextTasks(TASKS, tokenizer=model.tokenizer, template="todd").single(1)
+    shots = TextTasks.default_n_shots
+    tv, _ = vanilla_task_vector(model, task, n_shots=shots, seed=0)
+    return model, task, tv, Splits(0).sample(task, "test", 12, shots)
+
+
 def test_a_text_row_is_the_effect_recomputed_by_hand(saved):
     """``vanilla_beats_zero_shot`` on word-pair task 1: the vanilla TV (layer chosen on dev word pairs) injected into
     held-out test prompts minus zero-shot on the same prompts, computed here with the public functions."""
     config = LedgerConfig(seeds=(0,), n_prompts=12, claims=("vanilla_beats_zero_shot",))
     ledger = claims_ledger(config, models=[saved["gpt2"]], tasks=TASKS, template="todd")
-    model = HookedModel.from_pretrained(saved["gpt2"], device="cpu")
-    task = TextTasks(TASKS, tokenizer=model.tokenizer, template="todd").single(1)
-    shots = TextTasks.default_n_shots
-    tv, _ = vanilla_task_vector(model, task, n_shots=shots, seed=0)
-    test = Splits(0).sample(task, "test", 12, shots)
+    model, task, tv, test = _task1_by_hand(saved)
     expected = (evaluate(model, task, "injected", tv, batch=test, progress=False).mean
                 - evaluate(model, task, "zero_shot", batch=test, progress=False).mean)
     value = ledger.row("vanilla_beats_zero_shot").values[saved["gpt2"]][1, 0]
@@ -88,7 +94,7 @@ def test_a_text_row_is_the_effect_recomputed_by_hand(saved):
     # held out: the scored queries are word pairs no train or dev prompt used
     words = {x for pairs in test.examples for x, _ in pairs}
     for split in ("train", "dev"):
-        other = Splits(0).sample(task, split, 64, shots)
+        other = Splits(0).sample(task, split, 64, test.n_shots)
         assert not words & {x for pairs in other.examples for x, _ in pairs}
 
 
@@ -193,11 +199,7 @@ def test_a_text_row_scores_whole_answers_when_asked(saved, monkeypatch):
     The zoo, whose answers are single tokens, refuses the flag in the CLI."""
     config = LedgerConfig(seeds=(0,), n_prompts=12, claims=("vanilla_beats_zero_shot",), whole_answers=True)
     ledger = claims_ledger(config, models=[saved["gpt2"]], tasks=TASKS, template="todd")
-    model = HookedModel.from_pretrained(saved["gpt2"], device="cpu")
-    task = TextTasks(TASKS, tokenizer=model.tokenizer, template="todd").single(1)
-    shots = TextTasks.default_n_shots
-    tv, _ = vanilla_task_vector(model, task, n_shots=shots, seed=0)
-    test = Splits(0).sample(task, "test", 12, shots)
+    model, task, tv, test = _task1_by_hand(saved)
     injected = evaluate(model, task, "injected", tv, batch=test, progress=False, whole_answers=True)
     zero = evaluate(model, task, "zero_shot", batch=test, progress=False, whole_answers=True)
     value = ledger.row("vanilla_beats_zero_shot").values[saved["gpt2"]][1, 0]
