@@ -51,7 +51,7 @@ def case(name: str, model: tvlens.HookedModel, hf=None) -> float:
                 hf.generate(inputs, attention_mask=mask, max_new_tokens=N_NEW, min_new_tokens=N_NEW, do_sample=False,
                             use_cache=True, pad_token_id=pad)
         candidates["hf"] = hf_generate
-    times = compare(candidates, repeats=5, warmup=1)
+    times = compare(candidates, repeats=11, warmup=2)
     plain = tvlens.generate(model, inputs, attention_mask=mask, max_new_tokens=N_NEW)
     full = tvlens.generate(model, inputs, attention_mask=mask, max_new_tokens=N_NEW, path="full")
     assert plain.path == "cached" and torch.equal(plain.tokens, full.tokens), "the paths disagree"

@@ -48,6 +48,7 @@ from tvlens.models.decoder import ColumnEdit, KVDecoder
 from tvlens.models.engine import check_path, choose_path
 from tvlens.models.hooked import HookedModel
 from tvlens.positions import resolve_positions
+from tvlens.tasks.text import left_pad
 
 WHEN = ("prompt", "new", "all")
 #: The hook points the cached path runs an intervention at (the residual stream): the rest run on the full path.
@@ -204,17 +205,8 @@ def _prompts(model: HookedModel, prompts: Any, attention_mask: Tensor | None
     ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     if min(map(len, ids)) == 0:
         raise ValueError(f"prompts: {prompts[[len(i) for i in ids].index(0)]!r} has no tokens; expected text")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    width = max(map(len, ids))
-    inputs = torch.tensor([[pad] * (width - len(i)) + i for i in ids], device=model.device)
-    mask = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i in ids], device=model.device)
-    return inputs, None if bool(mask.all()) else mask
-
-
-def _values(iv: Intervention, rows: Tensor) -> Tensor:
-    """The intervention's vector for each of ``rows`` (scaled)."""
-    values = iv.vector[rows] if iv.per_example else iv.vector.expand(rows.shape[0], iv.vector.shape[-1])
-    return values * iv.scale if iv.scale != 1 else values
+    inputs, mask = left_pad(ids, tokenizer)
+    return inputs.to(model.device), None if bool(mask.all()) else mask.to(model.device)
 
 
 def _stream_layer(model: HookedModel, iv: Intervention) -> int:
@@ -229,10 +221,10 @@ def _cached(model: HookedModel, inputs: Tensor, mask: Tensor | None, flat: list[
     decoder = KVDecoder(model, inputs.shape[1] + max_new)
     every = torch.arange(n, device=model.device)
     prompt_edits = [] if when == "new" else [
-        ColumnEdit(_stream_layer(model, iv), rows, cols, _values(iv, rows), iv.mode)
+        ColumnEdit(_stream_layer(model, iv), rows, cols, iv.values_at(rows), iv.mode)
         for iv, (rows, cols) in zip(flat, prompt_cols)]
     new_edits = [] if when == "prompt" else [
-        ColumnEdit(_stream_layer(model, iv), every, None, _values(iv, every), iv.mode) for iv in flat]
+        ColumnEdit(_stream_layer(model, iv), every, None, iv.values_at(every), iv.mode) for iv in flat]
     logits = decoder.prefill(inputs, mask, prompt_edits)
     return _loop(logits, lambda token: decoder.step(token, new_edits), max_new, pick, eos)
 
@@ -245,7 +237,7 @@ def _full(model: HookedModel, inputs: Tensor, mask: Tensor | None, flat: list[In
     sequence, full_mask = inputs, mask
 
     def hook_for(iv: Intervention, rows: Tensor, cols: Tensor) -> Any:
-        values = _values(iv, rows)
+        values = iv.values_at(rows)
 
         def hook(act: Tensor, hook: Any) -> Tensor:
             return act.index_put((rows, cols), values.to(act.dtype), accumulate=iv.mode == "add")

@@ -103,6 +103,11 @@ class Intervention:
             changes["positions"] = self.positions[rows]
         return replace(self, **changes) if changes else self
 
+    def values_at(self, rows: Int[Tensor, " k"]) -> Float[Tensor, "k d_model"]:
+        """``scale · v`` for each of ``rows`` of the batch (a per-example vector's own row, else the one vector)."""
+        values = self.vector[rows] if self.per_example else self.vector.expand(rows.shape[0], self.vector.shape[-1])
+        return values * self.scale if self.scale != 1 else values
+
     def validate_for(self, model: HookedModel) -> None:
         """Check layer range, width, dtype and device against ``model``; raise a clear error if they do not fit."""
         model.check_layer(self.layer, "layer")
@@ -190,24 +195,16 @@ def position_resolver(model: HookedModel, positions: PositionSpec) -> Callable[[
 
 def _make_hook(model: HookedModel, intervention: Intervention):
     """A TransformerLens hook function that applies ``intervention`` to an activation ``[batch, pos, d_model]``."""
-    vector, scale, mode = intervention.vector, intervention.scale, intervention.mode
+    vector, mode = intervention.vector, intervention.mode
     resolve = position_resolver(model, intervention.positions)
 
     def hook_fn(act: Tensor, hook: Any) -> Tensor:
         batch = act.shape[0]
         b_idx, p_idx = resolve(act)
-        if vector.ndim == 2:
-            if vector.shape[0] != batch:
-                raise ValueError(
-                    f"vector has {vector.shape[0]} rows (one per example) but the batch has {batch} examples"
-                )
-            values = vector[b_idx]
-        else:
-            values = vector.expand(b_idx.shape[0], vector.shape[0])
-        if scale != 1:
-            values = values * scale
+        if vector.ndim == 2 and vector.shape[0] != batch:
+            raise ValueError(f"vector has {vector.shape[0]} rows (one per example) but the batch has {batch} examples")
         # Out-of-place index_put keeps autograd to both the activation and the vector.
-        return act.index_put((b_idx, p_idx), values, accumulate=(mode == "add"))
+        return act.index_put((b_idx, p_idx), intervention.values_at(b_idx), accumulate=(mode == "add"))
 
     return hook_fn
 

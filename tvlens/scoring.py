@@ -112,22 +112,22 @@ class EvalResult(Records):
     @property
     def nll(self) -> float | None:
         """Mean cross-entropy of the answer in nats (symbolic tasks)."""
-        return None if self.nll_values is None else self.nll_values.double().mean().item()
+        return _mean_or_none(self.nll_values)
 
     @property
     def label_accuracy(self) -> float | None:
         """Accuracy with the argmax restricted to the task's labels (symbolic tasks)."""
-        return None if self.label_values is None else self.label_values.double().mean().item()
+        return _mean_or_none(self.label_values)
 
     @property
     def exact_match(self) -> float | None:
         """Share of prompts whose generated answer is the answer, whole (``None`` unless measured)."""
-        return None if self.exact_match_values is None else self.exact_match_values.double().mean().item()
+        return _mean_or_none(self.exact_match_values)
 
     @property
     def f1(self) -> float | None:
         """Mean token F1 of the generated answers (``None`` unless measured)."""
-        return None if self.f1_values is None else self.f1_values.double().mean().item()
+        return _mean_or_none(self.f1_values)
 
     def to_dict(self) -> dict[str, Any]:
         """Summary numbers (no per-prompt values)."""
@@ -167,6 +167,11 @@ class EvalResult(Records):
                            generated=self.generated[i])
             rows.append(row)
         return rows
+
+
+def _mean_or_none(values: Tensor | None) -> float | None:
+    """The mean of per-prompt ``values`` (``None`` when they were not measured)."""
+    return None if values is None else values.double().mean().item()
 
 
 def score_batch(

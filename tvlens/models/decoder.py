@@ -28,7 +28,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from tvlens.models.engine import OwnBlock
+from tvlens.models.engine import OwnBlock, _bias
 from tvlens.models.hooked import HookedModel
 
 
@@ -92,20 +92,14 @@ class KVDecoder(OwnBlock):
         self.real[:, :width], self.position[:, :width], self.length = real, position, width
         self.next_position = real.sum(1)
         cols = torch.arange(width, device=model.device)
-        causal = cols[None, :] <= cols[:, None]  # [query, key]
+        bias = {w: _bias(real, position, cols, w, dtype) for w in set(caps.sliding_windows)}  # [n, 1, N, N]
         for layer in range(model.n_layers + 1):
             x = _apply(x, edits, layer)
             if layer == model.n_layers:
                 break
             q, k, v = self._qkv(layer, x, trig)
             self.keys[layer, :, :width], self.values[layer, :, :width] = k, v
-            keep = real[:, None, :] & causal[None]
-            window = caps.sliding_windows[layer]
-            if window is not None:
-                keep = keep & (position[:, :, None] - position[:, None, :] < window)
-            keep = keep | torch.eye(width, dtype=torch.bool, device=model.device)[None]  # a padded query: itself
-            bias = torch.zeros(keep.shape, dtype=dtype, device=model.device).masked_fill(~keep, float("-inf"))
-            pattern = self._pattern(torch.einsum("bshk,bthk->bhst", q, k), bias[:, None])
+            pattern = self._pattern(torch.einsum("bshk,bthk->bhst", q, k), bias[caps.sliding_windows[layer]])
             x = self._after_attention(layer, x, torch.einsum("bhst,bthk->bshk", pattern, v))
         return self._logits(x[:, -1], False)
 
@@ -124,6 +118,8 @@ class KVDecoder(OwnBlock):
         trig = None if self.rotary is None else self.rotary.tables(position[:, None])
         self.real[:, at], self.position[:, at] = True, position
         real, key_position = self.real[:, : at + 1], self.position[:, : at + 1]
+        query = torch.tensor([at], device=model.device)
+        bias = {w: _bias(real, key_position, query, w, x.dtype) for w in set(caps.sliding_windows)}  # [n, 1, 1, T]
         for layer in range(model.n_layers + 1):
             x = _apply(x, edits, layer)
             if layer == model.n_layers:
@@ -131,12 +127,7 @@ class KVDecoder(OwnBlock):
             q, k, v = self._qkv(layer, x, trig)
             self.keys[layer, :, at], self.values[layer, :, at] = k[:, 0], v[:, 0]
             keys, values = self.keys[layer, :, : at + 1], self.values[layer, :, : at + 1]
-            keep = real.clone()
-            window = caps.sliding_windows[layer]
-            if window is not None:
-                keep = keep & (position[:, None] - key_position < window)
-            bias = torch.zeros(keep.shape, dtype=x.dtype, device=model.device).masked_fill(~keep, float("-inf"))
-            pattern = self._pattern(torch.einsum("bshk,bthk->bhst", q, keys), bias[:, None, None])
+            pattern = self._pattern(torch.einsum("bshk,bthk->bhst", q, keys), bias[caps.sliding_windows[layer]])
             x = self._after_attention(layer, x, torch.einsum("bhst,bthk->bshk", pattern, values))
         self.length, self.next_position = at + 1, position + 1
         return self._logits(x[:, 0], False)

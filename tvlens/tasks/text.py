@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from jaxtyping import Int
 from torch import Tensor
 
 from tvlens.tasks.base import ContentBlock, ICLBatch, Task
@@ -192,6 +193,18 @@ def check_enough_pairs(words: tuple[WordPairs, ...], n_shots: int, argument: str
         raise ValueError(f"{argument}: {', '.join(f'{w.name!r} has {len(w.pairs)} distinct pairs' for w in small)}; "
                          f"{n_shots}-shot prompts drawn from each held-out split of the pairs ({shares}) need at least "
                          f"{needed} (add pairs, or lower the shots)")
+
+
+def left_pad(sequences: list[list[int]], tokenizer: Any
+             ) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
+    """Token sequences as one left-padded batch and its mask (1 = real token): each row ends in the last column.
+    The pad id is the tokenizer's pad token, else its end-of-sequence token, else 0 (never attended to)."""
+    width = max(len(seq) for seq in sequences)
+    pad = tokenizer.pad_token_id
+    pad = pad if pad is not None else (tokenizer.eos_token_id or 0)
+    inputs = torch.tensor([[pad] * (width - len(seq)) + list(seq) for seq in sequences], dtype=torch.long)
+    mask = torch.tensor([[0] * (width - len(seq)) + [1] * len(seq) for seq in sequences], dtype=torch.long)
+    return inputs, mask
 
 
 def word_pairs_from_csv(path: str | os.PathLike, name: str | None = None) -> WordPairs:
@@ -416,12 +429,8 @@ class TextTasks(Task):
     def _batch(self, sequences: list[list[int]], positions: list[list[int]], targets: list[list[int]], ids: Tensor,
                n_shots: int, zero: ICLBatch | None = None, examples: tuple | None = None) -> ICLBatch:
         """Left-pad ``sequences`` into one batch (positions shift by each row's padding)."""
-        width = max(len(s) for s in sequences)
-        pad = self.tokenizer.pad_token_id
-        pad = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
-        offsets = torch.tensor([width - len(seq) for seq in sequences])  # [batch] each row's left padding
-        inputs = torch.tensor([[pad] * (width - len(seq)) + seq for seq in sequences], dtype=torch.long)
-        mask = (torch.arange(width) >= offsets[:, None]).long()
+        inputs, mask = left_pad(sequences, self.tokenizer)
+        offsets = inputs.shape[1] - mask.sum(1)  # [batch] each row's left padding
         answer_positions = torch.tensor(positions, dtype=torch.long) + offsets[:, None]
         answer_targets = torch.tensor(targets)
         label_set = self.label_set
@@ -489,4 +498,4 @@ class TokenMemo:
 
 
 __all__ = ["DATA_DIR", "TEMPLATES", "TOKEN_MEMO_TEXTS", "TextTasks", "TokenMemo", "check_template", "WordPairs",
-           "builtin_tasks", "check_enough_pairs", "pairs_needed", "word_pair_tasks", "word_pairs_from_csv"]
+           "builtin_tasks", "check_enough_pairs", "left_pad", "pairs_needed", "word_pair_tasks", "word_pairs_from_csv"]
