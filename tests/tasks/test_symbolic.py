@@ -129,3 +129,22 @@ def test_shuffled_labels_permute_the_demonstration_answers_only():
     assert torch.equal(corrupted.answer_targets[:, :-1], corrupted.inputs[rows, label_pos])
     with pytest.raises(ValueError, match=r"at least 2 demonstrations"):
         task.sample(2, 1).with_shuffled_labels(torch.Generator())
+
+
+def test_dummy_queries_are_neither_demonstrated_nor_the_query_and_demonstrations_end_at_the_last_separator():
+    task = PermutationMixture(n_symbols=32, n_perms=4, seed=0)
+    batch = task.sample(64, 16, seed=2)
+    dummies = task.with_dummy_queries(batch, 2, seed=9)
+    demonstrated = batch.inputs[:, 1 : 4 * 16 + 1 : 4]
+    for d in dummies:
+        assert torch.equal(d.inputs[:, :-2], batch.inputs[:, :-2]) and torch.equal(d.inputs[:, -1], batch.inputs[:, -1])
+        assert not bool((d.inputs[:, -2:-1] == demonstrated).any()) and not bool((d.inputs[:, -2] == batch.inputs[:, -2]).any())
+        assert torch.equal(d.targets, task.apply(batch.task_ids, d.inputs[:, -2:-1])[:, 0])
+    assert not bool((dummies[0].inputs[:, -2] == dummies[1].inputs[:, -2]).any()), "distinct dummies per prompt"
+    demos = task.demonstrations_only(batch)
+    assert torch.equal(demos.inputs, batch.inputs[:, :-2]) and bool((demos.inputs[:, -1] == task.sep).all())
+    assert bool((demos.query_positions == demos.inputs.shape[1] - 1).all())
+    assert torch.equal(demos.targets, batch.inputs[:, 4 * 16 - 1])  # y_16, the last demonstrated answer
+    with pytest.raises(ValueError, match=r"^k=16: a prompt has only 15 symbols that are neither demonstrated nor its "
+                                         r"query; expected at least k"):
+        task.with_dummy_queries(batch, 16)

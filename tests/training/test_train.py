@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -92,6 +94,28 @@ def test_resume_continues_the_same_run(backend, small_task, tmp_path):
                     resume_from=tmp_path / "step000003.pt")
     assert resumed.losses == straight.losses
     assert resumed.history == straight.history
+
+
+def test_the_tvp_loss_switches_on_once_icl_reaches_its_threshold(backend, small_task, tmp_path):
+    """``tvp_start_icl``: plain training up to the first evaluation whose ICL score reaches the threshold, the
+    TVP-loss after it; a threshold never reached is plain training throughout; a resumed run keeps the switch."""
+    base = dict(steps=6, batch_size=8, n_shots=3, eval_every=3, eval_prompts=16, seed=3, tvp_layer=1, tvp_weight=1.0)
+    plain = train(fresh(backend), small_task, TrainConfig(**{**base, "tvp_weight": 0.0}), progress=False)
+    at_once = train(fresh(backend), small_task, TrainConfig(**base), progress=False)
+    switched = train(fresh(backend), small_task, TrainConfig(**base, tvp_start_icl=0.0, checkpoint_every=3),
+                     progress=False, checkpoint_dir=tmp_path)  # accuracy >= 0: reached at the first evaluation
+    never = train(fresh(backend), small_task, TrainConfig(**base, tvp_start_icl=1.01), progress=False)
+    assert (plain.tvp_on_from, at_once.tvp_on_from, switched.tvp_on_from, never.tvp_on_from) == (None, 0, 3, None)
+    assert switched.losses[:3] == plain.losses[:3] and switched.losses[3:] != plain.losses[3:]
+    assert switched.losses[3] > plain.losses[3]  # the ICL loss plus the TVP loss
+    assert never.losses == plain.losses
+    resumed = train(fresh(backend, seed=99), small_task, TrainConfig(**base, tvp_start_icl=0.0, checkpoint_every=3),
+                    progress=False, checkpoint_dir=tmp_path / "again", resume_from=tmp_path / "step000003.pt")
+    assert resumed.losses == switched.losses and resumed.tvp_on_from == 3
+    with pytest.raises(ValueError, match=r"^TrainConfig.tvp_start_icl=0.9 needs eval_every > 0"):
+        TrainConfig(tvp_layer=1, tvp_weight=1.0, tvp_start_icl=0.9, eval_every=0)
+    with pytest.raises(ValueError, match=r"^TrainConfig.tvp_start_icl=nan: expected a finite ICL score or None"):
+        TrainConfig(tvp_start_icl=float("nan"))
 
 
 def test_history_records_icl_zero_shot_and_tvp_per_layer(trained_perm_model):
@@ -335,3 +359,29 @@ def test_a_bad_checkpoint_changes_nothing(backend, small_task, tmp_path, damage)
     assert all(torch.equal(after[k], v) for k, v in weights.items())
     assert repr(trainer.optimizer.state_dict()) == optimizer and torch.equal(trainer.generator.get_state(), generator)
     assert trainer.step == 0 and trainer.history == []
+
+
+def test_dummy_query_and_end_of_demonstration_sources_equal_hooked_forwards(tiny_model64, small_task):
+    """A tuple of sources is the mean of their query states (Hendel et al.'s averaged dummy queries), scored against
+    each one's answer and averaged; the end of the demonstrations is read at its last position (the ``;``)."""
+    from tvlens.scoring import score_batch
+    from tvlens.training.train import tvp_and_icl_many
+
+    model, batch = tiny_model64, small_task.sample(24, 5, seed=3)
+    dummies = small_task.with_dummy_queries(batch, 2, seed=5)
+    demos = small_task.demonstrations_only(batch)
+    (tvp_dummy, tvp_demos), icl = tvp_and_icl_many(model, batch, [dummies, demos])
+    names = [model.hook_name(layer, "resid_pre") for layer in range(model.n_layers)]
+    caches = [model.run_with_cache(d.inputs, names)[1] for d in dummies]
+    for layer, name in enumerate(names):
+        mean = torch.stack([cache[name][:, -1] for cache in caches]).mean(0)
+        edit = [Intervention(mean, layer=layer, mode="replace")]
+        want = score_batch(model, batch.zero_shot, edit)
+        want["source_answer"] = torch.stack([score_batch(model, dataclasses.replace(batch.zero_shot, targets=d.targets),
+                                                         edit)["accuracy"] for d in dummies]).mean(0)
+        _assert_same_scores(tvp_dummy[layer], want)
+    for got, want in zip(tvp_demos, _tvp_reference(model, batch, demos)[0], strict=True):
+        _assert_same_scores(got, want)
+    _assert_same_scores(icl, score_batch(model, batch))
+    with pytest.raises(ValueError, match=r"^sources\[0\] is an empty tuple; expected one or more batches$"):
+        tvp_and_icl_many(model, batch, [()])

@@ -3,16 +3,24 @@ against task complexity.
 
 **TVP mode** (task-vector prompting): the zero-shot query, with the stream at its last position
 at layer ``l`` *replaced* by a task vector from an ICL prompt — each prompt's own state ``h^l_N``
-(``source="prompt"``, Yang et al. 2025b), the state of the same demonstrations asking about another
-input (``source="other_query"``, Hendel et al.'s dummy query) or the mean state of its task over other
-prompts (``source="task_mean"``, Hendel's vanilla task vector). A layer where TVP mode reaches ICL's
+(``source="prompt"``, Yang et al. 2025b: the paper's TVP mode), the state of the same demonstrations asking
+about another input (``source="other_query"``), the readings below built to exclude any one answer, or the mean
+state of its task over other prompts (``source="task_mean"``, Hendel's vanilla task vector). A layer where TVP mode reaches ICL's
 score holds the task in one vector: the vector has *formed* there.
 
 The readings differ where it matters. A prompt's own state at a late layer may already hold *its query's
 answer*, so ``"prompt"`` reaches ICL there by construction; ``"other_query"`` does not carry the scored
 query's answer, but it can carry *its own* query's (then TVP mode falls *below* zero-shot): it is not
-answer-free either. The studies (:func:`tvp_loss_comparison`, :func:`depth_vs_complexity`) measure both
-(``sources``), the other query's first.
+answer-free either. The studies (:func:`tvp_loss_comparison`, :func:`depth_vs_complexity`) read the paper's TVP mode
+first (``"prompt"``) and the other readings beside it (``sources``).
+
+Two readings are built to exclude the scored query's answer: Hendel et al.'s *dummy queries*
+(``source="dummy_queries"``: the same demonstrations asking about :data:`DUMMY_QUERIES` symbols that are neither
+demonstrated nor the query, states averaged, as their code does) and the *end of the demonstrations*
+(``source="demonstrations"``: the state at the ``;`` after the last demonstration, which cannot see the query).
+Every reading with a query of its own reports ``source_answer``: how often TVP mode gives that query's answer. As
+measured, the averaged dummy-query state still carries the dummies' answers; the end of the demonstrations carries
+no answer (:data:`ANSWER_FREE`).
 
 * :func:`tvp_by_layer` — the profile ``[n_layers]`` with ICL and zero-shot as reference lines.
 * :func:`formation_over_training` — the same profile at every evaluation of training, read from
@@ -46,12 +54,24 @@ from tvlens.tasks.splits import Splits
 from tvlens.training.train import read_checkpoint, tvp_and_icl_many
 from tvlens.vectors.vanilla import query_states
 
-Source = Literal["prompt", "other_query", "task_mean"]
+Source = Literal["prompt", "other_query", "dummy_queries", "demonstrations", "task_mean"]
 #: How the studies name each reading in their profiles' labels (``"perm-mix · other query"``).
-READINGS: dict[str, str] = {"other_query": "other query", "prompt": "own prompt", "task_mean": "task mean"}
-#: The studies' readings: another query's state first (it can carry that query's answer: not answer-free), then
-#: the prompt's own (answer-carrying) state.
-STUDY_SOURCES: tuple[Source, ...] = ("other_query", "prompt")
+READINGS: dict[str, str] = {"other_query": "other query", "dummy_queries": "dummy queries",
+                            "demonstrations": "end of demonstrations", "prompt": "own prompt", "task_mean": "task mean"}
+#: The readings that exclude the scored query's answer *as measured*: only the state at the end of the demonstrations
+#: (it cannot see the query, and on perm-mix TVP mode gives the last demonstration's answer at most 0.04 of the time).
+#: Hendel et al.'s dummy queries are not among them: the averaged state carries the dummies' own answers (on perm-mix
+#: TVP mode gives one of them 0.27 / 0.38 of the time at layers 2 / 3, each counted at half). ``LayerProfile.
+#: source_answer`` gives the rate; ``tests/studies/test_formation.py`` checks every reading listed here stays below
+#: :data:`ANSWER_FREE_AT_MOST` at every layer of perm-mix, and that the dummy queries do not.
+ANSWER_FREE: tuple[str, ...] = ("demonstrations",)
+ANSWER_FREE_AT_MOST = 0.2
+#: Dummy queries per prompt whose states are averaged (Hendel et al.'s code averages 2).
+DUMMY_QUERIES = 2
+#: The studies' readings: the paper's (each prompt's own state, which can hold its query's answer) first, then another
+#: query's state, the dummy queries' and the end of the demonstrations', each with the rate at which TVP mode gives
+#: their own answer.
+STUDY_SOURCES: tuple[Source, ...] = ("prompt", "other_query", "dummy_queries", "demonstrations")
 
 
 def _profiles(models: Mapping[str, tuple[HookedModel, Task]], sources: Sequence[str], **options: Any
@@ -67,6 +87,14 @@ def _profiles(models: Mapping[str, tuple[HookedModel, Task]], sources: Sequence[
     made = {name: tvp_profiles(model, task, sources=sources, labels=[label(name, x) for x in sources], **options)
             for name, (model, task) in models.items()}
     return {label(name, source): made[name][source] for source in sources for name in models}
+
+
+def _symbolic(task: Task, source: str) -> Any:
+    """``task`` if it builds the ``source`` reading's prompts (a symbolic family), else a one-line error."""
+    if not hasattr(task, "demonstrations_only"):
+        raise ValueError(f"source={source!r} needs a symbolic task family (BOS x → y ; … ; xq →); got "
+                         f"{type(task).__name__}")
+    return task
 
 
 def _formation_layer(tvp: Tensor, icl: float, zero: float, metric: str, share: float) -> int | None:
@@ -86,14 +114,15 @@ class LayerProfile(Records):
         tvp, tvp_stderr: ``[n_layers]`` mean and standard error of the TVP-mode metric at each layer.
         icl, icl_stderr, zero_shot, zero_shot_stderr: the reference lines.
         metric: ``"accuracy"`` (higher is better) or ``"mse_per_dim"`` (lower is better).
-        source: ``"prompt"`` or ``"task_mean"``.
+        source: the reading (a key of :data:`READINGS`).
         n_prompts: number of prompts.
         n_shots: demonstrations per prompt.
         seed: seed of the prompts.
         label: what was profiled (a zoo name, a task description).
-        source_answer: ``[n_layers]`` for ``source="other_query"``: the same predictions scored against the *other*
-            query's answer ``f(x′)`` (for accuracy: how often TVP mode answers the query the state was read at, not
-            the scored one); ``None`` for the other readings.
+        source_answer: ``[n_layers]`` for a reading with a query of its own (``"other_query"``, ``"dummy_queries"``,
+            ``"demonstrations"``): the same predictions scored against *that* answer — ``f(x′)``, the mean over the
+            dummy queries' answers, or the last demonstration's ``y_n`` (for accuracy: how often TVP mode answers
+            the query the state was read at, not the scored one); ``None`` for ``"prompt"`` and ``"task_mean"``.
     """
 
     tvp: Float[Tensor, " n_layers"]
@@ -152,8 +181,10 @@ def tvp_by_layer(
         split: the named split profiled (default ``"shared"``, held-out queries).
         source: ``"prompt"`` (each prompt's own ICL state: at the last layers it holds the query's answer, so
             TVP equals ICL there by construction), ``"other_query"`` (the state of the same prompt asking about another
-            input, :meth:`Task.with_other_query`, Hendel et al.'s dummy query: the task without the answer) or
-            ``"task_mean"`` (the mean state of its task over ``n_prompts`` other prompts, the ``dev`` split;
+            input, :meth:`Task.with_other_query`: it can carry that input's answer), ``"dummy_queries"`` (the mean
+            state of the same demonstrations asking about inputs neither demonstrated nor the query),
+            ``"demonstrations"`` (the state at the end of the demonstrations) or ``"task_mean"`` (the mean state
+            of its task over ``n_prompts`` other prompts, the ``dev`` split;
             needs a family of discrete tasks).
     """
     return tvp_profiles(model, task, n_prompts=n_prompts, n_shots=n_shots, seed=seed, split=split, sources=(source,),
@@ -176,14 +207,14 @@ def tvp_profiles(
     zero-shot engine are shared, so the readings cost one forward each beyond the first.
 
     Args:
-        sources: the readings (``"prompt"``, ``"other_query"``, ``"task_mean"``), distinct.
+        sources: the readings (keys of :data:`READINGS`), distinct.
         labels: one label per source (default: none).
     """
     sources = tuple(sources)
-    unknown = [x for x in sources if x not in ("prompt", "other_query", "task_mean")]
+    unknown = [x for x in sources if x not in READINGS]
     if not sources or unknown or len(set(sources)) != len(sources):
         given = f"source={sources[0]!r}" if len(sources) == 1 else f"sources={sources!r}"
-        raise ValueError(f"{given}: expected 'prompt', 'other_query' or 'task_mean'"
+        raise ValueError(f"{given}: expected one of {list(READINGS)}"
                          + ("" if len(sources) == 1 else " (distinct, at least one)"))
     labels = ("",) * len(sources) if labels is None else tuple(labels)
     if len(labels) != len(sources):
@@ -196,8 +227,12 @@ def tvp_profiles(
     source_answer: dict[str, Tensor] = {}  # a reading's predictions scored against its own query's answer
     read = [x for x in sources if x != "task_mean"]
     if read:
-        other = task.with_other_query(batch, splits.of(split)) if "other_query" in read else None
-        scores, icl_scores = tvp_and_icl_many(model, batch, [other if x == "other_query" else None for x in read])
+        built = {"prompt": lambda: None,
+                 "other_query": lambda: task.with_other_query(batch, splits.of(split)),
+                 "dummy_queries": lambda: _symbolic(task, "dummy_queries").with_dummy_queries(
+                     batch, DUMMY_QUERIES, splits.of(split)),
+                 "demonstrations": lambda: _symbolic(task, "demonstrations").demonstrations_only(batch)}
+        scores, icl_scores = tvp_and_icl_many(model, batch, [built[x]() for x in read])
         per_source.update({x: [layer[metric] for layer in s] for x, s in zip(read, scores)})
         source_answer.update({x: torch.tensor([layer["source_answer"].double().mean().item() for layer in s])
                               for x, s in zip(read, scores) if "source_answer" in s[0]})
@@ -375,8 +410,8 @@ def tvp_loss_comparison(
     sources: Source | Sequence[Source] = STUDY_SOURCES,
 ) -> TVPLossComparison:
     """TVP accuracy and ICL accuracy per layer for each model (default: zoo ``perm-mix`` vs ``perm-mix-tvp``),
-    under each reading of ``sources`` (default: another query's state, then the prompt's own — the TVP-loss's
-    training objective, which its model meets by construction)."""
+    under each reading of ``sources`` (default :data:`STUDY_SOURCES`: the prompt's own state — the paper's TVP mode
+    and the TVP-loss's training objective — then the readings with a query of their own)."""
     if models is None:
         models = {name: zoo.load(name) for name in ("perm-mix", "perm-mix-tvp")}
         task = task or zoo.task("perm-mix")
@@ -428,7 +463,7 @@ def depth_vs_complexity(
     n_shots: int | None = None,
     seed: int = 0,
     share: float = 0.5,
-    source: Source = "other_query",
+    source: Source = "prompt",
 ) -> ComplexityResult:
     """Where the vector forms, per task of rising complexity (default: the zoo's permutation ladder).
 
@@ -436,8 +471,7 @@ def depth_vs_complexity(
         models: ``{label: (model, task)}``, same-shaped models, easiest task first.
         complexity: ``{label: number}`` ordering the tasks (default: their position in ``models``).
         share: a layer has *formed* the vector when its TVP gain reaches this share of ICL's.
-        source: the TVP reading (default: another query's state, which can hold that query's answer;
-            ``"prompt"``: the prompt's own).
+        source: the TVP reading (default: the prompt's own state, the paper's TVP mode; any of :data:`READINGS`).
     """
     if models is None:
         models = {name: (zoo.load(name), zoo.task(name)) for name in COMPLEXITY_LADDER}
@@ -455,7 +489,11 @@ def depth_vs_complexity(
 
 
 __all__ = [
+    "ANSWER_FREE",
+    "ANSWER_FREE_AT_MOST",
     "COMPLEXITY_LADDER",
+    "DUMMY_QUERIES",
+    "READINGS",
     "ComplexityResult",
     "FormationTable",
     "LayerProfile",

@@ -102,6 +102,53 @@ class SymbolicTask(Task):
         return dataclasses.replace(batch, inputs=inputs, targets=targets, answer_targets=answer_targets,
                                    zero_shot=None)
 
+    def with_dummy_queries(self, batch: ICLBatch, k: int = 2, seed: int = 0) -> tuple[ICLBatch, ...]:
+        """``k`` copies of the prompts, each asking about a *dummy query*: a symbol that is neither one of the prompt's
+        demonstrated inputs nor its query (``k`` distinct ones per prompt, seeded by ``seed``). Hendel et al. read the
+        task vector from such prompts and average the states over the dummies (their code uses 2): the state then
+        holds no demonstrated pair to retrieve and no single query's answer. Targets follow each dummy query."""
+        if batch.inputs.is_floating_point() or batch.inputs.shape[1] != self.prompt_length(batch.n_shots):
+            raise ValueError("with_dummy_queries: expected a batch of this family's prompts (BOS x → y ; … ; xq →)")
+        check_int("k", k, 1)
+        n = batch.n_shots
+        used = torch.cat([batch.inputs[:, 1 : 4 * n + 1 : 4], batch.inputs[:, -2:-1]], 1)  # demonstrated x, query
+        keys = torch.rand(len(batch), self.n_symbols, generator=torch.Generator().manual_seed(seed))
+        keys.scatter_(1, used, 2.0)  # sorts last: never drawn
+        free = int((keys < 2).sum(1).min())
+        if free < k:
+            raise ValueError(f"k={k}: a prompt has only {free} symbols that are neither demonstrated nor its query; "
+                             f"expected at least k (fewer shots, or k <= {free})")
+        dummies = keys.argsort(1)[:, :k]
+        out = []
+        for j in range(k):
+            inputs = batch.inputs.clone()
+            inputs[:, -2] = dummies[:, j]
+            targets = self.apply(batch.task_ids, inputs[:, -2:-1])[:, 0]
+            answer_targets = batch.answer_targets.clone()
+            answer_targets[:, -1] = targets
+            out.append(dataclasses.replace(batch, inputs=inputs, targets=targets, answer_targets=answer_targets,
+                                           zero_shot=None))
+        return tuple(out)
+
+    def demonstrations_only(self, batch: ICLBatch) -> ICLBatch:
+        """The prompts cut after the last demonstration's ``;`` (no query): the state at that position holds what
+        the demonstrations say and cannot see the query. That ``;`` is the batch's query position, and its target is
+        the last demonstration's answer ``y_n``, the answer such a state could carry instead (a state that predicts
+        it reads the last pair, not the task)."""
+        if batch.inputs.is_floating_point() or batch.inputs.shape[1] != self.prompt_length(batch.n_shots):
+            raise ValueError("demonstrations_only: expected a batch of this family's prompts (BOS x → y ; … ; xq →)")
+        if batch.n_shots < 1:
+            raise ValueError("demonstrations_only: expected prompts with at least one demonstration; got n_shots=0")
+        n = batch.n_shots
+        last = batch.answer_targets[:, n - 1 : n]
+        end = torch.full_like(last, 4 * n)  # the ``;`` closing demonstration n
+        return dataclasses.replace(
+            batch, inputs=batch.inputs[:, :-2], targets=last[:, 0].clone(),
+            answer_positions=torch.cat([batch.answer_positions[:, :n], end], 1),
+            answer_targets=torch.cat([batch.answer_targets[:, :n], last], 1),
+            attention_mask=None if batch.attention_mask is None else batch.attention_mask[:, :-2], zero_shot=None,
+            examples=None)
+
     @abstractmethod
     def apply(self, task_ids: Int[Tensor, " batch"], x: Int[Tensor, "batch m"]) -> Int[Tensor, "batch m"]:
         """The answers ``y = f_task(x)`` of each prompt's task."""

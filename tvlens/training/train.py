@@ -75,6 +75,10 @@ class TrainConfig(Config):
         tvp_weight: λ, weight of the TVP loss.
         tvp_detach: stop gradients through the ICL pass of the TVP loss.
         tvp_start: step from which the TVP loss is on (plain meta-ICL training before it).
+        tvp_start_icl: switch the TVP loss on only once ICL has formed: after the first evaluation (at or after
+            ``tvp_start``) whose ICL score reaches this (accuracy ≥ it, or error ≤ it); ``None``: on from
+            ``tvp_start``. Needs ``eval_every > 0``. The step it switched on at is :attr:`Trainer.tvp_on_from` (and
+            :attr:`TrainResult.tvp_on_from`); it is read from the history, so a resumed run keeps it.
         checkpoint_every: write a checkpoint every this many steps (``0`` = never).
     """
 
@@ -92,6 +96,7 @@ class TrainConfig(Config):
     tvp_weight: float = 0.0
     tvp_detach: bool = False
     tvp_start: int = 0
+    tvp_start_icl: float | None = None
     checkpoint_every: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -106,6 +111,13 @@ class TrainConfig(Config):
             raise ValueError(f"TrainConfig.tvp_weight={self.tvp_weight!r}: expected >= 0")
         if self.tvp_weight > 0 and self.tvp_layer is None:
             raise ValueError("TrainConfig.tvp_weight > 0 needs tvp_layer (the layer the vector is pinned to)")
+        if self.tvp_start_icl is not None:
+            value = self.tvp_start_icl
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"TrainConfig.tvp_start_icl={value!r}: expected a finite ICL score or None")
+            if self.eval_every == 0:
+                raise ValueError(f"TrainConfig.tvp_start_icl={value!r} needs eval_every > 0 (the ICL score is read "
+                                 "at evaluations); got eval_every=0")
 
 
 @dataclass
@@ -116,6 +128,7 @@ class TrainResult(Records):
     losses: list[float]
     steps_done: int
     seconds: float
+    tvp_on_from: int | None = None
 
     @property
     def final(self) -> dict[str, Any]:
@@ -164,13 +177,16 @@ def tvp_and_icl(model: HookedModel, batch: ICLBatch, source: ICLBatch | None = N
     return scores, icl
 
 
-def tvp_and_icl_many(model: HookedModel, batch: ICLBatch, sources: Sequence[ICLBatch | None]
+def tvp_and_icl_many(model: HookedModel, batch: ICLBatch,
+                     sources: Sequence[ICLBatch | tuple[ICLBatch, ...] | None]
                      ) -> tuple[list[list[dict[str, Tensor]]], dict[str, Tensor]]:
-    """:func:`tvp_by_layer` for each of ``sources`` (``None``: the prompt itself), and the batch's ICL scores.
+    """:func:`tvp_by_layer` for each of ``sources`` (``None``: the prompt itself; a tuple of batches: the mean of
+    their states, as Hendel et al. average the states of several dummy queries), and the batch's ICL scores.
 
     A source with its own query (another query's prompt) also scores each layer's predictions against *that*
     query's answer, under the key ``"source_answer"`` (the metric's value: for accuracy, how often the prediction
-    is the other query's answer ``f(x′)``): a reading that carries its own query's answer shows it there.
+    is the other query's answer ``f(x′)``; for a tuple, the mean over its batches): a reading that carries its own
+    query's answer shows it there.
 
     Every forward is a query engine's (:class:`~tvlens.models.engine.QueryEngine`): the n-shot prompts run once
     and give the ICL logits and the query's state at every layer (read from the prompt itself, both come from
@@ -179,18 +195,35 @@ def tvp_and_icl_many(model: HookedModel, batch: ICLBatch, sources: Sequence[ICLB
     zero-shot prompts run once into an engine, and each source's replacement at each layer is a suffix run on it."""
     if batch.zero_shot is None:
         raise ValueError("tvp_by_layer: the batch has no zero-shot view (pass an n-shot batch from task.sample)")
-    for i, source in enumerate(sources):
-        if source is not None and len(source) != len(batch):
-            raise ValueError(f"sources[{i}] has {len(source)} prompts; expected one per prompt of the batch "
-                             f"({len(batch)})")
-    own_needed = any(source is None or source is batch for source in sources)
-    # per source of its own (not the prompts): the last columns in which it differs from them, which the batch's
-    # engine runs as its suffix (None: it differs earlier and runs a forward of its own)
-    trailing = {i: _trailing_difference(batch, source) for i, source in enumerate(sources)
-                if source is not None and source is not batch}
+    members = [() if s is None else s if isinstance(s, tuple) else (s,) for s in sources]
+    for i, group in enumerate(members):
+        if isinstance(sources[i], tuple) and not group:
+            raise ValueError(f"sources[{i}] is an empty tuple; expected one or more batches")
+        for source in group:
+            if len(source) != len(batch):
+                raise ValueError(f"sources[{i}] has {len(source)} prompts; expected one per prompt of the batch "
+                                 f"({len(batch)})")
+    flat = [m for group in members for m in group]
+    own_needed = any(s is None for s in sources) or any(m is batch for m in flat)
+    # per source batch of its own (not the prompts): the last columns in which it differs from them, which the
+    # batch's engine runs as its suffix (None: it differs earlier and runs a forward of its own)
+    trailing = {id(m): _trailing_difference(batch, m) for m in flat if m is not batch}
     width = max([1, *(k for k in trailing.values() if k is not None)])
     positions = ("last", *range(-width, -1))
     entering = model.hook_name(0, "resid_pre")
+
+    def states_of(source: ICLBatch) -> list[Tensor]:
+        if source is batch:
+            return own
+        states: list[Tensor] = []
+        if trailing[id(source)] is None:  # prompts of their own: a forward of their own
+            QueryEngine(model, source.inputs, source.attention_mask).run(streams=states)
+        else:  # the batch's prompts but for the last columns: those columns' embeddings on its engine
+            embedded = model.activations(source.inputs, [entering], attention_mask=source.attention_mask)
+            prompts.run([StreamEdit(0, at_columns(embedded[entering], prompts.columns[p]), p, "replace")
+                         for p in positions], streams=states)
+        return states
+
     with torch.no_grad():
         own: list[Tensor] = []
         prompts = QueryEngine(model, batch.inputs, batch.attention_mask, positions=positions)
@@ -198,24 +231,19 @@ def tvp_and_icl_many(model: HookedModel, batch: ICLBatch, sources: Sequence[ICLB
         zero = batch.zero_shot
         engine = QueryEngine(model, zero.inputs, zero.attention_mask)
         scores = []
-        for i, source in enumerate(sources):
-            states = own
-            if i in trailing:
-                states = []
-                if trailing[i] is None:  # prompts of their own: a forward of their own
-                    QueryEngine(model, source.inputs, source.attention_mask).run(streams=states)
-                else:  # the batch's prompts but for the last columns: those columns' embeddings on its engine
-                    embedded = model.activations(source.inputs, [entering], attention_mask=source.attention_mask)
-                    prompts.run([StreamEdit(0, at_columns(embedded[entering], prompts.columns[p]), p, "replace")
-                                 for p in positions], streams=states)
-            own_answer = source is not None and source is not batch and not torch.equal(source.targets, batch.targets)
+        for group in members:
+            per_member = [states_of(m) for m in group] if group else [own]
+            states = per_member[0] if len(per_member) == 1 else [torch.stack(layer).mean(0)
+                                                                  for layer in zip(*per_member)]
+            answered = [m for m in group if m is not batch and not torch.equal(m.targets, batch.targets)]
             by_layer = []
             for layer in range(model.n_layers):
                 logits = engine.run([StreamEdit(layer, states[layer], mode="replace")])
                 layer_scores = scores_at_query(zero, logits, 1)
-                if own_answer:  # the same predictions against the source's own query's answer
-                    against = scores_at_query(dataclasses.replace(zero, targets=source.targets), logits, 1)
-                    layer_scores["source_answer"] = against[zero.metric.name]
+                if answered:  # the same predictions against the sources' own queries' answers
+                    against = [scores_at_query(dataclasses.replace(zero, targets=m.targets), logits, 1)[
+                        zero.metric.name] for m in answered]
+                    layer_scores["source_answer"] = torch.stack(against).mean(0)
                 by_layer.append(layer_scores)
             scores.append(by_layer)
     return scores, icl
@@ -297,7 +325,8 @@ class Trainer:
     def loss(self, batch: ICLBatch) -> tuple[Tensor, dict[str, float]]:
         """The training loss of one batch and its parts."""
         cfg, model = self.config, self.model
-        if cfg.tvp_layer is None or cfg.tvp_weight == 0 or self.step < cfg.tvp_start:
+        on_from = self.tvp_on_from
+        if on_from is None or self.step < on_from:
             logits = model(batch.inputs, attention_mask=batch.attention_mask)  # text prompts are left-padded
             icl = answer_loss(model, logits, batch)
             return icl, {"icl_loss": icl.item()}
@@ -314,6 +343,18 @@ class Trainer:
             zero_logits = model(batch.zero_shot.inputs, attention_mask=batch.zero_shot.attention_mask)
         tvp = answer_loss(model, zero_logits, batch.zero_shot, query_only=True)
         return icl + cfg.tvp_weight * tvp, {"icl_loss": icl.item(), "tvp_loss": tvp.item()}
+
+    @property
+    def tvp_on_from(self) -> int | None:
+        """The step from which the TVP loss is on (``None``: plain training, or ICL has not reached
+        ``tvp_start_icl`` at an evaluation yet)."""
+        cfg = self.config
+        if cfg.tvp_layer is None or cfg.tvp_weight == 0:
+            return None
+        if cfg.tvp_start_icl is None:
+            return cfg.tvp_start
+        return next((r["step"] for r in self.history
+                     if r["step"] >= cfg.tvp_start and self._reached(r, cfg.tvp_start_icl)), None)
 
     def train_step(self) -> dict[str, float]:
         """One optimiser step on a fresh batch (parameters must require grad, as inside :meth:`fit`)."""
@@ -387,7 +428,7 @@ class Trainer:
             torch.use_deterministic_algorithms(deterministic_before)
             self.model.requires_grad_(False)
             self.model.eval()
-        return TrainResult(self.history, self.losses, self.step, time.perf_counter() - start_time)
+        return TrainResult(self.history, self.losses, self.step, time.perf_counter() - start_time, self.tvp_on_from)
 
     @staticmethod
     def _reached(record: dict[str, Any], target: float) -> bool:

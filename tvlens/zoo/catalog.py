@@ -110,6 +110,7 @@ def train_model(
         "target": recipe.target,
         "steps_done": result.steps_done,
         "train_seconds": round(result.seconds, 1),
+        "tvp_on_from": result.tvp_on_from,
         "final_metrics": result.final,
         "history": result.history,
         "tvlens_version": __version__,

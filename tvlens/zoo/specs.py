@@ -78,19 +78,31 @@ SEQUENCE_SHOTS = 48
 #: combined an (x_i, y_i) pair, and a TVP-loss there stalls ICL training (tried: ICL loss still 1.86 at
 #: step 1100, where plain training reaches 100 % ICL accuracy by step 500).
 PERM_TVP_LAYER = 2
-#: The TVP-loss study's arms (Yang et al. 2025b): ``perm-mix-arm-s{i}`` (plain training) and
-#: ``perm-mix-tvp-arm-s{i}`` (the TVP-loss at :data:`PERM_TVP_LAYER` from step :data:`ARM_TVP_START`) for
-#: i < ``ARM_REPLICATES``: the same steps, and arm pair i shares its initial weights and its prompt
-#: stream (seed i), so the two arms differ only in the loss. Three independently trained pairs give the
-#: training claims a variance over models, not only over prompts.
-ARM_REPLICATES = 3
+#: Layer the TVP-loss pins the vector to in the token-offset arms: the stream after three of four blocks, where
+#: plain training leaves the vector half formed (TVP mode 0.54 against ICL's 1.00; Yang et al. 2025b find it
+#: forms at the last layers on token offset).
+OFFSET_TVP_LAYER = 3
+#: The TVP-loss study's arms (Yang et al. 2025b), per family: ``{family}-arm-s{i}`` (plain training) and
+#: ``{family}-tvp-arm-s{i}`` (the TVP-loss, λ=1, at the family's layer once ICL has formed) for
+#: i < ``ARM_REPLICATES[family]``: the same :data:`ARM_STEPS` steps, and arm pair i shares its initial weights and its
+#: prompt stream (seed i), so the two arms differ only in the loss. Independently trained pairs give the training
+#: claims a variance over models, not only over prompts.
+ARM_REPLICATES: dict[str, int] = {"perm-mix": 5, "token-offset": 3}
+#: family → (its task, the layer its TVP-loss pins the vector to).
+ARM_LAYERS: dict[str, int] = {"perm-mix": PERM_TVP_LAYER, "token-offset": OFFSET_TVP_LAYER}
 ARM_STEPS = 750
-ARM_TVP_START = 400
+#: The TVP-loss is switched on after the first evaluation (every :data:`ARM_EVAL_EVERY` steps) at which ICL accuracy
+#: on the monitor prompts reaches this: switched on at a fixed step (400), one of three perm-mix pairs had not formed
+#: ICL yet (ICL loss 1.86) and ended at 41 % ICL accuracy.
+ARM_TVP_ICL = 0.9
+ARM_EVAL_EVERY = 50
 
 
-def arm_names(replicate: int) -> tuple[str, str]:
-    """The zoo names of arm pair ``replicate``: (trained with the TVP-loss, trained without)."""
-    return f"perm-mix-tvp-arm-s{replicate}", f"perm-mix-arm-s{replicate}"
+def arm_names(replicate: int, family: str = "perm-mix") -> tuple[str, str]:
+    """The zoo names of ``family``'s arm pair ``replicate``: (trained with the TVP-loss, trained without)."""
+    if family not in ARM_REPLICATES:
+        raise ValueError(f"family={family!r}: expected one of {list(ARM_REPLICATES)}")
+    return f"{family}-tvp-arm-s{replicate}", f"{family}-arm-s{replicate}"
 
 
 def _symbolic_train(**overrides: Any) -> TrainConfig:
@@ -118,14 +130,16 @@ SPECS: dict[str, ZooSpec] = {
                 notes={"tvp_start": "with the TVP-loss on from step 0 (λ=1, layer 2) ICL had not formed by step "
                                     "978 (ICL loss 1.84); plain meta-ICL training for the first 400 steps, then "
                                     "L_ICL + λ·L_TVP, forms both"}),
-        *[ZooSpec(name, f"perm-mix, TVP-loss study arm pair {i}: "
-                  + (f"TVP-loss (λ=1) at layer {PERM_TVP_LAYER} from step {ARM_TVP_START}" if tvp else "plain training")
+        *[ZooSpec(name, f"{family}, TVP-loss study arm pair {i}: "
+                  + (f"TVP-loss (λ=1) at layer {ARM_LAYERS[family]} once ICL accuracy reaches {ARM_TVP_ICL}"
+                     if tvp else "plain training")
                   + f", {ARM_STEPS} steps, seed {i}",
-                  PERM, _token_model(PERM, 4, SYMBOLIC_SHOTS, seed=i),
-                  _symbolic_train(steps=ARM_STEPS, seed=i, eval_every=ARM_STEPS,
-                                  **(dict(tvp_layer=PERM_TVP_LAYER, tvp_weight=1.0, tvp_start=ARM_TVP_START)
+                  task, _token_model(task, 4, SYMBOLIC_SHOTS, seed=i),
+                  _symbolic_train(steps=ARM_STEPS, seed=i, eval_every=ARM_EVAL_EVERY, eval_prompts=256,
+                                  **(dict(tvp_layer=ARM_LAYERS[family], tvp_weight=1.0, tvp_start_icl=ARM_TVP_ICL)
                                      if tvp else {})))
-          for i in range(ARM_REPLICATES) for tvp, name in zip((True, False), arm_names(i))],
+          for family, task in (("perm-mix", PERM), ("token-offset", OFFSET))
+          for i in range(ARM_REPLICATES[family]) for tvp, name in zip((True, False), arm_names(i, family))],
         *[ZooSpec(f"perm-mix-{n}", f"mixture of {n} random permutations of 32 symbols, 4 layers (complexity ladder; "
                   "fine training history for the formation study)",
                   task, _token_model(task, 4, SYMBOLIC_SHOTS), _symbolic_train(eval_every=50, eval_prompts=256),

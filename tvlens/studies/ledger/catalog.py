@@ -17,14 +17,14 @@ from typing import Any
 
 from tvlens.analysis.heads import key_head_analysis
 from tvlens.analysis.ov import ov_decomposition
-from tvlens.studies.formation import STUDY_SOURCES, tvp_profiles
+from tvlens.studies.formation import tvp_profiles
 from tvlens.studies.ledger.unit import FEW_SHOTS, Workbench
 from tvlens.studies.ledger.verdicts import GATE
 from tvlens.studies.regression import fidelity_scores, fidelity_vectors
 from tvlens.subjects import OFFERS
 from tvlens.vectors.task_vector import TaskVector
 from tvlens.vectors.vanilla import source_position
-from tvlens.zoo.specs import ARM_REPLICATES, PERM_TVP_LAYER, arm_names
+from tvlens.zoo.specs import ARM_LAYERS, ARM_REPLICATES, arm_names
 
 #: What a claim can need of the model(s) it is measured on (the reason a row gives when a model lacks it). A subject
 #: offers ``labels`` or ``regression`` (:data:`~tvlens.subjects.OFFERS`); the two training needs — pairs of models
@@ -36,7 +36,8 @@ NEEDS: dict[str, str] = {
     "regression": "a regression task family (a model that reads real-valued inputs, e.g. the zoo's "
                   "linear-regression)",
     "tvp_arms": "pairs of models trained with and without the TVP-loss from the same initial weights and prompts "
-                "(the zoo's perm-mix-tvp-arm-s* and perm-mix-arm-s*: run the ledger without models)",
+                "(the zoo's perm-mix and token-offset arm pairs, *-tvp-arm-s* and *-arm-s*: run the ledger without "
+                "models)",
     "complexity_series": "same-shaped models trained on task mixtures of rising complexity (the zoo's perm-mix-2, "
                          "perm-mix and perm-mix-32: run the ledger without models)",
 }
@@ -101,9 +102,11 @@ class Claim:
         control_rule: ``"subtract"``, ``"must_fail"`` or ``"shown"`` (see the module docstring).
         contrast: one row per easier model ``m``: the effect is ``mean(models[0]) − mean(m)`` over the two
             models' task means.
-        replicated: ``models`` are independently trained replicates of one recipe (each measured against its
-            paired partner by ``measure``): one row, its interval over the models (each model's mean over
-            tasks × seeds); ``label`` names the row.
+        replicated: ``models`` are independently trained replicates (each measured against its paired partner by
+            ``measure``): one row per recipe, its interval over that recipe's models (each model's mean over
+            tasks × seeds).
+        replicates: for a replicated claim, ``(row label, its models)`` per recipe (default: one row over
+            ``models``).
         partners: zoo models ``measure`` reads besides ``models`` (a replicate's partner).
         needs: what the model it is measured on must offer (a key of :data:`NEEDS`): a
             ledger on a researcher's models measures the claim on each model that offers it and gives the others
@@ -135,13 +138,18 @@ class Claim:
     control_rule: str = "must_fail"
     contrast: bool = False
     replicated: bool = False
-    label: str = ""
+    replicates: tuple[tuple[str, tuple[str, ...]], ...] = ()
     partners: tuple[str, ...] = ()
     needs: str = "labels"
     cost: float = 1.0
     gate: str | None = None
     primary: bool = False
     delta: float | None = 0.05
+
+    @property
+    def replicate_rows(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """A replicated claim's rows: ``(label, models)`` per recipe."""
+        return self.replicates or ((" + ".join(self.models), self.models),)
 
     @property
     def zoo_models(self) -> tuple[str, ...]:
@@ -165,6 +173,10 @@ class Claim:
         if self.contrast and self.replicated:
             raise ValueError(f"Claim {self.name!r}: contrast and replicated are exclusive (one row per pair of "
                              "models, or one row over replicates)")
+        grouped = [m for _, models in self.replicates for m in models]
+        if self.replicates and (not self.replicated or sorted(grouped) != sorted(self.models)):
+            raise ValueError(f"Claim {self.name!r}: replicates must split a replicated claim's models, each once; "
+                             f"got {grouped} for models {list(self.models)}")
         if self.delta is not None and not 0 < self.delta < math.inf:
             raise ValueError(f"Claim {self.name!r}: delta={self.delta!r}; expected a positive finite number or None")
 
@@ -292,6 +304,11 @@ def _toward_labels(w: Workbench) -> tuple[float, float]:
     return _map_row(w.maps(), 0)["margin_gain"], _map_row(w.maps(control=True), 0)["margin_gain"]
 
 
+#: The TVP readings the ledger makes: the paper's (each prompt's own state) and the state at the end of the
+#: demonstrations (it cannot see the query: the reading that carries no answer as measured, ``formation.ANSWER_FREE``).
+_READINGS = ("prompt", "demonstrations")
+
+
 def _tvp_profile(w: Workbench, name: str, source: str = "prompt") -> Any:
     """Model ``name``'s TVP profile read from ``source`` on this unit's test prompts (both readings are made in
     one pass, :func:`~tvlens.studies.formation.tvp_profiles`, and kept for the model's unit)."""
@@ -299,21 +316,26 @@ def _tvp_profile(w: Workbench, name: str, source: str = "prompt") -> Any:
     if key not in w.store.tvp:
         other = Workbench(name, w.task_id, w.seed, w.config, w.store)
         w.store.tvp[key] = tvp_profiles(other.model, other.task, n_prompts=w.config.n_prompts,
-                                        n_shots=other.n_shots, seed=w.seed, split="test", sources=STUDY_SOURCES)
+                                        n_shots=other.n_shots, seed=w.seed, split="test", sources=_READINGS)
     return w.store.tvp[key][source]
 
 
-#: The TVP-loss arms: each model trained with the TVP-loss → its step-matched partner trained without.
-_ARMS = dict(arm_names(i) for i in range(ARM_REPLICATES))
+#: The TVP-loss arms: each model trained with the TVP-loss → its step-matched partner trained without, and the
+#: layer its loss pins the vector to; one ledger row per family, over its pairs.
+_ARMS = {tvp: plain for family, n in ARM_REPLICATES.items() for tvp, plain in (arm_names(i, family) for i in range(n))}
+_ARM_LAYER = {arm_names(i, family)[0]: ARM_LAYERS[family] for family, n in ARM_REPLICATES.items() for i in range(n)}
+_ARM_ROWS = tuple((f"{family}-tvp-arm-s0…s{n - 1} vs {family}-arm-s0…s{n - 1}",
+                   tuple(arm_names(i, family)[0] for i in range(n))) for family, n in ARM_REPLICATES.items())
+_ARM_PAIRS = " or ".join(f"{n} {family} pairs" for family, n in ARM_REPLICATES.items())
 
 
 def _tvp_loss(w: Workbench) -> tuple[float, float]:
-    """TVP at the pinned layer (read from another query's prompt) of this TVP-loss arm model minus its plain
-    partner's; the control is the same difference with the answer-carrying same-prompt reading."""
-    with_loss, without = _tvp_profile(w, w.name, "other_query"), _tvp_profile(w, _ARMS[w.name], "other_query")
-    same = _tvp_profile(w, w.name), _tvp_profile(w, _ARMS[w.name])
-    return (float(with_loss.tvp[PERM_TVP_LAYER] - without.tvp[PERM_TVP_LAYER]),
-            float(same[0].tvp[PERM_TVP_LAYER] - same[1].tvp[PERM_TVP_LAYER]))
+    """TVP mode at the layer the loss pins, read as the paper reads it (each prompt's own state), of this TVP-loss arm
+    model minus its plain partner's; the control is the same difference read at the end of the demonstrations."""
+    layer, partner = _ARM_LAYER[w.name], _ARMS[w.name]
+    own = _tvp_profile(w, w.name).tvp[layer] - _tvp_profile(w, partner).tvp[layer]
+    blind = _tvp_profile(w, w.name, "demonstrations").tvp[layer] - _tvp_profile(w, partner, "demonstrations").tvp[layer]
+    return float(own), float(blind)
 
 
 def _tvp_keeps_icl(w: Workbench) -> tuple[float, float]:
@@ -324,12 +346,11 @@ def _tvp_keeps_icl(w: Workbench) -> tuple[float, float]:
 
 
 def _formation_layer(w: Workbench) -> tuple[float, float]:
-    """Where the vector forms: the first layer whose TVP mode (read from the same demonstrations with another
-    query) reaches half of ICL's gain (``n_layers`` if none); the control reads each prompt's own state."""
-    profiles = _tvp_profile(w, w.name, "other_query"), _tvp_profile(w, w.name, "prompt")
-    answer_free, own = (float(w.model.n_layers if layer is None else layer)
-                        for layer in (p.formation_layer() for p in profiles))
-    return answer_free, own
+    """Where the vector forms: the first layer whose TVP mode, read as the paper reads it (each prompt's own state),
+    reaches half of ICL's gain (``n_layers`` if none); the control reads the state at the end of the demonstrations."""
+    own, blind = (float(w.model.n_layers if layer is None else layer)
+                  for layer in (_tvp_profile(w, w.name, x).formation_layer() for x in _READINGS))
+    return own, blind
 
 
 def _head_weighted(w: Workbench) -> tuple[float, float]:
@@ -352,7 +373,6 @@ def _head_weighted(w: Workbench) -> tuple[float, float]:
 _SYMBOLIC = ("perm-mix", "perm-mix-32", "token-offset")
 _REGRESSION = ("linear-regression", "sparse-linear-regression", "sinusoid-regression")
 _RANDOM = "a random vector of the same norm at the same site"
-_ARM_LABEL = f"perm-mix-tvp-arm-s0…s{ARM_REPLICATES - 1} vs perm-mix-arm-s0…s{ARM_REPLICATES - 1}"
 
 #: Every claim the ledger measures, in the order of its table.
 CLAIMS: dict[str, Claim] = catalog([
@@ -420,21 +440,23 @@ CLAIMS: dict[str, Claim] = catalog([
           "1 − error(zero-shot) / error(FV)", control_rule="shown", needs="regression", cost=3.0,
           primary=True, delta=0.1),
     Claim("tvp_loss", "Training with the TVP-loss raises TVP-mode accuracy at its layer",
-          "Yang et al. 2025b", f"TVP-mode accuracy at layer {PERM_TVP_LAYER} (state read from the same demonstrations "
-          f"with another query) of a model trained with the TVP-loss minus its step-matched partner trained without "
-          f"(same initial weights and prompts; interval over {ARM_REPLICATES} pairs)", 0.0, tuple(_ARMS), _tvp_loss,
-          "the same difference with each prompt's own (answer-carrying) state", control_rule="shown",
-          replicated=True, label=_ARM_LABEL, partners=tuple(_ARMS.values()), needs="tvp_arms", primary=True),
+          "Yang et al. 2025b", "TVP-mode accuracy at the layer the loss pins (perm-mix: "
+          f"{ARM_LAYERS['perm-mix']}, token-offset: {ARM_LAYERS['token-offset']}; each prompt's own state, as the paper "
+          "reads it) of a model trained with the TVP-loss, switched on once ICL accuracy reached 0.9, minus its "
+          f"step-matched partner trained without (same initial weights and prompts; interval over the {_ARM_PAIRS})",
+          0.0, tuple(_ARMS), _tvp_loss, "the same difference read at the end of the demonstrations (a state that "
+          "cannot see the query)", control_rule="shown", replicated=True,
+          replicates=_ARM_ROWS, partners=tuple(_ARMS.values()), needs="tvp_arms", primary=True),
     Claim("tvp_loss_keeps_icl", "Training with the TVP-loss keeps ICL accuracy", "Yang et al. 2025b",
           f"ICL accuracy of a model trained with the TVP-loss minus its step-matched partner's, on the same prompts "
-          f"(interval over {ARM_REPLICATES} pairs)", -0.02, tuple(_ARMS), _tvp_keeps_icl,
-          "the same difference in zero-shot accuracy", control_rule="shown", replicated=True, label=_ARM_LABEL,
+          f"(interval over the {_ARM_PAIRS})", -0.02, tuple(_ARMS), _tvp_keeps_icl,
+          "the same difference in zero-shot accuracy", control_rule="shown", replicated=True, replicates=_ARM_ROWS,
           partners=tuple(_ARMS.values()), needs="tvp_arms"),
     Claim("depth_vs_complexity", "The task vector forms deeper for more complex tasks",
-          "Yang et al. 2025b", "formation layer (first layer whose TVP mode, read from another query's prompt, reaches "
-          "half of ICL's gain) of the 32-permutation mixture minus the 8- (or 2-) permutation mixture's", 0.0,
-          ("perm-mix-32", "perm-mix", "perm-mix-2"), _formation_layer,
-          "the same contrast read from each prompt's own state", control_rule="shown", contrast=True,
+          "Yang et al. 2025b", "formation layer (first layer whose TVP mode, each prompt's own state as the paper "
+          "reads it, reaches half of ICL's gain) of the 32-permutation mixture minus the 8- (or 2-) permutation "
+          "mixture's", 0.0, ("perm-mix-32", "perm-mix", "perm-mix-2"), _formation_layer,
+          "the same contrast read at the end of the demonstrations", control_rule="shown", contrast=True,
           needs="complexity_series", cost=0.5, delta=0.5),
 ])
 

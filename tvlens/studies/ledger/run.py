@@ -287,11 +287,13 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
                                      {m: control[m] for m in pair}, contrast_estimate(effect[hard], effect[easy]),
                                      contrast_estimate(control[hard], control[easy]).mean,
                                      sum(unconverged[(c.name, m)] for m in pair), min(n_tasks[hard], n_tasks[easy])))
-        elif c.replicated:  # the interval over the trained models, each averaged over its tasks × seeds
-            stacked = [torch.stack([by_model[m].reshape(-1) for m in c.models]) for by_model in (effect, control)]
-            groups.append(PendingRow(c, c.label or " + ".join(c.models), effect, control, task_estimate(stacked[0]),
-                                 task_estimate(stacked[1]).mean, sum(unconverged[(c.name, m)] for m in c.models),
-                                 n_tasks[c.models[0]], len(c.models)))
+        elif c.replicated:  # per recipe: the interval over its trained models, each averaged over its tasks × seeds
+            for label, models in c.replicate_rows:
+                stacked = [torch.stack([by_model[m].reshape(-1) for m in models]) for by_model in (effect, control)]
+                groups.append(PendingRow(c, label, {m: effect[m] for m in models}, {m: control[m] for m in models},
+                                         task_estimate(stacked[0]), task_estimate(stacked[1]).mean,
+                                         sum(unconverged[(c.name, m)] for m in models), n_tasks[models[0]],
+                                         len(models)))
         else:
             groups += [PendingRow(c, m, {m: effect[m]}, {m: control[m]}, task_estimate(effect[m]),
                               task_estimate(control[m]).mean, unconverged[(c.name, m)], n_tasks[m])
@@ -352,7 +354,7 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
         if c.contrast or c.replicated:
             lost = [m for m in c.models if m in errors]
             lost_rows = [(g, lost) for g in ([f"{c.models[0]} vs {m}" for m in c.models[1:]] if c.contrast
-                                             else [c.label or " + ".join(c.models)])] if lost else []
+                                             else [label for label, _ in c.replicate_rows])] if lost else []
         else:
             lost_rows = [(m, [m]) for m in on[c.name] if m in errors]
         rows += [LedgerRow(claim=c.name, statement=c.statement, paper=c.paper, model=label, effect=c.effect,
