@@ -40,7 +40,7 @@ from tvlens.studies.ledger.verdicts import GATE, NOT_TESTABLE
 from tvlens.tasks import Splits
 from tvlens.training import evaluate_training
 from tvlens.vectors import learn_task_vector
-from tvlens.zoo.specs import ARM_REPLICATES, PERM_TVP_LAYER, arm_names
+from tvlens.zoo.specs import ARM_LAYERS, ARM_REPLICATES, PERM_TVP_LAYER, arm_names
 
 DOCS = Path(__file__).parent
 # the zoo's setting of Yang et al. 2025a's learned vectors, as in the tests
@@ -61,6 +61,11 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|---" * len(header) + "|", *("| " + " | ".join(r) + " |" for r in rows)]
 
 
+#: What a reading's ``source_answer`` row says: the answer TVP mode gives instead of the scored query's.
+OWN_ANSWER = {"other_query": "answers f(x′) instead", "dummy_queries": "answers a dummy's f(x′) instead (each ½)",
+              "demonstrations": "answers y_n instead"}
+
+
 def profile_rows(profiles: dict, mark: int | None = None) -> list[str]:
     n_layers = next(iter(profiles.values())).tvp.shape[0]
     header = ["model", *(f"L{k}{' (pinned)' if k == mark else ''}" for k in range(n_layers)), "ICL", "zero-shot",
@@ -69,8 +74,8 @@ def profile_rows(profiles: dict, mark: int | None = None) -> list[str]:
     for label, p in profiles.items():
         rows.append([label, *(pm(float(p.tvp[k]), float(p.tvp_stderr[k])) for k in range(n_layers)),
                      fmt(p.icl), fmt(p.zero_shot), str(p.best_layer), str(p.formation_layer())])
-        if p.source_answer is not None:  # the same predictions against the other query's own answer
-            rows.append([f"{label}: answers f(x′) instead", *(fmt(float(v)) for v in p.source_answer),
+        if p.source_answer is not None:  # the same predictions against the reading's own query's answer
+            rows.append([f"{label}: {OWN_ANSWER[p.source]}", *(fmt(float(v)) for v in p.source_answer),
                          "", "", "", ""])
     return table(header, rows)
 
@@ -97,9 +102,11 @@ def measure() -> dict:
     """Everything the pages show, computed once (pages share results rather than recompute them)."""
     torch.set_num_threads(2)
     m: dict = {"tvp": tvp_loss_comparison(n_prompts=256), "depth": depth_vs_complexity(n_prompts=256),
-               "depth_own": depth_vs_complexity(n_prompts=256, source="prompt")}
-    m["arms"] = [tvp_loss_comparison({name: zoo.load(name) for name in arm_names(i)}, zoo.task("perm-mix"),
-                                     PERM_TVP_LAYER, n_prompts=256) for i in range(ARM_REPLICATES)]
+               "depth_other": depth_vs_complexity(n_prompts=256, source="other_query")}
+    m["arms"] = {family: [tvp_loss_comparison({name: zoo.load(name) for name in arm_names(i, family)},
+                                              zoo.task(family), ARM_LAYERS[family], n_prompts=256,
+                                              sources=("prompt", "demonstrations")) for i in range(n)]
+                 for family, n in ARM_REPLICATES.items()}
     m["formation"] = {name: formation_over_training(name)
                       for name in ("perm-mix-2", "perm-mix", "perm-mix-32", "perm-mix-tvp")}
     m["methods"] = method_table(["perm-mix", "perm-mix-2", "perm-mix-32", "token-offset"], n_test=300)
@@ -221,19 +228,20 @@ def _claims(ledger):
     return [CLAIMS[name] for name in dict.fromkeys(row.claim for row in ledger.rows)]
 
 
-def arm_rows(arms: list, layer: int) -> list[str]:
-    """One row per step-matched pair: TVP at ``layer`` under both readings and ICL, with and without the loss."""
+def arm_rows(family: str, arms: list, layer: int) -> list[str]:
+    """One row per step-matched pair of ``family``: the step its TVP-loss switched on, TVP at ``layer`` under the
+    paper's reading and at the end of the demonstrations, and ICL, with and without the loss."""
     rows = []
     for i, comparison in enumerate(arms):
-        with_loss, without = arm_names(i)
+        with_loss, without = arm_names(i, family)
         p = comparison.profiles
-        rows.append([str(i), *(pm(float(p[f"{name} · {reading}"].tvp[layer]),
-                                  float(p[f"{name} · {reading}"].tvp_stderr[layer]))
-                               for reading in ("other query", "own prompt") for name in (with_loss, without)),
+        rows.append([str(i), str(zoo.info(with_loss)["tvp_on_from"]),
+                     *(pm(float(p[f"{name} · {reading}"].tvp[layer]), float(p[f"{name} · {reading}"].tvp_stderr[layer]))
+                       for reading in ("own prompt", "end of demonstrations") for name in (with_loss, without)),
                      *(pm(p[f"{name} · own prompt"].icl, p[f"{name} · own prompt"].icl_stderr)
                        for name in (with_loss, without))])
-    return table(["pair", "other query: with loss", "without", "own prompt: with loss", "without", "ICL with loss",
-                  "without"], rows)
+    return table(["pair", "loss on from step", "own prompt: with loss", "without", "end of demonstrations: with loss",
+                  "without", "ICL with loss", "without"], rows)
 
 
 def studies_page(m: dict) -> str:
@@ -244,29 +252,38 @@ def studies_page(m: dict) -> str:
            *ledger_section(m["ledger"]),
            "## TVP-loss (Yang et al. 2025b)", "",
            f"TVP-mode accuracy per layer (256 prompts, seed 0); `perm-mix-tvp` was trained with the TVP-loss at "
-           f"layer {tvp.tvp_layer}. Two readings of the state put in: the prompt's own (`own prompt`, the loss's "
-           "objective) and the same demonstrations asking about another input (`other query`; not answer-free: it can "
-           "hold that query's answer — the `answers f(x′) instead` rows give how often TVP mode outputs the other "
-           "query's answer). "
+           f"layer {tvp.tvp_layer}. Four readings of the state put in: the prompt's own (`own prompt`: the paper's TVP "
+           "mode and the loss's objective; at late layers it can hold the query's answer), the same demonstrations "
+           "asking about another input (`other query`), asking about two inputs neither demonstrated nor the query "
+           "with the states averaged (`dummy queries`, Hendel et al.'s construction), and the state at the `;` that "
+           "ends the demonstrations (`end of demonstrations`: it cannot see the query). Each reading with a query of "
+           "its own has a row giving how often TVP mode outputs *that* answer instead of the scored one. Only the end "
+           "of the demonstrations carries no answer as measured (at most "
+           f"{max(float(p.source_answer.max()) for p in tvp.profiles.values() if p.source == 'demonstrations'):.2f}"
+           "); the other query's and the dummies' states carry their own queries' answers at layers 2–3. "
            "Asserted in `tests/studies/test_formation.py`: read from the own prompt, TVP accuracy at the pinned "
            "layer rises by more than 3 standard errors and ICL stays within 0.02; read from another query, layers "
            "2 and 3 of both models fall below zero-shot — the state there holds the other query's answer, not a "
            "task vector.", "",
            *profile_rows(tvp.profiles, tvp.tvp_layer), "",
-           f"The claims ledger's training claims use {len(m['arms'])} step-matched pairs instead (each pair: the "
-           "same initial weights, prompts and steps, the TVP-loss on in one arm from step 400). TVP-mode accuracy "
-           f"at layer {tvp.tvp_layer} and ICL, per pair (256 prompts, seed 0):", "",
-           *arm_rows(m["arms"], tvp.tvp_layer), "",
+           "The claims ledger's training claims use step-matched pairs instead (each pair: the same initial weights, "
+           f"prompts and {zoo.spec(arm_names(0)[0]).train.steps} steps; in one arm the TVP-loss is switched on after "
+           f"the first evaluation, every {zoo.spec(arm_names(0)[0]).train.eval_every} steps, at which ICL accuracy "
+           f"reached {zoo.spec(arm_names(0)[0]).train.tvp_start_icl}). TVP-mode accuracy at the pinned layer and ICL, "
+           "per pair (256 prompts, seed 0):", "",
+           *(line for family, arms in m["arms"].items()
+             for line in (f"`{family}` (TVP-loss at layer {ARM_LAYERS[family]}):", "",
+                          *arm_rows(family, arms, ARM_LAYERS[family]), "")),
            "## Depth vs task complexity (Yang et al. 2025b)", "",
            "Mixtures of 2, 8 and 32 permutations of 32 symbols on models of one shape (4 layers, d_model 64), the "
            "whole family of each (256 prompts, seed 0); `tests/studies/test_formation.py` pins these layers. Per "
-           "task over tasks and seeds, the claims ledger above gives the verdict. Read from another "
-           f"query's state), the formation layers are {depth.formation_layers} (None: never half of ICL's gain). "
-           "Read from each prompt's own state, they are "
-           f"{m['depth_own'].formation_layers} and the best layers {m['depth_own'].best_layers}: with 4 layers "
-           "the vectors peak at or near the last layer, so the ladder has little room to show a steady deepening.",
-           "", "Other query:", "", *profile_rows(depth.profiles), "",
-           "Own prompt:", "", *profile_rows(m["depth_own"].profiles), "",
+           "task over tasks and seeds, the claims ledger above gives the verdict. Read as the paper reads it (each "
+           f"prompt's own state), the formation layers are {depth.formation_layers} and the best layers "
+           f"{depth.best_layers}: with 4 layers the vectors peak at or near the last layer, so the ladder has little "
+           "room to show a steady deepening. Read from another query's state (which carries that query's answer), "
+           f"they are {m['depth_other'].formation_layers} (None: never half of ICL's gain).",
+           "", "Own prompt:", "", *profile_rows(depth.profiles), "",
+           "Other query:", "", *profile_rows(m["depth_other"].profiles), "",
            "## Formation over training", "",
            "From the training histories shipped with the models: the first evaluation step at which each layer's "
            "TVP gain reaches half of ICL's gain, counting only steps where ICL has reached half of its final gain "
@@ -596,14 +613,18 @@ def zoo_blocks(m: dict) -> dict[str, str]:
            f"{fmt(fresh['perm-mix-tvp']['tvp'][layer])} with the TVP-loss vs {fmt(fresh['perm-mix']['tvp'][layer])} "
            "without.", "",
            f"One model per arm measures one training run, and `perm-mix-tvp` also trained longer than `perm-mix`. "
-           f"The claims ledger therefore uses {ARM_REPLICATES} step-matched pairs, `perm-mix-tvp-arm-s<i>` and "
-           "`perm-mix-arm-s<i>` (`tvlens zoo train`, under 3 minutes each): the same initial weights, prompts and "
-           f"{zoo.spec(arm_names(0)[0]).train.steps} steps, the TVP-loss on in one arm from step "
-           f"{zoo.spec(arm_names(0)[0]).train.tvp_start}. Their cards (layer {layer}, own prompt; ICL): "
-           + "; ".join(f"pair {i}: {zoo.info(a)['final_metrics']['tvp'][layer]:.0%} with the loss vs "
-                       f"{zoo.info(b)['final_metrics']['tvp'][layer]:.0%} without, ICL "
+           "The claims ledger therefore uses step-matched pairs, `<family>-tvp-arm-s<i>` and `<family>-arm-s<i>` "
+           f"({', '.join(f'{n} of {family}' for family, n in ARM_REPLICATES.items())}; `tvlens zoo train`, under 4 "
+           f"minutes each): the same initial weights, prompts and {zoo.spec(arm_names(0)[0]).train.steps} steps, the "
+           "TVP-loss switched on in one arm once ICL accuracy reached "
+           f"{zoo.spec(arm_names(0)[0]).train.tvp_start_icl} at an evaluation. Their cards (the pinned layer, own "
+           "prompt; ICL): "
+           + "; ".join(f"{family} pair {i} (loss on from step {zoo.info(a)['tvp_on_from']}): "
+                       f"{zoo.info(a)['final_metrics']['tvp'][ARM_LAYERS[family]]:.0%} with the loss vs "
+                       f"{zoo.info(b)['final_metrics']['tvp'][ARM_LAYERS[family]]:.0%} without, ICL "
                        f"{zoo.info(a)['final_metrics']['icl']:.0%} vs {zoo.info(b)['final_metrics']['icl']:.0%}"
-                       for i, (a, b) in enumerate(arm_names(i) for i in range(ARM_REPLICATES))) + "."]
+                       for family, n in ARM_REPLICATES.items() for i, (a, b) in
+                       enumerate(arm_names(i, family) for i in range(n))) + "."]
     formal = m["formal"]
     n_positions = min(ce["model"].shape[0] for ce in formal.values())
     positions = list(range(0, n_positions, 6))

@@ -130,32 +130,40 @@ def test_every_claim_has_a_control_and_the_ledger_has_at_least_sixteen():
 
 
 def test_a_training_claim_is_measured_over_independently_trained_pairs():
-    """The TVP-loss row: per step-matched pair, TVP (another query's state) at the pinned layer of the model trained
-    with the loss minus its partner's, recomputed by hand; the interval is Student's t over the pairs (not over
-    prompts of one training run), checked with scipy's t directly."""
+    """The TVP-loss rows, one per recipe: per step-matched pair, TVP mode as the paper reads it (each prompt's own
+    state) at the layer the loss pins, of the model trained with the loss minus its partner's, recomputed by hand; the
+    control is the same difference at the end of the demonstrations; the interval is Student's t over the pairs (not
+    over prompts of one training run), checked with scipy's t directly."""
     from scipy import stats
 
     from tvlens.studies import tvp_by_layer
-    from tvlens.zoo.specs import ARM_REPLICATES, PERM_TVP_LAYER, arm_names
+    from tvlens.zoo.specs import ARM_LAYERS, ARM_REPLICATES, arm_names
 
     config = LedgerConfig(n_tasks=1, seeds=(0,), n_prompts=32, claims=("tvp_loss",))
-    (row,) = claims_ledger(config).rows
-    assert row.n_models == ARM_REPLICATES >= 3 and (row.n_tasks, row.n_seeds) == (1, 1)
-    assert row.sample == f"{ARM_REPLICATES} models × 1 × 1"
-    task = zoo.task("perm-mix").single(0)
-    per_pair = []
-    for i in range(ARM_REPLICATES):
-        with_loss, without = (tvp_by_layer(zoo.load(name), task, n_prompts=32, n_shots=16, seed=0, split="test",
-                                           source="other_query").tvp[PERM_TVP_LAYER] for name in arm_names(i))
-        per_pair.append(float(with_loss - without))
-        assert row.values[arm_names(i)[0]].item() == pytest.approx(per_pair[-1])
-    values = torch.tensor(per_pair, dtype=torch.float64)
-    assert row.mean == pytest.approx(float(values.mean()))
-    if float(values.std()) > 0:
-        half = stats.t.ppf(1 - row.level / 2, len(per_pair) - 1) * float(values.std()) / math.sqrt(len(per_pair))
-        assert (row.low, row.high) == pytest.approx((row.mean - half, row.mean + half))
-    else:
-        assert row.verdict == "inconclusive" and row.reason == "zero-width interval: every model gave the same value"
+    rows = claims_ledger(config).rows
+    assert [r.model for r in rows] == [f"{f}-tvp-arm-s0…s{n - 1} vs {f}-arm-s0…s{n - 1}"
+                                       for f, n in ARM_REPLICATES.items()]
+    assert ARM_REPLICATES["perm-mix"] >= 5
+    for row, (family, n) in zip(rows, ARM_REPLICATES.items()):
+        assert row.n_models == n >= 3 and (row.n_tasks, row.n_seeds) == (1, 1)
+        assert row.sample == f"{n} models × 1 × 1"
+        task, layer = zoo.task(family).single(0), ARM_LAYERS[family]
+        per_pair = []
+        for i in range(n):
+            (with_loss, without), (blind_with, blind_without) = (
+                [tvp_by_layer(zoo.load(name), task, n_prompts=32, n_shots=16, seed=0, split="test",
+                              source=source).tvp[layer] for name in arm_names(i, family)]
+                for source in ("prompt", "demonstrations"))
+            per_pair.append(float(with_loss - without))
+            assert row.values[arm_names(i, family)[0]].item() == pytest.approx(per_pair[-1])
+            assert row.controls[arm_names(i, family)[0]].item() == pytest.approx(float(blind_with - blind_without))
+        values = torch.tensor(per_pair, dtype=torch.float64)
+        assert row.mean == pytest.approx(float(values.mean()))
+        if float(values.std()) > 0:
+            half = stats.t.ppf(1 - config.alpha / 2, n - 1) * float(values.std()) / math.sqrt(n)  # unadjusted
+            assert (row.low, row.high) == pytest.approx((row.mean - half, row.mean + half))
+        else:
+            assert row.verdict == "inconclusive" and row.reason == "zero-width interval: every model gave the same value"
 
 
 def test_config_errors():
@@ -213,7 +221,8 @@ def test_a_row_is_its_units_rerun_by_hand():
 # controls, Holm over the primaries and within each exploratory claim). The test pins the finding, not the paper: a
 # claim that does not hold on a model is asserted not to hold there, one whose effect is within ±δ of zero is
 # asserted to have no effect, and one the zoo cannot decide is asserted inconclusive.
-ARMS = "perm-mix-tvp-arm-s0…s2 vs perm-mix-arm-s0…s2"
+ARMS = "perm-mix-tvp-arm-s0…s4 vs perm-mix-arm-s0…s4"
+OFFSET_ARMS = "token-offset-tvp-arm-s0…s2 vs token-offset-arm-s0…s2"
 EXPECTED: dict[tuple[str, str], str] = {
     ("ltv_beats_vanilla", "perm-mix"): NOT_TESTABLE,
     ("ltv_beats_vanilla", "perm-mix-32"): NOT_TESTABLE,
@@ -261,7 +270,9 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("head_weighted_beats_fv", "sparse-linear-regression"): "does not hold",
     ("head_weighted_beats_fv", "sinusoid-regression"): "does not hold",
     ("tvp_loss", ARMS): "inconclusive",
+    ("tvp_loss", OFFSET_ARMS): "inconclusive",
     ("tvp_loss_keeps_icl", ARMS): "inconclusive",
+    ("tvp_loss_keeps_icl", OFFSET_ARMS): "inconclusive",
     ("depth_vs_complexity", "perm-mix-32 vs perm-mix"): "inconclusive",
     ("depth_vs_complexity", "perm-mix-32 vs perm-mix-2"): "inconclusive",
 }
@@ -454,6 +465,12 @@ def test_a_mechanism_row_where_no_task_vector_is_is_not_testable():
     assert "3 of the 3 decided rows could detect" in failing.caption()
     assert f"3 rows are {NOT_TESTABLE}: a negative could not show" in failing.to_markdown()
     assert f"; gate {GATE + 0.1:.2f} |" in passing.to_markdown()
+    models = CLAIMS["key_heads"].models
+    assert passing.site_gates() == pytest.approx({m: GATE + 0.1 for m in models})
+    listed = ", ".join(f"{m} ({GATE + 0.1:.2f})" for m in models)
+    assert f"of ICL's gain on held-out queries): {listed}; below the gate: none." in passing.caption()
+    assert f"queries): none; below the gate: {listed.replace(f'{GATE + 0.1:.2f}', f'{GATE - 0.1:.2f}')}." in \
+        failing.caption()
 
 
 def test_the_gate_is_the_share_of_icls_gain_the_learned_vector_recovers():

@@ -148,3 +148,19 @@ def test_dummy_queries_are_neither_demonstrated_nor_the_query_and_demonstrations
     with pytest.raises(ValueError, match=r"^k=16: a prompt has only 15 symbols that are neither demonstrated nor its "
                                          r"query; expected at least k"):
         task.with_dummy_queries(batch, 16)
+
+
+def test_noisy_demonstrations_change_only_the_chosen_answers():
+    task = TokenOffset(n_symbols=32, offsets=(1, 2, 3))
+    batch = task.sample(40, 16, seed=1)
+    noisy = task.with_noisy_demonstrations(batch, 0.25, seed=4)
+    changed = noisy.inputs != batch.inputs
+    assert bool((changed.sum(1) == 4).all())  # round(0.25 · 16) demonstrations per prompt
+    answer_columns = torch.zeros_like(changed)
+    answer_columns[:, 3 : 4 * 16 : 4] = True
+    assert not bool((changed & ~answer_columns).any()), "only demonstrated answers change"
+    assert torch.equal(noisy.targets, batch.targets) and torch.equal(noisy.inputs[:, -2:], batch.inputs[:, -2:])
+    assert torch.equal(noisy.answer_targets[:, :16], noisy.inputs[:, 3 : 4 * 16 : 4])
+    assert torch.equal(task.with_noisy_demonstrations(batch, 0.0).inputs, batch.inputs)
+    with pytest.raises(ValueError, match=r"^share=1.5: expected the share of demonstrations to corrupt, in \[0, 1\]$"):
+        task.with_noisy_demonstrations(batch, 1.5)

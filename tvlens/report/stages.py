@@ -396,10 +396,12 @@ def _tvp_loss_sections(run: Run, tvp: TVPLossComparison) -> list[Section]:
     return [Section("TVP-loss", profile_figure(tvp.profiles, "perm-mix vs perm-mix-tvp: TVP mode by layer",
                                                mark_layer=tvp.tvp_layer),
                     f"Yang et al. 2025b's TVP-loss trains the model so that its own ICL state at layer {tvp.tvp_layer} "
-                    "(marked) works as a task vector. Two readings: the prompt's own state (the loss's objective, met "
-                    "by construction, and where a late state may hold the query's answer) and the state of the same "
-                    "demonstrations asking about another input (not answer-free: below zero-shot when the state holds "
-                    "that query's answer). The claims ledger compares step-matched pairs of models.")]
+                    "(marked) works as a task vector. Readings: the prompt's own state (the paper's TVP mode and the "
+                    "loss's objective, where a late state may hold the query's answer); the same demonstrations asking "
+                    "about another input, or about two inputs neither demonstrated nor the query with their states "
+                    "averaged (Hendel et al.'s dummy queries: both below zero-shot when the state holds those queries' "
+                    "answers); and the state at the end of the demonstrations, which cannot see the query. The claims "
+                    "ledger compares step-matched pairs of models, on perm-mix and token-offset.")]
 
 
 def _depth_sections(run: Run, depth: ComplexityResult) -> list[Section]:
@@ -407,9 +409,9 @@ def _depth_sections(run: Run, depth: ComplexityResult) -> list[Section]:
                        for label, layer in depth.formation_layers.items())
     return [Section("Depth vs task complexity", profile_figure(depth.profiles, "Mixtures of 2, 8 and 32 permutations: "
                                                                                "TVP mode by layer"),
-                    "Same-shaped models on tasks of rising complexity, TVP read from the same demonstrations asking "
-                    "about another input (it can hold that input's answer). Where the vector forms (half of ICL's "
-                    f"gain): {formed}.")]
+                    "Same-shaped models on tasks of rising complexity, TVP mode read as the paper reads it (each "
+                    "prompt's own state, which at late layers can hold the query's answer). Where the vector forms "
+                    f"(half of ICL's gain): {formed}.")]
 
 
 #: The claims a ``--quick`` preview's ledger measures: the cheap ones (its intervals are too wide for verdicts).

@@ -4,9 +4,9 @@ against task complexity.
 **TVP mode** (task-vector prompting): the zero-shot query, with the stream at its last position
 at layer ``l`` *replaced* by a task vector from an ICL prompt — each prompt's own state ``h^l_N``
 (``source="prompt"``, Yang et al. 2025b: the paper's TVP mode), the state of the same demonstrations asking
-about another input (``source="other_query"``), the readings below built to exclude any one answer, or the mean
-state of its task over other prompts (``source="task_mean"``, Hendel's vanilla task vector). A layer where TVP mode reaches ICL's
-score holds the task in one vector: the vector has *formed* there.
+about another input (``source="other_query"``), the readings below built to exclude the scored query's answer, or
+the mean state of its task over other prompts (``source="task_mean"``, Hendel's vanilla task vector). A layer where
+TVP mode reaches ICL's score holds the task in one vector: the vector has *formed* there.
 
 The readings differ where it matters. A prompt's own state at a late layer may already hold *its query's
 answer*, so ``"prompt"`` reaches ICL there by construction; ``"other_query"`` does not carry the scored

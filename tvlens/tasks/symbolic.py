@@ -149,6 +149,27 @@ class SymbolicTask(Task):
             attention_mask=None if batch.attention_mask is None else batch.attention_mask[:, :-2], zero_shot=None,
             examples=None)
 
+    def with_noisy_demonstrations(self, batch: ICLBatch, share: float, seed: int = 0) -> ICLBatch:
+        """The same prompts with ``round(share · n_shots)`` demonstrations per prompt (chosen at random, seeded by
+        ``seed``) given a wrong answer: another symbol, uniform over the rest. The query and its answer are unchanged.
+        Training never shows a wrong pair, so these prompts are out of distribution (a shifted input distribution
+        with the same task)."""
+        if batch.inputs.is_floating_point() or batch.inputs.shape[1] != self.prompt_length(batch.n_shots):
+            raise ValueError("with_noisy_demonstrations: expected a batch of this family's prompts (BOS x → y ; … ; "
+                             "xq →)")
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+            raise ValueError(f"share={share!r}: expected the share of demonstrations to corrupt, in [0, 1]")
+        n, generator = batch.n_shots, torch.Generator().manual_seed(seed)
+        k = round(share * n)
+        chosen = torch.rand(len(batch), n, generator=generator).argsort(1)[:, :k]  # [batch, k] demonstrations
+        columns = 3 + 4 * chosen  # their answers' columns
+        inputs, answer_targets = batch.inputs.clone(), batch.answer_targets.clone()
+        shift = torch.randint(1, self.n_symbols, chosen.shape, generator=generator)
+        wrong = (inputs.gather(1, columns) + shift) % self.n_symbols
+        inputs.scatter_(1, columns, wrong)
+        answer_targets.scatter_(1, chosen, wrong)
+        return dataclasses.replace(batch, inputs=inputs, answer_targets=answer_targets, examples=None)
+
     @abstractmethod
     def apply(self, task_ids: Int[Tensor, " batch"], x: Int[Tensor, "batch m"]) -> Int[Tensor, "batch m"]:
         """The answers ``y = f_task(x)`` of each prompt's task."""

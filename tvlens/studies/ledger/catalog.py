@@ -24,7 +24,7 @@ from tvlens.studies.regression import fidelity_scores, fidelity_vectors
 from tvlens.subjects import OFFERS
 from tvlens.vectors.task_vector import TaskVector
 from tvlens.vectors.vanilla import source_position
-from tvlens.zoo.specs import ARM_LAYERS, ARM_REPLICATES, arm_names
+from tvlens.zoo.specs import ARM_LAYERS, ARM_REPLICATES, ARM_TVP_ICL, arm_names
 
 #: What a claim can need of the model(s) it is measured on (the reason a row gives when a model lacks it). A subject
 #: offers ``labels`` or ``regression`` (:data:`~tvlens.subjects.OFFERS`); the two training needs — pairs of models
@@ -345,6 +345,21 @@ def _tvp_keeps_icl(w: Workbench) -> tuple[float, float]:
     return float(a.icl - b.icl), float(a.zero_shot - b.zero_shot)
 
 
+#: The out-of-distribution prompts of the TVP-loss's robustness claim: this share of each test prompt's demonstrations
+#: given a wrong answer (:meth:`~tvlens.tasks.symbolic.SymbolicTask.with_noisy_demonstrations`; training never shows
+#: one). The zoo's learned absolute positions rule out the other shift, contexts longer than training.
+OOD_NOISE = 0.25
+
+
+def _tvp_ood(w: Workbench) -> tuple[float, float]:
+    """ICL accuracy on this unit's test prompts with :data:`OOD_NOISE` of their demonstrations mislabelled, of this
+    TVP-loss arm model minus its plain partner's; the control is the same difference on the clean prompts."""
+    partner = Workbench(_ARMS[w.name], w.task_id, w.seed, w.config, w.store)
+    noisy = w.memo("noisy", lambda: w.task.with_noisy_demonstrations(w.test, OOD_NOISE, seed=w.seed))
+    clean = _tvp_profile(w, w.name).icl - _tvp_profile(w, partner.name).icl
+    return w.score("icl", batch=noisy) - partner.score("icl", batch=noisy), float(clean)
+
+
 def _formation_layer(w: Workbench) -> tuple[float, float]:
     """Where the vector forms: the first layer whose TVP mode, read as the paper reads it (each prompt's own state),
     reaches half of ICL's gain (``n_layers`` if none); the control reads the state at the end of the demonstrations."""
@@ -441,9 +456,10 @@ CLAIMS: dict[str, Claim] = catalog([
           primary=True, delta=0.1),
     Claim("tvp_loss", "Training with the TVP-loss raises TVP-mode accuracy at its layer",
           "Yang et al. 2025b", "TVP-mode accuracy at the layer the loss pins (perm-mix: "
-          f"{ARM_LAYERS['perm-mix']}, token-offset: {ARM_LAYERS['token-offset']}; each prompt's own state, as the paper "
-          "reads it) of a model trained with the TVP-loss, switched on once ICL accuracy reached 0.9, minus its "
-          f"step-matched partner trained without (same initial weights and prompts; interval over the {_ARM_PAIRS})",
+          f"{ARM_LAYERS['perm-mix']}, token-offset: {ARM_LAYERS['token-offset']}; each prompt's own state, as the "
+          "paper reads it) of a model trained with the TVP-loss, switched on once ICL accuracy reached "
+          f"{ARM_TVP_ICL}, minus its step-matched partner trained without (same initial weights and prompts; "
+          f"interval over the {_ARM_PAIRS})",
           0.0, tuple(_ARMS), _tvp_loss, "the same difference read at the end of the demonstrations (a state that "
           "cannot see the query)", control_rule="shown", replicated=True,
           replicates=_ARM_ROWS, partners=tuple(_ARMS.values()), needs="tvp_arms", primary=True),
@@ -451,6 +467,12 @@ CLAIMS: dict[str, Claim] = catalog([
           f"ICL accuracy of a model trained with the TVP-loss minus its step-matched partner's, on the same prompts "
           f"(interval over the {_ARM_PAIRS})", -0.02, tuple(_ARMS), _tvp_keeps_icl,
           "the same difference in zero-shot accuracy", control_rule="shown", replicated=True, replicates=_ARM_ROWS,
+          partners=tuple(_ARMS.values()), needs="tvp_arms"),
+    Claim("tvp_loss_ood", "Training with the TVP-loss improves ICL on out-of-distribution prompts",
+          "Yang et al. 2025b", f"ICL accuracy on held-out prompts with {OOD_NOISE:.0%} of their demonstrations given a "
+          "wrong answer (a shift training never shows) of a model trained with the TVP-loss minus its step-matched "
+          f"partner's (interval over the {_ARM_PAIRS})", 0.0, tuple(_ARMS), _tvp_ood,
+          "the same difference on the clean prompts", control_rule="shown", replicated=True, replicates=_ARM_ROWS,
           partners=tuple(_ARMS.values()), needs="tvp_arms"),
     Claim("depth_vs_complexity", "The task vector forms deeper for more complex tasks",
           "Yang et al. 2025b", "formation layer (first layer whose TVP mode, each prompt's own state as the paper "

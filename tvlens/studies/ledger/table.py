@@ -11,7 +11,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tvlens._records import Records
-from tvlens.studies.ledger.catalog import CLAIMS, MADE_ON, NOT_TESTABLE_MEANS
+from tvlens.studies.ledger.catalog import CLAIMS, GATES, MADE_ON, NOT_TESTABLE_MEANS
 from tvlens.studies.ledger.config import LedgerConfig
 from tvlens.studies.ledger.verdicts import NOT_APPLICABLE, NOT_TESTABLE, UNMEASURED
 
@@ -104,6 +104,26 @@ class ClaimsLedger(Records):
                            f"{[(r.claim, r.model) for r in self.rows]}")
         return found[0]
 
+    def site_gates(self) -> dict[str, float]:
+        """Per model, the gate of its mechanism claims' site (:data:`~tvlens.studies.ledger.catalog.GATES`
+        ``"site"``: the share of ICL's gain on held-out queries the learned vector at the vanilla TV's layer recovers),
+        for every model a gated claim was measured on."""
+        return {r.model: r.gate for r in self.rows if CLAIMS[r.claim].gate == "site" and math.isfinite(r.gate)}
+
+    def sites_sentence(self) -> str:
+        """Which models' sites pass the site gate and which do not, with each gate value ("" without gated rows)."""
+        gates = self.site_gates()
+        if not gates:
+            return ""
+        threshold = GATES["site"].threshold
+
+        def listed(names: list[str]) -> str:
+            return ", ".join(f"{m} ({gates[m]:.2f})" for m in names) or "none"
+        return (f" Sites where a mechanism claim can be decided (the learned vector at the vanilla TV's layer recovers "
+                f"at least {threshold:.0%} of ICL's gain on held-out queries): "
+                f"{listed([m for m, g in gates.items() if g >= threshold])}; below the gate: "
+                f"{listed([m for m, g in gates.items() if g < threshold])}.")
+
     def caption(self) -> str:
         """How to read the table: the intervals' adjustment and what a verdict means."""
         measured = [r for r in self.rows if r.verdict not in (*UNMEASURED, NOT_TESTABLE)]
@@ -129,7 +149,7 @@ class ClaimsLedger(Records):
                 "does not clear the margin; it does not hold when the test rejects below the margin; no effect when "
                 "two one-sided tests put it within ±δ of zero; a row whose learned vectors did not converge says so. "
                 f"{powered} of the {len(decided)} decided rows could detect an effect of δ with 80 % power (minimum "
-                f"detectable effect ≤ δ).{na}"
+                f"detectable effect ≤ δ).{na}{self.sites_sentence()}"
                 + (" Word-pair rows score the exact match of the whole generated answer (as Todd et al. read "
                    "generations), not its first token; a row whose prompts are moved to another position on a model "
                    "with learned positions keeps first tokens." if self.config.whole_answers else ""))
