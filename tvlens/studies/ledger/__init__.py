@@ -25,10 +25,11 @@ table, and ``holds`` / ``does not hold`` / ``inconclusive`` with the reason. A l
 ``dev`` loss was still improving when its epoch budget ran out is counted in the row's ``unconverged``.
 
 **Training claims** ("the TVP-loss raises …") compare models trained two ways. One model per arm would
-measure one training run, so these claims are measured on ``ARM_REPLICATES`` independently trained pairs
-(``perm-mix-tvp-arm-s{i}`` against ``perm-mix-arm-s{i}``: the same steps, initial weights and prompt
-stream, only the loss differs), and their interval is over the pairs (each pair's mean over tasks ×
-seeds): the variance of training counts, not only that of the prompts.
+measure one training run, so these claims are measured on independently trained pairs of each recipe
+(``ARM_REPLICATES``: ``perm-mix-tvp-arm-s{i}`` against ``perm-mix-arm-s{i}``, and the token-offset pairs alike:
+the same steps, initial weights and prompt stream, only the loss differs, switched on once ICL has formed), one
+row per recipe, and their interval is over the pairs (each pair's mean over tasks × seeds): the variance of
+training counts, not only that of the prompts.
 
 Regression families draw a fresh function for every prompt, so their "tasks" are ``n_tasks`` disjoint
 groups of test prompts (independent functions) and their seeds re-learn the vectors.

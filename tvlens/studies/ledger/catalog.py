@@ -10,13 +10,18 @@ measure function and one :class:`Claim` here; the runner (:mod:`tvlens.studies.l
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from tvlens.analysis.heads import key_head_analysis
 from tvlens.analysis.ov import ov_decomposition
+from tvlens.scoring import evaluate
 from tvlens.studies.formation import tvp_profiles
 from tvlens.studies.ledger.unit import FEW_SHOTS, Workbench
 from tvlens.studies.ledger.verdicts import GATE
@@ -368,21 +373,49 @@ def _formation_layer(w: Workbench) -> tuple[float, float]:
     return own, blind
 
 
+def _regression_unit(w: Workbench, shots: int) -> tuple[dict[str, Any], Any]:
+    """The regression vectors (FV heads and the head-weighted LTV's ``ω``), learned once per model and seed on prompts
+    of the training length, and this unit's group of test prompts of ``shots`` demonstrations (cut from one draw
+    per length: the groups are disjoint sets of fresh functions)."""
+    config = w.config
+    if (w.name, w.seed) not in w.store.regression:  # learned once per seed, read by every group of prompts
+        w.store.regression[(w.name, w.seed)] = (
+            fidelity_vectors(w.model, w.family, ("function", "head_weighted"), train_shots=w.n_shots,
+                             n_prompts=config.n_prompts, seed=w.seed, progress=False), {})
+    made, tests = w.store.regression[(w.name, w.seed)]
+    if shots not in tests:
+        tests[shots] = w.splits.sample(w.family, "test", config.n_prompts * config.n_tasks, shots)
+    return made, tests[shots].select(slice(w.task_id * config.n_prompts, (w.task_id + 1) * config.n_prompts))
+
+
 def _head_weighted(w: Workbench) -> tuple[float, float]:
     """``1 − error(head-weighted LTV) / error(FV)`` on this unit's group of test prompts, both reading their heads
     from another prompt of the same function (its last demonstration as the query: never the scored query, so
     the vectors cannot carry ICL's own answer); the control is ``1 − error(zero-shot) / error(FV)``."""
-    config, shots = w.config, w.n_shots
-    if (w.name, w.seed) not in w.store.regression:  # learned once per seed, read by every group of prompts
-        w.store.regression[(w.name, w.seed)] = (
-            fidelity_vectors(w.model, w.family, ("function", "head_weighted"), train_shots=shots,
-                             n_prompts=config.n_prompts, seed=w.seed, progress=False),
-            w.splits.sample(w.family, "test", config.n_prompts * config.n_tasks, shots))
-    made, every = w.store.regression[(w.name, w.seed)]
-    group = every.select(slice(w.task_id * config.n_prompts, (w.task_id + 1) * config.n_prompts))
+    made, group = _regression_unit(w, w.n_shots)
     errors = {m: result.mean for m, result in
               fidelity_scores(w.model, w.family, group, ("function", "head_weighted", "zero_shot"), made).items()}
     return 1 - errors["head_weighted"] / errors["function"], 1 - errors["zero_shot"] / errors["function"]
+
+
+def _head_weighted_long(w: Workbench) -> tuple[float, float]:
+    """Saglam et al.'s setting: prompts of the model's whole context (beyond the training length), with the
+    head-weighted LTV added at every layer's output at the query, each prompt's heads read from its training-length
+    prefix (its first demonstrations and its query, as their code reads them); ``1 − error(ICL + vector) /
+    error(ICL)``. The control is the same with random vectors of the same norm at every layer and prompt."""
+    long = (w.model.capabilities.n_ctx - 1) // 2  # the most demonstrations the context holds
+    made, group = _regression_unit(w, long)
+    vector = dataclasses.replace(made["hw"], source_shots=w.n_shots).interventions_for(w.model, group)
+    control = []
+    for iv in vector:
+        key = zlib.crc32(repr((w.name, w.task_id, w.seed, iv.layer, "long")).encode())
+        noise = torch.randn(iv.vector.shape, generator=torch.Generator().manual_seed(key), dtype=torch.float64)
+        same_norm = noise / noise.norm(dim=-1, keepdim=True) * iv.vector.double().norm(dim=-1, keepdim=True)
+        control.append(dataclasses.replace(iv, vector=same_norm.to(iv.vector.dtype)))
+    icl = evaluate(w.model, w.family, "icl", batch=group, progress=False).mean
+    with_vector, with_random = (evaluate(w.model, w.family, "injected", v, batch=group, base="icl",
+                                         progress=False).mean for v in (vector, control))
+    return 1 - with_vector / icl, 1 - with_random / icl
 
 
 _SYMBOLIC = ("perm-mix", "perm-mix-32", "token-offset")
@@ -454,6 +487,12 @@ CLAIMS: dict[str, Claim] = catalog([
           "unshifted prompts of the training length (groups of fresh functions)", 0.5, _REGRESSION, _head_weighted,
           "1 − error(zero-shot) / error(FV)", control_rule="shown", needs="regression", cost=3.0,
           primary=True, delta=0.1),
+    Claim("head_weighted_long_prompts", "The head-weighted learned vector improves ICL on prompts beyond the "
+          "training length", "Saglam et al. 2025", "1 − error(ICL + head-weighted LTV) / error(ICL) on prompts of the "
+          "model's whole context (40 demonstrations; trained on 20), the vector added at every layer's output at the "
+          "query with each prompt's heads read from its 20-demonstration prefix and query, as Saglam et al.'s code "
+          "does (groups of fresh functions)", 0.0, ("linear-regression-long",), _head_weighted_long,
+          "random vectors of the same norms added at the same sites", needs="regression", cost=3.0, delta=0.1),
     Claim("tvp_loss", "Training with the TVP-loss raises TVP-mode accuracy at its layer",
           "Yang et al. 2025b", "TVP-mode accuracy at the layer the loss pins (perm-mix: "
           f"{ARM_LAYERS['perm-mix']}, token-offset: {ARM_LAYERS['token-offset']}; each prompt's own state, as the "
