@@ -582,3 +582,41 @@ def test_one_primary_hypothesis_per_paper_and_its_own_holm_family():
     exploratory = [r for r in ledger.rows if r.claim == "vanilla_beats_zero_shot"]
     assert [r.p_adjusted for r in exploratory] == pytest.approx(holm_adjusted([r.p_value for r in exploratory]))
     assert "| Todd et al. 2024 (on LLMs) | primary |" in ledger.to_markdown()
+
+
+def test_the_long_prompt_claim_is_saglam_et_al_s_setting_computed_by_hand():
+    """head_weighted_long_prompts on one unit: 40-demonstration prompts (the model's whole context, trained on 20),
+    the head-weighted LTV of each prompt's 20-demonstration prefix added at every block's output at the query; the
+    effect ``1 − error(ICL + vector) / error(ICL)`` recomputed with a plain hooked forward, and the control's vectors
+    random with the same norm per layer and prompt."""
+    import dataclasses
+
+    from tvlens import inject
+    from tvlens.studies.ledger import Workbench
+    from tvlens.studies.regression import fidelity_vectors
+    from tvlens.tasks import Splits
+
+    config = LedgerConfig(n_tasks=2, seeds=(0,), n_prompts=24)
+    unit = Workbench("linear-regression-long", 1, 0, config)
+    effect, control = CLAIMS["head_weighted_long_prompts"].measure(unit)
+    model, family = zoo.load("linear-regression-long"), zoo.task("linear-regression-long")
+    made = fidelity_vectors(model, family, ("function", "head_weighted"), train_shots=20, n_prompts=24, seed=0,
+                            progress=False)
+    group = Splits(0).sample(family, "test", 48, 40).select(slice(24, 48))
+    prefix = family.shorter(group, 20)
+    assert torch.equal(prefix.inputs[:, -1], group.inputs[:, -1]) and prefix.n_shots == 20
+    vector = dataclasses.replace(made["hw"], source_shots=20).interventions_for(model, group)
+    assert [(iv.layer, iv.hook) for iv in vector] == [(k, "resid_post") for k in range(model.n_layers)]
+
+    def error(*interventions):
+        with torch.no_grad(), inject(model, *interventions):
+            prediction = group.at_query(model(group.inputs))[:, 0]
+        return float(((prediction - group.targets) ** 2).mean() / family.d_input)
+
+    assert effect == pytest.approx(1 - error(*vector) / error(), rel=1e-4)
+    random = unit.random_interventions(vector, "long prompts")
+    for iv, rv in zip(vector, random, strict=True):
+        torch.testing.assert_close(rv.vector.norm(dim=-1), iv.vector.norm(dim=-1))
+        assert (rv.layer, rv.hook, rv.positions) == (iv.layer, iv.hook, iv.positions)
+        assert float(torch.nn.functional.cosine_similarity(rv.vector, iv.vector).abs().max()) < 0.9
+    assert control == pytest.approx(1 - error(*random) / error(), rel=1e-4)

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-import torch
 
 from tvlens.analysis.heads import key_head_analysis
 from tvlens.analysis.ov import ov_decomposition
@@ -406,12 +403,7 @@ def _head_weighted_long(w: Workbench) -> tuple[float, float]:
     long = (w.model.capabilities.n_ctx - 1) // 2  # the most demonstrations the context holds
     made, group = _regression_unit(w, long)
     vector = dataclasses.replace(made["hw"], source_shots=w.n_shots).interventions_for(w.model, group)
-    control = []
-    for iv in vector:
-        key = zlib.crc32(repr((w.name, w.task_id, w.seed, iv.layer, "long")).encode())
-        noise = torch.randn(iv.vector.shape, generator=torch.Generator().manual_seed(key), dtype=torch.float64)
-        same_norm = noise / noise.norm(dim=-1, keepdim=True) * iv.vector.double().norm(dim=-1, keepdim=True)
-        control.append(dataclasses.replace(iv, vector=same_norm.to(iv.vector.dtype)))
+    control = w.random_interventions(vector, "long prompts")
     icl = evaluate(w.model, w.family, "icl", batch=group, progress=False).mean
     with_vector, with_random = (evaluate(w.model, w.family, "injected", v, batch=group, base="icl",
                                          progress=False).mean for v in (vector, control))

@@ -8,15 +8,17 @@ vectors a claim used (their convergence is its row's).
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from tvlens.analysis.dynamics import injection_layer_maps
-from tvlens.interventions import flatten_interventions
+from tvlens.interventions import Intervention, flatten_interventions
 from tvlens.models import HookedModel
 from tvlens.scoring import scored_view, whole_answer_scores
 from tvlens.studies.ledger.config import LedgerConfig
@@ -110,16 +112,25 @@ class Workbench:
                                        interventions)["exact_match"].mean().item()
         return self.bench.score(mode if vector is None else vector, batch, base, query_at).mean
 
+    def _random(self, like: Tensor, site: Any, salt: Any, rows: bool = False) -> Tensor:
+        """A random tensor with the norm of ``like`` (of each of its rows with ``rows``), seeded by the unit, the
+        site and ``salt`` (a stable seed: Python's str hash changes per process)."""
+        key = zlib.crc32(repr((self.name, self.task_id, self.seed, *site, salt)).encode())
+        direction = torch.randn(like.shape, generator=torch.Generator().manual_seed(key), dtype=torch.float64)
+        dims = {"dim": -1, "keepdim": True} if rows else {}
+        return (direction / direction.norm(**dims) * like.double().norm(**dims)).to(like.dtype)
+
     def random_like(self, tv: TaskVector, salt: int = 0) -> TaskVector:
         """The control vector: at each of ``tv``'s sites a random direction with the norm of ``tv``'s tensor there
         (seeded by the unit and the site, so every claim sees the same control)."""
-        vectors = {}
-        for site, v in tv.vectors.items():
-            # a stable seed (Python's str hash changes per process)
-            key = zlib.crc32(repr((self.name, self.task_id, self.seed, site.layer, str(site.positions), salt)).encode())
-            direction = torch.randn(v.shape, generator=torch.Generator().manual_seed(key), dtype=torch.float64)
-            vectors[site] = (direction / direction.norm() * v.double().norm()).to(v.dtype)
+        vectors = {site: self._random(v, (site.layer, str(site.positions)), salt) for site, v in tv.vectors.items()}
         return TaskVector(vectors, mode=tv.mode, scale=tv.scale, method="random control")
+
+    def random_interventions(self, interventions: Sequence[Intervention], salt: Any = 0) -> list[Intervention]:
+        """The control of per-prompt interventions: each one's vector replaced by a random one with the norm of each
+        of its rows (seeded by the unit, the intervention's layer and hook, and ``salt``)."""
+        return [dataclasses.replace(iv, vector=self._random(iv.vector, (iv.layer, iv.hook), salt, rows=True))
+                for iv in interventions]
 
     def vanilla(self, mode: str = "add") -> tuple[TaskVector, int]:
         """The vanilla TV, its layer chosen on the ``dev`` split."""
