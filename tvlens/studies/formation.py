@@ -48,7 +48,7 @@ from tvlens._records import Records
 from tvlens.interventions import Intervention
 from tvlens.models.hooked import HookedModel
 from tvlens.scoring import mean_and_stderr, score_batch
-from tvlens.tasks.base import Task
+from tvlens.tasks.base import ICLBatch, Task
 from tvlens.tasks.metric import metric_named
 from tvlens.tasks.splits import Splits
 from tvlens.training.train import read_checkpoint, tvp_and_icl_many
@@ -201,6 +201,7 @@ def tvp_profiles(
     split: str = "shared",
     sources: Sequence[Source] = STUDY_SOURCES,
     labels: Sequence[str] | None = None,
+    batch: ICLBatch | None = None,
 ) -> dict[str, LayerProfile]:
     """:func:`tvp_by_layer` under each of ``sources``, on the same prompts: ``{source: profile}``, each equal to
     its own ``tvp_by_layer`` call. The prompts' ICL forward (the ICL score, the prompt's own states) and the
@@ -209,6 +210,8 @@ def tvp_profiles(
     Args:
         sources: the readings (keys of :data:`READINGS`), distinct.
         labels: one label per source (default: none).
+        batch: the prompts to profile, an n-shot batch of ``task`` (default: ``split``'s draw of ``n_prompts`` for
+            ``seed``; the readings' other queries are still seeded by ``seed`` and ``split``).
     """
     sources = tuple(sources)
     unknown = [x for x in sources if x not in READINGS]
@@ -220,7 +223,10 @@ def tvp_profiles(
     if len(labels) != len(sources):
         raise ValueError(f"labels={labels!r}: expected one label per source ({len(sources)})")
     splits = Splits(seed)
-    batch = splits.sample(task, split, n_prompts, n_shots)
+    if batch is None:
+        batch = splits.sample(task, split, n_prompts, n_shots)
+    elif batch.zero_shot is None:
+        raise ValueError("batch: expected an n-shot batch with its zero-shot view (from task.sample)")
     metric = batch.metric.name
     per_source: dict[str, list[Tensor]] = {}
     icl_scores = None
@@ -258,7 +264,7 @@ def tvp_profiles(
         out[source] = LayerProfile(
             tvp=torch.tensor([m for m, _ in stats]), tvp_stderr=torch.tensor([s for _, s in stats]), icl=icl[0],
             icl_stderr=icl[1], zero_shot=zero[0], zero_shot_stderr=zero[1], metric=metric, source=source,
-            n_prompts=n_prompts, n_shots=batch.n_shots, seed=seed, label=label,
+            n_prompts=len(batch), n_shots=batch.n_shots, seed=seed, label=label,
             source_answer=source_answer.get(source))
     return out
 

@@ -40,8 +40,8 @@ NEEDS: dict[str, str] = {
     "tvp_arms": "pairs of models trained with and without the TVP-loss from the same initial weights and prompts "
                 "(the zoo's perm-mix and token-offset arm pairs, *-tvp-arm-s* and *-arm-s*: run the ledger without "
                 "models)",
-    "complexity_series": "same-shaped models trained on task mixtures of rising complexity (the zoo's perm-mix-2, "
-                         "perm-mix and perm-mix-32: run the ledger without models)",
+    "complexity_series": "models trained on tasks of rising complexity (the zoo's perm-mix-2, perm-mix and "
+                         "perm-mix-32, and its linear and sinusoid regression models: run the ledger without models)",
 }
 
 
@@ -102,8 +102,9 @@ class Claim:
         measure: ``Workbench → (effect, control)`` (for a contrast: that unit's model's value and control).
         control: what the control is.
         control_rule: ``"subtract"``, ``"must_fail"`` or ``"shown"`` (see the module docstring).
-        contrast: one row per easier model ``m``: the effect is ``mean(models[0]) − mean(m)`` over the two
-            models' task means.
+        contrast: one row per pair ``(harder, easier)`` of :attr:`contrast_pairs`: the effect is
+            ``mean(harder) − mean(easier)`` over the two models' task means.
+        pairs: a contrast's pairs (default: ``models[0]`` against each other model).
         replicated: ``models`` are independently trained replicates (each measured against its paired partner by
             ``measure``): one row per recipe, its interval over that recipe's models (each model's mean over
             tasks × seeds).
@@ -139,6 +140,7 @@ class Claim:
     control: str
     control_rule: str = "must_fail"
     contrast: bool = False
+    pairs: tuple[tuple[str, str], ...] = ()
     replicated: bool = False
     replicates: tuple[tuple[str, tuple[str, ...]], ...] = ()
     partners: tuple[str, ...] = ()
@@ -147,6 +149,11 @@ class Claim:
     gate: str | None = None
     primary: bool = False
     delta: float | None = 0.05
+
+    @property
+    def contrast_pairs(self) -> tuple[tuple[str, str], ...]:
+        """A contrast's rows: ``(harder, easier)`` pairs of :attr:`models`."""
+        return self.pairs or tuple((self.models[0], m) for m in self.models[1:])
 
     @property
     def replicate_rows(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -175,6 +182,10 @@ class Claim:
         if self.contrast and self.replicated:
             raise ValueError(f"Claim {self.name!r}: contrast and replicated are exclusive (one row per pair of "
                              "models, or one row over replicates)")
+        paired = {m for pair in self.pairs for m in pair}
+        if self.pairs and (not self.contrast or paired != set(self.models)):
+            raise ValueError(f"Claim {self.name!r}: pairs must pair a contrast's models, each in some pair; got "
+                             f"{list(self.pairs)} for models {list(self.models)}")
         grouped = [m for _, models in self.replicates for m in models]
         if self.replicates and (not self.replicated or sorted(grouped) != sorted(self.models)):
             raise ValueError(f"Claim {self.name!r}: replicates must split a replicated claim's models, each once; "
@@ -306,19 +317,29 @@ def _toward_labels(w: Workbench) -> tuple[float, float]:
     return _map_row(w.maps(), 0)["margin_gain"], _map_row(w.maps(control=True), 0)["margin_gain"]
 
 
-#: The TVP readings the ledger makes: the paper's (each prompt's own state) and the state at the end of the
-#: demonstrations (it cannot see the query: the reading that carries no answer as measured, ``formation.ANSWER_FREE``).
-_READINGS = ("prompt", "demonstrations")
+#: The TVP readings the ledger makes: the paper's (each prompt's own state) and a control reading that cannot hold the
+#: scored query's answer — on a symbolic family the state at the end of the demonstrations (it cannot see the query:
+#: the reading that carries no answer as measured, ``formation.ANSWER_FREE``), on a regression family (no such
+#: position) the same function's prompt with its last demonstration as the query.
+_READINGS = {"symbolic": ("prompt", "demonstrations"), "regression": ("prompt", "other_query")}
+
+
+def _kind(w: Workbench) -> str:
+    """``"regression"`` for a family that draws a fresh function per prompt, else ``"symbolic"``."""
+    return "regression" if w.family.n_tasks is None else "symbolic"
 
 
 def _tvp_profile(w: Workbench, name: str, source: str = "prompt") -> Any:
     """Model ``name``'s TVP profile read from ``source`` on this unit's test prompts (both readings are made in
-    one pass, :func:`~tvlens.studies.formation.tvp_profiles`, and kept for the model's unit)."""
+    one pass, :func:`~tvlens.studies.formation.tvp_profiles`, and kept for the model's unit). A regression family's
+    unit profiles its own group of prompts (fresh functions), not the same prompts for every group."""
     key = (name, w.task_id, w.seed)
     if key not in w.store.tvp:
         other = Workbench(name, w.task_id, w.seed, w.config, w.store)
+        group = _group(other, other.n_shots) if _kind(other) == "regression" else None
         w.store.tvp[key] = tvp_profiles(other.model, other.task, n_prompts=w.config.n_prompts,
-                                        n_shots=other.n_shots, seed=w.seed, split="test", sources=_READINGS)
+                                        n_shots=other.n_shots, seed=w.seed, split="test",
+                                        sources=_READINGS[_kind(other)], batch=group)
     return w.store.tvp[key][source]
 
 
@@ -362,27 +383,33 @@ def _tvp_ood(w: Workbench) -> tuple[float, float]:
     return w.score("icl", batch=noisy) - partner.score("icl", batch=noisy), float(clean)
 
 
-def _formation_layer(w: Workbench) -> tuple[float, float]:
-    """Where the vector forms: the first layer whose TVP mode, read as the paper reads it (each prompt's own state),
-    reaches half of ICL's gain (``n_layers`` if none); the control reads the state at the end of the demonstrations."""
-    own, blind = (float(w.model.n_layers if layer is None else layer)
-                  for layer in (_tvp_profile(w, w.name, x).formation_layer() for x in _READINGS))
-    return own, blind
+def _formation_depth(w: Workbench) -> tuple[float, float]:
+    """Where the vector forms, as a share of the model's depth: the first layer whose TVP mode, read as the paper reads
+    it (each prompt's own state), reaches half of ICL's gain (``n_layers`` if none), over ``n_layers``; the control is
+    the same with the control reading (the end of the demonstrations, or another query's prompt)."""
+    own, control = (_tvp_profile(w, w.name, x).formation_layer() for x in _READINGS[_kind(w)])
+    n = w.model.n_layers
+    return (n if own is None else own) / n, (n if control is None else control) / n
+
+
+def _group(w: Workbench, shots: int) -> Any:
+    """This regression unit's group of test prompts of ``shots`` demonstrations, cut from one draw per model, seed and
+    length: the groups are disjoint sets of fresh functions."""
+    config = w.config
+    key = (w.name, w.seed, shots)
+    if key not in w.store.groups:
+        w.store.groups[key] = w.splits.sample(w.family, "test", config.n_prompts * config.n_tasks, shots)
+    return w.store.groups[key].select(slice(w.task_id * config.n_prompts, (w.task_id + 1) * config.n_prompts))
 
 
 def _regression_unit(w: Workbench, shots: int) -> tuple[dict[str, Any], Any]:
     """The regression vectors (FV heads and the head-weighted LTV's ``ω``), learned once per model and seed on prompts
-    of the training length, and this unit's group of test prompts of ``shots`` demonstrations (cut from one draw
-    per length: the groups are disjoint sets of fresh functions)."""
-    config = w.config
+    of the training length, and this unit's group of test prompts of ``shots`` demonstrations (:func:`_group`)."""
     if (w.name, w.seed) not in w.store.regression:  # learned once per seed, read by every group of prompts
-        w.store.regression[(w.name, w.seed)] = (
-            fidelity_vectors(w.model, w.family, ("function", "head_weighted"), train_shots=w.n_shots,
-                             n_prompts=config.n_prompts, seed=w.seed, progress=False), {})
-    made, tests = w.store.regression[(w.name, w.seed)]
-    if shots not in tests:
-        tests[shots] = w.splits.sample(w.family, "test", config.n_prompts * config.n_tasks, shots)
-    return made, tests[shots].select(slice(w.task_id * config.n_prompts, (w.task_id + 1) * config.n_prompts))
+        w.store.regression[(w.name, w.seed)] = fidelity_vectors(
+            w.model, w.family, ("function", "head_weighted"), train_shots=w.n_shots, n_prompts=w.config.n_prompts,
+            seed=w.seed, progress=False)
+    return w.store.regression[(w.name, w.seed)], _group(w, shots)
 
 
 def _head_weighted(w: Workbench) -> tuple[float, float]:
@@ -506,11 +533,16 @@ CLAIMS: dict[str, Claim] = catalog([
           "the same difference on the clean prompts", control_rule="shown", replicated=True, replicates=_ARM_ROWS,
           partners=tuple(_ARMS.values()), needs="tvp_arms"),
     Claim("depth_vs_complexity", "The task vector forms deeper for more complex tasks",
-          "Yang et al. 2025b", "formation layer (first layer whose TVP mode, each prompt's own state as the paper "
-          "reads it, reaches half of ICL's gain) of the 32-permutation mixture minus the 8- (or 2-) permutation "
-          "mixture's", 0.0, ("perm-mix-32", "perm-mix", "perm-mix-2"), _formation_layer,
-          "the same contrast read at the end of the demonstrations", control_rule="shown", contrast=True,
-          needs="complexity_series", cost=0.5, delta=0.5),
+          "Yang et al. 2025b", "formation depth — the first layer whose TVP mode (each prompt's own state, as the "
+          "paper reads it) reaches half of ICL's gain, over the model's layers — of the more complex task minus the "
+          "simpler one's: 32 against 8 (or 2) permutations on same-shaped models, sinusoid (6 layers) against "
+          "linear regression (3 layers)", 0.0,
+          ("perm-mix-32", "perm-mix", "perm-mix-2", "sinusoid-regression", "linear-regression"), _formation_depth,
+          "the same contrast read where the state cannot hold the scored answer (the end of the demonstrations; "
+          "regression: the same function's prompt asking about its last demonstration)", control_rule="shown",
+          contrast=True, pairs=(("perm-mix-32", "perm-mix"), ("perm-mix-32", "perm-mix-2"),
+                                ("sinusoid-regression", "linear-regression")),
+          needs="complexity_series", cost=0.5, delta=0.1),
 ])
 
 

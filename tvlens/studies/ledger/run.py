@@ -280,9 +280,8 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
         control = {m: v[..., 1] for m, v in shaped.items()}
         n_tasks = {m: v.shape[0] for m, v in shaped.items()}
         if c.contrast:
-            hard = c.models[0]
-            for easy in c.models[1:]:
-                pair = (hard, easy)
+            for pair in c.contrast_pairs:
+                hard, easy = pair
                 groups.append(PendingRow(c, f"{hard} vs {easy}", {m: effect[m] for m in pair},
                                      {m: control[m] for m in pair}, contrast_estimate(effect[hard], effect[easy]),
                                      contrast_estimate(control[hard], control[easy]).mean,
@@ -353,7 +352,7 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
             continue
         if c.contrast or c.replicated:
             lost = [m for m in c.models if m in errors]
-            lost_rows = [(g, lost) for g in ([f"{c.models[0]} vs {m}" for m in c.models[1:]] if c.contrast
+            lost_rows = [(g, lost) for g in ([f"{hard} vs {easy}" for hard, easy in c.contrast_pairs] if c.contrast
                                              else [label for label, _ in c.replicate_rows])] if lost else []
         else:
             lost_rows = [(m, [m]) for m in on[c.name] if m in errors]

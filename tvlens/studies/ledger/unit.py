@@ -46,15 +46,17 @@ class Store:
         learned: ``(model, task, seed, request, positions, base)`` → per layer, the LTVs learned side by side with
             the model's other units (``request``: the layers asked for, or ``"vanilla"``: each unit at its own).
         tvp: ``(model, task, seed)`` → the model's TVP profiles per reading (``formation.tvp_profiles``).
-        regression: ``(model, seed)`` → the regression vectors learned once per seed, and per prompt length the
-            test prompts every group of prompts is cut from.
+        regression: ``(model, seed)`` → the regression vectors learned once per seed.
+        groups: ``(model, seed, n_shots)`` → the test prompts a regression family's groups of prompts (its "tasks")
+            are cut from.
     """
 
     models: dict[Any, tuple[HookedModel, Task]] = field(default_factory=dict)
     benches: dict[tuple[str, int, int], Bench] = field(default_factory=dict)
     learned: dict[tuple[Any, ...], dict[int, Learned]] = field(default_factory=dict)
     tvp: dict[tuple[str, int, int], dict[str, Any]] = field(default_factory=dict)
-    regression: dict[tuple[str, int], tuple[dict[str, Any], dict[int, Any]]] = field(default_factory=dict)
+    regression: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    groups: dict[tuple[str, int, int], Any] = field(default_factory=dict)
 
 
 class Workbench:
