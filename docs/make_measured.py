@@ -40,7 +40,7 @@ from tvlens.studies.ledger.verdicts import GATE, NOT_TESTABLE
 from tvlens.tasks import Splits
 from tvlens.training import evaluate_training
 from tvlens.vectors import learn_task_vector
-from tvlens.zoo.specs import ARM_LAYERS, ARM_REPLICATES, PERM_TVP_LAYER, arm_names
+from tvlens.zoo.specs import ARM_LAYERS, ARM_REPLICATES, ARM_TVP_ICL, PERM_TVP_LAYER, arm_names
 
 DOCS = Path(__file__).parent
 # the zoo's setting of Yang et al. 2025a's learned vectors, as in the tests
@@ -192,7 +192,7 @@ def ledger_section(ledger) -> list[str]:
             f"{c.n_prompts} test prompts per task and seed, whose queries trained nothing and chose nothing (the "
             "splits hold out query symbols). The effect is positive when the claim holds, and each row shows its "
             "control (a random vector of the same norm at the same site, random non-key heads, the same maps for "
-            "random vectors, the reading of the state from another query). "
+            "random vectors, the reading of the state where it cannot hold the scored query's answer). "
             "Seeds are averaged within a task; the interval shown is Student's t over the task means (Welch's for a "
             "contrast), unadjusted (95 %). Each paper has at most one **primary** hypothesis, declared in the code "
             "(`Claim.primary`) before any number: the primaries' rows form one Holm family at α = 0.05; every other "
@@ -212,8 +212,10 @@ def ledger_section(ledger) -> list[str]:
             "reading is position-matched: the zoo's models have learned absolute positions, so the zero-shot "
             "prompt the ICL state replaces into, and its baseline, are moved to the ICL query's position. "
             "Training claims (the TVP-loss) "
-            "are measured on independently trained pairs of models, the same steps, initial weights and prompts in "
-            "both arms, and their interval is over the pairs (each pair's mean over tasks × seeds). Whatever is "
+            "are measured on independently trained pairs of models of each recipe (perm-mix and token-offset), the "
+            "same steps, initial weights and prompts in both arms, the loss switched on in one arm once its ICL "
+            f"accuracy reached {ARM_TVP_ICL}, and their interval is over the pairs (each pair's mean over tasks × "
+            "seeds); TVP mode is read as Yang et al. 2025b read it, each prompt's own state. Whatever is "
             "chosen (the vanilla TV's and the LTV's layer, the key heads, the "
             "LTV's early stopping) is chosen on other queries than it is scored on; learned vectors train until "
             "their dev loss stops improving. "

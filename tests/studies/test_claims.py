@@ -171,6 +171,12 @@ def test_config_errors():
 
     with pytest.raises(ValueError, match="contrast and replicated are exclusive"):
         dataclasses.replace(CLAIMS["tvp_loss"], contrast=True)
+    depth = CLAIMS["depth_vs_complexity"]
+    assert depth.contrast_pairs[-1] == ("sinusoid-regression", "linear-regression")
+    with pytest.raises(ValueError, match=r"pairs must pair a contrast's models, each in some pair"):
+        dataclasses.replace(depth, pairs=depth.pairs[:2])
+    with pytest.raises(ValueError, match=r"replicates must split a replicated claim's models, each once"):
+        dataclasses.replace(CLAIMS["tvp_loss"], replicates=CLAIMS["tvp_loss"].replicates[:1])
     with pytest.raises(ValueError, match=r"claims: unknown \['magic'\]"):
         LedgerConfig(claims=("magic",))
     with pytest.raises(ValueError, match="seeds=\\(1, 1\\)"):
@@ -269,12 +275,16 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("head_weighted_beats_fv", "linear-regression"): "does not hold",
     ("head_weighted_beats_fv", "sparse-linear-regression"): "does not hold",
     ("head_weighted_beats_fv", "sinusoid-regression"): "does not hold",
+    ("head_weighted_long_prompts", "linear-regression-long"): "does not hold",
     ("tvp_loss", ARMS): "inconclusive",
     ("tvp_loss", OFFSET_ARMS): "inconclusive",
-    ("tvp_loss_keeps_icl", ARMS): "inconclusive",
+    ("tvp_loss_keeps_icl", ARMS): NO_EFFECT,
     ("tvp_loss_keeps_icl", OFFSET_ARMS): "inconclusive",
+    ("tvp_loss_ood", ARMS): "does not hold",
+    ("tvp_loss_ood", OFFSET_ARMS): NO_EFFECT,
     ("depth_vs_complexity", "perm-mix-32 vs perm-mix"): "inconclusive",
     ("depth_vs_complexity", "perm-mix-32 vs perm-mix-2"): "inconclusive",
+    ("depth_vs_complexity", "sinusoid-regression vs linear-regression"): "inconclusive",
 }
 
 

@@ -64,6 +64,17 @@ def test_profiles_of_several_readings_equal_one_call_each():
         tvp_profiles(model, task, sources=("prompt", "other_query"), labels=("a",), **options)
 
 
+def test_profiles_of_given_prompts_equal_the_splits_draw_and_refuse_a_zero_shot_batch():
+    model, task = zoo.load("linear-regression"), zoo.task("linear-regression")
+    options = dict(n_prompts=24, n_shots=10, seed=2, split="test", sources=("prompt", "other_query"))
+    drawn = tvp_profiles(model, task, **options)
+    given = tvp_profiles(model, task, **options, batch=Splits(2).sample(task, "test", 24, 10))
+    for source in ("prompt", "other_query"):
+        assert given[source].to_records() == drawn[source].to_records()
+    with pytest.raises(ValueError, match=r"^batch: expected an n-shot batch with its zero-shot view"):
+        tvp_profiles(model, task, **options, batch=Splits(2).sample(task, "test", 24, 10).zero_shot)
+
+
 def test_the_other_query_reading_is_scored_against_its_own_answer_too():
     """source_answer at each layer: the other query's prompt's state replaces the zero-shot query's, and the
     prediction is compared with the other query's answer f(x′) — computed here by hand with query_states and
