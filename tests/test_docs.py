@@ -94,10 +94,10 @@ def test_generated_numbers_are_current(monkeypatch):
     for name, text in fresh.items():
         assert page[name] == text.strip(), f"docs/zoo.md block {name!r} is stale: run docs/make_measured.py"
     ledger = _blocks((ROOT / "docs" / "studies.md").read_text())[make_measured.LEDGER_BLOCK]
-    # the caption, a blank line, the header, the rule, then one row per claim and model (a contrast: one fewer; a
-    # training claim: one row over its replicates)
-    assert ledger.count("\n") + 1 == 4 + sum(1 if c.replicated else len(c.models) - c.contrast
-                                             for c in make_measured.CLAIMS.values())
+    # the caption, a blank line, the header, the rule, then one row per claim and model (a contrast: one per pair; a
+    # training claim: one row per recipe, over its replicates)
+    assert ledger.count("\n") + 1 == 4 + sum(len(c.replicate_rows) if c.replicated else len(c.contrast_pairs)
+                                             if c.contrast else len(c.models) for c in make_measured.CLAIMS.values())
 
 
 def test_the_ledger_needs_table_is_the_claims_own():
