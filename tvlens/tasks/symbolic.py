@@ -105,8 +105,10 @@ class SymbolicTask(Task):
     def with_dummy_queries(self, batch: ICLBatch, k: int = 2, seed: int = 0) -> tuple[ICLBatch, ...]:
         """``k`` copies of the prompts, each asking about a *dummy query*: a symbol that is neither one of the prompt's
         demonstrated inputs nor its query (``k`` distinct ones per prompt, seeded by ``seed``). Hendel et al. read the
-        task vector from such prompts and average the states over the dummies (their code uses 2): the state then
-        holds no demonstrated pair to retrieve and no single query's answer. Targets follow each dummy query."""
+        task vector from such prompts and average the states over the dummies (their code uses 2), so that no
+        demonstrated pair can be retrieved and the scored query's answer is not in the prompt. The averaged state
+        can still carry the dummies' own answers (measured on perm-mix: :data:`tvlens.studies.formation.ANSWER_FREE`
+        leaves this reading out). Targets follow each dummy query."""
         if batch.inputs.is_floating_point() or batch.inputs.shape[1] != self.prompt_length(batch.n_shots):
             raise ValueError("with_dummy_queries: expected a batch of this family's prompts (BOS x → y ; … ; xq →)")
         check_int("k", k, 1)
