@@ -88,7 +88,7 @@ OFFSET_TVP_LAYER = 3
 #: prompt stream (seed i), so the two arms differ only in the loss. Independently trained pairs give the training
 #: claims a variance over models, not only over prompts.
 ARM_REPLICATES: dict[str, int] = {"perm-mix": 5, "token-offset": 3}
-#: family → (its task, the layer its TVP-loss pins the vector to).
+#: family → the layer its TVP-loss pins the vector to.
 ARM_LAYERS: dict[str, int] = {"perm-mix": PERM_TVP_LAYER, "token-offset": OFFSET_TVP_LAYER}
 ARM_STEPS = 750
 #: The TVP-loss is switched on after the first evaluation (every :data:`ARM_EVAL_EVERY` steps) at which ICL accuracy
