@@ -51,6 +51,7 @@ from tvlens.scoring import mean_and_stderr, score_batch
 from tvlens.tasks.base import ICLBatch, Task
 from tvlens.tasks.metric import metric_named
 from tvlens.tasks.splits import Splits
+from tvlens.tasks.symbolic import SymbolicTask
 from tvlens.training.train import read_checkpoint, tvp_and_icl_many
 from tvlens.vectors.vanilla import query_states
 
@@ -89,12 +90,19 @@ def _profiles(models: Mapping[str, tuple[HookedModel, Task]], sources: Sequence[
     return {label(name, source): made[name][source] for source in sources for name in models}
 
 
-def _symbolic(task: Task, source: str) -> Any:
+def _symbolic(task: Task, source: str) -> SymbolicTask:
     """``task`` if it builds the ``source`` reading's prompts (a symbolic family), else a one-line error."""
-    if not hasattr(task, "demonstrations_only"):
+    if not isinstance(task, SymbolicTask):
         raise ValueError(f"source={source!r} needs a symbolic task family (BOS x → y ; … ; xq →); got "
                          f"{type(task).__name__}")
     return task
+
+
+def blind_reading(task: Task) -> Source:
+    """The reading of ``task``'s prompts that cannot hold the scored query's answer: the end of the demonstrations on
+    a symbolic family (it cannot see the query), else another query's prompt (a regression family has no position
+    between its demonstrations and its query)."""
+    return "demonstrations" if isinstance(task, SymbolicTask) else "other_query"
 
 
 def _formation_layer(tvp: Tensor, icl: float, zero: float, metric: str, share: float) -> int | None:
@@ -504,6 +512,7 @@ __all__ = [
     "FormationTable",
     "LayerProfile",
     "TVPLossComparison",
+    "blind_reading",
     "depth_vs_complexity",
     "formation_from_checkpoints",
     "formation_over_training",

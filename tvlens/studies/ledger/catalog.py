@@ -19,7 +19,7 @@ from typing import Any
 from tvlens.analysis.heads import key_head_analysis
 from tvlens.analysis.ov import ov_decomposition
 from tvlens.scoring import evaluate
-from tvlens.studies.formation import tvp_profiles
+from tvlens.studies.formation import blind_reading, tvp_profiles
 from tvlens.studies.ledger.unit import FEW_SHOTS, Workbench
 from tvlens.studies.ledger.verdicts import GATE
 from tvlens.studies.regression import fidelity_scores, fidelity_vectors
@@ -317,29 +317,23 @@ def _toward_labels(w: Workbench) -> tuple[float, float]:
     return _map_row(w.maps(), 0)["margin_gain"], _map_row(w.maps(control=True), 0)["margin_gain"]
 
 
-#: The TVP readings the ledger makes: the paper's (each prompt's own state) and a control reading that cannot hold the
-#: scored query's answer — on a symbolic family the state at the end of the demonstrations (it cannot see the query:
-#: the reading that carries no answer as measured, ``formation.ANSWER_FREE``), on a regression family (no such
-#: position) the same function's prompt with its last demonstration as the query.
-_READINGS = {"symbolic": ("prompt", "demonstrations"), "regression": ("prompt", "other_query")}
-
-
-def _kind(w: Workbench) -> str:
-    """``"regression"`` for a family that draws a fresh function per prompt, else ``"symbolic"``."""
-    return "regression" if w.family.n_tasks is None else "symbolic"
+#: The TVP readings the ledger makes: the paper's (each prompt's own state) and one that cannot hold the scored
+#: query's answer (:func:`~tvlens.studies.formation.blind_reading`: on a symbolic family the end of the demonstrations,
+#: the reading that carries no answer as measured, ``formation.ANSWER_FREE``; on a regression family the same
+#: function's prompt with its last demonstration as the query).
 
 
 def _tvp_profile(w: Workbench, name: str, source: str = "prompt") -> Any:
     """Model ``name``'s TVP profile read from ``source`` on this unit's test prompts (both readings are made in
     one pass, :func:`~tvlens.studies.formation.tvp_profiles`, and kept for the model's unit). A regression family's
-    unit profiles its own group of prompts (fresh functions), not the same prompts for every group."""
+    unit profiles its own group of prompts (fresh functions, :meth:`Workbench.prompts`), not the same prompts for every
+    group."""
     key = (name, w.task_id, w.seed)
     if key not in w.store.tvp:
         other = Workbench(name, w.task_id, w.seed, w.config, w.store)
-        group = _group(other, other.n_shots) if _kind(other) == "regression" else None
         w.store.tvp[key] = tvp_profiles(other.model, other.task, n_prompts=w.config.n_prompts,
                                         n_shots=other.n_shots, seed=w.seed, split="test",
-                                        sources=_READINGS[_kind(other)], batch=group)
+                                        sources=("prompt", blind_reading(other.task)), batch=other.test)
     return w.store.tvp[key][source]
 
 
@@ -387,29 +381,20 @@ def _formation_depth(w: Workbench) -> tuple[float, float]:
     """Where the vector forms, as a share of the model's depth: the first layer whose TVP mode, read as the paper reads
     it (each prompt's own state), reaches half of ICL's gain (``n_layers`` if none), over ``n_layers``; the control is
     the same with the control reading (the end of the demonstrations, or another query's prompt)."""
-    own, control = (_tvp_profile(w, w.name, x).formation_layer() for x in _READINGS[_kind(w)])
+    own, control = (_tvp_profile(w, w.name, x).formation_layer() for x in ("prompt", blind_reading(w.task)))
     n = w.model.n_layers
     return (n if own is None else own) / n, (n if control is None else control) / n
 
 
-def _group(w: Workbench, shots: int) -> Any:
-    """This regression unit's group of test prompts of ``shots`` demonstrations, cut from one draw per model, seed and
-    length: the groups are disjoint sets of fresh functions."""
-    config = w.config
-    key = (w.name, w.seed, shots)
-    if key not in w.store.groups:
-        w.store.groups[key] = w.splits.sample(w.family, "test", config.n_prompts * config.n_tasks, shots)
-    return w.store.groups[key].select(slice(w.task_id * config.n_prompts, (w.task_id + 1) * config.n_prompts))
-
-
 def _regression_unit(w: Workbench, shots: int) -> tuple[dict[str, Any], Any]:
     """The regression vectors (FV heads and the head-weighted LTV's ``ω``), learned once per model and seed on prompts
-    of the training length, and this unit's group of test prompts of ``shots`` demonstrations (:func:`_group`)."""
+    of the training length, and this unit's group of test prompts of ``shots`` demonstrations
+    (:meth:`Workbench.prompts`)."""
     if (w.name, w.seed) not in w.store.regression:  # learned once per seed, read by every group of prompts
         w.store.regression[(w.name, w.seed)] = fidelity_vectors(
             w.model, w.family, ("function", "head_weighted"), train_shots=w.n_shots, n_prompts=w.config.n_prompts,
             seed=w.seed, progress=False)
-    return w.store.regression[(w.name, w.seed)], _group(w, shots)
+    return w.store.regression[(w.name, w.seed)], w.prompts(shots)
 
 
 def _head_weighted(w: Workbench) -> tuple[float, float]:

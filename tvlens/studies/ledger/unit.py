@@ -96,7 +96,21 @@ class Workbench:
     @property
     def test(self) -> Any:
         """The scoring prompts (the ``test`` split): their queries trained nothing and chose nothing."""
-        return self.memo("test", lambda: self.splits.sample(self.task, "test", self.config.n_prompts, self.n_shots))
+        return self.memo("test", lambda: self.prompts(self.n_shots))
+
+    def prompts(self, n_shots: int) -> Any:
+        """This unit's ``test`` prompts of ``n_shots`` demonstrations. A family of discrete tasks draws them for the
+        unit's task; a family that draws a fresh function per prompt has no tasks, and its units are disjoint groups
+        of fresh functions: this unit's group is cut from one draw of ``n_prompts × n_tasks`` per model, seed and
+        length (:attr:`Store.groups`), so no two units score the same prompts."""
+        config = self.config
+        if self.family.n_tasks:
+            return self.splits.sample(self.task, "test", config.n_prompts, n_shots)
+        key = (self.name, self.seed, n_shots)
+        if key not in self.store.groups:
+            self.store.groups[key] = self.splits.sample(self.family, "test", config.n_prompts * config.n_tasks, n_shots)
+        return self.store.groups[key].select(slice(self.task_id * config.n_prompts,
+                                                   (self.task_id + 1) * config.n_prompts))
 
     def score(self, mode: str, vector: Any = None, batch: Any = None, base: str = "zero_shot",
               query_at: Any = None) -> float:
