@@ -10,6 +10,7 @@ retrained zoo cannot leave a page claiming what its table contradicts.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -36,11 +37,12 @@ from tvlens.studies import (
     regression_fidelity,
     tvp_loss_comparison,
 )
+from tvlens.studies.formation import READINGS, blind_reading
 from tvlens.studies.ledger.verdicts import GATE, NOT_TESTABLE
 from tvlens.tasks import Splits
 from tvlens.training import evaluate_training
 from tvlens.vectors import learn_task_vector
-from tvlens.zoo.specs import ARM_LAYERS, ARM_REPLICATES, ARM_TVP_ICL, PERM_TVP_LAYER, arm_names
+from tvlens.zoo.specs import ARMS, PERM_TVP_LAYER, arm_names
 
 DOCS = Path(__file__).parent
 # the zoo's setting of Yang et al. 2025a's learned vectors, as in the tests
@@ -68,7 +70,8 @@ OWN_ANSWER = {"other_query": "answers f(x′) instead", "dummy_queries": "answer
 
 def profile_rows(profiles: dict, mark: int | None = None) -> list[str]:
     n_layers = next(iter(profiles.values())).tvp.shape[0]
-    header = ["model", *(f"L{k}{' (pinned)' if k == mark else ''}" for k in range(n_layers)), "ICL", "zero-shot",
+    header = ["model", *(f"L{k}{' (pinned)' if k == mark else ''}{' (last block)' if k == n_layers - 1 else ''}"
+                         for k in range(n_layers)), "ICL", "zero-shot",
               "best layer", "formed at (½ of ICL's gain)"]
     rows = []
     for label, p in profiles.items():
@@ -104,9 +107,10 @@ def measure() -> dict:
     m: dict = {"tvp": tvp_loss_comparison(n_prompts=256), "depth": depth_vs_complexity(n_prompts=256),
                "depth_other": depth_vs_complexity(n_prompts=256, source="other_query")}
     m["arms"] = {family: [tvp_loss_comparison({name: zoo.load(name) for name in arm_names(i, family)},
-                                              zoo.task(family), ARM_LAYERS[family], n_prompts=256,
-                                              sources=("prompt", "demonstrations")) for i in range(n)]
-                 for family, n in ARM_REPLICATES.items()}
+                                              zoo.task(family), recipe.layer, n_prompts=256,
+                                              sources=("prompt", blind_reading(zoo.task(family))))
+                          for i in range(recipe.replicates)]
+                 for family, recipe in ARMS.items()}
     m["formation"] = {name: formation_over_training(name)
                       for name in ("perm-mix-2", "perm-mix", "perm-mix-32", "perm-mix-tvp")}
     m["methods"] = method_table(["perm-mix", "perm-mix-2", "perm-mix-32", "token-offset"], n_test=300)
@@ -212,10 +216,13 @@ def ledger_section(ledger) -> list[str]:
             "reading is position-matched: the zoo's models have learned absolute positions, so the zero-shot "
             "prompt the ICL state replaces into, and its baseline, are moved to the ICL query's position. "
             "Training claims (the TVP-loss) "
-            "are measured on independently trained pairs of models of each recipe (perm-mix and token-offset), the "
-            "same steps, initial weights and prompts in both arms, the loss switched on in one arm once its ICL "
-            f"accuracy reached {ARM_TVP_ICL}, and their interval is over the pairs (each pair's mean over tasks × "
-            "seeds); TVP mode is read as Yang et al. 2025b read it, each prompt's own state. Whatever is "
+            f"are measured on independently trained pairs of models of each recipe ({', '.join(ARMS)}), the "
+            "same steps, initial weights and prompts in both arms, the loss switched on in one arm once ICL had "
+            "formed, and their interval is over the pairs (each pair's mean over tasks × "
+            "seeds); TVP mode is read as Yang et al. 2025b read it, each prompt's own state. The out-of-distribution "
+            "and long-prompt claims are decided only where their baseline leaves room for the benefit (their gate: "
+            "the plain partners' ICL on the shifted prompts, ICL on long prompts against their training-length "
+            "prefixes). Whatever is "
             "chosen (the vanilla TV's and the LTV's layer, the key heads, the "
             "LTV's early stopping) is chosen on other queries than it is scored on; learned vectors train until "
             "their dev loss stops improving. "
@@ -230,19 +237,29 @@ def _claims(ledger):
     return [CLAIMS[name] for name in dict.fromkeys(row.claim for row in ledger.rows)]
 
 
+def arm_recipe(family: str) -> str:
+    """How ``family``'s arm pairs were trained, in words."""
+    recipe, train = ARMS[family], zoo.spec(arm_names(0, family)[0]).train
+    score = "ICL accuracy reached" if zoo.task(family).metric.higher_is_better else \
+        "ICL error per output dimension fell to"
+    return (f"{recipe.replicates} pairs, TVP-loss at layer {recipe.layer}, {train.steps} steps, the loss switched on "
+            f"at the first evaluation (every {train.eval_every} steps) at which {score} {train.tvp_start_icl}")
+
+
 def arm_rows(family: str, arms: list, layer: int) -> list[str]:
     """One row per step-matched pair of ``family``: the step its TVP-loss switched on, TVP at ``layer`` under the
-    paper's reading and at the end of the demonstrations, and ICL, with and without the loss."""
+    paper's reading and where the state cannot hold the scored answer, and ICL, with and without the loss."""
     rows = []
+    blind = READINGS[blind_reading(zoo.task(family))]
     for i, comparison in enumerate(arms):
         with_loss, without = arm_names(i, family)
         p = comparison.profiles
         rows.append([str(i), str(zoo.info(with_loss)["tvp_on_from"]),
                      *(pm(float(p[f"{name} · {reading}"].tvp[layer]), float(p[f"{name} · {reading}"].tvp_stderr[layer]))
-                       for reading in ("own prompt", "end of demonstrations") for name in (with_loss, without)),
+                       for reading in ("own prompt", blind) for name in (with_loss, without)),
                      *(pm(p[f"{name} · own prompt"].icl, p[f"{name} · own prompt"].icl_stderr)
                        for name in (with_loss, without))])
-    return table(["pair", "loss on from step", "own prompt: with loss", "without", "end of demonstrations: with loss",
+    return table(["pair", "loss on from step", "own prompt: with loss", "without", f"{blind}: with loss",
                   "without", "ICL with loss", "without"], rows)
 
 
@@ -269,13 +286,13 @@ def studies_page(m: dict) -> str:
            "task vector.", "",
            *profile_rows(tvp.profiles, tvp.tvp_layer), "",
            "The claims ledger's training claims use step-matched pairs instead (each pair: the same initial weights, "
-           f"prompts and {zoo.spec(arm_names(0)[0]).train.steps} steps; in one arm the TVP-loss is switched on after "
-           f"the first evaluation, every {zoo.spec(arm_names(0)[0]).train.eval_every} steps, at which ICL accuracy "
-           f"reached {zoo.spec(arm_names(0)[0]).train.tvp_start_icl}). TVP-mode accuracy at the pinned layer and ICL, "
-           "per pair (256 prompts, seed 0):", "",
+           "prompts and steps; in one arm the TVP-loss is switched on once ICL has formed). TVP mode at the pinned "
+           "layer and ICL, per pair (256 prompts, seed 0; accuracy, or error per output dimension on linear "
+           "regression, where the reading that cannot hold the scored answer is the same function's prompt asking "
+           "about its last demonstration):", "",
            *(line for family, arms in m["arms"].items()
-             for line in (f"`{family}` (TVP-loss at layer {ARM_LAYERS[family]}):", "",
-                          *arm_rows(family, arms, ARM_LAYERS[family]), "")),
+             for line in (f"`{family}` ({arm_recipe(family)}):", "",
+                          *arm_rows(family, arms, ARMS[family].layer), "")),
            "## Depth vs task complexity (Yang et al. 2025b)", "",
            "Mixtures of 2, 8 and 32 permutations of 32 symbols on models of one shape (4 layers, d_model 64), the "
            "whole family of each (256 prompts, seed 0); `tests/studies/test_formation.py` pins these layers. Per "
@@ -597,11 +614,18 @@ def dynamics_blocks(m: dict) -> dict[str, str]:
     return {"measured-dynamics": "\n".join(lines)}
 
 
+def card_score(family: str, value: float) -> str:
+    """A card's score: accuracy as a percentage, an error per output dimension as a number."""
+    return f"{value:.0%}" if zoo.task(family).metric.higher_is_better else f"{value:.3f} error"
+
+
 def zoo_blocks(m: dict) -> dict[str, str]:
     def percent(values: list[float]) -> str:
         return " / ".join(f"{v:.0%}" for v in values)
 
     cards = {name: zoo.info(name)["final_metrics"] for name in ("perm-mix", "perm-mix-tvp")}
+    arm_seconds = [zoo.info(name)["train_seconds"] for family, recipe in ARMS.items()
+                   for i in range(recipe.replicates) for name in arm_names(i, family)]
     fresh = m["zoo_fresh"]
     layer = PERM_TVP_LAYER
     tvp = [f"Read from each prompt's own state, `perm-mix` reaches ICL in the late layers by itself (a state that "
@@ -616,17 +640,17 @@ def zoo_blocks(m: dict) -> dict[str, str]:
            "without.", "",
            f"One model per arm measures one training run, and `perm-mix-tvp` also trained longer than `perm-mix`. "
            "The claims ledger therefore uses step-matched pairs, `<family>-tvp-arm-s<i>` and `<family>-arm-s<i>` "
-           f"({', '.join(f'{n} of {family}' for family, n in ARM_REPLICATES.items())}; `tvlens zoo train`, under 4 "
-           f"minutes each): the same initial weights, prompts and {zoo.spec(arm_names(0)[0]).train.steps} steps, the "
-           "TVP-loss switched on in one arm once ICL accuracy reached "
-           f"{zoo.spec(arm_names(0)[0]).train.tvp_start_icl} at an evaluation. Their cards (the pinned layer, own "
+           f"(`tvlens zoo train`, under {math.ceil(max(arm_seconds) / 60)} "
+           "minutes each): the same initial weights, prompts and steps in both arms — "
+           + "; ".join(f"{family}: {arm_recipe(family)}" for family in ARMS) + ". Their cards (the pinned layer, own "
            "prompt; ICL): "
            + "; ".join(f"{family} pair {i} (loss on from step {zoo.info(a)['tvp_on_from']}): "
-                       f"{zoo.info(a)['final_metrics']['tvp'][ARM_LAYERS[family]]:.0%} with the loss vs "
-                       f"{zoo.info(b)['final_metrics']['tvp'][ARM_LAYERS[family]]:.0%} without, ICL "
-                       f"{zoo.info(a)['final_metrics']['icl']:.0%} vs {zoo.info(b)['final_metrics']['icl']:.0%}"
-                       for family, n in ARM_REPLICATES.items() for i, (a, b) in
-                       enumerate(arm_names(i, family) for i in range(n))) + "."]
+                       f"{card_score(family, zoo.info(a)['final_metrics']['tvp'][ARMS[family].layer])} with the loss "
+                       f"vs {card_score(family, zoo.info(b)['final_metrics']['tvp'][ARMS[family].layer])} without, ICL "
+                       f"{card_score(family, zoo.info(a)['final_metrics']['icl'])} vs "
+                       f"{card_score(family, zoo.info(b)['final_metrics']['icl'])}"
+                       for family in ARMS for i, (a, b) in
+                       enumerate(arm_names(i, family) for i in range(ARMS[family].replicates))) + "."]
     formal = m["formal"]
     n_positions = min(ce["model"].shape[0] for ce in formal.values())
     positions = list(range(0, n_positions, 6))

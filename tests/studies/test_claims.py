@@ -131,32 +131,37 @@ def test_every_claim_has_a_control_and_the_ledger_has_at_least_sixteen():
 
 def test_a_training_claim_is_measured_over_independently_trained_pairs():
     """The TVP-loss rows, one per recipe: per step-matched pair, TVP mode as the paper reads it (each prompt's own
-    state) at the layer the loss pins, of the model trained with the loss minus its partner's, recomputed by hand; the
-    control is the same difference at the end of the demonstrations; the interval is Student's t over the pairs (not
-    over prompts of one training run), checked with scipy's t directly."""
+    state) at the layer the loss pins, of the model trained with the loss against its partner's (accuracy gained, or
+    regression error lost), recomputed by hand; the control is the same difference where the state cannot hold the
+    scored answer; the interval is Student's t over the pairs (not over prompts of one training run), checked with
+    scipy's t directly."""
     from scipy import stats
 
     from tvlens.studies import tvp_by_layer
+    from tvlens.studies.formation import blind_reading
     from tvlens.zoo.specs import ARM_LAYERS, ARM_REPLICATES, arm_names
 
     config = LedgerConfig(n_tasks=1, seeds=(0,), n_prompts=32, claims=("tvp_loss",))
     rows = claims_ledger(config).rows
     assert [r.model for r in rows] == [f"{f}-tvp-arm-s0…s{n - 1} vs {f}-arm-s0…s{n - 1}"
                                        for f, n in ARM_REPLICATES.items()]
-    assert ARM_REPLICATES["perm-mix"] >= 5
+    assert ARM_REPLICATES["perm-mix"] >= 5 and "linear-regression" in ARM_REPLICATES
     for row, (family, n) in zip(rows, ARM_REPLICATES.items()):
         assert row.n_models == n >= 3 and (row.n_tasks, row.n_seeds) == (1, 1)
         assert row.sample == f"{n} models × 1 × 1"
-        task, layer = zoo.task(family).single(0), ARM_LAYERS[family]
+        task, layer = zoo.task(family), ARM_LAYERS[family]
+        task = task.single(0) if task.n_tasks else task  # a regression family's one group of 32 prompts
+        sign = 1 if task.metric.higher_is_better else -1
         per_pair = []
         for i in range(n):
             (with_loss, without), (blind_with, blind_without) = (
-                [tvp_by_layer(zoo.load(name), task, n_prompts=32, n_shots=16, seed=0, split="test",
-                              source=source).tvp[layer] for name in arm_names(i, family)]
-                for source in ("prompt", "demonstrations"))
-            per_pair.append(float(with_loss - without))
+                [tvp_by_layer(zoo.load(name), task, n_prompts=32, n_shots=zoo.spec(name).train.n_shots, seed=0,
+                              split="test", source=source).tvp[layer] for name in arm_names(i, family)]
+                for source in ("prompt", blind_reading(task)))
+            per_pair.append(sign * float(with_loss - without))
             assert row.values[arm_names(i, family)[0]].item() == pytest.approx(per_pair[-1])
-            assert row.controls[arm_names(i, family)[0]].item() == pytest.approx(float(blind_with - blind_without))
+            assert row.controls[arm_names(i, family)[0]].item() == pytest.approx(
+                sign * float(blind_with - blind_without))
         values = torch.tensor(per_pair, dtype=torch.float64)
         assert row.mean == pytest.approx(float(values.mean()))
         if float(values.std()) > 0:
@@ -474,7 +479,7 @@ def test_a_mechanism_row_where_no_task_vector_is_is_not_testable():
     assert "6 of the 6 decided rows could detect" in passing.caption()
     assert "3 of the 3 decided rows could detect" in failing.caption()
     assert f"3 rows are {NOT_TESTABLE}: a negative could not show" in failing.to_markdown()
-    assert f"; gate {GATE + 0.1:.2f} |" in passing.to_markdown()
+    assert f"; site gate {GATE + 0.1:.2f} |" in passing.to_markdown()
     models = CLAIMS["key_heads"].models
     assert passing.site_gates() == pytest.approx({m: GATE + 0.1 for m in models})
     listed = ", ".join(f"{m} ({GATE + 0.1:.2f})" for m in models)
@@ -505,7 +510,7 @@ def test_hendels_reading_is_position_matched_and_gated_like_every_mechanism_clai
     from tvlens.studies.ledger import GATES, Workbench
     from tvlens.vectors.vanilla import source_position
 
-    assert CLAIMS["hendel_most_of_icl"].gate == "site" and set(GATES) == {"site"}
+    assert CLAIMS["hendel_most_of_icl"].gate == "site" and set(GATES) == {"site", "ood_room", "long_room"}
     unit = Workbench("perm-mix", 0, 0, LedgerConfig(n_prompts=64))
     effect, control = CLAIMS["hendel_most_of_icl"].measure(unit)
     tv = unit.vanilla(mode="replace")[0]
@@ -602,7 +607,7 @@ def test_the_long_prompt_claim_is_saglam_et_al_s_setting_computed_by_hand():
     import dataclasses
 
     from tvlens import inject
-    from tvlens.studies.ledger import Workbench
+    from tvlens.studies.ledger import GATES, Workbench
     from tvlens.studies.regression import fidelity_vectors
     from tvlens.tasks import Splits
 
@@ -630,3 +635,32 @@ def test_the_long_prompt_claim_is_saglam_et_al_s_setting_computed_by_hand():
         assert (rv.layer, rv.hook, rv.positions) == (iv.layer, iv.hook, iv.positions)
         assert float(torch.nn.functional.cosine_similarity(rv.vector, iv.vector).abs().max()) < 0.9
     assert control == pytest.approx(1 - error(*random) / error(), rel=1e-4)
+    # its positive control: the share of the long prompts' ICL error their training-length prefixes do not have
+    with torch.no_grad():
+        short = float(((prefix.at_query(model(prefix.inputs))[:, 0] - prefix.targets) ** 2).mean() / family.d_input)
+    assert CLAIMS["head_weighted_long_prompts"].gate == "long_room"
+    assert GATES["long_room"].value(unit) == pytest.approx(1 - short / error(), rel=1e-4)
+
+
+def test_the_benefit_claims_are_gated_on_room_for_the_benefit():
+    """tvp_loss_ood's positive control, computed by hand: 1 − the plain partner's ICL accuracy on the unit's test
+    prompts with a quarter of their demonstrations mislabelled (the most the TVP-loss could add there); a row whose
+    partners leave less than ROOM reads not testable here, whatever its interval."""
+    from tvlens.studies.ledger import GATES, Workbench
+    from tvlens.studies.ledger.catalog import OOD_NOISE, ROOM
+
+    assert CLAIMS["tvp_loss_ood"].gate == "ood_room" and GATES["ood_room"].threshold == ROOM
+    unit = Workbench("perm-mix-tvp-arm-s0", 0, 0, LedgerConfig(n_prompts=48))
+    noisy = unit.task.with_noisy_demonstrations(unit.test, OOD_NOISE, seed=0)
+    plain = evaluate(zoo.load("perm-mix-arm-s0"), unit.task, "icl", batch=noisy, path="full").mean
+    assert GATES["ood_room"].value(unit) == pytest.approx(1 - plain, abs=1e-9)
+    config = LedgerConfig(n_tasks=5, seeds=(0,), claims=("tvp_loss_ood",))
+
+    def scripted(room):  # the TVP-loss clearly lowers ICL under the shift: "does not hold" where it is decided
+        return _Scripted(lambda job: [UnitResult([(-0.3 + 0.01 * t - 0.02 * int(job.subject.name[-1]), 0.0, 0)],
+                                                 None, [room]) for t, _ in job.units])  # pair i: name ends in i
+
+    for room, expected in ((ROOM + 0.05, "does not hold"), (ROOM - 0.04, NOT_TESTABLE)):
+        rows = claims_ledger(config, progress=False, executor=scripted(room)).rows
+        assert {r.verdict for r in rows} == {expected}, rows
+    assert rows[0].reason.startswith(f"gate {ROOM - 0.04:.2f}: the plain partners' ICL on the shifted prompts")

@@ -133,7 +133,7 @@ def test_tvp_loss_meets_its_objective_but_the_other_query_reading_answers_the_ot
         assert bool((other.tvp[2:] + 3 * other.tvp_stderr[2:] < other.zero_shot).all()), other.tvp
         assert bool((other.source_answer[2:] >= 0.8).all()), other.source_answer
         assert result.profiles[f"{name} · own prompt"].source_answer is None
-    assert len(result.to_records()) == 32
+    assert len(result.to_records()) == 8 * 5  # 8 profiles × layers 0–4 (the last block's output included)
     single = tvp_loss_comparison(n_prompts=16, sources="prompt")
     assert list(single.profiles) == ["perm-mix", "perm-mix-tvp"]
     with pytest.raises(ValueError, match="sources=\\('answer',\\)"):

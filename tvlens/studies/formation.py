@@ -22,7 +22,12 @@ Every reading with a query of its own reports ``source_answer``: how often TVP m
 measured, the averaged dummy-query state still carries the dummies' answers; the end of the demonstrations carries
 no answer (:data:`ANSWER_FREE`).
 
-* :func:`tvp_by_layer` — the profile ``[n_layers]`` with ICL and zero-shot as reference lines.
+**Layers** are block outputs, as Yang et al. 2025b index them: layer ``l`` is the stream after ``l`` blocks, from
+``l = 0`` (the embeddings, a point the paper does not have) to ``l = n_layers`` (the last block's output: there the
+prompt's own state gives ICL's prediction by construction, since the logits read only it). The training monitor
+(the metrics history of the zoo cards) records layers ``0 … n_layers − 1`` beside ICL itself.
+
+* :func:`tvp_by_layer` — the profile ``[n_layers + 1]`` with ICL and zero-shot as reference lines.
 * :func:`formation_over_training` — the same profile at every evaluation of training, read from
   the metrics history the trainer records (every zoo model carries it), → a ``[step, layer]`` table;
   :func:`formation_from_checkpoints` recomputes it from saved checkpoints.
@@ -119,7 +124,8 @@ class LayerProfile(Records):
     """TVP-mode scores at every layer, with ICL and zero-shot on the same prompts.
 
     Attributes:
-        tvp, tvp_stderr: ``[n_layers]`` mean and standard error of the TVP-mode metric at each layer.
+        tvp, tvp_stderr: ``[n_layers + 1]`` mean and standard error of the TVP-mode metric at each layer (the stream
+            after that many blocks, the last block's output included).
         icl, icl_stderr, zero_shot, zero_shot_stderr: the reference lines.
         metric: ``"accuracy"`` (higher is better) or ``"mse_per_dim"`` (lower is better).
         source: the reading (a key of :data:`READINGS`).
@@ -127,7 +133,7 @@ class LayerProfile(Records):
         n_shots: demonstrations per prompt.
         seed: seed of the prompts.
         label: what was profiled (a zoo name, a task description).
-        source_answer: ``[n_layers]`` for a reading with a query of its own (``"other_query"``, ``"dummy_queries"``,
+        source_answer: ``[n_layers + 1]`` for a reading with a query of its own (``"other_query"``, ``"dummy_queries"``,
             ``"demonstrations"``): the same predictions scored against *that* answer — ``f(x′)``, the mean over the
             dummy queries' answers, or the last demonstration's ``y_n`` (for accuracy: how often TVP mode answers
             the query the state was read at, not the scored one); ``None`` for ``"prompt"`` and ``"task_mean"``.
@@ -149,8 +155,9 @@ class LayerProfile(Records):
 
     @property
     def best_layer(self) -> int:
-        """The layer with the best TVP score."""
-        return int((self.tvp * metric_named(self.metric).sign).argmax())
+        """The layer with the best TVP score before the last block's output (where the paper's reading, each prompt's
+        own state, gives ICL's prediction by construction)."""
+        return int((self.tvp[:-1] * metric_named(self.metric).sign).argmax())
 
     def formation_layer(self, share: float = 0.5) -> int | None:
         """First layer whose TVP gain over zero-shot reaches ``share`` of ICL's gain over zero-shot."""
@@ -246,7 +253,7 @@ def tvp_profiles(
                  "dummy_queries": lambda: _symbolic(task, "dummy_queries").with_dummy_queries(
                      batch, DUMMY_QUERIES, splits.of(split)),
                  "demonstrations": lambda: _symbolic(task, "demonstrations").demonstrations_only(batch)}
-        scores, icl_scores = tvp_and_icl_many(model, batch, [built[x]() for x in read])
+        scores, icl_scores = tvp_and_icl_many(model, batch, [built[x]() for x in read], through_final=True)
         per_source.update({x: [layer[metric] for layer in s] for x, s in zip(read, scores)})
         source_answer.update({x: torch.tensor([layer["source_answer"].double().mean().item() for layer in s])
                               for x, s in zip(read, scores) if "source_answer" in s[0]})
@@ -255,15 +262,17 @@ def tvp_profiles(
             raise ValueError("source='task_mean' needs a family of discrete tasks; this task draws a fresh "
                              "function per prompt (use source='prompt')")
         extraction = splits.sample(task, "dev", n_prompts, n_shots)
-        layers = list(range(model.n_layers))
-        states = query_states(model, extraction, layers)  # [layers, prompts, d]
+        last = model.n_layers - 1  # the final stream: the last block's output
+        states = torch.cat([query_states(model, extraction, list(range(model.n_layers))),
+                            query_states(model, extraction, [last], hook="resid_post")])  # [layers + 1, prompts, d]
         missing = sorted(set(batch.task_ids.tolist()) - set(extraction.task_ids.tolist()))
         if missing:
             raise ValueError(f"tasks {missing} have no extraction prompt; raise n_prompts")
         means = torch.stack([states[:, extraction.task_ids == t].mean(1) for t in batch.task_ids.tolist()], 1)
         per_source["task_mean"] = [
-            score_batch(model, batch.zero_shot, [Intervention(means[layer], layer, mode="replace")])[metric]
-            for layer in layers]
+            score_batch(model, batch.zero_shot, [Intervention(means[layer], min(layer, last), mode="replace",
+                                                              hook="resid_pre" if layer <= last else "resid_post")])[
+                metric] for layer in range(model.n_layers + 1)]
     icl = mean_and_stderr((score_batch(model, batch) if icl_scores is None else icl_scores)[metric])
     zero = mean_and_stderr(score_batch(model, batch.zero_shot)[metric])
     out = {}
@@ -386,10 +395,11 @@ def formation_from_checkpoints(
     finally:
         model.load_tl_state_dict(original)
     rows.sort(key=lambda r: r[0])
+    monitored = slice(0, model.n_layers)  # the layers the training monitor records (its history's table)
     return FormationTable(
         steps=torch.tensor([s for s, _ in rows]),
-        tvp=torch.stack([p.tvp for _, p in rows]).double(),
-        tvp_stderr=torch.stack([p.tvp_stderr for _, p in rows]).double(),
+        tvp=torch.stack([p.tvp[monitored] for _, p in rows]).double(),
+        tvp_stderr=torch.stack([p.tvp_stderr[monitored] for _, p in rows]).double(),
         icl=torch.tensor([p.icl for _, p in rows], dtype=torch.float64),
         zero_shot=torch.tensor([p.zero_shot for _, p in rows], dtype=torch.float64),
         metric=rows[0][1].metric, label=label,

@@ -178,10 +178,12 @@ def tvp_and_icl(model: HookedModel, batch: ICLBatch, source: ICLBatch | None = N
 
 
 def tvp_and_icl_many(model: HookedModel, batch: ICLBatch,
-                     sources: Sequence[ICLBatch | tuple[ICLBatch, ...] | None]
+                     sources: Sequence[ICLBatch | tuple[ICLBatch, ...] | None], through_final: bool = False
                      ) -> tuple[list[list[dict[str, Tensor]]], dict[str, Tensor]]:
     """:func:`tvp_by_layer` for each of ``sources`` (``None``: the prompt itself; a tuple of batches: the mean of
     their states, as Hendel et al. average the states of several dummy queries), and the batch's ICL scores.
+    ``through_final``: also the final stream (layer ``n_layers``, the last block's output, as Yang et al. 2025b
+    index block outputs; read from the prompt itself TVP equals ICL there, since the logits read only that state).
 
     A source with its own query (another query's prompt) also scores each layer's predictions against *that*
     query's answer, under the key ``"source_answer"`` (the metric's value: for accuracy, how often the prediction
@@ -237,7 +239,7 @@ def tvp_and_icl_many(model: HookedModel, batch: ICLBatch,
                                                                   for layer in zip(*per_member)]
             answered = [m for m in group if m is not batch and not torch.equal(m.targets, batch.targets)]
             by_layer = []
-            for layer in range(model.n_layers):
+            for layer in range(model.n_layers + through_final):
                 logits = engine.run([StreamEdit(layer, states[layer], mode="replace")])
                 layer_scores = scores_at_query(zero, logits, 1)
                 if answered:  # the same predictions against the sources' own queries' answers

@@ -82,26 +82,53 @@ PERM_TVP_LAYER = 2
 #: plain training leaves the vector half formed (TVP mode 0.54 against ICL's 1.00; Yang et al. 2025b find it
 #: forms at the last layers on token offset).
 OFFSET_TVP_LAYER = 3
-#: The TVP-loss study's arms (Yang et al. 2025b), per family: ``{family}-arm-s{i}`` (plain training) and
-#: ``{family}-tvp-arm-s{i}`` (the TVP-loss, λ=1, at the family's layer once ICL has formed) for
-#: i < ``ARM_REPLICATES[family]``: the same :data:`ARM_STEPS` steps, and arm pair i shares its initial weights and its
-#: prompt stream (seed i), so the two arms differ only in the loss. Independently trained pairs give the training
-#: claims a variance over models, not only over prompts.
-ARM_REPLICATES: dict[str, int] = {"perm-mix": 5, "token-offset": 3}
+#: Layer the TVP-loss pins the vector to in the linear-regression arms: the stream after two of three blocks, where
+#: Yang et al. 2025b find it forms for linear regression and where plain training leaves it part formed (TVP-mode
+#: error 0.14 against ICL's 0.009 and zero-shot's 1.15 per output dimension, the shipped ``linear-regression``).
+LINEAR_TVP_LAYER = 2
+
+
+@dataclass(frozen=True)
+class ArmRecipe:
+    """The TVP-loss study's arm pairs of one family (Yang et al. 2025b): ``{family}-arm-s{i}`` (plain training) and
+    ``{family}-tvp-arm-s{i}`` (the TVP-loss, λ=1, at :attr:`layer` once ICL has formed) for ``i < replicates``. Both
+    arms of pair i train for the same :attr:`steps` from the same initial weights on the same prompt stream (seed
+    i), so they differ only in the loss; independently trained pairs give the training claims a variance over
+    models, not only over prompts.
+
+    Attributes:
+        replicates: pairs.
+        layer: the layer the TVP-loss pins the vector to.
+        steps: training steps of each arm.
+        switch_on: the ICL score at which the TVP-loss switches on (after the first evaluation whose ICL accuracy
+            is at least this, or whose error is at most this; :attr:`~tvlens.training.TrainConfig.tvp_start_icl`).
+        eval_every: steps between evaluations (where ``switch_on`` is checked).
+    """
+
+    replicates: int
+    layer: int
+    steps: int
+    switch_on: float
+    eval_every: int
+
+
+#: family → its arm pairs. The loss is switched on once ICL has formed: switched on at a fixed step (400), one of
+#: three perm-mix pairs had not formed ICL yet (ICL loss 1.86) and ended at 41 % ICL accuracy.
+ARMS: dict[str, ArmRecipe] = {
+    "perm-mix": ArmRecipe(replicates=5, layer=PERM_TVP_LAYER, steps=750, switch_on=0.9, eval_every=50),
+    "token-offset": ArmRecipe(replicates=3, layer=OFFSET_TVP_LAYER, steps=750, switch_on=0.9, eval_every=50),
+    "linear-regression": ArmRecipe(replicates=3, layer=LINEAR_TVP_LAYER, steps=2000, switch_on=0.1, eval_every=100),
+}
+#: family → how many arm pairs it has.
+ARM_REPLICATES: dict[str, int] = {family: recipe.replicates for family, recipe in ARMS.items()}
 #: family → the layer its TVP-loss pins the vector to.
-ARM_LAYERS: dict[str, int] = {"perm-mix": PERM_TVP_LAYER, "token-offset": OFFSET_TVP_LAYER}
-ARM_STEPS = 750
-#: The TVP-loss is switched on after the first evaluation (every :data:`ARM_EVAL_EVERY` steps) at which ICL accuracy
-#: on the monitor prompts reaches this: switched on at a fixed step (400), one of three perm-mix pairs had not formed
-#: ICL yet (ICL loss 1.86) and ended at 41 % ICL accuracy.
-ARM_TVP_ICL = 0.9
-ARM_EVAL_EVERY = 50
+ARM_LAYERS: dict[str, int] = {family: recipe.layer for family, recipe in ARMS.items()}
 
 
 def arm_names(replicate: int, family: str = "perm-mix") -> tuple[str, str]:
     """The zoo names of ``family``'s arm pair ``replicate``: (trained with the TVP-loss, trained without)."""
-    if family not in ARM_REPLICATES:
-        raise ValueError(f"family={family!r}: expected one of {list(ARM_REPLICATES)}")
+    if family not in ARMS:
+        raise ValueError(f"family={family!r}: expected one of {list(ARMS)}")
     return f"{family}-tvp-arm-s{replicate}", f"{family}-arm-s{replicate}"
 
 
@@ -119,6 +146,27 @@ def _regression_train(**overrides: Any) -> TrainConfig:
     return TrainConfig(**args)
 
 
+#: The task each arm family trains on.
+_ARM_TASKS: dict[str, Task] = {"perm-mix": PERM, "token-offset": OFFSET, "linear-regression": LINEAR}
+
+
+def _arm_spec(family: str, replicate: int, tvp: bool) -> ZooSpec:
+    """Arm pair ``replicate`` of ``family`` (:data:`ARMS`): with the TVP-loss (``tvp``) or without."""
+    recipe, task = ARMS[family], _ARM_TASKS[family]
+    loss = dict(tvp_layer=recipe.layer, tvp_weight=1.0, tvp_start_icl=recipe.switch_on) if tvp else {}
+    common = dict(steps=recipe.steps, seed=replicate, eval_every=recipe.eval_every, eval_prompts=256, **loss)
+    if isinstance(task, LinearRegression):
+        model, train = _regression_model(task, 3, REGRESSION_SHOTS, seed=replicate), _regression_train(**common)
+        switch = f"once ICL error per output dimension is at most {recipe.switch_on}"
+    else:
+        model, train = _token_model(task, 4, SYMBOLIC_SHOTS, seed=replicate), _symbolic_train(**common)
+        switch = f"once ICL accuracy reaches {recipe.switch_on}"
+    how = f"TVP-loss (λ=1) at layer {recipe.layer} {switch}" if tvp else "plain training"
+    return ZooSpec(arm_names(replicate, family)[not tvp],
+                   f"{family}, TVP-loss study arm pair {replicate}: {how}, {recipe.steps} steps, seed {replicate}",
+                   task, model, train)
+
+
 SPECS: dict[str, ZooSpec] = {
     spec.name: spec
     for spec in [
@@ -130,16 +178,8 @@ SPECS: dict[str, ZooSpec] = {
                 notes={"tvp_start": "with the TVP-loss on from step 0 (λ=1, layer 2) ICL had not formed by step "
                                     "978 (ICL loss 1.84); plain meta-ICL training for the first 400 steps, then "
                                     "L_ICL + λ·L_TVP, forms both"}),
-        *[ZooSpec(name, f"{family}, TVP-loss study arm pair {i}: "
-                  + (f"TVP-loss (λ=1) at layer {ARM_LAYERS[family]} once ICL accuracy reaches {ARM_TVP_ICL}"
-                     if tvp else "plain training")
-                  + f", {ARM_STEPS} steps, seed {i}",
-                  task, _token_model(task, 4, SYMBOLIC_SHOTS, seed=i),
-                  _symbolic_train(steps=ARM_STEPS, seed=i, eval_every=ARM_EVAL_EVERY, eval_prompts=256,
-                                  **(dict(tvp_layer=ARM_LAYERS[family], tvp_weight=1.0, tvp_start_icl=ARM_TVP_ICL)
-                                     if tvp else {})))
-          for family, task in (("perm-mix", PERM), ("token-offset", OFFSET))
-          for i in range(ARM_REPLICATES[family]) for tvp, name in zip((True, False), arm_names(i, family))],
+        *[_arm_spec(family, i, tvp) for family, recipe in ARMS.items() for i in range(recipe.replicates)
+          for tvp in (True, False)],
         *[ZooSpec(f"perm-mix-{n}", f"mixture of {n} random permutations of 32 symbols, 4 layers (complexity ladder; "
                   "fine training history for the formation study)",
                   task, _token_model(task, 4, SYMBOLIC_SHOTS), _symbolic_train(eval_every=50, eval_prompts=256),

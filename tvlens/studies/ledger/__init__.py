@@ -26,7 +26,8 @@ table, and ``holds`` / ``does not hold`` / ``inconclusive`` with the reason. A l
 
 **Training claims** ("the TVP-loss raises …") compare models trained two ways. One model per arm would
 measure one training run, so these claims are measured on independently trained pairs of each recipe
-(``ARM_REPLICATES``: ``perm-mix-tvp-arm-s{i}`` against ``perm-mix-arm-s{i}``, and the token-offset pairs alike:
+(``tvlens.zoo.specs.ARMS``: ``perm-mix-tvp-arm-s{i}`` against ``perm-mix-arm-s{i}``, and the token-offset and
+linear-regression pairs alike:
 the same steps, initial weights and prompt stream, only the loss differs, switched on once ICL has formed), one
 row per recipe, and their interval is over the pairs (each pair's mean over tasks × seeds): the variance of
 training counts, not only that of the prompts.

@@ -24,9 +24,10 @@ from tvlens.studies.ledger.unit import FEW_SHOTS, Workbench
 from tvlens.studies.ledger.verdicts import GATE
 from tvlens.studies.regression import fidelity_scores, fidelity_vectors
 from tvlens.subjects import OFFERS
+from tvlens.tasks.symbolic import SymbolicTask
 from tvlens.vectors.task_vector import TaskVector
 from tvlens.vectors.vanilla import source_position
-from tvlens.zoo.specs import ARM_LAYERS, ARM_REPLICATES, ARM_TVP_ICL, arm_names
+from tvlens.zoo.specs import ARMS, SPECS, arm_names
 
 #: What a claim can need of the model(s) it is measured on (the reason a row gives when a model lacks it). A subject
 #: offers ``labels`` or ``regression`` (:data:`~tvlens.subjects.OFFERS`); the two training needs — pairs of models
@@ -64,13 +65,23 @@ class Gate:
 
 #: What ``not testable here`` means, in the words of the table's caption and the report.
 NOT_TESTABLE_MEANS = (f"a negative could not show on their model (a mechanism claim whose learned vector recovers "
-                      f"less than {GATE:.0%} of ICL's gain on held-out queries at its site; the row gives this gate)")
+                      f"less than {GATE:.0%} of ICL's gain on held-out queries at its site; a benefit claim whose "
+                      "baseline leaves less to gain than its smallest effect of interest; the row gives its gate)")
 
-#: The gates a claim can name (:attr:`Claim.gate`).
-GATES: dict[str, Gate] = {g.name: g for g in [
-    Gate("site", Workbench.site_gate, GATE, "gate {value:.2f}: the learned vector at its site recovers {value:.0%} of "
-         f"ICL's gain on held-out queries, below the {GATE:.0%} a task vector needs there"),
-]}
+#: The room a benefit claim's baseline must leave for the claim to be decided: its smallest effect of interest.
+ROOM = 0.05
+
+
+def _gates() -> dict[str, Gate]:
+    """The gates, made after the measures they read are defined (see :data:`GATES`)."""
+    return {g.name: g for g in [
+        Gate("site", Workbench.site_gate, GATE, "gate {value:.2f}: the learned vector at its site recovers "
+             f"{{value:.0%}} of ICL's gain on held-out queries, below the {GATE:.0%} a task vector needs there"),
+        Gate("ood_room", _ood_room, ROOM, "gate {value:.2f}: the plain partners' ICL on the shifted prompts is "
+             f"{{value:.0%}} short of perfect, less than the {ROOM:.0%} an effect of interest needs"),
+        Gate("long_room", _long_room, 2 * ROOM, "gate {value:.2f}: ICL on the long prompts errs only {value:.0%} more "
+             f"than on their training-length prefixes, less than the {2 * ROOM:.0%} an effect of interest needs"),
+    ]}
 
 
 #: The paper column of a hypothesis no paper states (tvlens' own, measured beside a paper's claim).
@@ -177,8 +188,6 @@ class Claim:
                              f"{[n for n in NEEDS if n not in OFFERS]}, a claim on one model one of {list(OFFERS)}")
         if self.gate is not None and self.gate not in GATES:
             raise ValueError(f"Claim {self.name!r}: gate={self.gate!r}; expected one of {list(GATES)} or None")
-        if self.gate is not None and self.needs != "labels":
-            raise ValueError(f"Claim {self.name!r}: a gate needs needs='labels' (gates read accuracies of one model)")
         if self.contrast and self.replicated:
             raise ValueError(f"Claim {self.name!r}: contrast and replicated are exclusive (one row per pair of "
                              "models, or one row over replicates)")
@@ -339,27 +348,46 @@ def _tvp_profile(w: Workbench, name: str, source: str = "prompt") -> Any:
 
 #: The TVP-loss arms: each model trained with the TVP-loss → its step-matched partner trained without, and the
 #: layer its loss pins the vector to; one ledger row per family, over its pairs.
-_ARMS = {tvp: plain for family, n in ARM_REPLICATES.items() for tvp, plain in (arm_names(i, family) for i in range(n))}
-_ARM_LAYER = {arm_names(i, family)[0]: ARM_LAYERS[family] for family, n in ARM_REPLICATES.items() for i in range(n)}
-_ARM_ROWS = tuple((f"{family}-tvp-arm-s0…s{n - 1} vs {family}-arm-s0…s{n - 1}",
-                   tuple(arm_names(i, family)[0] for i in range(n))) for family, n in ARM_REPLICATES.items())
-_ARM_PAIRS = " or ".join(f"{n} {family} pairs" for family, n in ARM_REPLICATES.items())
+_ARMS = {tvp: plain for family, r in ARMS.items() for tvp, plain in (arm_names(i, family) for i in range(r.replicates))}
+_ARM_LAYER = {arm_names(i, family)[0]: r.layer for family, r in ARMS.items() for i in range(r.replicates)}
+_ARM_FAMILY = {arm_names(i, family)[0]: family for family, r in ARMS.items() for i in range(r.replicates)}
+
+
+def _arm_rows(families: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """One replicated row per family: ``(label, its TVP-loss arms)``."""
+    return tuple((f"{f}-tvp-arm-s0…s{ARMS[f].replicates - 1} vs {f}-arm-s0…s{ARMS[f].replicates - 1}",
+                  tuple(arm_names(i, f)[0] for i in range(ARMS[f].replicates))) for f in families)
+
+
+def _arm_pairs(families: tuple[str, ...]) -> str:
+    return " or ".join(f"{ARMS[f].replicates} {f} pairs" for f in families)
+
+
+#: The arm families with discrete answers (the out-of-distribution claim mislabels their demonstrations).
+_LABELLED_ARMS = tuple(f for f in ARMS if isinstance(SPECS[f].task, SymbolicTask))
+_LABELLED_ARM_MODELS = tuple(t for t in _ARMS if _ARM_FAMILY[t] in _LABELLED_ARMS)
+
+
+def _gain(w: Workbench, with_loss: float, without: float) -> float:
+    """How much better ``with_loss`` is than ``without`` in the unit's metric: accuracy up, or error down."""
+    return with_loss - without if w.task.metric.higher_is_better else without - with_loss
 
 
 def _tvp_loss(w: Workbench) -> tuple[float, float]:
     """TVP mode at the layer the loss pins, read as the paper reads it (each prompt's own state), of this TVP-loss arm
-    model minus its plain partner's; the control is the same difference read at the end of the demonstrations."""
-    layer, partner = _ARM_LAYER[w.name], _ARMS[w.name]
-    own = _tvp_profile(w, w.name).tvp[layer] - _tvp_profile(w, partner).tvp[layer]
-    blind = _tvp_profile(w, w.name, "demonstrations").tvp[layer] - _tvp_profile(w, partner, "demonstrations").tvp[layer]
-    return float(own), float(blind)
+    model against its plain partner's (:func:`_gain`: accuracy gained, or error lost); the control is the same read
+    where the state cannot hold the scored answer (:func:`~tvlens.studies.formation.blind_reading`)."""
+    layer, partner, blind = _ARM_LAYER[w.name], _ARMS[w.name], blind_reading(w.task)
+    own = _gain(w, _tvp_profile(w, w.name).tvp[layer], _tvp_profile(w, partner).tvp[layer])
+    control = _gain(w, _tvp_profile(w, w.name, blind).tvp[layer], _tvp_profile(w, partner, blind).tvp[layer])
+    return float(own), float(control)
 
 
 def _tvp_keeps_icl(w: Workbench) -> tuple[float, float]:
-    """ICL accuracy of this TVP-loss arm model minus its plain partner's on the same prompts; the control is
-    zero-shot's difference."""
+    """ICL of this TVP-loss arm model against its plain partner's on the same prompts (:func:`_gain`); the control is
+    zero-shot's."""
     a, b = _tvp_profile(w, w.name), _tvp_profile(w, _ARMS[w.name])
-    return float(a.icl - b.icl), float(a.zero_shot - b.zero_shot)
+    return float(_gain(w, a.icl, b.icl)), float(_gain(w, a.zero_shot, b.zero_shot))
 
 
 #: The out-of-distribution prompts of the TVP-loss's robustness claim: this share of each test prompt's demonstrations
@@ -368,13 +396,28 @@ def _tvp_keeps_icl(w: Workbench) -> tuple[float, float]:
 OOD_NOISE = 0.25
 
 
+def _noisy(w: Workbench) -> Any:
+    """This unit's test prompts with :data:`OOD_NOISE` of their demonstrations mislabelled."""
+    return w.memo("noisy", lambda: w.task.with_noisy_demonstrations(w.test, OOD_NOISE, seed=w.seed))
+
+
+def _partner_on_noisy(w: Workbench) -> float:
+    """ICL accuracy of this TVP-loss arm's plain partner on :func:`_noisy`."""
+    return w.memo("partner noisy", lambda: Workbench(_ARMS[w.name], w.task_id, w.seed, w.config, w.store).score(
+        "icl", batch=_noisy(w)))
+
+
 def _tvp_ood(w: Workbench) -> tuple[float, float]:
     """ICL accuracy on this unit's test prompts with :data:`OOD_NOISE` of their demonstrations mislabelled, of this
     TVP-loss arm model minus its plain partner's; the control is the same difference on the clean prompts."""
-    partner = Workbench(_ARMS[w.name], w.task_id, w.seed, w.config, w.store)
-    noisy = w.memo("noisy", lambda: w.task.with_noisy_demonstrations(w.test, OOD_NOISE, seed=w.seed))
-    clean = _tvp_profile(w, w.name).icl - _tvp_profile(w, partner.name).icl
-    return w.score("icl", batch=noisy) - partner.score("icl", batch=noisy), float(clean)
+    clean = _tvp_profile(w, w.name).icl - _tvp_profile(w, _ARMS[w.name]).icl
+    return w.score("icl", batch=_noisy(w)) - _partner_on_noisy(w), float(clean)
+
+
+def _ood_room(w: Workbench) -> float:
+    """The out-of-distribution claim's positive control: ``1 −`` the plain partner's ICL accuracy on the shifted
+    prompts, the most the TVP-loss could add there (about 0: the shift does not hurt, and no benefit can show)."""
+    return 1 - _partner_on_noisy(w)
 
 
 def _formation_depth(w: Workbench) -> tuple[float, float]:
@@ -407,20 +450,44 @@ def _head_weighted(w: Workbench) -> tuple[float, float]:
     return 1 - errors["head_weighted"] / errors["function"], 1 - errors["zero_shot"] / errors["function"]
 
 
+def _long_prompts(w: Workbench) -> tuple[dict[str, Any], Any]:
+    """The regression vectors and this unit's group of prompts of the model's whole context (the most demonstrations
+    it holds: beyond the training length)."""
+    return _regression_unit(w, (w.model.capabilities.n_ctx - 1) // 2)
+
+
+def _long_icl(w: Workbench) -> float:
+    """ICL error on this unit's long prompts (:func:`_long_prompts`)."""
+    return w.memo("long icl", lambda: evaluate(w.model, w.family, "icl", batch=_long_prompts(w)[1],
+                                               progress=False).mean)
+
+
 def _head_weighted_long(w: Workbench) -> tuple[float, float]:
     """Saglam et al.'s setting: prompts of the model's whole context (beyond the training length), with the
     head-weighted LTV added at every layer's output at the query, each prompt's heads read from its training-length
     prefix (its first demonstrations and its query, as their code reads them); ``1 − error(ICL + vector) /
     error(ICL)``. The control is the same with random vectors of the same norm at every layer and prompt."""
-    long = (w.model.capabilities.n_ctx - 1) // 2  # the most demonstrations the context holds
-    made, group = _regression_unit(w, long)
+    made, group = _long_prompts(w)
     vector = dataclasses.replace(made["hw"], source_shots=w.n_shots).interventions_for(w.model, group)
     control = w.random_interventions(vector, "long prompts")
-    icl = evaluate(w.model, w.family, "icl", batch=group, progress=False).mean
+    icl = _long_icl(w)
     with_vector, with_random = (evaluate(w.model, w.family, "injected", v, batch=group, base="icl",
                                          progress=False).mean for v in (vector, control))
     return 1 - with_vector / icl, 1 - with_random / icl
 
+
+def _long_room(w: Workbench) -> float:
+    """The long-prompt claim's positive control: ``1 − error(ICL on the training-length prefixes) / error(ICL on the
+    long prompts)``, the share of the long prompts' error that prompts of the training length do not have (about 0:
+    the model extrapolates, and a vector has nothing to restore)."""
+    group = _long_prompts(w)[1]
+    prefix = evaluate(w.model, w.family, "icl", batch=w.family.shorter(group, w.n_shots), progress=False).mean
+    return 1 - prefix / _long_icl(w)
+
+
+#: The gates a claim can name (:attr:`Claim.gate`): ``site`` for the mechanism claims; ``ood_room`` and ``long_room``,
+#: the positive controls of the benefit claims (their baseline must leave room for the benefit).
+GATES: dict[str, Gate] = _gates()
 
 _SYMBOLIC = ("perm-mix", "perm-mix-32", "token-offset")
 _REGRESSION = ("linear-regression", "sparse-linear-regression", "sinusoid-regression")
@@ -496,27 +563,32 @@ CLAIMS: dict[str, Claim] = catalog([
           "model's whole context (40 demonstrations; trained on 20), the vector added at every layer's output at the "
           "query with each prompt's heads read from its 20-demonstration prefix and query, as Saglam et al.'s code "
           "does (groups of fresh functions)", 0.0, ("linear-regression-long",), _head_weighted_long,
-          "random vectors of the same norms added at the same sites", needs="regression", cost=3.0, delta=0.1),
+          "random vectors of the same norms added at the same sites", needs="regression", cost=3.0, delta=0.1,
+          gate="long_room"),
     Claim("tvp_loss", "Training with the TVP-loss raises TVP-mode accuracy at its layer",
-          "Yang et al. 2025b", "TVP-mode accuracy at the layer the loss pins (perm-mix: "
-          f"{ARM_LAYERS['perm-mix']}, token-offset: {ARM_LAYERS['token-offset']}; each prompt's own state, as the "
-          "paper reads it) of a model trained with the TVP-loss, switched on once ICL accuracy reached "
-          f"{ARM_TVP_ICL}, minus its step-matched partner trained without (same initial weights and prompts; "
-          f"interval over the {_ARM_PAIRS})",
-          0.0, tuple(_ARMS), _tvp_loss, "the same difference read at the end of the demonstrations (a state that "
-          "cannot see the query)", control_rule="shown", replicated=True,
-          replicates=_ARM_ROWS, partners=tuple(_ARMS.values()), needs="tvp_arms", primary=True),
+          "Yang et al. 2025b", "TVP mode at the layer the loss pins ("
+          + ", ".join(f"{f}: {r.layer}" for f, r in ARMS.items()) + "; each prompt's own state, as the paper reads "
+          "it) of a model trained with the TVP-loss, switched on once ICL had formed (symbolic: accuracy "
+          f"{ARMS['perm-mix'].switch_on}; regression: error {ARMS['linear-regression'].switch_on}), against its "
+          "step-matched partner trained without (same initial weights and prompts): accuracy gained, or error per "
+          f"output dimension lost (interval over the {_arm_pairs(tuple(ARMS))})",
+          0.0, tuple(_ARMS), _tvp_loss, "the same difference read where the state cannot hold the scored answer (the "
+          "end of the demonstrations; regression: the same function's prompt asking about its last demonstration)",
+          control_rule="shown", replicated=True, replicates=_arm_rows(tuple(ARMS)), partners=tuple(_ARMS.values()),
+          needs="tvp_arms", primary=True),
     Claim("tvp_loss_keeps_icl", "Training with the TVP-loss keeps ICL accuracy", "Yang et al. 2025b",
-          f"ICL accuracy of a model trained with the TVP-loss minus its step-matched partner's, on the same prompts "
-          f"(interval over the {_ARM_PAIRS})", -0.02, tuple(_ARMS), _tvp_keeps_icl,
-          "the same difference in zero-shot accuracy", control_rule="shown", replicated=True, replicates=_ARM_ROWS,
-          partners=tuple(_ARMS.values()), needs="tvp_arms"),
+          "ICL of a model trained with the TVP-loss against its step-matched partner's, on the same prompts: accuracy "
+          f"gained, or error per output dimension lost (interval over the {_arm_pairs(tuple(ARMS))})", -0.02,
+          tuple(_ARMS), _tvp_keeps_icl, "the same difference in zero-shot", control_rule="shown", replicated=True,
+          replicates=_arm_rows(tuple(ARMS)), partners=tuple(_ARMS.values()), needs="tvp_arms"),
     Claim("tvp_loss_ood", "Training with the TVP-loss improves ICL on out-of-distribution prompts",
           "Yang et al. 2025b", f"ICL accuracy on held-out prompts with {OOD_NOISE:.0%} of their demonstrations given a "
           "wrong answer (a shift training never shows) of a model trained with the TVP-loss minus its step-matched "
-          f"partner's (interval over the {_ARM_PAIRS})", 0.0, tuple(_ARMS), _tvp_ood,
-          "the same difference on the clean prompts", control_rule="shown", replicated=True, replicates=_ARM_ROWS,
-          partners=tuple(_ARMS.values()), needs="tvp_arms"),
+          f"partner's (interval over the {_arm_pairs(_LABELLED_ARMS)})", 0.0,
+          _LABELLED_ARM_MODELS, _tvp_ood,
+          "the same difference on the clean prompts", control_rule="shown", replicated=True,
+          replicates=_arm_rows(_LABELLED_ARMS),
+          partners=tuple(_ARMS[t] for t in _LABELLED_ARM_MODELS), needs="tvp_arms", gate="ood_room"),
     Claim("depth_vs_complexity", "The task vector forms deeper for more complex tasks",
           "Yang et al. 2025b", "formation depth — the first layer whose TVP mode (each prompt's own state, as the "
           "paper reads it) reaches half of ICL's gain, over the model's layers — of the more complex task minus the "
@@ -531,4 +603,4 @@ CLAIMS: dict[str, Claim] = catalog([
 ])
 
 
-__all__ = ["CLAIMS", "GATES", "MADE_ON", "NEEDS", "NOT_TESTABLE_MEANS", "TVLENS", "Claim", "Gate", "catalog"]
+__all__ = ["CLAIMS", "GATES", "MADE_ON", "NEEDS", "NOT_TESTABLE_MEANS", "ROOM", "TVLENS", "Claim", "Gate", "catalog"]

@@ -188,8 +188,8 @@ class ClaimsLedger(Records):
                              f"— | — | — | **{r.verdict}**{why} |")
                 continue
             note = f"; {r.unconverged} vectors not converged" if r.unconverged else ""
-            if CLAIMS[r.claim].gate == "site" and r.verdict != NOT_TESTABLE:  # a gated row says its site passed
-                note += f"; gate {r.gate:.2f}"
+            if CLAIMS[r.claim].gate is not None and r.verdict != NOT_TESTABLE:  # a gated row says its gate passed
+                note += f"; {CLAIMS[r.claim].gate} gate {r.gate:.2f}"
             p = "—" if r.verdict == NOT_TESTABLE else f"{r.p_adjusted:.2g}"
             lines.append(f"| {r.statement} | {paper} | {role} | {r.model} | {r.mean:+.3f} [{r.low:+.3f}, "
                          f"{r.high:+.3f}] | {r.control:+.3f} | > {r.margin:g} | {delta} | {r.sample} | "
