@@ -234,6 +234,7 @@ def test_a_row_is_its_units_rerun_by_hand():
 # asserted to have no effect, and one the zoo cannot decide is asserted inconclusive.
 ARMS = "perm-mix-tvp-arm-s0…s4 vs perm-mix-arm-s0…s4"
 OFFSET_ARMS = "token-offset-tvp-arm-s0…s2 vs token-offset-arm-s0…s2"
+LINEAR_ARMS = "linear-regression-tvp-arm-s0…s2 vs linear-regression-arm-s0…s2"
 EXPECTED: dict[tuple[str, str], str] = {
     ("ltv_beats_vanilla", "perm-mix"): NOT_TESTABLE,
     ("ltv_beats_vanilla", "perm-mix-32"): NOT_TESTABLE,
@@ -283,8 +284,10 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("head_weighted_long_prompts", "linear-regression-long"): "does not hold",
     ("tvp_loss", ARMS): "inconclusive",
     ("tvp_loss", OFFSET_ARMS): "inconclusive",
+    ("tvp_loss", LINEAR_ARMS): "inconclusive",
     ("tvp_loss_keeps_icl", ARMS): NO_EFFECT,
     ("tvp_loss_keeps_icl", OFFSET_ARMS): "inconclusive",
+    ("tvp_loss_keeps_icl", LINEAR_ARMS): NO_EFFECT,
     ("tvp_loss_ood", ARMS): "does not hold",
     ("tvp_loss_ood", OFFSET_ARMS): NO_EFFECT,
     ("depth_vs_complexity", "perm-mix-32 vs perm-mix"): "inconclusive",

@@ -401,7 +401,7 @@ def _tvp_loss_sections(run: Run, tvp: TVPLossComparison) -> list[Section]:
                     "about another input, or about two inputs neither demonstrated nor the query with their states "
                     "averaged (Hendel et al.'s dummy queries: both below zero-shot when the state holds those queries' "
                     "answers); and the state at the end of the demonstrations, which cannot see the query. The claims "
-                    "ledger compares step-matched pairs of models, on perm-mix and token-offset.")]
+                    "ledger compares step-matched pairs of models, on perm-mix, token-offset and linear regression.")]
 
 
 def _depth_sections(run: Run, depth: ComplexityResult) -> list[Section]:

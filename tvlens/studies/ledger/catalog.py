@@ -39,8 +39,8 @@ NEEDS: dict[str, str] = {
     "regression": "a regression task family (a model that reads real-valued inputs, e.g. the zoo's "
                   "linear-regression)",
     "tvp_arms": "pairs of models trained with and without the TVP-loss from the same initial weights and prompts "
-                "(the zoo's perm-mix and token-offset arm pairs, *-tvp-arm-s* and *-arm-s*: run the ledger without "
-                "models)",
+                "(the zoo's perm-mix, token-offset and linear-regression arm pairs, *-tvp-arm-s* and *-arm-s*: run the "
+                "ledger without models)",
     "complexity_series": "models trained on tasks of rising complexity (the zoo's perm-mix-2, perm-mix and "
                          "perm-mix-32, and its linear and sinusoid regression models: run the ledger without models)",
 }
