@@ -292,6 +292,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("tvp_loss_ood", OFFSET_ARMS): NO_EFFECT,
     ("depth_vs_complexity", "perm-mix-32 vs perm-mix"): "inconclusive",
     ("depth_vs_complexity", "perm-mix-32 vs perm-mix-2"): "inconclusive",
+    ("depth_vs_complexity", "token-offset vs token-offset-2"): "inconclusive",
     ("depth_vs_complexity", "sinusoid-regression vs linear-regression"): "inconclusive",
 }
 
@@ -653,6 +654,8 @@ def test_the_benefit_claims_are_gated_on_room_for_the_benefit():
     from tvlens.studies.ledger.catalog import OOD_NOISE, ROOM
 
     assert CLAIMS["tvp_loss_ood"].gate == "ood_room" and GATES["ood_room"].threshold == ROOM
+    for claim in ("tvp_loss_ood", "head_weighted_long_prompts"):  # the room each needs: its smallest effect of interest
+        assert GATES[CLAIMS[claim].gate].threshold == pytest.approx(CLAIMS[claim].delta)
     unit = Workbench("perm-mix-tvp-arm-s0", 0, 0, LedgerConfig(n_prompts=48))
     noisy = unit.task.with_noisy_demonstrations(unit.test, OOD_NOISE, seed=0)
     plain = evaluate(zoo.load("perm-mix-arm-s0"), unit.task, "icl", batch=noisy, path="full").mean

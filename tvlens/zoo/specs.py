@@ -59,6 +59,8 @@ def _regression_model(task: Task, n_layers: int, n_shots: int, d_model: int = 64
 
 PERM = PermutationMixture(n_symbols=32, n_perms=8, seed=0)
 OFFSET = TokenOffset(n_symbols=32, offsets=(1, 2, 3, 4, 5, 6, 7, 8))
+#: The simpler rung of the token-offset complexity ladder: 2 of ``OFFSET``'s offsets, on a model of the same shape.
+OFFSET_2 = TokenOffset(n_symbols=32, offsets=(1, 2))
 #: The complexity ladder of the depth-vs-complexity study (Yang et al. 2025b): mixtures of 2, 8 and 32 permutations
 #: of the same 32 symbols on models of the same shape (``perm-mix`` is the middle rung).
 PERM_LADDER = {2: PermutationMixture(n_symbols=32, n_perms=2, seed=0),
@@ -186,6 +188,9 @@ SPECS: dict[str, ZooSpec] = {
                   target=0.995) for n, task in PERM_LADDER.items()],
         ZooSpec("token-offset", "discrete token offset y = x + k mod 32, k in 1..8 (Yang et al. 2025b), 4 layers",
                 OFFSET, _token_model(OFFSET, 4, SYMBOLIC_SHOTS), _symbolic_train(), target=0.995),
+        ZooSpec("token-offset-2", "discrete token offset y = x + k mod 32, k in {1, 2}, 4 layers (complexity ladder: "
+                "2 offsets against token-offset's 8)",
+                OFFSET_2, _token_model(OFFSET_2, 4, SYMBOLIC_SHOTS), _symbolic_train(), target=0.995),
         ZooSpec("linear-regression", "linear regression in R^5 (Yang et al. 2025b's 3-layer setting)",
                 LINEAR, _regression_model(LINEAR, 3, REGRESSION_SHOTS), _regression_train()),
         ZooSpec("linear-regression-long", "linear regression in R^5, 3 layers, trained on 20-shot prompts with a "

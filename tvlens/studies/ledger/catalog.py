@@ -42,7 +42,8 @@ NEEDS: dict[str, str] = {
                 "(the zoo's perm-mix, token-offset and linear-regression arm pairs, *-tvp-arm-s* and *-arm-s*: run the "
                 "ledger without models)",
     "complexity_series": "models trained on tasks of rising complexity (the zoo's perm-mix-2, perm-mix and "
-                         "perm-mix-32, and its linear and sinusoid regression models: run the ledger without models)",
+                         "perm-mix-32, token-offset-2 and token-offset, and its linear and sinusoid regression "
+                         "models: run the ledger without models)",
 }
 
 
@@ -68,7 +69,8 @@ NOT_TESTABLE_MEANS = (f"a negative could not show on their model (a mechanism cl
                       f"less than {GATE:.0%} of ICL's gain on held-out queries at its site; a benefit claim whose "
                       "baseline leaves less to gain than its smallest effect of interest; the row gives its gate)")
 
-#: The room a benefit claim's baseline must leave for the claim to be decided: its smallest effect of interest.
+#: The room a benefit claim's baseline must leave for the claim to be decided: its smallest effect of interest
+#: (``tvp_loss_ood``'s δ; the long-prompt claim's δ is twice this, and so is its gate's threshold).
 ROOM = 0.05
 
 
@@ -79,8 +81,9 @@ def _gates() -> dict[str, Gate]:
              f"{{value:.0%}} of ICL's gain on held-out queries, below the {GATE:.0%} a task vector needs there"),
         Gate("ood_room", _ood_room, ROOM, "gate {value:.2f}: the plain partners' ICL on the shifted prompts is "
              f"{{value:.0%}} short of perfect, less than the {ROOM:.0%} an effect of interest needs"),
-        Gate("long_room", _long_room, 2 * ROOM, "gate {value:.2f}: ICL on the long prompts errs only {value:.0%} more "
-             f"than on their training-length prefixes, less than the {2 * ROOM:.0%} an effect of interest needs"),
+        Gate("long_room", _long_room, 2 * ROOM, "gate {value:.2f}: only {value:.0%} of ICL's error on the long prompts "
+             f"is error their training-length prefixes do not have, less than the {2 * ROOM:.0%} an effect of "
+             "interest needs"),
     ]}
 
 
@@ -592,13 +595,14 @@ CLAIMS: dict[str, Claim] = catalog([
     Claim("depth_vs_complexity", "The task vector forms deeper for more complex tasks",
           "Yang et al. 2025b", "formation depth — the first layer whose TVP mode (each prompt's own state, as the "
           "paper reads it) reaches half of ICL's gain, over the model's layers — of the more complex task minus the "
-          "simpler one's: 32 against 8 (or 2) permutations on same-shaped models, sinusoid (6 layers) against "
-          "linear regression (3 layers)", 0.0,
-          ("perm-mix-32", "perm-mix", "perm-mix-2", "sinusoid-regression", "linear-regression"), _formation_depth,
+          "simpler one's: 32 against 8 (or 2) permutations and 8 against 2 token offsets on same-shaped models, "
+          "sinusoid (6 layers) against linear regression (3 layers)", 0.0,
+          ("perm-mix-32", "perm-mix", "perm-mix-2", "token-offset", "token-offset-2", "sinusoid-regression",
+           "linear-regression"), _formation_depth,
           "the same contrast read where the state cannot hold the scored answer (the end of the demonstrations; "
           "regression: the same function's prompt asking about its last demonstration)", control_rule="shown",
           contrast=True, pairs=(("perm-mix-32", "perm-mix"), ("perm-mix-32", "perm-mix-2"),
-                                ("sinusoid-regression", "linear-regression")),
+                                ("token-offset", "token-offset-2"), ("sinusoid-regression", "linear-regression")),
           needs="complexity_series", cost=0.5, delta=0.1),
 ])
 

@@ -193,7 +193,8 @@ NO_EFFECT = "no effect"
 #: The verdict of a claim that was not measured because the model lacks what it needs (its row says what).
 NOT_APPLICABLE = "not applicable"
 #: The verdict of a row whose claim's gate failed on its model, so a negative could not show there (a mechanism claim
-#: whose site carries no task vector, :data:`GATE`): the row's numbers are shown, not decided.
+#: whose site carries no task vector, :data:`GATE`; a benefit claim whose baseline leaves no room for the benefit): the
+#: row's numbers are shown, not decided.
 NOT_TESTABLE = "not testable here"
 #: The share of ICL's gain over zero-shot a learned vector must recover on held-out queries at a mechanism claim's
 #: site for the claim to be decided there.
