@@ -226,7 +226,8 @@ def ledger_section(ledger) -> list[str]:
             "chosen (the vanilla TV's and the LTV's layer, the key heads, the "
             "LTV's early stopping) is chosen on other queries than it is scored on; learned vectors train until "
             "their dev loss stops improving. "
-            "`perm-mix-2` has only 2 tasks. Regression \"tasks\" are groups of prompts with fresh functions. "
+            "`perm-mix-2` and `token-offset-2` have only 2 tasks. Regression \"tasks\" are groups of prompts with "
+            "fresh functions. "
             "Asserted in `tests/studies/test_claims.py`.", "",
             f"<!-- {LEDGER_BLOCK}:begin -->", ledger.to_markdown(), f"<!-- {LEDGER_BLOCK}:end -->", "",
             "What each effect is:", "",
