@@ -349,10 +349,9 @@ def _tvp_profile(w: Workbench, name: str, source: str = "prompt") -> Any:
     return w.store.tvp[key][source]
 
 
-#: The TVP-loss arms: each model trained with the TVP-loss → its step-matched partner trained without, and the
-#: layer its loss pins the vector to; one ledger row per family, over its pairs.
+#: The TVP-loss arms: each model trained with the TVP-loss → its step-matched partner trained without, and → its
+#: family (whose recipe gives the layer its loss pins the vector to); one ledger row per family, over its pairs.
 _ARMS = {tvp: plain for family, r in ARMS.items() for tvp, plain in (arm_names(i, family) for i in range(r.replicates))}
-_ARM_LAYER = {arm_names(i, family)[0]: r.layer for family, r in ARMS.items() for i in range(r.replicates)}
 _ARM_FAMILY = {arm_names(i, family)[0]: family for family, r in ARMS.items() for i in range(r.replicates)}
 
 
@@ -372,15 +371,16 @@ _LABELLED_ARM_MODELS = tuple(t for t in _ARMS if _ARM_FAMILY[t] in _LABELLED_ARM
 
 
 def _gain(w: Workbench, with_loss: float, without: float) -> float:
-    """How much better ``with_loss`` is than ``without`` in the unit's metric: accuracy up, or error down."""
-    return with_loss - without if w.task.metric.higher_is_better else without - with_loss
+    """How much better ``with_loss`` is than ``without`` in the unit's metric (its sign): accuracy up, or error
+    down."""
+    return (with_loss - without) * w.task.metric.sign
 
 
 def _tvp_loss(w: Workbench) -> tuple[float, float]:
     """TVP mode at the layer the loss pins, read as the paper reads it (each prompt's own state), of this TVP-loss arm
     model against its plain partner's (:func:`_gain`: accuracy gained, or error lost); the control is the same read
     where the state cannot hold the scored answer (:func:`~tvlens.studies.formation.blind_reading`)."""
-    layer, partner, blind = _ARM_LAYER[w.name], _ARMS[w.name], blind_reading(w.task)
+    layer, partner, blind = ARMS[_ARM_FAMILY[w.name]].layer, _ARMS[w.name], blind_reading(w.task)
     own = _gain(w, _tvp_profile(w, w.name).tvp[layer], _tvp_profile(w, partner).tvp[layer])
     control = _gain(w, _tvp_profile(w, w.name, blind).tvp[layer], _tvp_profile(w, partner, blind).tvp[layer])
     return float(own), float(control)
