@@ -34,6 +34,7 @@ from _timing import compare  # noqa: E402
 from tvlens import zoo  # noqa: E402
 from tvlens.analysis import injection_layer_maps, key_head_analysis, linear_dynamics  # noqa: E402
 from tvlens.models import transformer_lens_line  # noqa: E402
+from tvlens.studies import LedgerConfig  # noqa: E402
 from tvlens.vectors import (  # noqa: E402
     LearnConfig,
     TaskVector,
@@ -104,16 +105,17 @@ def side_by_side_case() -> None:
 
 
 def many_units_case() -> None:
-    """The ledger's units of one model (5 tasks × 3 seeds, LTVs of all 4 layers each) learned side by side by
+    """The ledger's units of one model (its 8 tasks × 1 seed, LTVs of all 4 layers each) learned side by side by
     ``learn_task_vectors_many`` vs one ``learn_task_vectors`` call per unit."""
     model, family = zoo.load("perm-mix"), zoo.task("perm-mix")
-    jobs = [(family.single(t), seed) for t in range(5) for seed in range(3)]
+    config = LedgerConfig()
+    jobs = [(family.single(t), seed) for t in range(config.n_tasks) for seed in config.seeds]
 
     def one_call_per_unit() -> None:
         for task, seed in jobs:
             learn_task_vectors(model, task, None, n_shots=16, seed=seed, progress=False)
 
-    together_vs_apart("learn_many_units_permmix", "perm-mix, 15 units x 4 layers (the ledger in-process)",
+    together_vs_apart("learn_many_units_permmix", f"perm-mix, {len(jobs)} units x 4 layers (the ledger in-process)",
                       ("one call per unit", one_call_per_unit),
                       ("together", lambda: learn_task_vectors_many(model, jobs, None, n_shots=16, progress=False)))
 

@@ -20,11 +20,15 @@ report's way against the one-call-at-a-time ledger in this process), and, for th
 spent learning vectors, scoring and in the rest: the rest bounds the ratio that faster learning and scoring alone
 could reach (``one call at a time / the rest``).
 
-``--config reduced`` (the default, as CI runs it: 2 tasks × 2 seeds per model) or ``--config default`` (the ledger
-as ``tvlens report`` runs it, :class:`~tvlens.studies.LedgerConfig`'s defaults: 5 tasks × 3 seeds; about 15 min
-on 2 cores).
+``--config reduced`` (the default, as CI runs it: 2 tasks × 1 seed per model) or ``--config default`` (the ledger
+as ``tvlens report`` runs it, :class:`~tvlens.studies.LedgerConfig`'s defaults: 8 tasks × 1 seed on each of a
+family's three trained models).
 
-    python benchmarks/bench_ledger.py [--config default]
+``--against-previous`` times the report's ledger against the design before families were replicated (one trained
+model per family, 5 tasks × 3 seeds), both in this process, and prints ``ratio ledger_replicated_vs_previous X``
+(> 1: the replicated ledger costs more; about 10 min on 2 cores, not run by CI).
+
+    python benchmarks/bench_ledger.py [--config default | --against-previous]
 """
 
 from __future__ import annotations
@@ -48,10 +52,11 @@ from tvlens import zoo  # noqa: E402
 from tvlens._parallel import default_workers, process_pool  # noqa: E402
 from tvlens.scoring import evaluate  # noqa: E402
 from tvlens.studies import LedgerConfig, claims_ledger  # noqa: E402
+from tvlens.studies.ledger import catalog  # noqa: E402 - where a family's trained models are read
 from tvlens.studies.ledger import unit as claims  # noqa: E402 - the workbench module: what the units call
 from tvlens.vectors import learn_task_vector  # noqa: E402
 
-CONFIGS = {"reduced": LedgerConfig(n_tasks=2, seeds=(0, 1)), "default": LedgerConfig()}
+CONFIGS = {"reduced": LedgerConfig(n_tasks=2, seeds=(0,)), "default": LedgerConfig()}
 train_module = importlib.import_module("tvlens.training.train")  # the module (the package exports train())
 
 
@@ -120,11 +125,57 @@ def _compared(a, b) -> tuple[float, int, int]:
     return moved, sum(x.verdict == y.verdict for x, y in rows), len(rows)
 
 
+#: The ledger as the report ran it before families were replicated: each family one trained model (its flagship;
+#: linear regression's the shipped ``linear-regression``), 5 tasks × 3 seeds.
+PREVIOUS = LedgerConfig(n_tasks=5, seeds=(0, 1, 2))
+
+
+@contextlib.contextmanager
+def one_model_per_family() -> Iterator[None]:
+    """Every family measured on one trained model, the previous design (restored on exit)."""
+    saved = catalog.FAMILY_MODELS
+    catalog.FAMILY_MODELS = {}
+    try:
+        yield
+    finally:
+        catalog.FAMILY_MODELS = saved
+
+
+def against_previous() -> None:
+    """The report's ledger (every family on its three trained models, 8 tasks × 1 seed each) against the previous
+    design (one model per family, 5 tasks × 3 seeds), both in this process: what the replicated ledger costs."""
+    torch.set_num_threads(2)
+    zoo.load("perm-mix")
+    units = {}
+
+    def run(name: str, config: LedgerConfig) -> Callable[[], None]:
+        def go() -> None:
+            table = claims_ledger(config, progress=False)
+            units[name] = sum(r.n_models * r.n_tasks * r.n_seeds for r in table.rows if not math.isnan(r.mean))
+        return go
+
+    def previous() -> None:
+        with one_model_per_family():
+            run("previous", PREVIOUS)()
+
+    times = compare({"previous": previous, "replicated": run("replicated", LedgerConfig())}, repeats=1, warmup=0)
+    print(f"claims ledger in this process: previous design (one model per family, 5 tasks x 3 seeds) "
+          f"{times['previous']:.1f} s over {units['previous']} row units, replicated (3 models per family, 8 tasks x "
+          f"1 seed) {times['replicated']:.1f} s over {units['replicated']} row units")
+    print(f"ratio ledger_replicated_vs_previous {times['replicated'] / times['previous']:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", choices=list(CONFIGS), default="reduced",
-                        help="reduced: 2 tasks x 2 seeds per model (CI); default: the report's ledger (5 x 3)")
-    config = CONFIGS[parser.parse_args().config]
+                        help="reduced: 2 tasks x 1 seed per model (CI); default: the report's ledger (8 x 1)")
+    parser.add_argument("--against-previous", action="store_true",
+                        help="time the report's ledger against the previous one-model-per-family design instead")
+    args = parser.parse_args()
+    if args.against_previous:
+        against_previous()
+        return
+    config = CONFIGS[args.config]
     torch.set_num_threads(2)
     tables = {}
     spent = {"ledger": Counter(), "apart": Counter()}

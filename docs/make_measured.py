@@ -42,7 +42,7 @@ from tvlens.studies.ledger.verdicts import GATE, NOT_TESTABLE
 from tvlens.tasks import Splits
 from tvlens.training import evaluate_training
 from tvlens.vectors import learn_task_vector
-from tvlens.zoo.specs import ARMS, PERM_TVP_LAYER, arm_names
+from tvlens.zoo.specs import ARMS, FAMILY_MODELS, PERM_TVP_LAYER, arm_names
 
 DOCS = Path(__file__).parent
 # the zoo's setting of Yang et al. 2025a's learned vectors, as in the tests
@@ -187,24 +187,40 @@ def composition(model, family) -> list[list[str]]:
 LEDGER_BLOCK = "claims-ledger"
 
 
+def _seeds(config) -> str:
+    """The ledger's seeds, in words."""
+    return (f"seed {config.seeds[0]}" if len(config.seeds) == 1 else
+            f"{len(config.seeds)} seeds ({', '.join(map(str, config.seeds))})")
+
+
+def _across(ledger) -> str:
+    """What a symbolic family's ledger row is measured across, in words."""
+    return f"3 trained models × {ledger.config.n_tasks} tasks × {_seeds(ledger.config)}"
+
+
 def ledger_section(ledger) -> list[str]:
     """The claims ledger: every claim's effect over tasks × seeds and its verdict, between its block markers."""
     c = ledger.config
     return ["## Claims ledger", "",
-            f"The paper claims tvlens tests, measured by `tvlens.studies.claims_ledger` on each zoo model where they "
-            f"apply: {c.n_tasks} tasks of the family × {len(c.seeds)} seeds ({', '.join(map(str, c.seeds))}), "
+            "The paper claims tvlens tests, measured by `tvlens.studies.claims_ledger` on the zoo where they "
+            "apply. Each family is measured on three independently trained models of one recipe (seeds 0, 1, 2: "
+            + "; ".join(f"{f}: {', '.join(ms)}" for f, ms in FAMILY_MODELS.items()) + "), "
+            f"{c.n_tasks} tasks of the family each (a family with fewer has them all) × {_seeds(c)}, "
             f"{c.n_prompts} test prompts per task and seed, whose queries trained nothing and chose nothing (the "
             "splits hold out query symbols). The effect is positive when the claim holds, and each row shows its "
             "control (a random vector of the same norm at the same site, random non-key heads, the same maps for "
             "random vectors, the reading of the state where it cannot hold the scored query's answer). "
-            "Seeds are averaged within a task; the interval shown is Student's t over the task means (Welch's for a "
-            "contrast), unadjusted (95 %). Each paper has at most one **primary** hypothesis, declared in the code "
+            "A row over several trained models has its interval over their model means (each the mean over its "
+            "tasks × seeds: tasks nested in models, so the interval's n is the number of models); a row over one "
+            "model (a contrast's sides, a family trained once) over its task means (Welch's for a contrast); "
+            "Student's t, unadjusted (95 %). Each paper has at most one **primary** hypothesis, declared in the code "
             "(`Claim.primary`) before any number: the primaries' rows form one Holm family at α = 0.05; every other "
             "row is **exploratory**, Holm-adjusted within its claim across models. The verdict reads the "
             "Holm-adjusted p-value: **holds** (the test against the margin rejects above it, and the control does "
             "not clear the margin too), **does not hold** (rejects below it), **no effect** (two one-sided tests "
             "put the effect within ±δ of zero, δ being the claim's smallest effect of interest), **inconclusive** "
-            "(with the reason: neither test rejects, fewer than 3 tasks, zero width, or the control shows it too), "
+            "(with the reason: neither test rejects, fewer than 3 tasks or models, zero width, or the control shows it "
+            "too), "
             "**not testable here** (a "
             "negative could not show on that model, so nothing is decided: a mechanism claim — key heads, θ_OV, "
             "linearity, rotation, early position, Hendel et al.'s patched vector, LTV against other vectors — "
@@ -410,8 +426,8 @@ def vectors_blocks(m: dict) -> dict[str, str]:
                f"LTV reaches {fmt(last)} on held-out queries against ICL's {fmt(icl[0])} and zero-shot's "
                f"{fmt(zero[0])}: {gap:.2f} below ICL — "
                f"{carries}. One task and one seed do not settle Yang et al. 2025a's \"LTV within a few points of "
-               "ICL\"; "
-               f"across 5 tasks × 3 seeds the claims ledger finds: {ledger_verdicts(m['ledger'], 'ltv_near_icl')}.")
+               f"ICL\"; across {_across(m['ledger'])} the claims ledger finds: "
+               f"{ledger_verdicts(m['ledger'], 'ltv_near_icl')}.")
     collapse = abs(vanilla_early - zero[0]) <= 0.05
     table_001 = [*table(["setting", "layer", "without vector", "ICL (16-shot)", "Vanilla TV", "FV", "Learned TV"],
                         rows), "",
@@ -472,7 +488,7 @@ def propagation_blocks(m: dict) -> dict[str, str]:
     ledger = m["ledger"]
     lines += ["", f"* **Key heads vs random heads (Yang et al. 2025a: 83 → 51 % for key heads vs 78 % random)** — on "
                   f"this vector the key heads cost {'more than' if holds else 'no more than'} random non-key heads "
-                  f"(across 5 tasks × 3 seeds, the claims ledger: {ledger_verdicts(ledger, 'key_heads')}): ablating "
+                  f"(across {_across(ledger)}, the claims ledger: {ledger_verdicts(ledger, 'key_heads')}): ablating "
                   f"the key heads costs {100 * key_cost:.0f} "
                   f"points of accuracy, as many random heads {100 * random_cost:.0f}. Saliency ranks heads like "
                   f"their exact ablation effect with "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import math
+import zlib
 
 import pytest
 import torch
@@ -171,6 +172,33 @@ def test_a_training_claim_is_measured_over_independently_trained_pairs():
             assert row.verdict == "inconclusive" and row.reason == "zero-width interval: every model gave the same value"
 
 
+def test_a_family_row_is_over_its_trained_models_means():
+    """A mechanism claim's zoo row reads every trained model of its family (tasks nested in models): its mean is the
+    mean of the model means and its interval Student's t over them with n − 1 = 2 degrees of freedom (scipy), not over
+    the 3 × 4 task values; a researcher's models get one row each, over their task means."""
+    from scipy import stats
+
+    from tvlens.zoo.specs import FAMILY_MODELS
+
+    config = LedgerConfig(n_tasks=4, seeds=(0,), claims=_CLAIM)
+    effects = {m: [0.1 * (i + 1) + 0.02 * t for t in range(4)] for models in FAMILY_MODELS.values()
+               for i, m in enumerate(models)}
+    ledger = claims_ledger(config, progress=False, executor=_Scripted(
+        lambda job: [UnitResult([(effects[job.subject.name][t], -1.0, 0)]) for t, _ in job.units]))
+    claim = CLAIMS["vanilla_beats_zero_shot"]
+    assert [r.model for r in ledger.rows] == list(claim.models)
+    for row in ledger.rows:
+        models = FAMILY_MODELS[row.model]
+        assert list(row.values) == list(models) and row.n_models == 3 and row.sample == "3 models × 4 × 1"
+        means = [sum(effects[m]) / 4 for m in models]
+        assert row.mean == pytest.approx(sum(means) / 3) and row.control == pytest.approx(-1.0)
+        low, high = stats.t.interval(1 - config.alpha, 2, loc=sum(means) / 3, scale=stats.sem(means))
+        assert (row.low, row.high) == pytest.approx((low, high))
+        assert row.p_value == pytest.approx(stats.ttest_1samp(means, claim.margin).pvalue)
+    # two models could not decide it, and the reason counts models, not tasks
+    assert verdict(0.1, 0.2, 0.0, n_tasks=2, unit="model") == ("inconclusive", "fewer than 3 models (2)")
+
+
 def test_config_errors():
     import dataclasses
 
@@ -228,7 +256,7 @@ def test_a_row_is_its_units_rerun_by_hand():
         ledger.row("key_heads")
 
 
-# The verdicts the ledger reaches on the shipped zoo (5 tasks × 3 seeds, the docs' setting: held-out queries,
+# The verdicts the ledger reaches on the shipped zoo (3 models × 8 tasks × 1 seed, the docs' setting: held-out queries,
 # controls, Holm over the primaries and within each exploratory claim). The test pins the finding, not the paper: a
 # claim that does not hold on a model is asserted not to hold there, one whose effect is within ±δ of zero is
 # asserted to have no effect, and one the zoo cannot decide is asserted inconclusive.
@@ -322,11 +350,14 @@ def test_the_ledger_verdicts_on_the_zoo():
     ledger = claims_ledger(LedgerConfig())
     found = {(r.claim, r.model): r.verdict for r in ledger.rows}
     assert {claim for claim, _ in found} == set(CLAIMS)
-    # the 2-task rungs of the complexity ladders (perm-mix-2, token-offset-2) have 2 tasks
-    assert all(r.n_tasks >= 5 and r.n_seeds >= 3 for r in ledger.rows if not r.model.endswith("-2"))
+    # every family row reads at least 3 trained models × 8 tasks; a contrast reads one model a side (the 2-task rungs
+    # of the complexity ladders, perm-mix-2 and token-offset-2, have 2 tasks)
+    for r in ledger.rows:
+        assert r.n_tasks >= (2 if r.model.endswith("-2") else 8), r
+        assert r.n_models >= 3 or CLAIMS[r.claim].contrast, r
     assert found == EXPECTED
     # converged: the learned vectors behind the rows stopped because their dev loss stopped improving (>= 90 %)
-    n_units = sum(r.n_tasks * r.n_seeds for r in ledger.rows)
+    n_units = sum(r.n_models * r.n_tasks * r.n_seeds for r in ledger.rows)
     assert sum(r.unconverged for r in ledger.rows) <= 0.1 * n_units
 
 
@@ -349,9 +380,12 @@ def test_an_executor_gets_the_models_with_the_most_work_first():
     pool = Recording()
     ledger = claims_ledger(LedgerConfig(n_tasks=1, seeds=(0,), claims=("tvp_loss", "tvp_loss_keeps_icl",
                                                                       "head_weighted_beats_fv")), executor=pool)
-    regression, arms = CLAIMS["head_weighted_beats_fv"].models, CLAIMS["tvp_loss"].models
+    regression, arms = CLAIMS["head_weighted_beats_fv"].measured_models, CLAIMS["tvp_loss"].models
+    assert len(regression) == 3 * len(CLAIMS["head_weighted_beats_fv"].models)  # each family's three models
     assert pool.order == [*regression, *arms]
-    assert [r.model for r in ledger.rows if r.claim == "head_weighted_beats_fv"] == list(regression)
+    # one row per family, in the claim's order
+    assert [r.model for r in ledger.rows if r.claim == "head_weighted_beats_fv"] == \
+        list(CLAIMS["head_weighted_beats_fv"].models)
     with pytest.raises(ValueError, match=r"Claim 'tvp_loss': cost=0; expected a positive finite number"):
         dataclasses.replace(CLAIMS["tvp_loss"], cost=0)
 
@@ -374,9 +408,16 @@ class _Scripted(concurrent.futures.Executor):
         return future
 
 
+def _spread(job) -> float:
+    """A spread over a family's trained models (a fixed function of the model's name), so that an interval over
+    their model means has a width."""
+    return 0.01 * (zlib.crc32(job.subject.name.encode()) % 7)
+
+
 def _measured(job, distinct=None):
-    """Effects that clear every margin with room (0.5 + a spread over the tasks), controls at zero."""
-    return [UnitResult([(0.5 + 0.01 * task, 0.0, 0)] * len(job.claims), distinct) for task, _ in job.units]
+    """Effects that clear every margin with room (0.5 + a spread over the tasks and models), controls at zero."""
+    return [UnitResult([(0.5 + 0.01 * task + _spread(job), 0.0, 0)] * len(job.claims), distinct)
+            for task, _ in job.units]
 
 
 _CLAIM = ("vanilla_beats_zero_shot",)
@@ -465,8 +506,8 @@ def test_a_mechanism_row_where_no_task_vector_is_is_not_testable():
 
     def scripted(gate):
         def outcome(job):  # key_heads clearly below its margin: it would read "does not hold" if it were decided
-            return [UnitResult([(-0.5 + 0.01 * t, 0.0, 0), (0.5 + 0.01 * t, 0.0, 0)], None, [gate, None])
-                    for t, _ in job.units]
+            return [UnitResult([(-0.5 + 0.01 * t + _spread(job), 0.0, 0), (0.5 + 0.01 * t + _spread(job), 0.0, 0)],
+                               None, [gate, None]) for t, _ in job.units]
         return _Scripted(outcome)
 
     passing = claims_ledger(config, progress=False, executor=scripted(GATE + 0.1))
@@ -481,8 +522,8 @@ def test_a_mechanism_row_where_no_task_vector_is_is_not_testable():
         for claim in names:
             rows = [r for r in ledger.rows if r.claim == claim and r.verdict != NOT_TESTABLE]
             assert [r.p_adjusted for r in rows] == pytest.approx(holm_adjusted([r.p_value for r in rows]))
-    assert "6 of the 6 decided rows could detect" in passing.caption()
-    assert "3 of the 3 decided rows could detect" in failing.caption()
+    assert "0 of the 6 decided rows could detect" in passing.caption()  # 3 models: df 2, MDE 0.05–0.09 > δ
+    assert "0 of the 3 decided rows could detect" in failing.caption()
     assert f"3 rows are {NOT_TESTABLE}: a negative could not show" in failing.to_markdown()
     assert f"; site gate {GATE + 0.1:.2f} |" in passing.to_markdown()
     models = CLAIMS["key_heads"].models
@@ -594,8 +635,9 @@ def test_one_primary_hypothesis_per_paper_and_its_own_holm_family():
 
     names = ("fv_beats_zero_shot", "hendel_most_of_icl", "vanilla_beats_zero_shot")
     ledger = claims_ledger(LedgerConfig(n_tasks=5, seeds=(0,), claims=names), progress=False, executor=_Scripted(
-        lambda job: [UnitResult([(0.02 + 0.03 * t, 0.0, 0), (0.01 + 0.02 * t, 0.0, 0), (0.1 + 0.01 * t, 0.0, 0)],
-                                None, [None, GATE + 0.1, None]) for t, _ in job.units]))
+        lambda job: [UnitResult([(0.02 + 0.03 * t + _spread(job), 0.0, 0), (0.01 + 0.02 * t + _spread(job), 0.0, 0),
+                                 (0.1 + 0.01 * t + _spread(job), 0.0, 0)], None, [None, GATE + 0.1, None])
+                     for t, _ in job.units]))
     primary = [r for r in ledger.rows if r.primary]
     assert {r.claim for r in primary} == {"fv_beats_zero_shot", "hendel_most_of_icl"} and len(primary) == 6
     assert [r.p_adjusted for r in primary] == pytest.approx(holm_adjusted([r.p_value for r in primary]))

@@ -16,7 +16,7 @@ import tvlens
 from tvlens import evaluate, zoo
 from tvlens.tasks import PermutationMixture, RegressionTask, SequenceTask, Splits, task_from_dict
 from tvlens.training import evaluate_training
-from tvlens.zoo.specs import PERM_TVP_LAYER
+from tvlens.zoo.specs import FAMILY_MODELS, PERM_TVP_LAYER
 
 EVAL_SEED = 2024
 
@@ -56,8 +56,10 @@ def task_agnostic_optimum(task: PermutationMixture) -> float:
     return (counts.max(1).values / task.n_perms).mean().item()
 
 
-@pytest.mark.parametrize("name", ["perm-mix", "perm-mix-tvp", "token-offset"])
+@pytest.mark.parametrize("name", list(dict.fromkeys(["perm-mix", "perm-mix-tvp", "token-offset", *[
+    m for family in ("perm-mix", "perm-mix-32", "token-offset") for m in FAMILY_MODELS[family]]])))
 def test_symbolic_models_learn_in_context(name):
+    """Every symbolic model the ledger measures a family on learns in context (each of its trained models)."""
     task, m = zoo.task(name), model(name)
     n_shots = zoo.spec(name).train.n_shots
     icl = evaluate(m, task, "icl", n_prompts=512, n_shots=n_shots, seed=EVAL_SEED)
@@ -161,3 +163,20 @@ def test_the_fastest_recipe_reproduces_its_shipped_card(tmp_path):
 def test_missing_weights_say_how_to_make_them(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"tvlens zoo train perm-mix"):
         zoo.load("perm-mix", directory=tmp_path)
+
+
+@pytest.mark.parametrize("family", list(FAMILY_MODELS))
+def test_a_family_is_one_recipe_trained_from_distinct_seeds(family):
+    """The ledger's replicates of a family: the same architecture, task, training and target, each model from its
+    own seed (initial weights and training prompts), so that they are independent trainings of one recipe."""
+    import dataclasses
+
+    specs = [zoo.spec(m) for m in FAMILY_MODELS[family]]
+    assert len(specs) >= 3 and all(zoo.weights_path(s.name).exists() for s in specs)
+    seeds = [(s.model.seed, s.train.seed) for s in specs]
+    assert len(set(seeds)) == len(seeds) and all(a == b for a, b in seeds)
+    first = specs[0]
+    for s in specs[1:]:
+        assert s.task == first.task and s.target == first.target
+        assert dataclasses.replace(s.model, seed=first.model.seed) == first.model
+        assert dataclasses.replace(s.train, seed=first.train.seed) == first.train

@@ -427,7 +427,7 @@ def _ledger_config(run: Run) -> LedgerConfig:
     if run.config.quick:  # a preview: two tasks, one seed
         return LedgerConfig(n_tasks=2, seeds=(run.config.seed,), n_prompts=run.config.n_prompts, epochs=5,
                             claims=QUICK_CLAIMS)
-    return LedgerConfig(seeds=tuple(run.config.seed + k for k in range(3)), n_prompts=run.config.n_prompts)
+    return LedgerConfig(seeds=(run.config.seed,), n_prompts=run.config.n_prompts)
 
 
 def _ledger_weights(run: Run) -> dict[str, str]:
@@ -472,19 +472,22 @@ def _ledger_sections(run: Run, ledger: ClaimsLedger) -> list[Section]:
         table = (f"Not applicable here (not drawn): {skipped or 'none'}. `tvlens claims --model DIR --tasks "
                  f"{','.join(HF_TASKS)}` prints the table.")
     else:
-        where = (f"on each zoo model where they apply: {c.n_tasks} tasks × {len(c.seeds)} seeds, {c.n_prompts} "
-                 "held-out test prompts each")
+        where = (f"on the zoo where they apply: each family on three independently trained models of one recipe, "
+                 f"{c.n_tasks} tasks each × {len(c.seeds)} seed(s), {c.n_prompts} held-out test prompts each")
         table = "docs/studies.md has the table."
     title = "Paper claims on your models" if run.ledger_models else "Paper claims on the zoo"
     return [Section("Claims ledger", ledger_figure(ledger, title),
                     f"The paper claims tvlens tests, {where}. The effect is positive when the "
-                    "claim holds; the bar is its unadjusted 95 % interval over the tasks (seeds averaged within a "
-                    "task), the hollow circle its control (e.g. a random vector of the same norm), the black tick what "
-                    "the claim needs. Verdicts read Holm-adjusted p-values: over the papers' primary hypotheses (one "
-                    "per paper, declared in the code), and within each exploratory claim across models. Verdict: "
+                    "claim holds; the bar is its unadjusted 95 % interval, over the model means where a row reads "
+                    "several trained models (tasks nested in models), else over one model's tasks (seeds averaged "
+                    "within a task), the hollow circle its control (e.g. a random vector of the same norm), the "
+                    "black tick what the claim needs. Verdicts read Holm-adjusted p-values: over the papers' "
+                    "primary hypotheses (one per paper, declared in the code), and within each exploratory claim "
+                    "across models. Verdict: "
                     "holds (the test rejects above the tick and the control does not clear it), does not hold "
                     "(rejects below), no effect (within ±δ of zero by two one-sided tests), inconclusive (neither "
-                    "rejects, fewer than 3 tasks, zero width, or the control shows it too; hover for the reason), "
+                    "rejects, fewer than 3 tasks or models, zero width, or the control shows it too; hover for the "
+                    "reason), "
                     f"{NOT_TESTABLE} (grey: {NOT_TESTABLE_MEANS}). "
                     "Training claims are measured on "
                     "independently trained pairs of models, their interval over the pairs. Here: "

@@ -6,7 +6,7 @@ machine and torch version → same weights). The shipped weights were made from 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tvlens.models.config import ModelConfig
@@ -169,9 +169,23 @@ def _arm_spec(family: str, replicate: int, tvp: bool) -> ZooSpec:
                    task, model, train)
 
 
-SPECS: dict[str, ZooSpec] = {
-    spec.name: spec
-    for spec in [
+#: Seeds of the flagship recipes' replicates: ``{name}-s{i}`` is ``name``'s recipe (architecture, task, training,
+#: target) with its weights initialised and its training prompts drawn from seed ``i`` (the flagship is seed 0).
+REPLICATE_SEEDS = (1, 2)
+#: The flagship models trained again from :data:`REPLICATE_SEEDS` (the families the claims ledger measures its
+#: mechanism claims on, each over several independently trained models).
+REPLICATED = ("perm-mix", "perm-mix-32", "token-offset", "sparse-linear-regression", "sinusoid-regression",
+              "linear-regression-long")
+
+
+def _replicate(spec: ZooSpec, seed: int) -> ZooSpec:
+    """``spec`` trained again from ``seed``: the same recipe, other initial weights and training prompts."""
+    return replace(spec, name=f"{spec.name}-s{seed}", description=f"{spec.name} trained again from seed {seed} "
+                   f"(same recipe: {spec.description})", model=replace(spec.model, seed=seed),
+                   train=replace(spec.train, seed=seed))
+
+
+_SPECS: list[ZooSpec] = [
         ZooSpec("perm-mix", "mixture of 8 random permutations of 32 symbols, 4 layers (the default model)",
                 PERM, _token_model(PERM, 4, SYMBOLIC_SHOTS), _symbolic_train(), target=0.995),
         ZooSpec("perm-mix-tvp", f"perm-mix trained with TVP-loss (λ=1) pinning the vector to layer {PERM_TVP_LAYER}",
@@ -208,5 +222,15 @@ SPECS: dict[str, ZooSpec] = {
         ZooSpec("regular-languages", "RegBench-style family of 8 random 4-state DFAs over 8 symbols, 3 layers",
                 REGULAR, _token_model(REGULAR, 3, SEQUENCE_SHOTS),
                 _symbolic_train(n_shots=SEQUENCE_SHOTS, steps=4000, eval_every=500)),
-    ]
+]
+_FLAGSHIPS = {spec.name: spec for spec in _SPECS}
+SPECS: dict[str, ZooSpec] = {spec.name: spec for spec in [
+    *_SPECS, *[_replicate(_FLAGSHIPS[name], seed) for name in REPLICATED for seed in REPLICATE_SEEDS]]}
+
+#: family → the independently trained models of one recipe the ledger measures it on (seeds 0, 1, 2): the flagship
+#: and its replicates; linear regression's flagship (8000 steps, 17 min a seed) is replicated by its plain TVP-loss
+#: arms instead, the same architecture and task trained for 2000 steps from seeds 0, 1, 2.
+FAMILY_MODELS: dict[str, tuple[str, ...]] = {
+    **{name: (name, *(f"{name}-s{seed}" for seed in REPLICATE_SEEDS)) for name in REPLICATED},
+    "linear-regression": tuple(arm_names(i, "linear-regression")[1] for i in range(3)),
 }

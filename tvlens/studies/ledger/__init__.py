@@ -3,9 +3,11 @@ control, with a verdict a referee would accept.
 
 A finding measured on one task of one family with one seed says little about the claim behind it.
 The ledger measures each claim's **effect** — a number that is positive when the claim holds, e.g.
-"accuracy of the LTV minus accuracy of the vanilla TV" — on every zoo model where the claim applies,
-for ``n_tasks`` tasks of the model's family × ``len(seeds)`` seeds (the seed draws every prompt stream
-and every learned vector; :class:`~tvlens.tasks.Splits`).
+"accuracy of the LTV minus accuracy of the vanilla TV" — on every zoo family where the claim applies,
+for ``n_tasks`` tasks of the family × ``len(seeds)`` seeds (the seed draws every prompt stream
+and every learned vector; :class:`~tvlens.tasks.Splits`) on each of the family's **independently trained
+models** (:data:`~tvlens.zoo.specs.FAMILY_MODELS`: one recipe trained from seeds 0, 1 and 2). One trained model
+would measure one training run, and a verdict on it would say nothing about the next model the recipe makes.
 
 **Held out.** Every score is on prompts whose queries trained nothing and chose nothing: the splits hold
 out query symbols (:class:`~tvlens.tasks.Splits`), so an LTV is scored on queries it never saw and a
@@ -19,10 +21,14 @@ reading of the state from another query. How it enters the verdict is the claim'
 if it does, the row is ``inconclusive``: the effect follows from the norm or the architecture, not the
 vector) or ``"shown"`` (the effect already is a difference against the control).
 
-**Intervals and verdicts** (:mod:`tvlens.studies.ledger.verdicts`): Student's t over the task means (seeds
-averaged within a task), Welch for a contrast of two models, Holm's adjustment over the rows of the
-table, and ``holds`` / ``does not hold`` / ``inconclusive`` with the reason. A learned vector whose
-``dev`` loss was still improving when its epoch budget ran out is counted in the row's ``unconverged``.
+**Intervals and verdicts** (:mod:`tvlens.studies.ledger.verdicts`): tasks are nested in models, so a family's
+row is Student's t over its **model means** (each the mean over that model's tasks × seeds; n is the number of
+models, not of tasks, which would count one training run's prompts as independent evidence). A row on one model
+(a researcher's model, a contrast's side) is Student's t over its task means (seeds averaged within a task), Welch
+for a contrast of two models. Holm's adjustment runs over the primary hypotheses and within each exploratory claim,
+and each row reads ``holds`` / ``does not hold`` / ``no effect`` / ``inconclusive`` with the reason. A learned
+vector whose ``dev`` loss was still improving when its epoch budget ran out is counted in the row's
+``unconverged``.
 
 **Training claims** ("the TVP-loss raises …") compare models trained two ways. One model per arm would
 measure one training run, so these claims are measured on independently trained pairs of each recipe

@@ -27,7 +27,7 @@ from tvlens.subjects import OFFERS
 from tvlens.tasks.symbolic import SymbolicTask
 from tvlens.vectors.task_vector import TaskVector
 from tvlens.vectors.vanilla import source_position
-from tvlens.zoo.specs import ARMS, SPECS, arm_names
+from tvlens.zoo.specs import ARMS, FAMILY_MODELS, SPECS, arm_names
 
 #: What a claim can need of the model(s) it is measured on (the reason a row gives when a model lacks it). A subject
 #: offers ``labels`` or ``regression`` (:data:`~tvlens.subjects.OFFERS`); the two training needs — pairs of models
@@ -112,7 +112,9 @@ class Claim:
         paper: who makes it (a key of :data:`MADE_ON`, which says on what models it was made).
         effect: what is measured per task and seed (positive beyond ``margin`` when the claim holds).
         margin: the effect the claim needs (``0``: "better than").
-        models: the zoo models it is measured on; for a contrast, the hardest first.
+        models: the zoo models it is measured on; for a contrast, the hardest first. A family name stands for its
+            independently trained models (:data:`~tvlens.zoo.specs.FAMILY_MODELS`): its row's interval is over their
+            model means (:attr:`zoo_rows`).
         measure: ``Workbench → (effect, control)`` (for a contrast: that unit's model's value and control).
         control: what the control is.
         control_rule: ``"subtract"``, ``"must_fail"`` or ``"shown"`` (see the module docstring).
@@ -175,9 +177,25 @@ class Claim:
         return self.replicates or ((" + ".join(self.models), self.models),)
 
     @property
+    def zoo_rows(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """The claim's rows on the zoo, ``(label, models)`` each (a contrast's rows are its :attr:`contrast_pairs`):
+        a replicated claim's recipes, else one row per family of :attr:`models` over its independently trained
+        models (:data:`~tvlens.zoo.specs.FAMILY_MODELS`; a family trained once is its one model)."""
+        if self.replicated:
+            return self.replicate_rows
+        return tuple((family, FAMILY_MODELS.get(family, (family,))) for family in self.models)
+
+    @property
+    def measured_models(self) -> tuple[str, ...]:
+        """The zoo models the claim's units are measured on (each family's trained models)."""
+        if self.contrast:
+            return self.models
+        return tuple(dict.fromkeys(m for _, models in self.zoo_rows for m in models))
+
+    @property
     def zoo_models(self) -> tuple[str, ...]:
         """Every zoo model the claim reads."""
-        return (*self.models, *self.partners)
+        return (*self.measured_models, *self.partners)
 
     def __post_init__(self) -> None:
         if self.control_rule not in ("subtract", "must_fail", "shown"):

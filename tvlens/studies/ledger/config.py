@@ -14,8 +14,11 @@ class LedgerConfig(Config):
     """How the ledger measures.
 
     Attributes:
-        n_tasks: tasks of each family (regression: groups of test prompts).
-        seeds: user seeds (:class:`~tvlens.tasks.Splits`): every split and learned vector.
+        n_tasks: tasks of each model's family (regression: groups of test prompts); a family with fewer has
+            them all.
+        seeds: user seeds (:class:`~tvlens.tasks.Splits`): every split and learned vector. The zoo's rows are
+            replicated over independently trained models (:data:`~tvlens.zoo.specs.FAMILY_MODELS`), which vary
+            every seed-dependent choice too, so one seed is the default; more seeds average within a task.
         n_prompts: test prompts per task and seed (and selection prompts where something is chosen).
         n_shots: demonstrations of the prompts vectors are made from (``None``: the shots a zoo model was trained
             on, else the family's default; :meth:`Subject.n_shots`).
@@ -30,8 +33,8 @@ class LedgerConfig(Config):
             keeps first tokens, since generation runs prompts where they are.
     """
 
-    n_tasks: int = 5
-    seeds: tuple[int, ...] = (0, 1, 2)
+    n_tasks: int = 8
+    seeds: tuple[int, ...] = (0,)
     n_prompts: int = 200
     n_shots: int | None = None
     lr: float = 0.05

@@ -160,8 +160,8 @@ def _plan(claims: list[Claim], models: Sequence[Any] | None, tasks: Any, templat
         if tasks is not None:
             raise ValueError("tasks: the zoo ledger measures each zoo model on its own family; pass models to "
                              "measure word-pair tasks on your model")
-        labels = list(dict.fromkeys(m for c in claims for m in c.models))
-        return {m: as_subject(m) for m in labels}, {c.name: c.models for c in claims}, []
+        labels = list(dict.fromkeys(m for c in claims for m in c.measured_models))
+        return {m: as_subject(m) for m in labels}, {c.name: c.measured_models for c in claims}, []
     if isinstance(models, (str, os.PathLike)) or not isinstance(models, Sequence):
         models = [models]
     if not models:
@@ -270,33 +270,32 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
                 if measured.gates is not None and measured.gates[k] is not None:
                     gates.setdefault((name, job.subject.name), []).append(measured.gates[k])
     groups: list[PendingRow] = []
+    zoo_ledger = models is None
     for c in claims:
         measured_on = tuple(m for m in on[c.name] if m not in errors)
-        if not measured_on or (c.contrast or c.replicated) and any(m in errors for m in c.models):
-            continue
         shaped = {m: torch.tensor(values[(c.name, m)], dtype=torch.float64).view(-1, len(config.seeds), 2)
                   for m in measured_on}
         effect = {m: v[..., 0] - (v[..., 1] if c.control_rule == "subtract" else 0) for m, v in shaped.items()}
         control = {m: v[..., 1] for m, v in shaped.items()}
         n_tasks = {m: v.shape[0] for m, v in shaped.items()}
-        if c.contrast:
-            for pair in c.contrast_pairs:
-                hard, easy = pair
-                groups.append(PendingRow(c, f"{hard} vs {easy}", {m: effect[m] for m in pair},
-                                     {m: control[m] for m in pair}, contrast_estimate(effect[hard], effect[easy]),
-                                     contrast_estimate(control[hard], control[easy]).mean,
-                                     sum(unconverged[(c.name, m)] for m in pair), min(n_tasks[hard], n_tasks[easy])))
-        elif c.replicated:  # per recipe: the interval over its trained models, each averaged over its tasks × seeds
-            for label, models in c.replicate_rows:
-                stacked = [torch.stack([by_model[m].reshape(-1) for m in models]) for by_model in (effect, control)]
-                groups.append(PendingRow(c, label, {m: effect[m] for m in models}, {m: control[m] for m in models},
-                                         task_estimate(stacked[0]), task_estimate(stacked[1]).mean,
-                                         sum(unconverged[(c.name, m)] for m in models), n_tasks[models[0]],
-                                         len(models)))
-        else:
-            groups += [PendingRow(c, m, {m: effect[m]}, {m: control[m]}, task_estimate(effect[m]),
-                              task_estimate(control[m]).mean, unconverged[(c.name, m)], n_tasks[m])
-                       for m in measured_on]
+        for label, read in _rows(c, on[c.name], zoo_ledger):
+            if any(m in errors for m in read):  # its rows read 'not measured' (below)
+                continue
+            if c.contrast:
+                hard, easy = read
+                groups.append(PendingRow(c, label, {m: effect[m] for m in read}, {m: control[m] for m in read},
+                                         contrast_estimate(effect[hard], effect[easy]),
+                                         contrast_estimate(control[hard], control[easy]).mean,
+                                         sum(unconverged[(c.name, m)] for m in read),
+                                         min(n_tasks[hard], n_tasks[easy])))
+                continue
+            # one model: the interval over its task means (seeds averaged within a task); several independently
+            # trained models: over their model means, each averaged over its tasks × seeds (tasks nested in models)
+            stacked = [by_model[read[0]] if len(read) == 1 else
+                       torch.stack([by_model[m].reshape(-1) for m in read]) for by_model in (effect, control)]
+            groups.append(PendingRow(c, label, {m: effect[m] for m in read}, {m: control[m] for m in read},
+                                     task_estimate(stacked[0]), task_estimate(stacked[1]).mean,
+                                     sum(unconverged[(c.name, m)] for m in read), n_tasks[read[0]], len(read)))
     gate_of = {id(g): (sum(v for m in g.values for v in gates[(g.claim.name, m)])
                        / sum(len(gates[(g.claim.name, m)]) for m in g.values)) if g.claim.gate else math.nan
                for g in groups}
@@ -328,7 +327,7 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
         p_adjusted = adjusted.get(id(g), p)
         p_equivalence = adjusted_equivalent.get(id(g), p_equivalent[id(g)])
         decided, reason = _verdict(c, estimate, p_adjusted, p_equivalence, g.control_mean, config.alpha,
-                                   "model" if c.replicated else "task")
+                                   "model" if g.n_models > 1 else "task")
         few = [degenerate[m] for m in g.values if m in degenerate]
         if shut(g):
             decided, reason = NOT_TESTABLE, GATES[c.gate].why.format(value=gate)
@@ -346,25 +345,33 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
                        margin=c.margin, mean=nan, low=nan, high=nan, control=nan, verdict=NOT_APPLICABLE, reason=why,
                        level=nan, p_value=nan, n_tasks=0, n_seeds=len(config.seeds), unconverged=0, values={},
                        controls={}) for c, label, why in skipped]
-    present = {(r.claim, r.model) for r in rows}
     for c in claims:  # the rows a failed model leaves: what failed, in the claim's place
-        if not errors or not on[c.name]:
-            continue
-        if c.contrast or c.replicated:
-            lost = [m for m in c.models if m in errors]
-            lost_rows = [(g, lost) for g in ([f"{hard} vs {easy}" for hard, easy in c.contrast_pairs] if c.contrast
-                                             else [label for label, _ in c.replicate_rows])] if lost else []
-        else:
-            lost_rows = [(m, [m]) for m in on[c.name] if m in errors]
-        rows += [LedgerRow(claim=c.name, statement=c.statement, paper=c.paper, model=label, effect=c.effect,
-                           margin=c.margin, mean=nan, low=nan, high=nan, control=nan, verdict=NOT_MEASURED,
-                           reason="; ".join(f"{m} failed: {errors[m]}" for m in lost), level=nan, p_value=nan,
-                           n_tasks=0, n_seeds=len(config.seeds), unconverged=0, values={}, controls={})
-                 for label, lost in lost_rows if (c.name, label) not in present]
-    if skipped or errors:  # in claim order, each claim's rows in the order the models were given
-        order, labels = {name: i for i, name in enumerate(names)}, {label: i for i, label in enumerate(subjects)}
-        rows.sort(key=lambda r: (order[r.claim], labels.get(r.model, len(labels))))
+        for label, read in _rows(c, on[c.name], zoo_ledger) if errors else ():
+            lost = [m for m in read if m in errors]
+            rows += [LedgerRow(claim=c.name, statement=c.statement, paper=c.paper, model=label, effect=c.effect,
+                               margin=c.margin, mean=nan, low=nan, high=nan, control=nan, verdict=NOT_MEASURED,
+                               reason="; ".join(f"{m} failed: {errors[m]}" for m in lost), level=nan, p_value=nan,
+                               n_tasks=0, n_seeds=len(config.seeds), unconverged=0, values={}, controls={})
+                     ] if lost else []
+    if skipped or errors:  # in claim order, each claim's rows in its order (the zoo's) or the models' (as given)
+        order = {name: i for i, name in enumerate(names)}
+        place = ({(c.name, label): i for c in claims for i, (label, _) in enumerate(_rows(c, on[c.name], True))}
+                 if zoo_ledger else {(c.name, label): i for c in claims for i, label in enumerate(subjects)})
+        rows.sort(key=lambda r: (order[r.claim], place[(r.claim, r.model)]))
     return ClaimsLedger(rows=rows, config=config, errors=errors)
+
+
+def _rows(claim: Claim, measured_on: tuple[str, ...], zoo_ledger: bool) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The claim's rows, ``(label, the models it reads)`` each: on the zoo its :attr:`~Claim.zoo_rows` (a contrast's
+    pairs, a replicated claim's recipes, each family's trained models); on a researcher's models one row per model
+    (none where the claim applies to none of them)."""
+    if not measured_on:
+        return ()
+    if claim.contrast:
+        return tuple((f"{hard} vs {easy}", (hard, easy)) for hard, easy in claim.contrast_pairs)
+    if zoo_ledger:
+        return claim.zoo_rows
+    return tuple((m, (m,)) for m in measured_on)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,8 @@ class LedgerRow:
             applicable``; ``reason`` says why it is inconclusive, or what the model lacks (a row not measured has
             NaN numbers and no values).
         unconverged: learned vectors behind the row whose ``dev`` loss was still improving at the budget.
-        n_models: trained models the interval is over (a replicated training claim), else 1.
+        n_models: independently trained models the interval is over (a zoo family's, or a training claim's
+            replicates), each averaged over its tasks × seeds; 1: the interval is over one model's task means.
         values: per model ``[tasks, seeds]`` effects; ``controls``: the controls alike.
         gate: the mean of the claim's gate (:attr:`Claim.gate`) over the row's units (``not testable here`` below
             its threshold); NaN for a claim without a gate.
@@ -78,7 +79,8 @@ class LedgerRow:
 
     @property
     def sample(self) -> str:
-        """What the interval is over: ``tasks × seeds`` (``models × tasks × seeds`` for a training claim)."""
+        """What the row measured: ``tasks × seeds`` of one model, or ``models × tasks × seeds`` (the interval over
+        the model means)."""
         models = f"{self.n_models} models × " if self.n_models > 1 else ""
         return f"{models}{self.n_tasks} × {self.n_seeds}"
 
@@ -140,8 +142,10 @@ class ClaimsLedger(Records):
         decided = [r for r in measured if r.verdict not in (NOT_TESTABLE, *UNMEASURED)]
         powered = sum(math.isfinite(r.delta) and r.mde <= r.delta for r in decided)
         n_primary = sum(r.primary for r in measured)
-        return (f"{self.where()}Effects on held-out queries over tasks × seeds (seeds averaged within a task), each "
-                f"with its unadjusted {1 - self.config.alpha:.0%} Student-t interval (Welch for contrasts). At most "
+        return (f"{self.where()}Effects on held-out queries, each with its unadjusted {1 - self.config.alpha:.0%} "
+                "Student-t interval: over the model means where a row reads several independently trained models "
+                "(each the mean over its tasks × seeds: tasks nested in models), else over one model's task means "
+                "(seeds averaged within a task; Welch for contrasts). At most "
                 f"one claim per paper is its primary hypothesis, declared before any number: the {n_primary} primary "
                 f"rows are one Holm family at a family-wise error rate of {self.config.alpha:g}; every other row is "
                 "exploratory, Holm-adjusted within its claim (across models). Verdicts read the Holm-adjusted "
@@ -160,7 +164,7 @@ class ClaimsLedger(Records):
         column says where each was made)."""
         from tvlens import zoo
 
-        names = {r.model for r in self.rows} & set(zoo.list())
+        names = {m for r in self.rows for m in (r.values or (r.model,))} & set(zoo.list())
         if not names:
             return ""
         layers = sorted({zoo.spec(n).model.n_layers for n in names})
