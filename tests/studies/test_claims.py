@@ -197,6 +197,18 @@ def test_a_family_row_is_over_its_trained_models_means():
         assert row.p_value == pytest.approx(stats.ttest_1samp(means, claim.margin).pvalue)
     # two models could not decide it, and the reason counts models, not tasks
     assert verdict(0.1, 0.2, 0.0, n_tasks=2, unit="model") == ("inconclusive", "fewer than 3 models (2)")
+    # a preview on each family's first model: its rows are over that model's task means
+    submitted = _Scripted(lambda job: [UnitResult([(effects[job.subject.name][t], -1.0, 0)]) for t, _ in job.units])
+    preview = claims_ledger(LedgerConfig(n_tasks=4, seeds=(0,), claims=_CLAIM, family_models=1), progress=False,
+                            executor=submitted)
+    assert len(submitted.submitted) == len(claim.models)
+    for row in preview.rows:
+        first = FAMILY_MODELS[row.model][0]
+        assert list(row.values) == [first] and row.n_models == 1 and row.sample == "4 × 1"
+        low, high = stats.t.interval(1 - config.alpha, 3, loc=sum(effects[first]) / 4, scale=stats.sem(effects[first]))
+        assert (row.low, row.high) == pytest.approx((low, high))
+    with pytest.raises(ValueError, match=r"family_models=0"):
+        LedgerConfig(family_models=0)
 
 
 def test_config_errors():

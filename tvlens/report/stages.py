@@ -424,9 +424,9 @@ def _ledger_config(run: Run) -> LedgerConfig:
         unanswerable = tuple(name for name, c in CLAIMS.items() if c.needs != "labels")
         return LedgerConfig(seeds=(run.config.seed,), n_prompts=run.config.n_prompts, epochs=5,
                             claims=QUICK_CLAIMS + unanswerable)
-    if run.config.quick:  # a preview: two tasks, one seed
+    if run.config.quick:  # a preview: two tasks of each family's first trained model, one seed
         return LedgerConfig(n_tasks=2, seeds=(run.config.seed,), n_prompts=run.config.n_prompts, epochs=5,
-                            claims=QUICK_CLAIMS)
+                            claims=QUICK_CLAIMS, family_models=1)
     return LedgerConfig(seeds=(run.config.seed,), n_prompts=run.config.n_prompts)
 
 

@@ -22,6 +22,9 @@ class LedgerConfig(Config):
         n_prompts: test prompts per task and seed (and selection prompts where something is chosen).
         n_shots: demonstrations of the prompts vectors are made from (``None``: the shots a zoo model was trained
             on, else the family's default; :meth:`Subject.n_shots`).
+        family_models: how many of each zoo family's trained models to measure (``None``: all of them,
+            :data:`~tvlens.zoo.specs.FAMILY_MODELS`; ``1``: its first, a preview whose interval is over that one
+            model's tasks). Training claims always read all their replicates.
         lr: learning rate of the learned vectors; ``epochs``: their budget; ``patience``: epochs without a
             better ``dev`` loss before they stop (converged).
         dynamics_prompts: prompts the linear maps are fitted on (one map each).
@@ -40,6 +43,7 @@ class LedgerConfig(Config):
     lr: float = 0.05
     epochs: int = 60
     patience: int = 3
+    family_models: int | None = None
     dynamics_prompts: int = 8
     claims: tuple[str, ...] | None = None
     alpha: float = ALPHA
@@ -48,8 +52,9 @@ class LedgerConfig(Config):
     def __post_init__(self) -> None:
         for name in ("n_tasks", "n_prompts", "epochs", "patience", "dynamics_prompts"):
             check_int(name, getattr(self, name), 1)
-        if self.n_shots is not None:
-            check_int("n_shots", self.n_shots, 1)
+        for name in ("n_shots", "family_models"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), 1)
         self.seeds = tuple(self.seeds)
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds={self.seeds!r}: expected distinct seeds, at least one")

@@ -152,16 +152,19 @@ def _run_jobs(jobs: list[ModelJob], executor: Executor | None, update: Callable[
     return results, failed
 
 
-def _plan(claims: list[Claim], models: Sequence[Any] | None, tasks: Any, template: str, dtype: str
+def _plan(claims: list[Claim], models: Sequence[Any] | None, tasks: Any, template: str, dtype: str,
+          family_models: int | None = None
           ) -> tuple[dict[str, Subject], dict[str, tuple[str, ...]], list[tuple[Claim, str, str]]]:
-    """The subjects (by row label), the labels each claim is measured on, and the (claim, label, reason) of each
-    claim that does not apply to a given model. Without ``models``: every claim on its zoo models."""
+    """The subjects (by name), the models each claim is measured on, and the (claim, label, reason) of each
+    claim that does not apply to a given model. Without ``models``: every claim on its zoo models (the first
+    ``family_models`` of each family's)."""
     if models is None:
         if tasks is not None:
             raise ValueError("tasks: the zoo ledger measures each zoo model on its own family; pass models to "
                              "measure word-pair tasks on your model")
-        labels = list(dict.fromkeys(m for c in claims for m in c.measured_models))
-        return {m: as_subject(m) for m in labels}, {c.name: c.measured_models for c in claims}, []
+        on = {c.name: tuple(dict.fromkeys(m for _, read in _zoo_rows(c, family_models) for m in read))
+              for c in claims}
+        return {m: as_subject(m) for m in dict.fromkeys(m for read in on.values() for m in read)}, on, []
     if isinstance(models, (str, os.PathLike)) or not isinstance(models, Sequence):
         models = [models]
     if not models:
@@ -225,7 +228,7 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
     config = config or LedgerConfig()
     names = config.claims or tuple(CLAIMS)
     claims = [CLAIMS[n] for n in names]
-    subjects, on, skipped = _plan(claims, models, tasks, template, dtype)
+    subjects, on, skipped = _plan(claims, models, tasks, template, dtype, config.family_models)
     if executor is not None and not isinstance(executor, Executor):
         raise TypeError(f"executor: expected a concurrent.futures.Executor (or None), got {type(executor).__name__}")
     for s in subjects.values():  # word-pair tasks large enough for the prompts, before any model loads
@@ -361,16 +364,25 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
     return ClaimsLedger(rows=rows, config=config, errors=errors)
 
 
-def _rows(claim: Claim, measured_on: tuple[str, ...], zoo_ledger: bool) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """The claim's rows, ``(label, the models it reads)`` each: on the zoo its :attr:`~Claim.zoo_rows` (a contrast's
-    pairs, a replicated claim's recipes, each family's trained models); on a researcher's models one row per model
-    (none where the claim applies to none of them)."""
-    if not measured_on:
-        return ()
+def _zoo_rows(claim: Claim, family_models: int | None = None) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The claim's rows on the zoo, ``(label, the models it reads)`` each: a contrast's pairs, else its
+    :attr:`~Claim.zoo_rows` (a replicated claim's recipes; each family's trained models, the first ``family_models``
+    of them)."""
     if claim.contrast:
         return tuple((f"{hard} vs {easy}", (hard, easy)) for hard, easy in claim.contrast_pairs)
-    if zoo_ledger:
+    if claim.replicated or family_models is None:
         return claim.zoo_rows
+    return tuple((label, read[:family_models]) for label, read in claim.zoo_rows)
+
+
+def _rows(claim: Claim, measured_on: tuple[str, ...], zoo_ledger: bool) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The claim's rows, ``(label, the models it reads)`` each: on the zoo its rows over ``measured_on``
+    (:func:`_zoo_rows`); on a researcher's models one row per model (none where the claim applies to none)."""
+    if not measured_on:
+        return ()
+    if zoo_ledger:
+        return tuple((label, tuple(m for m in read if m in measured_on))
+                     for label, read in _zoo_rows(claim) if any(m in measured_on for m in read))
     return tuple((m, (m,)) for m in measured_on)
 
 
