@@ -364,7 +364,7 @@ def _claims(args: argparse.Namespace) -> int:
             raise ValueError(f"--claims={args.claims!r}: expected comma-separated claim names "
                              "(see tvlens.studies.CLAIMS; leave it out to measure every claim)")
     try:
-        seeds = tuple(_seed(s) for s in args.seeds.split(","))
+        seeds = LedgerConfig.seeds if args.seeds is None else tuple(_seed(s) for s in args.seeds.split(","))
     except argparse.ArgumentTypeError:
         raise ValueError(f"--seeds={args.seeds!r}: expected comma-separated integers in [0, {_SEED_MAX}], "
                          "e.g. 0,1,2") from None
@@ -374,8 +374,8 @@ def _claims(args: argparse.Namespace) -> int:
     if args.whole_answers and not args.model:
         raise ValueError("--whole-answers: the zoo's answers are one token each; expected --model DIR with "
                          "word-pair --tasks")
-    config = LedgerConfig(n_tasks=count or 5, seeds=seeds, n_prompts=args.prompts, n_shots=args.shots, claims=claims,
-                          whole_answers=args.whole_answers)
+    config = LedgerConfig(n_tasks=count or LedgerConfig.n_tasks, seeds=seeds, n_prompts=args.prompts,
+                          n_shots=args.shots, claims=claims, whole_answers=args.whole_answers)
     # every model checked (directory, task names, --tasks on a zoo model) before any model loads
     models = [subject(model, names, template=args.template, dtype=args.dtype, argument="--model",
                       tasks_argument="--tasks") for model in args.model] if args.model else None
@@ -507,12 +507,13 @@ def build_parser() -> argparse.ArgumentParser:
     claims.add_argument("--model", action="append", default=None,
                         help="a model to measure, repeatable: a Hugging Face model directory (save_pretrained), a "
                         "tvlens .safetensors model or a zoo name (default: every claim on its zoo models)")
-    claims.add_argument("--tasks", default=None, help="zoo families: how many tasks of each (default 5); a Hugging "
+    claims.add_argument("--tasks", default=None, help="zoo families: how many tasks of each of a family's trained "
+                        "models (default: LedgerConfig.n_tasks); a Hugging "
                         "Face model: comma-separated word-pair tasks (built-in names or .csv files of input,answer)")
     claims.add_argument("--template", default="arrow",
                         help="prompt template of word-pair tasks: arrow (default), hendel, todd (the papers' formats), "
                         "qa, or a string with {x} and {y} (\\n in it is a line break)")
-    claims.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    claims.add_argument("--seeds", default=None, help="comma-separated seeds (default: LedgerConfig.seeds)")
     claims.add_argument("--prompts", type=_positive_int, default=200, help="test prompts per task and seed "
                         "(default 200)")
     claims.add_argument("--shots", type=_positive_int, default=None, help="demonstrations per prompt (default: a zoo "
