@@ -180,3 +180,10 @@ def test_a_family_is_one_recipe_trained_from_distinct_seeds(family):
         assert s.task == first.task and s.target == first.target
         assert dataclasses.replace(s.model, seed=first.model.seed) == first.model
         assert dataclasses.replace(s.train, seed=first.train.seed) == first.train
+
+
+def test_the_recipes_refuse_a_name_given_twice():
+    from tvlens.zoo.specs import _SPECS, _registry
+
+    with pytest.raises(ValueError, match=r"^zoo recipe 'perm-mix' is given twice; expected each name once$"):
+        _registry([_SPECS[0], _SPECS[0]])

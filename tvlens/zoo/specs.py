@@ -186,51 +186,63 @@ def _replicate(spec: ZooSpec, seed: int) -> ZooSpec:
 
 
 _SPECS: list[ZooSpec] = [
-        ZooSpec("perm-mix", "mixture of 8 random permutations of 32 symbols, 4 layers (the default model)",
-                PERM, _token_model(PERM, 4, SYMBOLIC_SHOTS), _symbolic_train(), target=0.995),
-        ZooSpec("perm-mix-tvp", f"perm-mix trained with TVP-loss (λ=1) pinning the vector to layer {PERM_TVP_LAYER}",
-                PERM, _token_model(PERM, 4, SYMBOLIC_SHOTS),
-                _symbolic_train(tvp_layer=PERM_TVP_LAYER, tvp_weight=1.0, tvp_start=400, steps=1500), target=None,
-                notes={"tvp_start": "with the TVP-loss on from step 0 (λ=1, layer 2) ICL had not formed by step "
-                                    "978 (ICL loss 1.84); plain meta-ICL training for the first 400 steps, then "
-                                    "L_ICL + λ·L_TVP, forms both"}),
-        *[_arm_spec(family, i, tvp) for family, recipe in ARMS.items() for i in range(recipe.replicates)
-          for tvp in (True, False)],
-        *[ZooSpec(f"perm-mix-{n}", f"mixture of {n} random permutations of 32 symbols, 4 layers (complexity ladder; "
-                  "fine training history for the formation study)",
-                  task, _token_model(task, 4, SYMBOLIC_SHOTS), _symbolic_train(eval_every=50, eval_prompts=256),
-                  target=0.995) for n, task in PERM_LADDER.items()],
-        ZooSpec("token-offset", "discrete token offset y = x + k mod 32, k in 1..8 (Yang et al. 2025b), 4 layers",
-                OFFSET, _token_model(OFFSET, 4, SYMBOLIC_SHOTS), _symbolic_train(), target=0.995),
-        ZooSpec("token-offset-2", "discrete token offset y = x + k mod 32, k in {1, 2}, 4 layers (complexity ladder: "
-                "2 offsets against token-offset's 8)",
-                OFFSET_2, _token_model(OFFSET_2, 4, SYMBOLIC_SHOTS), _symbolic_train(), target=0.995),
-        ZooSpec("linear-regression", "linear regression in R^5 (Yang et al. 2025b's 3-layer setting)",
-                LINEAR, _regression_model(LINEAR, 3, REGRESSION_SHOTS), _regression_train()),
-        ZooSpec("linear-regression-long", "linear regression in R^5, 3 layers, trained on 20-shot prompts with a "
-                "context of 40 (to score prompts beyond the training length)",
-                LINEAR, _regression_model(LINEAR, 3, REGRESSION_SHOTS, context_shots=2 * REGRESSION_SHOTS),
-                _regression_train(steps=4000)),
-        ZooSpec("sparse-linear-regression",
-                "sparse linear regression in R^8, 2 non-zero weights (Saglam et al. 2025), 3 layers",
-                SPARSE, _regression_model(SPARSE, 3, REGRESSION_SHOTS), _regression_train(steps=4000)),
-        ZooSpec("sinusoid-regression", "sinusoid regression y = sin(w·x + φ) in R^2 (Yang et al. 2025b), 6 layers",
-                SINUSOID, _regression_model(SINUSOID, 6, REGRESSION_SHOTS, d_model=48), _regression_train(steps=3000)),
-        ZooSpec("hmm-mixture", "GINC-style mixture of 8 random HMMs (4 states, 12 symbols), 3 layers",
-                HMM, _token_model(HMM, 3, SEQUENCE_SHOTS),
-                _symbolic_train(n_shots=SEQUENCE_SHOTS, steps=4000, eval_every=500)),
-        ZooSpec("regular-languages", "RegBench-style family of 8 random 4-state DFAs over 8 symbols, 3 layers",
-                REGULAR, _token_model(REGULAR, 3, SEQUENCE_SHOTS),
-                _symbolic_train(n_shots=SEQUENCE_SHOTS, steps=4000, eval_every=500)),
+    ZooSpec("perm-mix", "mixture of 8 random permutations of 32 symbols, 4 layers (the default model)",
+            PERM, _token_model(PERM, 4, SYMBOLIC_SHOTS), _symbolic_train(), target=0.995),
+    ZooSpec("perm-mix-tvp", f"perm-mix trained with TVP-loss (λ=1) pinning the vector to layer {PERM_TVP_LAYER}",
+            PERM, _token_model(PERM, 4, SYMBOLIC_SHOTS),
+            _symbolic_train(tvp_layer=PERM_TVP_LAYER, tvp_weight=1.0, tvp_start=400, steps=1500), target=None,
+            notes={"tvp_start": "with the TVP-loss on from step 0 (λ=1, layer 2) ICL had not formed by step "
+                                "978 (ICL loss 1.84); plain meta-ICL training for the first 400 steps, then "
+                                "L_ICL + λ·L_TVP, forms both"}),
+    *[_arm_spec(family, i, tvp) for family, recipe in ARMS.items() for i in range(recipe.replicates)
+      for tvp in (True, False)],
+    *[ZooSpec(f"perm-mix-{n}", f"mixture of {n} random permutations of 32 symbols, 4 layers (complexity ladder; "
+              "fine training history for the formation study)",
+              task, _token_model(task, 4, SYMBOLIC_SHOTS), _symbolic_train(eval_every=50, eval_prompts=256),
+              target=0.995) for n, task in PERM_LADDER.items()],
+    ZooSpec("token-offset", "discrete token offset y = x + k mod 32, k in 1..8 (Yang et al. 2025b), 4 layers",
+            OFFSET, _token_model(OFFSET, 4, SYMBOLIC_SHOTS), _symbolic_train(), target=0.995),
+    ZooSpec("token-offset-2", "discrete token offset y = x + k mod 32, k in {1, 2}, 4 layers (complexity ladder: "
+            "2 offsets against token-offset's 8)",
+            OFFSET_2, _token_model(OFFSET_2, 4, SYMBOLIC_SHOTS), _symbolic_train(), target=0.995),
+    ZooSpec("linear-regression", "linear regression in R^5 (Yang et al. 2025b's 3-layer setting)",
+            LINEAR, _regression_model(LINEAR, 3, REGRESSION_SHOTS), _regression_train()),
+    ZooSpec("linear-regression-long", "linear regression in R^5, 3 layers, trained on 20-shot prompts with a "
+            "context of 40 (to score prompts beyond the training length)",
+            LINEAR, _regression_model(LINEAR, 3, REGRESSION_SHOTS, context_shots=2 * REGRESSION_SHOTS),
+            _regression_train(steps=4000)),
+    ZooSpec("sparse-linear-regression",
+            "sparse linear regression in R^8, 2 non-zero weights (Saglam et al. 2025), 3 layers",
+            SPARSE, _regression_model(SPARSE, 3, REGRESSION_SHOTS), _regression_train(steps=4000)),
+    ZooSpec("sinusoid-regression", "sinusoid regression y = sin(w·x + φ) in R^2 (Yang et al. 2025b), 6 layers",
+            SINUSOID, _regression_model(SINUSOID, 6, REGRESSION_SHOTS, d_model=48), _regression_train(steps=3000)),
+    ZooSpec("hmm-mixture", "GINC-style mixture of 8 random HMMs (4 states, 12 symbols), 3 layers",
+            HMM, _token_model(HMM, 3, SEQUENCE_SHOTS),
+            _symbolic_train(n_shots=SEQUENCE_SHOTS, steps=4000, eval_every=500)),
+    ZooSpec("regular-languages", "RegBench-style family of 8 random 4-state DFAs over 8 symbols, 3 layers",
+            REGULAR, _token_model(REGULAR, 3, SEQUENCE_SHOTS),
+            _symbolic_train(n_shots=SEQUENCE_SHOTS, steps=4000, eval_every=500)),
 ]
-_FLAGSHIPS = {spec.name: spec for spec in _SPECS}
-SPECS: dict[str, ZooSpec] = {spec.name: spec for spec in [
-    *_SPECS, *[_replicate(_FLAGSHIPS[name], seed) for name in REPLICATED for seed in REPLICATE_SEEDS]]}
+
+
+def _registry(specs: list[ZooSpec]) -> dict[str, ZooSpec]:
+    """The recipes by name; a name given twice is refused."""
+    out: dict[str, ZooSpec] = {}
+    for spec in specs:
+        if spec.name in out:
+            raise ValueError(f"zoo recipe {spec.name!r} is given twice; expected each name once")
+        out[spec.name] = spec
+    return out
+
+
+_FLAGSHIPS = _registry(_SPECS)
+SPECS: dict[str, ZooSpec] = _registry(
+    [*_SPECS, *[_replicate(_FLAGSHIPS[name], seed) for name in REPLICATED for seed in REPLICATE_SEEDS]])
 
 #: family → the independently trained models of one recipe the ledger measures it on (seeds 0, 1, 2): the flagship
 #: and its replicates; linear regression's flagship (8000 steps, 17 min a seed) is replicated by its plain TVP-loss
 #: arms instead, the same architecture and task trained for 2000 steps from seeds 0, 1, 2.
 FAMILY_MODELS: dict[str, tuple[str, ...]] = {
     **{name: (name, *(f"{name}-s{seed}" for seed in REPLICATE_SEEDS)) for name in REPLICATED},
-    "linear-regression": tuple(arm_names(i, "linear-regression")[1] for i in range(3)),
+    "linear-regression": tuple(arm_names(seed, "linear-regression")[1] for seed in (0, *REPLICATE_SEEDS)),
 }
