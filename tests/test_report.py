@@ -27,6 +27,8 @@ def test_sections_and_summary(quick_report):
     assert groups == ["Paper claims on the zoo", "perm-mix", "linear-regression", "Studies across models"]
     assert [len(sections) for _, sections in report.sections] == [1, 16, 2, 3]
     assert report.sections[0][1][0].title == "Claims ledger"  # the report opens with the ledger
+    # a preview measures each family's first trained model only, and says so
+    assert "each family on its first trained model, 2 tasks each" in report.sections[0][1][0].explanation
     assert all(s.explanation for _, sections in report.sections for s in sections)
     perm = report.summary[0]
     assert perm["model"] == "perm-mix" and perm["ICL"] > 0.9

@@ -122,7 +122,8 @@ def test_a_nan_effect_is_an_error_naming_the_unit(monkeypatch):
     with pytest.warns(RuntimeWarning, match=r"model 'perm-mix' failed: claim 'vanilla_beats_zero_shot'"):
         with pytest.raises(ModelsFailed, match=r"^models: 'perm-mix' failed: claim 'vanilla_beats_zero_shot' on "
                                                r"perm-mix, task 0, seed 0: the effect is nan"):
-            claims_ledger(LedgerConfig(n_tasks=1, seeds=(0,), n_prompts=8, claims=("vanilla_beats_zero_shot",)))
+            claims_ledger(LedgerConfig(n_tasks=1, seeds=(0,), n_prompts=8, claims=("vanilla_beats_zero_shot",),
+                                       family_models=1))
 
 
 def test_every_claim_has_a_control_and_the_ledger_has_at_least_sixteen():

@@ -472,8 +472,11 @@ def _ledger_sections(run: Run, ledger: ClaimsLedger) -> list[Section]:
         table = (f"Not applicable here (not drawn): {skipped or 'none'}. `tvlens claims --model DIR --tasks "
                  f"{','.join(HF_TASKS)}` prints the table.")
     else:
-        where = (f"on the zoo where they apply: each family on three independently trained models of one recipe, "
-                 f"{c.n_tasks} tasks each × {len(c.seeds)} seed(s), {c.n_prompts} held-out test prompts each")
+        trained = ("its independently trained models of one recipe" if c.family_models is None else
+                   "its first trained model" if c.family_models == 1 else
+                   f"the first {c.family_models} of its trained models")
+        where = (f"on the zoo where they apply: each family on {trained}, {c.n_tasks} tasks each × "
+                 f"{len(c.seeds)} seed(s), {c.n_prompts} held-out test prompts each")
         table = "docs/studies.md has the table."
     title = "Paper claims on your models" if run.ledger_models else "Paper claims on the zoo"
     return [Section("Claims ledger", ledger_figure(ledger, title),
