@@ -176,7 +176,7 @@ def test_a_training_claim_is_measured_over_independently_trained_pairs():
 def test_a_family_row_is_over_its_trained_models_means():
     """A mechanism claim's zoo row reads every trained model of its family (tasks nested in models): its mean is the
     mean of the model means and its interval Student's t over them with n − 1 = 2 degrees of freedom (scipy), not over
-    the 3 × 4 task values; a researcher's models get one row each, over their task means."""
+    the 3 × 4 task values; a preview on each family's first model (``family_models=1``) is over its task means."""
     from scipy import stats
 
     from tvlens.zoo.specs import FAMILY_MODELS
