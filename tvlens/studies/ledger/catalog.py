@@ -178,18 +178,18 @@ class Claim:
 
     @property
     def zoo_rows(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
-        """The claim's rows on the zoo, ``(label, models)`` each (a contrast's rows are its :attr:`contrast_pairs`):
-        a replicated claim's recipes, else one row per family of :attr:`models` over its independently trained
-        models (:data:`~tvlens.zoo.specs.FAMILY_MODELS`; a family trained once is its one model)."""
+        """The claim's rows on the zoo, ``(label, models)`` each: a contrast's :attr:`contrast_pairs` (``"hard vs
+        easy"``), a replicated claim's recipes, else one row per family of :attr:`models` over its independently
+        trained models (:data:`~tvlens.zoo.specs.FAMILY_MODELS`; a family trained once is its one model)."""
+        if self.contrast:
+            return tuple((f"{hard} vs {easy}", (hard, easy)) for hard, easy in self.contrast_pairs)
         if self.replicated:
             return self.replicate_rows
         return tuple((family, FAMILY_MODELS.get(family, (family,))) for family in self.models)
 
     @property
     def measured_models(self) -> tuple[str, ...]:
-        """The zoo models the claim's units are measured on (each family's trained models)."""
-        if self.contrast:
-            return self.models
+        """The zoo models the claim's units are measured on (each row's models, once)."""
         return tuple(dict.fromkeys(m for _, models in self.zoo_rows for m in models))
 
     @property

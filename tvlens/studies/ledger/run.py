@@ -365,12 +365,9 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
 
 
 def _zoo_rows(claim: Claim, family_models: int | None = None) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """The claim's rows on the zoo, ``(label, the models it reads)`` each: a contrast's pairs, else its
-    :attr:`~Claim.zoo_rows` (a replicated claim's recipes; each family's trained models, the first ``family_models``
-    of them)."""
-    if claim.contrast:
-        return tuple((f"{hard} vs {easy}", (hard, easy)) for hard, easy in claim.contrast_pairs)
-    if claim.replicated or family_models is None:
+    """The claim's :attr:`~Claim.zoo_rows`, each family's row reading only its first ``family_models`` trained
+    models (a contrast's pairs and a replicated claim's recipes read all theirs)."""
+    if claim.contrast or claim.replicated or family_models is None:
         return claim.zoo_rows
     return tuple((label, read[:family_models]) for label, read in claim.zoo_rows)
 
