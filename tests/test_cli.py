@@ -654,7 +654,7 @@ def test_word_pair_files_too_small_for_the_splits_are_refused_before_any_model_l
     small.write_text("input,answer\n" + "".join(f"w{i},v{i}\n" for i in range(20)), encoding="utf-8")
     line = one_line_error(cli("claims", "--model", tiny_qwen2, "--tasks", f"antonyms,{small}", "--quiet"),
                           "--tasks: 'n20' has 20 distinct pairs; 5-shot prompts drawn from each held-out split",
-                          "need at least 55 (add pairs, or lower the shots)")
+                          "need at least 56 (add pairs, or lower the shots)")
     assert len(line) < 250
     line = one_line_error(cli("claims", "--model", tiny_qwen2, "--tasks", "antonyms", "--shots", "1000000", "--quiet"),
                           "'antonyms' has", "1000000-shot prompts", "need at least 10000005")

@@ -96,15 +96,17 @@ def test_errors(tiny_model, small_task):
 
 def test_the_seed_is_the_user_seed_and_the_split_names_the_prompts(tiny_model, small_task):
     """One meaning of ``seed``: the user seed of :class:`Splits`. By default evaluate scores the ``shared`` split, whose
-    queries are the test block's (no vector of any seed trained or chose on them); ``split=`` names another."""
+    queries are the test block's of each prompt's task (no vector made with this seed trained or chose on them);
+    ``split=`` names another."""
     splits = Splits(6)
-    test_queries = set(splits.block("shared").items(small_task.n_symbols).tolist())
+    test_queries = {(t, q) for t in range(small_task.n_tasks)
+                    for q in splits.block("shared").items(small_task.n_symbols, salt=t).tolist()}
     for split in ("shared", "dev"):
         scored = evaluate(tiny_model, small_task, "icl", n_prompts=40, n_shots=3, seed=6, split=split, progress=False)
         batch = splits.sample(small_task, split, 40, 3)
         manual = tiny_model(batch.inputs)[:, -1].argmax(-1) == batch.targets
         assert torch.equal(scored.values, manual.float())
-        queries = set(batch.inputs[:, -small_task.query_tokens].tolist())  # each prompt's query symbol
+        queries = set(zip(batch.task_ids.tolist(), batch.inputs[:, -small_task.query_tokens].tolist()))
         assert (queries <= test_queries) == (split == "shared")
 
 
@@ -228,6 +230,9 @@ def test_whole_answers_are_generated_and_scored_as_a_plain_loop_scores_them(toke
         assert result.exact_match_values[i] == exact_match(read, answers[i])
         assert result.f1_values[i] == pytest.approx(token_f1(read, answers[i]))
     assert result.to_dict()["f1"] == pytest.approx(result.f1_values.mean().item())
+    # one chunk or two: every prompt generates for the whole batch's longest answer
+    whole = evaluate(model, task, "injected", vector, batch=batch, base="icl", whole_answers=True, batch_size=len(batch))
+    assert whole.generated == result.generated
     assert {"exact_match", "f1", "generated"} <= set(result.to_records()[0])
     with pytest.raises(ValueError, match=r"^whole_answers=True: task=PermutationMixture has no text answers"):
         evaluate(model, small_task_like(), "icl", whole_answers=True)

@@ -320,7 +320,8 @@ def evaluate(
         n_prompts: number of prompts.
         n_shots: demonstrations per ICL prompt (default: the task's).
         seed: the user seed (:class:`~tvlens.tasks.Splits`): the prompts are ``split``'s draw for it, whose
-            queries no vector made with any seed trained or chose on. Equal seeds give equal prompts across
+            queries no vector made with this seed trained or chose on (a vector made with another seed is
+            refused: each seed partitions the content its own way). Equal seeds give equal prompts across
             modes, so ICL, zero-shot and injected scores are paired.
         split: the named split scored (default ``"shared"``, the prompts every method is compared on).
         batch_size: prompts per forward.
@@ -365,6 +366,8 @@ def evaluate(
     if vector is not None:
         check_provenance(hooked, [vector], task)
     if batch is None:
+        if vector is not None and splits.block(split) is not None:
+            splits.check_made_with(vector, task)
         batch = splits.sample(task, split, n_prompts, n_shots)
     scored = scored_view(batch, mode, base)
     per_example = [iv for iv in interventions if iv.per_example or isinstance(iv.positions, Tensor)]
@@ -375,6 +378,9 @@ def evaluate(
 
     chunks: list[dict[str, Tensor]] = []
     generated: list[str] = []
+    # every chunk generates as many tokens as the longest answer of the whole batch has: scores do not hang on
+    # batch_size
+    longest = _longest_answer(task.tokenizer, scored_view(batch, mode, base)) if whole_answers else None
     starts = range(0, len(scored), batch_size)
     for start in progress_bar(starts, desc=f"evaluate {mode}", progress=progress and len(starts) > 1):
         rows = slice(start, start + batch_size)
@@ -384,24 +390,32 @@ def evaluate(
         chunks.append(PromptScorer(hooked, chunk, path).scores(mode, chunk_interventions, base, at))
         if whole_answers:
             chunks[-1].update(whole_answer_scores(hooked, task.tokenizer, scored_view(chunk, mode, base),
-                                                  chunk_interventions, path, generated))
+                                                  chunk_interventions, path, generated, longest))
     scores = {key: torch.cat([c[key] for c in chunks]) for key in chunks[0]}
     return EvalResult.from_scores(mode, scored, scores, tuple(generated) if whole_answers else None)
 
 
+def _longest_answer(tokenizer: Any, prompts: ICLBatch) -> int:
+    """Tokens in the longest answer of ``prompts`` (word-pair prompts remember their answers)."""
+    if prompts.examples is None:
+        raise ValueError("prompts: expected word-pair prompts (they remember their answers)")
+    return max(len(tokenizer(" " + pairs[-1][1], add_special_tokens=False)["input_ids"]) for pairs in prompts.examples)
+
+
 def whole_answer_scores(model: HookedModel, tokenizer: Any, prompts: ICLBatch, interventions: Sequence[Intervention],
-                        path: str = "auto", generated: list[str] | None = None) -> dict[str, Float[Tensor, " batch"]]:
+                        path: str = "auto", generated: list[str] | None = None, longest: int | None = None
+                        ) -> dict[str, Float[Tensor, " batch"]]:
     """Per-prompt exact match and token F1 of the answers ``model`` generates for ``prompts`` (greedy, with
     ``interventions`` on the prompts; as many new tokens as the longest answer has, and two more), read and
-    scored as Todd et al. do (:mod:`tvlens.tasks.answers`); the answers read are appended to ``generated``."""
+    scored as Todd et al. do (:mod:`tvlens.tasks.answers`); the answers read are appended to ``generated``.
+    ``longest``: the answer tokens to allow for (default: the longest answer of ``prompts``; a caller scoring a
+    batch in chunks passes the whole batch's, so a prompt's score does not depend on its chunk)."""
     from tvlens.generation import generate
     from tvlens.tasks.answers import exact_match, read_answer, token_f1
 
-    if prompts.examples is None:
-        raise ValueError("prompts: expected word-pair prompts (they remember their answers)")
+    longest_here = _longest_answer(tokenizer, prompts)
     answers = [pairs[-1][1] for pairs in prompts.examples]
-    longest = max(len(tokenizer(" " + a, add_special_tokens=False)["input_ids"]) for a in answers)
-    new = longest + 2
+    new = max(longest_here, longest or 0) + 2
     if model.capabilities.learned_positions:
         width = int(prompts.inputs.shape[1] if prompts.attention_mask is None else prompts.attention_mask.sum(1).max())
         new = max(1, min(new, model.cfg.n_ctx - width))

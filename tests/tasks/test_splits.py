@@ -28,14 +28,55 @@ def test_scored_views_of_the_splits_share_no_query():
         for b in ("train", "dev", "test", "validation"):
             if a < b:
                 assert not queries[a] & queries[b], (a, b)
-    assert queries["test"] == queries["shared"] and len(queries["train"]) == 16
+    assert queries["test"] == queries["shared"]
+    assert [len(queries[name]) for name in ("train", "dev", "test", "validation")] == [14, 7, 8, 3]
     for name, batch in views.items():  # the ICL prompt's query is the zero-shot view's, never a demonstration
         assert torch.equal(batch.inputs[:, -2], batch.zero_shot.inputs[:, 1])
         demos = batch.inputs[:, 1:-2:4]
         assert not (demos == batch.inputs[:, -2:-1]).any(), name
-    # another user seed draws other prompts from the same blocks: held out whatever the seeds
-    assert _queries(Splits(7).sample(task, "test", 400, 16)) == queries["test"]
-    assert not torch.equal(Splits(7).sample(task, "test", 50, 16).inputs, views["test"].select(slice(0, 50)).inputs)
+
+
+def test_each_seed_partitions_the_queries_its_own_way():
+    """Seeds 0-5 on perm-mix task 1: each seed's test block is 8 query symbols, disjoint from its own train, dev
+    and validation blocks; the blocks differ between seeds, and over the seeds nearly every symbol is scored."""
+    task = zoo.task("perm-mix").single(1)
+    tests = []
+    for seed in range(6):
+        splits = Splits(seed)
+        blocks = {name: set(splits.block(name).items(task.n_symbols, salt=1).tolist())
+                  for name in ("train", "dev", "test", "validation")}
+        assert sorted(set().union(*blocks.values())) == list(range(task.n_symbols))
+        assert sum(len(b) for b in blocks.values()) == task.n_symbols  # disjoint
+        assert _queries(splits.sample(task, "test", 400, 16)) == blocks["test"] and len(blocks["test"]) == 8
+        tests.append(frozenset(blocks["test"]))
+    assert len(set(tests)) == len(tests)
+    assert len(set().union(*tests)) >= 24
+    # each task of a family has its own block: seed 0's test queries of perm-mix tasks 0-7
+    per_task = [frozenset(_queries(Splits(0).sample(zoo.task("perm-mix").single(t), "test", 400, 4))) for t in range(8)]
+    assert all(len(q) == 8 for q in per_task) and len(set(per_task)) == 8
+    mixed = Splits(0).sample(zoo.task("perm-mix"), "test", 400, 4)  # a mixture: each prompt from its task's block
+    assert all(int(q) in per_task[int(t)] for q, t in zip(mixed.zero_shot.inputs[:, 1], mixed.task_ids))
+
+
+def test_a_vector_is_scored_only_with_the_seed_it_was_made_with():
+    """evaluate refuses (one line, before any prompt is drawn) a vector made with seed 0 on seed 1's held-out
+    prompts of a partitioned family, a composed vector keeps its parts' seeds, and regression (fresh functions) or a
+    hand-made vector passes."""
+    from tvlens import evaluate
+    from tvlens.vectors import TaskVector
+
+    model, task = zoo.load("perm-mix"), zoo.task("perm-mix").single(0)
+    made = TaskVector.single(torch.zeros(model.d_model), 1, hyperparameters={"seed": 0})
+    assert made.seeds == {0} and (made + made * 2).seeds == {0}
+    assert (made + TaskVector.single(torch.zeros(model.d_model), 1, hyperparameters={"seed": 3})).seeds == {0, 3}
+    with pytest.raises(ValueError, match=r"^seed=1: the vector was made with seed 0, whose partition of the queries "
+                                         r"differs .*; expected seed=0$"):
+        evaluate(model, task, "injected", made, seed=1, progress=False)
+    assert evaluate(model, task, "injected", made, seed=0, n_prompts=8, progress=False).mean >= 0
+    hand_made = TaskVector.single(torch.zeros(model.d_model), 1)
+    assert hand_made.seeds == frozenset()
+    assert evaluate(model, task, "injected", hand_made, seed=1, n_prompts=8, progress=False).mean >= 0
+    Splits(1).check_made_with(made, LinearRegression(d_input=3))  # no partition: the stream separates the splits
 
 
 def test_text_splits_share_no_word_pair():

@@ -275,10 +275,10 @@ def test_pairs_needed_is_the_fewest_that_fill_every_held_out_block():
     """Checked against the blocks themselves: with pairs_needed(k) pairs every split's block holds k + 1 pairs, with
     any fewer some block does not."""
     from tvlens.tasks.base import ContentBlock
-    from tvlens.tasks.splits import BLOCK_FRACTIONS, PARTITION_SEED
+    from tvlens.tasks.splits import BLOCK_FRACTIONS, Splits
     from tvlens.tasks.text import pairs_needed
 
-    blocks = [ContentBlock(i, BLOCK_FRACTIONS, PARTITION_SEED) for i in range(len(BLOCK_FRACTIONS))]
+    blocks = [ContentBlock(i, BLOCK_FRACTIONS, Splits(3).partition) for i in range(len(BLOCK_FRACTIONS))]
     for k in range(40):
         n = pairs_needed(k)
         assert min(b.items(n, salt=k).numel() for b in blocks) >= k + 1

@@ -418,8 +418,10 @@ def linear_dynamics(
     check_path(path)
     theta, site = single_site(model, vector, "linear_dynamics")
     layer, final = site.layer, model.n_layers
+    splits = Splits(seed)
+    splits.check_made_with(vector, task)
     bar = progress_bar(total=4 + final - layer, desc="linear dynamics", progress=progress)
-    batch = Splits(seed).sample(task, "shared", n_prompts, n_shots)
+    batch = splits.sample(task, "shared", n_prompts, n_shots)
     prompts = batch.zero_shot
     n_copies = default_copies(model) if n_copies is None else n_copies
     thetas, changes = collect_changes(model, prompts, theta, layer, positions=site.positions, n_copies=n_copies,
@@ -550,7 +552,10 @@ def injection_layer_maps(
     if missing:
         raise ValueError(f"vectors has layers {missing} that are not in layers={layers}")
     # held-out prompts: the vectors learn on the train split's queries, the maps are fitted and scored on others
-    batch = Splits(seed).sample(task, "shared", n_prompts, n_shots)
+    splits = Splits(seed)
+    for k, given in vectors.items():
+        splits.check_made_with(given, task, f"vector of layer {k}")
+    batch = splits.sample(task, "shared", n_prompts, n_shots)
     basis, final = _label_basis(model, task), model.n_layers
     maps, injected = [], []
     missing = [k for k in layers if k not in vectors]

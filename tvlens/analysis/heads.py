@@ -512,6 +512,7 @@ def key_head_analysis(
         raise ValueError(f"protocol={protocol!r}: expected 'disjoint' or 'same'")
     splits = Splits(seed)
     if batch is None:
+        splits.check_made_with(vector, task)
         chosen_on = splits.sample(task, "dev", n_prompts, n_shots)
         batch = splits.sample(task, "shared", n_prompts, n_shots)
         selection, scoring = f"dev split (seed {splits.dev})", f"shared split (seed {splits.shared})"

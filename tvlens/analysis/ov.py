@@ -224,7 +224,10 @@ def ov_decomposition(
     check_base(base)
     dt = analysis_dtype(model)
     layer, n_layers, n_heads = site.layer, model.n_layers, model.n_heads
-    batch = Splits(seed).sample(task, "shared", n_prompts, n_shots) if batch is None else batch
+    if batch is None:
+        splits = Splits(seed)
+        splits.check_made_with(vector, task)
+        batch = splits.sample(task, "shared", n_prompts, n_shots)
     prompts = batch.view(base)
     inputs, mask = prompts.inputs.to(model.device), prompts.attention_mask
     norm = model.capabilities.norm

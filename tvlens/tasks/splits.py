@@ -7,8 +7,8 @@ study, the report and training take a ``seed`` and draw their prompts through it
 **Held out means held out.** Two prompt sets drawn with different random streams are not disjoint
 when the content is small: a zero-shot query ``BOS x →`` of a 32-symbol family has 32 possible inputs,
 so every stream holds all of them. A split therefore draws its *content* from its own block of a
-seeded partition (:class:`~tvlens.tasks.ContentBlock`): symbolic families partition their query
-symbols (demonstrations may use any symbol; a ``test`` query was never a ``train`` or ``dev`` query),
+seeded partition (:class:`~tvlens.tasks.ContentBlock`): symbolic families partition each task's query
+symbols (demonstrations may use any symbol; a ``test`` query of a task was never its ``train`` or ``dev`` query),
 text tasks partition each task's word pairs (a prompt's demonstrations and query all come from its
 split's pairs, as Todd et al.'s datasets are split). Regression and formal-language families draw a
 fresh function or string for every prompt from a continuous or astronomically large space: there the
@@ -16,10 +16,10 @@ random streams alone separate the splits (:attr:`Task.held_out_content` is ``Non
 
 | split | content block | what it is for |
 |---|---|---|
-| ``train`` | train (50 %) | extraction prompts (vanilla TV, function vector), LTV training |
+| ``train`` | train (45 %) | extraction prompts (vanilla TV, function vector), LTV training |
 | ``dev`` | dev (20 %) | choices: the vanilla TV's layer, early stopping, key heads, task-mean states |
-| ``test`` | test (20 %) | a method's own held-out score; head-weighted LTV's head means |
-| ``shared`` | test (20 %) | test prompts all methods are compared on (``compare``, studies, the report) |
+| ``test`` | test (25 %) | a method's own held-out score; head-weighted LTV's head means |
+| ``shared`` | test (25 %) | test prompts all methods are compared on (``compare``, studies, the report) |
 | ``validation`` | validation (10 %) | Todd et al. 2024's validation prompts; head-weighted LTV's held-out score |
 | ``aside`` | all content | the dynamics check's held-out perturbations, the report's example |
 | ``training`` | all content | the prompt stream of meta-ICL training (the model learns the whole family) |
@@ -28,9 +28,14 @@ random streams alone separate the splits (:attr:`Task.held_out_content` is ``Non
 (``test`` and ``shared`` both only score, so they share a block; the head-weighted LTV takes its head
 means on ``test`` and is scored on ``validation``, a block of its own.)
 
-**One partition for every seed.** The blocks are a fixed partition of each task's content (seeded by
-:data:`PARTITION_SEED`, not by the user seed): a vector learned with seed 0 and analysed with seed 100
-is still scored on queries it never saw. User seeds vary the prompts drawn within each block.
+**A partition per seed.** Each user seed draws its own partition of every task's content (seeded by
+``SeedSequence((seed, "partition"))``, each task of a family shuffled apart): a 32-symbol family's ``test``
+block holds 8 query symbols, and another seed scores other symbols, so results over seeds are not tied to one
+block. The price is that a vector must be scored with the seed it was made with: another seed's ``test``
+queries may be ones it was trained or chosen on. Every tvlens method records its seed
+(:attr:`~tvlens.vectors.TaskVector.seeds`), and the functions that draw held-out prompts for a vector
+(``evaluate``, the OV decomposition, linear dynamics, key heads) refuse a vector made with another seed
+(:meth:`Splits.check_made_with`) on a family whose content is partitioned.
 
 **Streams.** Each split's random stream is seeded by ``numpy.random.SeedSequence((seed, split))``:
 streams of different user seeds never coincide (a ``seed + offset`` rule gives seed 2's ``train`` the
@@ -50,14 +55,12 @@ import numpy as np
 from tvlens.tasks.base import ContentBlock
 
 #: The content blocks of a partition, their shares, and the block each split draws from (None: all content).
-BLOCK_FRACTIONS: tuple[float, ...] = (0.5, 0.2, 0.2, 0.1)
+BLOCK_FRACTIONS: tuple[float, ...] = (0.45, 0.2, 0.25, 0.1)
 BLOCKS: dict[str, int | None] = {"train": 0, "dev": 1, "test": 2, "shared": 2, "validation": 3, "aside": None,
                                  "training": None, "monitor": None}
 #: The legacy offsets of the meta-ICL training stream and of training's evaluation prompts (the zoo's recipes
 #: were trained and monitored on them).
 LEGACY_OFFSETS: dict[str, int] = {"training": 7919, "monitor": 10_000}
-#: Seeds the one partition of every task's content into blocks (the same for every user seed).
-PARTITION_SEED = 20_251_201
 
 
 def _stream_seed(seed: int, name: str) -> int:
@@ -135,7 +138,27 @@ class Splits:
         """The content block ``split`` draws from (``None``: all content)."""
         self.check_split(split)
         index = BLOCKS[split]
-        return None if index is None else ContentBlock(index, BLOCK_FRACTIONS, PARTITION_SEED)
+        return None if index is None else ContentBlock(index, BLOCK_FRACTIONS, self.partition)
+
+    @property
+    def partition(self) -> int:
+        """Seed of this user seed's partition of every task's content into blocks (one for all its splits)."""
+        return _stream_seed(self.seed, "partition")
+
+    def check_made_with(self, vector: Any, task: Any, argument: str = "vector") -> None:
+        """Refuse (one line) to draw held-out prompts of ``task`` for ``vector`` when it was made with another seed.
+
+        Another seed's partition puts other content in the ``test`` block, possibly content the vector was trained
+        or chosen on. Families without partitioned content (:attr:`Task.held_out_content` ``None``: regression,
+        formal languages) and vectors that record no seed (a hand-made vector, a bare intervention) pass.
+        """
+        if getattr(task, "held_out_content", None) is None:
+            return
+        other = sorted(s for s in getattr(vector, "seeds", ()) if s != self.seed)
+        if other:
+            raise ValueError(f"seed={self.seed}: the {argument} was made with seed {other[0]}, whose partition of the "
+                             f"{task.held_out_content} differs (held-out prompts of seed {self.seed} may hold ones it "
+                             f"was trained or chosen on); expected seed={other[0]}")
 
     def sample(self, task: Any, split: str, n_prompts: int, n_shots: int | None = None) -> Any:
         """``task.sample(n_prompts, n_shots)`` on ``split``'s stream and content block."""
@@ -152,4 +175,4 @@ class Splits:
             raise ValueError(f"split={split!r}: expected one of {list(BLOCKS)}")
 
 
-__all__ = ["BLOCKS", "BLOCK_FRACTIONS", "PARTITION_SEED", "Splits"]
+__all__ = ["BLOCKS", "BLOCK_FRACTIONS", "Splits"]

@@ -180,9 +180,11 @@ class SymbolicTask(Task):
                 block: ContentBlock | None = None) -> ICLBatch:
         task_ids = self._task_ids(n_prompts, generator, task_ids)
         m = n_shots + 1
-        if block is not None:  # the query from the block; demonstrations from any other symbol
-            queries = block.items(self.n_symbols)
-            query = queries[torch.randint(len(queries), (n_prompts,), generator=generator)]
+        if block is not None:  # the query from its task's block; demonstrations from any other symbol
+            ids = task_ids.unique()  # each task its own block (salted shuffle), all of one size
+            table = torch.stack([block.items(self.n_symbols, salt=t) for t in ids.tolist()]) if len(ids) else None
+            pick = torch.randint(block.size(self.n_symbols), (n_prompts,), generator=generator)
+            query = pick if table is None else table[torch.searchsorted(ids, task_ids), pick]
             if self.distinct_inputs:
                 keys = torch.rand(n_prompts, self.n_symbols, generator=generator)
                 keys[torch.arange(n_prompts), query] = 2.0  # sorts last: never a demonstration

@@ -57,7 +57,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from tvlens.tasks.base import ContentBlock, ICLBatch, Task
-from tvlens.tasks.splits import BLOCK_FRACTIONS, PARTITION_SEED
+from tvlens.tasks.splits import BLOCK_FRACTIONS
 
 DATA_DIR = Path(__file__).parents[1] / "data" / "word_pairs"
 #: How many texts' tokenizations :class:`TokenMemo` keeps per tokenizer (about 1 KB each).
@@ -175,7 +175,7 @@ def pairs_needed(n_shots: int) -> int:
     """The fewest word pairs a task needs so that every held-out split (:data:`~tvlens.tasks.splits.BLOCKS`: its
     block of the pairs, :data:`~tvlens.tasks.splits.BLOCK_FRACTIONS`) holds a prompt of ``n_shots``
     demonstrations and a query, all distinct."""
-    blocks = [ContentBlock(i, BLOCK_FRACTIONS, PARTITION_SEED) for i in range(len(BLOCK_FRACTIONS))]
+    blocks = [ContentBlock(i, BLOCK_FRACTIONS, seed=0) for i in range(len(BLOCK_FRACTIONS))]  # sizes: any seed's
     # a block holds at most its share of the pairs and one more (rounding): no smaller n can do
     n = max(len(blocks), int(n_shots / min(BLOCK_FRACTIONS)) - 1)
     while min(block.size(n) for block in blocks) < n_shots + 1:

@@ -158,6 +158,16 @@ class TaskVector:
     def d_model(self) -> int:
         return next(iter(self.vectors.values())).shape[0]
 
+    @property
+    def seeds(self) -> frozenset[int]:
+        """The user seeds whose splits made this vector (its prompts, choices and training draws); empty for a
+        vector that records none (hand-made). A composed vector holds its parts' seeds. Held-out prompts for it
+        must come from the same seed (:meth:`~tvlens.tasks.Splits.check_made_with`): each seed partitions a
+        family's content its own way."""
+        h = self.hyperparameters
+        found = list(h.get("seeds", ())) + ([h["seed"]] if h.get("seed") is not None else [])
+        return frozenset(int(s) for s in found)
+
     def vector(self, layer: int | None = None) -> Tensor:
         """The tensor of the only site (or the only site at ``layer``)."""
         sites = [s for s in self.vectors if layer is None or s.layer == layer]
@@ -199,7 +209,8 @@ class TaskVector:
             out[s] = out.get(s, torch.zeros_like(v)) + sign * other.scale * v
         return TaskVector(out, mode=self.mode, scale=1.0, method="composed", task=None,
                           fingerprint=self.fingerprint or other.fingerprint,
-                          hyperparameters={"parts": [self.method, other.method], "sign": sign})
+                          hyperparameters={"parts": [self.method, other.method], "sign": sign,
+                                           "seeds": sorted(self.seeds | other.seeds)})
 
     def __add__(self, other: TaskVector) -> TaskVector:
         return self._combine(other, 1.0)
