@@ -38,6 +38,7 @@ import torch
 from tvlens import zoo
 from tvlens.models import HookedModel
 from tvlens.tasks.base import Task
+from tvlens.tasks.splits import Splits
 from tvlens.tasks.text import TextTasks, WordPairs, builtin_tasks, check_template, word_pair_tasks
 
 #: The kinds of task family a subject can offer, in words.
@@ -134,13 +135,14 @@ class Subject:
         assert self.task_family is not None
         return self.task_family
 
-    def n_tasks(self, requested: int) -> int:
-        """How many tasks (units per seed) it is measured on: a text model's word-pair tasks, else
-        ``requested`` capped by the family's own count (regression: ``requested`` groups of test prompts)."""
+    def task_ids(self, requested: int, seed: int) -> tuple[int, ...]:
+        """The tasks (units per seed) it is measured on: a text model's word-pair tasks; a discrete family's
+        tasks, all of them if it has at most ``requested``, else ``requested`` drawn by ``seed``
+        (:meth:`Splits.tasks <tvlens.tasks.Splits.tasks>`); regression: ``requested`` groups of test prompts."""
         if self.words is not None:
-            return len(self.words)
+            return tuple(range(len(self.words)))
         family = zoo.task(self.source) if self.kind == "zoo" else self.task_family
-        return min(requested, family.n_tasks) if family.n_tasks else requested
+        return Splits(seed).tasks(family.n_tasks, requested) if family.n_tasks else tuple(range(requested))
 
     def n_shots(self, family: Task, requested: int | None) -> int:
         """The demonstrations of its prompts: ``requested``, else the shots a zoo model was trained on, else

@@ -122,3 +122,22 @@ def test_content_blocks_partition_the_items():
         ContentBlock(0, (0.5, 0.2, 0.2, 0.1), seed=3).items(3)
     with pytest.raises(ValueError, match="fractions="):
         ContentBlock(0, (0.5, 0.6), seed=0)
+
+
+def test_a_large_family_is_measured_on_a_sample_drawn_by_the_seed():
+    """Splits.tasks: every task of a family that fits, else a sorted sample without replacement that moves with the
+    seed; the ledger's subjects read their tasks through it (perm-mix-32: 8 of 32; perm-mix: all 8; regression:
+    groups 0..n-1)."""
+    from tvlens.subjects import subject
+
+    assert Splits(0).tasks(8, 8) == tuple(range(8)) and Splits(5).tasks(2, 8) == (0, 1)
+    samples = {Splits(seed).tasks(32, 8) for seed in range(5)}
+    assert len(samples) == 5
+    for sample in samples:
+        assert len(set(sample)) == 8 and list(sample) == sorted(sample) and all(0 <= t < 32 for t in sample)
+    assert samples != {tuple(range(8))}
+    assert subject("perm-mix-32").task_ids(8, 3) == Splits(3).tasks(32, 8)
+    assert subject("perm-mix").task_ids(8, 3) == tuple(range(8))
+    assert subject("linear-regression").task_ids(8, 3) == tuple(range(8))
+    with pytest.raises(ValueError, match=r"n=0"):
+        Splits(0).tasks(32, 0)

@@ -51,7 +51,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
+from tvlens._checks import check_int
 from tvlens.tasks.base import ContentBlock
 
 #: The content blocks of a partition, their shares, and the block each split draws from (None: all content).
@@ -163,6 +165,17 @@ class Splits:
     def sample(self, task: Any, split: str, n_prompts: int, n_shots: int | None = None) -> Any:
         """``task.sample(n_prompts, n_shots)`` on ``split``'s stream and content block."""
         return task.sample(n_prompts, n_shots, seed=self.of(split), block=self.block(split))
+
+    def tasks(self, n_family: int, n: int) -> tuple[int, ...]:
+        """Which tasks of a family of ``n_family`` a study measures when it asks for ``n``: all of them when ``n``
+        covers the family, else ``n`` drawn without replacement by this seed (sorted), so a 32-task family is not
+        read through its first tasks only."""
+        check_int("n_family", n_family, 1)
+        check_int("n", n, 1)
+        if n >= n_family:
+            return tuple(range(n_family))
+        order = torch.randperm(n_family, generator=torch.Generator().manual_seed(_stream_seed(self.seed, "tasks")))
+        return tuple(sorted(order[:n].tolist()))
 
     def to_dict(self) -> dict[str, int]:
         """Every split's stream seed."""

@@ -4,8 +4,9 @@ control, with a verdict a referee would accept.
 A finding measured on one task of one family with one seed says little about the claim behind it.
 The ledger measures each claim's **effect** — a number that is positive when the claim holds, e.g.
 "accuracy of the LTV minus accuracy of the vanilla TV" — on every zoo family where the claim applies,
-for ``n_tasks`` tasks of the family × ``len(seeds)`` seeds (the seed draws every prompt stream
-and every learned vector; :class:`~tvlens.tasks.Splits`) on each of the family's **independently trained
+for ``n_tasks`` tasks of the family (a larger family: a sample drawn by the first seed) × ``len(seeds)`` seeds
+(the seed draws every prompt stream, each task's partition of its queries and every learned vector;
+:class:`~tvlens.tasks.Splits`) on each of the family's **independently trained
 models** (:data:`~tvlens.zoo.specs.FAMILY_MODELS`: one recipe trained from seeds 0, 1 and 2). One trained model
 would measure one training run, and a verdict on it would say nothing about the next model the recipe makes.
 

@@ -15,7 +15,7 @@ class LedgerConfig(Config):
 
     Attributes:
         n_tasks: tasks of each model's family (regression: groups of test prompts); a family with fewer has
-            them all.
+            them all, a family with more a sample drawn by the first seed (:meth:`~tvlens.tasks.Splits.tasks`).
         seeds: user seeds (:class:`~tvlens.tasks.Splits`): every split and learned vector. The zoo's rows are
             replicated over independently trained models (:data:`~tvlens.zoo.specs.FAMILY_MODELS`), which vary
             every seed-dependent choice too, so one seed is the default; more seeds average within a task.

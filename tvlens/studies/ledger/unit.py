@@ -226,7 +226,8 @@ class Workbench:
         mine = key(self.task_id, self.seed)
         if mine not in self.store.learned:
             units = dict.fromkeys((t if self.family.n_tasks else 0, s) for t in
-                                  range(self.subject.n_tasks(self.config.n_tasks)) for s in self.config.seeds)
+                                  self.subject.task_ids(self.config.n_tasks, self.config.seeds[0])
+                                  for s in self.config.seeds)
             todo = [(t, s) for t, s in units if key(t, s) not in self.store.learned]
             # the prompts the vectors learn on (the zero-shot or few-shot view): what their prefix caches hold
             view = self.splits.sample(self.task, "train", 8, options["n_shots"]).view(options["base"])
