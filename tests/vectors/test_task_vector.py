@@ -70,6 +70,27 @@ def test_save_load_bit_identical(tiny_model, tmp_path):
     assert torch.equal(la, lb)
 
 
+def test_a_vector_saved_under_one_partition_for_every_seed_warns_when_loaded(tiny_model, tmp_path, monkeypatch):
+    """A vector saved by tvlens 0.1 (one partition of the content for every seed) that records its seed warns on
+    loading: this version partitions per seed, so its held-out scores could include queries it trained on. A vector
+    of this version, or one that records no seed, loads silently."""
+    import warnings
+
+    import tvlens.vectors.task_vector as module
+
+    seeded = tv(tiny_model, 0, hyperparameters={"seed": 0})
+    monkeypatch.setattr(module, "__version__", "0.1.0")
+    old = seeded.save(tmp_path / "old.safetensors")
+    unseeded = tv(tiny_model, 0).save(tmp_path / "unseeded.safetensors")
+    monkeypatch.undo()
+    with pytest.warns(UserWarning, match=r"made by tvlens 0\.1\.0, whose splits held out one partition .*re-make it"):
+        assert TaskVector.load(old).seeds == {0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TaskVector.load(seeded.save(tmp_path / "new.safetensors"))
+        TaskVector.load(unseeded)
+
+
 def test_loading_on_another_model_raises(tiny_model, backend, tmp_path):
     from tests.conftest import tiny_config
     from tvlens.models import HookedModel

@@ -68,6 +68,9 @@ def _position_from_key(key: Any) -> PositionSpec:
 
 #: (weights the vector was made on, weights it is used on) pairs already warned about in this process.
 _WARNED_PAIRS: set[tuple[Any, Any]] = set()
+#: The first tvlens version whose splits partition each task's content per seed (before it: one partition for every
+#: seed), so a vector saved by an older version trained on queries this version may hold out.
+PER_SEED_PARTITION = (0, 2)
 
 
 @dataclass(frozen=True)
@@ -302,6 +305,12 @@ class TaskVector:
                              f"{error.args[0]!r})") from None
         except Exception as error:  # SafetensorError, JSON errors, bad shapes: one message naming the file
             raise ValueError(f"path={str(path)!r}: not a valid tvlens task-vector file: {first_line(error)}") from None
+        made_by = tuple(int(x) for x in str(meta.get("tvlens_version", "0")).split(".")[:2] if x.isdigit())
+        if tv.seeds and made_by < PER_SEED_PARTITION:
+            warnings.warn(f"path={str(path)!r}: made by tvlens {meta.get('tvlens_version')}, whose splits held out one "
+                          "partition of the content for every seed; this version partitions it per seed, so held-out "
+                          "scores of this vector may include queries it was trained on (re-make it to score it)",
+                          stacklevel=2)
         if model is not None:
             tv.check_model(model, strict=strict)
             tv = tv.to(device=model.device, dtype=model.dtype)
