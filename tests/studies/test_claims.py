@@ -300,7 +300,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("ltv_early_position", "perm-mix-32"): NOT_TESTABLE,
     ("ltv_early_position", "token-offset"): NOT_TESTABLE,
     ("ltv_on_icl_prompts", "perm-mix"): NO_EFFECT,
-    ("ltv_on_icl_prompts", "perm-mix-32"): "inconclusive",
+    ("ltv_on_icl_prompts", "perm-mix-32"): NO_EFFECT,
     ("ltv_on_icl_prompts", "token-offset"): NO_EFFECT,
     ("key_heads", "perm-mix"): NOT_TESTABLE,
     ("key_heads", "perm-mix-32"): NOT_TESTABLE,
