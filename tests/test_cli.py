@@ -275,6 +275,12 @@ def test_bad_vector_files_are_named_in_one_line(cli, tmp_path):
     vector = TaskVector.single(torch.randn(model.d_model), 1, fingerprint=model.fingerprint()).save(
         tmp_path / "v.safetensors")
     assert cli("evaluate", "--vector", str(vector), "--prompts", "8", "--quiet").returncode == 0
+    seeded = TaskVector.single(torch.randn(model.d_model), 1, fingerprint=model.fingerprint(),
+                               hyperparameters={"seed": 0}).save(tmp_path / "seeded.safetensors")
+    for command in (["evaluate"], ["analyze", "ov"]):  # another seed's partition: refused before any scoring
+        proc = cli(*command, "--vector", str(seeded), "--seed", "3", "--prompts", "8", "--quiet")
+        one_line_error(proc, "--seed=3: the vector was made with seed 0", "expected --seed=0")
+        assert proc.stdout == ""
     data = vector.read_bytes()
     cases = {
         "text.safetensors": b"not a safetensors file",

@@ -248,7 +248,10 @@ def _vector_learn(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_vector(args: argparse.Namespace, model: Any) -> Any:
+def _read_vector(args: argparse.Namespace, model: Any, task: Any, split: str = "shared") -> Any:
+    """The ``--vector`` file, checked against the model (its fingerprint) and, where ``split`` holds content out,
+    against ``--seed`` (a vector is scored with the seed it was made with), before any scoring."""
+    from tvlens.tasks.splits import Splits
     from tvlens.vectors import TaskVector
 
     if Path(args.vector).is_dir():
@@ -257,7 +260,14 @@ def _read_vector(args: argparse.Namespace, model: Any) -> Any:
         raise FileNotFoundError(f"--vector={args.vector!r}: no such file (make one with `tvlens vector learn`)")
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        return TaskVector.load(args.vector, model=model, strict=not args.allow_other_model)
+        vector = TaskVector.load(args.vector, model=model, strict=not args.allow_other_model)
+    splits = Splits(args.seed)
+    if splits.block(split) is not None:
+        try:
+            splits.check_made_with(vector, task)
+        except ValueError as error:
+            raise ValueError(f"--{error}".replace("expected seed=", "expected --seed=")) from None
+    return vector
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -269,7 +279,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise ValueError(f"--{error}") from None
     model, task = _load(args)
-    vector = _read_vector(args, model) if args.vector else None
+    vector = _read_vector(args, model, task, args.split) if args.vector else None
     modes = ["zero_shot", "icl"] + (["injected"] if vector is not None else [])
     print(f"{args.model}, task {args.task_id}: {args.prompts} prompts of the {args.split!r} split, "
           f"{args.shots}-shot ICL prompts")
@@ -285,7 +295,7 @@ def _analyze(args: argparse.Namespace) -> int:
     from tvlens.analysis import key_head_analysis, linear_dynamics, ov_decomposition
 
     model, task = _load(args)
-    vector = _read_vector(args, model)
+    vector = _read_vector(args, model, task)
     if args.analysis == "ov":
         result = ov_decomposition(model, task, vector, n_prompts=args.prompts, seed=args.seed)
         for key, value in result.summary().items():
@@ -474,7 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--vector", default=None, help="a task vector .safetensors file to inject")
     evaluate.add_argument("--prompts", type=_positive_int, default=256, help="prompts (default 256)")
     evaluate.add_argument("--split", default="shared",
-                          help="the split scored (default 'shared': held-out queries no vector trained or chose on; "
+                          help="the split scored (default 'shared': held-out queries no vector made with --seed "
+                               "trained or chose on; "
                                "'aside': prompts over every query, none held out)")
     _common(evaluate, vector=None)
     evaluate.set_defaults(func=_evaluate)

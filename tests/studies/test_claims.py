@@ -121,7 +121,7 @@ def test_a_nan_effect_is_an_error_naming_the_unit(monkeypatch):
     monkeypatch.setitem(module.CLAIMS, "vanilla_beats_zero_shot", nan)
     with pytest.warns(RuntimeWarning, match=r"model 'perm-mix' failed: claim 'vanilla_beats_zero_shot'"):
         with pytest.raises(ModelsFailed, match=r"^models: 'perm-mix' failed: claim 'vanilla_beats_zero_shot' on "
-                                               r"perm-mix, task 0, seed 0: the effect is nan"):
+                                               rf"perm-mix, task {Splits(0).tasks(8, 1)[0]}, seed 0: the effect is nan"):
             claims_ledger(LedgerConfig(n_tasks=1, seeds=(0,), n_prompts=8, claims=("vanilla_beats_zero_shot",),
                                        family_models=1))
 
@@ -152,7 +152,8 @@ def test_a_training_claim_is_measured_over_independently_trained_pairs():
         assert row.n_models == n >= 3 and (row.n_tasks, row.n_seeds) == (1, 1)
         assert row.sample == f"{n} models × 1 × 1"
         task, layer = zoo.task(family), ARM_LAYERS[family]
-        task = task.single(0) if task.n_tasks else task  # a regression family's one group of 32 prompts
+        # the family's task drawn by seed 0 (Splits.tasks); a regression family's one group of 32 prompts
+        task = task.single(Splits(0).tasks(task.n_tasks, 1)[0]) if task.n_tasks else task
         sign = 1 if task.metric.higher_is_better else -1
         per_pair = []
         for i in range(n):
@@ -184,8 +185,8 @@ def test_a_family_row_is_over_its_trained_models_means():
     config = LedgerConfig(n_tasks=4, seeds=(0,), claims=_CLAIM)
     effects = {m: [0.1 * (i + 1) + 0.02 * t for t in range(4)] for models in FAMILY_MODELS.values()
                for i, m in enumerate(models)}
-    ledger = claims_ledger(config, progress=False, executor=_Scripted(
-        lambda job: [UnitResult([(effects[job.subject.name][t], -1.0, 0)]) for t, _ in job.units]))
+    ledger = claims_ledger(config, progress=False, executor=_Scripted(  # a family's k-th task drawn (one seed)
+        lambda job: [UnitResult([(effects[job.subject.name][k], -1.0, 0)]) for k, _ in enumerate(job.units)]))
     claim = CLAIMS["vanilla_beats_zero_shot"]
     assert [r.model for r in ledger.rows] == list(claim.models)
     for row in ledger.rows:
@@ -199,7 +200,8 @@ def test_a_family_row_is_over_its_trained_models_means():
     # two models could not decide it, and the reason counts models, not tasks
     assert verdict(0.1, 0.2, 0.0, n_tasks=2, unit="model") == ("inconclusive", "fewer than 3 models (2)")
     # a preview on each family's first model: its rows are over that model's task means
-    submitted = _Scripted(lambda job: [UnitResult([(effects[job.subject.name][t], -1.0, 0)]) for t, _ in job.units])
+    submitted = _Scripted(lambda job: [UnitResult([(effects[job.subject.name][k], -1.0, 0)])
+                                       for k, _ in enumerate(job.units)])
     preview = claims_ledger(LedgerConfig(n_tasks=4, seeds=(0,), claims=_CLAIM, family_models=1), progress=False,
                             executor=submitted)
     assert len(submitted.submitted) == len(claim.models)
@@ -242,13 +244,13 @@ def test_a_row_is_its_units_rerun_by_hand():
     row = ledger.row("vanilla_beats_zero_shot", "perm-mix")
     model, family = zoo.load("perm-mix"), zoo.task("perm-mix")
     expected = torch.empty(2, 2, dtype=torch.float64)
-    for t in range(2):
+    for k, t in enumerate(Splits(0).tasks(family.n_tasks, 2)):  # 2 of perm-mix's 8 tasks, drawn by the first seed
         for j, seed in enumerate((0, 1)):
             task = family.single(t)
             test = Splits(seed).sample(task, "test", 64, 16)
             tv, result = vanilla_task_vector(model, task, n_shots=16, seed=seed)
             assert result.sweep.best_layer is not None
-            expected[t, j] = (evaluate(model, task, "injected", tv, batch=test, progress=False).mean
+            expected[k, j] = (evaluate(model, task, "injected", tv, batch=test, progress=False).mean
                               - evaluate(model, task, "zero_shot", batch=test, progress=False).mean)
     torch.testing.assert_close(row.values["perm-mix"], expected)
     assert (row.mean, row.low, row.high) == pytest.approx(task_interval(expected, config.alpha))  # unadjusted
