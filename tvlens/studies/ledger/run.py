@@ -244,8 +244,7 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
             raise ValueError(f"models: {loaded} are loaded models, which an executor's workers cannot load; pass "
                              "their directories (or run without executor)")
     jobs = [ModelJob(s, tuple((t, seed) for t in s.task_ids(config.n_tasks, config.seeds[0]) for seed in config.seeds),
-                     config,
-                 tuple(c.name for c in claims if label in on[c.name]))
+                     config, tuple(c.name for c in claims if label in on[c.name]))
             for label, s in subjects.items() if any(label in on[c.name] for c in claims)]
     total = sum(len(job.units) * len(job.claims) for job in jobs)
     with progress_bar(total=total, desc="claims ledger", progress=progress) as bar:
