@@ -181,6 +181,6 @@ def test_fine_tuned_text_model_learns_in_context_and_the_ltv_beats_zero_shot(sav
     icl = evaluate(model, task, "icl", n_prompts=200, n_shots=5, seed=5, progress=False)
     zero = evaluate(model, task, "zero_shot", n_prompts=200, n_shots=5, seed=5, progress=False)
     assert icl.mean > zero.mean + 3 * (icl.stderr + zero.stderr)
-    ltv, _ = learn_task_vector(model, task, 1, n_shots=5, progress=False)
+    ltv, _ = learn_task_vector(model, task, 1, n_shots=5, seed=5, progress=False)  # scored with the seed it learned with
     injected = evaluate(model, task, "injected", ltv, n_prompts=200, n_shots=5, seed=5, progress=False)
     assert injected.mean > zero.mean + 3 * (injected.stderr + zero.stderr)

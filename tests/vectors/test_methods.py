@@ -341,3 +341,22 @@ def test_a_model_with_non_finite_outputs_is_named_not_the_learning_rate():
     with pytest.raises(ValueError, match=r"the validation loss is nan before any learning step; the model's own "
                                          r"outputs are not finite"):
         learn_task_vector(model, zoo.task("perm-mix").single(0), layer=1, epochs=1, progress=False)
+
+
+def test_every_method_records_the_seed_its_vector_is_scored_with(tiny_model, small_task):
+    """Each method's vector records the user seed whose splits made it (TaskVector.seeds), so evaluate scores it
+    only on that seed's held-out queries and refuses another seed's (whose partition may hold its training queries)."""
+    task = small_task.single(0)
+    made = {
+        "vanilla": vanilla_task_vector(tiny_model, task, 1, n_prompts=8, n_shots=3, seed=3)[0],
+        "function": function_vector(tiny_model, task, 1, top_k=2, n_prompts=8, n_corrupted=4, n_shots=3, seed=3)[0],
+        "learned": learn_task_vector(tiny_model, task, 1, n_shots=3, epochs=1, n_train=16, n_val=8, batch_size=8,
+                                     seed=3, progress=False)[0],
+        "head_weighted": head_weighted_task_vector(tiny_model, task, n_shots=3, n_head_prompts=8, epochs=1, n_train=16,
+                                                   n_val=8, batch_size=8, seed=3, progress=False)[0],
+    }
+    for method, tv in made.items():
+        assert tv.seeds == {3}, method
+        assert evaluate(tiny_model, task, "injected", tv, n_prompts=4, n_shots=3, seed=3, progress=False).mean >= 0
+        with pytest.raises(ValueError, match=r"^seed=4: the vector was made with seed 3"):
+            evaluate(tiny_model, task, "injected", tv, n_prompts=4, n_shots=3, seed=4, progress=False)
