@@ -729,3 +729,21 @@ def test_the_benefit_claims_are_gated_on_room_for_the_benefit():
         rows = claims_ledger(config, progress=False, executor=scripted(room)).rows
         assert {r.verdict for r in rows} == {expected}, rows
     assert rows[0].reason.startswith(f"gate {ROOM - 0.04:.2f}: the plain partners' ICL on the shifted prompts")
+
+
+def test_the_zoo_models_read_are_the_models_the_ledger_runs():
+    """zoo_models_read (what the report hashes to know a cached ledger is stale) is every model claims_ledger submits
+    plus the partners those models' claims read: a preview on each family's first model reads no replicate."""
+    from tvlens.studies.ledger import zoo_models_read
+
+    for config in (LedgerConfig(n_tasks=1, seeds=(0,)), LedgerConfig(n_tasks=1, seeds=(0,), family_models=1,
+                                                                     claims=("vanilla_beats_zero_shot", "tvp_loss"))):
+        ran = []
+        with pytest.raises(ModelsFailed), pytest.warns(RuntimeWarning):  # every job recorded, then failed
+            claims_ledger(config, progress=False, executor=_Scripted(
+                lambda job, ran=ran: ran.append(job.subject.name) or RuntimeError("not run")))
+        partners = {m for name in (config.claims or CLAIMS) for m in CLAIMS[name].partners}
+        assert set(zoo_models_read(config)) == set(ran) | partners
+        assert len(zoo_models_read(config)) == len(set(zoo_models_read(config)))
+    assert "perm-mix-s1" in zoo_models_read(LedgerConfig())
+    assert "perm-mix-s1" not in zoo_models_read(LedgerConfig(family_models=1))

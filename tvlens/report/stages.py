@@ -57,7 +57,7 @@ from tvlens.studies import (
     tvp_loss_comparison,
 )
 from tvlens.studies.formation import ComplexityResult, LayerProfile, TVPLossComparison
-from tvlens.studies.ledger import GATES, MIN_DISTINCT_ANSWERS, NOT_TESTABLE_MEANS
+from tvlens.studies.ledger import GATES, MIN_DISTINCT_ANSWERS, NOT_TESTABLE_MEANS, zoo_models_read
 from tvlens.studies.ledger.verdicts import NO_EFFECT, NOT_APPLICABLE, NOT_TESTABLE
 from tvlens.studies.table import StudyTable
 from tvlens.subjects import subject
@@ -434,8 +434,7 @@ def _ledger_weights(run: Run) -> dict[str, str]:
     """The weights of every model the ledger reads (its cache entry is stale when any of them changes)."""
     if run.ledger_models:
         return {name: model.fingerprint()["weights_sha256"] for name, model in run.ledger_models.items()}
-    config = _ledger_config(run)
-    names = sorted({m for name in (config.claims or CLAIMS) for m in CLAIMS[name].zoo_models})
+    names = sorted(zoo_models_read(_ledger_config(run)))  # a --quick preview: each family's first model only
     # the zoo's files, hashed without loading them (the ledger's workers load the models themselves)
     return {name: "file:" + hashlib.sha256(zoo.weights_path(name).read_bytes()).hexdigest() for name in names}
 

@@ -52,11 +52,11 @@ effects to verdicts. A new claim touches ``catalog.py`` only.
 
 from tvlens.studies.ledger.catalog import CLAIMS, GATES, NEEDS, NOT_TESTABLE_MEANS, Claim, Gate
 from tvlens.studies.ledger.config import LedgerConfig
-from tvlens.studies.ledger.run import MIN_DISTINCT_ANSWERS, ModelsFailed, claims_ledger
+from tvlens.studies.ledger.run import MIN_DISTINCT_ANSWERS, ModelsFailed, claims_ledger, zoo_models_read
 from tvlens.studies.ledger.table import ClaimsLedger, LedgerRow
 from tvlens.studies.ledger.unit import Store, Workbench
 from tvlens.studies.ledger.verdicts import NOT_APPLICABLE, NOT_MEASURED, NOT_TESTABLE
 
 __all__ = ["CLAIMS", "GATES", "MIN_DISTINCT_ANSWERS", "NOT_APPLICABLE", "NOT_MEASURED", "NOT_TESTABLE",
            "NEEDS", "NOT_TESTABLE_MEANS", "Claim", "ClaimsLedger", "Gate", "LedgerConfig", "LedgerRow", "ModelsFailed",
-           "Store", "Workbench", "claims_ledger"]
+           "Store", "Workbench", "claims_ledger", "zoo_models_read"]

@@ -364,6 +364,15 @@ def claims_ledger(config: LedgerConfig | None = None, progress: bool = True, *, 
     return ClaimsLedger(rows=rows, config=config, errors=errors)
 
 
+def zoo_models_read(config: LedgerConfig) -> tuple[str, ...]:
+    """Every zoo model the zoo ledger under ``config`` reads: its claims' rows (each family trimmed to
+    ``config.family_models``, as :func:`claims_ledger` measures them) and their partners."""
+    claims = [CLAIMS[name] for name in (config.claims or CLAIMS)]
+    return tuple(dict.fromkeys(m for c in claims
+                               for m in (*(m for _, read in _zoo_rows(c, config.family_models) for m in read),
+                                         *c.partners)))
+
+
 def _zoo_rows(claim: Claim, family_models: int | None = None) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """The claim's :attr:`~Claim.zoo_rows`, each family's row reading only its first ``family_models`` trained
     models (a contrast's pairs and a replicated claim's recipes read all theirs)."""
